@@ -1,0 +1,647 @@
+/**
+ * CallManager: the one facade every surface calls. It owns the call table,
+ * applies provider events through the state machine, runs the opening script
+ * (notify / conversation / inbound greeting), conversation turns with
+ * per-turn tokens, timers (ring, max duration, stale reaper), the inbound
+ * policy, and writes every change to the store as it happens.
+ */
+import { randomUUID } from "node:crypto";
+import type { CallMode, ProviderId, VoiceCallConfig } from "../config/schema.js";
+import { E164_PATTERN } from "../config/schema.js";
+import { VoiceCallError } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { CallProvider, ProviderEvent } from "../providers/types.js";
+import { routeCall } from "./routing.js";
+import { canTransition, isAnsweredState, isTerminal } from "./state.js";
+import type { CallStore, LoadedStore } from "./store.js";
+import type { CallRecord, CallState, CallView, LiveState, TerminalState, TranscriptEntry } from "./types.js";
+
+export type ManagerEvent =
+  | { type: "call"; call: CallRecord }
+  | { type: "transcript"; entry: TranscriptEntry };
+
+export interface InitiateRequest {
+  to?: string;
+  message?: string;
+  mode?: CallMode;
+  provider?: ProviderId;
+}
+
+export interface CallManagerOptions {
+  config: VoiceCallConfig;
+  providers: ReadonlyMap<ProviderId, CallProvider>;
+  store: CallStore;
+  loaded?: LoadedStore;
+  logger: Logger;
+}
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve(value: T): void;
+  reject(err: Error): void;
+  settled: boolean;
+}
+
+interface PendingTurn {
+  token: string;
+  reply: Deferred<string>;
+}
+
+interface LiveCall {
+  record: CallRecord;
+  transcript: TranscriptEntry[];
+  provider?: CallProvider;
+  log: Logger;
+  answered: Deferred<void>;
+  /** Token of the current listening turn; speech for any other token is stale. */
+  turnToken?: string;
+  pending?: PendingTurn;
+  /** Serializes what we say on the line, so two messages never overlap. */
+  speech: Promise<unknown>;
+  speaking?: AbortController;
+  timers: Set<NodeJS.Timeout>;
+}
+
+const ORPHAN_TTL_MS = 10_000;
+const MAX_SEEN_EVENTS = 4096;
+const MAX_ENDED_IN_MEMORY = 1000;
+const DTMF_PATTERN = /^[0-9A-D*#w]{1,64}$/;
+const DESTINATION_PATTERN = /^(\+[1-9]\d{1,14}|[0-9*#]{1,32}|sips?:[^\s]+|[A-Za-z0-9._-]{1,64})$/;
+
+export class CallManager {
+  private readonly config: VoiceCallConfig;
+  private readonly providers: ReadonlyMap<ProviderId, CallProvider>;
+  private readonly store: CallStore;
+  private readonly log: Logger;
+  private readonly calls = new Map<string, LiveCall>();
+  private readonly byProviderId = new Map<string, string>();
+  private readonly seenEvents = new Set<string>();
+  private readonly orphans = new Map<string, { at: number; events: ProviderEvent[] }>();
+  private readonly listeners = new Set<(event: ManagerEvent) => void>();
+  private reaper?: NodeJS.Timeout;
+  private stopped = false;
+
+  constructor(options: CallManagerOptions) {
+    this.config = options.config;
+    this.providers = options.providers;
+    this.store = options.store;
+    this.log = options.logger;
+    if (options.loaded) this.adopt(options.loaded);
+  }
+
+  /** Starts providers and timers, and checks restored calls with their carriers. */
+  async start(): Promise<void> {
+    for (const provider of this.providers.values()) await provider.start((event) => this.onProviderEvent(provider, event));
+    const reaperMs = Math.max(1000, Math.min(30_000, (this.config.staleCallReaperSeconds * 1000) / 4));
+    this.reaper = setInterval(() => this.sweep(), reaperMs);
+    this.reaper.unref();
+    await this.reconcileRestored();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.reaper) clearInterval(this.reaper);
+    for (const call of this.calls.values()) {
+      for (const t of call.timers) clearTimeout(t);
+      call.speaking?.abort();
+      call.pending?.reply.reject(new VoiceCallError("UNAVAILABLE", "the service is stopping"));
+    }
+    for (const provider of this.providers.values()) await provider.stop();
+    this.store.close();
+  }
+
+  onEvent(listener: (event: ManagerEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  // ---------------------------------------------------------------- commands
+
+  async initiateCall(request: InitiateRequest): Promise<{ callId: string; initiated: true; provider: ProviderId; state: CallState }> {
+    const to = request.to ?? this.config.toNumber;
+    if (!to) throw new VoiceCallError("INVALID_PARAMS", "to: required (no toNumber is configured)", [{ path: "to", message: "required" }]);
+    if (!DESTINATION_PATTERN.test(to)) {
+      throw new VoiceCallError("INVALID_PARAMS", "to: expected an E.164 number, an extension or a SIP URI", [
+        { path: "to", message: "expected an E.164 number, an extension or a SIP URI" },
+      ]);
+    }
+    const route = routeCall(this.config, to, request.provider);
+    const provider = this.providers.get(route.provider);
+    if (!provider) {
+      throw new VoiceCallError("UNAVAILABLE", `provider ${route.provider} (chosen by ${route.reason}) is not available in this service`);
+    }
+    if (provider.capabilities.e164Only && !E164_PATTERN.test(to)) {
+      throw new VoiceCallError("INVALID_PARAMS", `to: provider ${provider.id} needs an E.164 number`, [
+        { path: "to", message: `provider ${provider.id} needs an E.164 number` },
+      ]);
+    }
+    this.assertCapacity();
+    const mode = request.mode ?? this.config.outbound.defaultMode;
+    const call = this.track({
+      callId: randomUUID(),
+      provider: provider.id,
+      direction: "outbound",
+      mode,
+      from: this.config.fromNumber,
+      to,
+      state: "initiated",
+      createdAt: new Date().toISOString(),
+      turn: 0,
+      message: request.message,
+    });
+    call.log.info({ to, mode, route: route.reason }, "placing call");
+    try {
+      const { providerCallId } = await provider.placeCall({ callId: call.record.callId, to, from: this.config.fromNumber });
+      this.bindProviderId(call, providerCallId);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      this.finish(call, "failed", `provider refused the call: ${message}`);
+      throw new VoiceCallError("PROVIDER_ERROR", `${provider.id} could not place the call: ${message}`);
+    }
+    this.after(call, this.config.ringTimeoutMs, () => {
+      if (!isAnsweredState(call.record.state)) void this.hangupAndFinish(call, "no-answer", `not answered within ${this.config.ringTimeoutMs} ms`);
+    });
+    return { callId: call.record.callId, initiated: true, provider: provider.id, state: call.record.state };
+  }
+
+  /** Speaks `message`, then waits for what the caller says next. */
+  async continueCall(callId: string, message: string): Promise<{ transcript: string }> {
+    const call = this.liveCall(callId);
+    await this.waitAnswered(call);
+    const token = await this.say(call, message, true);
+    const pending = call.pending;
+    if (!pending || pending.token !== token) throw new VoiceCallError("INVALID_STATE", "the turn was superseded by a newer one");
+    const timeout = setTimeout(
+      () => pending.reply.reject(new VoiceCallError("TIMEOUT", `the caller said nothing within ${this.config.transcriptTimeoutMs} ms`)),
+      this.config.transcriptTimeoutMs,
+    );
+    try {
+      return { transcript: await pending.reply.promise };
+    } finally {
+      clearTimeout(timeout);
+    }
+  }
+
+  async speak(callId: string, message: string): Promise<void> {
+    const call = this.liveCall(callId);
+    await this.waitAnswered(call);
+    await this.say(call, message, false);
+  }
+
+  async sendDtmf(callId: string, digits: string): Promise<void> {
+    if (!DTMF_PATTERN.test(digits)) {
+      throw new VoiceCallError("INVALID_PARAMS", "digits: expected 0-9, A-D, * or # (w pauses 0.5 s)", [
+        { path: "digits", message: "expected 0-9, A-D, * or # (w pauses 0.5 s)" },
+      ]);
+    }
+    const call = this.liveCall(callId);
+    const provider = this.providerOf(call);
+    if (!provider.capabilities.dtmfOut) throw new VoiceCallError("UNSUPPORTED", `provider ${provider.id} cannot send DTMF`);
+    await this.waitAnswered(call);
+    await provider.sendDtmf(this.providerCallId(call), digits);
+    call.log.info({ digits: digits.length }, "sent DTMF");
+  }
+
+  async endCall(callId: string): Promise<{ state: CallState }> {
+    const call = this.calls.get(callId);
+    if (!call) throw notFound(callId);
+    if (!isTerminal(call.record.state)) await this.hangupAndFinish(call, "hangup-bot", "ended by request");
+    return { state: call.record.state };
+  }
+
+  getCall(idOrProviderId: string): CallView | undefined {
+    const call = this.calls.get(idOrProviderId) ?? this.calls.get(this.byProviderId.get(idOrProviderId) ?? "");
+    return call ? { ...call.record, transcript: [...call.transcript] } : undefined;
+  }
+
+  listCalls(): CallRecord[] {
+    return [...this.calls.values()].map((c) => ({ ...c.record }));
+  }
+
+  // ---------------------------------------------------------- provider events
+
+  private onProviderEvent(provider: CallProvider, event: ProviderEvent): void {
+    if (this.stopped) return;
+    if (this.seenEvents.has(event.eventId)) {
+      this.log.debug({ eventId: event.eventId }, "duplicate provider event ignored");
+      return;
+    }
+    this.remember(event.eventId);
+    if (event.type === "inbound") return void this.onInbound(provider, event);
+    const callId = this.byProviderId.get(event.providerCallId);
+    const call = callId ? this.calls.get(callId) : undefined;
+    if (!call) {
+      // The carrier can report a call before placeCall has returned its id.
+      const orphan = this.orphans.get(event.providerCallId) ?? { at: Date.now(), events: [] };
+      orphan.events.push(event);
+      this.orphans.set(event.providerCallId, orphan);
+      return;
+    }
+    this.apply(call, event);
+  }
+
+  private apply(call: LiveCall, event: ProviderEvent): void {
+    if (isTerminal(call.record.state)) return;
+    switch (event.type) {
+      case "ringing":
+        this.transition(call, "ringing");
+        return;
+      case "answered":
+        this.onAnswered(call);
+        return;
+      case "speech":
+        this.onSpeech(call, event.text, event.isFinal, event.turnToken);
+        return;
+      case "dtmf":
+        this.addTranscript(call, "caller", "dtmf", event.digits);
+        call.pending?.reply.resolve(`[DTMF ${event.digits}]`);
+        return;
+      case "ended":
+        this.finish(call, event.state, event.reason ?? "ended by the carrier");
+        return;
+      case "inbound":
+        return;
+    }
+  }
+
+  private onInbound(provider: CallProvider, event: Extract<ProviderEvent, { type: "inbound" }>): void {
+    const override = this.config.numbers[event.to];
+    const policy = override?.inboundPolicy ?? this.config.inboundPolicy;
+    const allowFrom = override?.allowFrom ?? this.config.allowFrom;
+    const call = this.track({
+      callId: randomUUID(),
+      provider: provider.id,
+      direction: "inbound",
+      mode: "conversation",
+      from: event.from,
+      to: event.to,
+      state: "initiated",
+      createdAt: new Date().toISOString(),
+      turn: 0,
+    });
+    this.bindProviderId(call, event.providerCallId);
+    const refusal =
+      policy === "disabled"
+        ? "inbound calls are disabled (inboundPolicy)"
+        : policy === "allowlist" && !allowFrom.includes(event.from)
+          ? "caller is not in allowFrom"
+          : this.activeCount() > this.config.maxConcurrentCalls
+            ? `maxConcurrentCalls (${this.config.maxConcurrentCalls}) reached`
+            : undefined;
+    if (refusal) {
+      call.log.info({ from: event.from, to: event.to, refusal }, "inbound call rejected");
+      this.finish(call, "hangup-bot", `rejected: ${refusal}`);
+      void call.provider?.reject(event.providerCallId, refusal).catch((err) => call.log.warn({ err }, "reject failed"));
+      return;
+    }
+    this.transition(call, "ringing");
+    call.log.info({ from: event.from, to: event.to }, "answering inbound call");
+    call.provider?.answer(event.providerCallId).catch((err) => {
+      this.finish(call, "error", `answer failed: ${err instanceof Error ? err.message : String(err)}`);
+    });
+  }
+
+  private onAnswered(call: LiveCall): void {
+    if (!this.transition(call, "answered")) return;
+    call.record.answeredAt = new Date().toISOString();
+    this.persist(call);
+    call.answered.resolve();
+    this.after(call, this.config.maxDurationSeconds * 1000, () => {
+      void this.hangupAndFinish(call, "timeout", `max duration ${this.config.maxDurationSeconds} s reached`);
+    });
+    void this.openingScript(call).catch((err) => {
+      if (!isTerminal(call.record.state)) call.log.warn({ err: String(err) }, "opening script failed");
+    });
+  }
+
+  private async openingScript(call: LiveCall): Promise<void> {
+    const { record } = call;
+    if (record.direction === "inbound") {
+      const greeting = this.config.numbers[record.to]?.inboundGreeting ?? this.config.inboundGreeting;
+      if (greeting) await this.say(call, greeting, true);
+      else await this.openTurn(call);
+      return;
+    }
+    if (!record.message) {
+      await this.openTurn(call);
+      return;
+    }
+    if (record.mode === "notify") {
+      await this.say(call, record.message, false);
+      await delay(this.config.outbound.notifyHangupDelaySec * 1000);
+      if (!isTerminal(call.record.state)) await this.hangupAndFinish(call, "hangup-bot", "notify message delivered");
+      return;
+    }
+    await this.say(call, record.message, true);
+  }
+
+  private onSpeech(call: LiveCall, text: string, isFinal: boolean, token: string | undefined): void {
+    const provider = call.provider;
+    const exact = provider?.capabilities.turnTokens ?? false;
+    if (exact ? token !== call.turnToken : token !== undefined && token !== call.turnToken) {
+      call.log.info({ turnToken: token }, "speech for a stale turn ignored");
+      return;
+    }
+    if (!isFinal || text.trim() === "") return;
+    this.addTranscript(call, "caller", "speech", text.trim());
+    const pending = call.pending;
+    if (pending && pending.token === call.turnToken) pending.reply.resolve(text.trim());
+  }
+
+  // ------------------------------------------------------------------ turns
+
+  /**
+   * Says `message` after anything already being said. With `thenListen`, the
+   * message opens a new turn: caller input from its start on answers it, and
+   * the carrier is asked to listen once the message has played. Returns that
+   * turn's token.
+   */
+  private say(call: LiveCall, message: string, thenListen: boolean): Promise<string | undefined> {
+    const run = async (): Promise<string | undefined> => {
+      this.assertLive(call);
+      const provider = this.providerOf(call);
+      const token = thenListen ? this.beginTurn(call) : undefined;
+      this.transition(call, "speaking");
+      this.addTranscript(call, "bot", "speech", message);
+      const controller = new AbortController();
+      call.speaking = controller;
+      try {
+        await provider.speak(this.providerCallId(call), message, { signal: controller.signal });
+      } finally {
+        if (call.speaking === controller) call.speaking = undefined;
+      }
+      this.assertLive(call);
+      this.transition(call, "listening");
+      if (token !== undefined && call.turnToken === token) await provider.listen(this.providerCallId(call), token);
+      return token;
+    };
+    const next = call.speech.then(run, run);
+    call.speech = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Opens a listening turn without saying anything first. */
+  private async openTurn(call: LiveCall): Promise<string> {
+    const token = this.beginTurn(call);
+    this.transition(call, "listening");
+    await this.providerOf(call).listen(this.providerCallId(call), token);
+    return token;
+  }
+
+  /** Allocates the next turn and its token; any earlier pending turn is superseded. */
+  private beginTurn(call: LiveCall): string {
+    const token = randomUUID();
+    call.pending?.reply.reject(new VoiceCallError("INVALID_STATE", "the turn was superseded by a newer one"));
+    call.turnToken = token;
+    call.pending = { token, reply: deferred<string>() };
+    call.pending.reply.promise.catch(() => undefined);
+    call.record.turn += 1;
+    this.persist(call);
+    return token;
+  }
+
+  // ----------------------------------------------------------- bookkeeping
+
+  private track(record: CallRecord, restored?: TranscriptEntry[]): LiveCall {
+    const call: LiveCall = {
+      record,
+      transcript: restored ?? [],
+      provider: this.providers.get(record.provider),
+      log: this.log.child({ callId: record.callId, provider: record.provider }),
+      answered: deferred<void>(),
+      speech: Promise.resolve(),
+      timers: new Set(),
+    };
+    call.answered.promise.catch(() => undefined);
+    if (isAnsweredState(record.state)) call.answered.resolve();
+    this.calls.set(record.callId, call);
+    if (record.providerCallId) this.byProviderId.set(record.providerCallId, record.callId);
+    if (!restored) this.persist(call);
+    return call;
+  }
+
+  private bindProviderId(call: LiveCall, providerCallId: string): void {
+    call.record.providerCallId = providerCallId;
+    this.byProviderId.set(providerCallId, call.record.callId);
+    this.persist(call);
+    const orphan = this.orphans.get(providerCallId);
+    if (orphan) {
+      this.orphans.delete(providerCallId);
+      for (const event of orphan.events) this.apply(call, event);
+    }
+  }
+
+  private transition(call: LiveCall, to: LiveState): boolean {
+    const from = call.record.state;
+    if (from === to) return true;
+    if (!canTransition(from, to)) {
+      call.log.debug({ from, to }, "state change refused");
+      return false;
+    }
+    call.record.state = to;
+    this.persist(call);
+    return true;
+  }
+
+  private finish(call: LiveCall, state: TerminalState, reason: string): void {
+    if (isTerminal(call.record.state)) return;
+    call.record.state = state;
+    call.record.endedAt = new Date().toISOString();
+    call.record.endReason = reason;
+    for (const t of call.timers) clearTimeout(t);
+    call.timers.clear();
+    call.speaking?.abort();
+    const ended = new VoiceCallError("CALL_ENDED", `call ${call.record.callId} ended (${state}: ${reason})`);
+    call.pending?.reply.reject(ended);
+    call.pending = undefined;
+    call.answered.reject(ended);
+    call.log.info({ state, reason }, "call ended");
+    this.persist(call);
+    this.forgetOldEnded();
+  }
+
+  private async hangupAndFinish(call: LiveCall, state: TerminalState, reason: string): Promise<void> {
+    if (isTerminal(call.record.state)) return;
+    const providerCallId = call.record.providerCallId;
+    this.finish(call, state, reason);
+    if (!providerCallId || !call.provider) return;
+    try {
+      await call.provider.hangup(providerCallId);
+    } catch (err) {
+      call.log.warn({ err: err instanceof Error ? err.message : String(err) }, "hang-up at the carrier failed");
+    }
+  }
+
+  private addTranscript(call: LiveCall, speaker: TranscriptEntry["speaker"], kind: TranscriptEntry["kind"], text: string): void {
+    const entry: TranscriptEntry = { callId: call.record.callId, at: new Date().toISOString(), speaker, kind, text, turn: call.record.turn };
+    call.transcript.push(entry);
+    this.store.appendTranscript(entry);
+    this.emit({ type: "transcript", entry });
+  }
+
+  private persist(call: LiveCall): void {
+    this.store.appendCall(call.record);
+    this.emit({ type: "call", call: { ...call.record } });
+  }
+
+  private emit(event: ManagerEvent): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(event);
+      } catch (err) {
+        this.log.warn({ err: String(err) }, "event listener failed");
+      }
+    }
+  }
+
+  private after(call: LiveCall, ms: number, fn: () => void): void {
+    const timer = setTimeout(() => {
+      call.timers.delete(timer);
+      fn();
+    }, ms);
+    timer.unref();
+    call.timers.add(timer);
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const [id, orphan] of this.orphans) if (now - orphan.at > ORPHAN_TTL_MS) this.orphans.delete(id);
+    const limitMs = this.config.staleCallReaperSeconds * 1000;
+    if (limitMs === 0) return;
+    for (const call of this.calls.values()) {
+      if (isTerminal(call.record.state)) continue;
+      if (now - Date.parse(call.record.createdAt) > limitMs) {
+        void this.hangupAndFinish(call, "timeout", `stale: not ended after ${this.config.staleCallReaperSeconds} s`);
+      }
+    }
+  }
+
+  private remember(eventId: string): void {
+    this.seenEvents.add(eventId);
+    if (this.seenEvents.size > MAX_SEEN_EVENTS) {
+      const oldest = this.seenEvents.values().next().value;
+      if (oldest !== undefined) this.seenEvents.delete(oldest);
+    }
+  }
+
+  private forgetOldEnded(): void {
+    if (this.calls.size <= MAX_ENDED_IN_MEMORY) return;
+    for (const [id, call] of this.calls) {
+      if (this.calls.size <= MAX_ENDED_IN_MEMORY) break;
+      if (!isTerminal(call.record.state)) continue;
+      this.calls.delete(id);
+      if (call.record.providerCallId) this.byProviderId.delete(call.record.providerCallId);
+    }
+  }
+
+  // -------------------------------------------------------------- restore
+
+  private adopt(loaded: LoadedStore): void {
+    for (const record of loaded.calls.values()) {
+      this.track({ ...record }, loaded.transcripts.get(record.callId) ?? []);
+    }
+    for (const warning of loaded.warnings) this.log.warn(warning);
+  }
+
+  private async reconcileRestored(): Promise<void> {
+    for (const call of this.calls.values()) {
+      if (isTerminal(call.record.state)) continue;
+      const provider = call.provider;
+      const providerCallId = call.record.providerCallId;
+      if (!provider || !providerCallId) {
+        call.log.warn("restored call cannot be checked with its carrier; kept until it ends or is reaped");
+        continue;
+      }
+      let status;
+      try {
+        status = await provider.getCallStatus(providerCallId);
+      } catch (err) {
+        status = { status: "unknown" as const, reason: err instanceof Error ? err.message : String(err) };
+      }
+      if (status.status === "ended") {
+        this.finish(call, status.state, `ended while the service was down${status.reason ? `: ${status.reason}` : ""}`);
+      } else if (status.status === "unknown") {
+        call.log.warn({ reason: status.reason }, "restored call status unknown; kept");
+      } else if (call.record.answeredAt) {
+        const left = Date.parse(call.record.answeredAt) + this.config.maxDurationSeconds * 1000 - Date.now();
+        this.after(call, Math.max(0, left), () => {
+          void this.hangupAndFinish(call, "timeout", `max duration ${this.config.maxDurationSeconds} s reached`);
+        });
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private liveCall(callId: string): LiveCall {
+    const call = this.calls.get(callId) ?? this.calls.get(this.byProviderId.get(callId) ?? "");
+    if (!call) throw notFound(callId);
+    this.assertLive(call);
+    return call;
+  }
+
+  private assertLive(call: LiveCall): void {
+    if (isTerminal(call.record.state)) {
+      throw new VoiceCallError("CALL_ENDED", `call ${call.record.callId} has ended (${call.record.state}: ${call.record.endReason ?? "no reason"})`);
+    }
+  }
+
+  private async waitAnswered(call: LiveCall): Promise<void> {
+    if (isAnsweredState(call.record.state)) return;
+    await call.answered.promise;
+  }
+
+  private providerOf(call: LiveCall): CallProvider {
+    if (!call.provider) throw new VoiceCallError("UNAVAILABLE", `provider ${call.record.provider} is not available in this service`);
+    return call.provider;
+  }
+
+  private providerCallId(call: LiveCall): string {
+    const id = call.record.providerCallId;
+    if (!id) throw new VoiceCallError("INVALID_STATE", `call ${call.record.callId} has not reached its carrier yet`);
+    return id;
+  }
+
+  private activeCount(): number {
+    let n = 0;
+    for (const call of this.calls.values()) if (!isTerminal(call.record.state)) n += 1;
+    return n;
+  }
+
+  private assertCapacity(): void {
+    if (this.activeCount() >= this.config.maxConcurrentCalls) {
+      throw new VoiceCallError("LIMIT_REACHED", `maxConcurrentCalls (${this.config.maxConcurrentCalls}) reached; end a call first`);
+    }
+  }
+}
+
+function notFound(callId: string): VoiceCallError {
+  return new VoiceCallError("NOT_FOUND", `no call with id ${callId}`);
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (err: Error) => void;
+  const d: Deferred<T> = {
+    promise: new Promise<T>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    }),
+    settled: false,
+    resolve(value) {
+      if (d.settled) return;
+      d.settled = true;
+      resolve(value);
+    },
+    reject(err) {
+      if (d.settled) return;
+      d.settled = true;
+      reject(err);
+    },
+  };
+  return d;
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}

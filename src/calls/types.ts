@@ -1,0 +1,58 @@
+import type { CallMode, ProviderId } from "../config/schema.js";
+
+export const LIVE_STATES = ["initiated", "ringing", "answered", "active", "speaking", "listening"] as const;
+export const TERMINAL_STATES = [
+  "completed",
+  "busy",
+  "no-answer",
+  "failed",
+  "hangup-user",
+  "hangup-bot",
+  "timeout",
+  "error",
+] as const;
+
+export type LiveState = (typeof LIVE_STATES)[number];
+export type TerminalState = (typeof TERMINAL_STATES)[number];
+export type CallState = LiveState | TerminalState;
+
+export type Direction = "outbound" | "inbound";
+export type Speaker = "bot" | "caller";
+
+export interface TranscriptEntry {
+  callId: string;
+  at: string;
+  speaker: Speaker;
+  kind: "speech" | "dtmf";
+  text: string;
+  /**
+   * The listening turn this line belongs to: a message that asks for an
+   * answer opens turn n, and the caller's answer belongs to it too. Lines
+   * said before any turn (a notify message) are turn 0.
+   */
+  turn: number;
+}
+
+export interface CallRecord {
+  callId: string;
+  provider: ProviderId;
+  providerCallId?: string;
+  direction: Direction;
+  mode: CallMode;
+  from?: string;
+  to: string;
+  state: CallState;
+  createdAt: string;
+  answeredAt?: string;
+  endedAt?: string;
+  /** Why the call ended, in words (the terminal state says how). */
+  endReason?: string;
+  /** Number of conversation turns opened so far. */
+  turn: number;
+  /** The opening message for outbound calls. */
+  message?: string;
+}
+
+export interface CallView extends CallRecord {
+  transcript: TranscriptEntry[];
+}

@@ -1,0 +1,60 @@
+/**
+ * The only place that reads environment variables. Secrets and a few
+ * deployment settings may come from the environment; a value in the config
+ * file wins over the environment, except VOICECALL_TOKEN (documented).
+ */
+type Raw = Record<string, unknown>;
+export type Env = Record<string, string | undefined>;
+
+/** env var -> config path. */
+const ENV_KEYS: ReadonlyArray<readonly [string, readonly string[]]> = [
+  ["TWILIO_ACCOUNT_SID", ["twilio", "accountSid"]],
+  ["TWILIO_AUTH_TOKEN", ["twilio", "authToken"]],
+  ["TELNYX_API_KEY", ["telnyx", "apiKey"]],
+  ["TELNYX_CONNECTION_ID", ["telnyx", "connectionId"]],
+  ["TELNYX_PUBLIC_KEY", ["telnyx", "publicKey"]],
+  ["PLIVO_AUTH_ID", ["plivo", "authId"]],
+  ["PLIVO_AUTH_TOKEN", ["plivo", "authToken"]],
+  ["NGROK_AUTHTOKEN", ["tunnel", "ngrokAuthToken"]],
+  ["NGROK_DOMAIN", ["tunnel", "ngrokDomain"]],
+  ["ASTERISK_ARI_URL", ["asterisk", "ari", "url"]],
+  ["ASTERISK_ARI_USERNAME", ["asterisk", "ari", "username"]],
+  ["ASTERISK_ARI_PASSWORD", ["asterisk", "ari", "password"]],
+];
+
+export const ENV_VAR_NAMES = [...ENV_KEYS.map(([name]) => name), "VOICECALL_TOKEN"];
+
+export function applyEnv(raw: Raw, env: Env): Raw {
+  const out: Raw = structuredClone(raw);
+  for (const [name, path] of ENV_KEYS) {
+    const value = env[name];
+    if (value === undefined || value === "") continue;
+    setIfAbsent(out, path, value);
+  }
+  const token = env.VOICECALL_TOKEN;
+  if (token) {
+    const control = (out.control ??= {}) as Raw;
+    control.token = token;
+  }
+  return out;
+}
+
+function setIfAbsent(target: Raw, path: readonly string[], value: string): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    const next = node[key];
+    if (typeof next !== "object" || next === null || Array.isArray(next)) {
+      // A non-object here is a config error the schema will report; leave it.
+      if (next !== undefined) return;
+      node[key] = {};
+    }
+    node = node[key] as Raw;
+  }
+  const last = path[path.length - 1]!;
+  if (node[last] === undefined) node[last] = value;
+}
+
+/** Where the CLI finds the running service, from VOICECALL_URL / VOICECALL_TOKEN. */
+export function clientEnv(env: Env): { url?: string; token?: string } {
+  return { url: env.VOICECALL_URL || undefined, token: env.VOICECALL_TOKEN || undefined };
+}

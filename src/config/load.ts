@@ -1,0 +1,139 @@
+/**
+ * Turns a raw config (file, plugin config, or nothing) into a validated
+ * VoiceCallConfig. Every problem is reported at once, each naming its key path.
+ */
+import { readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import JSON5 from "json5";
+import { VoiceCallError, zodIssues, type FieldIssue } from "../errors.js";
+import { applyEnv, type Env } from "./env.js";
+import { migrateLegacyConfig } from "./migrate.js";
+import { PROVIDER_IDS, VoiceCallConfigSchema, type ProviderId, type VoiceCallConfig } from "./schema.js";
+
+export interface ResolvedConfig {
+  config: VoiceCallConfig;
+  /** Legacy keys that were migrated; `voicecall doctor --fix` rewrites them. */
+  warnings: string[];
+}
+
+export function resolveConfig(raw: unknown, env: Env = {}, source = "config"): ResolvedConfig {
+  const input = raw ?? {};
+  if (typeof input !== "object" || Array.isArray(input)) {
+    throw configError(source, [{ path: "(root)", message: "expected an object" }]);
+  }
+  const { value, changes } = migrateLegacyConfig(input as Record<string, unknown>);
+  const withEnv = applyEnv(value, env);
+  const parsed = VoiceCallConfigSchema.safeParse(withEnv);
+  // Cross-field rules read the raw input too, so one run reports every problem.
+  const cross = crossFieldIssues(withEnv);
+  if (!parsed.success) {
+    const issues = zodIssues(parsed.error);
+    const seen = new Set(issues.map((i) => i.path));
+    throw configError(source, [...issues, ...cross.filter((i) => !seen.has(i.path))]);
+  }
+  if (cross.length > 0) throw configError(source, cross);
+  return {
+    config: parsed.data,
+    warnings: changes.map((c) => `legacy config key: ${c} (run "voicecall doctor --fix")`),
+  };
+}
+
+/** Reads a JSON or JSON5 file; a syntax error names the file, line and column. */
+export function readConfigFile(path: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code === "ENOENT" ? "file not found" : String((err as Error).message);
+    throw new VoiceCallError("INVALID_CONFIG", `cannot read config ${path}: ${reason}`);
+  }
+  try {
+    return JSON5.parse(text);
+  } catch (err) {
+    throw new VoiceCallError("INVALID_CONFIG", `config ${path} is not valid JSON/JSON5: ${(err as Error).message}`);
+  }
+}
+
+export function defaultStoreDir(config: VoiceCallConfig): string {
+  return config.store ?? join(homedir(), ".openclaw", "voice-calls");
+}
+
+/** Every provider the config can send a call to. */
+export function providersInUse(config: VoiceCallConfig): Set<ProviderId> {
+  const used = new Set<ProviderId>([config.provider]);
+  if (config.routing.defaultProvider) used.add(config.routing.defaultProvider);
+  for (const rule of config.routing.rules) used.add(rule.provider);
+  for (const override of Object.values(config.numbers)) if (override.provider) used.add(override.provider);
+  return used;
+}
+
+/** Credentials each carrier needs, as [config path, env var]. */
+const REQUIRED: Partial<Record<ProviderId, ReadonlyArray<readonly [string, string]>>> = {
+  twilio: [
+    ["twilio.accountSid", "TWILIO_ACCOUNT_SID"],
+    ["twilio.authToken", "TWILIO_AUTH_TOKEN"],
+  ],
+  telnyx: [
+    ["telnyx.apiKey", "TELNYX_API_KEY"],
+    ["telnyx.connectionId", "TELNYX_CONNECTION_ID"],
+  ],
+  plivo: [
+    ["plivo.authId", "PLIVO_AUTH_ID"],
+    ["plivo.authToken", "PLIVO_AUTH_TOKEN"],
+  ],
+  asterisk: [["asterisk.ari.password", "ASTERISK_ARI_PASSWORD"]],
+};
+
+/** Checks that span keys, on raw (possibly invalid) input: bad values are the schema's to report. */
+function crossFieldIssues(raw: Record<string, unknown>): FieldIssue[] {
+  const issues: FieldIssue[] = [];
+  const used = new Set<ProviderId>([isProviderId(raw.provider) ? raw.provider : "mock"]);
+  const routing = getPath(raw, "routing.defaultProvider");
+  if (isProviderId(routing)) used.add(routing);
+  const rules = getPath(raw, "routing.rules");
+  if (Array.isArray(rules)) for (const r of rules) if (isProviderId(getPath(r, "provider"))) used.add(getPath(r, "provider") as ProviderId);
+  const numbers = raw.numbers;
+  if (typeof numbers === "object" && numbers !== null) {
+    for (const n of Object.values(numbers)) if (isProviderId(getPath(n, "provider"))) used.add(getPath(n, "provider") as ProviderId);
+  }
+  for (const provider of used) {
+    for (const [path, envName] of REQUIRED[provider] ?? []) {
+      if (getPath(raw, path) === undefined) {
+        issues.push({ path, message: `required when provider ${provider} is used (or set ${envName})` });
+      }
+    }
+    const cloud = provider === "twilio" || provider === "telnyx" || provider === "plivo";
+    if (cloud && raw.fromNumber === undefined) {
+      issues.push({ path: "fromNumber", message: `required when provider ${provider} is used` });
+    }
+    if (provider === "telnyx" && getPath(raw, "telnyx.publicKey") === undefined && raw.skipSignatureVerification !== true) {
+      issues.push({
+        path: "telnyx.publicKey",
+        message: "required to verify webhooks (or set TELNYX_PUBLIC_KEY, or skipSignatureVerification for development)",
+      });
+    }
+  }
+  if (raw.inboundPolicy === "allowlist" && !hasEntries(raw.allowFrom)) {
+    const perNumber = typeof numbers === "object" && numbers !== null && Object.values(numbers).some((n) => hasEntries(getPath(n, "allowFrom")));
+    if (!perNumber) issues.push({ path: "allowFrom", message: 'must list at least one number when inboundPolicy is "allowlist"' });
+  }
+  return issues;
+}
+
+const isProviderId = (v: unknown): v is ProviderId => typeof v === "string" && (PROVIDER_IDS as readonly string[]).includes(v);
+const hasEntries = (v: unknown): boolean => Array.isArray(v) && v.length > 0;
+
+function getPath(obj: unknown, path: string): unknown {
+  let node: unknown = obj;
+  for (const key of path.split(".")) {
+    if (typeof node !== "object" || node === null) return undefined;
+    node = (node as Record<string, unknown>)[key];
+  }
+  return node;
+}
+
+function configError(source: string, issues: FieldIssue[]): VoiceCallError {
+  const lines = issues.map((i) => `  - ${i.path}: ${i.message}`).join("\n");
+  return new VoiceCallError("INVALID_CONFIG", `invalid ${source}:\n${lines}`, issues);
+}

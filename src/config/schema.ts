@@ -1,0 +1,208 @@
+/**
+ * The one schema for the whole configuration. Keys and meanings follow the
+ * reference voice-call plugin's README; `asterisk`, `routing`, `control` and
+ * `mock` are this project's additions. Defaults live here and nowhere else.
+ */
+import { z } from "zod";
+
+export const E164_PATTERN = /^\+[1-9]\d{1,14}$/;
+export const E164 = z.string().regex(E164_PATTERN, "expected an E.164 number such as +15550001234");
+
+export const PROVIDER_IDS = ["twilio", "telnyx", "plivo", "mock", "asterisk"] as const;
+export const ProviderId = z.enum(PROVIDER_IDS);
+export type ProviderId = z.infer<typeof ProviderId>;
+
+export const CallMode = z.enum(["notify", "conversation"]);
+export type CallMode = z.infer<typeof CallMode>;
+
+export const InboundPolicy = z.enum(["disabled", "allowlist", "open"]);
+export type InboundPolicy = z.infer<typeof InboundPolicy>;
+
+const secret = z.string().min(1);
+const positiveInt = z.number().int().positive();
+const nonNegativeInt = z.number().int().nonnegative();
+
+const TwilioConfig = z.strictObject({ accountSid: secret.optional(), authToken: secret.optional() });
+const TelnyxConfig = z.strictObject({
+  apiKey: secret.optional(),
+  connectionId: secret.optional(),
+  publicKey: secret.optional(),
+});
+const PlivoConfig = z.strictObject({ authId: secret.optional(), authToken: secret.optional() });
+
+const ServeConfig = z.strictObject({
+  port: z.number().int().min(0).max(65535).default(3334),
+  bind: z.string().min(1).default("127.0.0.1"),
+  path: z.string().startsWith("/", "must start with /").default("/voice/webhook"),
+});
+
+const TunnelConfig = z.strictObject({
+  provider: z.enum(["none", "ngrok", "tailscale-serve", "tailscale-funnel"]).default("none"),
+  ngrokAuthToken: secret.optional(),
+  ngrokDomain: z.string().min(1).optional(),
+  allowNgrokFreeTierLoopbackBypass: z.boolean().default(false),
+});
+
+const TailscaleConfig = z.strictObject({
+  mode: z.enum(["off", "serve", "funnel"]).default("off"),
+  path: z.string().startsWith("/", "must start with /").default("/voice/webhook"),
+});
+
+const WebhookSecurityConfig = z.strictObject({
+  allowedHosts: z.array(z.string().min(1)).default([]),
+  trustForwardingHeaders: z.boolean().default(false),
+  trustedProxyIPs: z.array(z.string().min(1)).default([]),
+});
+
+const OutboundConfig = z.strictObject({
+  defaultMode: CallMode.default("notify"),
+  /** Seconds to wait after the message before hanging up in notify mode. */
+  notifyHangupDelaySec: nonNegativeInt.default(3),
+});
+
+const StreamingConfig = z.strictObject({
+  enabled: z.boolean().default(false),
+  /** Speech provider id; unset means the first registered one in auto-select order. */
+  provider: z.string().min(1).optional(),
+  /** Provider-owned options, keyed by provider id. */
+  providers: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
+  streamPath: z.string().startsWith("/", "must start with /").default("/voice/stream"),
+  /** A media stream must send its start frame within this time or it is closed. */
+  preStartTimeoutMs: positiveInt.default(5000),
+  maxPendingConnections: positiveInt.default(32),
+  maxPendingConnectionsPerIp: positiveInt.default(4),
+  maxConnections: positiveInt.default(128),
+});
+
+const NumberOverride = z.strictObject({
+  inboundPolicy: InboundPolicy.optional(),
+  allowFrom: z.array(E164).optional(),
+  inboundGreeting: z.string().min(1).optional(),
+  responseModel: z.string().min(1).optional(),
+  responseSystemPrompt: z.string().min(1).optional(),
+  provider: ProviderId.optional(),
+});
+export type NumberOverride = z.infer<typeof NumberOverride>;
+
+const AsteriskConfig = z.strictObject({
+  ari: z
+    .strictObject({
+      url: z.url().default("http://127.0.0.1:8088"),
+      username: z.string().min(1).default("voicecall"),
+      password: secret.optional(),
+      app: z.string().regex(/^[A-Za-z0-9_-]+$/, "letters, digits, _ and - only").default("voicecall"),
+    })
+    .prefault({}),
+  media: z
+    .strictObject({
+      transport: z.enum(["rtp", "websocket"]).default("rtp"),
+      /** Where our RTP sockets bind. */
+      bindHost: z.string().min(1).default("127.0.0.1"),
+      /** The address Asterisk sends RTP to; defaults to bindHost. */
+      advertiseHost: z.string().min(1).optional(),
+      rtpPortMin: z.number().int().min(1024).max(65535).default(40000),
+      rtpPortMax: z.number().int().min(1024).max(65535).default(40999),
+      codec: z.enum(["ulaw", "alaw", "slin16"]).default("ulaw"),
+    })
+    .prefault({})
+    .refine((m) => m.rtpPortMin <= m.rtpPortMax, {
+      message: "rtpPortMin must not exceed rtpPortMax",
+      path: ["rtpPortMax"],
+    }),
+  /** Dial string for outbound calls; {to} is replaced by the destination. */
+  dialTemplate: z.string().includes("{to}", { message: "must contain {to}" }).default("PJSIP/{to}"),
+});
+
+const RoutingRule = z.strictObject({
+  /** Destination prefix, e.g. "+1" or "sip:" or "2". */
+  prefix: z.string().min(1).optional(),
+  /** Regular expression tested against the whole destination. */
+  pattern: z
+    .string()
+    .min(1)
+    .refine(isValidRegex, "not a valid regular expression")
+    .optional(),
+  provider: ProviderId,
+});
+
+const RoutingConfig = z.strictObject({
+  defaultProvider: ProviderId.optional(),
+  rules: z
+    .array(
+      RoutingRule.refine((r) => r.prefix !== undefined || r.pattern !== undefined, {
+        message: "a rule needs prefix or pattern",
+      }),
+    )
+    .default([]),
+});
+
+const MockConfig = z.strictObject({
+  /** What an outbound call does: answer, busy, no-answer, or fail. */
+  outcome: z.enum(["answer", "busy", "no-answer", "failed"]).default("answer"),
+  ringMs: nonNegativeInt.default(300),
+  /** Simulated time to speak one character of text. */
+  speakMsPerChar: nonNegativeInt.default(5),
+  /** What the simulated caller says in turn, one entry per listen; {message} is our last line. */
+  replies: z.array(z.string()).default(["I heard you say: {message}"]),
+  replyDelayMs: nonNegativeInt.default(200),
+  /** Hang up (as the caller) after this many replies; 0 never. */
+  hangupAfterReplies: nonNegativeInt.default(0),
+});
+
+const ControlConfig = z.strictObject({
+  /** Bearer token for POST /rpc; env VOICECALL_TOKEN wins. */
+  token: z.string().min(16, "must be at least 16 characters").optional(),
+});
+
+export const VoiceCallConfigSchema = z.strictObject({
+  enabled: z.boolean().default(true),
+  provider: ProviderId.default("mock"),
+  fromNumber: E164.optional(),
+  toNumber: E164.optional(),
+  twilio: TwilioConfig.optional(),
+  telnyx: TelnyxConfig.optional(),
+  plivo: PlivoConfig.optional(),
+  skipSignatureVerification: z.boolean().default(false),
+  serve: ServeConfig.prefault({}),
+  publicUrl: z.url().optional(),
+  tunnel: TunnelConfig.prefault({}),
+  tailscale: TailscaleConfig.prefault({}),
+  webhookSecurity: WebhookSecurityConfig.prefault({}),
+  outbound: OutboundConfig.prefault({}),
+  streaming: StreamingConfig.prefault({}),
+  inboundPolicy: InboundPolicy.default("disabled"),
+  allowFrom: z.array(E164).default([]),
+  inboundGreeting: z.string().min(1).optional(),
+  numbers: z.record(E164, NumberOverride).default({}),
+  maxDurationSeconds: positiveInt.default(300),
+  /** Calls not ended after this many seconds are reaped as timed out; 0 disables. */
+  staleCallReaperSeconds: nonNegativeInt.default(600),
+  silenceTimeoutMs: positiveInt.default(800),
+  /** How long a conversation turn waits for the caller to say something. */
+  transcriptTimeoutMs: positiveInt.default(180_000),
+  ringTimeoutMs: positiveInt.default(30_000),
+  maxConcurrentCalls: positiveInt.default(10),
+  sessionScope: z.enum(["per-phone", "per-call"]).default("per-phone"),
+  store: z.string().min(1).optional(),
+  responseModel: z.string().min(1).optional(),
+  responseSystemPrompt: z.string().min(1).optional(),
+  responseTimeoutMs: positiveInt.default(30_000),
+  asterisk: AsteriskConfig.prefault({}),
+  routing: RoutingConfig.prefault({}),
+  control: ControlConfig.prefault({}),
+  mock: MockConfig.prefault({}),
+  log: z.strictObject({ level: z.enum(["trace", "debug", "info", "warn", "error", "silent"]).default("info") }).prefault({}),
+});
+
+export type VoiceCallConfig = z.infer<typeof VoiceCallConfigSchema>;
+export type VoiceCallConfigInput = z.input<typeof VoiceCallConfigSchema>;
+
+function isValidRegex(source: string): boolean {
+  try {
+    new RegExp(source);
+    return true;
+  } catch {
+    // An invalid pattern is reported as a config issue by the caller.
+    return false;
+  }
+}

@@ -1,0 +1,232 @@
+/**
+ * The `voicecall` commands. One definition serves the standalone binary and
+ * `openclaw voicecall` inside the gateway: every call command talks to the
+ * running service's control API, so both behave the same.
+ */
+import { writeFileSync, copyFileSync } from "node:fs";
+import { Command, Option } from "commander";
+import { clientEnv, type Env } from "../config/env.js";
+import { defaultStoreDir, readConfigFile, resolveConfig } from "../config/load.js";
+import { migrateLegacyConfig } from "../config/migrate.js";
+import { CallMode, PROVIDER_IDS, type VoiceCallConfig } from "../config/schema.js";
+import { VoiceCallError, asVoiceCallError } from "../errors.js";
+import { createLogger } from "../log.js";
+import { startService } from "../server/service.js";
+import { readSavedToken } from "../server/token.js";
+import { VoiceCallClient } from "./client.js";
+import type { MethodName } from "./methods.js";
+
+export interface CliIo {
+  env: Env;
+  out: (line: string) => void;
+  err: (line: string) => void;
+  /** Resolves when the process is asked to stop (Ctrl-C, SIGTERM). */
+  untilSignal: () => Promise<void>;
+}
+
+interface GlobalOptions {
+  url?: string;
+  token?: string;
+  config?: string;
+  json?: boolean;
+}
+
+export function registerVoicecallCommands(root: Command, io: CliIo): Command {
+  root
+    .option("--url <url>", "control API of the running service (env VOICECALL_URL)")
+    .option("--token <token>", "bearer token for the control API (env VOICECALL_TOKEN)")
+    .option("--config <file>", "config file (JSON or JSON5)")
+    .option("--json", "machine-readable output");
+
+  const globals = (cmd: Command): GlobalOptions => cmd.optsWithGlobals() as GlobalOptions;
+
+  const rpc = (name: MethodName, params: (o: Record<string, string>) => Record<string, unknown>, human: (r: any) => string) =>
+    async (options: Record<string, string>, cmd: Command) => {
+      const g = globals(cmd);
+      await report(io, g, async () => {
+        const client = clientFor(g, io.env);
+        return client.call(name, params(options));
+      }, human);
+    };
+
+  root
+    .command("call")
+    .description("place a call and speak a message")
+    .requiredOption("--to <number>", "destination: E.164 number, extension or SIP URI")
+    .requiredOption("--message <text>", "what to say when the call is answered")
+    .addOption(new Option("--mode <mode>", "notify (speak, hang up) or conversation").choices(CallMode.options))
+    .addOption(new Option("--provider <id>", "carrier for this call (overrides routing)").choices(PROVIDER_IDS))
+    .action(rpc("voicecall.initiate", (o) => ({ to: o.to, message: o.message, mode: o.mode, provider: o.provider }), (r) => `call ${r.callId} initiated via ${r.provider} (${r.state})`));
+
+  root
+    .command("continue")
+    .description("say something and wait for the caller's answer")
+    .requiredOption("--call-id <id>", "call id")
+    .requiredOption("--message <text>", "what to say")
+    .action(rpc("voicecall.continue", (o) => ({ callId: o.callId, message: o.message }), (r) => `caller: ${r.transcript}`));
+
+  root
+    .command("speak")
+    .description("say something without waiting for an answer")
+    .requiredOption("--call-id <id>", "call id")
+    .requiredOption("--message <text>", "what to say")
+    .action(rpc("voicecall.speak", (o) => ({ callId: o.callId, message: o.message }), () => "spoken"));
+
+  root
+    .command("dtmf")
+    .description("send DTMF digits into the call")
+    .requiredOption("--call-id <id>", "call id")
+    .requiredOption("--digits <digits>", "0-9, A-D, *, #; w pauses")
+    .action(rpc("voicecall.dtmf", (o) => ({ callId: o.callId, digits: o.digits }), () => "sent"));
+
+  root
+    .command("end")
+    .description("hang up a call")
+    .requiredOption("--call-id <id>", "call id")
+    .action(rpc("voicecall.end", (o) => ({ callId: o.callId }), (r) => `ended (${r.state})`));
+
+  root
+    .command("status")
+    .description("a call's state and transcript; without --call-id, every call the service holds")
+    .option("--call-id <id>", "call id")
+    .action(async (o: Record<string, string>, cmd: Command) => {
+      const g = globals(cmd);
+      await report(io, g, async () => {
+        const client = clientFor(g, io.env);
+        return o.callId ? client.call("voicecall.status", { callId: o.callId }) : client.call("voicecall.list", {});
+      }, formatStatus);
+    });
+
+  root
+    .command("tail")
+    .description("print call events as they happen, until Ctrl-C")
+    .action(async (_o: unknown, cmd: Command) => {
+      const g = globals(cmd);
+      const controller = new AbortController();
+      void io.untilSignal().then(() => controller.abort());
+      try {
+        for await (const event of clientFor(g, io.env).events(controller.signal)) {
+          io.out(g.json ? JSON.stringify(event) : formatEvent(event as TailEvent));
+        }
+      } catch (err) {
+        fail(io, g, asVoiceCallError(err));
+      }
+    });
+
+  root
+    .command("serve")
+    .description("run the voice-call service (webhooks + control API)")
+    .addOption(new Option("--port <port>", "override serve.port").argParser(parsePort))
+    .action(async (o: { port?: number }, cmd: Command) => {
+      const g = globals(cmd);
+      try {
+        const { config, warnings } = loadConfig(g.config, io.env);
+        if (o.port !== undefined) config.serve.port = o.port;
+        for (const w of warnings) io.err(`warning: ${w}`);
+        const logger = createLogger(config.log.level);
+        const service = await startService(config, logger);
+        io.err(`voicecall: serving on ${service.url} (provider ${config.provider}, store ${service.runtime.storeDir})`);
+        io.err(service.tokenGenerated
+          ? `voicecall: generated a control token, saved in ${service.runtime.storeDir}/control-token; set VOICECALL_TOKEN=${service.token} for other machines`
+          : "voicecall: control token from config, VOICECALL_TOKEN or the store folder");
+        io.err(`voicecall: try  npx voicecall call --to +15550001234 --message "hello" --json`);
+        await io.untilSignal();
+        io.err("voicecall: stopping");
+        await service.close();
+      } catch (err) {
+        fail(io, g, asVoiceCallError(err));
+      }
+    });
+
+  root
+    .command("doctor")
+    .description("check a config file; --fix rewrites legacy keys (a .bak copy is kept)")
+    .option("--fix", "rewrite the config file with current keys")
+    .action(async (o: { fix?: boolean }, cmd: Command) => {
+      const g = globals(cmd);
+      await report(io, g, async () => doctor(g.config, io.env, o.fix === true), (r) => r.lines.join("\n"));
+    });
+
+  return root;
+}
+
+// ------------------------------------------------------------------ helpers
+
+function parsePort(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new VoiceCallError("INVALID_PARAMS", `--port: expected 0-65535, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+function loadConfig(file: string | undefined, env: Env): { config: VoiceCallConfig; warnings: string[] } {
+  const raw = file ? readConfigFile(file) : {};
+  return resolveConfig(raw, env, file ? `config ${file}` : "config");
+}
+
+function clientFor(g: GlobalOptions, env: Env): VoiceCallClient {
+  const fromEnv = clientEnv(env);
+  let config: VoiceCallConfig | undefined;
+  if (g.config) config = loadConfig(g.config, env).config;
+  else config = resolveConfig({}, env).config;
+  const host = config.serve.bind === "0.0.0.0" || config.serve.bind === "::" ? "127.0.0.1" : config.serve.bind;
+  const url = g.url ?? fromEnv.url ?? `http://${host.includes(":") ? `[${host}]` : host}:${config.serve.port}`;
+  const token = g.token ?? fromEnv.token ?? config.control.token ?? readSavedToken(defaultStoreDir(config));
+  return new VoiceCallClient({ url, token });
+}
+
+async function report<T>(io: CliIo, g: GlobalOptions, run: () => Promise<T>, human: (result: T) => string): Promise<void> {
+  try {
+    const result = await run();
+    io.out(g.json ? JSON.stringify({ ok: true, result }) : human(result));
+  } catch (err) {
+    fail(io, g, asVoiceCallError(err));
+  }
+}
+
+function fail(io: CliIo, g: GlobalOptions, error: VoiceCallError): void {
+  if (g.json) io.out(JSON.stringify({ ok: false, error: error.toJSON() }));
+  else io.err(`voicecall: ${error.code}: ${error.message}`);
+  process.exitCode = 1;
+}
+
+async function doctor(file: string | undefined, env: Env, fix: boolean): Promise<{ ok: boolean; changes: string[]; fixed: boolean; lines: string[] }> {
+  if (!file) throw new VoiceCallError("INVALID_PARAMS", "--config: doctor needs the config file to check", [{ path: "--config", message: "required" }]);
+  const raw = readConfigFile(file);
+  const { value, changes } = migrateLegacyConfig(raw);
+  const lines = changes.map((c) => `legacy: ${c}`);
+  let fixed = false;
+  if (fix && changes.length > 0) {
+    copyFileSync(file, `${file}.bak`);
+    writeFileSync(file, `${JSON.stringify(value, null, 2)}\n`);
+    fixed = true;
+    lines.push(`rewrote ${file} (previous version in ${file}.bak)`);
+  }
+  resolveConfig(value, env, `config ${file}`);
+  lines.push(changes.length === 0 ? "config is valid; no legacy keys" : fixed ? "config is valid" : 'config is valid once legacy keys are rewritten: run "voicecall doctor --fix"');
+  return { ok: true, changes, fixed, lines };
+}
+
+interface TailEvent {
+  type: "call" | "transcript";
+  call?: { callId: string; state: string; endReason?: string };
+  entry?: { callId: string; speaker: string; kind: string; text: string };
+}
+
+function formatEvent(e: TailEvent): string {
+  const time = new Date().toISOString().slice(11, 23);
+  if (e.type === "call" && e.call) return `${time} ${e.call.callId} state=${e.call.state}${e.call.endReason ? ` (${e.call.endReason})` : ""}`;
+  if (e.entry) return `${time} ${e.entry.callId} ${e.entry.speaker}${e.entry.kind === "dtmf" ? " [dtmf]" : ""}: ${e.entry.text}`;
+  return `${time} ${JSON.stringify(e)}`;
+}
+
+function formatStatus(r: any): string {
+  if (Array.isArray(r.calls)) {
+    if (r.calls.length === 0) return "no calls";
+    return r.calls.map((c: any) => `${c.callId}  ${c.state.padEnd(10)} ${c.direction} ${c.to}  ${c.createdAt}`).join("\n");
+  }
+  if (!r.found) return "not found";
+  const c = r.call;
+  const lines = [`${c.callId}  ${c.state}${c.endReason ? ` (${c.endReason})` : ""}  ${c.direction} via ${c.provider} to ${c.to}`];
+  for (const t of c.transcript) lines.push(`  ${t.speaker}${t.kind === "dtmf" ? " [dtmf]" : ""}: ${t.text}`);
+  return lines.join("\n");
+}

@@ -1,0 +1,28 @@
+/**
+ * Builds openclaw.plugin.json from the plugin entry, so the manifest's config
+ * schema never drifts from the zod schema. `npm run manifest` rewrites it; a
+ * test fails when the committed file is out of date.
+ */
+import { writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import entry from "./plugin.js";
+import { TOOL_NAME } from "./tool.js";
+
+export function buildManifest(): Record<string, unknown> {
+  const { $schema: _drop, ...configSchema } = entry.configSchema.jsonSchema as Record<string, unknown>;
+  return {
+    id: entry.id,
+    name: entry.name,
+    description: entry.description,
+    contracts: { tools: [TOOL_NAME] },
+    activation: { onStartup: true },
+    uiHints: entry.configSchema.uiHints,
+    configSchema,
+  };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv.includes("--write")) {
+  const path = fileURLToPath(new URL("../../openclaw.plugin.json", import.meta.url));
+  writeFileSync(path, `${JSON.stringify(buildManifest(), null, 2)}\n`);
+  process.stdout.write(`wrote ${path}\n`);
+}

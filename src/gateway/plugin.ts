@@ -1,0 +1,178 @@
+/**
+ * The OpenClaw plugin entry: registers the `voice_call` tool, the
+ * voicecall.* gateway methods, the `voicecall` CLI and a background service
+ * that runs the same HTTP server as the standalone service. It has the shape
+ * `definePluginEntry` returns, so it loads without importing the gateway.
+ */
+import { Writable } from "node:stream";
+import type { Command } from "commander";
+import { z } from "zod";
+import { resolveConfig } from "../config/load.js";
+import { VoiceCallConfigSchema, type VoiceCallConfig } from "../config/schema.js";
+import { asVoiceCallError, zodIssues } from "../errors.js";
+import { createLogger, type Logger } from "../log.js";
+import { startService, type RunningService } from "../server/service.js";
+import { registerVoicecallCommands } from "./cli.js";
+import { METHOD_NAMES, invoke } from "./methods.js";
+import { TOOL_DESCRIPTION, TOOL_NAME, runTool, toolParametersJsonSchema } from "./tool.js";
+
+/** The parts of the gateway's plugin API this plugin uses. */
+export interface PluginLogger {
+  debug?: (message: string) => void;
+  info: (message: string) => void;
+  warn: (message: string) => void;
+  error: (message: string) => void;
+}
+
+export interface GatewayRequest {
+  params: Record<string, unknown>;
+  respond: (ok: boolean, payload?: unknown, error?: { code: string; message: string; details?: unknown }) => void;
+}
+
+export interface PluginApi {
+  pluginConfig?: Record<string, unknown>;
+  logger: PluginLogger;
+  registerTool: (tool: {
+    name: string;
+    label?: string;
+    description: string;
+    parameters: Record<string, unknown>;
+    execute: (toolCallId: string, params: unknown) => Promise<unknown>;
+  }) => void;
+  registerGatewayMethod: (method: string, handler: (opts: GatewayRequest) => Promise<void> | void) => void;
+  registerCli: (registrar: (ctx: { program: Command }) => void | Promise<void>, opts?: { commands?: string[] }) => void;
+  registerService: (service: { id: string; start: () => Promise<void>; stop?: () => Promise<void> }) => void;
+}
+
+export const configSchema = {
+  safeParse(value: unknown) {
+    const result = VoiceCallConfigSchema.safeParse(value ?? {});
+    return result.success
+      ? { success: true as const, data: result.data }
+      : { success: false as const, error: { issues: zodIssues(result.error).map((i) => ({ path: i.path.split("."), message: i.message })) } };
+  },
+  jsonSchema: z.toJSONSchema(VoiceCallConfigSchema, { target: "draft-07", io: "input", unrepresentable: "any" }),
+  uiHints: {
+    provider: { label: "Provider", help: "twilio, telnyx, plivo, asterisk (self-hosted PBX) or mock (no network)" },
+    fromNumber: { label: "From Number", placeholder: "+15550001234" },
+    toNumber: { label: "Default To Number", placeholder: "+15550001234" },
+    "twilio.authToken": { label: "Twilio Auth Token", sensitive: true },
+    "telnyx.apiKey": { label: "Telnyx API Key", sensitive: true },
+    "telnyx.publicKey": { label: "Telnyx Public Key", sensitive: true },
+    "plivo.authToken": { label: "Plivo Auth Token", sensitive: true },
+    "asterisk.ari.password": { label: "Asterisk ARI Password", sensitive: true },
+    "tunnel.ngrokAuthToken": { label: "ngrok Auth Token", sensitive: true, advanced: true },
+    "control.token": { label: "Control API Token", sensitive: true, advanced: true },
+  },
+};
+
+function bridgeLogger(api: PluginApi, level: string): Logger {
+  const sink = new Writable({
+    write(chunk, _enc, done) {
+      try {
+        const line = JSON.parse(String(chunk)) as { level: number; msg?: string };
+        const { level: n, msg, time: _t, name: _n, ...rest } = line as Record<string, unknown> & { level: number; msg?: string };
+        const text = `[voice-call] ${msg ?? ""}${Object.keys(rest).length ? ` ${JSON.stringify(rest)}` : ""}`;
+        if (n >= 50) api.logger.error(text);
+        else if (n >= 40) api.logger.warn(text);
+        else if (n >= 30) api.logger.info(text);
+        else api.logger.debug?.(text);
+      } catch {
+        api.logger.info(String(chunk).trim());
+      }
+      done();
+    },
+  });
+  return createLogger(level, sink);
+}
+
+const entry = {
+  id: "voice-call",
+  name: "Voice Call",
+  description: "Phone calls for agents over Twilio, Telnyx, Plivo or a self-hosted Asterisk PBX",
+  configSchema,
+  register(api: PluginApi): void {
+    let config: VoiceCallConfig | undefined;
+    let configError: Error | undefined;
+    try {
+      const resolved = resolveConfig(api.pluginConfig ?? {}, process.env, "plugins.entries.voice-call.config");
+      config = resolved.config;
+      for (const w of resolved.warnings) api.logger.warn(`[voice-call] ${w}`);
+    } catch (err) {
+      configError = asVoiceCallError(err);
+      api.logger.error(`[voice-call] ${configError.message}`);
+    }
+
+    let running: Promise<RunningService> | null = null;
+    const ensure = async (): Promise<RunningService> => {
+      if (!config) throw configError;
+      if (!running) {
+        const cfg = config;
+        running = startService(cfg, bridgeLogger(api, cfg.log.level));
+        running.catch(() => {
+          running = null;
+        });
+      }
+      return running;
+    };
+
+    for (const method of METHOD_NAMES) {
+      api.registerGatewayMethod(method, async ({ params, respond }) => {
+        try {
+          const service = await ensure();
+          respond(true, await invoke(service.runtime.manager, method, params));
+        } catch (err) {
+          const e = asVoiceCallError(err);
+          respond(false, { error: e.message }, { code: e.code, message: e.message, details: e.issues.length ? { issues: e.issues } : undefined });
+        }
+      });
+    }
+
+    api.registerTool({
+      name: TOOL_NAME,
+      label: "Voice Call",
+      description: TOOL_DESCRIPTION,
+      parameters: toolParametersJsonSchema(),
+      async execute(_toolCallId, params) {
+        try {
+          const service = await ensure();
+          return await runTool(service.runtime.manager, params);
+        } catch (err) {
+          const details = { error: asVoiceCallError(err).toJSON() };
+          return { content: [{ type: "text", text: JSON.stringify(details) }], details };
+        }
+      },
+    });
+
+    api.registerCli(
+      ({ program }) => {
+        registerVoicecallCommands(program.command("voicecall").description("voice calls (voice-call plugin)"), {
+          env: process.env,
+          out: (line) => process.stdout.write(`${line}\n`),
+          err: (line) => process.stderr.write(`${line}\n`),
+          untilSignal: () => new Promise((resolve) => process.once("SIGINT", () => resolve())),
+        });
+      },
+      { commands: ["voicecall"] },
+    );
+
+    api.registerService({
+      id: "voicecall",
+      async start() {
+        if (!config?.enabled) return;
+        try {
+          await ensure();
+        } catch (err) {
+          api.logger.error(`[voice-call] failed to start: ${asVoiceCallError(err).message}`);
+        }
+      },
+      async stop() {
+        const current = running;
+        running = null;
+        if (current) await (await current).close();
+      },
+    });
+  },
+};
+
+export default entry;

@@ -1,0 +1,33 @@
+/**
+ * Builds the carriers a config uses. Each carrier lives in its own folder;
+ * this is the one place that maps a provider id to its implementation.
+ */
+import type { ProviderId, VoiceCallConfig } from "../config/schema.js";
+import { providersInUse } from "../config/load.js";
+import { VoiceCallError } from "../errors.js";
+import { MockProvider } from "./mock/provider.js";
+import type { CallProvider } from "./types.js";
+
+type Factory = (config: VoiceCallConfig) => CallProvider;
+
+const FACTORIES: Partial<Record<ProviderId, Factory>> = {
+  mock: (config) => new MockProvider(config.mock),
+};
+
+export function createProviders(config: VoiceCallConfig): Map<ProviderId, CallProvider> {
+  const out = new Map<ProviderId, CallProvider>();
+  const missing: string[] = [];
+  for (const id of providersInUse(config)) {
+    const factory = FACTORIES[id];
+    if (factory) out.set(id, factory(config));
+    else missing.push(id);
+  }
+  if (missing.length > 0) {
+    throw new VoiceCallError(
+      "INVALID_CONFIG",
+      `provider ${missing.join(", ")} is not available in this version yet (available: ${Object.keys(FACTORIES).join(", ")})`,
+      missing.map((id) => ({ path: "provider", message: `${id} is not available in this version yet` })),
+    );
+  }
+  return out;
+}

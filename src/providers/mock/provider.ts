@@ -1,0 +1,213 @@
+/**
+ * A carrier simulated in memory: no network. Outbound calls ring and then
+ * answer (or are busy, unanswered, failed) as configured; a simulated caller
+ * replies to each listening turn. Tests drive it further through the
+ * `simulate*` methods and read what was said with `spokenTo`.
+ */
+import { randomUUID } from "node:crypto";
+import type { VoiceCallConfig } from "../../config/schema.js";
+import { VoiceCallError } from "../../errors.js";
+import type { TerminalState } from "../../calls/types.js";
+import type {
+  CallProvider,
+  PlaceCallRequest,
+  ProviderCapabilities,
+  ProviderEvent,
+  ProviderEventSink,
+  RemoteCallStatus,
+} from "../types.js";
+
+type MockOptions = VoiceCallConfig["mock"];
+
+type EventBody = ProviderEvent extends infer E ? (E extends ProviderEvent ? Omit<E, "eventId" | "at" | "providerCallId"> : never) : never;
+
+interface MockCall {
+  id: string;
+  ended?: { state: TerminalState; reason?: string };
+  answered: boolean;
+  spoken: string[];
+  dtmf: string[];
+  replies: number;
+  turnToken?: string;
+  timers: Set<NodeJS.Timeout>;
+}
+
+export class MockProvider implements CallProvider {
+  readonly id = "mock" as const;
+  readonly capabilities: ProviderCapabilities = { inbound: true, dtmfOut: true, e164Only: false, turnTokens: true };
+  private sink: ProviderEventSink | null = null;
+  private readonly calls = new Map<string, MockCall>();
+  private seq = 0;
+
+  constructor(private readonly options: MockOptions) {}
+
+  async start(sink: ProviderEventSink): Promise<void> {
+    this.sink = sink;
+  }
+
+  async stop(): Promise<void> {
+    for (const call of this.calls.values()) this.clearTimers(call);
+    this.sink = null;
+  }
+
+  async placeCall(request: PlaceCallRequest): Promise<{ providerCallId: string }> {
+    const call = this.newCall();
+    const { outcome, ringMs } = this.options;
+    this.later(call, 0, () => this.emit(call, { type: "ringing" }));
+    this.later(call, ringMs, () => {
+      if (outcome === "answer") {
+        call.answered = true;
+        this.emit(call, { type: "answered" });
+      } else {
+        this.end(call, outcome, `mock outcome ${outcome} for ${request.to}`);
+      }
+    });
+    return { providerCallId: call.id };
+  }
+
+  async answer(providerCallId: string): Promise<void> {
+    const call = this.live(providerCallId);
+    call.answered = true;
+    this.later(call, 0, () => this.emit(call, { type: "answered" }));
+  }
+
+  async reject(providerCallId: string, reason: string): Promise<void> {
+    const call = this.live(providerCallId);
+    this.end(call, "failed", `rejected: ${reason}`);
+  }
+
+  async hangup(providerCallId: string): Promise<void> {
+    const call = this.calls.get(providerCallId);
+    if (!call || call.ended) return;
+    this.end(call, "hangup-bot", "hung up by us");
+  }
+
+  async speak(providerCallId: string, text: string, options: { signal?: AbortSignal }): Promise<void> {
+    const call = this.live(providerCallId);
+    call.spoken.push(text);
+    await abortableDelay(text.length * this.options.speakMsPerChar, options.signal);
+  }
+
+  async listen(providerCallId: string, turnToken: string): Promise<void> {
+    const call = this.live(providerCallId);
+    call.turnToken = turnToken;
+    const { replies, replyDelayMs, hangupAfterReplies } = this.options;
+    if (replies.length === 0) return;
+    this.later(call, replyDelayMs, () => {
+      if (call.ended || call.turnToken !== turnToken) return;
+      const template = replies[call.replies % replies.length]!;
+      call.replies += 1;
+      const text = template.replaceAll("{message}", call.spoken.at(-1) ?? "");
+      this.emit(call, { type: "speech", text, isFinal: true, turnToken });
+      if (hangupAfterReplies > 0 && call.replies >= hangupAfterReplies) {
+        this.later(call, 0, () => this.end(call, "hangup-user", "caller hung up"));
+      }
+    });
+  }
+
+  async sendDtmf(providerCallId: string, digits: string): Promise<void> {
+    this.live(providerCallId).dtmf.push(digits);
+  }
+
+  async getCallStatus(providerCallId: string): Promise<RemoteCallStatus> {
+    const call = this.calls.get(providerCallId);
+    if (!call) return { status: "unknown", reason: "not known to the mock carrier" };
+    if (call.ended) return { status: "ended", ...call.ended };
+    return { status: "active" };
+  }
+
+  // ---- scripting API for tests and demos ----
+
+  /** A call arrives from `from` to `to`; returns its provider call id. */
+  simulateInbound(from: string, to: string): string {
+    const call = this.newCall();
+    this.emit(call, { type: "inbound", from, to });
+    return call.id;
+  }
+
+  /** The caller says `text` in the current turn (or with an explicit token). */
+  simulateSpeech(providerCallId: string, text: string, turnToken?: string): void {
+    const call = this.live(providerCallId);
+    this.emit(call, { type: "speech", text, isFinal: true, turnToken: turnToken ?? call.turnToken });
+  }
+
+  simulateDtmf(providerCallId: string, digits: string): void {
+    this.emit(this.live(providerCallId), { type: "dtmf", digits });
+  }
+
+  simulateHangup(providerCallId: string): void {
+    this.end(this.live(providerCallId), "hangup-user", "caller hung up");
+  }
+
+  /** Delivers a raw event, e.g. a replay of one seen before. */
+  simulateEvent(event: ProviderEvent): void {
+    this.sink?.(event);
+  }
+
+  /** The token of the listening turn the mock last saw for this call. */
+  currentTurnToken(providerCallId: string): string | undefined {
+    return this.calls.get(providerCallId)?.turnToken;
+  }
+
+  spokenTo(providerCallId: string): string[] {
+    return [...(this.calls.get(providerCallId)?.spoken ?? [])];
+  }
+
+  dtmfSentTo(providerCallId: string): string[] {
+    return [...(this.calls.get(providerCallId)?.dtmf ?? [])];
+  }
+
+  // ---- internals ----
+
+  private newCall(): MockCall {
+    const call: MockCall = { id: `mock-${randomUUID()}`, answered: false, spoken: [], dtmf: [], replies: 0, timers: new Set() };
+    this.calls.set(call.id, call);
+    return call;
+  }
+
+  private live(providerCallId: string): MockCall {
+    const call = this.calls.get(providerCallId);
+    if (!call) throw new VoiceCallError("NOT_FOUND", `mock carrier has no call ${providerCallId}`);
+    if (call.ended) throw new VoiceCallError("CALL_ENDED", `mock call ${providerCallId} has ended (${call.ended.state})`);
+    return call;
+  }
+
+  /** Every end, ours included, is reported back the way a carrier's status callback is. */
+  private end(call: MockCall, state: TerminalState, reason: string): void {
+    if (call.ended) return;
+    call.ended = { state, reason };
+    this.clearTimers(call);
+    this.emit(call, { type: "ended", state, reason });
+  }
+
+  private emit(call: MockCall, body: EventBody): void {
+    this.seq += 1;
+    this.sink?.({ ...body, eventId: `mock-evt-${this.seq}`, providerCallId: call.id, at: Date.now() } as ProviderEvent);
+  }
+
+  private later(call: MockCall, ms: number, fn: () => void): void {
+    const timer = setTimeout(() => {
+      call.timers.delete(timer);
+      fn();
+    }, ms);
+    call.timers.add(timer);
+  }
+
+  private clearTimers(call: MockCall): void {
+    for (const t of call.timers) clearTimeout(t);
+    call.timers.clear();
+  }
+}
+
+function abortableDelay(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    }
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}

@@ -1,0 +1,66 @@
+/**
+ * The contract every carrier implements. Nothing outside providers/ knows a
+ * carrier's name: differences are expressed as capability flags.
+ */
+import type { ProviderId } from "../config/schema.js";
+import type { TerminalState } from "../calls/types.js";
+
+export interface ProviderCapabilities {
+  /** Accepts inbound calls. */
+  inbound: boolean;
+  /** Can send DTMF digits into the call. */
+  dtmfOut: boolean;
+  /** Reaches only E.164 numbers (no extensions or SIP URIs). */
+  e164Only: boolean;
+  /** Echoes the turn token on speech events, so stale turns are rejected exactly. */
+  turnTokens: boolean;
+}
+
+interface EventBase {
+  /** Unique per provider event; a repeated id is a duplicate and is ignored. */
+  eventId: string;
+  providerCallId: string;
+  at: number;
+}
+
+export type ProviderEvent =
+  | (EventBase & { type: "inbound"; from: string; to: string })
+  | (EventBase & { type: "ringing" })
+  | (EventBase & { type: "answered" })
+  | (EventBase & { type: "speech"; text: string; isFinal: boolean; turnToken?: string })
+  | (EventBase & { type: "dtmf"; digits: string })
+  | (EventBase & { type: "ended"; state: TerminalState; reason?: string });
+
+export type ProviderEventSink = (event: ProviderEvent) => void;
+
+export interface PlaceCallRequest {
+  /** Our call id, for providers that can carry it through the carrier. */
+  callId: string;
+  to: string;
+  from?: string;
+}
+
+export type RemoteCallStatus =
+  | { status: "active" }
+  | { status: "ended"; state: TerminalState; reason?: string }
+  /** Transient error or not known to the carrier: the call is kept, never falsely ended. */
+  | { status: "unknown"; reason?: string };
+
+export interface CallProvider {
+  readonly id: ProviderId;
+  readonly capabilities: ProviderCapabilities;
+  /** Starts delivering events to `sink`. */
+  start(sink: ProviderEventSink): Promise<void>;
+  stop(): Promise<void>;
+  placeCall(request: PlaceCallRequest): Promise<{ providerCallId: string }>;
+  answer(providerCallId: string): Promise<void>;
+  /** Refuses an inbound call that has not been answered. */
+  reject(providerCallId: string, reason: string): Promise<void>;
+  hangup(providerCallId: string): Promise<void>;
+  /** Speaks `text`; resolves when it has been played, or early when `signal` aborts. */
+  speak(providerCallId: string, text: string, options: { signal?: AbortSignal }): Promise<void>;
+  /** Opens a listening turn; speech events for it carry `turnToken` where supported. */
+  listen(providerCallId: string, turnToken: string): Promise<void>;
+  sendDtmf(providerCallId: string, digits: string): Promise<void>;
+  getCallStatus(providerCallId: string): Promise<RemoteCallStatus>;
+}

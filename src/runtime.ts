@@ -1,0 +1,35 @@
+/**
+ * Everything a running voice-call service holds: providers, store and the
+ * CallManager, started and stopped together. Used by the standalone service
+ * and the gateway plugin alike.
+ */
+import type { ProviderId, VoiceCallConfig } from "./config/schema.js";
+import { defaultStoreDir } from "./config/load.js";
+import { CallManager } from "./calls/manager.js";
+import { CallStore } from "./calls/store.js";
+import type { Logger } from "./log.js";
+import { createProviders } from "./providers/index.js";
+import type { CallProvider } from "./providers/types.js";
+
+export interface VoiceCallRuntime {
+  config: VoiceCallConfig;
+  manager: CallManager;
+  providers: ReadonlyMap<ProviderId, CallProvider>;
+  storeDir: string;
+  stop(): Promise<void>;
+}
+
+export async function createRuntime(config: VoiceCallConfig, logger: Logger): Promise<VoiceCallRuntime> {
+  const providers = createProviders(config);
+  const storeDir = defaultStoreDir(config);
+  const { store, loaded } = CallStore.open(storeDir);
+  const manager = new CallManager({ config, providers, store, loaded, logger });
+  try {
+    await manager.start();
+  } catch (err) {
+    await manager.stop();
+    throw err;
+  }
+  logger.info({ providers: [...providers.keys()], store: storeDir, restored: loaded.calls.size }, "voice-call runtime started");
+  return { config, manager, providers, storeDir, stop: () => manager.stop() };
+}

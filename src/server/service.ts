@@ -1,0 +1,44 @@
+/**
+ * The standalone service: runtime + HTTP server on serve.bind:serve.port.
+ * The gateway plugin's background service uses the same function.
+ */
+import type { VoiceCallConfig } from "../config/schema.js";
+import type { Logger } from "../log.js";
+import { createRuntime, type VoiceCallRuntime } from "../runtime.js";
+import { createHttpServer, listen } from "./http.js";
+import { resolveControlToken } from "./token.js";
+
+export interface RunningService {
+  runtime: VoiceCallRuntime;
+  url: string;
+  token: string;
+  /** True when the token was generated on this start (print it once). */
+  tokenGenerated: boolean;
+  close(): Promise<void>;
+}
+
+export async function startService(config: VoiceCallConfig, logger: Logger): Promise<RunningService> {
+  const runtime = await createRuntime(config, logger);
+  try {
+    const { token, generated } = resolveControlToken(config.control.token, runtime.storeDir);
+    const server = createHttpServer({ manager: runtime.manager, token, logger });
+    const address = await listen(server, config.serve.port, config.serve.bind);
+    const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+    const url = `http://${host}:${address.port}`;
+    logger.info({ url, webhookPath: config.serve.path }, "voice-call service listening");
+    return {
+      runtime,
+      url,
+      token,
+      tokenGenerated: generated,
+      async close() {
+        server.closeAllConnections();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await runtime.stop();
+      },
+    };
+  } catch (err) {
+    await runtime.stop();
+    throw err;
+  }
+}

@@ -1,0 +1,119 @@
+import { describe, expect, it } from "vitest";
+import { resolveConfig } from "../src/config/load.js";
+import { migrateLegacyConfig } from "../src/config/migrate.js";
+import { VoiceCallError } from "../src/errors.js";
+
+function issuesOf(raw: unknown, env = {}): Array<{ path: string; message: string }> {
+  try {
+    resolveConfig(raw, env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(VoiceCallError);
+    expect((err as VoiceCallError).code).toBe("INVALID_CONFIG");
+    return (err as VoiceCallError).issues;
+  }
+  throw new Error("expected the config to be rejected");
+}
+
+describe("config", () => {
+  it("fills the reference plugin's defaults", () => {
+    const { config } = resolveConfig({});
+    expect(config.provider).toBe("mock");
+    expect(config.serve).toEqual({ port: 3334, bind: "127.0.0.1", path: "/voice/webhook" });
+    expect(config.outbound).toEqual({ defaultMode: "notify", notifyHangupDelaySec: 3 });
+    expect(config.inboundPolicy).toBe("disabled");
+    expect(config.maxDurationSeconds).toBe(300);
+    expect(config.streaming.streamPath).toBe("/voice/stream");
+    expect(config.streaming.preStartTimeoutMs).toBeGreaterThan(0);
+    expect(config.asterisk.dialTemplate).toBe("PJSIP/{to}");
+    expect(config.asterisk.media.codec).toBe("ulaw");
+  });
+
+  it("reports every offending key path at once", () => {
+    const issues = issuesOf({
+      serve: { port: "3334", path: "voice" },
+      fromNumber: "555-1234",
+      outbound: { defaultMode: "shout" },
+      maxDurationSeconds: -1,
+      bogus: true,
+    });
+    const paths = issues.map((i) => i.path).sort();
+    expect(paths).toEqual(["bogus", "fromNumber", "maxDurationSeconds", "outbound.defaultMode", "serve.path", "serve.port"]);
+    expect(issues.find((i) => i.path === "fromNumber")?.message).toMatch(/E\.164/);
+    expect(issues.find((i) => i.path === "bogus")?.message).toBe("unknown key");
+  });
+
+  it("names the error without a stack trace in its message", () => {
+    try {
+      resolveConfig({ serve: { port: 70000 } }, {}, "config /etc/voicecall.json");
+      expect.unreachable();
+    } catch (err) {
+      const message = (err as Error).message;
+      expect(message).toContain("config /etc/voicecall.json");
+      expect(message).toContain("serve.port");
+      expect(message).not.toMatch(/\bat .*\.js:\d+/);
+    }
+  });
+
+  it("requires a carrier's credentials only when it is used, naming the env var", () => {
+    const issues = issuesOf({ provider: "twilio" });
+    expect(issues.map((i) => i.path).sort()).toEqual(["fromNumber", "twilio.accountSid", "twilio.authToken"]);
+    expect(issues.find((i) => i.path === "twilio.authToken")?.message).toContain("TWILIO_AUTH_TOKEN");
+    // A routing rule that uses telnyx makes telnyx's keys required too.
+    const routed = issuesOf({ routing: { rules: [{ prefix: "+49", provider: "telnyx" }] } });
+    expect(routed.map((i) => i.path)).toContain("telnyx.apiKey");
+  });
+
+  it("takes secrets from the environment, file values first", () => {
+    const { config } = resolveConfig(
+      { provider: "twilio", fromNumber: "+15550001111", twilio: { accountSid: "ACfile" } },
+      { TWILIO_ACCOUNT_SID: "ACenv", TWILIO_AUTH_TOKEN: "tok", TELNYX_PUBLIC_KEY: "pk" },
+    );
+    expect(config.twilio).toEqual({ accountSid: "ACfile", authToken: "tok" });
+    expect(config.telnyx?.publicKey).toBe("pk");
+  });
+
+  it("validates routing rules and numbers overrides", () => {
+    const issues = issuesOf({
+      routing: { rules: [{ provider: "mock" }, { pattern: "(", provider: "mock" }, { prefix: "+1", provider: "fax" }] },
+      numbers: { "not-a-number": { inboundGreeting: "hi" } },
+    });
+    const paths = issues.map((i) => i.path);
+    expect(paths).toContain("routing.rules[0]");
+    expect(paths).toContain("routing.rules[1].pattern");
+    expect(paths).toContain("routing.rules[2].provider");
+    expect(paths.some((p) => p.startsWith("numbers"))).toBe(true);
+  });
+
+  it("needs allowFrom when the inbound policy is an allowlist", () => {
+    expect(issuesOf({ inboundPolicy: "allowlist" }).map((i) => i.path)).toEqual(["allowFrom"]);
+    expect(() => resolveConfig({ inboundPolicy: "allowlist", allowFrom: ["+15550001111"] })).not.toThrow();
+  });
+});
+
+describe("legacy keys", () => {
+  it("migrates provider log, twilio.from and flat OpenAI streaming keys", () => {
+    const { value, changes } = migrateLegacyConfig({
+      provider: "log",
+      twilio: { from: "+15550002222", accountSid: "AC1" },
+      streaming: { enabled: true, sttProvider: "openai-realtime", openaiApiKey: "sk-x", sttModel: "gpt-4o-transcribe", vadThreshold: 0.4 },
+    });
+    expect(value).toEqual({
+      provider: "mock",
+      fromNumber: "+15550002222",
+      twilio: { accountSid: "AC1" },
+      streaming: { enabled: true, provider: "openai", providers: { openai: { apiKey: "sk-x", model: "gpt-4o-transcribe", vadThreshold: 0.4 } } },
+    });
+    expect(changes).toHaveLength(6);
+  });
+
+  it("applies migrations at start with a warning per key", () => {
+    const { config, warnings } = resolveConfig({ provider: "log" });
+    expect(config.provider).toBe("mock");
+    expect(warnings).toEqual(['legacy config key: provider "log" -> "mock" (run "voicecall doctor --fix")']);
+  });
+
+  it("leaves a current config untouched", () => {
+    const current = { provider: "mock", streaming: { provider: "openai", providers: { openai: { model: "m" } } } };
+    expect(migrateLegacyConfig(current)).toEqual({ value: current, changes: [] });
+  });
+});

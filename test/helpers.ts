@@ -1,0 +1,45 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CallManager } from "../src/calls/manager.js";
+import { CallStore } from "../src/calls/store.js";
+import { resolveConfig } from "../src/config/load.js";
+import type { VoiceCallConfig } from "../src/config/schema.js";
+import { createLogger } from "../src/log.js";
+import { createProviders } from "../src/providers/index.js";
+import { MockProvider } from "../src/providers/mock/provider.js";
+
+export function tempDir(prefix = "voicecall-test-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export function makeConfig(raw: Record<string, unknown> = {}, storeDir = tempDir()): VoiceCallConfig {
+  return resolveConfig({ store: storeDir, log: { level: "silent" }, ...raw }).config;
+}
+
+export interface Harness {
+  manager: CallManager;
+  mock: MockProvider;
+  config: VoiceCallConfig;
+  storeDir: string;
+}
+
+/** A started CallManager over the Mock carrier with its own store folder. */
+export async function startManager(raw: Record<string, unknown> = {}, storeDir = tempDir()): Promise<Harness> {
+  const config = makeConfig(raw, storeDir);
+  const providers = createProviders(config);
+  const { store, loaded } = CallStore.open(storeDir);
+  const manager = new CallManager({ config, providers, store, loaded, logger: createLogger("silent") });
+  await manager.start();
+  return { manager, mock: providers.get("mock") as MockProvider, config, storeDir };
+}
+
+export async function waitFor<T>(probe: () => T | undefined | false, what: string, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

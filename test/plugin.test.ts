@@ -1,0 +1,116 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { Command } from "commander";
+import { afterEach, describe, expect, it } from "vitest";
+import entry, { type GatewayRequest, type PluginApi } from "../src/gateway/plugin.js";
+import { buildManifest } from "../src/gateway/manifest.js";
+import { tempDir } from "./helpers.js";
+
+interface Registered {
+  tools: Array<Parameters<PluginApi["registerTool"]>[0]>;
+  methods: Map<string, (opts: GatewayRequest) => Promise<void> | void>;
+  cli: Array<{ registrar: (ctx: { program: Command }) => void | Promise<void>; opts?: { commands?: string[] } }>;
+  services: Array<Parameters<PluginApi["registerService"]>[0]>;
+  logs: string[];
+}
+
+function load(pluginConfig: Record<string, unknown>): Registered {
+  const r: Registered = { tools: [], methods: new Map(), cli: [], services: [], logs: [] };
+  const log = (level: string) => (m: string) => r.logs.push(`${level}: ${m}`);
+  entry.register({
+    pluginConfig,
+    logger: { info: log("info"), warn: log("warn"), error: log("error"), debug: log("debug") },
+    registerTool: (t) => r.tools.push(t),
+    registerGatewayMethod: (name, handler) => r.methods.set(name, handler),
+    registerCli: (registrar, opts) => r.cli.push({ registrar, opts }),
+    registerService: (s) => r.services.push(s),
+  });
+  return r;
+}
+
+async function callMethod(r: Registered, name: string, params: Record<string, unknown>) {
+  return new Promise<{ ok: boolean; payload: any; error: any }>((resolve) => {
+    void r.methods.get(name)!({ params, respond: (ok, payload, error) => resolve({ ok, payload, error }) });
+  });
+}
+
+const loaded: Registered[] = [];
+afterEach(async () => {
+  for (const r of loaded.splice(0)) for (const s of r.services) await s.stop?.();
+});
+
+const goodConfig = () => ({
+  serve: { port: 0 },
+  store: tempDir(),
+  log: { level: "silent" },
+  mock: { ringMs: 5, replyDelayMs: 5, speakMsPerChar: 0, replies: ["yes"] },
+});
+
+describe("OpenClaw plugin entry", () => {
+  it("registers the tool, every voicecall method, the CLI and the service", () => {
+    const r = load(goodConfig());
+    loaded.push(r);
+    expect(entry.id).toBe("voice-call");
+    expect(r.tools.map((t) => t.name)).toEqual(["voice_call"]);
+    const schema = JSON.stringify(r.tools[0]!.parameters);
+    for (const action of ["initiate_call", "continue_call", "speak_to_user", "send_dtmf", "end_call", "get_status"]) expect(schema).toContain(`"${action}"`);
+    expect([...r.methods.keys()].sort()).toEqual(
+      ["voicecall.continue", "voicecall.dtmf", "voicecall.end", "voicecall.initiate", "voicecall.list", "voicecall.speak", "voicecall.status"],
+    );
+    expect(r.cli[0]!.opts).toEqual({ commands: ["voicecall"] });
+    expect(r.services.map((s) => s.id)).toEqual(["voicecall"]);
+  });
+
+  it("adds `voicecall` with its subcommands to the gateway's CLI", async () => {
+    const r = load(goodConfig());
+    loaded.push(r);
+    const program = new Command("openclaw");
+    await r.cli[0]!.registrar({ program });
+    const voicecall = program.commands.find((c) => c.name() === "voicecall")!;
+    expect(voicecall.commands.map((c) => c.name()).sort()).toEqual(["call", "continue", "doctor", "dtmf", "end", "serve", "speak", "status", "tail"]);
+  });
+
+  it("drives a call through the tool and the gateway methods", async () => {
+    const r = load(goodConfig());
+    loaded.push(r);
+    await r.services[0]!.start();
+    const tool = r.tools[0]!;
+    const placed = (await tool.execute("t1", { action: "initiate_call", to: "+15550001234", message: "hi", mode: "conversation" })) as any;
+    expect(placed.details).toMatchObject({ initiated: true, callId: expect.any(String) });
+    const callId = placed.details.callId;
+    const viaMethod = await callMethod(r, "voicecall.continue", { callId, message: "anything else?" });
+    expect(viaMethod).toMatchObject({ ok: true, payload: { success: true, transcript: "yes" } });
+    const got = (await tool.execute("t2", { action: "get_status", callId })) as any;
+    expect(got.details.call.transcript.map((t: any) => t.text)).toContain("anything else?");
+    const bad = (await tool.execute("t3", { action: "send_dtmf", callId })) as any;
+    expect(bad.details.error).toMatchObject({ code: "INVALID_PARAMS", issues: [{ path: "digits" }] });
+    const badAction = (await tool.execute("t4", { action: "fax" })) as any;
+    expect(badAction.details.error.issues[0].path).toBe("action");
+    const badMethod = await callMethod(r, "voicecall.initiate", { to: "+15550001234" });
+    expect(badMethod.ok).toBe(false);
+    expect(badMethod.error).toMatchObject({ code: "INVALID_PARAMS", details: { issues: [{ path: "message" }] } });
+  });
+
+  it("reports a bad config by key path in the log and on every call", async () => {
+    const r = load({ serve: { port: "nope" }, provider: "fax" });
+    loaded.push(r);
+    expect(r.logs.join("\n")).toMatch(/serve\.port[\s\S]*provider|provider[\s\S]*serve\.port/);
+    const reply = await callMethod(r, "voicecall.status", { callId: "x" });
+    expect(reply.ok).toBe(false);
+    expect(reply.error.code).toBe("INVALID_CONFIG");
+    expect(reply.error.details.issues.map((i: any) => i.path).sort()).toEqual(["provider", "serve.port"]);
+  });
+
+  it("offers the gateway a config schema with safeParse and JSON Schema", () => {
+    expect(entry.configSchema.safeParse({ provider: "mock" }).success).toBe(true);
+    const bad = entry.configSchema.safeParse({ serve: { bind: 5 } });
+    expect(bad.success).toBe(false);
+    expect(bad.success ? [] : bad.error.issues[0]!.path).toEqual(["serve", "bind"]);
+    expect((entry.configSchema.jsonSchema as any).properties.provider.enum).toContain("asterisk");
+  });
+
+  it("ships an openclaw.plugin.json in step with the schema (npm run manifest)", () => {
+    const shipped = JSON.parse(readFileSync(join(import.meta.dirname, "..", "openclaw.plugin.json"), "utf8"));
+    expect(shipped).toEqual(buildManifest());
+  });
+});

@@ -1,0 +1,59 @@
+import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { CallStore } from "../src/calls/store.js";
+import type { CallRecord } from "../src/calls/types.js";
+import { tempDir } from "./helpers.js";
+
+const record = (callId: string, state: CallRecord["state"]): CallRecord => ({
+  callId,
+  provider: "mock",
+  direction: "outbound",
+  mode: "conversation",
+  to: "+15550001234",
+  state,
+  createdAt: "2026-01-01T00:00:00.000Z",
+  turn: 1,
+});
+
+describe("call store", () => {
+  it("keeps the newest snapshot per call and every transcript line", () => {
+    const dir = tempDir();
+    const { store } = CallStore.open(dir);
+    store.appendCall(record("a", "initiated"));
+    store.appendTranscript({ callId: "a", at: "t1", speaker: "bot", kind: "speech", text: "hello", turn: 0 });
+    store.appendCall(record("a", "listening"));
+    store.appendTranscript({ callId: "a", at: "t2", speaker: "caller", kind: "speech", text: "hi", turn: 1 });
+    store.close();
+    const { loaded } = CallStore.open(dir);
+    expect(loaded.calls.get("a")?.state).toBe("listening");
+    expect(loaded.transcripts.get("a")?.map((t) => t.text)).toEqual(["hello", "hi"]);
+    expect(loaded.warnings).toEqual([]);
+  });
+
+  it("skips corrupt and truncated lines with a warning naming the line", () => {
+    const dir = tempDir();
+    const { store } = CallStore.open(dir);
+    store.appendCall(record("a", "ringing"));
+    store.close();
+    const path = join(dir, "calls.jsonl");
+    appendFileSync(path, 'garbage\n{"t":"call","call":{"callId":"b"}}\n{"t":"transcript","entry":{"callId":"a","at":"x","speak');
+    const { store: reopened, loaded } = CallStore.open(dir);
+    expect(loaded.calls.size).toBe(1);
+    expect(loaded.warnings).toHaveLength(3);
+    expect(loaded.warnings[0]).toMatch(/^calls\.jsonl:2: /);
+    // The next record must not be glued onto the truncated line.
+    reopened.appendCall(record("c", "initiated"));
+    reopened.close();
+    const again = CallStore.open(dir).loaded;
+    expect([...again.calls.keys()].sort()).toEqual(["a", "c"]);
+    expect(readFileSync(path, "utf8").endsWith("\n")).toBe(true);
+  });
+
+  it("opens an empty or missing file", () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, "calls.jsonl"), "");
+    expect(CallStore.open(dir).loaded.calls.size).toBe(0);
+    expect(CallStore.open(tempDir()).loaded.calls.size).toBe(0);
+  });
+});
