@@ -8,7 +8,7 @@ import { defaultStoreDir } from "./config/load.js";
 import { CallManager } from "./calls/manager.js";
 import { CallStore } from "./calls/store.js";
 import type { Logger } from "./log.js";
-import { createProviders } from "./providers/index.js";
+import { createProviders, type ProviderDeps } from "./providers/index.js";
 import type { CallProvider } from "./providers/types.js";
 
 export interface VoiceCallRuntime {
@@ -19,8 +19,8 @@ export interface VoiceCallRuntime {
   stop(): Promise<void>;
 }
 
-export async function createRuntime(config: VoiceCallConfig, logger: Logger): Promise<VoiceCallRuntime> {
-  const providers = createProviders(config);
+export async function createRuntime(config: VoiceCallConfig, logger: Logger, deps: Omit<ProviderDeps, "logger"> = {}): Promise<VoiceCallRuntime> {
+  const providers = createProviders(config, { logger, ...deps });
   const storeDir = defaultStoreDir(config);
   const { store, loaded } = CallStore.open(storeDir);
   const manager = new CallManager({ config, providers, store, loaded, logger });

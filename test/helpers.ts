@@ -27,7 +27,7 @@ export interface Harness {
 /** A started CallManager over the Mock carrier with its own store folder. */
 export async function startManager(raw: Record<string, unknown> = {}, storeDir = tempDir()): Promise<Harness> {
   const config = makeConfig(raw, storeDir);
-  const providers = createProviders(config);
+  const providers = createProviders(config, { logger: createLogger("silent") });
   const { store, loaded } = CallStore.open(storeDir);
   const manager = new CallManager({ config, providers, store, loaded, logger: createLogger("silent") });
   await manager.start();

@@ -5,21 +5,30 @@
 import type { ProviderId, VoiceCallConfig } from "../config/schema.js";
 import { providersInUse } from "../config/load.js";
 import { VoiceCallError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { AsteriskProvider, type SynthesizeFn } from "./asterisk/provider.js";
 import { MockProvider } from "./mock/provider.js";
 import type { CallProvider } from "./types.js";
 
-type Factory = (config: VoiceCallConfig) => CallProvider;
+export interface ProviderDeps {
+  logger: Logger;
+  /** Speech synthesis for carriers whose audio we produce ourselves. */
+  synthesize?: SynthesizeFn;
+}
+
+type Factory = (config: VoiceCallConfig, deps: ProviderDeps) => CallProvider;
 
 const FACTORIES: Partial<Record<ProviderId, Factory>> = {
   mock: (config) => new MockProvider(config.mock),
+  asterisk: (config, deps) => new AsteriskProvider({ config, logger: deps.logger, synthesize: deps.synthesize }),
 };
 
-export function createProviders(config: VoiceCallConfig): Map<ProviderId, CallProvider> {
+export function createProviders(config: VoiceCallConfig, deps: ProviderDeps): Map<ProviderId, CallProvider> {
   const out = new Map<ProviderId, CallProvider>();
   const missing: string[] = [];
   for (const id of providersInUse(config)) {
     const factory = FACTORIES[id];
-    if (factory) out.set(id, factory(config));
+    if (factory) out.set(id, factory(config, deps));
     else missing.push(id);
   }
   if (missing.length > 0) {

@@ -1,0 +1,272 @@
+/**
+ * A small typed client for the part of Asterisk's REST Interface the
+ * provider uses: REST over fetch, events over one WebSocket that reconnects
+ * with backoff. Events are validated with zod; after a reconnect the
+ * `connected` callback fires with `reconnected: true` so the caller can
+ * re-sync (Asterisk does not replay StasisStart).
+ */
+import WebSocket from "ws";
+import { z } from "zod";
+import type { Logger } from "../../log.js";
+
+export class AriError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+    this.name = "AriError";
+  }
+}
+
+const ChannelSchema = z.looseObject({
+  id: z.string(),
+  name: z.string(),
+  state: z.string(),
+  caller: z.looseObject({ name: z.string(), number: z.string() }).optional(),
+  connected: z.looseObject({ name: z.string(), number: z.string() }).optional(),
+  dialplan: z.looseObject({ context: z.string(), exten: z.string() }).optional(),
+  channelvars: z.record(z.string(), z.string().nullable()).optional(),
+});
+export type AriChannel = z.infer<typeof ChannelSchema>;
+
+const BridgeSchema = z.looseObject({ id: z.string(), channels: z.array(z.string()) });
+export type AriBridge = z.infer<typeof BridgeSchema>;
+
+const base = { application: z.string(), timestamp: z.string().optional() };
+export const AriEventSchema = z.discriminatedUnion("type", [
+  z.looseObject({ type: z.literal("StasisStart"), ...base, args: z.array(z.string()), channel: ChannelSchema }),
+  z.looseObject({ type: z.literal("StasisEnd"), ...base, channel: ChannelSchema }),
+  z.looseObject({ type: z.literal("ChannelStateChange"), ...base, channel: ChannelSchema }),
+  z.looseObject({ type: z.literal("ChannelDestroyed"), ...base, cause: z.number(), cause_txt: z.string(), channel: ChannelSchema }),
+  z.looseObject({ type: z.literal("ChannelHangupRequest"), ...base, cause: z.number().optional(), channel: ChannelSchema }),
+  z.looseObject({ type: z.literal("ChannelDtmfReceived"), ...base, digit: z.string(), duration_ms: z.number(), channel: ChannelSchema }),
+  z.looseObject({ type: z.literal("Dial"), ...base, peer: ChannelSchema, dialstatus: z.string() }),
+]);
+export type AriEvent = z.infer<typeof AriEventSchema>;
+
+export interface AriOptions {
+  url: string;
+  username: string;
+  password: string;
+  app: string;
+  logger: Logger;
+  /** First reconnect delay; doubles up to maxBackoffMs. */
+  backoffMs?: number;
+  maxBackoffMs?: number;
+  requestTimeoutMs?: number;
+}
+
+type Query = Record<string, string | number | boolean | undefined>;
+
+export class AriClient {
+  private ws: WebSocket | null = null;
+  private stopped = true;
+  private attempt = 0;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private everConnected = false;
+  private readonly auth: string;
+  private readonly eventListeners = new Set<(e: AriEvent) => void>();
+  private readonly connectionListeners = new Set<(state: { connected: boolean; reconnected: boolean; error?: string }) => void>();
+
+  constructor(private readonly options: AriOptions) {
+    this.auth = `Basic ${Buffer.from(`${options.username}:${options.password}`).toString("base64")}`;
+  }
+
+  get app(): string {
+    return this.options.app;
+  }
+
+  get isConnected(): boolean {
+    return this.ws?.readyState === WebSocket.OPEN;
+  }
+
+  onEvent(fn: (e: AriEvent) => void): () => void {
+    this.eventListeners.add(fn);
+    return () => this.eventListeners.delete(fn);
+  }
+
+  onConnection(fn: (state: { connected: boolean; reconnected: boolean; error?: string }) => void): () => void {
+    this.connectionListeners.add(fn);
+    return () => this.connectionListeners.delete(fn);
+  }
+
+  /** Opens the events WebSocket; resolves on the first successful connection. */
+  connect(): Promise<void> {
+    this.stopped = false;
+    return new Promise((resolve, reject) => {
+      const off = this.onConnection((s) => {
+        if (s.connected) {
+          off();
+          resolve();
+        } else if (!this.everConnected && s.error) {
+          off();
+          this.close();
+          reject(new AriError(0, s.error));
+        }
+      });
+      this.open();
+    });
+  }
+
+  close(): void {
+    this.stopped = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    this.ws?.removeAllListeners();
+    this.ws?.on("error", () => undefined);
+    this.ws?.terminate();
+    this.ws = null;
+  }
+
+  // ------------------------------------------------------------- REST
+
+  readonly channels = {
+    list: async (): Promise<AriChannel[]> => z.array(ChannelSchema).parse(await this.request("GET", "/channels")),
+    get: async (id: string): Promise<AriChannel> => ChannelSchema.parse(await this.request("GET", `/channels/${enc(id)}`)),
+    originate: async (p: { endpoint: string; channelId: string; appArgs?: string; callerId?: string; timeoutSec?: number }): Promise<AriChannel> =>
+      ChannelSchema.parse(
+        await this.request("POST", `/channels/${enc(p.channelId)}`, {
+          endpoint: p.endpoint,
+          app: this.options.app,
+          appArgs: p.appArgs,
+          callerId: p.callerId,
+          timeout: p.timeoutSec,
+        }),
+      ),
+    answer: async (id: string): Promise<void> => void (await this.request("POST", `/channels/${enc(id)}/answer`)),
+    ring: async (id: string): Promise<void> => void (await this.request("POST", `/channels/${enc(id)}/ring`)),
+    hangup: async (id: string, reason?: "normal" | "busy" | "congestion" | "no_answer" | "rejected"): Promise<void> =>
+      void (await this.request("DELETE", `/channels/${enc(id)}`, { reason })),
+    sendDtmf: async (id: string, dtmf: string, opts: { between?: number; duration?: number } = {}): Promise<void> =>
+      void (await this.request("POST", `/channels/${enc(id)}/dtmf`, { dtmf, between: opts.between, duration: opts.duration })),
+    externalMedia: async (p: {
+      channelId: string;
+      externalHost: string;
+      format: string;
+      transport?: "udp" | "websocket";
+      encapsulation?: "rtp" | "none";
+      connectionType?: "client" | "server";
+    }): Promise<AriChannel> =>
+      ChannelSchema.parse(
+        await this.request("POST", "/channels/externalMedia", {
+          channelId: p.channelId,
+          app: this.options.app,
+          external_host: p.externalHost,
+          format: p.format,
+          encapsulation: p.encapsulation ?? "rtp",
+          transport: p.transport ?? "udp",
+          connection_type: p.connectionType,
+          direction: "both",
+        }),
+      ),
+  };
+
+  readonly bridges = {
+    list: async (): Promise<AriBridge[]> => z.array(BridgeSchema).parse(await this.request("GET", "/bridges")),
+    create: async (bridgeId: string, name: string): Promise<AriBridge> =>
+      BridgeSchema.parse(await this.request("POST", `/bridges/${enc(bridgeId)}`, { type: "mixing", name })),
+    addChannel: async (bridgeId: string, channelId: string): Promise<void> =>
+      void (await this.request("POST", `/bridges/${enc(bridgeId)}/addChannel`, { channel: channelId })),
+    destroy: async (bridgeId: string): Promise<void> => void (await this.request("DELETE", `/bridges/${enc(bridgeId)}`)),
+  };
+
+  /** GET /asterisk/info: cheap liveness check. */
+  async info(): Promise<unknown> {
+    return this.request("GET", "/asterisk/info");
+  }
+
+  async request(method: string, path: string, query: Query = {}): Promise<unknown> {
+    const url = new URL(`${this.options.url.replace(/\/$/, "")}/ari${path}`);
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, String(v));
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        method,
+        headers: { authorization: this.auth },
+        signal: AbortSignal.timeout(this.options.requestTimeoutMs ?? 5000),
+      });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
+      throw new AriError(0, `ARI ${method} ${path}: Asterisk unreachable at ${this.options.url} (${cause})`);
+    }
+    const text = await res.text();
+    if (!res.ok) {
+      let message = text;
+      try {
+        message = (JSON.parse(text) as { message?: string }).message ?? text;
+      } catch {
+        // Not JSON: keep the raw text as the message.
+      }
+      const hint = res.status === 401 ? " (check asterisk.ari.username/password)" : "";
+      throw new AriError(res.status, `ARI ${method} ${path}: HTTP ${res.status} ${message}${hint}`);
+    }
+    return text ? JSON.parse(text) : undefined;
+  }
+
+  // ---------------------------------------------------------- events
+
+  private open(): void {
+    const url = new URL(`${this.options.url.replace(/\/$/, "")}/ari/events`);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    url.searchParams.set("app", this.options.app);
+    url.searchParams.set("subscribeAll", "false");
+    const ws = new WebSocket(url, { headers: { authorization: this.auth }, handshakeTimeout: 5000 });
+    this.ws = ws;
+    ws.on("open", () => {
+      const reconnected = this.everConnected;
+      this.everConnected = true;
+      this.attempt = 0;
+      this.options.logger.info({ reconnected }, "ARI events connected");
+      this.emitConnection({ connected: true, reconnected });
+    });
+    ws.on("message", (data) => this.onMessage(String(data)));
+    ws.on("unexpected-response", (_req, res) => {
+      this.emitConnection({ connected: false, reconnected: false, error: `ARI events: HTTP ${res.statusCode}${res.statusCode === 401 ? " (check asterisk.ari.username/password)" : ""}` });
+    });
+    ws.on("error", (err) => {
+      this.options.logger.debug({ err: err.message }, "ARI events error");
+      if (!this.everConnected) this.emitConnection({ connected: false, reconnected: false, error: `ARI events: ${err.message}` });
+    });
+    ws.on("close", () => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      if (this.everConnected) this.emitConnection({ connected: false, reconnected: false });
+      if (!this.stopped) this.scheduleReconnect();
+    });
+  }
+
+  private scheduleReconnect(): void {
+    const base = this.options.backoffMs ?? 250;
+    const cap = this.options.maxBackoffMs ?? 5000;
+    const delay = Math.min(cap, base * 2 ** this.attempt) * (0.75 + Math.random() * 0.5);
+    this.attempt += 1;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (!this.stopped) this.open();
+    }, delay);
+    this.reconnectTimer.unref();
+  }
+
+  private onMessage(text: string): void {
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      this.options.logger.warn("ARI sent an event that is not JSON; ignored");
+      return;
+    }
+    const type = (json as { type?: unknown })?.type;
+    const parsed = AriEventSchema.safeParse(json);
+    if (!parsed.success) {
+      // Event types the provider does not use are expected; a known type that fails validation is not.
+      const known = AriEventSchema.options.some((o) => o.shape.type.value === type);
+      if (known) this.options.logger.warn({ type, issues: parsed.error.issues.slice(0, 3) }, "ARI event failed validation; ignored");
+      return;
+    }
+    for (const fn of this.eventListeners) fn(parsed.data);
+  }
+
+  private emitConnection(state: { connected: boolean; reconnected: boolean; error?: string }): void {
+    for (const fn of this.connectionListeners) fn(state);
+  }
+}
+
+const enc = encodeURIComponent;

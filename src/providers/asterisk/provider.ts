@@ -1,0 +1,404 @@
+/**
+ * Asterisk over ARI. A call is one SIP channel in our Stasis app, bridged
+ * with an externalMedia channel whose RTP comes to our own UDP socket.
+ *
+ * Asterisk facts this relies on (seen on Asterisk 22):
+ * - the externalMedia channel enters our Stasis app too: it is recognised by
+ *   the id we give it and added to the bridge only after its StasisStart;
+ * - the address to send RTP to is only in the POST response's channelvars
+ *   (UNICASTRTP_LOCAL_ADDRESS / UNICASTRTP_LOCAL_PORT);
+ * - DTMF never reaches the RTP stream, only ChannelDtmfReceived events;
+ * - StasisStart is not replayed after a reconnect, so the channel list is
+ *   reconciled instead.
+ * Every path (hang-up on either side, errors, Asterisk going away) removes
+ * the bridge and the externalMedia channel.
+ */
+import { randomUUID } from "node:crypto";
+import type { VoiceCallConfig } from "../../config/schema.js";
+import { VoiceCallError } from "../../errors.js";
+import type { Logger } from "../../log.js";
+import type { AudioFrame, SampleRate } from "../../audio/frame.js";
+import type { MediaTransport } from "../../audio/transport.js";
+import { RtpUdpTransport } from "../../rtp/udp-transport.js";
+import type { TerminalState } from "../../calls/types.js";
+import type { CallProvider, PlaceCallRequest, ProviderCapabilities, ProviderEvent, ProviderEventSink, RemoteCallStatus } from "../types.js";
+import { AriClient, AriError, type AriChannel, type AriEvent } from "./ari.js";
+
+/** Produces speech as PCM frames at the transport's rate; stops when `signal` aborts. */
+export type SynthesizeFn = (text: string, sampleRate: SampleRate, signal: AbortSignal) => AsyncIterable<AudioFrame>;
+
+export interface AsteriskProviderOptions {
+  config: VoiceCallConfig;
+  logger: Logger;
+  synthesize?: SynthesizeFn;
+  /** How long calls survive a lost ARI connection before they end. */
+  reconnectGraceMs?: number;
+}
+
+const CALL_PREFIX = "vc-";
+const MEDIA_PREFIX = "vcm-";
+const BRIDGE_PREFIX = "vcb-";
+
+interface AstCall {
+  id: string;
+  direction: "inbound" | "outbound";
+  answered: boolean;
+  ended: boolean;
+  hangupRequested: boolean;
+  /** Q.850 cause from ChannelHangupRequest, for when StasisEnd ends the call. */
+  hangupCause?: number;
+  bridgeId?: string;
+  mediaId?: string;
+  transport?: RtpUdpTransport;
+  mediaReady?: (ok: boolean) => void;
+}
+
+type EventBody = ProviderEvent extends infer E ? (E extends ProviderEvent ? Omit<E, "eventId" | "at" | "providerCallId"> : never) : never;
+
+export class AsteriskProvider implements CallProvider {
+  readonly id = "asterisk" as const;
+  readonly capabilities: ProviderCapabilities = { inbound: true, dtmfOut: true, e164Only: false, turnTokens: false };
+  readonly ari: AriClient;
+  private sink: ProviderEventSink | null = null;
+  private readonly calls = new Map<string, AstCall>();
+  /** externalMedia channel id -> call id, until its StasisStart. */
+  private readonly mediaOwners = new Map<string, string>();
+  private readonly log: Logger;
+  private graceTimer: NodeJS.Timeout | null = null;
+  private seq = 0;
+
+  constructor(private readonly options: AsteriskProviderOptions) {
+    const { ari } = options.config.asterisk;
+    this.log = options.logger.child({ provider: "asterisk" });
+    this.ari = new AriClient({
+      url: ari.url,
+      username: ari.username,
+      password: ari.password ?? "",
+      app: ari.app,
+      logger: this.log,
+    });
+    this.ari.onEvent((e) => this.onAriEvent(e));
+    this.ari.onConnection((s) => this.onConnection(s.connected, s.reconnected));
+  }
+
+  async start(sink: ProviderEventSink): Promise<void> {
+    this.sink = sink;
+    try {
+      await this.ari.connect();
+    } catch (err) {
+      throw new VoiceCallError("UNAVAILABLE", `cannot connect to Asterisk ARI at ${this.options.config.asterisk.ari.url}: ${(err as Error).message}`);
+    }
+    await this.resync();
+  }
+
+  async stop(): Promise<void> {
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    await Promise.all([...this.calls.values()].map((c) => this.teardown(c, true)));
+    this.ari.close();
+    this.sink = null;
+  }
+
+  async placeCall(request: PlaceCallRequest): Promise<{ providerCallId: string }> {
+    const { asterisk, ringTimeoutMs, fromNumber } = this.options.config;
+    const id = `${CALL_PREFIX}${randomUUID()}`;
+    const call: AstCall = { id, direction: "outbound", answered: false, ended: false, hangupRequested: false };
+    this.calls.set(id, call);
+    try {
+      await this.ari.channels.originate({
+        endpoint: asterisk.dialTemplate.replaceAll("{to}", request.to),
+        channelId: id,
+        appArgs: "outbound",
+        callerId: fromNumber,
+        timeoutSec: Math.ceil(ringTimeoutMs / 1000),
+      });
+    } catch (err) {
+      this.calls.delete(id);
+      throw err;
+    }
+    return { providerCallId: id };
+  }
+
+  async answer(providerCallId: string): Promise<void> {
+    const call = this.live(providerCallId);
+    await this.ari.channels.answer(call.id);
+    await this.attachMedia(call);
+  }
+
+  async reject(providerCallId: string, _reason: string): Promise<void> {
+    const call = this.live(providerCallId);
+    call.hangupRequested = true;
+    await this.ignoreGone(this.ari.channels.hangup(call.id, "rejected"));
+  }
+
+  async hangup(providerCallId: string): Promise<void> {
+    const call = this.calls.get(providerCallId);
+    if (!call || call.ended) return;
+    call.hangupRequested = true;
+    await this.ignoreGone(this.ari.channels.hangup(call.id, "normal"));
+    await this.teardown(call, false);
+  }
+
+  async speak(providerCallId: string, text: string, options: { signal?: AbortSignal }): Promise<void> {
+    const call = this.live(providerCallId);
+    const transport = call.transport;
+    if (!transport) throw new VoiceCallError("INVALID_STATE", `call ${providerCallId} has no media yet`);
+    const synthesize = this.options.synthesize;
+    if (!synthesize) throw new VoiceCallError("UNSUPPORTED", "no speech synthesizer is configured for the asterisk provider");
+    const controller = new AbortController();
+    const abort = () => {
+      controller.abort();
+      transport.clear();
+    };
+    options.signal?.addEventListener("abort", abort, { once: true });
+    try {
+      for await (const frame of synthesize(text, transport.sampleRate, controller.signal)) {
+        if (controller.signal.aborted || transport.closed) break;
+        transport.write(frame);
+      }
+      await transport.mark();
+    } finally {
+      options.signal?.removeEventListener("abort", abort);
+    }
+  }
+
+  async listen(_providerCallId: string, _turnToken: string): Promise<void> {
+    // Caller audio flows on the media transport all the time; speech
+    // recognition on the audio bus turns it into speech events.
+  }
+
+  async sendDtmf(providerCallId: string, digits: string): Promise<void> {
+    await this.ari.channels.sendDtmf(this.live(providerCallId).id, digits, { between: 100, duration: 100 });
+  }
+
+  async getCallStatus(providerCallId: string): Promise<RemoteCallStatus> {
+    try {
+      await this.ari.channels.get(providerCallId);
+      return { status: "active" };
+    } catch (err) {
+      if (err instanceof AriError && err.status === 404) return { status: "ended", state: "completed", reason: "the channel no longer exists in Asterisk" };
+      return { status: "unknown", reason: (err as Error).message };
+    }
+  }
+
+  /** The call's media path (caller audio in, our audio out). */
+  media(providerCallId: string): MediaTransport | undefined {
+    return this.calls.get(providerCallId)?.transport;
+  }
+
+  // -------------------------------------------------------------- events
+
+  private onAriEvent(e: AriEvent): void {
+    switch (e.type) {
+      case "StasisStart":
+        return this.onStasisStart(e.channel, e.args);
+      case "ChannelStateChange": {
+        const call = this.calls.get(e.channel.id);
+        if (call && !call.answered && (e.channel.state === "Ringing" || e.channel.state === "Ring")) this.emit(call, { type: "ringing" });
+        return;
+      }
+      case "ChannelDtmfReceived": {
+        const call = this.calls.get(e.channel.id);
+        if (call && !call.ended) this.emit(call, { type: "dtmf", digits: e.digit });
+        return;
+      }
+      case "ChannelHangupRequest": {
+        const call = this.calls.get(e.channel.id);
+        if (call && e.cause !== undefined) call.hangupCause = e.cause;
+        return;
+      }
+      case "StasisEnd": {
+        // After StasisEnd the app no longer hears of the channel (no
+        // ChannelDestroyed), so leaving the app is the end of the call.
+        const call = this.calls.get(e.channel.id);
+        if (call) void this.onCallGone(call, call.hangupCause ?? 16, "left the Stasis app");
+        return;
+      }
+      case "ChannelDestroyed": {
+        const call = this.calls.get(e.channel.id);
+        if (call) void this.onCallGone(call, e.cause, e.cause_txt);
+        const owner = this.mediaOwners.get(e.channel.id);
+        if (owner) {
+          this.mediaOwners.delete(e.channel.id);
+          const c = this.calls.get(owner);
+          c?.mediaReady?.(false);
+        }
+        return;
+      }
+      case "Dial":
+        return;
+    }
+  }
+
+  private onStasisStart(channel: AriChannel, args: string[]): void {
+    const owner = this.mediaOwners.get(channel.id);
+    if (owner) {
+      this.mediaOwners.delete(channel.id);
+      this.calls.get(owner)?.mediaReady?.(true);
+      return;
+    }
+    if (channel.id.startsWith(MEDIA_PREFIX)) return;
+    const outbound = this.calls.get(channel.id);
+    if (outbound) {
+      // An originated channel enters the app when the far end answers.
+      void this.attachMedia(outbound).catch((err) => this.failCall(outbound, `media setup failed: ${(err as Error).message}`));
+      return;
+    }
+    const call: AstCall = { id: channel.id, direction: "inbound", answered: false, ended: false, hangupRequested: false };
+    this.calls.set(channel.id, call);
+    const to = args[0] ?? channel.dialplan?.exten ?? "";
+    this.emit(call, { type: "inbound", from: channel.caller?.number || "anonymous", to });
+  }
+
+  /** Bridge + externalMedia + RTP socket; the call counts as answered once audio can flow. */
+  private async attachMedia(call: AstCall): Promise<void> {
+    if (call.transport || call.ended) return;
+    const { media } = this.options.config.asterisk;
+    const transport = await RtpUdpTransport.open({
+      codec: media.codec,
+      bindHost: media.bindHost,
+      portMin: media.rtpPortMin,
+      portMax: media.rtpPortMax,
+    });
+    call.transport = transport;
+    const suffix = randomUUID();
+    call.bridgeId = `${BRIDGE_PREFIX}${suffix}`;
+    call.mediaId = `${MEDIA_PREFIX}${suffix}`;
+    try {
+      await this.ari.bridges.create(call.bridgeId, `voicecall ${call.id}`);
+      const ready = new Promise<boolean>((resolve) => (call.mediaReady = resolve));
+      this.mediaOwners.set(call.mediaId, call.id);
+      const host = media.advertiseHost ?? media.bindHost;
+      const mediaChannel = await this.ari.channels.externalMedia({
+        channelId: call.mediaId,
+        externalHost: `${host.includes(":") ? `[${host}]` : host}:${transport.localPort}`,
+        format: media.codec,
+      });
+      const address = mediaChannel.channelvars?.UNICASTRTP_LOCAL_ADDRESS;
+      const port = Number(mediaChannel.channelvars?.UNICASTRTP_LOCAL_PORT);
+      if (!address || !Number.isInteger(port)) throw new Error("Asterisk did not report UNICASTRTP_LOCAL_ADDRESS/PORT");
+      transport.connect(address, port);
+      const timeout = setTimeout(() => call.mediaReady?.(false), 5000);
+      const ok = await ready;
+      clearTimeout(timeout);
+      call.mediaReady = undefined;
+      if (!ok) throw new Error("the externalMedia channel never entered the Stasis app");
+      if (call.ended) return;
+      await this.ari.bridges.addChannel(call.bridgeId, `${call.id},${call.mediaId}`);
+    } catch (err) {
+      await this.teardown(call, false);
+      throw err;
+    }
+    call.answered = true;
+    this.emit(call, { type: "answered" });
+  }
+
+  private async onCallGone(call: AstCall, cause: number, causeText: string): Promise<void> {
+    if (call.ended) return;
+    const state = call.hangupRequested ? "hangup-bot" : endState(call.answered, cause);
+    await this.teardown(call, false);
+    this.emit(call, { type: "ended", state, reason: `${causeText} (cause ${cause})` });
+  }
+
+  private async failCall(call: AstCall, reason: string): Promise<void> {
+    if (call.ended) return;
+    this.log.warn({ callId: call.id, reason }, "ending call");
+    call.hangupRequested = true;
+    await this.ignoreGone(this.ari.channels.hangup(call.id, "normal")).catch(() => undefined);
+    await this.teardown(call, false);
+    this.emit(call, { type: "ended", state: "error", reason });
+  }
+
+  /** Removes the bridge, the externalMedia channel and the RTP socket; idempotent. */
+  private async teardown(call: AstCall, hangupCall: boolean): Promise<void> {
+    if (call.ended) return;
+    call.ended = true;
+    call.mediaReady?.(false);
+    call.transport?.close();
+    const steps: Array<Promise<void>> = [];
+    if (hangupCall) steps.push(this.ignoreGone(this.ari.channels.hangup(call.id, "normal")));
+    if (call.mediaId) {
+      this.mediaOwners.delete(call.mediaId);
+      steps.push(this.ignoreGone(this.ari.channels.hangup(call.mediaId)));
+    }
+    if (call.bridgeId) steps.push(this.ignoreGone(this.ari.bridges.destroy(call.bridgeId)));
+    const results = await Promise.allSettled(steps);
+    for (const r of results) if (r.status === "rejected") this.log.warn({ callId: call.id, err: String(r.reason) }, "cleanup step failed");
+    // Keep the record a little so late events for it are recognised, then forget it.
+    setTimeout(() => this.calls.delete(call.id), 30_000).unref();
+  }
+
+  // -------------------------------------------------------- reconnection
+
+  private onConnection(connected: boolean, reconnected: boolean): void {
+    if (!connected) {
+      if (!this.sink || this.graceTimer) return;
+      const grace = this.options.reconnectGraceMs ?? 15_000;
+      this.log.warn({ graceMs: grace }, "lost the ARI connection; calls end if it is not back in time");
+      this.graceTimer = setTimeout(() => {
+        this.graceTimer = null;
+        for (const call of this.calls.values()) void this.failCall(call, "lost the connection to Asterisk");
+      }, grace);
+      this.graceTimer.unref();
+      return;
+    }
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.graceTimer = null;
+    if (reconnected) void this.resync().catch((err) => this.log.warn({ err: String(err) }, "re-sync after reconnect failed"));
+  }
+
+  /**
+   * Reconciles with Asterisk's channel list: calls whose channel is gone end
+   * with a reason; our own bridges and media channels that no call owns are
+   * removed (left over from a crash of this service).
+   */
+  private async resync(): Promise<void> {
+    const channels = await this.ari.channels.list();
+    const alive = new Set(channels.map((c) => c.id));
+    for (const call of [...this.calls.values()]) {
+      if (call.ended || alive.has(call.id)) continue;
+      await this.teardown(call, false);
+      this.emit(call, { type: "ended", state: "error", reason: "the channel vanished while Asterisk was unreachable (restarted?)" });
+    }
+    const ownedMedia = new Set([...this.calls.values()].map((c) => c.mediaId).filter(Boolean));
+    const ownedBridges = new Set([...this.calls.values()].map((c) => c.bridgeId).filter(Boolean));
+    for (const ch of channels) {
+      if (ch.id.startsWith(MEDIA_PREFIX) && !ownedMedia.has(ch.id)) await this.ignoreGone(this.ari.channels.hangup(ch.id));
+      else if (ch.id.startsWith(CALL_PREFIX) && !this.calls.has(ch.id)) await this.ignoreGone(this.ari.channels.hangup(ch.id));
+    }
+    for (const bridge of await this.ari.bridges.list()) {
+      if (bridge.id.startsWith(BRIDGE_PREFIX) && !ownedBridges.has(bridge.id)) await this.ignoreGone(this.ari.bridges.destroy(bridge.id));
+    }
+  }
+
+  // ------------------------------------------------------------- helpers
+
+  private live(providerCallId: string): AstCall {
+    const call = this.calls.get(providerCallId);
+    if (!call) throw new VoiceCallError("NOT_FOUND", `Asterisk has no call ${providerCallId}`);
+    if (call.ended) throw new VoiceCallError("CALL_ENDED", `Asterisk call ${providerCallId} has ended`);
+    return call;
+  }
+
+  /** A 404 means the object is already gone, which is what cleanup wants. */
+  private async ignoreGone(p: Promise<void>): Promise<void> {
+    try {
+      await p;
+    } catch (err) {
+      if (err instanceof AriError && err.status === 404) return;
+      throw err;
+    }
+  }
+
+  private emit(call: AstCall, body: EventBody): void {
+    this.seq += 1;
+    this.sink?.({ ...body, eventId: `ast-${process.pid}-${this.seq}`, providerCallId: call.id, at: Date.now() } as ProviderEvent);
+  }
+}
+
+/** Q.850 cause codes to how the call ended. */
+function endState(answered: boolean, cause: number): TerminalState {
+  if (answered) return "hangup-user";
+  if (cause === 17) return "busy";
+  if (cause === 18 || cause === 19) return "no-answer";
+  return "failed";
+}

@@ -1,0 +1,81 @@
+/**
+ * A small reordering jitter buffer, sans-IO. Packets go in as they arrive;
+ * `push` returns those now due in sequence order. A gap is waited for until
+ * `depth` newer packets have arrived, then skipped (counted as lost).
+ * Duplicates and packets older than the playout point are dropped.
+ */
+import type { RtpPacket } from "./packet.js";
+
+export interface JitterStats {
+  received: number;
+  lost: number;
+  late: number;
+  duplicate: number;
+}
+
+export class JitterBuffer {
+  private readonly held = new Map<number, RtpPacket>();
+  private next: number | undefined;
+  readonly stats: JitterStats = { received: 0, lost: 0, late: 0, duplicate: 0 };
+
+  constructor(private readonly depth = 3) {}
+
+  push(packet: RtpPacket): RtpPacket[] {
+    this.stats.received += 1;
+    const seq = packet.sequenceNumber;
+    if (this.next === undefined) this.next = seq;
+    const ahead = seqDistance(this.next, seq);
+    if (ahead < 0) {
+      this.stats.late += 1;
+      return [];
+    }
+    if (this.held.has(seq)) {
+      this.stats.duplicate += 1;
+      return [];
+    }
+    this.held.set(seq, packet);
+    return this.drain();
+  }
+
+  /** Everything still held, in order (end of stream). */
+  flush(): RtpPacket[] {
+    const out: RtpPacket[] = [];
+    while (this.held.size > 0 && this.next !== undefined) {
+      const p = this.held.get(this.next);
+      if (p) {
+        this.held.delete(this.next);
+        out.push(p);
+      } else {
+        this.stats.lost += 1;
+      }
+      this.next = (this.next + 1) & 0xffff;
+    }
+    return out;
+  }
+
+  private drain(): RtpPacket[] {
+    const out: RtpPacket[] = [];
+    for (;;) {
+      const next = this.next!;
+      const p = this.held.get(next);
+      if (p) {
+        this.held.delete(next);
+        out.push(p);
+        this.next = (next + 1) & 0xffff;
+        continue;
+      }
+      if (this.held.size >= this.depth) {
+        this.stats.lost += 1;
+        this.next = (next + 1) & 0xffff;
+        continue;
+      }
+      return out;
+    }
+  }
+}
+
+/** Signed distance from a to b in 16-bit sequence space (RFC 3550 A.1). */
+export function seqDistance(a: number, b: number): number {
+  const d = (b - a) & 0xffff;
+  return d >= 0x8000 ? d - 0x10000 : d;
+}

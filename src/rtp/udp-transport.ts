@@ -1,0 +1,191 @@
+/**
+ * A MediaTransport over RTP/UDP: the thin I/O shell around the sans-IO
+ * packet codec and jitter buffer. It sends only to the peer it was given and
+ * accepts packets only from that address, dropping anything else. Our sender
+ * keeps its own 20 ms clock (the shared pacer) and sends silence when idle,
+ * because the far side sends nothing while its caller is silent.
+ */
+import { createSocket, type Socket } from "node:dgram";
+import { randomInt } from "node:crypto";
+import { decodeG711, encodeG711 } from "../audio/g711.js";
+import { samplesPerFrame, silentFrame, type AudioFrame, type SampleRate } from "../audio/frame.js";
+import { sharedPacer, type FramePacer, type PacedStream } from "../audio/pacer.js";
+import { InputQueue, OutputQueue, type MediaTransport } from "../audio/transport.js";
+import { JitterBuffer } from "./jitter.js";
+import { PAYLOAD_TYPES, RtpError, buildRtp, parseRtp } from "./packet.js";
+
+export type RtpCodec = "ulaw" | "alaw" | "slin16";
+
+export interface RtpTransportStats {
+  sent: number;
+  received: number;
+  /** Packets from an address other than the peer's. */
+  foreign: number;
+  malformed: number;
+  lost: number;
+}
+
+export interface RtpTransportOptions {
+  codec: RtpCodec;
+  bindHost: string;
+  portMin: number;
+  portMax: number;
+  pacer?: FramePacer;
+}
+
+export class RtpUdpTransport implements MediaTransport, PacedStream {
+  readonly sampleRate: SampleRate;
+  private readonly socket: Socket;
+  private readonly input = new InputQueue();
+  private readonly output = new OutputQueue();
+  private readonly jitter = new JitterBuffer(3);
+  private readonly pacer: FramePacer;
+  private peer: { host: string; port: number } | undefined;
+  private seq = randomInt(0, 0x10000);
+  private ts = randomInt(0, 0x100000000);
+  private readonly ssrc = randomInt(1, 0x100000000);
+  private detach: (() => void) | null = null;
+  private isClosed = false;
+  private malformed = 0;
+  private foreign = 0;
+  private sent = 0;
+
+  private constructor(private readonly codec: RtpCodec, socket: Socket, pacer: FramePacer) {
+    this.sampleRate = codec === "slin16" ? 16000 : 8000;
+    this.socket = socket;
+    this.pacer = pacer;
+    socket.on("message", (msg, rinfo) => this.onPacket(msg, rinfo.address, rinfo.port));
+  }
+
+  /** Binds a UDP port in [portMin, portMax], starting at a random one. */
+  static async open(options: RtpTransportOptions): Promise<RtpUdpTransport> {
+    const span = options.portMax - options.portMin + 1;
+    const first = randomInt(0, span);
+    for (let i = 0; i < span; i += 1) {
+      const port = options.portMin + ((first + i) % span);
+      const socket = createSocket({ type: options.bindHost.includes(":") ? "udp6" : "udp4" });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          socket.once("error", reject);
+          socket.bind(port, options.bindHost, () => {
+            socket.off("error", reject);
+            resolve();
+          });
+        });
+        return new RtpUdpTransport(options.codec, socket, options.pacer ?? sharedPacer);
+      } catch (err) {
+        socket.close();
+        if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
+      }
+    }
+    throw new Error(`no free UDP port in ${options.portMin}-${options.portMax} on ${options.bindHost}`);
+  }
+
+  get localPort(): number {
+    return this.socket.address().port;
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /** Where to send, and the only source accepted; starts the 20 ms clock. */
+  connect(host: string, port: number): void {
+    this.peer = { host, port };
+    this.detach ??= this.pacer.add(this);
+  }
+
+  frames(): AsyncIterable<AudioFrame> {
+    return this.input.iterate();
+  }
+
+  write(frame: AudioFrame): void {
+    if (frame.sampleRate !== this.sampleRate) {
+      throw new RangeError(`frame at ${frame.sampleRate} Hz on a ${this.sampleRate} Hz transport`);
+    }
+    if (!this.isClosed) this.output.write(frame);
+  }
+
+  mark(): Promise<boolean> {
+    return this.isClosed ? Promise.resolve(false) : this.output.mark();
+  }
+
+  clear(): void {
+    this.output.clear();
+  }
+
+  get queuedFrames(): number {
+    return this.output.pendingFrames;
+  }
+
+  get stats(): RtpTransportStats {
+    return { sent: this.sent, received: this.jitter.stats.received, foreign: this.foreign, malformed: this.malformed, lost: this.jitter.stats.lost };
+  }
+
+  tick(): void {
+    const peer = this.peer;
+    if (!peer || this.isClosed) return;
+    const frame = this.output.next() ?? silentFrame(this.sampleRate);
+    const payload = this.encode(frame.pcm);
+    const packet = buildRtp({
+      marker: this.sent === 0,
+      payloadType: PAYLOAD_TYPES[this.codec],
+      sequenceNumber: this.seq,
+      timestamp: this.ts,
+      ssrc: this.ssrc,
+      payload,
+    });
+    this.seq = (this.seq + 1) & 0xffff;
+    this.ts = (this.ts + samplesPerFrame(this.sampleRate)) >>> 0;
+    this.sent += 1;
+    this.socket.send(packet, peer.port, peer.host);
+  }
+
+  close(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.detach?.();
+    this.output.clear();
+    for (const p of this.jitter.flush()) this.input.push(this.decode(p.payload));
+    this.input.end();
+    this.socket.close();
+  }
+
+  private onPacket(msg: Buffer, host: string, port: number): void {
+    const peer = this.peer;
+    if (!peer || host !== peer.host || port !== peer.port) {
+      this.foreign += 1;
+      return;
+    }
+    let packet;
+    try {
+      packet = parseRtp(msg);
+    } catch (err) {
+      if (!(err instanceof RtpError)) throw err;
+      this.malformed += 1;
+      return;
+    }
+    if (packet.payloadType !== PAYLOAD_TYPES[this.codec]) return;
+    for (const p of this.jitter.push(packet)) this.input.push(this.decode(p.payload));
+  }
+
+  private decode(payload: Uint8Array): AudioFrame {
+    if (this.codec === "slin16") {
+      const pcm = new Int16Array(payload.length >> 1);
+      const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+      for (let i = 0; i < pcm.length; i += 1) pcm[i] = view.getInt16(i * 2, false);
+      return { pcm, sampleRate: 16000 };
+    }
+    return { pcm: decodeG711(this.codec, payload), sampleRate: 8000 };
+  }
+
+  private encode(pcm: Int16Array): Uint8Array {
+    if (this.codec === "slin16") {
+      const out = new Uint8Array(pcm.length * 2);
+      const view = new DataView(out.buffer);
+      for (let i = 0; i < pcm.length; i += 1) view.setInt16(i * 2, pcm[i]!, false);
+      return out;
+    }
+    return encodeG711(this.codec, pcm);
+  }
+}

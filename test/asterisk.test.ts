@@ -1,0 +1,173 @@
+/**
+ * The Asterisk provider against a real Asterisk 22 (the PBX lab) with sipp
+ * as the phone. Skips, saying why, where the lab cannot run (no root and no
+ * Docker engine).
+ */
+import { writeFileSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { encodeG711 } from "../src/audio/g711.js";
+import { toneRatio } from "../src/audio/goertzel.js";
+import type { AudioFrame, SampleRate } from "../src/audio/frame.js";
+import type { CallView } from "../src/calls/types.js";
+import { Lab, labUnavailableReason } from "../src/lab/lab.js";
+import { createLogger } from "../src/log.js";
+import type { AsteriskProvider } from "../src/providers/asterisk/provider.js";
+import { createRuntime, type VoiceCallRuntime } from "../src/runtime.js";
+import { makeConfig, tempDir, waitFor } from "./helpers.js";
+import { PhoneEar } from "./lab/phone-audio.js";
+import { callerScenario, calleeScenario, runSipp } from "./lab/sipp.js";
+
+const unavailable = labUnavailableReason();
+if (unavailable) console.warn(`skipping PBX tests: ${unavailable}`);
+
+/** Our "speech" in these tests: a 440 Hz tone, 0.8 s per message. */
+async function* toneSynth(_text: string, sampleRate: SampleRate, signal: AbortSignal): AsyncIterable<AudioFrame> {
+  const n = sampleRate / 50;
+  for (let f = 0; f < 40 && !signal.aborted; f += 1) {
+    const pcm = new Int16Array(n);
+    for (let i = 0; i < n; i += 1) pcm[i] = Math.round(9000 * Math.sin((2 * Math.PI * 440 * (f * n + i)) / sampleRate));
+    yield { pcm, sampleRate };
+  }
+}
+
+describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk 22", () => {
+  let lab: Lab;
+  let rt: VoiceCallRuntime;
+  let ast: AsteriskProvider;
+  let sipPort = 15080;
+  let mediaPort = 16100;
+
+  const calls = (): CallView[] => rt.manager.listCalls().map((c) => rt.manager.getCall(c.callId)!);
+  const newInbound = async (known: Set<string>) =>
+    waitFor(() => calls().find((c) => c.direction === "inbound" && !known.has(c.callId)), "an inbound call", 10_000);
+  const stateOf = (callId: string) => rt.manager.getCall(callId)?.state;
+  const dial = (scenario: string, extension: string) =>
+    runSipp(lab, `call-${sipPort}`, scenario, ["-s", extension, "-p", String(sipPort++), "-i", "127.0.0.1", `127.0.0.1:${lab.info.sipPort}`]);
+
+  beforeAll(async () => {
+    lab = await Lab.start({ onProgress: (l) => console.log(`[lab] ${l}`) });
+    const pcm = new Int16Array(8000 * 2);
+    for (let i = 0; i < pcm.length; i += 1) pcm[i] = Math.round(10000 * Math.sin((2 * Math.PI * 1000 * i) / 8000));
+    writeFileSync(lab.hostPath("tmp/tone-1k.ulaw"), encodeG711("ulaw", pcm));
+    const config = makeConfig(
+      {
+        provider: "asterisk",
+        inboundPolicy: "open",
+        inboundGreeting: "Hello from the lab",
+        outbound: { defaultMode: "conversation" },
+        asterisk: {
+          ari: { url: lab.info.ariUrl, username: lab.info.ariUser, password: lab.info.ariPassword, app: lab.info.ariApp },
+          dialTemplate: "PJSIP/{to}@lab-uas",
+        },
+      },
+      tempDir(),
+    );
+    rt = await createRuntime(config, createLogger("warn"), { synthesize: toneSynth });
+    ast = rt.providers.get("asterisk") as AsteriskProvider;
+  }, 180_000);
+
+  afterAll(async () => {
+    await rt?.stop();
+    await lab?.stop();
+  });
+
+  it("answers an inbound call: caller audio arrives as frames, DTMF in order, caller hang-up ends it", async () => {
+    const known = new Set(calls().map((c) => c.callId));
+    const phone = dial(callerScenario({ extension: "100", audioFile: "/tmp/tone-1k.ulaw", dtmf: "147", holdMs: 800 }), "100");
+    const call = await newInbound(known);
+    expect(call).toMatchObject({ from: "sipp", to: "100", provider: "asterisk" });
+    await waitFor(() => ast.media(call.providerCallId!), "media");
+    const heard: Int16Array[] = [];
+    const reading = (async () => {
+      for await (const frame of ast.media(call.providerCallId!)!.frames()) heard.push(frame.pcm);
+    })();
+    const { code, output } = await phone.done;
+    expect(code, output).toBe(0);
+    await waitFor(() => stateOf(call.callId) === "hangup-user", "caller hang-up");
+    await reading;
+    const audio = Int16Array.from(heard.flatMap((p) => [...p]));
+    // The 2 s tone the phone streamed: most of the energy at 1 kHz, none at 440 Hz.
+    expect(audio.length).toBeGreaterThan(8000);
+    let best = 0;
+    for (let i = 0; i + 1600 <= audio.length; i += 1600) best = Math.max(best, toneRatio(audio.subarray(i, i + 1600), 8000, 1000));
+    expect(best).toBeGreaterThan(0.4);
+    const view = rt.manager.getCall(call.callId)!;
+    expect(view.transcript.filter((t) => t.kind === "dtmf").map((t) => t.text)).toEqual(["1", "4", "7"]);
+    expect(view.transcript[0]).toMatchObject({ speaker: "bot", text: "Hello from the lab" });
+  });
+
+  it("plays our audio to the phone and ends the call from our side", async () => {
+    const known = new Set(calls().map((c) => c.callId));
+    const ear = await PhoneEar.open(mediaPort);
+    const phone = dial(callerScenario({ extension: "200", holdMs: "wait", mediaPort: mediaPort++ }), "200");
+    const call = await newInbound(known);
+    await waitFor(() => stateOf(call.callId) === "listening", "greeting played");
+    await rt.manager.speak(call.callId, "a second message");
+    await rt.manager.endCall(call.callId);
+    const { code, output } = await phone.done;
+    expect(code, output).toBe(0);
+    ear.close();
+    const audio = ear.audio();
+    let best = 0;
+    for (let i = 0; i + 1600 <= audio.length; i += 1600) best = Math.max(best, toneRatio(audio.subarray(i, i + 1600), 8000, 440));
+    expect(best).toBeGreaterThan(0.4);
+    expect(stateOf(call.callId)).toBe("hangup-bot");
+  });
+
+  it("places an outbound call: it rings, is answered, carries audio, and ends", async () => {
+    const ear = await PhoneEar.open(mediaPort);
+    const callee = runSipp(lab, "uas-answer", calleeScenario({ ringMs: 600, mediaPort: mediaPort++ }), [
+      "-p",
+      String(lab.info.uasPort),
+      "-i",
+      "127.0.0.1",
+    ]);
+    await new Promise((r) => setTimeout(r, 300));
+    const { callId } = await rt.manager.initiateCall({ to: "300", message: "This is your reminder" });
+    await waitFor(() => stateOf(callId) === "ringing", "ringing", 5000);
+    await waitFor(() => stateOf(callId) === "listening", "answered and message played", 10_000);
+    await rt.manager.endCall(callId);
+    const { code, output } = await callee.done;
+    expect(code, output).toBe(0);
+    ear.close();
+    let best = 0;
+    const audio = ear.audio();
+    for (let i = 0; i + 1600 <= audio.length; i += 1600) best = Math.max(best, toneRatio(audio.subarray(i, i + 1600), 8000, 440));
+    expect(best).toBeGreaterThan(0.4);
+    expect(rt.manager.getCall(callId)!.transcript[0]).toMatchObject({ speaker: "bot", text: "This is your reminder" });
+  });
+
+  it("maps a busy callee to state busy", async () => {
+    const callee = runSipp(lab, "uas-busy", calleeScenario({ ringMs: 200, status: 486 }), ["-p", String(lab.info.uasPort), "-i", "127.0.0.1"]);
+    await new Promise((r) => setTimeout(r, 300));
+    const { callId } = await rt.manager.initiateCall({ to: "301", message: "hi" });
+    await waitFor(() => stateOf(callId) === "busy", "busy", 10_000);
+    await callee.done;
+  });
+
+  it("ends calls with a reason when Asterisk dies, reconnects, and takes a new call", async () => {
+    const known = new Set(calls().map((c) => c.callId));
+    const phone = dial(callerScenario({ extension: "400", holdMs: "wait" }), "400");
+    const call = await newInbound(known);
+    await waitFor(() => stateOf(call.callId) === "listening", "call up");
+    await lab.kill();
+    phone.child.kill("SIGKILL");
+    await lab.boot();
+    await waitFor(() => stateOf(call.callId) === "error", "the call to end after the restart", 15_000);
+    expect(rt.manager.getCall(call.callId)!.endReason).toMatch(/Asterisk/);
+    await waitFor(() => ast.ari.isConnected, "ARI reconnected", 10_000);
+
+    const again = new Set(calls().map((c) => c.callId));
+    const next = dial(callerScenario({ extension: "401", holdMs: 500 }), "401");
+    const second = await newInbound(again);
+    const { code, output } = await next.done;
+    expect(code, output).toBe(0);
+    await waitFor(() => stateOf(second.callId) === "hangup-user", "second call ends normally");
+  }, 60_000);
+
+  it("leaves no channel and no bridge behind", async () => {
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await ast.ari.channels.list()).toEqual([]);
+    expect(await ast.ari.bridges.list()).toEqual([]);
+  });
+});

@@ -1,0 +1,181 @@
+/**
+ * sipp scenarios for the PBX tests, run inside the lab root: a caller that
+ * dials an extension, streams a tone, sends DTMF and hangs up (or waits for
+ * our hang-up), and a callee (UAS) that rings, answers or refuses.
+ */
+import type { ChildProcess } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Lab } from "../../src/lab/lab.js";
+
+export interface CallerScript {
+  extension: string;
+  /** Raw 8 kHz mu-law to stream after answer (path inside the root). */
+  audioFile?: string;
+  /** Digits to send as RFC 4733 events after the audio, in order. */
+  dtmf?: string;
+  /** ms to stay on the call before hanging up; "wait" waits for the far end's BYE. */
+  holdMs: number | "wait";
+  /** Audio port offered in SDP; set it to receive the call's audio in the test. */
+  mediaPort?: number;
+}
+
+/** SDP offer/answer; `mediaPort` fixes the audio port so the test can listen there as the phone. */
+function sdp(mediaPort?: number): string {
+  return [
+    "v=0",
+    "o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]",
+    "s=-",
+    "c=IN IP[media_ip_type] [media_ip]",
+    "t=0 0",
+    `m=audio ${mediaPort ?? "[media_port]"} RTP/AVP 0 101`,
+    "a=rtpmap:0 PCMU/8000",
+    "a=rtpmap:101 telephone-event/8000",
+    "a=fmtp:101 0-16",
+    "a=ptime:20",
+  ].join("\n");
+}
+
+export function callerScenario(s: CallerScript): string {
+  const steps: string[] = [];
+  if (s.audioFile) steps.push(`<nop><action><exec rtp_stream="${s.audioFile},1,0"/></action></nop>`, `<pause milliseconds="2200"/>`);
+  for (const digit of s.dtmf ?? "") {
+    steps.push(`<nop><action><exec play_pcap_audio="/usr/share/sip-tester/dtmf_2833_${digit}.pcap"/></action></nop>`, `<pause milliseconds="400"/>`);
+  }
+  const end =
+    s.holdMs === "wait"
+      ? `<recv request="BYE" timeout="30000"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>`
+      : `<pause milliseconds="${s.holdMs}"/>
+  <send retrans="500"><![CDATA[
+BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 2 BYE
+Contact: sip:sipp@[local_ip]:[local_port]
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200" crlf="true"/>`;
+  return `<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="voicecall caller">
+  <send retrans="500"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: sip:sipp@[local_ip]:[local_port]
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+${sdp(s.mediaPort)}
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200" rtd="true"/>
+  <send><![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Contact: sip:sipp@[local_ip]:[local_port]
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  ${steps.join("\n  ")}
+  ${end}
+</scenario>
+`;
+}
+
+/** A callee: answers after ringMs (or answers with `status`, e.g. 486 busy) and waits for BYE. */
+export function calleeScenario(opts: { ringMs: number; status?: number; mediaPort?: number }): string {
+  const refuse = opts.status !== undefined && opts.status !== 200;
+  const reply = refuse
+    ? `<send><![CDATA[
+SIP/2.0 ${opts.status} Refused
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <recv request="ACK"/>`
+    : `<send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+${sdp(opts.mediaPort)}
+]]></send>
+  <recv request="ACK" crlf="true"/>
+  <recv request="BYE" timeout="60000"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>`;
+  return `<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="voicecall callee">
+  <recv request="INVITE" crlf="true"/>
+  <send><![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Length: 0
+
+]]></send>
+  <pause milliseconds="${opts.ringMs}"/>
+  ${reply}
+</scenario>
+`;
+}
+
+/** Writes the scenario into the root and starts sipp; resolves with its exit code and output. */
+export function runSipp(lab: Lab, name: string, scenario: string, args: string[]): { child: ChildProcess; done: Promise<{ code: number | null; output: string }> } {
+  const dir = lab.hostPath("tmp/voicecall-tests");
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, `${name}.xml`), scenario);
+  const child = lab.spawn("sipp", ["-sf", `/tmp/voicecall-tests/${name}.xml`, "-m", "1", "-nostdin", ...args]);
+  let output = "";
+  child.stdout!.on("data", (d) => (output += d));
+  child.stderr!.on("data", (d) => (output += d));
+  const done = new Promise<{ code: number | null; output: string }>((resolve) => child.on("exit", (code) => resolve({ code, output })));
+  return { child, done };
+}
