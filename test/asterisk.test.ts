@@ -12,6 +12,7 @@ import type { CallView } from "../src/calls/types.js";
 import { Lab, labUnavailableReason } from "../src/lab/lab.js";
 import { createLogger } from "../src/log.js";
 import type { AsteriskProvider } from "../src/providers/asterisk/provider.js";
+import { ARI_OPERATIONS } from "../src/providers/asterisk/ari.js";
 import { createRuntime, type VoiceCallRuntime } from "../src/runtime.js";
 import { makeConfig, tempDir, waitFor } from "./helpers.js";
 import { PhoneEar } from "./lab/phone-audio.js";
@@ -69,6 +70,21 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
   afterAll(async () => {
     await rt?.stop();
     await lab?.stop();
+  });
+
+  it("uses only operations and parameters that this Asterisk's /ari/api-docs declare", async () => {
+    const auth = { authorization: `Basic ${Buffer.from(`${lab.info.ariUser}:${lab.info.ariPassword}`).toString("base64")}` };
+    const apis: Array<{ path: string; operations: Array<{ httpMethod: string; parameters?: Array<{ name: string }> }> }> = [];
+    for (const resource of ["channels", "bridges", "asterisk"]) {
+      const res = await fetch(`${lab.info.ariUrl}/ari/api-docs/${resource}.json`, { headers: auth });
+      apis.push(...((await res.json()) as { apis: typeof apis }).apis);
+    }
+    for (const [name, op] of Object.entries(ARI_OPERATIONS)) {
+      const declared = apis.find((a) => a.path === op.path)?.operations.find((o) => o.httpMethod === op.method);
+      expect(declared, `${name}: ${op.method} ${op.path}`).toBeDefined();
+      const params = new Set(declared!.parameters?.map((p) => p.name));
+      for (const q of op.query) expect(params.has(q), `${name}: parameter ${q}`).toBe(true);
+    }
   });
 
   it("answers an inbound call: caller audio arrives as frames, DTMF in order, caller hang-up ends it", async () => {

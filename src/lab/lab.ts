@@ -6,7 +6,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
-import { homedir } from "node:os";
+import { homedir, hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -185,6 +185,11 @@ export class Lab {
       LAB_UAS_HOST: "127.0.0.1",
       LAB_UAS_PORT: String(this.info.uasPort),
     };
+    // Names resolve from the root's own files only: Asterisk and sipp look
+    // up the machine's name (A and AAAA), which must never reach DNS.
+    const host = hostname();
+    writeFileSync(join(this.info.root, "etc", "hosts"), `127.0.0.1 localhost\n127.0.1.1 ${host}\n::1 localhost ip6-localhost ${host}\n`);
+    writeFileSync(join(this.info.root, "etc", "nsswitch.conf"), "hosts: files\nnetworks: files\n");
     const target = join(this.info.root, "etc", "asterisk");
     rmSync(target, { recursive: true, force: true });
     mkdirSync(target, { recursive: true });

@@ -56,6 +56,29 @@ export interface AriOptions {
 
 type Query = Record<string, string | number | boolean | undefined>;
 
+/**
+ * Every ARI operation the client uses, as Asterisk's own /ari/api-docs name
+ * them; a test checks this table against a running Asterisk.
+ */
+export const ARI_OPERATIONS = {
+  listChannels: { method: "GET", path: "/channels", query: [] },
+  getChannel: { method: "GET", path: "/channels/{channelId}", query: [] },
+  originate: { method: "POST", path: "/channels/{channelId}", query: ["endpoint", "app", "appArgs", "callerId", "timeout"] },
+  answer: { method: "POST", path: "/channels/{channelId}/answer", query: [] },
+  hangup: { method: "DELETE", path: "/channels/{channelId}", query: ["reason"] },
+  sendDtmf: { method: "POST", path: "/channels/{channelId}/dtmf", query: ["dtmf", "between", "duration"] },
+  externalMedia: {
+    method: "POST",
+    path: "/channels/externalMedia",
+    query: ["channelId", "app", "external_host", "format", "encapsulation", "transport", "connection_type", "direction"],
+  },
+  listBridges: { method: "GET", path: "/bridges", query: [] },
+  createBridge: { method: "POST", path: "/bridges/{bridgeId}", query: ["type", "name"] },
+  addChannel: { method: "POST", path: "/bridges/{bridgeId}/addChannel", query: ["channel"] },
+  destroyBridge: { method: "DELETE", path: "/bridges/{bridgeId}", query: [] },
+  info: { method: "GET", path: "/asterisk/info", query: [] },
+} as const satisfies Record<string, { method: string; path: string; query: readonly string[] }>;
+
 export class AriClient {
   private ws: WebSocket | null = null;
   private stopped = true;
@@ -119,11 +142,11 @@ export class AriClient {
   // ------------------------------------------------------------- REST
 
   readonly channels = {
-    list: async (): Promise<AriChannel[]> => z.array(ChannelSchema).parse(await this.request("GET", "/channels")),
-    get: async (id: string): Promise<AriChannel> => ChannelSchema.parse(await this.request("GET", `/channels/${enc(id)}`)),
+    list: async (): Promise<AriChannel[]> => z.array(ChannelSchema).parse(await this.op("listChannels", {})),
+    get: async (id: string): Promise<AriChannel> => ChannelSchema.parse(await this.op("getChannel", { channelId: id })),
     originate: async (p: { endpoint: string; channelId: string; appArgs?: string; callerId?: string; timeoutSec?: number }): Promise<AriChannel> =>
       ChannelSchema.parse(
-        await this.request("POST", `/channels/${enc(p.channelId)}`, {
+        await this.op("originate", { channelId: p.channelId }, {
           endpoint: p.endpoint,
           app: this.options.app,
           appArgs: p.appArgs,
@@ -131,12 +154,11 @@ export class AriClient {
           timeout: p.timeoutSec,
         }),
       ),
-    answer: async (id: string): Promise<void> => void (await this.request("POST", `/channels/${enc(id)}/answer`)),
-    ring: async (id: string): Promise<void> => void (await this.request("POST", `/channels/${enc(id)}/ring`)),
+    answer: async (id: string): Promise<void> => void (await this.op("answer", { channelId: id })),
     hangup: async (id: string, reason?: "normal" | "busy" | "congestion" | "no_answer" | "rejected"): Promise<void> =>
-      void (await this.request("DELETE", `/channels/${enc(id)}`, { reason })),
+      void (await this.op("hangup", { channelId: id }, { reason })),
     sendDtmf: async (id: string, dtmf: string, opts: { between?: number; duration?: number } = {}): Promise<void> =>
-      void (await this.request("POST", `/channels/${enc(id)}/dtmf`, { dtmf, between: opts.between, duration: opts.duration })),
+      void (await this.op("sendDtmf", { channelId: id }, { dtmf, between: opts.between, duration: opts.duration })),
     externalMedia: async (p: {
       channelId: string;
       externalHost: string;
@@ -146,7 +168,7 @@ export class AriClient {
       connectionType?: "client" | "server";
     }): Promise<AriChannel> =>
       ChannelSchema.parse(
-        await this.request("POST", "/channels/externalMedia", {
+        await this.op("externalMedia", {}, {
           channelId: p.channelId,
           app: this.options.app,
           external_host: p.externalHost,
@@ -160,17 +182,28 @@ export class AriClient {
   };
 
   readonly bridges = {
-    list: async (): Promise<AriBridge[]> => z.array(BridgeSchema).parse(await this.request("GET", "/bridges")),
+    list: async (): Promise<AriBridge[]> => z.array(BridgeSchema).parse(await this.op("listBridges", {})),
     create: async (bridgeId: string, name: string): Promise<AriBridge> =>
-      BridgeSchema.parse(await this.request("POST", `/bridges/${enc(bridgeId)}`, { type: "mixing", name })),
+      BridgeSchema.parse(await this.op("createBridge", { bridgeId }, { type: "mixing", name })),
     addChannel: async (bridgeId: string, channelId: string): Promise<void> =>
-      void (await this.request("POST", `/bridges/${enc(bridgeId)}/addChannel`, { channel: channelId })),
-    destroy: async (bridgeId: string): Promise<void> => void (await this.request("DELETE", `/bridges/${enc(bridgeId)}`)),
+      void (await this.op("addChannel", { bridgeId }, { channel: channelId })),
+    destroy: async (bridgeId: string): Promise<void> => void (await this.op("destroyBridge", { bridgeId })),
   };
 
   /** GET /asterisk/info: cheap liveness check. */
   async info(): Promise<unknown> {
-    return this.request("GET", "/asterisk/info");
+    return this.op("info", {});
+  }
+
+  /** Calls one operation of ARI_OPERATIONS; only its declared query parameters can be sent. */
+  private op<N extends keyof typeof ARI_OPERATIONS>(
+    name: N,
+    pathParams: Record<string, string>,
+    query: Partial<Record<(typeof ARI_OPERATIONS)[N]["query"][number], string | number | undefined>> = {},
+  ): Promise<unknown> {
+    const spec = ARI_OPERATIONS[name];
+    const path = spec.path.replace(/\{(\w+)\}/g, (_m, key: string) => enc(pathParams[key] ?? ""));
+    return this.request(spec.method, path, query as Query);
   }
 
   async request(method: string, path: string, query: Query = {}): Promise<unknown> {

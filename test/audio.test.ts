@@ -1,0 +1,121 @@
+import { createSocket } from "node:dgram";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { encodeG711 } from "../src/audio/g711.js";
+import { toneRatio } from "../src/audio/goertzel.js";
+import { toFrames, type AudioFrame } from "../src/audio/frame.js";
+import { FramePacer } from "../src/audio/pacer.js";
+import { InputQueue, OutputQueue } from "../src/audio/transport.js";
+import { buildRtp, parseRtp } from "../src/rtp/packet.js";
+import { RtpUdpTransport } from "../src/rtp/udp-transport.js";
+import { waitFor } from "./helpers.js";
+
+const frame = (v: number): AudioFrame => ({ pcm: new Int16Array(160).fill(v), sampleRate: 8000 });
+
+describe("output queue", () => {
+  it("resolves a mark once every frame before it has been taken", async () => {
+    const q = new OutputQueue();
+    q.write(frame(1));
+    q.write(frame(2));
+    const mark = q.mark();
+    let done = false;
+    void mark.then(() => (done = true));
+    expect(q.next()?.pcm[0]).toBe(1);
+    await Promise.resolve();
+    expect(done).toBe(false);
+    expect(q.next()?.pcm[0]).toBe(2);
+    expect(await mark).toBe(true);
+    expect(q.next()).toBeUndefined();
+  });
+
+  it("clear drops queued frames and fails pending marks (barge-in)", async () => {
+    const q = new OutputQueue();
+    q.write(frame(1));
+    const mark = q.mark();
+    q.clear();
+    expect(await mark).toBe(false);
+    expect(q.next()).toBeUndefined();
+    expect(await q.mark()).toBe(true);
+  });
+});
+
+describe("input queue", () => {
+  it("keeps the newest frames when the reader falls behind", async () => {
+    const q = new InputQueue(3);
+    for (let i = 1; i <= 5; i += 1) q.push(frame(i));
+    q.end();
+    const got: number[] = [];
+    for await (const f of q.iterate()) got.push(f.pcm[0]!);
+    expect(got).toEqual([3, 4, 5]);
+    expect(q.dropped).toBe(2);
+  });
+});
+
+describe("frame pacer", () => {
+  afterEach(() => vi.useRealTimers());
+
+  it("ticks every stream once per 20 ms on one timer", () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance"] });
+    const pacer = new FramePacer(() => performance.now());
+    const counts = [0, 0, 0];
+    const offs = counts.map((_, i) => pacer.add({ tick: () => (counts[i]! += 1) }));
+    vi.advanceTimersByTime(200);
+    expect(counts).toEqual([10, 10, 10]);
+    expect(vi.getTimerCount()).toBe(1);
+    offs[0]!();
+    vi.advanceTimersByTime(100);
+    expect(counts).toEqual([10, 15, 15]);
+    offs[1]!();
+    offs[2]!();
+    expect(vi.getTimerCount()).toBe(0);
+  });
+});
+
+describe("RTP/UDP media transport", () => {
+  it("sends paced frames to the peer, accepts only the peer's packets, and sends silence when idle", async () => {
+    const peer = createSocket("udp4");
+    await new Promise<void>((r) => peer.bind(0, "127.0.0.1", () => r()));
+    const stranger = createSocket("udp4");
+    await new Promise<void>((r) => stranger.bind(0, "127.0.0.1", () => r()));
+    const received: ReturnType<typeof parseRtp>[] = [];
+    peer.on("message", (m) => received.push(parseRtp(m)));
+    const t = await RtpUdpTransport.open({ codec: "ulaw", bindHost: "127.0.0.1", portMin: 41000, portMax: 41999 });
+    try {
+      t.connect("127.0.0.1", peer.address().port);
+      const tone = Int16Array.from({ length: 1600 }, (_, i) => Math.round(9000 * Math.sin((2 * Math.PI * 440 * i) / 8000)));
+      for (const f of toFrames(tone, 8000)) t.write(f);
+      expect(await t.mark()).toBe(true);
+      await waitFor(() => received.length >= 14, "idle packets after the tone");
+      // Ten tone frames, then silence; sequence numbers and timestamps advance by one frame each.
+      for (let i = 1; i < received.length; i += 1) {
+        expect((received[i]!.sequenceNumber - received[i - 1]!.sequenceNumber) & 0xffff).toBe(1);
+        expect((received[i]!.timestamp - received[i - 1]!.timestamp) >>> 0).toBe(160);
+      }
+      expect(received[0]!.marker).toBe(true);
+      expect(received.slice(0, 10).every((p) => p.payload.length === 160)).toBe(true);
+      expect(received.slice(11).every((p) => p.payload.every((b) => b === 0xff))).toBe(true);
+
+      // Caller audio: from the peer it arrives as frames; from anyone else it is dropped.
+      const reading = (async () => {
+        const frames: AudioFrame[] = [];
+        for await (const f of t.frames()) frames.push(f);
+        return frames;
+      })();
+      const ulaw = encodeG711("ulaw", Int16Array.from({ length: 160 }, (_, i) => Math.round(9000 * Math.sin((2 * Math.PI * 1000 * i) / 8000))));
+      const send = (sock: typeof peer, seq: number) =>
+        new Promise<void>((r) => sock.send(buildRtp({ marker: false, payloadType: 0, sequenceNumber: seq, timestamp: seq * 160, ssrc: 7, payload: ulaw }), t.localPort, "127.0.0.1", () => r()));
+      await send(stranger, 1);
+      for (let s = 100; s < 105; s += 1) await send(peer, s);
+      await new Promise<void>((r) => peer.send(Buffer.from("garbage!"), t.localPort, "127.0.0.1", () => r()));
+      await waitFor(() => t.stats.received === 5 && t.stats.malformed === 1, "packets to arrive");
+      t.close();
+      const frames = await reading;
+      expect(frames).toHaveLength(5);
+      expect(toneRatio(frames[0]!.pcm, 8000, 1000)).toBeGreaterThan(0.45);
+      expect(t.stats.foreign).toBe(1);
+    } finally {
+      t.close();
+      peer.close();
+      stranger.close();
+    }
+  });
+});
