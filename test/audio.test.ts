@@ -80,7 +80,7 @@ describe("RTP/UDP media transport", () => {
     peer.on("message", (m) => received.push(parseRtp(m)));
     const t = await RtpUdpTransport.open({ codec: "ulaw", bindHost: "127.0.0.1", portMin: 41000, portMax: 41999 });
     try {
-      t.connect("127.0.0.1", peer.address().port);
+      await t.connect("127.0.0.1", peer.address().port);
       const tone = Int16Array.from({ length: 1600 }, (_, i) => Math.round(9000 * Math.sin((2 * Math.PI * 440 * i) / 8000)));
       for (const f of toFrames(tone, 8000)) t.write(f);
       expect(await t.mark()).toBe(true);
@@ -111,7 +111,8 @@ describe("RTP/UDP media transport", () => {
       const frames = await reading;
       expect(frames).toHaveLength(5);
       expect(toneRatio(frames[0]!.pcm, 8000, 1000)).toBeGreaterThan(0.45);
-      expect(t.stats.foreign).toBe(1);
+      // The stranger's packet never became a frame (the connected socket drops it in the kernel).
+      expect(frames.every((f) => toneRatio(f.pcm, 8000, 1000) > 0.45)).toBe(true);
     } finally {
       t.close();
       peer.close();

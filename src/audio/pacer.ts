@@ -1,9 +1,12 @@
 /**
  * One monotonic deadline scheduler that paces 20 ms frames for every call.
- * Tick n is due at start + n x 20 ms on performance.now(); one timer serves
- * all streams, so pacing stays on the grid however many calls there are
- * (a setInterval per call drifts and bunches). When the process stalls,
- * missed ticks are run back to back, up to a bound, then skipped.
+ * Slot n is due at start + n x (20 ms / phases) on performance.now(); one
+ * timer serves all streams, so pacing stays on the grid however many calls
+ * there are (a setInterval per call drifts and bunches). Each stream lives
+ * in one phase and is ticked every `phases` slots, i.e. every 20 ms; spreading
+ * streams over phases keeps each burst of sends short, so a large number of
+ * calls does not delay the ones at the end of the burst. When the process
+ * stalls, missed slots are run back to back, up to a bound, then skipped.
  */
 import { FRAME_MS } from "./frame.js";
 
@@ -21,7 +24,9 @@ export interface PacerStats {
 }
 
 export class FramePacer {
-  private readonly streams = new Set<PacedStream>();
+  private readonly groups: Array<Set<PacedStream>>;
+  private readonly phaseOf = new Map<PacedStream, number>();
+  private readonly slotMs: number;
   private timer: NodeJS.Timeout | null = null;
   private start = 0;
   private n = 0;
@@ -30,12 +35,20 @@ export class FramePacer {
 
   constructor(
     private readonly now: () => number = () => performance.now(),
-    private readonly frameMs = FRAME_MS,
-    private readonly maxCatchUp = 5,
-  ) {}
+    frameMs = FRAME_MS,
+    phases = 10,
+    private readonly maxCatchUp = 5 * phases,
+  ) {
+    this.groups = Array.from({ length: phases }, () => new Set<PacedStream>());
+    this.slotMs = frameMs / phases;
+  }
 
   add(stream: PacedStream): () => void {
-    this.streams.add(stream);
+    if (this.phaseOf.has(stream)) return () => this.remove(stream);
+    let phase = 0;
+    for (let i = 1; i < this.groups.length; i += 1) if (this.groups[i]!.size < this.groups[phase]!.size) phase = i;
+    this.groups[phase]!.add(stream);
+    this.phaseOf.set(stream, phase);
     if (!this.timer) {
       this.start = this.now();
       this.n = 0;
@@ -45,26 +58,29 @@ export class FramePacer {
   }
 
   remove(stream: PacedStream): void {
-    this.streams.delete(stream);
-    if (this.streams.size === 0 && this.timer) {
+    const phase = this.phaseOf.get(stream);
+    if (phase === undefined) return;
+    this.phaseOf.delete(stream);
+    this.groups[phase]!.delete(stream);
+    if (this.phaseOf.size === 0 && this.timer) {
       clearTimeout(this.timer);
       this.timer = null;
     }
   }
 
   get size(): number {
-    return this.streams.size;
+    return this.phaseOf.size;
   }
 
   private schedule(): void {
-    const due = this.start + (this.n + 1) * this.frameMs;
+    const due = this.start + (this.n + 1) * this.slotMs;
     this.timer = setTimeout(() => this.run(), Math.max(0, due - this.now()));
     this.timer.unref();
   }
 
   private run(): void {
     const now = this.now();
-    let due = Math.floor((now - this.start) / this.frameMs) - this.n;
+    let due = Math.floor((now - this.start) / this.slotMs) - this.n;
     if (due > this.maxCatchUp) {
       this.stats.skipped += due - this.maxCatchUp;
       this.n += due - this.maxCatchUp;
@@ -72,11 +88,13 @@ export class FramePacer {
     }
     for (let i = 0; i < due; i += 1) {
       this.n += 1;
+      const group = this.groups[this.n % this.groups.length]!;
+      if (group.size === 0) continue;
       this.stats.ticks += 1;
-      if (this.recordLateness) this.stats.lateness.push(now - (this.start + this.n * this.frameMs));
-      for (const s of this.streams) s.tick();
+      if (this.recordLateness) this.stats.lateness.push(this.now() - (this.start + this.n * this.slotMs));
+      for (const s of group) s.tick();
     }
-    if (this.streams.size > 0) this.schedule();
+    if (this.phaseOf.size > 0) this.schedule();
     else this.timer = null;
   }
 }

@@ -19,6 +19,8 @@ export type RtpCodec = "ulaw" | "alaw" | "slin16";
 export interface RtpTransportStats {
   sent: number;
   received: number;
+  /** Socket errors such as ECONNREFUSED after the peer went away. */
+  errors: number;
   /** Packets from an address other than the peer's. */
   foreign: number;
   malformed: number;
@@ -46,6 +48,9 @@ export class RtpUdpTransport implements MediaTransport, PacedStream {
   private readonly ssrc = randomInt(1, 0x100000000);
   private detach: (() => void) | null = null;
   private isClosed = false;
+  private socketErrors = 0;
+  /** The encoded silence payload, built once. */
+  private silence: Uint8Array | undefined;
   private malformed = 0;
   private foreign = 0;
   private sent = 0;
@@ -55,6 +60,11 @@ export class RtpUdpTransport implements MediaTransport, PacedStream {
     this.socket = socket;
     this.pacer = pacer;
     socket.on("message", (msg, rinfo) => this.onPacket(msg, rinfo.address, rinfo.port));
+    // A connected UDP socket reports the peer's ICMP "port unreachable" as an
+    // error (ECONNREFUSED) once the far side has gone; that is not fatal here.
+    socket.on("error", () => {
+      this.socketErrors += 1;
+    });
   }
 
   /** Binds a UDP port in [portMin, portMax], starting at a random one. */
@@ -89,8 +99,19 @@ export class RtpUdpTransport implements MediaTransport, PacedStream {
     return this.isClosed;
   }
 
-  /** Where to send, and the only source accepted; starts the 20 ms clock. */
-  connect(host: string, port: number): void {
+  /**
+   * Where to send, and the only source accepted; starts the 20 ms clock.
+   * The socket is connected, so the kernel drops other sources too and each
+   * send skips the address lookup.
+   */
+  async connect(host: string, port: number): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.socket.once("error", reject);
+      this.socket.connect(port, host, () => {
+        this.socket.off("error", reject);
+        resolve();
+      });
+    });
     this.peer = { host, port };
     this.detach ??= this.pacer.add(this);
   }
@@ -119,14 +140,14 @@ export class RtpUdpTransport implements MediaTransport, PacedStream {
   }
 
   get stats(): RtpTransportStats {
-    return { sent: this.sent, received: this.jitter.stats.received, foreign: this.foreign, malformed: this.malformed, lost: this.jitter.stats.lost };
+    return { sent: this.sent, received: this.jitter.stats.received, errors: this.socketErrors, foreign: this.foreign, malformed: this.malformed, lost: this.jitter.stats.lost };
   }
 
   tick(): void {
     const peer = this.peer;
     if (!peer || this.isClosed) return;
-    const frame = this.output.next() ?? silentFrame(this.sampleRate);
-    const payload = this.encode(frame.pcm);
+    const frame = this.output.next();
+    const payload = frame ? this.encode(frame.pcm) : (this.silence ??= this.encode(silentFrame(this.sampleRate).pcm));
     const packet = buildRtp({
       marker: this.sent === 0,
       payloadType: PAYLOAD_TYPES[this.codec],
@@ -138,7 +159,7 @@ export class RtpUdpTransport implements MediaTransport, PacedStream {
     this.seq = (this.seq + 1) & 0xffff;
     this.ts = (this.ts + samplesPerFrame(this.sampleRate)) >>> 0;
     this.sent += 1;
-    this.socket.send(packet, peer.port, peer.host);
+    this.socket.send(packet);
   }
 
   close(): void {
@@ -153,6 +174,7 @@ export class RtpUdpTransport implements MediaTransport, PacedStream {
 
   private onPacket(msg: Buffer, host: string, port: number): void {
     const peer = this.peer;
+    // The connected socket already filters by source; this also covers the time before connect.
     if (!peer || host !== peer.host || port !== peer.port) {
       this.foreign += 1;
       return;

@@ -276,7 +276,7 @@ export class AsteriskProvider implements CallProvider {
       const address = mediaChannel.channelvars?.UNICASTRTP_LOCAL_ADDRESS;
       const port = Number(mediaChannel.channelvars?.UNICASTRTP_LOCAL_PORT);
       if (!address || !Number.isInteger(port)) throw new Error("Asterisk did not report UNICASTRTP_LOCAL_ADDRESS/PORT");
-      transport.connect(address, port);
+      await transport.connect(address, port);
       const timeout = setTimeout(() => call.mediaReady?.(false), 5000);
       const ok = await ready;
       clearTimeout(timeout);
