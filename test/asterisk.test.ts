@@ -130,7 +130,7 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
     expect(stateOf(call.callId)).toBe("hangup-bot");
   });
 
-  it("places an outbound call: it rings, is answered, carries audio, and ends", async () => {
+  it("places an outbound call: it rings, is answered, carries audio and DTMF, and ends", async () => {
     const ear = await PhoneEar.open(mediaPort);
     const callee = runSipp(lab, "uas-answer", calleeScenario({ ringMs: 600, mediaPort: mediaPort++ }), [
       "-p",
@@ -142,6 +142,9 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
     const { callId } = await rt.manager.initiateCall({ to: "300", message: "This is your reminder" });
     await waitFor(() => stateOf(callId) === "ringing", "ringing", 5000);
     await waitFor(() => stateOf(callId) === "listening", "answered and message played", 10_000);
+    await rt.manager.sendDtmf(callId, "42#");
+    await waitFor(() => ear.dtmf().length === 3, "DTMF at the phone", 5000);
+    expect(ear.dtmf()).toBe("42#");
     await rt.manager.endCall(callId);
     const { code, output } = await callee.done;
     expect(code, output).toBe(0);

@@ -367,6 +367,10 @@ export class CallManager {
       call.speaking = controller;
       try {
         await provider.speak(this.providerCallId(call), message, { signal: controller.signal });
+      } catch (err) {
+        // The line is not left "speaking" when the carrier could not play it.
+        if (!isTerminal(call.record.state)) this.transition(call, "listening");
+        throw err;
       } finally {
         if (call.speaking === controller) call.speaking = undefined;
       }

@@ -95,7 +95,8 @@ const AsteriskConfig = z.strictObject({
     .prefault({}),
   media: z
     .strictObject({
-      transport: z.enum(["rtp", "websocket"]).default("rtp"),
+      /** How audio reaches us: externalMedia over RTP/UDP. */
+      transport: z.enum(["rtp"]).default("rtp"),
       /** Where our RTP sockets bind. */
       bindHost: z.string().min(1).default("127.0.0.1"),
       /** The address Asterisk sends RTP to; defaults to bindHost. */

@@ -9,12 +9,15 @@ import { parseRtp } from "../../src/rtp/packet.js";
 export class PhoneEar {
   private readonly socket: Socket;
   private chunks: Array<{ at: number; pcm: Int16Array }> = [];
+  /** RFC 4733 events heard, one entry per distinct event (by RTP timestamp). */
+  private events = new Map<number, number>();
 
   private constructor(socket: Socket) {
     this.socket = socket;
     socket.on("message", (msg) => {
       const packet = parseRtp(msg);
       if (packet.payloadType === 0) this.chunks.push({ at: performance.now(), pcm: decodeG711("ulaw", packet.payload) });
+      else if (packet.payloadType === 101 && packet.payload.length >= 4) this.events.set(packet.timestamp, packet.payload[0]!);
     });
   }
 
@@ -41,6 +44,11 @@ export class PhoneEar {
       offset += c.pcm.length;
     }
     return out;
+  }
+
+  /** DTMF digits received as telephone-events, in order. */
+  dtmf(): string {
+    return [...this.events.values()].map((code) => "0123456789*#ABCD"[code] ?? "?").join("");
   }
 
   close(): void {
