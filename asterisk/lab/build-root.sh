@@ -22,7 +22,10 @@ if ! command -v debootstrap >/dev/null; then
 fi
 
 tmp="$root.partial"
-rm -rf "$tmp"
+for dir in "$tmp" "$root"; do
+  mountpoint -q "$dir/proc" 2>/dev/null && umount -l "$dir/proc"
+done
+rm -rf --one-file-system "$tmp"
 mkdir -p "$tmp"
 cleanup() { mountpoint -q "$tmp/proc" && umount "$tmp/proc" || true; }
 trap cleanup EXIT
@@ -50,7 +53,7 @@ umount "$tmp/proc"
 rm -rf "$tmp/etc/asterisk"
 mkdir -p "$tmp/etc/asterisk"
 chroot "$tmp" asterisk -V >"$tmp/VERSION"
-rm -rf "$root"
+rm -rf --one-file-system "$root"
 mv "$tmp" "$root"
 rm -f "$tmp.log"
 echo "built $(cat "$root/VERSION") in $root"

@@ -121,18 +121,25 @@ export class Lab {
     child.stderr!.setEncoding("utf8").on("data", (d: string) => (this.output = (this.output + d).slice(-20_000)));
     this.child = child;
     await this.waitForAri(20_000);
+    // ARI can answer before every module (SIP among them) has loaded.
+    this.exec("/usr/sbin/asterisk", ["-C", "/etc/asterisk/asterisk.conf", "-rx", "core waitfullybooted"], { timeoutMs: 20_000 });
   }
 
-  /** Stops Asterisk gracefully. */
+  /** Stops Asterisk gracefully and unmounts the root's /proc. */
   async stop(): Promise<void> {
     const child = this.child;
     this.child = null;
-    if (!child || child.exitCode !== null) return;
-    const exited = new Promise<void>((r) => child.once("exit", () => r()));
-    child.kill("SIGTERM");
-    const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
-    await exited;
-    clearTimeout(timer);
+    if (child && child.exitCode === null) {
+      const exited = new Promise<void>((r) => child.once("exit", () => r()));
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+      await exited;
+      clearTimeout(timer);
+    }
+    killProcessesIn(this.info.root);
+    const proc = join(this.info.root, "proc");
+    // A root left with /proc mounted is dangerous to delete; never leave it so.
+    if (spawnSync("mountpoint", ["-q", proc]).status === 0) spawnSync("umount", ["-l", proc]);
   }
 
   /** Kills Asterisk at once, as a crash would. */

@@ -172,7 +172,7 @@ export function runSipp(lab: Lab, name: string, scenario: string, args: string[]
   const dir = lab.hostPath("tmp/voicecall-tests");
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, `${name}.xml`), scenario);
-  const child = lab.spawn("sipp", ["-sf", `/tmp/voicecall-tests/${name}.xml`, "-m", "1", "-nostdin", ...args]);
+  const child = lab.spawn("sipp", ["-sf", `/tmp/voicecall-tests/${name}.xml`, "-m", "1", "-nostdin", "-timeout", "15s", "-timeout_error", ...args]);
   let output = "";
   child.stdout!.on("data", (d) => (output += d));
   child.stderr!.on("data", (d) => (output += d));
