@@ -7,29 +7,19 @@ import { writeFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encodeG711 } from "../src/audio/g711.js";
 import { toneRatio } from "../src/audio/goertzel.js";
-import type { AudioFrame, SampleRate } from "../src/audio/frame.js";
 import type { CallView } from "../src/calls/types.js";
 import { Lab, labUnavailableReason } from "../src/lab/lab.js";
 import { createLogger } from "../src/log.js";
 import type { AsteriskProvider } from "../src/providers/asterisk/provider.js";
 import { ARI_OPERATIONS } from "../src/providers/asterisk/ari.js";
 import { createRuntime, type VoiceCallRuntime } from "../src/runtime.js";
+import { ToneSynthesizer } from "../src/speech/fake.js";
 import { makeConfig, tempDir, waitFor } from "./helpers.js";
 import { PhoneEar } from "./lab/phone-audio.js";
 import { callerScenario, calleeScenario, runSipp } from "./lab/sipp.js";
 
 const unavailable = labUnavailableReason();
 if (unavailable) console.warn(`skipping PBX tests: ${unavailable}`);
-
-/** Our "speech" in these tests: a 440 Hz tone, 0.8 s per message. */
-async function* toneSynth(_text: string, sampleRate: SampleRate, signal: AbortSignal): AsyncIterable<AudioFrame> {
-  const n = sampleRate / 50;
-  for (let f = 0; f < 40 && !signal.aborted; f += 1) {
-    const pcm = new Int16Array(n);
-    for (let i = 0; i < n; i += 1) pcm[i] = Math.round(9000 * Math.sin((2 * Math.PI * 440 * (f * n + i)) / sampleRate));
-    yield { pcm, sampleRate };
-  }
-}
 
 describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk 22", () => {
   let lab: Lab;
@@ -63,7 +53,8 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
       },
       tempDir(),
     );
-    rt = await createRuntime(config, createLogger("warn"), { synthesize: toneSynth });
+    // Our "speech" here is a 440 Hz tone, easy to find at the phone.
+    rt = await createRuntime(config, createLogger("warn"), { synthesizer: new ToneSynthesizer(440, 40, 800) });
     ast = rt.providers.get("asterisk") as AsteriskProvider;
   }, 180_000);
 

@@ -74,6 +74,13 @@ const StreamingConfig = z.strictObject({
   maxConnections: positiveInt.default(128),
 });
 
+const TtsConfig = z.strictObject({
+  /** Text-to-speech for carriers whose audio we produce (Asterisk): offline flite by default. */
+  provider: z.enum(["flite"]).default("flite"),
+  /** Provider-owned options, e.g. providers.flite.voice ("rms", "awb", "slt", "kal16"). */
+  providers: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
+});
+
 const NumberOverride = z.strictObject({
   inboundPolicy: InboundPolicy.optional(),
   allowFrom: z.array(E164).optional(),
@@ -171,6 +178,7 @@ export const VoiceCallConfigSchema = z.strictObject({
   webhookSecurity: WebhookSecurityConfig.prefault({}),
   outbound: OutboundConfig.prefault({}),
   streaming: StreamingConfig.prefault({}),
+  tts: TtsConfig.prefault({}),
   inboundPolicy: InboundPolicy.default("disabled"),
   allowFrom: z.array(E164).default([]),
   inboundGreeting: z.string().min(1).optional(),

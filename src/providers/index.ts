@@ -6,21 +6,24 @@ import type { ProviderId, VoiceCallConfig } from "../config/schema.js";
 import { providersInUse } from "../config/load.js";
 import { VoiceCallError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { AsteriskProvider, type SynthesizeFn } from "./asterisk/provider.js";
+import { createSynthesizer } from "../speech/index.js";
+import type { Synthesizer } from "../speech/types.js";
+import { AsteriskProvider } from "./asterisk/provider.js";
 import { MockProvider } from "./mock/provider.js";
 import type { CallProvider } from "./types.js";
 
 export interface ProviderDeps {
   logger: Logger;
-  /** Speech synthesis for carriers whose audio we produce ourselves. */
-  synthesize?: SynthesizeFn;
+  /** Speech synthesis for carriers whose audio we produce ourselves; default from config.tts. */
+  synthesizer?: Synthesizer;
 }
 
 type Factory = (config: VoiceCallConfig, deps: ProviderDeps) => CallProvider;
 
 const FACTORIES: Partial<Record<ProviderId, Factory>> = {
   mock: (config) => new MockProvider(config.mock),
-  asterisk: (config, deps) => new AsteriskProvider({ config, logger: deps.logger, synthesize: deps.synthesize }),
+  asterisk: (config, deps) =>
+    new AsteriskProvider({ config, logger: deps.logger, synthesizer: deps.synthesizer ?? createSynthesizer(config) }),
 };
 
 export function createProviders(config: VoiceCallConfig, deps: ProviderDeps): Map<ProviderId, CallProvider> {

@@ -17,20 +17,18 @@ import { randomUUID } from "node:crypto";
 import type { VoiceCallConfig } from "../../config/schema.js";
 import { VoiceCallError } from "../../errors.js";
 import type { Logger } from "../../log.js";
-import type { AudioFrame, SampleRate } from "../../audio/frame.js";
 import type { MediaTransport } from "../../audio/transport.js";
+import type { Synthesizer } from "../../speech/types.js";
 import { RtpUdpTransport } from "../../rtp/udp-transport.js";
 import type { TerminalState } from "../../calls/types.js";
 import type { CallProvider, PlaceCallRequest, ProviderCapabilities, ProviderEvent, ProviderEventSink, RemoteCallStatus } from "../types.js";
 import { AriClient, AriError, type AriChannel, type AriEvent } from "./ari.js";
 
-/** Produces speech as PCM frames at the transport's rate; stops when `signal` aborts. */
-export type SynthesizeFn = (text: string, sampleRate: SampleRate, signal: AbortSignal) => AsyncIterable<AudioFrame>;
-
 export interface AsteriskProviderOptions {
   config: VoiceCallConfig;
   logger: Logger;
-  synthesize?: SynthesizeFn;
+  /** Speaks for us: the call's audio is ours to produce. */
+  synthesizer: Synthesizer;
   /** How long calls survive a lost ARI connection before they end. */
   reconnectGraceMs?: number;
 }
@@ -142,8 +140,6 @@ export class AsteriskProvider implements CallProvider {
     const call = this.live(providerCallId);
     const transport = call.transport;
     if (!transport) throw new VoiceCallError("INVALID_STATE", `call ${providerCallId} has no media yet`);
-    const synthesize = this.options.synthesize;
-    if (!synthesize) throw new VoiceCallError("UNSUPPORTED", "no speech synthesizer is configured for the asterisk provider");
     const controller = new AbortController();
     const abort = () => {
       controller.abort();
@@ -151,7 +147,7 @@ export class AsteriskProvider implements CallProvider {
     };
     options.signal?.addEventListener("abort", abort, { once: true });
     try {
-      for await (const frame of synthesize(text, transport.sampleRate, controller.signal)) {
+      for await (const frame of this.options.synthesizer.synthesize(text, { sampleRate: transport.sampleRate, signal: controller.signal })) {
         if (controller.signal.aborted || transport.closed) break;
         transport.write(frame);
       }
