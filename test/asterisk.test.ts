@@ -14,6 +14,8 @@ import type { AsteriskProvider } from "../src/providers/asterisk/provider.js";
 import { ARI_OPERATIONS } from "../src/providers/asterisk/ari.js";
 import { createRuntime, type VoiceCallRuntime } from "../src/runtime.js";
 import { ToneSynthesizer } from "../src/speech/fake.js";
+import { FliteSynthesizer } from "../src/speech/flite.js";
+import { wordErrorRate } from "../src/speech/wer.js";
 import { makeConfig, tempDir, waitFor } from "./helpers.js";
 import { PhoneEar } from "./lab/phone-audio.js";
 import { callerScenario, calleeScenario, runSipp } from "./lab/sipp.js";
@@ -101,6 +103,24 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
     const view = rt.manager.getCall(call.callId)!;
     expect(view.transcript.filter((t) => t.kind === "dtmf").map((t) => t.text)).toEqual(["1", "4", "7"]);
     expect(view.transcript[0]).toMatchObject({ speaker: "bot", text: "Hello from the lab" });
+  });
+
+  it("hears what the caller says: a spoken sentence becomes the caller's transcript line", async () => {
+    const sentence = "Please call me back tomorrow morning at nine.";
+    const speech: Int16Array[] = [];
+    for await (const f of new FliteSynthesizer().synthesize(sentence, { sampleRate: 8000 })) speech.push(f.pcm);
+    writeFileSync(lab.hostPath("tmp/sentence.ulaw"), encodeG711("ulaw", Int16Array.from(speech.flatMap((p) => [...p]))));
+    const known = new Set(calls().map((c) => c.callId));
+    const phone = dial(callerScenario({ extension: "150", audioFile: "/tmp/sentence.ulaw", holdMs: 2500 }), "150");
+    const call = await newInbound(known);
+    const { code, output } = await phone.done;
+    expect(code, output).toBe(0);
+    const heard = await waitFor(
+      () => rt.manager.getCall(call.callId)!.transcript.filter((t) => t.speaker === "caller" && t.kind === "speech").map((t) => t.text).join(" ") || undefined,
+      "the caller's words",
+      5000,
+    );
+    expect(wordErrorRate(sentence, heard), heard).toBeLessThanOrEqual(0.2);
   });
 
   it("plays our audio to the phone and ends the call from our side", async () => {

@@ -1,9 +1,13 @@
 import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { Resampler } from "../src/audio/resample.js";
 import { toneRatio } from "../src/audio/goertzel.js";
 import { FliteSynthesizer } from "../src/speech/flite.js";
-import { SpeechError, sentences } from "../src/speech/types.js";
+import { PocketsphinxTranscriber } from "../src/speech/pocketsphinx.js";
+import { SpeechError, sentences, type TranscriptEvent } from "../src/speech/types.js";
+import { wordErrorRate } from "../src/speech/wer.js";
+import { waitFor } from "./helpers.js";
 import { readWavPcm16 } from "../src/speech/wav.js";
 
 const fliteMissing = spawnSync("flite", ["-lv"]).status !== 0;
@@ -65,5 +69,64 @@ describe.skipIf(fliteMissing)("flite synthesizer", () => {
   it("names a voice it does not have", () => {
     expect(() => new FliteSynthesizer({ voice: "nobody" })).toThrow(SpeechError);
     expect(() => new FliteSynthesizer({ voice: "nobody" })).toThrow(/no voice "nobody"/);
+  });
+});
+
+const sphinxMissing = !existsSync("/usr/share/pocketsphinx/model/en-us/en-us/feat.params");
+if (sphinxMissing) console.warn("skipping pocketsphinx tests: apt-get install libpocketsphinx3 pocketsphinx-en-us");
+
+describe.skipIf(sphinxMissing || fliteMissing)("pocketsphinx transcriber", () => {
+  async function speak(text: string, sampleRate: 8000 | 16000) {
+    const frames = [];
+    for await (const f of new FliteSynthesizer().synthesize(text, { sampleRate })) frames.push(f);
+    return frames;
+  }
+
+  it.each([8000, 16000] as const)("streams a sentence at %i Hz to a final result, with its own speech start and end", async (rate) => {
+    const sentence = "I would like to book a table for two people.";
+    const stream = await new PocketsphinxTranscriber().stream({ sampleRate: rate });
+    const events: TranscriptEvent[] = [];
+    const reading = (async () => {
+      for await (const e of stream.events()) events.push(e);
+    })();
+    for (const f of await speak(sentence, rate)) stream.pushFrame(f);
+    // Trailing silence lets its endpointer close the utterance by itself.
+    for (let i = 0; i < 50; i += 1) stream.pushFrame({ pcm: new Int16Array(rate / 50), sampleRate: rate });
+    await waitFor(() => events.some((e) => e.type === "speech_ended"), "the end of speech");
+    stream.endInput();
+    await reading;
+    stream.close();
+    const types = events.map((e) => e.type).filter((t) => t !== "interim");
+    expect(types).toEqual(["speech_started", "final", "speech_ended"]);
+    const final = events.find((e) => e.type === "final") as { text: string };
+    expect(wordErrorRate(sentence, final.text), final.text).toBeLessThanOrEqual(0.2);
+  });
+
+  it("flushes an utterance cut short by the end of input", async () => {
+    const stream = await new PocketsphinxTranscriber().stream({ sampleRate: 8000 });
+    const events: TranscriptEvent[] = [];
+    const reading = (async () => {
+      for await (const e of stream.events()) events.push(e);
+    })();
+    for (const f of await speak("Yes please.", 8000)) stream.pushFrame(f);
+    stream.endInput();
+    await reading;
+    stream.close();
+    expect(events.filter((e) => e.type === "final").map((e) => (e as { text: string }).text).join(" ")).toMatch(/yes/);
+  });
+
+  it("refuses frames at another rate than the stream's", async () => {
+    const stream = await new PocketsphinxTranscriber().stream({ sampleRate: 8000 });
+    expect(() => stream.pushFrame({ pcm: new Int16Array(320), sampleRate: 16000 })).toThrow(/16000 Hz on a 8000 Hz stream/);
+    stream.close();
+  });
+});
+
+describe("word error rate", () => {
+  it("counts substitutions, insertions and deletions over the reference", () => {
+    expect(wordErrorRate("call me at nine", "Call me at nine!")).toBe(0);
+    expect(wordErrorRate("call me at nine", "call him at nine")).toBe(0.25);
+    expect(wordErrorRate("call me at nine", "call me")).toBe(0.5);
+    expect(wordErrorRate("a b", "a x b")).toBe(0.5);
   });
 });

@@ -310,7 +310,9 @@ export class CallManager {
       void this.hangupAndFinish(call, "timeout", `max duration ${this.config.maxDurationSeconds} s reached`);
     });
     void this.openingScript(call).catch((err) => {
-      if (!isTerminal(call.record.state)) call.log.warn({ err: String(err) }, "opening script failed");
+      // A call that ended meanwhile is not a failure of the script.
+      const ended = isTerminal(call.record.state) || (err instanceof VoiceCallError && err.code === "CALL_ENDED");
+      if (!ended) call.log.warn({ err: String(err) }, "opening script failed");
     });
   }
 

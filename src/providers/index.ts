@@ -6,8 +6,8 @@ import type { ProviderId, VoiceCallConfig } from "../config/schema.js";
 import { providersInUse } from "../config/load.js";
 import { VoiceCallError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { createSynthesizer } from "../speech/index.js";
-import type { Synthesizer } from "../speech/types.js";
+import { createSynthesizer, createTranscriber } from "../speech/index.js";
+import type { Synthesizer, Transcriber } from "../speech/types.js";
 import { AsteriskProvider } from "./asterisk/provider.js";
 import { MockProvider } from "./mock/provider.js";
 import type { CallProvider } from "./types.js";
@@ -16,6 +16,8 @@ export interface ProviderDeps {
   logger: Logger;
   /** Speech synthesis for carriers whose audio we produce ourselves; default from config.tts. */
   synthesizer?: Synthesizer;
+  /** Speech recognition for carriers whose audio we receive ourselves; default from config.streaming. */
+  transcriber?: Transcriber;
 }
 
 type Factory = (config: VoiceCallConfig, deps: ProviderDeps) => CallProvider;
@@ -23,7 +25,12 @@ type Factory = (config: VoiceCallConfig, deps: ProviderDeps) => CallProvider;
 const FACTORIES: Partial<Record<ProviderId, Factory>> = {
   mock: (config) => new MockProvider(config.mock),
   asterisk: (config, deps) =>
-    new AsteriskProvider({ config, logger: deps.logger, synthesizer: deps.synthesizer ?? createSynthesizer(config) }),
+    new AsteriskProvider({
+      config,
+      logger: deps.logger,
+      synthesizer: deps.synthesizer ?? createSynthesizer(config),
+      transcriber: deps.transcriber ?? createTranscriber(config),
+    }),
 };
 
 export function createProviders(config: VoiceCallConfig, deps: ProviderDeps): Map<ProviderId, CallProvider> {

@@ -16,6 +16,9 @@ import { PAYLOAD_TYPES, RtpError, buildRtp, parseRtp } from "./packet.js";
 
 export type RtpCodec = "ulaw" | "alaw" | "slin16";
 
+/** Ticks without a packet before silence is given to readers. */
+const IDLE_TICKS = 3;
+
 export interface RtpTransportStats {
   sent: number;
   received: number;
@@ -38,7 +41,8 @@ export interface RtpTransportOptions {
 export class RtpUdpTransport implements MediaTransport, PacedStream {
   readonly sampleRate: SampleRate;
   private readonly socket: Socket;
-  private readonly input = new InputQueue();
+  /** One queue per reader of frames(): every reader gets every frame. */
+  private readonly inputs = new Set<InputQueue>();
   private readonly output = new OutputQueue();
   private readonly jitter = new JitterBuffer(3);
   private readonly pacer: FramePacer;
@@ -49,6 +53,7 @@ export class RtpUdpTransport implements MediaTransport, PacedStream {
   private detach: (() => void) | null = null;
   private isClosed = false;
   private socketErrors = 0;
+  private idleTicks = 0;
   /** The encoded silence payload, built once. */
   private silence: Uint8Array | undefined;
   private malformed = 0;
@@ -117,7 +122,23 @@ export class RtpUdpTransport implements MediaTransport, PacedStream {
   }
 
   frames(): AsyncIterable<AudioFrame> {
-    return this.input.iterate();
+    const queue = new InputQueue();
+    if (this.isClosed) queue.end();
+    else this.inputs.add(queue);
+    const inner = queue.iterate();
+    const inputs = this.inputs;
+    return {
+      [Symbol.asyncIterator]() {
+        const it = inner[Symbol.asyncIterator]();
+        return {
+          next: () => it.next(),
+          return: () => {
+            inputs.delete(queue);
+            return it.return ? it.return() : Promise.resolve({ value: undefined, done: true as const });
+          },
+        };
+      },
+    };
   }
 
   write(frame: AudioFrame): void {
@@ -146,6 +167,11 @@ export class RtpUdpTransport implements MediaTransport, PacedStream {
   tick(): void {
     const peer = this.peer;
     if (!peer || this.isClosed) return;
+    // The far side sends nothing while its caller is silent; readers (the
+    // recogniser's endpointer among them) are given that silence once no
+    // packet has come for IDLE_TICKS ticks, so late packets are not doubled.
+    this.idleTicks += 1;
+    if (this.idleTicks >= IDLE_TICKS) this.deliver(silentFrame(this.sampleRate));
     const frame = this.output.next();
     const payload = frame ? this.encode(frame.pcm) : (this.silence ??= this.encode(silentFrame(this.sampleRate).pcm));
     const packet = buildRtp({
@@ -167,8 +193,9 @@ export class RtpUdpTransport implements MediaTransport, PacedStream {
     this.isClosed = true;
     this.detach?.();
     this.output.clear();
-    for (const p of this.jitter.flush()) this.input.push(this.decode(p.payload));
-    this.input.end();
+    for (const p of this.jitter.flush()) this.deliver(this.decode(p.payload));
+    for (const q of this.inputs) q.end();
+    this.inputs.clear();
     this.socket.close();
   }
 
@@ -188,7 +215,14 @@ export class RtpUdpTransport implements MediaTransport, PacedStream {
       return;
     }
     if (packet.payloadType !== PAYLOAD_TYPES[this.codec]) return;
-    for (const p of this.jitter.push(packet)) this.input.push(this.decode(p.payload));
+    for (const p of this.jitter.push(packet)) {
+      this.idleTicks = 0;
+      this.deliver(this.decode(p.payload));
+    }
+  }
+
+  private deliver(frame: AudioFrame): void {
+    for (const q of this.inputs) q.push(frame);
   }
 
   private decode(payload: Uint8Array): AudioFrame {

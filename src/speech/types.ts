@@ -30,3 +30,26 @@ export function sentences(text: string): string[] {
   const parts = text.match(/[^.!?;:\n]+[.!?;:]*|[.!?;:]+/g) ?? [];
   return parts.map((s) => s.trim()).filter((s) => /[\p{L}\p{N}]/u.test(s));
 }
+
+export type TranscriptEvent =
+  | { type: "speech_started" }
+  | { type: "interim"; text: string }
+  | { type: "final"; text: string }
+  | { type: "speech_ended" };
+
+/** One recognition stream: frames pushed in, events iterated out. */
+export interface TranscriberStream {
+  pushFrame(frame: AudioFrame): void;
+  /** Ends the current utterance now and emits its final result. */
+  flush(): void;
+  /** No more audio: flushes, then ends the event stream. */
+  endInput(): void;
+  close(): void;
+  events(): AsyncIterable<TranscriptEvent>;
+}
+
+export interface Transcriber {
+  readonly id: string;
+  /** Opens a stream for audio at `sampleRate` (resampled inside as the engine needs). */
+  stream(options: { sampleRate: number }): Promise<TranscriberStream>;
+}

@@ -18,7 +18,7 @@ import type { VoiceCallConfig } from "../../config/schema.js";
 import { VoiceCallError } from "../../errors.js";
 import type { Logger } from "../../log.js";
 import type { MediaTransport } from "../../audio/transport.js";
-import type { Synthesizer } from "../../speech/types.js";
+import type { Synthesizer, Transcriber, TranscriberStream } from "../../speech/types.js";
 import { RtpUdpTransport } from "../../rtp/udp-transport.js";
 import type { TerminalState } from "../../calls/types.js";
 import type { CallProvider, PlaceCallRequest, ProviderCapabilities, ProviderEvent, ProviderEventSink, RemoteCallStatus } from "../types.js";
@@ -29,6 +29,8 @@ export interface AsteriskProviderOptions {
   logger: Logger;
   /** Speaks for us: the call's audio is ours to produce. */
   synthesizer: Synthesizer;
+  /** Hears for us: caller audio becomes speech events. */
+  transcriber: Transcriber;
   /** How long calls survive a lost ARI connection before they end. */
   reconnectGraceMs?: number;
 }
@@ -48,6 +50,13 @@ interface AstCall {
   bridgeId?: string;
   mediaId?: string;
   transport?: RtpUdpTransport;
+  recognizer?: TranscriberStream;
+  /** Settles when the recogniser has reported everything it heard. */
+  recognition?: Promise<void>;
+  /** The ended event went out: nothing more is reported for this call. */
+  reported?: boolean;
+  /** The listening turn speech is attributed to (set by listen()). */
+  turnToken?: string;
   mediaReady?: (ok: boolean) => void;
 }
 
@@ -55,7 +64,7 @@ type EventBody = ProviderEvent extends infer E ? (E extends ProviderEvent ? Omit
 
 export class AsteriskProvider implements CallProvider {
   readonly id = "asterisk" as const;
-  readonly capabilities: ProviderCapabilities = { inbound: true, dtmfOut: true, e164Only: false, turnTokens: false };
+  readonly capabilities: ProviderCapabilities = { inbound: true, dtmfOut: true, e164Only: false, turnTokens: true };
   readonly ari: AriClient;
   private sink: ProviderEventSink | null = null;
   private readonly calls = new Map<string, AstCall>();
@@ -157,9 +166,10 @@ export class AsteriskProvider implements CallProvider {
     }
   }
 
-  async listen(_providerCallId: string, _turnToken: string): Promise<void> {
-    // Caller audio flows on the media transport all the time; speech
-    // recognition on the audio bus turns it into speech events.
+  async listen(providerCallId: string, turnToken: string): Promise<void> {
+    // Caller audio is recognised all the time; what is heard from now on
+    // belongs to this turn.
+    this.live(providerCallId).turnToken = turnToken;
   }
 
   async sendDtmf(providerCallId: string, digits: string): Promise<void> {
@@ -284,8 +294,25 @@ export class AsteriskProvider implements CallProvider {
       await this.teardown(call, false);
       throw err;
     }
+    await this.startRecognition(call, transport);
     call.answered = true;
     this.emit(call, { type: "answered" });
+  }
+
+  /** Feeds the caller's audio to the recogniser and reports each final result as speech. */
+  private async startRecognition(call: AstCall, transport: RtpUdpTransport): Promise<void> {
+    const recognizer = await this.options.transcriber.stream({ sampleRate: transport.sampleRate });
+    call.recognizer = recognizer;
+    void (async () => {
+      for await (const frame of transport.frames()) recognizer.pushFrame(frame);
+      recognizer.endInput();
+    })().catch((err) => this.log.warn({ callId: call.id, err: String(err) }, "feeding the recogniser failed"));
+    call.recognition = (async () => {
+      for await (const event of recognizer.events()) {
+        if (event.type === "final" && !call.reported) this.emit(call, { type: "speech", text: event.text, isFinal: true, turnToken: call.turnToken });
+      }
+      recognizer.close();
+    })().catch((err) => this.log.warn({ callId: call.id, err: String(err) }, "recognition failed"));
   }
 
   private async onCallGone(call: AstCall, cause: number, causeText: string): Promise<void> {
@@ -310,6 +337,8 @@ export class AsteriskProvider implements CallProvider {
     call.ended = true;
     call.mediaReady?.(false);
     call.transport?.close();
+    // The caller's last words before the hang-up still belong in the transcript.
+    if (call.recognition) await Promise.race([call.recognition, new Promise((r) => setTimeout(r, 2000).unref())]);
     const steps: Array<Promise<void>> = [];
     if (hangupCall) steps.push(this.ignoreGone(this.ari.channels.hangup(call.id, "normal")));
     if (call.mediaId) {
@@ -386,6 +415,8 @@ export class AsteriskProvider implements CallProvider {
   }
 
   private emit(call: AstCall, body: EventBody): void {
+    if (call.reported) return;
+    if (body.type === "ended") call.reported = true;
     this.seq += 1;
     this.sink?.({ ...body, eventId: `ast-${process.pid}-${this.seq}`, providerCallId: call.id, at: Date.now() } as ProviderEvent);
   }
