@@ -3,6 +3,7 @@
  * caller audio in as PCM16 frames, our audio out through a paced queue,
  * `clear()` for barge-in, and marks that tell what has really been sent.
  */
+import { AsyncQueue } from "../util/async-queue.js";
 import type { AudioFrame, SampleRate } from "./frame.js";
 
 export interface MediaTransport {
@@ -78,53 +79,9 @@ export class OutputQueue {
   }
 }
 
-/** The incoming half: a bounded queue read as an async iterable; the oldest frame goes first when full. */
-export class InputQueue {
-  private frames: AudioFrame[] = [];
-  private waiter: ((value: IteratorResult<AudioFrame>) => void) | null = null;
-  private ended = false;
-  dropped = 0;
-
-  constructor(private readonly limit = 250) {}
-
-  push(frame: AudioFrame): void {
-    if (this.ended) return;
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = null;
-      w({ value: frame, done: false });
-      return;
-    }
-    if (this.frames.length >= this.limit) {
-      this.frames.shift();
-      this.dropped += 1;
-    }
-    this.frames.push(frame);
-  }
-
-  end(): void {
-    this.ended = true;
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = null;
-      w({ value: undefined, done: true });
-    }
-  }
-
-  iterate(): AsyncIterable<AudioFrame> {
-    return {
-      [Symbol.asyncIterator]: () => ({
-        next: () => {
-          const frame = this.frames.shift();
-          if (frame) return Promise.resolve({ value: frame, done: false });
-          if (this.ended) return Promise.resolve({ value: undefined, done: true });
-          return new Promise<IteratorResult<AudioFrame>>((resolve) => (this.waiter = resolve));
-        },
-        return: () => {
-          this.end();
-          return Promise.resolve({ value: undefined, done: true });
-        },
-      }),
-    };
+/** The incoming half: caller frames for one reader, at most `limit` behind (oldest dropped first). */
+export class InputQueue extends AsyncQueue<AudioFrame> {
+  constructor(limit = 250) {
+    super(limit);
   }
 }

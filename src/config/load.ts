@@ -59,12 +59,19 @@ export function defaultStoreDir(config: VoiceCallConfig): string {
   return config.store ?? join(homedir(), ".openclaw", "voice-calls");
 }
 
-/** Every provider the config can send a call to. */
-export function providersInUse(config: VoiceCallConfig): Set<ProviderId> {
-  const used = new Set<ProviderId>([config.provider]);
-  if (config.routing.defaultProvider) used.add(config.routing.defaultProvider);
-  for (const rule of config.routing.rules) used.add(rule.provider);
-  for (const override of Object.values(config.numbers)) if (override.provider) used.add(override.provider);
+/**
+ * Every provider the config can send a call to. Reads raw input as well as a
+ * parsed config, so cross-field checks work on a config that is still invalid.
+ */
+export function providersInUse(config: unknown): Set<ProviderId> {
+  const top = getPath(config, "provider");
+  const used = new Set<ProviderId>([isProviderId(top) ? top : "mock"]);
+  const add = (v: unknown) => isProviderId(v) && used.add(v);
+  add(getPath(config, "routing.defaultProvider"));
+  const rules = getPath(config, "routing.rules");
+  if (Array.isArray(rules)) for (const rule of rules) add(getPath(rule, "provider"));
+  const numbers = getPath(config, "numbers");
+  if (typeof numbers === "object" && numbers !== null) for (const n of Object.values(numbers)) add(getPath(n, "provider"));
   return used;
 }
 
@@ -88,16 +95,8 @@ const REQUIRED: Partial<Record<ProviderId, ReadonlyArray<readonly [string, strin
 /** Checks that span keys, on raw (possibly invalid) input: bad values are the schema's to report. */
 function crossFieldIssues(raw: Record<string, unknown>): FieldIssue[] {
   const issues: FieldIssue[] = [];
-  const used = new Set<ProviderId>([isProviderId(raw.provider) ? raw.provider : "mock"]);
-  const routing = getPath(raw, "routing.defaultProvider");
-  if (isProviderId(routing)) used.add(routing);
-  const rules = getPath(raw, "routing.rules");
-  if (Array.isArray(rules)) for (const r of rules) if (isProviderId(getPath(r, "provider"))) used.add(getPath(r, "provider") as ProviderId);
   const numbers = raw.numbers;
-  if (typeof numbers === "object" && numbers !== null) {
-    for (const n of Object.values(numbers)) if (isProviderId(getPath(n, "provider"))) used.add(getPath(n, "provider") as ProviderId);
-  }
-  for (const provider of used) {
+  for (const provider of providersInUse(raw)) {
     for (const [path, envName] of REQUIRED[provider] ?? []) {
       if (getPath(raw, path) === undefined) {
         issues.push({ path, message: `required when provider ${provider} is used (or set ${envName})` });

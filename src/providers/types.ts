@@ -33,6 +33,13 @@ export type ProviderEvent =
 
 export type ProviderEventSink = (event: ProviderEvent) => void;
 
+/** An event as a provider composes it, before id, time and call id are stamped on. */
+export type ProviderEventBody = ProviderEvent extends infer E
+  ? E extends ProviderEvent
+    ? Omit<E, "eventId" | "at" | "providerCallId">
+    : never
+  : never;
+
 export interface PlaceCallRequest {
   /** Our call id, for providers that can carry it through the carrier. */
   callId: string;

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import koffi from "koffi";
 import type { AudioFrame } from "../audio/frame.js";
 import { Resampler } from "../audio/resample.js";
+import { AsyncQueue } from "../util/async-queue.js";
 import { SpeechError, type TranscriptEvent, type Transcriber, type TranscriberStream } from "./types.js";
 
 const MODEL_DIR = "/usr/share/pocketsphinx/model/en-us";
@@ -120,9 +121,7 @@ function phoneModel(dir: string): string {
 }
 
 class PocketsphinxStream implements TranscriberStream {
-  private readonly queue: TranscriptEvent[] = [];
-  private waiter: ((r: IteratorResult<TranscriptEvent>) => void) | null = null;
-  private ended = false;
+  private readonly queue = new AsyncQueue<TranscriptEvent>();
   private inSpeech = false;
   private pending = new Int16Array(CHUNK_SAMPLES);
   private filled = 0;
@@ -138,7 +137,7 @@ class PocketsphinxStream implements TranscriberStream {
   }
 
   pushFrame(frame: AudioFrame): void {
-    if (this.ended || !this.decoder) return;
+    if (this.queue.isEnded || !this.decoder) return;
     if (frame.sampleRate !== this.sampleRate) {
       throw new SpeechError("SPEECH_FAILED", `frame at ${frame.sampleRate} Hz on a ${this.sampleRate} Hz stream`);
     }
@@ -160,29 +159,20 @@ class PocketsphinxStream implements TranscriberStream {
   }
 
   endInput(): void {
-    if (this.ended) return;
+    if (this.queue.isEnded) return;
     this.flush();
-    this.finish();
+    this.queue.end();
   }
 
   close(): void {
-    this.finish();
+    this.queue.end();
     if (this.decoder) this.ps.ps_free(this.decoder);
     this.decoder = null;
     this.resampler?.destroy();
   }
 
   events(): AsyncIterable<TranscriptEvent> {
-    return {
-      [Symbol.asyncIterator]: () => ({
-        next: () => {
-          const e = this.queue.shift();
-          if (e) return Promise.resolve({ value: e, done: false });
-          if (this.ended) return Promise.resolve({ value: undefined, done: true });
-          return new Promise((resolve) => (this.waiter = resolve));
-        },
-      }),
-    };
+    return this.queue.iterate();
   }
 
   private decodeChunk(): void {
@@ -217,22 +207,6 @@ class PocketsphinxStream implements TranscriberStream {
   }
 
   private emit(e: TranscriptEvent): void {
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = null;
-      w({ value: e, done: false });
-    } else {
-      this.queue.push(e);
-    }
-  }
-
-  private finish(): void {
-    if (this.ended) return;
-    this.ended = true;
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = null;
-      w({ value: undefined, done: true });
-    }
+    this.queue.push(e);
   }
 }

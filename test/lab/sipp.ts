@@ -36,6 +36,34 @@ function sdp(mediaPort?: number): string {
   ].join("\n");
 }
 
+/** A request from the caller within its dialog (sipp fills in the bracketed keywords). */
+function request(method: string, cseq: number, toTag: boolean, body?: string): string {
+  return `<send retrans="500"><![CDATA[
+${method} sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>${toTag ? "[peer_tag_param]" : ""}
+Call-ID: [call_id]
+CSeq: ${cseq} ${method}
+Contact: sip:sipp@[local_ip]:[local_port]
+Max-Forwards: 70
+${body ? `Content-Type: application/sdp\nContent-Length: [len]\n\n${body}` : "Content-Length: 0\n"}
+]]></send>`;
+}
+
+/** A response to the last request received; `tag` adds our To tag (first response of a dialog). */
+function response(status: string, opts: { tag?: boolean; contact?: boolean; body?: string } = {}): string {
+  return `<send><![CDATA[
+SIP/2.0 ${status}
+[last_Via:]
+[last_From:]
+[last_To:]${opts.tag ? ";tag=[pid]SIPpTag01[call_number]" : ""}
+[last_Call-ID:]
+[last_CSeq:]
+${opts.contact ? "Contact: <sip:[local_ip]:[local_port];transport=[transport]>\n" : ""}${opts.body ? `Content-Type: application/sdp\nContent-Length: [len]\n\n${opts.body}` : "Content-Length: 0\n"}
+]]></send>`;
+}
+
 export function callerScenario(s: CallerScript): string {
   const steps: string[] = [];
   if (s.audioFile) steps.push(`<nop><action><exec rtp_stream="${s.audioFile},1,0"/></action></nop>`, `<pause milliseconds="2200"/>`);
@@ -44,63 +72,16 @@ export function callerScenario(s: CallerScript): string {
   }
   const end =
     s.holdMs === "wait"
-      ? `<recv request="BYE" timeout="30000"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>`
-      : `<pause milliseconds="${s.holdMs}"/>
-  <send retrans="500"><![CDATA[
-BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 2 BYE
-Contact: sip:sipp@[local_ip]:[local_port]
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-  <recv response="200" crlf="true"/>`;
+      ? `<recv request="BYE" timeout="30000"/>\n  ${response("200 OK")}`
+      : `<pause milliseconds="${s.holdMs}"/>\n  ${request("BYE", 2, true)}\n  <recv response="200" crlf="true"/>`;
   return `<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="voicecall caller">
-  <send retrans="500"><![CDATA[
-INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: sip:sipp@[local_ip]:[local_port]
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
-
-${sdp(s.mediaPort)}
-]]></send>
+  ${request("INVITE", 1, false, sdp(s.mediaPort))}
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="183" optional="true"/>
   <recv response="200" rtd="true"/>
-  <send><![CDATA[
-ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 1 ACK
-Contact: sip:sipp@[local_ip]:[local_port]
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
+  ${request("ACK", 1, true).replace('<send retrans="500">', "<send>")}
   ${steps.join("\n  ")}
   ${end}
 </scenario>
@@ -111,56 +92,15 @@ Content-Length: 0
 export function calleeScenario(opts: { ringMs: number; status?: number; mediaPort?: number }): string {
   const refuse = opts.status !== undefined && opts.status !== 200;
   const reply = refuse
-    ? `<send><![CDATA[
-SIP/2.0 ${opts.status} Refused
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-  <recv request="ACK"/>`
-    : `<send retrans="500"><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-${sdp(opts.mediaPort)}
-]]></send>
+    ? `${response(`${opts.status} Refused`, { tag: true })}\n  <recv request="ACK"/>`
+    : `${response("200 OK", { tag: true, contact: true, body: sdp(opts.mediaPort) }).replace("<send>", '<send retrans="500">')}
   <recv request="ACK" crlf="true"/>
   <recv request="BYE" timeout="60000"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>`;
+  ${response("200 OK")}`;
   return `<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="voicecall callee">
   <recv request="INVITE" crlf="true"/>
-  <send><![CDATA[
-SIP/2.0 180 Ringing
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-Content-Length: 0
-
-]]></send>
+  ${response("180 Ringing", { tag: true, contact: true })}
   <pause milliseconds="${opts.ringMs}"/>
   ${reply}
 </scenario>

@@ -21,7 +21,7 @@ import type { MediaTransport } from "../../audio/transport.js";
 import type { Synthesizer, Transcriber, TranscriberStream } from "../../speech/types.js";
 import { RtpUdpTransport } from "../../rtp/udp-transport.js";
 import type { TerminalState } from "../../calls/types.js";
-import type { CallProvider, PlaceCallRequest, ProviderCapabilities, ProviderEvent, ProviderEventSink, RemoteCallStatus } from "../types.js";
+import type { CallProvider, PlaceCallRequest, ProviderCapabilities, ProviderEvent, ProviderEventBody, ProviderEventSink, RemoteCallStatus } from "../types.js";
 import { AriClient, AriError, type AriChannel, type AriEvent } from "./ari.js";
 
 export interface AsteriskProviderOptions {
@@ -60,7 +60,6 @@ interface AstCall {
   mediaReady?: (ok: boolean) => void;
 }
 
-type EventBody = ProviderEvent extends infer E ? (E extends ProviderEvent ? Omit<E, "eventId" | "at" | "providerCallId"> : never) : never;
 
 export class AsteriskProvider implements CallProvider {
   readonly id = "asterisk" as const;
@@ -414,7 +413,7 @@ export class AsteriskProvider implements CallProvider {
     }
   }
 
-  private emit(call: AstCall, body: EventBody): void {
+  private emit(call: AstCall, body: ProviderEventBody): void {
     if (call.reported) return;
     if (body.type === "ended") call.reported = true;
     this.seq += 1;

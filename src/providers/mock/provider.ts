@@ -13,13 +13,13 @@ import type {
   PlaceCallRequest,
   ProviderCapabilities,
   ProviderEvent,
+  ProviderEventBody,
   ProviderEventSink,
   RemoteCallStatus,
 } from "../types.js";
 
 type MockOptions = VoiceCallConfig["mock"];
 
-type EventBody = ProviderEvent extends infer E ? (E extends ProviderEvent ? Omit<E, "eventId" | "at" | "providerCallId"> : never) : never;
 
 interface MockCall {
   id: string;
@@ -180,7 +180,7 @@ export class MockProvider implements CallProvider {
     this.emit(call, { type: "ended", state, reason });
   }
 
-  private emit(call: MockCall, body: EventBody): void {
+  private emit(call: MockCall, body: ProviderEventBody): void {
     this.seq += 1;
     this.sink?.({ ...body, eventId: `mock-evt-${this.seq}`, providerCallId: call.id, at: Date.now() } as ProviderEvent);
   }
