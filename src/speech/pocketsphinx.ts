@@ -9,7 +9,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import koffi from "koffi";
+import { createRequire } from "node:module";
 import type { AudioFrame } from "../audio/frame.js";
 import { Resampler } from "../audio/resample.js";
 import { AsyncQueue } from "../util/async-queue.js";
@@ -47,6 +47,8 @@ function load(): PsLib {
   let base;
   let ps;
   try {
+    // Loaded on first use, so a service that never recognises speech never loads the FFI.
+    const koffi = createRequire(import.meta.url)("koffi") as typeof import("koffi");
     base = koffi.load("libsphinxbase.so.3");
     ps = koffi.load("libpocketsphinx.so.3");
   } catch (err) {
