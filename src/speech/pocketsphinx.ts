@@ -9,10 +9,11 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createRequire } from "node:module";
+import { Worker } from "node:worker_threads";
 import type { AudioFrame } from "../audio/frame.js";
 import { Resampler } from "../audio/resample.js";
 import { AsyncQueue } from "../util/async-queue.js";
+import { probePocketsphinx } from "./pocketsphinx-decoder.js";
 import { SpeechError, type TranscriptEvent, type Transcriber, type TranscriberStream } from "./types.js";
 
 const MODEL_DIR = "/usr/share/pocketsphinx/model/en-us";
@@ -27,46 +28,6 @@ const MODEL_RATE = 16000;
 const PHONE_CMNINIT = "42.9,31.9,-26.4,49.7,-12.5,3.2,21.7,-31.2,4.2,-12.3,2.6,17.5,-13.0";
 /** Decode in 100 ms chunks: fewer calls into the library, same latency class. */
 const CHUNK_SAMPLES = MODEL_RATE / 10;
-
-interface PsLib {
-  ps_args: () => unknown;
-  cmd_ln_parse_r: (inout: unknown, defn: unknown, argc: number, argv: string[], strict: number) => unknown;
-  ps_init: (config: unknown) => unknown;
-  ps_start_utt: (ps: unknown) => number;
-  ps_end_utt: (ps: unknown) => number;
-  ps_process_raw: (ps: unknown, data: Int16Array, n: number, noSearch: number, fullUtt: number) => number;
-  ps_get_in_speech: (ps: unknown) => number;
-  ps_get_hyp: (ps: unknown, score: null) => string | null;
-  ps_free: (ps: unknown) => number;
-}
-
-let lib: PsLib | undefined;
-
-function load(): PsLib {
-  if (lib) return lib;
-  let base;
-  let ps;
-  try {
-    // Loaded on first use, so a service that never recognises speech never loads the FFI.
-    const koffi = createRequire(import.meta.url)("koffi") as typeof import("koffi");
-    base = koffi.load("libsphinxbase.so.3");
-    ps = koffi.load("libpocketsphinx.so.3");
-  } catch (err) {
-    throw new SpeechError("SPEECH_UNAVAILABLE", `pocketsphinx is not installed (apt-get install libpocketsphinx3 pocketsphinx-en-us): ${(err as Error).message}`);
-  }
-  lib = {
-    ps_args: ps.func("void *ps_args()"),
-    cmd_ln_parse_r: base.func("void *cmd_ln_parse_r(void *inout, void *defn, int argc, const char **argv, int strict)"),
-    ps_init: ps.func("void *ps_init(void *config)"),
-    ps_start_utt: ps.func("int ps_start_utt(void *ps)"),
-    ps_end_utt: ps.func("int ps_end_utt(void *ps)"),
-    ps_process_raw: ps.func("int ps_process_raw(void *ps, const int16_t *data, size_t n, int no_search, int full_utt)"),
-    ps_get_in_speech: ps.func("uint8_t ps_get_in_speech(void *ps)"),
-    ps_get_hyp: ps.func("const char *ps_get_hyp(void *ps, void *score)"),
-    ps_free: ps.func("int ps_free(void *ps)"),
-  } as unknown as PsLib;
-  return lib;
-}
 
 export interface PocketsphinxOptions {
   modelDir?: string;
@@ -83,7 +44,7 @@ export class PocketsphinxTranscriber implements Transcriber {
     if (!existsSync(join(this.dir, "en-us", "feat.params"))) {
       throw new SpeechError("SPEECH_UNAVAILABLE", `no pocketsphinx model in ${this.dir} (apt-get install pocketsphinx-en-us)`);
     }
-    load();
+    probePocketsphinx();
   }
 
   async stream(options: { sampleRate: number }): Promise<TranscriberStream> {
@@ -98,12 +59,9 @@ export class PocketsphinxTranscriber implements Transcriber {
       "-fwdflat", "no", "-bestpath", "yes", "-maxhmmpf", "5000", "-maxwpf", "10", "-pl_window", "3",
       "-logfn", "/dev/null",
     ];
-    const ps = load();
-    const config = ps.cmd_ln_parse_r(null, ps.ps_args(), args.length, args, 1);
-    if (!config) throw new SpeechError("SPEECH_FAILED", "pocketsphinx rejected its configuration");
-    const decoder = ps.ps_init(config);
-    if (!decoder) throw new SpeechError("SPEECH_FAILED", "pocketsphinx could not load its model");
-    return new PocketsphinxStream(ps, decoder, options.sampleRate, resampler);
+    const stream = new PocketsphinxStream(recognitionWorker(), options.sampleRate, resampler);
+    await stream.open(args);
+    return stream;
   }
 }
 
@@ -122,24 +80,79 @@ function phoneModel(dir: string): string {
   return target;
 }
 
+/** Messages to the recognition worker and back. */
+export type WorkerRequest =
+  | { op: "open"; id: number; args: string[] }
+  | { op: "chunk"; id: number; pcm: Int16Array }
+  | { op: "flush"; id: number }
+  | { op: "end"; id: number }
+  | { op: "free"; id: number };
+export type WorkerReply = { id: number; events: TranscriptEvent[]; opened?: boolean; done?: boolean; error?: string };
+
+interface SharedWorker {
+  worker: Worker;
+  streams: Map<number, PocketsphinxStream>;
+  nextId: number;
+}
+
+let shared: SharedWorker | undefined;
+
+/**
+ * One worker thread decodes every call's audio: pocketsphinx is synchronous
+ * (about 7 ms per 100 ms of audio here), and on the main thread it would
+ * hold up the 20 ms media clock of every call.
+ */
+function recognitionWorker(): SharedWorker {
+  if (shared) return shared;
+  // The built package runs dist/*.js; tests run the TypeScript sources, whose worker needs tsx.
+  const worker = import.meta.url.endsWith(".ts")
+    ? new Worker(
+        `import("tsx/esm/api").then((tsx) => { tsx.register(); return import(${JSON.stringify(new URL("./pocketsphinx-worker.ts", import.meta.url).href)}); });`,
+        { eval: true },
+      )
+    : new Worker(new URL("./pocketsphinx-worker.js", import.meta.url));
+  const state: SharedWorker = { worker, streams: new Map(), nextId: 1 };
+  worker.on("message", (reply: WorkerReply) => state.streams.get(reply.id)?.receive(reply));
+  worker.on("error", (err) => {
+    for (const stream of state.streams.values()) stream.receive({ id: 0, events: [], done: true, error: String(err) });
+    state.streams.clear();
+    if (shared === state) shared = undefined;
+  });
+  // Held only while a stream is open (see PocketsphinxStream), so an idle
+  // worker never keeps the process alive. After the listeners: adding a
+  // "message" listener refs the port again.
+  worker.unref();
+  shared = state;
+  return state;
+}
+
 class PocketsphinxStream implements TranscriberStream {
   private readonly queue = new AsyncQueue<TranscriptEvent>();
-  private inSpeech = false;
+  private readonly id: number;
   private pending = new Int16Array(CHUNK_SAMPLES);
   private filled = 0;
-  private lastPartial = "";
+  private ending = false;
+  private opened?: (err?: Error) => void;
 
   constructor(
-    private readonly ps: PsLib,
-    private decoder: unknown,
+    private readonly shared: SharedWorker,
     private readonly sampleRate: number,
     private readonly resampler: Resampler | undefined,
   ) {
-    ps.ps_start_utt(decoder);
+    this.id = shared.nextId++;
+    shared.streams.set(this.id, this);
+    if (shared.streams.size === 1) shared.worker.ref();
+  }
+
+  open(args: string[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.opened = (err) => (err ? reject(err) : resolve());
+      this.post({ op: "open", id: this.id, args });
+    });
   }
 
   pushFrame(frame: AudioFrame): void {
-    if (this.queue.isEnded || !this.decoder) return;
+    if (this.ending) return;
     if (frame.sampleRate !== this.sampleRate) {
       throw new SpeechError("SPEECH_FAILED", `frame at ${frame.sampleRate} Hz on a ${this.sampleRate} Hz stream`);
     }
@@ -150,26 +163,29 @@ class PocketsphinxStream implements TranscriberStream {
       this.pending.set(pcm.subarray(offset, offset + n), this.filled);
       this.filled += n;
       offset += n;
-      if (this.filled === CHUNK_SAMPLES) this.decodeChunk();
+      if (this.filled === CHUNK_SAMPLES) this.sendChunk();
     }
   }
 
   flush(): void {
-    if (!this.decoder) return;
-    if (this.filled > 0) this.decodeChunk();
-    this.finishUtterance(true);
+    if (this.ending) return;
+    this.sendChunk();
+    this.post({ op: "flush", id: this.id });
   }
 
   endInput(): void {
-    if (this.queue.isEnded) return;
-    this.flush();
-    this.queue.end();
+    if (this.ending) return;
+    this.sendChunk();
+    this.ending = true;
+    this.post({ op: "end", id: this.id });
   }
 
   close(): void {
+    this.ending = true;
     this.queue.end();
-    if (this.decoder) this.ps.ps_free(this.decoder);
-    this.decoder = null;
+    this.post({ op: "free", id: this.id });
+    this.shared.streams.delete(this.id);
+    if (this.shared.streams.size === 0) this.shared.worker.unref();
     this.resampler?.destroy();
   }
 
@@ -177,38 +193,27 @@ class PocketsphinxStream implements TranscriberStream {
     return this.queue.iterate();
   }
 
-  private decodeChunk(): void {
-    const chunk = this.pending.subarray(0, this.filled);
-    this.ps.ps_process_raw(this.decoder, chunk, chunk.length, 0, 0);
+  /** A reply from the worker. */
+  receive(reply: WorkerReply): void {
+    if (reply.opened || (reply.error && this.opened)) {
+      const done = this.opened;
+      this.opened = undefined;
+      done?.(reply.error ? new SpeechError("SPEECH_FAILED", reply.error) : undefined);
+      if (reply.error) this.queue.end();
+      return;
+    }
+    for (const e of reply.events) this.queue.push(e);
+    if (reply.done) this.queue.end();
+  }
+
+  private sendChunk(): void {
+    if (this.filled === 0) return;
+    const pcm = this.pending.slice(0, this.filled);
     this.filled = 0;
-    const speaking = this.ps.ps_get_in_speech(this.decoder) !== 0;
-    if (speaking && !this.inSpeech) {
-      this.inSpeech = true;
-      this.emit({ type: "speech_started" });
-    }
-    if (speaking) {
-      const partial = (this.ps.ps_get_hyp(this.decoder, null) ?? "").trim();
-      if (partial && partial !== this.lastPartial) {
-        this.lastPartial = partial;
-        this.emit({ type: "interim", text: partial });
-      }
-    } else if (this.inSpeech) {
-      this.finishUtterance(false);
-    }
+    this.shared.worker.postMessage({ op: "chunk", id: this.id, pcm } satisfies WorkerRequest, [pcm.buffer]);
   }
 
-  private finishUtterance(force: boolean): void {
-    if (!this.inSpeech && !force) return;
-    this.ps.ps_end_utt(this.decoder);
-    const text = (this.ps.ps_get_hyp(this.decoder, null) ?? "").trim();
-    if (text) this.emit({ type: "final", text });
-    if (this.inSpeech) this.emit({ type: "speech_ended" });
-    this.inSpeech = false;
-    this.lastPartial = "";
-    this.ps.ps_start_utt(this.decoder);
-  }
-
-  private emit(e: TranscriptEvent): void {
-    this.queue.push(e);
+  private post(message: WorkerRequest): void {
+    this.shared.worker.postMessage(message);
   }
 }

@@ -251,8 +251,19 @@ export class AriClient {
       this.emitConnection({ connected: true, reconnected });
     });
     ws.on("message", (data) => this.onMessage(String(data)));
-    ws.on("unexpected-response", (_req, res) => {
-      this.emitConnection({ connected: false, reconnected: false, error: `ARI events: HTTP ${res.statusCode}${res.statusCode === 401 ? " (check asterisk.ari.username/password)" : ""}` });
+    ws.on("unexpected-response", (req, res) => {
+      // With this listener, ws leaves the request to us and emits no close:
+      // end it and retry here, or the client would never reconnect (Asterisk
+      // answers 503 while it starts up).
+      req.destroy();
+      if (this.ws === ws) this.ws = null;
+      ws.removeAllListeners();
+      ws.on("error", () => undefined);
+      const status = res.statusCode ?? 0;
+      if (!this.everConnected) {
+        this.emitConnection({ connected: false, reconnected: false, error: `ARI events: HTTP ${status}${status === 401 ? " (check asterisk.ari.username/password)" : ""}` });
+      }
+      if (!this.stopped) this.scheduleReconnect();
     });
     ws.on("error", (err) => {
       this.options.logger.debug({ err: err.message }, "ARI events error");

@@ -300,10 +300,12 @@ export class AsteriskProvider implements CallProvider {
 
   /** Feeds the caller's audio to the recogniser and reports each final result as speech. */
   private async startRecognition(call: AstCall, transport: RtpUdpTransport): Promise<void> {
+    // Subscribe before the recogniser has loaded its model, so the caller's first words are kept.
+    const frames = transport.frames();
     const recognizer = await this.options.transcriber.stream({ sampleRate: transport.sampleRate });
     call.recognizer = recognizer;
     void (async () => {
-      for await (const frame of transport.frames()) recognizer.pushFrame(frame);
+      for await (const frame of frames) recognizer.pushFrame(frame);
       recognizer.endInput();
     })().catch((err) => this.log.warn({ callId: call.id, err: String(err) }, "feeding the recogniser failed"));
     call.recognition = (async () => {
