@@ -5,6 +5,7 @@
  */
 import { createSocket, type Socket } from "node:dgram";
 import { buildRtp, parseRtp } from "../rtp/packet.js";
+import { percentile } from "./stats.js";
 
 interface PeerCall {
   socket: Socket;
@@ -76,10 +77,4 @@ function onPacket(call: PeerCall, m: Buffer): void {
   if (measuring && call.lastArrival !== undefined) spacingErrors.push(Math.abs(now - call.lastArrival - 20));
   call.lastSeq = p.sequenceNumber;
   call.lastArrival = now;
-}
-
-function percentile(values: number[], q: number): number {
-  if (values.length === 0) return 0;
-  const sorted = Float64Array.from(values).sort();
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 }

@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { silentFrame } from "../audio/frame.js";
 import { FramePacer } from "../audio/pacer.js";
 import { RtpUdpTransport } from "../rtp/udp-transport.js";
+import { percentile } from "./stats.js";
 
 export interface RtpBenchRow {
   calls: number;
@@ -33,9 +34,9 @@ export async function benchRtp(calls: number, seconds: number): Promise<RtpBench
   for (let i = 0; i < calls; i += 1) {
     transports.push(await RtpUdpTransport.open({ codec: "ulaw", bindHost: "127.0.0.1", portMin: 42000, portMax: 45999, pacer }));
   }
-  let framesIn = 0;
+  // Caller audio is read as the recogniser would read it.
   const readers = transports.map(async (t) => {
-    for await (const _f of t.frames()) framesIn += 1;
+    for await (const _f of t.frames());
   });
   // Keep every call talking: one frame queued per tick, as a synthesizer would.
   const talk = silentFrame(8000);
@@ -60,7 +61,6 @@ export async function benchRtp(calls: number, seconds: number): Promise<RtpBench
   const lostFromPeer = transports.reduce((a, t) => a + t.stats.lost, 0);
   for (const t of transports) t.close();
   await Promise.all(readers);
-  void framesIn;
   const cpuMs = (cpu.user + cpu.system) / 1000;
   return {
     calls,
@@ -71,12 +71,6 @@ export async function benchRtp(calls: number, seconds: number): Promise<RtpBench
     cpuMsPerCallSecond: cpuMs / (calls * elapsed),
     coresUsed: cpuMs / 1000 / elapsed,
   };
-}
-
-export function percentile(values: number[], q: number): number {
-  if (values.length === 0) return 0;
-  const sorted = Float64Array.from(values).sort();
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 }
 
 function sleep(ms: number): Promise<void> {

@@ -122,7 +122,7 @@ export class Lab {
     this.child = child;
     await this.waitForAri(20_000);
     // ARI can answer before every module (SIP among them) has loaded.
-    this.exec("/usr/sbin/asterisk", ["-C", "/etc/asterisk/asterisk.conf", "-rx", "core waitfullybooted"], { timeoutMs: 20_000 });
+    this.cli("core waitfullybooted", 20_000);
   }
 
   /** Stops Asterisk gracefully and unmounts the root's /proc. */
@@ -164,8 +164,8 @@ export class Lab {
   }
 
   /** Runs an Asterisk CLI command. */
-  cli(command: string): string {
-    return this.exec("/usr/sbin/asterisk", ["-C", "/etc/asterisk/asterisk.conf", "-rx", command]).stdout;
+  cli(command: string, timeoutMs?: number): string {
+    return this.exec("/usr/sbin/asterisk", ["-C", "/etc/asterisk/asterisk.conf", "-rx", command], { timeoutMs }).stdout;
   }
 
   /** A path inside the root as seen from the host. */

@@ -18,7 +18,7 @@ import type { VoiceCallConfig } from "../../config/schema.js";
 import { VoiceCallError } from "../../errors.js";
 import type { Logger } from "../../log.js";
 import type { MediaTransport } from "../../audio/transport.js";
-import type { Synthesizer, Transcriber, TranscriberStream } from "../../speech/types.js";
+import type { Synthesizer, Transcriber } from "../../speech/types.js";
 import { RtpUdpTransport } from "../../rtp/udp-transport.js";
 import type { TerminalState } from "../../calls/types.js";
 import type { CallProvider, PlaceCallRequest, ProviderCapabilities, ProviderEvent, ProviderEventBody, ProviderEventSink, RemoteCallStatus } from "../types.js";
@@ -41,7 +41,6 @@ const BRIDGE_PREFIX = "vcb-";
 
 interface AstCall {
   id: string;
-  direction: "inbound" | "outbound";
   answered: boolean;
   ended: boolean;
   hangupRequested: boolean;
@@ -50,7 +49,6 @@ interface AstCall {
   bridgeId?: string;
   mediaId?: string;
   transport?: RtpUdpTransport;
-  recognizer?: TranscriberStream;
   /** Settles when the recogniser has reported everything it heard. */
   recognition?: Promise<void>;
   /** The ended event went out: nothing more is reported for this call. */
@@ -59,7 +57,6 @@ interface AstCall {
   turnToken?: string;
   mediaReady?: (ok: boolean) => void;
 }
-
 
 export class AsteriskProvider implements CallProvider {
   readonly id = "asterisk" as const;
@@ -107,7 +104,7 @@ export class AsteriskProvider implements CallProvider {
   async placeCall(request: PlaceCallRequest): Promise<{ providerCallId: string }> {
     const { asterisk, ringTimeoutMs, fromNumber } = this.options.config;
     const id = `${CALL_PREFIX}${randomUUID()}`;
-    const call: AstCall = { id, direction: "outbound", answered: false, ended: false, hangupRequested: false };
+    const call: AstCall = { id, answered: false, ended: false, hangupRequested: false };
     this.calls.set(id, call);
     try {
       await this.ari.channels.originate({
@@ -248,7 +245,7 @@ export class AsteriskProvider implements CallProvider {
       void this.attachMedia(outbound).catch((err) => this.failCall(outbound, `media setup failed: ${(err as Error).message}`));
       return;
     }
-    const call: AstCall = { id: channel.id, direction: "inbound", answered: false, ended: false, hangupRequested: false };
+    const call: AstCall = { id: channel.id, answered: false, ended: false, hangupRequested: false };
     this.calls.set(channel.id, call);
     const to = args[0] ?? channel.dialplan?.exten ?? "";
     this.emit(call, { type: "inbound", from: channel.caller?.number || "anonymous", to });
@@ -303,7 +300,6 @@ export class AsteriskProvider implements CallProvider {
     // Subscribe before the recogniser has loaded its model, so the caller's first words are kept.
     const frames = transport.frames();
     const recognizer = await this.options.transcriber.stream({ sampleRate: transport.sampleRate });
-    call.recognizer = recognizer;
     void (async () => {
       for await (const frame of frames) recognizer.pushFrame(frame);
       recognizer.endInput();
@@ -319,8 +315,7 @@ export class AsteriskProvider implements CallProvider {
   private async onCallGone(call: AstCall, cause: number, causeText: string): Promise<void> {
     if (call.ended) return;
     const state = call.hangupRequested ? "hangup-bot" : endState(call.answered, cause);
-    await this.teardown(call, false);
-    this.emit(call, { type: "ended", state, reason: `${causeText} (cause ${cause})` });
+    await this.endWith(call, state, `${causeText} (cause ${cause})`);
   }
 
   private async failCall(call: AstCall, reason: string): Promise<void> {
@@ -328,8 +323,13 @@ export class AsteriskProvider implements CallProvider {
     this.log.warn({ callId: call.id, reason }, "ending call");
     call.hangupRequested = true;
     await this.ignoreGone(this.ari.channels.hangup(call.id, "normal")).catch(() => undefined);
+    await this.endWith(call, "error", reason);
+  }
+
+  /** Cleans up, then reports the end: the caller's last words go out before it. */
+  private async endWith(call: AstCall, state: TerminalState, reason: string): Promise<void> {
     await this.teardown(call, false);
-    this.emit(call, { type: "ended", state: "error", reason });
+    this.emit(call, { type: "ended", state, reason });
   }
 
   /** Removes the bridge, the externalMedia channel and the RTP socket; idempotent. */
@@ -382,8 +382,7 @@ export class AsteriskProvider implements CallProvider {
     const alive = new Set(channels.map((c) => c.id));
     for (const call of [...this.calls.values()]) {
       if (call.ended || alive.has(call.id)) continue;
-      await this.teardown(call, false);
-      this.emit(call, { type: "ended", state: "error", reason: "the channel vanished while Asterisk was unreachable (restarted?)" });
+      await this.endWith(call, "error", "the channel vanished while Asterisk was unreachable (restarted?)");
     }
     const ownedMedia = new Set([...this.calls.values()].map((c) => c.mediaId).filter(Boolean));
     const ownedBridges = new Set([...this.calls.values()].map((c) => c.bridgeId).filter(Boolean));
