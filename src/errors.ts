@@ -13,6 +13,7 @@ export type ErrorCode =
   | "INVALID_STATE"
   | "LIMIT_REACHED"
   | "TIMEOUT"
+  | "INTERRUPTED"
   | "PROVIDER_ERROR"
   | "UNSUPPORTED"
   | "UNAVAILABLE"

@@ -156,6 +156,72 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
     expect(stateOf(call.callId)).toBe("hangup-bot");
   });
 
+  /** flite speech at 8 kHz, as one buffer (what the phone says). */
+  async function fliteSpeech(text: string): Promise<Int16Array> {
+    const parts: Int16Array[] = [];
+    for await (const f of new FliteSynthesizer().synthesize(text, { sampleRate: 8000 })) parts.push(f.pcm);
+    return Int16Array.from(parts.flatMap((p) => [...p]));
+  }
+
+  it("stops talking within 300 ms of the caller cutting in, and records the turn as interrupted", async () => {
+    const known = new Set(calls().map((c) => c.callId));
+    const ear = await PhoneEar.open(mediaPort);
+    const phone = dial(callerScenario({ extension: "500", holdMs: "wait", mediaPort: mediaPort++ }), "500");
+    const call = await newInbound(known);
+    await waitFor(() => stateOf(call.callId) === "listening", "greeting played");
+    const callerWords = "Please call me back tomorrow morning at nine.";
+    const callerAudio = await fliteSpeech(callerWords);
+    const answer =
+      "Our opening hours are from nine in the morning to five in the afternoon, Monday to Friday. " +
+      "On Saturdays we open at ten and close at two. We are closed on Sundays and on public holidays.";
+    const asked = performance.now();
+    const reply = rt.manager.continueCall(call.callId, answer);
+    const started = await waitFor(() => ear.firstLoud(asked), "the answer at the phone", 5000);
+    await new Promise((r) => setTimeout(r, 1000 - (performance.now() - started)));
+    const onset = await ear.say(callerAudio);
+    const { transcript } = await reply;
+    // Our answer was still playing just before the caller spoke, and stopped soon after.
+    expect(ear.lastLoud(onset - 200)).toBeDefined();
+    const stoppedAfter = ear.lastLoud(started)! - onset;
+    console.log(`[barge-in] our audio stopped ${stoppedAfter.toFixed(0)} ms after the caller's speech onset (at the phone)`);
+    expect(stoppedAfter).toBeLessThanOrEqual(300);
+    // The caller's words answer the turn they interrupted.
+    expect(wordErrorRate(callerWords, transcript), transcript).toBeLessThanOrEqual(0.2);
+    const view = rt.manager.getCall(call.callId)!;
+    const turn = view.transcript.find((t) => t.text === answer)!.turn;
+    expect(view.transcript.filter((t) => t.turn === turn).map((t) => [t.speaker, t.kind])).toEqual([
+      ["bot", "speech"],
+      ["bot", "interrupted"],
+      ["caller", "speech"],
+    ]);
+    await rt.manager.endCall(call.callId);
+    expect((await phone.done).code).toBe(0);
+    ear.close();
+  });
+
+  it("a digits prompt in grammar mode gets the spoken digits right", async () => {
+    const known = new Set(calls().map((c) => c.callId));
+    const ear = await PhoneEar.open(mediaPort);
+    const phone = dial(callerScenario({ extension: "510", holdMs: "wait", mediaPort: mediaPort++ }), "510");
+    const call = await newInbound(known);
+    await waitFor(() => stateOf(call.callId) === "listening", "greeting played");
+    const reply = rt.manager.continueCall(call.callId, "Please say your account number.", { expect: "digits" });
+    await waitFor(() => stateOf(call.callId) === "listening", "prompt played", 5000);
+    await ear.say(await fliteSpeech("Four seven zero one nine."));
+    await ear.say(new Int16Array(8000));
+    expect((await reply).transcript).toBe("47019");
+    // The next turn is open speech again.
+    const next = rt.manager.continueCall(call.callId, "Thank you. Anything else?");
+    await waitFor(() => stateOf(call.callId) === "listening", "prompt played", 5000);
+    await ear.say(await fliteSpeech("Please call me back tomorrow morning at nine."));
+    await ear.say(new Int16Array(8000));
+    const words = (await next).transcript;
+    expect(wordErrorRate("Please call me back tomorrow morning at nine.", words), words).toBeLessThanOrEqual(0.2);
+    await rt.manager.endCall(call.callId);
+    expect((await phone.done).code).toBe(0);
+    ear.close();
+  });
+
   it("places an outbound call: it rings, is answered, carries audio and DTMF, and ends", async () => {
     const ear = await PhoneEar.open(mediaPort);
     const callee = runSipp(lab, "uas-answer", calleeScenario({ ringMs: 600, mediaPort: mediaPort++ }), [

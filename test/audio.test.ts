@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { createSocket } from "node:dgram";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { encodeG711 } from "../src/audio/g711.js";
@@ -5,6 +6,8 @@ import { toneRatio } from "../src/audio/goertzel.js";
 import { toFrames, type AudioFrame } from "../src/audio/frame.js";
 import { FramePacer } from "../src/audio/pacer.js";
 import { InputQueue, OutputQueue } from "../src/audio/transport.js";
+import { SpeechDetector, frameDbfs } from "../src/audio/vad.js";
+import { FliteSynthesizer } from "../src/speech/flite.js";
 import { buildRtp, parseRtp } from "../src/rtp/packet.js";
 import { RtpUdpTransport } from "../src/rtp/udp-transport.js";
 import { waitFor } from "./helpers.js";
@@ -118,5 +121,53 @@ describe("RTP/UDP media transport", () => {
       peer.close();
       stranger.close();
     }
+  });
+});
+
+describe("speech detector", () => {
+  const frame = (pcm: Int16Array) => ({ pcm, sampleRate: 8000 as const });
+  const noise = (amplitude: number) => frame(Int16Array.from({ length: 160 }, () => Math.round((Math.random() * 2 - 1) * amplitude)));
+
+  it.skipIf(spawnSync("flite", ["-lv"]).status !== 0)("finds the start and end of a spoken sentence", async () => {
+    const detector = await SpeechDetector.create(8000, { minSpeechMs: 120, minSilenceMs: 400 });
+    const edges: Array<[string, number]> = [];
+    let t = 0;
+    const push = (f: ReturnType<typeof frame>) => {
+      const edge = detector.push(f);
+      if (edge) edges.push([edge, t]);
+      t += 20;
+    };
+    for (let i = 0; i < 25; i += 1) push(noise(30));
+    for await (const f of new FliteSynthesizer().synthesize("I would like to speak to somebody about my order.", { sampleRate: 8000 })) push(frame(f.pcm));
+    const spokenUntil = t;
+    for (let i = 0; i < 40; i += 1) push(noise(30));
+    detector.close();
+    expect(edges.map((e) => e[0])).toEqual(["start", "end"]);
+    // Onset within 400 ms of the audio starting (flite leads with ~150 ms of quiet); the end after the words.
+    expect(edges[0]![1]).toBeGreaterThanOrEqual(500);
+    expect(edges[0]![1]).toBeLessThan(900);
+    expect(edges[1]![1]).toBeGreaterThan(spokenUntil - 400);
+  });
+
+  it.skipIf(spawnSync("flite", ["-lv"]).status !== 0)("ignores speech under the energy floor and bursts shorter than the minimum", async () => {
+    const speech: Int16Array[] = [];
+    for await (const f of new FliteSynthesizer().synthesize("Did you hear that on the radio this morning?", { sampleRate: 8000 })) speech.push(f.pcm);
+    // The same words far away (a television in the room): about 34 dB quieter.
+    const distant = speech.map((pcm) => pcm.map((v) => Math.round(v / 50)));
+    const run = async (options: Parameters<typeof SpeechDetector.create>[1], frames: Int16Array[]) => {
+      const detector = await SpeechDetector.create(8000, options);
+      const edges = frames.map((pcm) => detector.push(frame(pcm))).filter(Boolean);
+      detector.close();
+      return edges;
+    };
+    expect(Math.max(...distant.map(frameDbfs))).toBeLessThan(-40);
+    expect(await run({ energyThresholdDb: -40 }, distant)).toEqual([]);
+    // With the floor lowered, the detector does hear it: the floor is what ignored it.
+    expect(await run({ energyThresholdDb: -70 }, distant)).toContain("start");
+    // 100 ms of loud speech is too short to count as the caller talking.
+    const burst = [...speech.slice(10, 15), ...Array.from({ length: 30 }, () => noise(30).pcm)];
+    expect(await run({ minSpeechMs: 200 }, burst)).toEqual([]);
+    expect(await run({ minSpeechMs: 60 }, burst)).toContain("start");
+    expect(await run({ minSpeechMs: 200 }, speech)).toContain("start");
   });
 });

@@ -275,4 +275,62 @@ describe("restore after a restart", () => {
       await restored.stop();
     }
   });
+
+  describe("barge-in", () => {
+    const LONG = "Thanks for calling. Our opening hours are nine to five. We are closed on Sundays. Is there anything else?";
+    const inboundGreeting = (extra: Record<string, unknown> = {}) =>
+      harness({ inboundPolicy: "open", inboundGreeting: LONG, mock: { replies: [], speakMsPerChar: 10 }, ...extra });
+
+    it("the caller talking over a message stops it; the transcript keeps what was heard and their answer", async () => {
+      const h = await inboundGreeting();
+      const pid = h.mock.simulateInbound("+15550009999", "+15550000001");
+      const call = await waitFor(() => h.manager.listCalls().find((c) => c.providerCallId === pid), "inbound call");
+      await waitFor(() => stateOf(h, call.callId) === "speaking", "greeting");
+      // 400 ms in: the first sentence (19 chars, 190 ms) has played, the second has not.
+      await new Promise((r) => setTimeout(r, 400));
+      h.mock.simulateSpeechStart(pid);
+      await waitFor(() => stateOf(h, call.callId) === "listening", "greeting stopped", 1000);
+      h.mock.simulateSpeech(pid, "do you open on saturday");
+      const view = await waitFor(() => {
+        const v = h.manager.getCall(call.callId)!;
+        return v.transcript.length === 3 && v;
+      }, "the caller's words");
+      expect(view.transcript.map((t) => [t.speaker, t.kind, t.text, t.turn])).toEqual([
+        ["bot", "speech", LONG, 1],
+        ["bot", "interrupted", "Thanks for calling.", 1],
+        ["caller", "speech", "do you open on saturday", 1],
+      ]);
+    });
+
+    it("a message queued behind the interrupted one is not played", async () => {
+      const h = await inboundGreeting();
+      const pid = h.mock.simulateInbound("+15550009999", "+15550000001");
+      const call = await waitFor(() => h.manager.listCalls().find((c) => c.providerCallId === pid), "inbound call");
+      await waitFor(() => stateOf(h, call.callId) === "speaking", "greeting");
+      const queued = h.manager.speak(call.callId, "And one more thing.");
+      h.mock.simulateSpeechStart(pid);
+      expect((await errorOf(queued)).code).toBe("INTERRUPTED");
+      expect(h.mock.spokenTo(pid)).toEqual([LONG]);
+      // A message composed after the interruption plays.
+      await h.manager.speak(call.callId, "Sorry, go ahead.");
+      expect(h.mock.spokenTo(pid)).toEqual([LONG, "Sorry, go ahead."]);
+    });
+
+    it("never cuts an outbound call's opening message, and can be switched off", async () => {
+      const h = await harness({ outbound: { defaultMode: "conversation" }, mock: { ringMs: 5, replies: [], speakMsPerChar: 5 } });
+      const { callId } = await h.manager.initiateCall({ to: TO, message: LONG });
+      await waitFor(() => stateOf(h, callId) === "speaking", "opening message");
+      h.mock.simulateSpeechStart(h.manager.getCall(callId)!.providerCallId!);
+      await waitFor(() => stateOf(h, callId) === "listening", "opening message played", 3000);
+      expect(h.manager.getCall(callId)!.transcript.map((t) => t.kind)).toEqual(["speech"]);
+
+      const off = await inboundGreeting({ bargeIn: { enabled: false } });
+      const pid = off.mock.simulateInbound("+15550009999", "+15550000001");
+      const call = await waitFor(() => off.manager.listCalls().find((c) => c.providerCallId === pid), "inbound call");
+      await waitFor(() => stateOf(off, call.callId) === "speaking", "greeting");
+      off.mock.simulateSpeechStart(pid);
+      await waitFor(() => stateOf(off, call.callId) === "listening", "greeting played", 3000);
+      expect(off.manager.getCall(call.callId)!.transcript.map((t) => t.kind)).toEqual(["speech"]);
+    });
+  });
 });

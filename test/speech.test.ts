@@ -115,6 +115,28 @@ describe.skipIf(sphinxMissing || fliteMissing)("pocketsphinx transcriber", () =>
     expect(events.filter((e) => e.type === "final").map((e) => (e as { text: string }).text).join(" ")).toMatch(/yes/);
   });
 
+  it("decodes a digits answer with the digits grammar, then open speech again", async () => {
+    const stream = await new PocketsphinxTranscriber().stream({ sampleRate: 8000 });
+    const finals: string[] = [];
+    const reading = (async () => {
+      for await (const e of stream.events()) if (e.type === "final") finals.push(e.text);
+    })();
+    const say = async (text: string) => {
+      for (const f of await speak(text, 8000)) stream.pushFrame(f);
+      stream.flush();
+    };
+    stream.expect!("digits");
+    await say("Four seven one one.");
+    await say("Nine zero two.");
+    stream.expect!(undefined);
+    await say("I would like to book a table.");
+    stream.endInput();
+    await reading;
+    stream.close();
+    expect(finals.slice(0, 2)).toEqual(["4711", "902"]);
+    expect(wordErrorRate("I would like to book a table", finals[2] ?? ""), finals[2]).toBeLessThanOrEqual(0.2);
+  });
+
   it("refuses frames at another rate than the stream's", async () => {
     const stream = await new PocketsphinxTranscriber().stream({ sampleRate: 8000 });
     expect(() => stream.pushFrame({ pcm: new Int16Array(320), sampleRate: 16000 })).toThrow(/16000 Hz on a 8000 Hz stream/);

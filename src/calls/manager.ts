@@ -11,6 +11,7 @@ import { E164_PATTERN } from "../config/schema.js";
 import { VoiceCallError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { CallProvider, ProviderEvent } from "../providers/types.js";
+import type { Expectation } from "../speech/types.js";
 import { routeCall } from "./routing.js";
 import { canTransition, isAnsweredState, isTerminal } from "./state.js";
 import type { CallStore, LoadedStore } from "./store.js";
@@ -42,6 +43,16 @@ interface Deferred<T> {
   settled: boolean;
 }
 
+interface SayOptions {
+  /** The message opens a listening turn (its answer may start during it). */
+  thenListen: boolean;
+  /** The caller may interrupt it (everything but an outbound call's opening message). */
+  bargeIn: boolean;
+  expect?: Expectation;
+  /** Not played if the caller has spoken since callerActivity had this value. */
+  staleAfter?: number;
+}
+
 interface PendingTurn {
   token: string;
   reply: Deferred<string>;
@@ -59,6 +70,12 @@ interface LiveCall {
   /** Serializes what we say on the line, so two messages never overlap. */
   speech: Promise<unknown>;
   speaking?: AbortController;
+  /** The message playing now may be cut short by the caller talking. */
+  bargeable?: boolean;
+  /** Counts the caller's speech onsets and final words: a reply made before a change is stale. */
+  callerActivity: number;
+  /** Messages the caller has interrupted so far. */
+  bargeIns: number;
   timers: Set<NodeJS.Timeout>;
 }
 
@@ -165,10 +182,10 @@ export class CallManager {
   }
 
   /** Speaks `message`, then waits for what the caller says next. */
-  async continueCall(callId: string, message: string): Promise<{ transcript: string }> {
+  async continueCall(callId: string, message: string, options: { expect?: Expectation } = {}): Promise<{ transcript: string }> {
     const call = this.liveCall(callId);
     await this.waitAnswered(call);
-    const token = await this.say(call, message, true);
+    const token = await this.say(call, message, { thenListen: true, bargeIn: true, expect: options.expect });
     const pending = call.pending;
     if (!pending || pending.token !== token) throw new VoiceCallError("INVALID_STATE", "the turn was superseded by a newer one");
     const timeout = setTimeout(
@@ -185,7 +202,7 @@ export class CallManager {
   async speak(callId: string, message: string): Promise<void> {
     const call = this.liveCall(callId);
     await this.waitAnswered(call);
-    await this.say(call, message, false);
+    await this.say(call, message, { thenListen: false, bargeIn: true });
   }
 
   async sendDtmf(callId: string, digits: string): Promise<void> {
@@ -248,6 +265,9 @@ export class CallManager {
         return;
       case "answered":
         this.onAnswered(call);
+        return;
+      case "speech-start":
+        this.onSpeechStart(call);
         return;
       case "speech":
         this.onSpeech(call, event.text, event.isFinal, event.turnToken);
@@ -320,7 +340,7 @@ export class CallManager {
     const { record } = call;
     if (record.direction === "inbound") {
       const greeting = this.config.numbers[record.to]?.inboundGreeting ?? this.config.inboundGreeting;
-      if (greeting) await this.say(call, greeting, true);
+      if (greeting) await this.say(call, greeting, { thenListen: true, bargeIn: true });
       else await this.openTurn(call);
       return;
     }
@@ -329,12 +349,21 @@ export class CallManager {
       return;
     }
     if (record.mode === "notify") {
-      await this.say(call, record.message, false);
+      await this.say(call, record.message, { thenListen: false, bargeIn: false });
       await delay(this.config.outbound.notifyHangupDelaySec * 1000);
       if (!isTerminal(call.record.state)) await this.hangupAndFinish(call, "hangup-bot", "notify message delivered");
       return;
     }
-    await this.say(call, record.message, true);
+    // The opening message plays to the end: people answer the phone with "hello?".
+    await this.say(call, record.message, { thenListen: true, bargeIn: false });
+  }
+
+  /** The caller started talking: a message that may be interrupted stops now. */
+  private onSpeechStart(call: LiveCall): void {
+    call.callerActivity += 1;
+    if (!this.config.bargeIn.enabled || !call.speaking || !call.bargeable) return;
+    call.log.info("barge-in: the caller spoke over us");
+    call.speaking.abort("barge-in");
   }
 
   private onSpeech(call: LiveCall, text: string, isFinal: boolean, token: string | undefined): void {
@@ -345,6 +374,7 @@ export class CallManager {
       return;
     }
     if (!isFinal || text.trim() === "") return;
+    call.callerActivity += 1;
     this.addTranscript(call, "caller", "speech", text.trim());
     const pending = call.pending;
     if (pending && pending.token === call.turnToken) pending.reply.resolve(text.trim());
@@ -356,19 +386,27 @@ export class CallManager {
    * Says `message` after anything already being said. With `thenListen`, the
    * message opens a new turn: caller input from its start on answers it, and
    * the carrier is asked to listen once the message has played. Returns that
-   * turn's token.
+   * turn's token. A message queued behind one the caller interrupted is not
+   * played: it was composed before the caller's new words.
    */
-  private say(call: LiveCall, message: string, thenListen: boolean): Promise<string | undefined> {
+  private say(call: LiveCall, message: string, options: SayOptions): Promise<string | undefined> {
+    const bargeIns = call.bargeIns;
     const run = async (): Promise<string | undefined> => {
       this.assertLive(call);
+      if (call.bargeIns !== bargeIns || (options.staleAfter !== undefined && call.callerActivity !== options.staleAfter)) {
+        call.log.info("reply dropped: the caller spoke after it was composed");
+        throw new VoiceCallError("INTERRUPTED", "not played: the caller spoke after this message was composed");
+      }
       const provider = this.providerOf(call);
-      const token = thenListen ? this.beginTurn(call) : undefined;
+      const token = options.thenListen ? this.beginTurn(call) : undefined;
       this.transition(call, "speaking");
       this.addTranscript(call, "bot", "speech", message);
       const controller = new AbortController();
       call.speaking = controller;
+      call.bargeable = options.bargeIn;
+      let outcome;
       try {
-        await provider.speak(this.providerCallId(call), message, { signal: controller.signal });
+        outcome = await provider.speak(this.providerCallId(call), message, { signal: controller.signal, turnToken: token, expect: options.expect });
       } catch (err) {
         // The line is not left "speaking" when the carrier could not play it.
         if (!isTerminal(call.record.state)) this.transition(call, "listening");
@@ -377,8 +415,13 @@ export class CallManager {
         if (call.speaking === controller) call.speaking = undefined;
       }
       this.assertLive(call);
+      if (controller.signal.reason === "barge-in") {
+        call.bargeIns += 1;
+        // What the caller heard before cutting in: the sentences that played in full.
+        this.addTranscript(call, "bot", "interrupted", outcome.heard);
+      }
       this.transition(call, "listening");
-      if (token !== undefined && call.turnToken === token) await provider.listen(this.providerCallId(call), token);
+      if (token !== undefined && call.turnToken === token) await provider.listen(this.providerCallId(call), token, { expect: options.expect });
       return token;
     };
     const next = call.speech.then(run, run);
@@ -416,6 +459,8 @@ export class CallManager {
       log: this.log.child({ callId: record.callId, provider: record.provider }),
       answered: deferred<void>(),
       speech: Promise.resolve(),
+      callerActivity: 0,
+      bargeIns: 0,
       timers: new Set(),
     };
     call.answered.promise.catch(() => undefined);

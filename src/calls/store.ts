@@ -33,7 +33,7 @@ const TranscriptEntrySchema = z.object({
   callId: z.string().min(1),
   at: z.string(),
   speaker: z.enum(["bot", "caller"]),
-  kind: z.enum(["speech", "dtmf"]),
+  kind: z.enum(["speech", "dtmf", "interrupted"]),
   text: z.string(),
   turn: z.number().int().nonnegative(),
 });

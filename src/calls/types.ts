@@ -23,7 +23,8 @@ export interface TranscriptEntry {
   callId: string;
   at: string;
   speaker: Speaker;
-  kind: "speech" | "dtmf";
+  /** speech: words said; dtmf: keys pressed; interrupted: our message was cut short, text is what was heard of it. */
+  kind: "speech" | "dtmf" | "interrupted";
   text: string;
   /**
    * The listening turn this line belongs to: a message that asks for an

@@ -81,6 +81,17 @@ const TtsConfig = z.strictObject({
   providers: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
 });
 
+const BargeInConfig = z.strictObject({
+  /** The caller talking over us stops our audio (never during an outbound call's opening message). */
+  enabled: z.boolean().default(true),
+  /** Quieter than this (dBFS) is never speech: room tone and line noise stay below it. */
+  energyThresholdDb: z.number().min(-90).max(0).default(-40),
+  /** Speech must last this long before it interrupts us. */
+  minSpeechMs: z.number().int().min(20).max(2000).default(120),
+  /** WebRTC VAD aggressiveness, 0 (lenient) to 3 (strict). */
+  vadMode: z.union([z.literal(0), z.literal(1), z.literal(2), z.literal(3)]).default(2),
+});
+
 const NumberOverride = z.strictObject({
   inboundPolicy: InboundPolicy.optional(),
   allowFrom: z.array(E164).optional(),
@@ -179,6 +190,7 @@ export const VoiceCallConfigSchema = z.strictObject({
   outbound: OutboundConfig.prefault({}),
   streaming: StreamingConfig.prefault({}),
   tts: TtsConfig.prefault({}),
+  bargeIn: BargeInConfig.prefault({}),
   inboundPolicy: InboundPolicy.default("disabled"),
   allowFrom: z.array(E164).default([]),
   inboundGreeting: z.string().min(1).optional(),

@@ -63,7 +63,8 @@ export function registerVoicecallCommands(root: Command, io: CliIo): Command {
     .description("say something and wait for the caller's answer")
     .requiredOption("--call-id <id>", "call id")
     .requiredOption("--message <text>", "what to say")
-    .action(rpc("voicecall.continue", (o) => ({ callId: o.callId, message: o.message }), (r) => `caller: ${r.transcript}`));
+    .addOption(new Option("--expect <kind>", "the answer expected, decoded with a grammar where the recogniser has one").choices(["digits", "yesno"]))
+    .action(rpc("voicecall.continue", (o) => ({ callId: o.callId, message: o.message, expect: o.expect }), (r) => `caller: ${r.transcript}`));
 
   root
     .command("speak")
@@ -215,7 +216,7 @@ interface TailEvent {
 function formatEvent(e: TailEvent): string {
   const time = new Date().toISOString().slice(11, 23);
   if (e.type === "call" && e.call) return `${time} ${e.call.callId} state=${e.call.state}${e.call.endReason ? ` (${e.call.endReason})` : ""}`;
-  if (e.entry) return `${time} ${e.entry.callId} ${e.entry.speaker}${e.entry.kind === "dtmf" ? " [dtmf]" : ""}: ${e.entry.text}`;
+  if (e.entry) return `${time} ${e.entry.callId} ${e.entry.speaker}${KIND_TAG[e.entry.kind] ?? ""}: ${e.entry.text}`;
   return `${time} ${JSON.stringify(e)}`;
 }
 
@@ -227,6 +228,9 @@ function formatStatus(r: any): string {
   if (!r.found) return "not found";
   const c = r.call;
   const lines = [`${c.callId}  ${c.state}${c.endReason ? ` (${c.endReason})` : ""}  ${c.direction} via ${c.provider} to ${c.to}`];
-  for (const t of c.transcript) lines.push(`  ${t.speaker}${t.kind === "dtmf" ? " [dtmf]" : ""}: ${t.text}`);
+  for (const t of c.transcript) lines.push(`  ${t.speaker}${KIND_TAG[t.kind] ?? ""}: ${t.text}`);
   return lines.join("\n");
 }
+
+/** How transcript kinds other than plain speech are marked in human output. */
+const KIND_TAG: Record<string, string> = { dtmf: " [dtmf]", interrupted: " [interrupted; heard]" };

@@ -19,7 +19,12 @@ export const MethodParams = {
     mode: CallMode.optional(),
     provider: ProviderId.optional(),
   }),
-  "voicecall.continue": z.strictObject({ callId, message }),
+  "voicecall.continue": z.strictObject({
+    callId,
+    message,
+    /** The answer expected: recognisers with grammars decode it with one (far fewer errors). */
+    expect: z.enum(["digits", "yesno"]).optional(),
+  }),
   "voicecall.speak": z.strictObject({ callId, message }),
   "voicecall.dtmf": z.strictObject({ callId, digits: text("digits") }),
   "voicecall.end": z.strictObject({ callId }),
@@ -34,7 +39,7 @@ type Params<M extends MethodName> = z.infer<(typeof MethodParams)[M]>;
 
 const handlers: { [M in MethodName]: (manager: CallManager, params: Params<M>) => Promise<unknown> } = {
   "voicecall.initiate": (m, p) => m.initiateCall(p),
-  "voicecall.continue": async (m, p) => ({ success: true, ...(await m.continueCall(p.callId, p.message)) }),
+  "voicecall.continue": async (m, p) => ({ success: true, ...(await m.continueCall(p.callId, p.message, { expect: p.expect })) }),
   "voicecall.speak": async (m, p) => {
     await m.speak(p.callId, p.message);
     return { success: true };

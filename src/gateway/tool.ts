@@ -32,7 +32,8 @@ export const ToolParams = z.discriminatedUnion("action", [
 export const TOOL_NAME = "voice_call";
 export const TOOL_DESCRIPTION =
   "Place and manage phone calls. initiate_call speaks `message` when answered (mode notify hangs up after it, " +
-  "conversation keeps listening); continue_call says something and returns what the caller answered; " +
+  "conversation keeps listening); continue_call says something and returns what the caller answered (expect: " +
+  "digits or yesno when that is the answer wanted); " +
   "speak_to_user says something without waiting; send_dtmf presses keys; end_call hangs up; get_status returns " +
   "the state and transcript.";
 

@@ -4,6 +4,7 @@
  */
 import type { ProviderId } from "../config/schema.js";
 import type { TerminalState } from "../calls/types.js";
+import type { Expectation } from "../speech/types.js";
 
 export interface ProviderCapabilities {
   /** Accepts inbound calls. */
@@ -27,6 +28,8 @@ export type ProviderEvent =
   | (EventBase & { type: "inbound"; from: string; to: string })
   | (EventBase & { type: "ringing" })
   | (EventBase & { type: "answered" })
+  /** The caller started talking (voice activity): the cue for barge-in. */
+  | (EventBase & { type: "speech-start"; turnToken?: string })
   | (EventBase & { type: "speech"; text: string; isFinal: boolean; turnToken?: string })
   | (EventBase & { type: "dtmf"; digits: string })
   | (EventBase & { type: "ended"; state: TerminalState; reason?: string });
@@ -53,6 +56,30 @@ export type RemoteCallStatus =
   /** Transient error or not known to the carrier: the call is kept, never falsely ended. */
   | { status: "unknown"; reason?: string };
 
+export interface SpeakOptions {
+  /** Stops playback now: what is queued is dropped (barge-in, hang-up). */
+  signal?: AbortSignal;
+  /**
+   * The turn this message opens: caller speech from its start on belongs to
+   * it, so words said over the prompt answer it.
+   */
+  turnToken?: string;
+  /** What answer the turn this message opens expects (see ListenOptions). */
+  expect?: ListenOptions["expect"];
+}
+
+export interface SpeakOutcome {
+  /** Playback was stopped before the end. */
+  interrupted: boolean;
+  /** What the far end heard: the sentences that played to the end. */
+  heard: string;
+}
+
+export interface ListenOptions {
+  /** What answer the turn expects; recognisers with grammars use it (digits, yes/no). */
+  expect?: Expectation;
+}
+
 export interface CallProvider {
   readonly id: ProviderId;
   readonly capabilities: ProviderCapabilities;
@@ -65,9 +92,9 @@ export interface CallProvider {
   reject(providerCallId: string, reason: string): Promise<void>;
   hangup(providerCallId: string): Promise<void>;
   /** Speaks `text`; resolves when it has been played, or early when `signal` aborts. */
-  speak(providerCallId: string, text: string, options: { signal?: AbortSignal }): Promise<void>;
+  speak(providerCallId: string, text: string, options: SpeakOptions): Promise<SpeakOutcome>;
   /** Opens a listening turn; speech events for it carry `turnToken` where supported. */
-  listen(providerCallId: string, turnToken: string): Promise<void>;
+  listen(providerCallId: string, turnToken: string, options?: ListenOptions): Promise<void>;
   sendDtmf(providerCallId: string, digits: string): Promise<void>;
   getCallStatus(providerCallId: string): Promise<RemoteCallStatus>;
 }

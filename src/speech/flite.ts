@@ -7,9 +7,9 @@ import { execFile, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { toFrames, type AudioFrame, type SampleRate } from "../audio/frame.js";
+import { toFrames, type SampleRate } from "../audio/frame.js";
 import { Resampler } from "../audio/resample.js";
-import { SpeechError, sentences, type SynthesizeOptions, type Synthesizer } from "./types.js";
+import { SpeechError, sentences, type SpokenFrame, type SynthesizeOptions, type Synthesizer } from "./types.js";
 import { readWavPcm16 } from "./wav.js";
 
 export interface FliteOptions {
@@ -35,7 +35,7 @@ export class FliteSynthesizer implements Synthesizer {
     }
   }
 
-  async *synthesize(text: string, options: SynthesizeOptions): AsyncIterable<AudioFrame> {
+  async *synthesize(text: string, options: SynthesizeOptions): AsyncIterable<SpokenFrame> {
     const parts = sentences(text);
     if (parts.length === 0) return;
     const dir = mkdtempSync(join(tmpdir(), "voicecall-flite-"));
@@ -51,7 +51,9 @@ export class FliteSynthesizer implements Synthesizer {
           resampler ??= await Resampler.create(wav.sampleRate, options.sampleRate);
           pcm = resampler.process(pcm);
         }
-        for (const frame of toFrames(pcm, options.sampleRate as SampleRate)) {
+        const frames: SpokenFrame[] = toFrames(pcm, options.sampleRate as SampleRate);
+        if (frames.length > 0) frames[frames.length - 1]!.completes = parts[i];
+        for (const frame of frames) {
           if (options.signal?.aborted) return;
           yield frame;
         }

@@ -4,7 +4,7 @@
  * library is; the worker keeps it off the main thread.
  */
 import { createRequire } from "node:module";
-import { SpeechError, type TranscriptEvent } from "./types.js";
+import { SpeechError, type Expectation, type TranscriptEvent } from "./types.js";
 
 interface PsLib {
   ps_args: () => unknown;
@@ -16,6 +16,9 @@ interface PsLib {
   ps_get_in_speech: (ps: unknown) => number;
   ps_get_hyp: (ps: unknown, score: null) => string | null;
   ps_free: (ps: unknown) => number;
+  ps_set_jsgf_string: (ps: unknown, name: string, jsgf: string) => number;
+  ps_set_search: (ps: unknown, name: string) => number;
+  ps_get_search: (ps: unknown) => string | null;
 }
 
 let lib: PsLib | undefined;
@@ -42,6 +45,9 @@ function load(): PsLib {
     ps_get_in_speech: ps.func("uint8_t ps_get_in_speech(void *ps)"),
     ps_get_hyp: ps.func("const char *ps_get_hyp(void *ps, void *score)"),
     ps_free: ps.func("int ps_free(void *ps)"),
+    ps_set_jsgf_string: ps.func("int ps_set_jsgf_string(void *ps, const char *name, const char *jsgf)"),
+    ps_set_search: ps.func("int ps_set_search(void *ps, const char *name)"),
+    ps_get_search: ps.func("const char *ps_get_search(void *ps)"),
   } as unknown as PsLib;
   return lib;
 }
@@ -51,11 +57,35 @@ export function probePocketsphinx(): void {
   load();
 }
 
+/** Built-in grammars for IVR-style answers (JSGF); recognised far better than open speech. */
+export const GRAMMARS: Record<Expectation, string> = {
+  digits: `#JSGF V1.0;
+grammar digits;
+public <digits> = <digit>+;
+<digit> = zero | oh | one | two | three | four | five | six | seven | eight | nine;
+`,
+  yesno: `#JSGF V1.0;
+grammar yesno;
+public <answer> = yes | no | yeah | yep | nope | correct | right | wrong;
+`,
+};
+
+const DIGIT_WORDS: Record<string, string> = {
+  zero: "0", oh: "0", one: "1", two: "2", three: "3", four: "4", five: "5", six: "6", seven: "7", eight: "8", nine: "9",
+};
+
+/** A digits-grammar result as the digits themselves ("four seven" -> "47"). */
+export function digitsOf(words: string): string {
+  return words.split(/\s+/).map((w) => DIGIT_WORDS[w] ?? "").join("");
+}
+
 export class SphinxDecoder {
   private readonly ps: PsLib;
   private decoder: unknown;
   private inSpeech = false;
   private lastPartial = "";
+  private readonly defaultSearch: string;
+  private grammar: Expectation | undefined;
 
   constructor(args: string[]) {
     this.ps = load();
@@ -63,7 +93,24 @@ export class SphinxDecoder {
     if (!config) throw new SpeechError("SPEECH_FAILED", "pocketsphinx rejected its configuration");
     this.decoder = this.ps.ps_init(config);
     if (!this.decoder) throw new SpeechError("SPEECH_FAILED", "pocketsphinx could not load its model");
+    this.defaultSearch = this.ps.ps_get_search(this.decoder) ?? "_default";
+    for (const [name, jsgf] of Object.entries(GRAMMARS)) {
+      if (this.ps.ps_set_jsgf_string(this.decoder, name, jsgf) !== 0) throw new SpeechError("SPEECH_FAILED", `pocketsphinx rejected the ${name} grammar`);
+    }
+    // Adding a search makes it current; decoding starts with the configured one.
+    this.ps.ps_set_search(this.decoder, this.defaultSearch);
     this.ps.ps_start_utt(this.decoder);
+  }
+
+  /** Decodes what comes next with a built-in grammar, or the configured model (undefined). */
+  expect(grammar: Expectation | undefined): TranscriptEvent[] {
+    if (grammar === this.grammar) return [];
+    const out = this.inSpeech ? this.endUtterance() : [];
+    this.ps.ps_end_utt(this.decoder);
+    if (this.ps.ps_set_search(this.decoder, grammar ?? this.defaultSearch) !== 0) throw new SpeechError("SPEECH_FAILED", `pocketsphinx has no search ${grammar}`);
+    this.grammar = grammar;
+    this.ps.ps_start_utt(this.decoder);
+    return out;
   }
 
   /** Decodes one chunk; returns what it made the recogniser say. */
@@ -91,7 +138,8 @@ export class SphinxDecoder {
   endUtterance(): TranscriptEvent[] {
     const out: TranscriptEvent[] = [];
     this.ps.ps_end_utt(this.decoder);
-    const text = (this.ps.ps_get_hyp(this.decoder, null) ?? "").trim();
+    const words = (this.ps.ps_get_hyp(this.decoder, null) ?? "").trim();
+    const text = this.grammar === "digits" ? digitsOf(words) : words;
     if (text) out.push({ type: "final", text });
     if (this.inSpeech) out.push({ type: "speech_ended" });
     this.inSpeech = false;

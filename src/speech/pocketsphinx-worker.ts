@@ -21,6 +21,8 @@ port.on("message", (msg: WorkerRequest) => {
         if (events.length > 0) reply({ events });
         return;
       }
+      case "expect":
+        return reply({ events: decoders.get(msg.id)?.expect(msg.grammar) ?? [] });
       case "flush":
         return reply({ events: decoders.get(msg.id)?.endUtterance() ?? [] });
       case "end":

@@ -14,7 +14,7 @@ import type { AudioFrame } from "../audio/frame.js";
 import { Resampler } from "../audio/resample.js";
 import { AsyncQueue } from "../util/async-queue.js";
 import { probePocketsphinx } from "./pocketsphinx-decoder.js";
-import { SpeechError, type TranscriptEvent, type Transcriber, type TranscriberStream } from "./types.js";
+import { SpeechError, type Expectation, type TranscriptEvent, type Transcriber, type TranscriberStream } from "./types.js";
 
 const MODEL_DIR = "/usr/share/pocketsphinx/model/en-us";
 const MODEL_RATE = 16000;
@@ -37,6 +37,8 @@ export interface PocketsphinxOptions {
 
 export class PocketsphinxTranscriber implements Transcriber {
   readonly id = "pocketsphinx";
+  /** Its own endpointer turns line silence and faint noise into words (see gate.ts). */
+  readonly endpointing = "bus" as const;
   private readonly dir: string;
 
   constructor(private readonly options: PocketsphinxOptions = {}) {
@@ -84,6 +86,7 @@ function phoneModel(dir: string): string {
 export type WorkerRequest =
   | { op: "open"; id: number; args: string[] }
   | { op: "chunk"; id: number; pcm: Int16Array }
+  | { op: "expect"; id: number; grammar: Expectation | undefined }
   | { op: "flush"; id: number }
   | { op: "end"; id: number }
   | { op: "free"; id: number };
@@ -165,6 +168,12 @@ class PocketsphinxStream implements TranscriberStream {
       offset += n;
       if (this.filled === CHUNK_SAMPLES) this.sendChunk();
     }
+  }
+
+  expect(grammar: Expectation | undefined): void {
+    if (this.ending) return;
+    this.sendChunk();
+    this.post({ op: "expect", id: this.id, grammar });
   }
 
   flush(): void {

@@ -10,9 +10,15 @@ export interface SynthesizeOptions {
   signal?: AbortSignal;
 }
 
+/** A frame of synthesized speech. */
+export interface SpokenFrame extends AudioFrame {
+  /** Set on the last frame of a sentence: the sentence it completes (for marks of what was heard). */
+  completes?: string;
+}
+
 export interface Synthesizer {
   readonly id: string;
-  synthesize(text: string, options: SynthesizeOptions): AsyncIterable<AudioFrame>;
+  synthesize(text: string, options: SynthesizeOptions): AsyncIterable<SpokenFrame>;
 }
 
 export class SpeechError extends Error {
@@ -31,6 +37,9 @@ export function sentences(text: string): string[] {
   return parts.map((s) => s.trim()).filter((s) => /[\p{L}\p{N}]/u.test(s));
 }
 
+/** Kinds of answer a prompt can ask for. */
+export type Expectation = "digits" | "yesno";
+
 export type TranscriptEvent =
   | { type: "speech_started" }
   | { type: "interim"; text: string }
@@ -40,6 +49,11 @@ export type TranscriptEvent =
 /** One recognition stream: frames pushed in, events iterated out. */
 export interface TranscriberStream {
   pushFrame(frame: AudioFrame): void;
+  /**
+   * What the next answers are expected to be; engines with grammars decode
+   * them with one (undefined returns to open speech). Others ignore it.
+   */
+  expect?(kind: Expectation | undefined): void;
   /** Ends the current utterance now and emits its final result. */
   flush(): void;
   /** No more audio: flushes, then ends the event stream. */
@@ -50,6 +64,12 @@ export interface TranscriberStream {
 
 export interface Transcriber {
   readonly id: string;
+  /**
+   * "bus": the engine hears only utterances found by the bus's voice
+   * detector, each flushed at its end; "engine": every frame, and the engine
+   * finds utterance ends itself.
+   */
+  readonly endpointing: "bus" | "engine";
   /** Opens a stream for audio at `sampleRate` (resampled inside as the engine needs). */
   stream(options: { sampleRate: number }): Promise<TranscriberStream>;
 }

@@ -1,20 +1,29 @@
 /**
- * The phone's ear for PBX tests: a UDP socket on the port a sipp phone
- * offers in its SDP, collecting the RTP Asterisk sends to that phone.
+ * The phone's ear and mouth for PBX tests: a UDP socket on the port a sipp
+ * phone offers in its SDP. It collects the RTP Asterisk sends to that phone,
+ * with arrival times, and can talk back from the same port (where Asterisk
+ * expects the phone's audio), so a test controls exactly when the caller speaks.
  */
 import { createSocket, type Socket } from "node:dgram";
-import { decodeG711 } from "../../src/audio/g711.js";
-import { parseRtp } from "../../src/rtp/packet.js";
+import { frameDbfs } from "../../src/audio/vad.js";
+import { decodeG711, encodeG711 } from "../../src/audio/g711.js";
+import { buildRtp, parseRtp } from "../../src/rtp/packet.js";
 
 export class PhoneEar {
   private readonly socket: Socket;
   private chunks: Array<{ at: number; pcm: Int16Array }> = [];
   /** RFC 4733 events heard, one entry per distinct event (by RTP timestamp). */
   private events = new Map<number, number>();
+  /** Where Asterisk sends from: the phone's audio goes back there. */
+  private far?: { address: string; port: number };
+  private readonly ssrc = (Math.random() * 0xffffffff) >>> 0;
+  private seq = 0;
+  private clockStart?: number;
 
   private constructor(socket: Socket) {
     this.socket = socket;
-    socket.on("message", (msg) => {
+    socket.on("message", (msg, rinfo) => {
+      this.far ??= { address: rinfo.address, port: rinfo.port };
       const packet = parseRtp(msg);
       if (packet.payloadType === 0) this.chunks.push({ at: performance.now(), pcm: decodeG711("ulaw", packet.payload) });
       else if (packet.payloadType === 101 && packet.payload.length >= 4) this.events.set(packet.timestamp, packet.payload[0]!);
@@ -44,6 +53,43 @@ export class PhoneEar {
       offset += c.pcm.length;
     }
     return out;
+  }
+
+  /** Arrival time (performance.now()) of the last 20 ms heard louder than `dbfs`, after `since`. */
+  lastLoud(since: number, dbfs = -45): number | undefined {
+    let last: number | undefined;
+    for (const c of this.chunks) if (c.at >= since && frameDbfs(c.pcm) > dbfs) last = c.at;
+    return last;
+  }
+
+  /** Arrival time of the first 20 ms louder than `dbfs`, after `since`. */
+  firstLoud(since: number, dbfs = -45): number | undefined {
+    return this.chunks.find((c) => c.at >= since && frameDbfs(c.pcm) > dbfs)?.at;
+  }
+
+  /**
+   * Speaks 8 kHz PCM into the call, one 20 ms packet per 20 ms; resolves with
+   * the time (performance.now()) its first frame louder than -40 dBFS went out.
+   */
+  async say(pcm: Int16Array): Promise<number> {
+    const far = this.far;
+    if (!far) throw new Error("the phone has heard nothing yet, so it does not know where to talk");
+    // One stream for the whole call, as a phone sends: same SSRC, sequence and clock across talk spurts.
+    const start = performance.now();
+    this.clockStart ??= start;
+    let onset: number | undefined;
+    for (let i = 0, n = 0; i < pcm.length; i += 160, n += 1) {
+      const wait = start + n * 20 - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      const frame = new Int16Array(160);
+      frame.set(pcm.subarray(i, i + 160));
+      const payload = encodeG711("ulaw", frame);
+      const timestamp = Math.round(((performance.now() - this.clockStart) * 8000) / 1000);
+      const packet = buildRtp({ payloadType: 0, marker: n === 0, sequenceNumber: this.seq++ & 0xffff, timestamp, ssrc: this.ssrc, payload });
+      this.socket.send(packet, far.port, far.address);
+      if (onset === undefined && frameDbfs(frame) > -40) onset = performance.now();
+    }
+    return onset ?? performance.now();
   }
 
   /** DTMF digits received as telephone-events, in order. */

@@ -10,13 +10,17 @@ import { VoiceCallError } from "../../errors.js";
 import type { TerminalState } from "../../calls/types.js";
 import type {
   CallProvider,
+  ListenOptions,
   PlaceCallRequest,
   ProviderCapabilities,
   ProviderEvent,
   ProviderEventBody,
   ProviderEventSink,
   RemoteCallStatus,
+  SpeakOptions,
+  SpeakOutcome,
 } from "../types.js";
+import { sentences } from "../../speech/types.js";
 
 type MockOptions = VoiceCallConfig["mock"];
 
@@ -82,13 +86,21 @@ export class MockProvider implements CallProvider {
     this.end(call, "hangup-bot", "hung up by us");
   }
 
-  async speak(providerCallId: string, text: string, options: { signal?: AbortSignal }): Promise<void> {
+  async speak(providerCallId: string, text: string, options: SpeakOptions): Promise<SpeakOutcome> {
     const call = this.live(providerCallId);
     call.spoken.push(text);
-    await abortableDelay(text.length * this.options.speakMsPerChar, options.signal);
+    if (options.turnToken) call.turnToken = options.turnToken;
+    // Sentence by sentence, like a real line: what played before an abort was heard.
+    const heard: string[] = [];
+    for (const sentence of sentences(text)) {
+      await abortableDelay(sentence.length * this.options.speakMsPerChar, options.signal);
+      if (options.signal?.aborted) return { interrupted: true, heard: heard.join(" ") };
+      heard.push(sentence);
+    }
+    return { interrupted: false, heard: heard.join(" ") };
   }
 
-  async listen(providerCallId: string, turnToken: string): Promise<void> {
+  async listen(providerCallId: string, turnToken: string, _options?: ListenOptions): Promise<void> {
     const call = this.live(providerCallId);
     call.turnToken = turnToken;
     const { replies, replyDelayMs, hangupAfterReplies } = this.options;
@@ -129,6 +141,12 @@ export class MockProvider implements CallProvider {
   simulateSpeech(providerCallId: string, text: string, turnToken?: string): void {
     const call = this.live(providerCallId);
     this.emit(call, { type: "speech", text, isFinal: true, turnToken: turnToken ?? call.turnToken });
+  }
+
+  /** The caller starts talking (what a voice detector reports; the cue for barge-in). */
+  simulateSpeechStart(providerCallId: string): void {
+    const call = this.live(providerCallId);
+    this.emit(call, { type: "speech-start", turnToken: call.turnToken });
   }
 
   simulateDtmf(providerCallId: string, digits: string): void {
