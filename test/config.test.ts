@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { resolveConfig } from "../src/config/load.js";
 import { migrateLegacyConfig } from "../src/config/migrate.js";
 import { VoiceCallError } from "../src/errors.js";
+import { createSynthesizer, createTranscriber } from "../src/speech/index.js";
 
 function issuesOf(raw: unknown, env = {}): Array<{ path: string; message: string }> {
   try {
@@ -115,5 +116,29 @@ describe("legacy keys", () => {
   it("leaves a current config untouched", () => {
     const current = { provider: "mock", streaming: { provider: "openai", providers: { openai: { model: "m" } } } };
     expect(migrateLegacyConfig(current)).toEqual({ value: current, changes: [] });
+  });
+});
+
+describe("speech provider selection", () => {
+  it("names the speech option at fault, with the rest of the config's problems", () => {
+    const issues = issuesOf({ streaming: { provider: "openai", providers: { openai: { model: "" } } }, tts: { provider: "nope" }, serve: { port: -1 } });
+    const paths = issues.map((i) => i.path);
+    expect(paths).toContain("serve.port");
+    expect(paths).toContain("streaming.providers.openai.apiKey");
+    expect(paths).toContain("streaming.providers.openai.model");
+    expect(paths).toContain("tts.provider");
+    expect(issues.find((i) => i.path === "streaming.providers.openai.apiKey")!.message).toMatch(/OPENAI_API_KEY/);
+  });
+
+  it("is offline without keys and cloud once a key is set, unless chosen by id", () => {
+    const offline = resolveConfig({}).config;
+    expect(createTranscriber(offline).id).toBe("pocketsphinx");
+    expect(createSynthesizer(offline).id).toBe("flite");
+    const cloud = resolveConfig({}, { OPENAI_API_KEY: "sk-1", ELEVENLABS_API_KEY: "el-1" }).config;
+    expect(createTranscriber(cloud).id).toBe("openai");
+    expect(createSynthesizer(cloud).id).toBe("openai");
+    const chosen = resolveConfig({ streaming: { provider: "deepgram" }, tts: { provider: "elevenlabs" } }, { DEEPGRAM_API_KEY: "dg-1", ELEVENLABS_API_KEY: "el-1", OPENAI_API_KEY: "sk-1" }).config;
+    expect(createTranscriber(chosen).id).toBe("deepgram");
+    expect(createSynthesizer(chosen).id).toBe("elevenlabs");
   });
 });

@@ -38,34 +38,7 @@ describe("WAV reader", () => {
   });
 });
 
-describe.skipIf(fliteMissing)("flite synthesizer", () => {
-  it("speaks sentence by sentence as 20 ms frames at the transport's rate", async () => {
-    const tts = new FliteSynthesizer();
-    let frames = 0;
-    let energy = 0;
-    for await (const f of tts.synthesize("Hello there. This is a test of the voice call service.", { sampleRate: 8000 })) {
-      expect(f.sampleRate).toBe(8000);
-      expect(f.pcm.length).toBe(160);
-      frames += 1;
-      for (const s of f.pcm) energy += s * s;
-    }
-    // About three seconds of speech, and loud enough to hear.
-    expect(frames * 20).toBeGreaterThan(1500);
-    expect(frames * 20).toBeLessThan(8000);
-    expect(Math.sqrt(energy / (frames * 160))).toBeGreaterThan(500);
-  });
-
-  it("stops when aborted", async () => {
-    const tts = new FliteSynthesizer();
-    const controller = new AbortController();
-    let frames = 0;
-    for await (const _f of tts.synthesize("One sentence here. Another one follows. And a third.", { sampleRate: 16000, signal: controller.signal })) {
-      frames += 1;
-      if (frames === 3) controller.abort();
-    }
-    expect(frames).toBe(3);
-  });
-
+describe.skipIf(fliteMissing)("flite synthesizer (the rest: speech-conformance.test.ts)", () => {
   it("names a voice it does not have", () => {
     expect(() => new FliteSynthesizer({ voice: "nobody" })).toThrow(SpeechError);
     expect(() => new FliteSynthesizer({ voice: "nobody" })).toThrow(/no voice "nobody"/);

@@ -20,9 +20,13 @@ const ENV_KEYS: ReadonlyArray<readonly [string, readonly string[]]> = [
   ["ASTERISK_ARI_URL", ["asterisk", "ari", "url"]],
   ["ASTERISK_ARI_USERNAME", ["asterisk", "ari", "username"]],
   ["ASTERISK_ARI_PASSWORD", ["asterisk", "ari", "password"]],
+  ["OPENAI_API_KEY", ["streaming", "providers", "openai", "apiKey"]],
+  ["OPENAI_API_KEY", ["tts", "providers", "openai", "apiKey"]],
+  ["DEEPGRAM_API_KEY", ["streaming", "providers", "deepgram", "apiKey"]],
+  ["ELEVENLABS_API_KEY", ["tts", "providers", "elevenlabs", "apiKey"]],
 ];
 
-export const ENV_VAR_NAMES = [...ENV_KEYS.map(([name]) => name), "VOICECALL_TOKEN"];
+export const ENV_VAR_NAMES = [...new Set(ENV_KEYS.map(([name]) => name)), "VOICECALL_TOKEN"];
 
 export function applyEnv(raw: Raw, env: Env): Raw {
   const out: Raw = structuredClone(raw);

@@ -9,6 +9,7 @@ import JSON5 from "json5";
 import { VoiceCallError, zodIssues, type FieldIssue } from "../errors.js";
 import { applyEnv, type Env } from "./env.js";
 import { migrateLegacyConfig } from "./migrate.js";
+import { speechConfigIssues } from "../speech/index.js";
 import { PROVIDER_IDS, VoiceCallConfigSchema, type ProviderId, type VoiceCallConfig } from "./schema.js";
 
 export interface ResolvedConfig {
@@ -26,7 +27,7 @@ export function resolveConfig(raw: unknown, env: Env = {}, source = "config"): R
   const withEnv = applyEnv(value, env);
   const parsed = VoiceCallConfigSchema.safeParse(withEnv);
   // Cross-field rules read the raw input too, so one run reports every problem.
-  const cross = crossFieldIssues(withEnv);
+  const cross = [...crossFieldIssues(withEnv), ...speechConfigIssues(withEnv)];
   if (!parsed.success) {
     const issues = zodIssues(parsed.error);
     const seen = new Set(issues.map((i) => i.path));

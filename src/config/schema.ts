@@ -75,8 +75,12 @@ const StreamingConfig = z.strictObject({
 });
 
 const TtsConfig = z.strictObject({
-  /** Text-to-speech for carriers whose audio we produce (Asterisk): offline flite by default. */
-  provider: z.enum(["flite"]).default("flite"),
+  /**
+   * Text-to-speech for carriers whose audio we produce (Asterisk): flite,
+   * espeak-ng, openai, elevenlabs. Unset: the first configured in auto-select
+   * order (openai, elevenlabs once a key is set; else offline flite).
+   */
+  provider: z.string().min(1).optional(),
   /** Provider-owned options, e.g. providers.flite.voice ("rms", "awb", "slt", "kal16"). */
   providers: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
 });

@@ -1,39 +1,141 @@
-/** Builds the configured speech engines. */
+/**
+ * The speech engines, each registered once with its options schema and an
+ * auto-select order. `streaming.provider` / `tts.provider` pick one by id;
+ * unset, the first in auto-select order whose options are complete (cloud
+ * engines need a key) is used, so offline speech is the default and cloud
+ * speech takes over once a key is configured. Options live under
+ * `streaming.providers.<id>` / `tts.providers.<id>`, owned by each engine.
+ */
+import { z } from "zod";
 import type { VoiceCallConfig } from "../config/schema.js";
-import { VoiceCallError } from "../errors.js";
+import { VoiceCallError, zodIssues, type FieldIssue } from "../errors.js";
+import { DeepgramOptions, DeepgramTranscriber } from "./deepgram.js";
+import { ElevenLabsOptions, ElevenLabsSynthesizer } from "./elevenlabs.js";
+import { EspeakSynthesizer } from "./espeak.js";
+import { FakeSynthesizer, FakeTranscriber } from "./fake.js";
 import { FliteSynthesizer } from "./flite.js";
+import { OpenAiSttOptions, OpenAiSynthesizer, OpenAiTranscriber, OpenAiTtsOptions } from "./openai.js";
 import { PocketsphinxTranscriber } from "./pocketsphinx.js";
 import { SpeechError, type Synthesizer, type Transcriber } from "./types.js";
 
-function unavailable(what: string, err: unknown): never {
-  if (err instanceof SpeechError) throw new VoiceCallError("UNAVAILABLE", `${what}: ${err.message}`);
-  throw err;
+interface Entry<T> {
+  options: z.ZodType;
+  /** Lower goes first when nothing is chosen; undefined: only when chosen by id. */
+  autoSelectOrder?: number;
+  create(options: any): T;
 }
 
-export function createSynthesizer(config: VoiceCallConfig): Synthesizer {
-  const options = config.tts.providers[config.tts.provider] ?? {};
+const TRANSCRIBERS: Record<string, Entry<Transcriber>> = {
+  openai: { options: OpenAiSttOptions, autoSelectOrder: 10, create: (o) => new OpenAiTranscriber(o) },
+  deepgram: { options: DeepgramOptions, autoSelectOrder: 20, create: (o) => new DeepgramTranscriber(o) },
+  pocketsphinx: {
+    options: z.strictObject({ modelDir: z.string().min(1).optional(), jsgf: z.string().min(1).optional() }),
+    autoSelectOrder: 100,
+    create: (o) => new PocketsphinxTranscriber(o),
+  },
+  fake: { options: z.strictObject({ script: z.array(z.string()).min(1).optional() }), create: (o) => new FakeTranscriber(o.script) },
+};
+
+const SYNTHESIZERS: Record<string, Entry<Synthesizer>> = {
+  openai: { options: OpenAiTtsOptions, autoSelectOrder: 10, create: (o) => new OpenAiSynthesizer(o) },
+  elevenlabs: { options: ElevenLabsOptions, autoSelectOrder: 20, create: (o) => new ElevenLabsSynthesizer(o) },
+  flite: {
+    options: z.strictObject({ voice: z.string().min(1).optional() }),
+    autoSelectOrder: 100,
+    create: (o) => new FliteSynthesizer(o),
+  },
+  "espeak-ng": {
+    options: z.strictObject({ voice: z.string().min(1).optional(), speed: z.number().int().min(80).max(450).optional() }),
+    create: (o) => new EspeakSynthesizer(o),
+  },
+  fake: { options: z.strictObject({ msPerChar: z.number().nonnegative().optional() }), create: (o) => new FakeSynthesizer(o.msPerChar) },
+};
+
+export const TRANSCRIBER_IDS = Object.keys(TRANSCRIBERS);
+export const SYNTHESIZER_IDS = Object.keys(SYNTHESIZERS);
+
+type Section = "streaming" | "tts";
+
+/** Which engine a section selects, and its parsed options. */
+function choose<T>(registry: Record<string, Entry<T>>, section: Section, chosen: string | undefined, providers: Record<string, unknown>) {
+  if (chosen !== undefined) {
+    const entry = registry[chosen];
+    if (!entry) {
+      const message = `unknown speech provider "${chosen}" (available: ${Object.keys(registry).join(", ")})`;
+      throw new VoiceCallError("INVALID_CONFIG", `${section}.provider: ${message}`, [{ path: `${section}.provider`, message }]);
+    }
+    const parsed = entry.options.safeParse(providers[chosen] ?? {});
+    if (!parsed.success) {
+      const issues = zodIssues(parsed.error, `${section}.providers.${chosen}`);
+      throw new VoiceCallError("INVALID_CONFIG", `${section}.provider ${chosen}: ${issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`, issues);
+    }
+    return { id: chosen, entry, options: parsed.data };
+  }
+  const auto = Object.entries(registry)
+    .filter(([, e]) => e.autoSelectOrder !== undefined)
+    .sort(([, a], [, b]) => a.autoSelectOrder! - b.autoSelectOrder!);
+  for (const [id, entry] of auto) {
+    const parsed = entry.options.safeParse(providers[id] ?? {});
+    if (parsed.success) return { id, entry, options: parsed.data };
+  }
+  throw new VoiceCallError("INVALID_CONFIG", `${section}: no speech provider is usable`);
+}
+
+function build<T>(what: string, create: () => T): T {
   try {
-    return new FliteSynthesizer({ voice: typeof options.voice === "string" ? options.voice : undefined });
+    return create();
   } catch (err) {
-    unavailable(`tts.provider ${config.tts.provider}`, err);
+    if (err instanceof SpeechError) throw new VoiceCallError("UNAVAILABLE", `${what}: ${err.message}`);
+    throw err;
   }
 }
 
-/** Offline recognition unless streaming.provider names another engine. */
+/** Recognition: streaming.provider, else the first configured in auto-select order (pocketsphinx offline). */
 export function createTranscriber(config: VoiceCallConfig): Transcriber {
-  const id = config.streaming.provider ?? "pocketsphinx";
-  if (id !== "pocketsphinx") {
-    throw new VoiceCallError("INVALID_CONFIG", `streaming.provider: ${id} is not available in this version (available: pocketsphinx)`, [
-      { path: "streaming.provider", message: `${id} is not available in this version` },
-    ]);
+  const { id, entry, options } = choose(TRANSCRIBERS, "streaming", config.streaming.provider, config.streaming.providers);
+  return build(`streaming.provider ${id}`, () => entry.create(options));
+}
+
+/** Synthesis: tts.provider, else the first configured in auto-select order (flite offline). */
+export function createSynthesizer(config: VoiceCallConfig): Synthesizer {
+  const { id, entry, options } = choose(SYNTHESIZERS, "tts", config.tts.provider, config.tts.providers);
+  return build(`tts.provider ${id}`, () => entry.create(options));
+}
+
+/**
+ * Config problems in speech options, for the config loader to report with
+ * everything else. Reads raw input: wrong types are the schema's to report.
+ */
+export function speechConfigIssues(raw: Record<string, unknown>): FieldIssue[] {
+  const issues: FieldIssue[] = [];
+  const read = (section: Section) => {
+    const node = raw[section];
+    const obj = typeof node === "object" && node !== null ? (node as Record<string, unknown>) : {};
+    const providers = typeof obj.providers === "object" && obj.providers !== null ? (obj.providers as Record<string, unknown>) : {};
+    return [typeof obj.provider === "string" ? obj.provider : undefined, providers] as const;
+  };
+  for (const [section, registry] of [
+    ["streaming", TRANSCRIBERS],
+    ["tts", SYNTHESIZERS],
+  ] as const) {
+    const [chosen, providers] = read(section);
+    try {
+      choose(registry as Record<string, Entry<unknown>>, section, chosen, providers);
+    } catch (err) {
+      if (err instanceof VoiceCallError) issues.push(...err.issues);
+    }
+    for (const [id, options] of Object.entries(providers)) {
+      const entry = (registry as Record<string, Entry<unknown>>)[id];
+      if (!entry) {
+        issues.push({ path: `${section}.providers.${id}`, message: `unknown speech provider (available: ${Object.keys(registry).join(", ")})` });
+        continue;
+      }
+      // A cloud engine that is only partly configured (no key) is not an error unless chosen.
+      const parsed = entry.options.safeParse(options);
+      if (!parsed.success && id !== chosen) {
+        issues.push(...zodIssues(parsed.error, `${section}.providers.${id}`).filter((i) => !i.message.startsWith("required")));
+      }
+    }
   }
-  const options = config.streaming.providers.pocketsphinx ?? {};
-  try {
-    return new PocketsphinxTranscriber({
-      modelDir: typeof options.modelDir === "string" ? options.modelDir : undefined,
-      jsgf: typeof options.jsgf === "string" ? options.jsgf : undefined,
-    });
-  } catch (err) {
-    unavailable(`streaming.provider ${id}`, err);
-  }
+  return issues;
 }

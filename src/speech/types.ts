@@ -44,7 +44,9 @@ export type TranscriptEvent =
   | { type: "speech_started" }
   | { type: "interim"; text: string }
   | { type: "final"; text: string }
-  | { type: "speech_ended" };
+  | { type: "speech_ended" }
+  /** The engine gave up (after its own retries); the stream ends after this. */
+  | { type: "error"; message: string };
 
 /** One recognition stream: frames pushed in, events iterated out. */
 export interface TranscriberStream {

@@ -355,6 +355,7 @@ export class AsteriskProvider implements CallProvider {
       .finally(() => gate.close());
     call.recognition = (async () => {
       for await (const event of recognizer.events()) {
+        if (event.type === "error") this.log.warn({ callId: call.id, engine: this.options.transcriber.id, reason: event.message }, "recognition stopped");
         if (event.type === "speech_started" || event.type === "speech_ended") hear("asr", event.type === "speech_started");
         if (event.type === "final" && !call.reported) {
           this.emit(call, { type: "speech", text: event.text, isFinal: true, turnToken: call.utteranceToken ?? call.turnToken });
