@@ -10,6 +10,7 @@ export type { Logger };
 const SECRET_KEYS = [
   "authToken",
   "apiKey",
+  "responseApiKey",
   "password",
   "token",
   "publicKey",

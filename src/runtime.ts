@@ -6,6 +6,7 @@
 import type { ProviderId, VoiceCallConfig } from "./config/schema.js";
 import { defaultStoreDir } from "./config/load.js";
 import { CallManager } from "./calls/manager.js";
+import { Responder } from "./calls/responder.js";
 import { CallStore } from "./calls/store.js";
 import type { Logger } from "./log.js";
 import { createProviders, type ProviderDeps } from "./providers/index.js";
@@ -23,7 +24,8 @@ export async function createRuntime(config: VoiceCallConfig, logger: Logger, dep
   const providers = createProviders(config, { logger, ...deps });
   const storeDir = defaultStoreDir(config);
   const { store, loaded } = CallStore.open(storeDir);
-  const manager = new CallManager({ config, providers, store, loaded, logger });
+  const responder = new Responder({ baseUrl: config.responseBaseUrl, apiKey: config.responseApiKey, timeoutMs: config.responseTimeoutMs });
+  const manager = new CallManager({ config, providers, store, loaded, logger, responder });
   try {
     await manager.start();
   } catch (err) {

@@ -215,11 +215,11 @@ describe("inbound calls", () => {
     const allowed = h.mock.simulateInbound("+15550001111", "+15550000000");
     const stranger = h.mock.simulateInbound("+15550003333", "+15550000000");
     const support = h.mock.simulateInbound("+15550003333", "+15550002000");
-    await waitFor(() => h.manager.getCall(allowed)?.transcript.length === 2, "greeting and reply");
-    expect(h.manager.getCall(allowed)!.transcript.map((t) => t.text)).toEqual(["Hello, you reached the agent.", "I need help"]);
+    await waitFor(() => (h.manager.getCall(allowed)?.transcript.length ?? 0) >= 2, "greeting and reply");
+    expect(h.manager.getCall(allowed)!.transcript.slice(0, 2).map((t) => t.text)).toEqual(["Hello, you reached the agent.", "I need help"]);
     expect(h.manager.getCall(allowed)!.direction).toBe("inbound");
     expect(h.manager.getCall(stranger)!.endReason).toContain("allowFrom");
-    await waitFor(() => h.manager.getCall(support)?.transcript.length === 2, "support greeting");
+    await waitFor(() => (h.manager.getCall(support)?.transcript.length ?? 0) >= 2, "support greeting");
     expect(h.manager.getCall(support)!.transcript[0]!.text).toBe("Support line.");
   });
 });
@@ -293,9 +293,9 @@ describe("restore after a restart", () => {
       h.mock.simulateSpeech(pid, "do you open on saturday");
       const view = await waitFor(() => {
         const v = h.manager.getCall(call.callId)!;
-        return v.transcript.length === 3 && v;
+        return v.transcript.length >= 3 && v;
       }, "the caller's words");
-      expect(view.transcript.map((t) => [t.speaker, t.kind, t.text, t.turn])).toEqual([
+      expect(view.transcript.slice(0, 3).map((t) => [t.speaker, t.kind, t.text, t.turn])).toEqual([
         ["bot", "speech", LONG, 1],
         ["bot", "interrupted", "Thanks for calling.", 1],
         ["caller", "speech", "do you open on saturday", 1],

@@ -12,6 +12,7 @@ import { VoiceCallError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { CallProvider, ProviderEvent } from "../providers/types.js";
 import type { Expectation } from "../speech/types.js";
+import type { Responder } from "./responder.js";
 import { routeCall } from "./routing.js";
 import { canTransition, isAnsweredState, isTerminal } from "./state.js";
 import type { CallStore, LoadedStore } from "./store.js";
@@ -34,6 +35,8 @@ export interface CallManagerOptions {
   store: CallStore;
   loaded?: LoadedStore;
   logger: Logger;
+  /** Answers inbound callers when no agent drives the call (responseModel). */
+  responder?: Responder;
 }
 
 interface Deferred<T> {
@@ -49,6 +52,8 @@ interface SayOptions {
   /** The caller may interrupt it (everything but an outbound call's opening message). */
   bargeIn: boolean;
   expect?: Expectation;
+  /** An agent waits for the answer to the turn this message opens. */
+  driven?: boolean;
   /** Not played if the caller has spoken since callerActivity had this value. */
   staleAfter?: number;
 }
@@ -56,7 +61,12 @@ interface SayOptions {
 interface PendingTurn {
   token: string;
   reply: Deferred<string>;
+  /** An agent waits for this answer (continue_call); otherwise an inbound call's answer goes to the responder. */
+  driven: boolean;
 }
+
+/** Said to an inbound caller when no agent drives the call and no responseModel is configured. */
+export const UNATTENDED_MESSAGE = "Sorry, nobody can take your call right now. Please try again later. Goodbye.";
 
 interface LiveCall {
   record: CallRecord;
@@ -76,6 +86,8 @@ interface LiveCall {
   callerActivity: number;
   /** Messages the caller has interrupted so far. */
   bargeIns: number;
+  /** The caller was told nobody can answer. */
+  unattended?: boolean;
   timers: Set<NodeJS.Timeout>;
 }
 
@@ -90,6 +102,7 @@ export class CallManager {
   private readonly providers: ReadonlyMap<ProviderId, CallProvider>;
   private readonly store: CallStore;
   private readonly log: Logger;
+  private readonly responder?: Responder;
   private readonly calls = new Map<string, LiveCall>();
   private readonly byProviderId = new Map<string, string>();
   private readonly seenEvents = new Set<string>();
@@ -103,6 +116,7 @@ export class CallManager {
     this.providers = options.providers;
     this.store = options.store;
     this.log = options.logger;
+    this.responder = options.responder;
     if (options.loaded) this.adopt(options.loaded);
   }
 
@@ -185,7 +199,7 @@ export class CallManager {
   async continueCall(callId: string, message: string, options: { expect?: Expectation } = {}): Promise<{ transcript: string }> {
     const call = this.liveCall(callId);
     await this.waitAnswered(call);
-    const token = await this.say(call, message, { thenListen: true, bargeIn: true, expect: options.expect });
+    const token = await this.say(call, message, { thenListen: true, bargeIn: true, expect: options.expect, driven: true });
     const pending = call.pending;
     if (!pending || pending.token !== token) throw new VoiceCallError("INVALID_STATE", "the turn was superseded by a newer one");
     const timeout = setTimeout(
@@ -378,6 +392,43 @@ export class CallManager {
     this.addTranscript(call, "caller", "speech", text.trim());
     const pending = call.pending;
     if (pending && pending.token === call.turnToken) pending.reply.resolve(text.trim());
+    if (call.record.direction === "inbound" && !pending?.driven) {
+      void this.autoRespond(call).catch((err) => {
+        if (!isTerminal(call.record.state)) call.log.warn({ err: err instanceof Error ? err.message : String(err) }, "auto-response failed");
+      });
+    }
+  }
+
+  /**
+   * Answers an inbound caller no agent is talking to: the responseModel's
+   * reply, unless the caller spoke again while it was being made (then the
+   * newer words get their own reply). Without a model the caller is told so.
+   */
+  private async autoRespond(call: LiveCall): Promise<void> {
+    const override = this.config.numbers[call.record.to];
+    const model = override?.responseModel ?? this.config.responseModel;
+    if (!this.responder || !model) {
+      if (call.unattended) return;
+      call.unattended = true;
+      call.log.info("no agent and no responseModel: telling the caller and hanging up");
+      await this.say(call, UNATTENDED_MESSAGE, { thenListen: false, bargeIn: false });
+      await this.hangupAndFinish(call, "hangup-bot", "no agent or responseModel to answer the call");
+      return;
+    }
+    const heardAt = call.callerActivity;
+    const started = Date.now();
+    const text = await this.responder.reply({ model, systemPrompt: override?.responseSystemPrompt ?? this.config.responseSystemPrompt, transcript: call.transcript });
+    if (isTerminal(call.record.state)) return;
+    if (!text) {
+      call.log.warn("the response model gave nothing that can be spoken");
+      return;
+    }
+    call.log.info({ ms: Date.now() - started }, "auto-response ready");
+    try {
+      await this.say(call, text, { thenListen: true, bargeIn: true, staleAfter: heardAt });
+    } catch (err) {
+      if (!(err instanceof VoiceCallError && err.code === "INTERRUPTED")) throw err;
+    }
   }
 
   // ------------------------------------------------------------------ turns
@@ -398,7 +449,7 @@ export class CallManager {
         throw new VoiceCallError("INTERRUPTED", "not played: the caller spoke after this message was composed");
       }
       const provider = this.providerOf(call);
-      const token = options.thenListen ? this.beginTurn(call) : undefined;
+      const token = options.thenListen ? this.beginTurn(call, options.driven ?? false) : undefined;
       this.transition(call, "speaking");
       this.addTranscript(call, "bot", "speech", message);
       const controller = new AbortController();
@@ -431,18 +482,18 @@ export class CallManager {
 
   /** Opens a listening turn without saying anything first. */
   private async openTurn(call: LiveCall): Promise<string> {
-    const token = this.beginTurn(call);
+    const token = this.beginTurn(call, false);
     this.transition(call, "listening");
     await this.providerOf(call).listen(this.providerCallId(call), token);
     return token;
   }
 
   /** Allocates the next turn and its token; any earlier pending turn is superseded. */
-  private beginTurn(call: LiveCall): string {
+  private beginTurn(call: LiveCall, driven: boolean): string {
     const token = randomUUID();
     call.pending?.reply.reject(new VoiceCallError("INVALID_STATE", "the turn was superseded by a newer one"));
     call.turnToken = token;
-    call.pending = { token, reply: deferred<string>() };
+    call.pending = { token, reply: deferred<string>(), driven };
     call.pending.reply.promise.catch(() => undefined);
     call.record.turn += 1;
     this.persist(call);

@@ -22,6 +22,7 @@ const ENV_KEYS: ReadonlyArray<readonly [string, readonly string[]]> = [
   ["ASTERISK_ARI_PASSWORD", ["asterisk", "ari", "password"]],
   ["OPENAI_API_KEY", ["streaming", "providers", "openai", "apiKey"]],
   ["OPENAI_API_KEY", ["tts", "providers", "openai", "apiKey"]],
+  ["OPENAI_API_KEY", ["responseApiKey"]],
   ["DEEPGRAM_API_KEY", ["streaming", "providers", "deepgram", "apiKey"]],
   ["ELEVENLABS_API_KEY", ["tts", "providers", "elevenlabs", "apiKey"]],
 ];

@@ -212,6 +212,10 @@ export const VoiceCallConfigSchema = z.strictObject({
   responseModel: z.string().min(1).optional(),
   responseSystemPrompt: z.string().min(1).optional(),
   responseTimeoutMs: positiveInt.default(30_000),
+  /** OpenAI-compatible chat endpoint for responseModel (a local model server works too). */
+  responseBaseUrl: z.url().default("https://api.openai.com/v1"),
+  /** Bearer key for responseBaseUrl; env OPENAI_API_KEY. Local servers often need none. */
+  responseApiKey: secret.optional(),
   asterisk: AsteriskConfig.prefault({}),
   routing: RoutingConfig.prefault({}),
   control: ControlConfig.prefault({}),

@@ -1,7 +1,7 @@
 /**
  * Local servers that speak the speech vendors' wire protocols, for tests:
- * OpenAI realtime transcription (WebSocket) and text-to-speech (streamed
- * HTTP), Deepgram streaming (WebSocket), ElevenLabs streamed TTS. They check
+ * OpenAI realtime transcription (WebSocket), text-to-speech (streamed
+ * HTTP) and chat completions (the auto-responder's endpoint), Deepgram streaming (WebSocket), ElevenLabs streamed TTS. They check
  * keys and request shapes the way the vendors do, find utterances in the
  * audio they receive by its energy, and answer with scripted transcripts.
  * Speech they "synthesize" is a tone as long as the text, sent in odd-sized
@@ -50,6 +50,10 @@ class Utterances {
 
 export class FakeVendors {
   readonly requests: VendorRequest[] = [];
+  /** What the chat endpoint answers, given the messages it was sent. */
+  chatReply: (messages: Array<{ role: string; content: string }>) => string = (messages) =>
+    JSON.stringify({ spoken: `You said: ${messages.at(-1)?.content ?? ""}` });
+  chatDelayMs = 0;
   /** Transcripts handed out, one per utterance, in order (cycled). */
   script: string[] = ["hello"];
   private scriptIndex = 0;
@@ -218,6 +222,15 @@ export class FakeVendors {
       if (req.headers.authorization !== `Bearer ${GOOD_KEY}`) return refuse(401, { error: { message: "Incorrect API key provided" } });
       if (body?.response_format !== "pcm" || typeof body.input !== "string") return refuse(400, { error: { message: "expected input and response_format pcm" } });
       return this.streamTone(res, body.input, 24000);
+    }
+    if (req.method === "POST" && url.pathname === "/v1/chat/completions") {
+      if (req.headers.authorization && req.headers.authorization !== `Bearer ${GOOD_KEY}`) return refuse(401, { error: { message: "Incorrect API key provided" } });
+      const messages = body?.messages as Array<{ role: string; content: string }> | undefined;
+      if (typeof body?.model !== "string" || !Array.isArray(messages)) return refuse(400, { error: { message: "model and messages are required" } });
+      await new Promise((r) => setTimeout(r, this.chatDelayMs));
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ id: "chatcmpl-1", object: "chat.completion", choices: [{ index: 0, message: { role: "assistant", content: this.chatReply(messages) }, finish_reason: "stop" }] }));
+      return;
     }
     const eleven = url.pathname.match(/^\/v1\/text-to-speech\/([^/]+)\/stream$/);
     if (req.method === "POST" && eleven) {

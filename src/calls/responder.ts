@@ -1,0 +1,111 @@
+/**
+ * Auto-responses for inbound calls that no agent is driving: the call's
+ * transcript goes to an OpenAI-compatible chat endpoint (any base URL, so
+ * local model servers work) and the reply is spoken. The model is asked for
+ * `{"spoken": "..."}`; reasoning blocks, code fences and meta text are
+ * removed before anything reaches the caller, and a reply that is nothing
+ * but meta text is not spoken at all.
+ */
+import { VoiceCallError } from "../errors.js";
+import type { TranscriptEntry } from "./types.js";
+
+export interface ResponderOptions {
+  baseUrl: string;
+  apiKey?: string;
+  timeoutMs: number;
+}
+
+export interface ResponseRequest {
+  model: string;
+  systemPrompt?: string;
+  transcript: readonly TranscriptEntry[];
+  signal?: AbortSignal;
+}
+
+const CONTRACT =
+  'You are speaking on a phone call. Answer with a JSON object {"spoken": "<what to say>"} and nothing else. ' +
+  "Keep it short and natural to hear: one to three sentences, no lists, no markdown, no emoji.";
+
+const DEFAULT_PROMPT = "You are a helpful assistant answering the phone.";
+
+export class Responder {
+  constructor(private readonly options: ResponderOptions) {}
+
+  /** The words to say next, or undefined when the model gave nothing speakable. */
+  async reply(request: ResponseRequest): Promise<string | undefined> {
+    const messages = [
+      { role: "system", content: `${request.systemPrompt ?? DEFAULT_PROMPT}\n\n${CONTRACT}` },
+      ...request.transcript
+        .filter((t) => t.kind === "speech" || t.kind === "dtmf")
+        .map((t) => ({ role: t.speaker === "bot" ? "assistant" : "user", content: t.kind === "dtmf" ? `[pressed ${t.text}]` : t.text })),
+    ];
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), this.options.timeoutMs);
+    const onAbort = () => controller.abort();
+    request.signal?.addEventListener("abort", onAbort, { once: true });
+    const url = `${this.options.baseUrl.replace(/\/$/, "")}/chat/completions`;
+    try {
+      let res: Response;
+      try {
+        res = await fetch(url, {
+          method: "POST",
+          headers: { "Content-Type": "application/json", ...(this.options.apiKey ? { Authorization: `Bearer ${this.options.apiKey}` } : {}) },
+          body: JSON.stringify({ model: modelName(request.model), messages, temperature: 0.4 }),
+          signal: controller.signal,
+        });
+      } catch (err) {
+        if (request.signal?.aborted) return undefined;
+        const reason = controller.signal.aborted ? `no answer within ${this.options.timeoutMs} ms` : (err as Error).message;
+        throw new VoiceCallError("UNAVAILABLE", `response model at ${url}: ${reason}`);
+      }
+      if (!res.ok) {
+        const status = res.status === 401 || res.status === 403 ? "refused the API key" : `answered HTTP ${res.status}`;
+        throw new VoiceCallError("PROVIDER_ERROR", `response model at ${url} ${status}`);
+      }
+      const body = (await res.json()) as { choices?: Array<{ message?: { content?: string | null } }> };
+      return spokenText(body.choices?.[0]?.message?.content ?? "");
+    } finally {
+      clearTimeout(timer);
+      request.signal?.removeEventListener("abort", onAbort);
+    }
+  }
+}
+
+/** "openai/gpt-4o-mini" (the reference config's form) -> "gpt-4o-mini"; other names pass as they are. */
+function modelName(model: string): string {
+  return model.startsWith("openai/") ? model.slice("openai/".length) : model;
+}
+
+/**
+ * What of a model's answer may be said aloud: the `spoken` field of its JSON
+ * when there is one, else the plain text without reasoning, fences, markup
+ * and lines that talk about the answer instead of giving it.
+ */
+export function spokenText(content: string): string | undefined {
+  const visible = content
+    .replace(/<(think|thinking|reasoning|analysis)>[\s\S]*?(<\/\1>|$)/gi, "")
+    .replace(/```(?:json)?/gi, "")
+    .trim();
+  const json = visible.match(/\{[\s\S]*\}/);
+  if (json) {
+    try {
+      const parsed = JSON.parse(json[0]) as { spoken?: unknown };
+      if (typeof parsed.spoken === "string") return clean(parsed.spoken);
+    } catch {
+      // Not JSON after all: fall through to the plain text.
+    }
+  }
+  const lines = visible
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l && !/^(reasoning|thought|thinking|analysis|note|meta|internal)\b.*:/i.test(l) && !/^\(.*\)$/.test(l) && !/^\[.*\]$/.test(l));
+  return clean(lines.join(" "));
+}
+
+function clean(text: string): string | undefined {
+  const out = text
+    .replace(/[*_#`>]+/g, "")
+    .replace(/\s+/g, " ")
+    .trim();
+  return /[\p{L}\p{N}]/u.test(out) ? out : undefined;
+}

@@ -1,0 +1,88 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { CallManager, UNATTENDED_MESSAGE } from "../src/calls/manager.js";
+import { Responder, spokenText } from "../src/calls/responder.js";
+import { CallStore } from "../src/calls/store.js";
+import { createLogger } from "../src/log.js";
+import { createProviders } from "../src/providers/index.js";
+import type { MockProvider } from "../src/providers/mock/provider.js";
+import { FakeVendors, GOOD_KEY } from "./fakes/vendors.js";
+import { makeConfig, tempDir, waitFor } from "./helpers.js";
+
+describe("what of a model's answer is spoken", () => {
+  it.each([
+    ['{"spoken": "We open at nine."}', "We open at nine."],
+    ['<think>The user wants hours. I should be brief.</think>\n{"spoken":"We open at nine."}', "We open at nine."],
+    ['```json\n{"spoken": "We open **at nine**."}\n```', "We open at nine."],
+    ["Reasoning: they asked about hours.\nWe open at nine.", "We open at nine."],
+    ["(thinking about it)\nWe open at nine.", "We open at nine."],
+    ["<think>only reasoning, never closed", undefined],
+    ['{"spoken": "  "}', undefined],
+  ])("%j -> %j", (content, spoken) => {
+    expect(spokenText(content)).toBe(spoken);
+  });
+});
+
+describe("auto-responses for inbound calls no agent drives", () => {
+  let vendors: FakeVendors;
+  const managers: CallManager[] = [];
+  beforeAll(async () => {
+    vendors = await FakeVendors.start();
+  });
+  afterAll(async () => {
+    await vendors.close();
+  });
+  afterEach(async () => {
+    for (const m of managers.splice(0)) await m.stop();
+    vendors.chatDelayMs = 0;
+  });
+
+  async function start(raw: Record<string, unknown>) {
+    const config = makeConfig({ inboundPolicy: "open", inboundGreeting: "Hello, shop here.", mock: { replies: [], speakMsPerChar: 0 }, responseBaseUrl: vendors.httpUrl, ...raw });
+    const providers = createProviders(config, { logger: createLogger("silent") });
+    const { store, loaded } = CallStore.open(tempDir());
+    const responder = new Responder({ baseUrl: config.responseBaseUrl, apiKey: config.responseApiKey, timeoutMs: 3000 });
+    const manager = new CallManager({ config, providers, store, loaded, logger: createLogger("silent"), responder });
+    await manager.start();
+    managers.push(manager);
+    const mock = providers.get("mock") as MockProvider;
+    const pid = mock.simulateInbound("+15550009999", "+15550000001");
+    const call = await waitFor(() => manager.listCalls().find((c) => c.providerCallId === pid), "inbound call");
+    await waitFor(() => manager.getCall(call.callId)!.state === "listening", "greeting played");
+    return { manager, mock, pid, callId: call.callId };
+  }
+
+  it("speaks the model's reply to what the caller said, with the call so far as context", async () => {
+    vendors.requests.length = 0;
+    const { manager, mock, pid, callId } = await start({ responseModel: "openai/gpt-4o-mini", responseSystemPrompt: "You answer for a bakery.", responseApiKey: GOOD_KEY });
+    mock.simulateSpeech(pid, "when do you open");
+    await waitFor(() => mock.spokenTo(pid).length === 2, "the reply");
+    expect(mock.spokenTo(pid)).toEqual(["Hello, shop here.", "You said: when do you open"]);
+    const request = vendors.requests.find((r) => r.path === "/v1/chat/completions")!.body as { model: string; messages: Array<{ role: string; content: string }> };
+    expect(request.model).toBe("gpt-4o-mini");
+    expect(request.messages[0]!.content).toContain("You answer for a bakery.");
+    expect(request.messages[0]!.content).toContain('{"spoken"');
+    expect(request.messages.slice(1)).toEqual([
+      { role: "assistant", content: "Hello, shop here." },
+      { role: "user", content: "when do you open" },
+    ]);
+    expect(manager.getCall(callId)!.state).toBe("listening");
+  });
+
+  it("never plays a reply made for words the caller has since added to", async () => {
+    const { mock, pid } = await start({ responseModel: "local-model" });
+    vendors.chatDelayMs = 300;
+    mock.simulateSpeech(pid, "I want a cake");
+    await new Promise((r) => setTimeout(r, 100));
+    mock.simulateSpeech(pid, "for twelve people");
+    await waitFor(() => mock.spokenTo(pid).length >= 2, "a reply", 3000);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(mock.spokenTo(pid)).toEqual(["Hello, shop here.", "You said: for twelve people"]);
+  });
+
+  it("tells the caller plainly when there is no model, and hangs up", async () => {
+    const { manager, mock, pid, callId } = await start({});
+    mock.simulateSpeech(pid, "hello?");
+    await waitFor(() => manager.getCall(callId)!.state === "hangup-bot", "hang-up");
+    expect(mock.spokenTo(pid)).toEqual(["Hello, shop here.", UNATTENDED_MESSAGE]);
+  });
+});
