@@ -1,6 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { createSocket } from "node:dgram";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { DtmfDetector } from "../src/audio/dtmf.js";
 import { encodeG711 } from "../src/audio/g711.js";
 import { toneRatio } from "../src/audio/goertzel.js";
 import { toFrames, type AudioFrame } from "../src/audio/frame.js";
@@ -169,5 +170,54 @@ describe("speech detector", () => {
     expect(await run({ minSpeechMs: 200 }, burst)).toEqual([]);
     expect(await run({ minSpeechMs: 60 }, burst)).toContain("start");
     expect(await run({ minSpeechMs: 200 }, speech)).toContain("start");
+  });
+});
+
+describe("in-band DTMF detector", () => {
+  const ROWS = [697, 770, 852, 941];
+  const COLS = [1209, 1336, 1477, 1633];
+  const KEYS = ["123A", "456B", "789C", "*0#D"];
+  /** Keys as a phone sends them in-band: 80 ms of tone, 60 ms apart, some line noise, 3 dB twist. */
+  function keyAudio(keys: string, rate: number): Int16Array {
+    const out: number[] = [];
+    const push = (ms: number, f?: [number, number]) => {
+      for (let i = 0; i < (rate * ms) / 1000; i += 1) {
+        const tone = f ? 4000 * Math.sin((2 * Math.PI * f[0] * i) / rate) + 5600 * Math.sin((2 * Math.PI * f[1] * i) / rate) : 0;
+        out.push(Math.round(tone + (Math.random() * 2 - 1) * 150));
+      }
+    };
+    push(100);
+    for (const key of keys) {
+      const r = KEYS.findIndex((row) => row.includes(key));
+      push(80, [ROWS[r]!, COLS[KEYS[r]!.indexOf(key)]!]);
+      push(60);
+    }
+    return Int16Array.from(out);
+  }
+  const detect = (pcm: Int16Array, rate: 8000 | 16000) => {
+    const detector = new DtmfDetector();
+    const n = rate / 50;
+    let keys = "";
+    for (let i = 0; i + n <= pcm.length; i += n) keys += detector.push({ pcm: pcm.subarray(i, i + n), sampleRate: rate }) ?? "";
+    return keys;
+  };
+
+  it.each([8000, 16000] as const)("reads every key once, in order, at %i Hz", (rate) => {
+    expect(detect(keyAudio("1590*#AD", rate), rate)).toBe("1590*#AD");
+    expect(detect(keyAudio("55", rate), rate)).toBe("55");
+  });
+
+  it("reads frames that are views into a larger pooled buffer", () => {
+    const audio = keyAudio("38", 8000);
+    const pool = Buffer.alloc(audio.byteLength + 1000);
+    Buffer.from(audio.buffer).copy(pool, 512);
+    const view = new Int16Array(pool.buffer, pool.byteOffset + 512, audio.length);
+    expect(detect(view, 8000)).toBe("38");
+  });
+
+  it.skipIf(spawnSync("flite", ["-lv"]).status !== 0)("finds no keys in speech", async () => {
+    const speech: number[] = [];
+    for await (const f of new FliteSynthesizer().synthesize("Please press one for sales, or nine to hear these options again.", { sampleRate: 8000 })) speech.push(...f.pcm);
+    expect(detect(Int16Array.from(speech), 8000)).toBe("");
   });
 });

@@ -126,6 +126,8 @@ const AsteriskConfig = z.strictObject({
       rtpPortMin: z.number().int().min(1024).max(65535).default(40000),
       rtpPortMax: z.number().int().min(1024).max(65535).default(40999),
       codec: z.enum(["ulaw", "alaw", "slin16"]).default("ulaw"),
+      /** Also read keys from the audio (trunks that send DTMF in-band); RFC 4733 keys arrive as ARI events either way. */
+      inbandDtmf: z.boolean().default(false),
     })
     .prefault({})
     .refine((m) => m.rtpPortMin <= m.rtpPortMax, {

@@ -20,6 +20,7 @@ import type { Logger } from "../../log.js";
 import type { MediaTransport } from "../../audio/transport.js";
 import type { Synthesizer, Transcriber, TranscriberStream } from "../../speech/types.js";
 import { SpeechGate } from "../../speech/gate.js";
+import { DtmfDetector } from "../../audio/dtmf.js";
 import { RtpUdpTransport } from "../../rtp/udp-transport.js";
 import type { TerminalState } from "../../calls/types.js";
 import type {
@@ -336,6 +337,7 @@ export class AsteriskProvider implements CallProvider {
     const recognizer = await transcriber.stream({ sampleRate: transport.sampleRate });
     const gate = await SpeechGate.create(recognizer, { sampleRate: transport.sampleRate, endpointing: transcriber.endpointing, detector: bargeIn });
     call.recognizer = recognizer;
+    const keys = this.options.config.asterisk.media.inbandDtmf ? new DtmfDetector() : undefined;
     const hearing = { vad: false, asr: false };
     // An utterance is open while either side hears it; its turn is fixed when it opens.
     const hear = (side: "vad" | "asr", on: boolean) => {
@@ -348,6 +350,8 @@ export class AsteriskProvider implements CallProvider {
         const edge = gate.push(frame);
         if (edge) hear("vad", edge === "start");
         if (edge === "start") this.emit(call, { type: "speech-start", turnToken: call.utteranceToken });
+        const key = keys?.push(frame);
+        if (key && !call.ended) this.emit(call, { type: "dtmf", digits: key });
       }
       recognizer.endInput();
     })()
