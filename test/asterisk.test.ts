@@ -14,29 +14,19 @@ import type { AsteriskProvider } from "../src/providers/asterisk/provider.js";
 import { ARI_OPERATIONS } from "../src/providers/asterisk/ari.js";
 import { createRuntime, type VoiceCallRuntime } from "../src/runtime.js";
 import { FliteSynthesizer } from "../src/speech/flite.js";
-import { PocketsphinxTranscriber } from "../src/speech/pocketsphinx.js";
+import { transcribePcm } from "../src/speech/pocketsphinx.js";
 import { wordErrorRate } from "../src/speech/wer.js";
 import { makeConfig, tempDir, waitFor } from "./helpers.js";
-import { PhoneEar } from "./lab/phone-audio.js";
-import { callerScenario, calleeScenario, runSipp } from "./lab/sipp.js";
+import { PhoneAudio } from "../src/lab/phone-audio.js";
+import { labAnswer } from "../src/lab/phone.js";
+import { FakeVendors } from "./fakes/vendors.js";
+import { callerScenario, calleeScenario, runSipp } from "../src/lab/sipp.js";
 
 const unavailable = labUnavailableReason();
 if (unavailable) console.warn(`skipping PBX tests: ${unavailable}`);
 
 /** What a phone heard, as words: its recording through the offline recogniser. */
-async function transcribe(audio: Int16Array): Promise<string> {
-  const stream = await new PocketsphinxTranscriber().stream({ sampleRate: 8000 });
-  const finals: string[] = [];
-  const reading = (async () => {
-    for await (const e of stream.events()) if (e.type === "final") finals.push(e.text);
-  })();
-  for (let i = 0; i + 160 <= audio.length; i += 160) stream.pushFrame({ pcm: audio.slice(i, i + 160), sampleRate: 8000 });
-  for (let i = 0; i < 50; i += 1) stream.pushFrame({ pcm: new Int16Array(160), sampleRate: 8000 });
-  stream.endInput();
-  await reading;
-  stream.close();
-  return finals.join(" ");
-}
+const transcribe = (audio: Int16Array) => transcribePcm(audio, 8000);
 
 describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk 22", () => {
   let lab: Lab;
@@ -52,8 +42,13 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
   const dial = (scenario: string, extension: string) =>
     runSipp(lab, `call-${sipPort}`, scenario, ["-s", extension, "-p", String(sipPort++), "-i", "127.0.0.1", `127.0.0.1:${lab.info.sipPort}`]);
 
+  let vendors: FakeVendors;
+
   beforeAll(async () => {
     lab = await Lab.start({ onProgress: (l) => console.log(`[lab] ${l}`) });
+    // Callers no test drives are answered by a response model (a local chat server), never hung up on.
+    vendors = await FakeVendors.start();
+    vendors.chatReply = () => '{"spoken": "I see."}';
     const pcm = new Int16Array(8000 * 2);
     for (let i = 0; i < pcm.length; i += 1) pcm[i] = Math.round(10000 * Math.sin((2 * Math.PI * 1000 * i) / 8000));
     writeFileSync(lab.hostPath("tmp/tone-1k.ulaw"), encodeG711("ulaw", pcm));
@@ -62,6 +57,8 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
         provider: "asterisk",
         inboundPolicy: "open",
         inboundGreeting: "Hello from the lab",
+        responseModel: "lab-model",
+        responseBaseUrl: vendors.httpUrl,
         outbound: { defaultMode: "conversation" },
         asterisk: {
           ari: { url: lab.info.ariUrl, username: lab.info.ariUser, password: lab.info.ariPassword, app: lab.info.ariApp },
@@ -77,6 +74,7 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
 
   afterAll(async () => {
     await rt?.stop();
+    await vendors?.close();
     await lab?.stop();
   });
 
@@ -140,7 +138,7 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
 
   it("plays our audio to the phone and ends the call from our side", async () => {
     const known = new Set(calls().map((c) => c.callId));
-    const ear = await PhoneEar.open(mediaPort);
+    const ear = await PhoneAudio.open(mediaPort);
     const phone = dial(callerScenario({ extension: "200", holdMs: "wait", mediaPort: mediaPort++ }), "200");
     const call = await newInbound(known);
     await waitFor(() => stateOf(call.callId) === "listening", "greeting played");
@@ -165,7 +163,7 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
 
   it("stops talking within 300 ms of the caller cutting in, and records the turn as interrupted", async () => {
     const known = new Set(calls().map((c) => c.callId));
-    const ear = await PhoneEar.open(mediaPort);
+    const ear = await PhoneAudio.open(mediaPort);
     const phone = dial(callerScenario({ extension: "500", holdMs: "wait", mediaPort: mediaPort++ }), "500");
     const call = await newInbound(known);
     await waitFor(() => stateOf(call.callId) === "listening", "greeting played");
@@ -201,7 +199,7 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
 
   it("a digits prompt in grammar mode gets the spoken digits right", async () => {
     const known = new Set(calls().map((c) => c.callId));
-    const ear = await PhoneEar.open(mediaPort);
+    const ear = await PhoneAudio.open(mediaPort);
     const phone = dial(callerScenario({ extension: "510", holdMs: "wait", mediaPort: mediaPort++ }), "510");
     const call = await newInbound(known);
     await waitFor(() => stateOf(call.callId) === "listening", "greeting played");
@@ -223,7 +221,7 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
   });
 
   it("places an outbound call: it rings, is answered, carries audio and DTMF, and ends", async () => {
-    const ear = await PhoneEar.open(mediaPort);
+    const ear = await PhoneAudio.open(mediaPort);
     const callee = runSipp(lab, "uas-answer", calleeScenario({ ringMs: 600, mediaPort: mediaPort++ }), [
       "-p",
       String(lab.info.uasPort),
@@ -245,6 +243,21 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
     const heard = await transcribe(ear.audio());
     expect(wordErrorRate(reminder, heard), heard).toBeLessThanOrEqual(0.2);
     expect(rt.manager.getCall(callId)!.transcript[0]).toMatchObject({ speaker: "bot", text: reminder });
+  });
+
+  it("the lab phone answers the service's call: each side hears the other's sentence", async () => {
+    const reminder = "Hello, this is a reminder about your appointment tomorrow at nine.";
+    const reply = "Yes, I will be there at nine.";
+    const answered = labAnswer(lab, { say: await fliteSpeech(reply), waitMs: 30_000 });
+    await new Promise((r) => setTimeout(r, 300));
+    const { callId } = await rt.manager.initiateCall({ to: "302", message: reminder, mode: "conversation" });
+    const heardBack = await waitFor(() => rt.manager.getCall(callId)!.transcript.find((t) => t.speaker === "caller")?.text, "the phone's answer", 20_000);
+    await rt.manager.endCall(callId);
+    const phone = await answered;
+    expect(phone.code, phone.output).toBe(0);
+    const heard = await transcribe(phone.heard);
+    expect(wordErrorRate(reminder, heard), heard).toBeLessThanOrEqual(0.2);
+    expect(wordErrorRate(reply, heardBack), heardBack).toBeLessThanOrEqual(0.2);
   });
 
   it("maps a busy callee to state busy", async () => {

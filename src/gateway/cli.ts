@@ -14,6 +14,8 @@ import { createLogger } from "../log.js";
 import { startService } from "../server/service.js";
 import { readSavedToken } from "../server/token.js";
 import { VoiceCallClient } from "./client.js";
+import type { Lab } from "../lab/lab.js";
+import { labHowTo, registerLabCommands, startLab } from "../lab/cli.js";
 import type { MethodName } from "./methods.js";
 
 export interface CliIo {
@@ -118,15 +120,25 @@ export function registerVoicecallCommands(root: Command, io: CliIo): Command {
     .command("serve")
     .description("run the voice-call service (webhooks + control API)")
     .addOption(new Option("--port <port>", "override serve.port").argParser(parsePort))
-    .action(async (o: { port?: number }, cmd: Command) => {
+    .option("--lab", "start the local Asterisk lab and serve it (the Asterisk carrier, offline speech); npm start does this")
+    .action(async (o: { port?: number; lab?: boolean }, cmd: Command) => {
       const g = globals(cmd);
+      let lab: Lab | undefined;
       try {
-        const { config, warnings } = loadConfig(g.config, io.env);
+        let raw = g.config ? (readConfigFile(g.config) as Record<string, unknown>) : {};
+        if (o.lab) {
+          const started = await startLab(raw, io);
+          if (started.reason) io.err(`voicecall: the PBX lab cannot run here (${started.reason}); serving the configured carrier instead`);
+          lab = started.lab;
+          raw = started.raw;
+        }
+        const { config, warnings } = resolveConfig(raw, io.env, g.config ? `config ${g.config}` : "config");
         if (o.port !== undefined) config.serve.port = o.port;
         for (const w of warnings) io.err(`warning: ${w}`);
         const logger = createLogger(config.log.level);
         const service = await startService(config, logger);
         io.err(`voicecall: serving on ${service.url} (provider ${config.provider}, store ${service.runtime.storeDir})`);
+        if (lab) for (const line of labHowTo(lab)) io.err(`voicecall: ${line}`);
         io.err(service.tokenGenerated
           ? `voicecall: generated a control token, saved in ${service.runtime.storeDir}/control-token; set VOICECALL_TOKEN=${service.token} for other machines`
           : "voicecall: control token from config, VOICECALL_TOKEN or the store folder");
@@ -136,8 +148,12 @@ export function registerVoicecallCommands(root: Command, io: CliIo): Command {
         await service.close();
       } catch (err) {
         fail(io, g, asVoiceCallError(err));
+      } finally {
+        await lab?.stop();
       }
     });
+
+  registerLabCommands(root, io);
 
   root
     .command("doctor")

@@ -83,24 +83,24 @@ export class Lab {
 
   /** Builds the root if needed, renders config and starts Asterisk. */
   static async start(options: LabOptions = {}): Promise<Lab> {
-    const root = options.root ?? defaultLabRoot();
-    await ensureLabRoot(root, options.onProgress);
-    const httpPort = options.httpPort ?? 18088;
-    const info: LabInfo = {
-      root,
-      ariUrl: `http://127.0.0.1:${httpPort}`,
-      ariUser: options.ariUser ?? "voicecall",
-      ariPassword: options.ariPassword ?? "voicecall-lab-secret",
-      ariApp: options.ariApp ?? "voicecall",
-      sipHost: "127.0.0.1",
-      sipPort: options.sipPort ?? 15060,
-      labPhonePassword: options.labPhonePassword ?? "lab-phone-6001",
-      uasPort: options.uasPort ?? 15070,
-      version: readFileSync(join(root, "VERSION"), "utf8").trim(),
-    };
-    const lab = new Lab(info);
+    await ensureLabRoot(options.root ?? defaultLabRoot(), options.onProgress);
+    const lab = new Lab(labInfo(options));
     lab.render(options.rtpStart ?? 30000, options.rtpEnd ?? 30999);
     await lab.boot();
+    return lab;
+  }
+
+  /** The lab another process started (voicecall serve --lab), to run the lab phone against it. */
+  static async running(options: LabOptions = {}): Promise<Lab> {
+    const reason = labUnavailableReason();
+    if (reason) throw new Error(reason);
+    if (!isLabBuilt(options.root ?? defaultLabRoot())) throw new Error("the PBX lab is not built yet: start it with npm start (voicecall serve --lab)");
+    const lab = new Lab(labInfo(options));
+    try {
+      await lab.waitForAri(1500, false);
+    } catch {
+      throw new Error(`the PBX lab is not running (no ARI at ${lab.info.ariUrl}): start it with npm start (voicecall serve --lab)`);
+    }
     return lab;
   }
 
@@ -205,12 +205,12 @@ export class Lab {
     }
   }
 
-  private async waitForAri(timeoutMs: number): Promise<void> {
+  private async waitForAri(timeoutMs: number, ownProcess = true): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     const auth = `Basic ${Buffer.from(`${this.info.ariUser}:${this.info.ariPassword}`).toString("base64")}`;
     let last = "";
     while (Date.now() < deadline) {
-      if (this.child?.exitCode !== null) throw new Error(`Asterisk exited during start:\n${this.output.slice(-3000)}`);
+      if (ownProcess && this.child?.exitCode !== null) throw new Error(`Asterisk exited during start:\n${this.output.slice(-3000)}`);
       try {
         const res = await fetch(`${this.info.ariUrl}/ari/asterisk/info`, { headers: { authorization: auth }, signal: AbortSignal.timeout(1000) });
         if (res.ok) return;
@@ -222,6 +222,23 @@ export class Lab {
     }
     throw new Error(`ARI did not answer within ${timeoutMs} ms (${last}):\n${this.output.slice(-3000)}`);
   }
+}
+
+function labInfo(options: LabOptions): LabInfo {
+  const root = options.root ?? defaultLabRoot();
+  const httpPort = options.httpPort ?? 18088;
+  return {
+    root,
+    ariUrl: `http://127.0.0.1:${httpPort}`,
+    ariUser: options.ariUser ?? "voicecall",
+    ariPassword: options.ariPassword ?? "voicecall-lab-secret",
+    ariApp: options.ariApp ?? "voicecall",
+    sipHost: "127.0.0.1",
+    sipPort: options.sipPort ?? 15060,
+    labPhonePassword: options.labPhonePassword ?? "lab-phone-6001",
+    uasPort: options.uasPort ?? 15070,
+    version: readFileSync(join(root, "VERSION"), "utf8").trim(),
+  };
 }
 
 /** Replaces @NAME@ placeholders; an unknown placeholder is an error, never left in place. */

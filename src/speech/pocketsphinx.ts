@@ -226,3 +226,20 @@ class PocketsphinxStream implements TranscriberStream {
     this.shared.worker.postMessage(message);
   }
 }
+
+/** A whole recording read back as words (lab recordings, tests): the finals joined. */
+export async function transcribePcm(pcm: Int16Array, sampleRate: 8000 | 16000, transcriber = new PocketsphinxTranscriber()): Promise<string> {
+  const stream = await transcriber.stream({ sampleRate });
+  const finals: string[] = [];
+  const reading = (async () => {
+    for await (const e of stream.events()) if (e.type === "final") finals.push(e.text);
+  })();
+  const n = sampleRate / 50;
+  for (let i = 0; i + n <= pcm.length; i += n) stream.pushFrame({ pcm: pcm.slice(i, i + n), sampleRate });
+  // Trailing silence lets the endpointer close the last utterance by itself.
+  for (let i = 0; i < 50; i += 1) stream.pushFrame({ pcm: new Int16Array(n), sampleRate });
+  stream.endInput();
+  await reading;
+  stream.close();
+  return finals.join(" ");
+}

@@ -1,4 +1,4 @@
-/** Minimal RIFF/WAVE reader for PCM16 mono files (what flite and espeak-ng write). */
+/** Minimal RIFF/WAVE reader for PCM16 mono files (what flite writes, and lab recordings). */
 export function readWavPcm16(buf: Uint8Array): { pcm: Int16Array; sampleRate: number } {
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const tag = (o: number) => String.fromCharCode(buf[o]!, buf[o + 1]!, buf[o + 2]!, buf[o + 3]!);
@@ -27,4 +27,23 @@ export function readWavPcm16(buf: Uint8Array): { pcm: Int16Array; sampleRate: nu
     offset = body + size + (size & 1);
   }
   throw new Error("WAV has no data chunk");
+}
+
+/** PCM16 mono as a RIFF/WAVE file. */
+export function writeWavPcm16(pcm: Int16Array, sampleRate: number): Buffer {
+  const out = Buffer.alloc(44 + pcm.length * 2);
+  out.write("RIFF", 0, "ascii");
+  out.writeUInt32LE(36 + pcm.length * 2, 4);
+  out.write("WAVEfmt ", 8, "ascii");
+  out.writeUInt32LE(16, 16);
+  out.writeUInt16LE(1, 20);
+  out.writeUInt16LE(1, 22);
+  out.writeUInt32LE(sampleRate, 24);
+  out.writeUInt32LE(sampleRate * 2, 28);
+  out.writeUInt16LE(2, 32);
+  out.writeUInt16LE(16, 34);
+  out.write("data", 36, "ascii");
+  out.writeUInt32LE(pcm.length * 2, 40);
+  for (let i = 0; i < pcm.length; i += 1) out.writeInt16LE(pcm[i]!, 44 + i * 2);
+  return out;
 }

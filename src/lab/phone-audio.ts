@@ -1,15 +1,15 @@
 /**
- * The phone's ear and mouth for PBX tests: a UDP socket on the port a sipp
+ * The lab phone's ear and mouth (PBX tests, voicecall lab): a UDP socket on the port a sipp
  * phone offers in its SDP. It collects the RTP Asterisk sends to that phone,
  * with arrival times, and can talk back from the same port (where Asterisk
  * expects the phone's audio), so a test controls exactly when the caller speaks.
  */
 import { createSocket, type Socket } from "node:dgram";
-import { frameDbfs } from "../../src/audio/vad.js";
-import { decodeG711, encodeG711 } from "../../src/audio/g711.js";
-import { buildRtp, parseRtp } from "../../src/rtp/packet.js";
+import { frameDbfs } from "../audio/vad.js";
+import { decodeG711, encodeG711 } from "../audio/g711.js";
+import { buildRtp, parseRtp } from "../rtp/packet.js";
 
-export class PhoneEar {
+export class PhoneAudio {
   private readonly socket: Socket;
   private chunks: Array<{ at: number; pcm: Int16Array }> = [];
   /** RFC 4733 events heard, one entry per distinct event (by RTP timestamp). */
@@ -30,13 +30,13 @@ export class PhoneEar {
     });
   }
 
-  static async open(port: number): Promise<PhoneEar> {
+  static async open(port: number): Promise<PhoneAudio> {
     const socket = createSocket("udp4");
     await new Promise<void>((resolve, reject) => {
       socket.once("error", reject);
       socket.bind(port, "127.0.0.1", () => resolve());
     });
-    return new PhoneEar(socket);
+    return new PhoneAudio(socket);
   }
 
   get packets(): number {

@@ -6,7 +6,7 @@
 import type { ChildProcess } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Lab } from "../../src/lab/lab.js";
+import type { Lab } from "./lab.js";
 
 export interface CallerScript {
   extension: string;
@@ -108,11 +108,17 @@ export function calleeScenario(opts: { ringMs: number; status?: number; mediaPor
 }
 
 /** Writes the scenario into the root and starts sipp; resolves with its exit code and output. */
-export function runSipp(lab: Lab, name: string, scenario: string, args: string[]): { child: ChildProcess; done: Promise<{ code: number | null; output: string }> } {
+export function runSipp(
+  lab: Lab,
+  name: string,
+  scenario: string,
+  args: string[],
+  timeoutSec = 15,
+): { child: ChildProcess; done: Promise<{ code: number | null; output: string }> } {
   const dir = lab.hostPath("tmp/voicecall-tests");
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, `${name}.xml`), scenario);
-  const child = lab.spawn("sipp", ["-sf", `/tmp/voicecall-tests/${name}.xml`, "-m", "1", "-nostdin", "-timeout", "15s", "-timeout_error", ...args]);
+  const child = lab.spawn("sipp", ["-sf", `/tmp/voicecall-tests/${name}.xml`, "-m", "1", "-nostdin", "-timeout", `${timeoutSec}s`, "-timeout_error", ...args]);
   let output = "";
   child.stdout!.on("data", (d) => (output += d));
   child.stderr!.on("data", (d) => (output += d));

@@ -1,0 +1,155 @@
+/**
+ * The lab on the command line: `voicecall serve --lab` (what `npm start`
+ * runs) starts the local Asterisk and points the service at it, and
+ * `voicecall lab call` / `voicecall lab answer` make the lab phone call the
+ * service or answer its calls, saying a sentence and recording what it heard.
+ */
+import { readFileSync, writeFileSync } from "node:fs";
+import type { Command } from "commander";
+import { Option } from "commander";
+import { Resampler } from "../audio/resample.js";
+import { FliteSynthesizer } from "../speech/flite.js";
+import { PocketsphinxTranscriber, transcribePcm } from "../speech/pocketsphinx.js";
+import { readWavPcm16, writeWavPcm16 } from "../speech/wav.js";
+import { VoiceCallError } from "../errors.js";
+import { Lab, labUnavailableReason } from "./lab.js";
+import { labAnswer, labCall, type PhoneResult } from "./phone.js";
+
+export interface LabIo {
+  out: (line: string) => void;
+  err: (line: string) => void;
+}
+
+/** The dial template that reaches the lab phone when it answers (voicecall lab answer). */
+export const LAB_DIAL_TEMPLATE = "PJSIP/{to}@lab-uas";
+export const LAB_GREETING = "Hello, you reached the voice call lab. How can I help?";
+
+/**
+ * Starts the lab and returns the config it implies, laid under the user's
+ * own (their keys win). Without root the lab cannot run: returns the reason instead.
+ */
+export async function startLab(raw: Record<string, unknown>, io: LabIo): Promise<{ lab?: Lab; raw: Record<string, unknown>; reason?: string }> {
+  const reason = labUnavailableReason();
+  if (reason) return { raw, reason };
+  const lab = await Lab.start({ onProgress: (line) => io.err(`[lab] ${line}`) });
+  const asterisk = (raw.asterisk ?? {}) as Record<string, unknown>;
+  const overlay: Record<string, unknown> = {
+    provider: "asterisk",
+    inboundPolicy: "open",
+    inboundGreeting: LAB_GREETING,
+    ...raw,
+    asterisk: {
+      dialTemplate: LAB_DIAL_TEMPLATE,
+      ...asterisk,
+      ari: { url: lab.info.ariUrl, username: lab.info.ariUser, password: lab.info.ariPassword, app: lab.info.ariApp },
+    },
+  };
+  return { lab, raw: overlay };
+}
+
+/** How to reach the lab, printed once it runs. */
+export function labHowTo(lab: Lab): string[] {
+  return [
+    `lab: ${lab.info.version} on 127.0.0.1 (SIP ${lab.info.sipPort}, ARI ${lab.info.ariUrl}); nothing leaves loopback`,
+    `lab: call the service:    npx voicecall lab call --to 100 --say "I would like to book a table" --record heard.wav`,
+    `lab: be called by it:     npx voicecall lab answer --record heard.wav   then   npx voicecall call --to 300 --message "Hello from the lab"`,
+    `lab: a softphone:         register 6001 (password ${lab.info.labPhonePassword}) at 127.0.0.1:${lab.info.sipPort}, then dial any number`,
+  ];
+}
+
+export function registerLabCommands(root: Command, io: LabIo): void {
+  const lab = root.command("lab").description("the local PBX lab's phone (start the lab with: voicecall serve --lab, or npm start)");
+
+  const voiceOptions = (cmd: Command) =>
+    cmd
+      .addOption(new Option("--say <text>", "what the phone says (spoken with flite)").conflicts("wav"))
+      .option("--wav <file>", "a WAV file (PCM16 mono) for the phone to say")
+      .option("--record <file>", "write what the phone heard to this WAV file");
+
+  voiceOptions(lab.command("call").description("the lab phone calls the service and says something"))
+    .option("--to <extension>", "number the phone dials", "100")
+    .option("--hold <seconds>", "hang up after this many seconds", "15")
+    .action(async (o: { to: string; hold: string; say?: string; wav?: string; record?: string }) => {
+      await runPhone(io, o, async (say) => labCall(await Lab.running(), o.to, { say, holdMs: seconds("--hold", o.hold) * 1000, onProgress: io.err }));
+    });
+
+  voiceOptions(lab.command("answer").description("the lab phone waits for the service's call (dial template PJSIP/{to}@lab-uas) and answers"))
+    .option("--wait <seconds>", "give up when no call came within this time", "120")
+    .action(async (o: { wait: string; say?: string; wav?: string; record?: string }) => {
+      await runPhone(io, o, async (say) => labAnswer(await Lab.running(), { say, waitMs: seconds("--wait", o.wait) * 1000, onProgress: io.err }));
+    });
+}
+
+function seconds(flag: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0 || n > 3600) throw new VoiceCallError("INVALID_PARAMS", `${flag}: expected seconds between 1 and 3600, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+async function runPhone(
+  io: LabIo,
+  o: { say?: string; wav?: string; record?: string },
+  run: (say: Int16Array | undefined) => Promise<PhoneResult>,
+): Promise<void> {
+  try {
+    const say = o.say ? await spoken(o.say) : o.wav ? await wavAt8k(o.wav) : undefined;
+    const result = await run(say);
+    if (o.record) {
+      writeFileSync(o.record, writeWavPcm16(result.heard, 8000));
+      io.out(`recorded ${(result.heard.length / 8000).toFixed(1)} s of what the phone heard to ${o.record}`);
+    }
+    const words = await transcribe(result.heard);
+    if (words !== undefined) io.out(`the phone heard: ${words || "(no words)"}`);
+    if (result.code !== 0) {
+      io.err(`voicecall: the call did not go as scripted (sipp exit ${result.code}):\n${result.output.trim().split("\n").slice(-8).join("\n")}`);
+      process.exitCode = 1;
+    }
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    io.err(`voicecall: ${err instanceof VoiceCallError ? `${err.code}: ` : ""}${message}`);
+    process.exitCode = 1;
+  }
+}
+
+async function spoken(text: string): Promise<Int16Array> {
+  const parts: Int16Array[] = [];
+  for await (const f of new FliteSynthesizer().synthesize(text, { sampleRate: 8000 })) parts.push(f.pcm);
+  return concat(parts);
+}
+
+async function wavAt8k(file: string): Promise<Int16Array> {
+  let wav: { pcm: Int16Array; sampleRate: number };
+  try {
+    wav = readWavPcm16(readFileSync(file));
+  } catch (err) {
+    throw new VoiceCallError("INVALID_PARAMS", `--wav: ${file}: ${(err as Error).message}`);
+  }
+  if (wav.sampleRate === 8000) return wav.pcm;
+  const resampler = await Resampler.create(wav.sampleRate, 8000);
+  try {
+    return resampler.process(wav.pcm);
+  } finally {
+    resampler.destroy();
+  }
+}
+
+/** The recording read back with the offline recogniser, when it is installed. */
+async function transcribe(pcm: Int16Array): Promise<string | undefined> {
+  let transcriber: PocketsphinxTranscriber;
+  try {
+    transcriber = new PocketsphinxTranscriber();
+  } catch {
+    return undefined;
+  }
+  return transcribePcm(pcm, 8000, transcriber);
+}
+
+function concat(parts: Int16Array[]): Int16Array {
+  const out = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
+}

@@ -1,0 +1,90 @@
+/**
+ * The lab phone: sipp inside the lab root does the SIP side, a UDP socket
+ * in this process is its ear and mouth. It can call the service (an
+ * extension on the lab Asterisk) or answer the service's calls (the
+ * `lab-uas` endpoint: dial template `PJSIP/{to}@lab-uas`), say a recording
+ * as the caller's voice once the far end has finished talking, and keep what
+ * it heard.
+ */
+import { createSocket } from "node:dgram";
+import type { AddressInfo } from "node:net";
+import type { Lab } from "./lab.js";
+import { PhoneAudio } from "./phone-audio.js";
+import { calleeScenario, callerScenario, runSipp } from "./sipp.js";
+
+export interface PhoneScript {
+  /** 8 kHz PCM to say, once the far end has paused (after its greeting or message). */
+  say?: Int16Array;
+  onProgress?: (line: string) => void;
+}
+
+export interface PhoneResult {
+  /** What the phone heard, 8 kHz PCM. */
+  heard: Int16Array;
+  /** sipp's exit code (0: the call went as scripted). */
+  code: number | null;
+  output: string;
+}
+
+/** A free UDP port on loopback for the phone's audio. */
+async function freePort(): Promise<number> {
+  const s = createSocket("udp4");
+  await new Promise<void>((r) => s.bind(0, "127.0.0.1", () => r()));
+  const { port } = s.address() as AddressInfo;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/** Says `pcm` when the far end has talked and then been quiet for 700 ms (or after 8 s of waiting). */
+async function speakAfterPause(audio: PhoneAudio, pcm: Int16Array, done: Promise<unknown>, progress: (l: string) => void): Promise<void> {
+  const started = performance.now();
+  let finished = false;
+  void done.then(() => (finished = true));
+  for (;;) {
+    if (finished) return;
+    const now = performance.now();
+    const loud = audio.lastLoud(started);
+    if ((loud !== undefined && now - loud > 700) || (audio.packets > 0 && now - started > 8000)) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  progress("phone: speaking");
+  await audio.say(pcm);
+  progress("phone: done speaking");
+}
+
+/** The lab phone dials `extension` on the lab Asterisk. */
+export async function labCall(lab: Lab, extension: string, script: PhoneScript & { holdMs: number }): Promise<PhoneResult> {
+  const progress = script.onProgress ?? (() => {});
+  const mediaPort = await freePort();
+  const audio = await PhoneAudio.open(mediaPort);
+  const sipPort = await freePort();
+  progress(`phone: dialling ${extension}`);
+  const phone = runSipp(lab, `lab-call-${process.pid}`, callerScenario({ extension, holdMs: script.holdMs, mediaPort }), [
+    "-s", extension, "-p", String(sipPort), "-i", "127.0.0.1", `127.0.0.1:${lab.info.sipPort}`,
+  ], Math.ceil(script.holdMs / 1000) + 15);
+  try {
+    if (script.say) await speakAfterPause(audio, script.say, phone.done, progress);
+    const { code, output } = await phone.done;
+    return { heard: audio.audio(), code, output };
+  } finally {
+    audio.close();
+  }
+}
+
+/** The lab phone waits (up to waitMs) for one call to the `lab-uas` endpoint, answers it and stays until the far end hangs up. */
+export async function labAnswer(lab: Lab, script: PhoneScript & { ringMs?: number; waitMs?: number }): Promise<PhoneResult> {
+  const progress = script.onProgress ?? (() => {});
+  const mediaPort = await freePort();
+  const audio = await PhoneAudio.open(mediaPort);
+  progress(`phone: waiting for a call on port ${lab.info.uasPort} (dial template PJSIP/{to}@lab-uas)`);
+  const phone = runSipp(lab, `lab-answer-${process.pid}`, calleeScenario({ ringMs: script.ringMs ?? 500, mediaPort }), [
+    "-p", String(lab.info.uasPort), "-i", "127.0.0.1",
+  ], Math.ceil((script.waitMs ?? 120_000) / 1000));
+  try {
+    if (script.say) await speakAfterPause(audio, script.say, phone.done, progress);
+    const { code, output } = await phone.done;
+    return { heard: audio.audio(), code, output };
+  } finally {
+    audio.close();
+  }
+}
