@@ -59,6 +59,11 @@ describe("voicecall CLI against a running service", () => {
     const cont = cli([...base, "continue", "--call-id", callId, "--message", "anything else?"]);
     expect(cont.stdout.trim()).toBe("caller: goodbye");
     expect(cli([...base, "end", "--call-id", callId, "--json"]).json).toEqual({ ok: true, result: { success: true, state: "hangup-bot" } });
+    // The one answered turn ("sure thing" -> "anything else?") in the latency report, read from the store.
+    const latency = cli(["--config", config, "latency", "--json"]);
+    expect(latency.json).toMatchObject({ ok: true, result: { calls: 1, turns: 1 } });
+    expect(latency.json.result.p50Ms).toBeGreaterThanOrEqual(0);
+    expect(cli(["--config", config, "latency"]).stdout).toMatch(/^1 turns in 1 calls .*p50 \d+ ms, p95 \d+ ms, p99 \d+ ms/);
   });
 
   it("names the bad flag or field, with a non-zero exit and no stack", async () => {

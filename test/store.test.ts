@@ -1,6 +1,7 @@
 import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { latencyReport, turnLatencies } from "../src/calls/latency.js";
 import { CallStore } from "../src/calls/store.js";
 import type { CallRecord } from "../src/calls/types.js";
 import { tempDir } from "./helpers.js";
@@ -55,5 +56,26 @@ describe("call store", () => {
     writeFileSync(join(dir, "calls.jsonl"), "");
     expect(CallStore.open(dir).loaded.calls.size).toBe(0);
     expect(CallStore.open(tempDir()).loaded.calls.size).toBe(0);
+  });
+});
+
+describe("turn latency from the store", () => {
+  it("measures from the caller's last words to the start of our reply, skipping greetings", () => {
+    const dir = tempDir();
+    const { store } = CallStore.open(dir);
+    const line = (callId: string, speaker: "bot" | "caller", ms: number, kind: "speech" | "interrupted" = "speech") =>
+      store.appendTranscript({ callId, at: new Date(Date.UTC(2026, 0, 1) + ms).toISOString(), speaker, kind, text: "x", turn: 1 });
+    line("a", "bot", 0); // greeting: no caller words before it
+    line("a", "caller", 1000);
+    line("a", "caller", 2000); // the last words before the reply count
+    line("a", "bot", 2400);
+    line("a", "bot", 2500, "interrupted");
+    line("a", "caller", 3000);
+    line("a", "bot", 3900);
+    line("b", "caller", 0);
+    line("b", "bot", 1500);
+    store.close();
+    expect(turnLatencies(CallStore.read(dir))).toEqual({ calls: 2, samples: [400, 900, 1500] });
+    expect(latencyReport(CallStore.read(dir))).toMatchObject({ calls: 2, turns: 3, p50Ms: 900, maxMs: 1500 });
   });
 });

@@ -5,7 +5,7 @@
  */
 import { createSocket, type Socket } from "node:dgram";
 import { buildRtp, parseRtp } from "../rtp/packet.js";
-import { percentile } from "./stats.js";
+import { percentile } from "../util/stats.js";
 
 interface PeerCall {
   socket: Socket;

@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { silentFrame } from "../audio/frame.js";
 import { FramePacer } from "../audio/pacer.js";
 import { RtpUdpTransport } from "../rtp/udp-transport.js";
-import { percentile } from "./stats.js";
+import { percentile } from "../util/stats.js";
 
 export interface RtpBenchRow {
   calls: number;

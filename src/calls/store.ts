@@ -69,6 +69,12 @@ export class CallStore {
     return { store: new CallStore(path, fd), loaded };
   }
 
+  /** What the store in `dir` holds, read only (nothing is created). */
+  static read(dir: string): LoadedStore {
+    const path = join(dir, FILE);
+    return existsSync(path) ? load(readFileSync(path, "utf8")) : emptyLoad();
+  }
+
   appendCall(call: CallRecord): void {
     this.write({ t: "call", call });
   }

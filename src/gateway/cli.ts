@@ -14,6 +14,8 @@ import { createLogger } from "../log.js";
 import { startService } from "../server/service.js";
 import { readSavedToken } from "../server/token.js";
 import { VoiceCallClient } from "./client.js";
+import { latencyReport } from "../calls/latency.js";
+import { CallStore } from "../calls/store.js";
 import type { Lab } from "../lab/lab.js";
 import { labHowTo, registerLabCommands, startLab } from "../lab/cli.js";
 import type { MethodName } from "./methods.js";
@@ -154,6 +156,21 @@ export function registerVoicecallCommands(root: Command, io: CliIo): Command {
     });
 
   registerLabCommands(root, io);
+
+  root
+    .command("latency")
+    .description("turn latency p50/p95/p99 from the call store: caller's last words to the start of our reply")
+    .option("--store <dir>", "store folder (default: the config's store)")
+    .action(async (o: { store?: string }, cmd: Command) => {
+      const g = globals(cmd);
+      await report(io, g, async () => {
+        const dir = o.store ?? defaultStoreDir(loadConfig(g.config, io.env).config);
+        return { store: dir, ...latencyReport(CallStore.read(dir)) };
+      }, (r) =>
+        r.turns === 0
+          ? `no answered turns in ${r.store} yet`
+          : `${r.turns} turns in ${r.calls} calls (${r.store}): p50 ${r.p50Ms} ms, p95 ${r.p95Ms} ms, p99 ${r.p99Ms} ms, max ${r.maxMs} ms`);
+    });
 
   root
     .command("doctor")
