@@ -18,9 +18,8 @@ import type { VoiceCallConfig } from "../../config/schema.js";
 import { VoiceCallError } from "../../errors.js";
 import type { Logger } from "../../log.js";
 import type { MediaTransport } from "../../audio/transport.js";
-import type { Synthesizer, Transcriber, TranscriberStream } from "../../speech/types.js";
-import { SpeechGate } from "../../speech/gate.js";
-import { DtmfDetector } from "../../audio/dtmf.js";
+import type { Synthesizer, Transcriber } from "../../speech/types.js";
+import { CallMedia } from "../call-media.js";
 import { RtpUdpTransport } from "../../rtp/udp-transport.js";
 import type { TerminalState } from "../../calls/types.js";
 import type {
@@ -62,15 +61,10 @@ interface AstCall {
   bridgeId?: string;
   mediaId?: string;
   transport?: RtpUdpTransport;
-  /** Settles when the recogniser has reported everything it heard. */
-  recognition?: Promise<void>;
+  /** Caller audio heard and our audio spoken, once media flows. */
+  media?: CallMedia;
   /** The ended event went out: nothing more is reported for this call. */
   reported?: boolean;
-  /** The turn caller speech belongs to from now on (set when a prompt or a listen opens it). */
-  turnToken?: string;
-  /** The turn of the utterance being heard: the one current when it began. */
-  utteranceToken?: string;
-  recognizer?: TranscriberStream;
   mediaReady?: (ok: boolean) => void;
 }
 
@@ -158,38 +152,12 @@ export class AsteriskProvider implements CallProvider {
   }
 
   async speak(providerCallId: string, text: string, options: SpeakOptions): Promise<SpeakOutcome> {
-    const call = this.live(providerCallId);
-    const transport = call.transport;
-    if (!transport) throw new VoiceCallError("INVALID_STATE", `call ${providerCallId} has no media yet`);
-    if (options.turnToken) this.openTurn(call, options.turnToken, options);
-    const controller = new AbortController();
-    const abort = () => {
-      controller.abort();
-      transport.clear();
-    };
-    if (options.signal?.aborted) abort();
-    options.signal?.addEventListener("abort", abort, { once: true });
-    // A mark after each sentence: resolved true once its last frame went out.
-    const heard: string[] = [];
-    const marks: Array<Promise<void>> = [];
-    try {
-      for await (const frame of this.options.synthesizer.synthesize(text, { sampleRate: transport.sampleRate, signal: controller.signal })) {
-        if (controller.signal.aborted || transport.closed) break;
-        transport.write(frame);
-        const sentence = frame.completes;
-        if (sentence) marks.push(transport.mark().then((sent) => void (sent && heard.push(sentence))));
-      }
-      await transport.mark();
-      await Promise.all(marks);
-    } finally {
-      options.signal?.removeEventListener("abort", abort);
-    }
-    return { interrupted: controller.signal.aborted, heard: heard.join(" ") };
+    return this.mediaOf(providerCallId).speak(text, options);
   }
 
   async listen(providerCallId: string, turnToken: string, options: ListenOptions = {}): Promise<void> {
     // Caller audio is recognised all the time; what is heard from now on belongs to this turn.
-    this.openTurn(this.live(providerCallId), turnToken, options);
+    this.mediaOf(providerCallId).openTurn(turnToken, options);
   }
 
   async sendDtmf(providerCallId: string, digits: string): Promise<void> {
@@ -209,6 +177,12 @@ export class AsteriskProvider implements CallProvider {
   /** The call's media path (caller audio in, our audio out). */
   media(providerCallId: string): MediaTransport | undefined {
     return this.calls.get(providerCallId)?.transport;
+  }
+
+  private mediaOf(providerCallId: string): CallMedia {
+    const media = this.live(providerCallId).media;
+    if (!media) throw new VoiceCallError("INVALID_STATE", `call ${providerCallId} has no media yet`);
+    return media;
   }
 
   // -------------------------------------------------------------- events
@@ -314,59 +288,18 @@ export class AsteriskProvider implements CallProvider {
       await this.teardown(call, false);
       throw err;
     }
-    await this.startRecognition(call, transport);
+    const { config, synthesizer, transcriber } = this.options;
+    call.media = await CallMedia.start({
+      transport,
+      synthesizer,
+      transcriber,
+      detector: config.bargeIn,
+      inbandDtmf: config.asterisk.media.inbandDtmf,
+      log: this.log.child({ callId: call.id }),
+      emit: (body) => this.emit(call, body),
+    });
     call.answered = true;
     this.emit(call, { type: "answered" });
-  }
-
-  private openTurn(call: AstCall, turnToken: string, options: ListenOptions): void {
-    call.turnToken = turnToken;
-    call.recognizer?.expect?.(options.expect);
-  }
-
-  /**
-   * Feeds the caller's audio to the voice detector (speech onset, the cue
-   * for barge-in) and the recogniser, and reports each final result as
-   * speech of the turn that was current when the utterance began.
-   */
-  private async startRecognition(call: AstCall, transport: RtpUdpTransport): Promise<void> {
-    // Subscribe before the recogniser has loaded its model, so the caller's first words are kept.
-    const frames = transport.frames();
-    const { bargeIn } = this.options.config;
-    const { transcriber } = this.options;
-    const recognizer = await transcriber.stream({ sampleRate: transport.sampleRate });
-    const gate = await SpeechGate.create(recognizer, { sampleRate: transport.sampleRate, endpointing: transcriber.endpointing, detector: bargeIn });
-    call.recognizer = recognizer;
-    const keys = this.options.config.asterisk.media.inbandDtmf ? new DtmfDetector() : undefined;
-    const hearing = { vad: false, asr: false };
-    // An utterance is open while either side hears it; its turn is fixed when it opens.
-    const hear = (side: "vad" | "asr", on: boolean) => {
-      if (on) call.utteranceToken ??= call.turnToken;
-      hearing[side] = on;
-      if (!hearing.vad && !hearing.asr) call.utteranceToken = undefined;
-    };
-    void (async () => {
-      for await (const frame of frames) {
-        const edge = gate.push(frame);
-        if (edge) hear("vad", edge === "start");
-        if (edge === "start") this.emit(call, { type: "speech-start", turnToken: call.utteranceToken });
-        const key = keys?.push(frame);
-        if (key && !call.ended) this.emit(call, { type: "dtmf", digits: key });
-      }
-      recognizer.endInput();
-    })()
-      .catch((err) => this.log.warn({ callId: call.id, err: String(err) }, "feeding the recogniser failed"))
-      .finally(() => gate.close());
-    call.recognition = (async () => {
-      for await (const event of recognizer.events()) {
-        if (event.type === "error") this.log.warn({ callId: call.id, engine: this.options.transcriber.id, reason: event.message }, "recognition stopped");
-        if (event.type === "speech_started" || event.type === "speech_ended") hear("asr", event.type === "speech_started");
-        if (event.type === "final" && !call.reported) {
-          this.emit(call, { type: "speech", text: event.text, isFinal: true, turnToken: call.utteranceToken ?? call.turnToken });
-        }
-      }
-      recognizer.close();
-    })().catch((err) => this.log.warn({ callId: call.id, err: String(err) }, "recognition failed"));
   }
 
   private async onCallGone(call: AstCall, cause: number, causeText: string): Promise<void> {
@@ -396,7 +329,7 @@ export class AsteriskProvider implements CallProvider {
     call.mediaReady?.(false);
     call.transport?.close();
     // The caller's last words before the hang-up still belong in the transcript.
-    if (call.recognition) await Promise.race([call.recognition, new Promise((r) => setTimeout(r, 2000).unref())]);
+    await call.media?.close();
     const steps: Array<Promise<void>> = [];
     if (hangupCall) steps.push(this.ignoreGone(this.ari.channels.hangup(call.id, "normal")));
     if (call.mediaId) {

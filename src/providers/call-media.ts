@@ -1,0 +1,129 @@
+/**
+ * One call's audio, for carriers whose media we handle ourselves (Asterisk
+ * now; the cloud carriers' media streams use the same): caller frames go to
+ * the voice detector (barge-in cue, utterance ends) and the recogniser, our
+ * text goes out through the synthesizer with a mark per sentence, and caller
+ * speech is attributed to the turn that was current when it began.
+ */
+import { DtmfDetector } from "../audio/dtmf.js";
+import type { MediaTransport } from "../audio/transport.js";
+import type { SpeechDetectorOptions } from "../audio/vad.js";
+import type { Logger } from "../log.js";
+import { SpeechGate } from "../speech/gate.js";
+import type { Synthesizer, Transcriber, TranscriberStream } from "../speech/types.js";
+import type { ListenOptions, ProviderEventBody, SpeakOptions, SpeakOutcome } from "./types.js";
+
+export interface CallMediaOptions {
+  transport: MediaTransport;
+  synthesizer: Synthesizer;
+  transcriber: Transcriber;
+  detector: Partial<SpeechDetectorOptions>;
+  /** Read DTMF from the audio too (carriers that send keys in-band). */
+  inbandDtmf: boolean;
+  log: Logger;
+  /** Speech, speech onsets and in-band keys, as provider events of this call. */
+  emit: (body: ProviderEventBody) => void;
+}
+
+export class CallMedia {
+  /** The turn caller speech belongs to from now on (set when a prompt or a listen opens it). */
+  private turnToken?: string;
+  /** The turn of the utterance being heard: the one current when it began. */
+  private utteranceToken?: string;
+  private readonly hearing = { vad: false, asr: false };
+  /** Settles when the recogniser has reported everything it heard. */
+  private recognition: Promise<void> = Promise.resolve();
+
+  private constructor(
+    private readonly options: CallMediaOptions,
+    private readonly recognizer: TranscriberStream,
+  ) {}
+
+  /** Starts hearing the caller. Subscribes to the audio before the recogniser loads, so the first words are kept. */
+  static async start(options: CallMediaOptions): Promise<CallMedia> {
+    const { transport, transcriber } = options;
+    const frames = transport.frames();
+    const recognizer = await transcriber.stream({ sampleRate: transport.sampleRate });
+    const gate = await SpeechGate.create(recognizer, { sampleRate: transport.sampleRate, endpointing: transcriber.endpointing, detector: options.detector });
+    const media = new CallMedia(options, recognizer);
+    media.run(frames, gate);
+    return media;
+  }
+
+  get transport(): MediaTransport {
+    return this.options.transport;
+  }
+
+  /** What is heard from now on answers this turn; `expect` picks a grammar where the recogniser has one. */
+  openTurn(turnToken: string, options: ListenOptions = {}): void {
+    this.turnToken = turnToken;
+    this.recognizer.expect?.(options.expect);
+  }
+
+  /** Speaks `text`; stops at once (queued audio dropped) when the signal aborts. */
+  async speak(text: string, options: SpeakOptions): Promise<SpeakOutcome> {
+    const { transport, synthesizer } = this.options;
+    if (options.turnToken) this.openTurn(options.turnToken, options);
+    const controller = new AbortController();
+    const abort = () => {
+      controller.abort();
+      transport.clear();
+    };
+    if (options.signal?.aborted) abort();
+    options.signal?.addEventListener("abort", abort, { once: true });
+    // A mark after each sentence: resolved true once its last frame went out.
+    const heard: string[] = [];
+    const marks: Array<Promise<void>> = [];
+    try {
+      for await (const frame of synthesizer.synthesize(text, { sampleRate: transport.sampleRate, signal: controller.signal })) {
+        if (controller.signal.aborted || transport.closed) break;
+        transport.write(frame);
+        const sentence = frame.completes;
+        if (sentence) marks.push(transport.mark().then((sent) => void (sent && heard.push(sentence))));
+      }
+      await transport.mark();
+      await Promise.all(marks);
+    } finally {
+      options.signal?.removeEventListener("abort", abort);
+    }
+    return { interrupted: controller.signal.aborted, heard: heard.join(" ") };
+  }
+
+  /** Closes the audio; resolves once the recogniser has reported the caller's last words (at most `waitMs`). */
+  async close(waitMs = 2000): Promise<void> {
+    this.options.transport.close();
+    await Promise.race([this.recognition, new Promise((r) => setTimeout(r, waitMs).unref())]);
+  }
+
+  /** An utterance is open while either side hears it; its turn is fixed when it opens. */
+  private hear(side: "vad" | "asr", on: boolean): void {
+    if (on) this.utteranceToken ??= this.turnToken;
+    this.hearing[side] = on;
+    if (!this.hearing.vad && !this.hearing.asr) this.utteranceToken = undefined;
+  }
+
+  private run(frames: AsyncIterable<import("../audio/frame.js").AudioFrame>, gate: SpeechGate): void {
+    const { emit, log, transcriber } = this.options;
+    const keys = this.options.inbandDtmf ? new DtmfDetector() : undefined;
+    void (async () => {
+      for await (const frame of frames) {
+        const edge = gate.push(frame);
+        if (edge) this.hear("vad", edge === "start");
+        if (edge === "start") emit({ type: "speech-start", turnToken: this.utteranceToken });
+        const key = keys?.push(frame);
+        if (key) emit({ type: "dtmf", digits: key });
+      }
+      this.recognizer.endInput();
+    })()
+      .catch((err) => log.warn({ err: String(err) }, "feeding the recogniser failed"))
+      .finally(() => gate.close());
+    this.recognition = (async () => {
+      for await (const event of this.recognizer.events()) {
+        if (event.type === "error") log.warn({ engine: transcriber.id, reason: event.message }, "recognition stopped");
+        if (event.type === "speech_started" || event.type === "speech_ended") this.hear("asr", event.type === "speech_started");
+        if (event.type === "final") emit({ type: "speech", text: event.text, isFinal: true, turnToken: this.utteranceToken ?? this.turnToken });
+      }
+      this.recognizer.close();
+    })().catch((err) => log.warn({ err: String(err) }, "recognition failed"));
+  }
+}
