@@ -4,8 +4,10 @@
  */
 import { cpus } from "node:os";
 import { benchRtp, MACHINE, type RtpBenchRow } from "./rtp.js";
+import { benchBridge, benchStt, benchTts, TTS_ENGINES } from "./speech.js";
 
 const TARGET_CALLS_PER_CORE = 1000;
+const TARGET_BARGE_IN_MS = 300;
 const P99_LIMIT_MS = 5;
 const sizes = (process.env.BENCH_CALLS ?? "100,200,300,400,500,600,800,1000,1500").split(",").map(Number);
 const seconds = Number(process.env.BENCH_SECONDS ?? 4);
@@ -32,3 +34,42 @@ console.log(
     : `no N held tick p99 <= ${P99_LIMIT_MS} ms with 0 lost`,
 );
 console.log(`calls per core: ${perCore} (target ${TARGET_CALLS_PER_CORE}: ratio ${(perCore / TARGET_CALLS_PER_CORE).toFixed(2)}x)`);
+
+const ratio = (value: number, target: number) => `${(value / target).toFixed(2)}x`;
+const skipped = (what: string, err: unknown) => console.log(`${what}: skipped (${err instanceof Error ? err.message : String(err)})`);
+
+console.log("");
+console.log("Offline speech on this machine (8 kHz phone path)");
+for (const [name, make] of TTS_ENGINES) {
+  try {
+    const r = await benchTts(make);
+    console.log(`TTS ${name.padEnd(10)} real-time factor ${r.rtf.toFixed(3)} (${ratio(r.rtf, 1)} of real time), first frame ${r.firstFrameMs.toFixed(0)} ms`);
+  } catch (err) {
+    skipped(`TTS ${name}`, err);
+  }
+}
+try {
+  const r = await benchStt();
+  console.log(
+    `STT pocketsphinx real-time factor ${r.rtf.toFixed(3)} (${ratio(r.rtf, 1)} of real time; one recognition thread keeps up with ~${Math.floor(1 / r.rtf)} calls), ` +
+      `word error ${(r.wer * 100).toFixed(1)}% on ${r.audioSeconds.toFixed(0)} s of flite speech, model ${r.modelMb.toFixed(0)} MB`,
+  );
+} catch (err) {
+  skipped("STT pocketsphinx", err);
+}
+
+console.log("");
+console.log("The bridge alone (instant fake recogniser, model and synthesizer; real RTP, voice detector, CallManager, HTTP responder)");
+try {
+  const r = await benchBridge(Number(process.env.BENCH_TURNS ?? 15));
+  console.log(
+    `end of caller speech -> first answer packet: p50 ${r.answerP50Ms.toFixed(0)} ms, p95 ${r.answerP95Ms.toFixed(0)} ms over ${r.turns} turns ` +
+      `(of which ${r.endpointingMs} ms is the silence that ends an utterance; bridge p95 ${(r.answerP95Ms - r.endpointingMs).toFixed(0)} ms)`,
+  );
+  console.log(
+    `barge-in, caller onset -> our audio stops at the phone: p50 ${r.stopP50Ms.toFixed(0)} ms, p95 ${r.stopP95Ms.toFixed(0)} ms over ${r.bargeIns} interruptions ` +
+      `(includes ${r.minSpeechMs} ms minimum speech; target ${TARGET_BARGE_IN_MS} ms: ratio ${ratio(r.stopP95Ms, TARGET_BARGE_IN_MS)})`,
+  );
+} catch (err) {
+  skipped("bridge", err);
+}

@@ -19,6 +19,8 @@ export class PhoneAudio {
   private readonly ssrc = (Math.random() * 0xffffffff) >>> 0;
   private seq = 0;
   private clockStart?: number;
+  /** When the last frame louder than -40 dBFS went out (the end of what the phone said). */
+  lastVoicedAt?: number;
 
   private constructor(socket: Socket) {
     this.socket = socket;
@@ -62,6 +64,27 @@ export class PhoneAudio {
     return last;
   }
 
+  /**
+   * Where the far end went quiet after `since`: the arrival of the last loud
+   * 20 ms before the first `quietMs` without any (what a barge-in stop looks
+   * like at the phone, even if the far end talks again later).
+   */
+  quietAfter(since: number, quietMs = 100, dbfs = -45): number | undefined {
+    let last: number | undefined;
+    let quietSince: number | undefined;
+    for (const c of this.chunks) {
+      if (c.at < since) continue;
+      if (frameDbfs(c.pcm) > dbfs) {
+        last = c.at;
+        quietSince = undefined;
+      } else {
+        quietSince ??= c.at;
+        if (c.at - quietSince >= quietMs) return last ?? since;
+      }
+    }
+    return undefined;
+  }
+
   /** Arrival time of the first 20 ms louder than `dbfs`, after `since`. */
   firstLoud(since: number, dbfs = -45): number | undefined {
     return this.chunks.find((c) => c.at >= since && frameDbfs(c.pcm) > dbfs)?.at;
@@ -87,7 +110,10 @@ export class PhoneAudio {
       const timestamp = Math.round(((performance.now() - this.clockStart) * 8000) / 1000);
       const packet = buildRtp({ payloadType: 0, marker: n === 0, sequenceNumber: this.seq++ & 0xffff, timestamp, ssrc: this.ssrc, payload });
       this.socket.send(packet, far.port, far.address);
-      if (onset === undefined && frameDbfs(frame) > -40) onset = performance.now();
+      if (frameDbfs(frame) > -40) {
+        onset ??= performance.now();
+        this.lastVoicedAt = performance.now();
+      }
     }
     return onset ?? performance.now();
   }

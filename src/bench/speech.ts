@@ -1,0 +1,243 @@
+/**
+ * Speech benchmarks: real-time factors of the offline engines, and the
+ * bridge itself with instant fake recognition, model and synthesis: the time
+ * from the end of caller speech to the first audio packet of the answer, and
+ * how fast our audio stops when the caller cuts in. The bridge runs the real
+ * path: RTP in, voice detector, CallMedia, CallManager, the auto-responder
+ * over HTTP, synthesizer, RTP out to a phone socket.
+ */
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { mkdtempSync } from "node:fs";
+import { decodeG711, encodeG711 } from "../audio/g711.js";
+import { DEFAULT_DETECTOR } from "../audio/vad.js";
+import { CallManager } from "../calls/manager.js";
+import { Responder } from "../calls/responder.js";
+import { CallStore } from "../calls/store.js";
+import { resolveConfig } from "../config/load.js";
+import { PhoneAudio } from "../lab/phone-audio.js";
+import { createLogger } from "../log.js";
+import { CallMedia } from "../providers/call-media.js";
+import type { CallProvider, ListenOptions, ProviderEvent, ProviderEventBody, ProviderEventSink, SpeakOptions, SpeakOutcome } from "../providers/types.js";
+import { RtpUdpTransport } from "../rtp/udp-transport.js";
+import { EspeakSynthesizer } from "../speech/espeak.js";
+import { FakeSynthesizer, FakeTranscriber } from "../speech/fake.js";
+import { FliteSynthesizer } from "../speech/flite.js";
+import { PocketsphinxTranscriber } from "../speech/pocketsphinx.js";
+import type { Synthesizer } from "../speech/types.js";
+import { wordErrorRate } from "../speech/wer.js";
+import { percentile } from "../util/stats.js";
+
+const PARAGRAPH = [
+  "Please call me back tomorrow morning at nine.",
+  "I would like to book a table for two people.",
+  "This is your reminder to water the plants today.",
+  "Our opening hours are from nine to five on weekdays.",
+  "Can you tell me where the nearest station is?",
+];
+
+export interface TtsRow {
+  engine: string;
+  rtf: number;
+  firstFrameMs: number;
+}
+
+export async function benchTts(make: () => Synthesizer): Promise<TtsRow> {
+  const tts = make();
+  const started = performance.now();
+  let first = 0;
+  let samples = 0;
+  for await (const f of tts.synthesize(PARAGRAPH.join(" "), { sampleRate: 8000 })) {
+    first ||= performance.now() - started;
+    samples += f.pcm.length;
+  }
+  return { engine: tts.id, rtf: (performance.now() - started) / 1000 / (samples / 8000), firstFrameMs: first };
+}
+
+export interface SttRow {
+  rtf: number;
+  wer: number;
+  modelMb: number;
+  audioSeconds: number;
+}
+
+/** pocketsphinx on flite speech sent through the phone path (8 kHz mu-law), as fast as it decodes. */
+export async function benchStt(): Promise<SttRow> {
+  const audio: Int16Array[] = [];
+  for (const sentence of PARAGRAPH) {
+    for await (const f of new FliteSynthesizer().synthesize(sentence, { sampleRate: 8000 })) audio.push(decodeG711("ulaw", encodeG711("ulaw", f.pcm)));
+    for (let i = 0; i < 40; i += 1) audio.push(new Int16Array(160));
+  }
+  const rss0 = process.memoryUsage().rss;
+  const stream = await new PocketsphinxTranscriber().stream({ sampleRate: 8000 });
+  const modelMb = (process.memoryUsage().rss - rss0) / 1e6;
+  const finals: string[] = [];
+  const started = performance.now();
+  const reading = (async () => {
+    for await (const e of stream.events()) if (e.type === "final") finals.push(e.text);
+  })();
+  for (const pcm of audio) stream.pushFrame({ pcm, sampleRate: 8000 });
+  stream.endInput();
+  await reading;
+  const seconds = (performance.now() - started) / 1000;
+  stream.close();
+  const audioSeconds = (audio.length * 20) / 1000;
+  return { rtf: seconds / audioSeconds, wer: wordErrorRate(PARAGRAPH.join(" "), finals.join(" ")), modelMb, audioSeconds };
+}
+
+/** A carrier with one call whose media is a loopback RTP pair: the phone side is a PhoneAudio socket. */
+class BenchCarrier implements CallProvider {
+  readonly id = "mock" as const;
+  readonly capabilities = { inbound: true, dtmfOut: false, e164Only: false, turnTokens: true };
+  private sink?: ProviderEventSink;
+  private seq = 0;
+  media?: CallMedia;
+
+  constructor(private readonly transport: RtpUdpTransport) {}
+
+  async start(sink: ProviderEventSink): Promise<void> {
+    this.sink = sink;
+  }
+  async stop(): Promise<void> {
+    await this.media?.close(100);
+  }
+  ring(): void {
+    this.emit({ type: "inbound", from: "+15550001111", to: "+15550002222" });
+  }
+  async placeCall(): Promise<{ providerCallId: string }> {
+    throw new Error("the bench carrier only takes calls");
+  }
+  async answer(): Promise<void> {
+    this.media = await CallMedia.start({
+      transport: this.transport,
+      synthesizer: new FakeSynthesizer(60),
+      transcriber: new FakeTranscriber(["what time do you open"]),
+      detector: {},
+      inbandDtmf: false,
+      log: createLogger("silent"),
+      emit: (body) => this.emit(body),
+    });
+    this.emit({ type: "answered" });
+  }
+  async reject(): Promise<void> {}
+  async hangup(): Promise<void> {}
+  speak(_id: string, text: string, options: SpeakOptions): Promise<SpeakOutcome> {
+    return this.media!.speak(text, options);
+  }
+  async listen(_id: string, turnToken: string, options?: ListenOptions): Promise<void> {
+    this.media!.openTurn(turnToken, options);
+  }
+  async sendDtmf(): Promise<void> {}
+  async getCallStatus() {
+    return { status: "active" as const };
+  }
+  private emit(body: ProviderEventBody): void {
+    this.seq += 1;
+    this.sink?.({ ...body, eventId: `bench-${this.seq}`, providerCallId: "bench-call", at: Date.now() } as ProviderEvent);
+  }
+}
+
+export interface BridgeRow {
+  turns: number;
+  answerP50Ms: number;
+  answerP95Ms: number;
+  endpointingMs: number;
+  bargeIns: number;
+  stopP50Ms: number;
+  stopP95Ms: number;
+  minSpeechMs: number;
+}
+
+/** Caller speech -> answer, and barge-in stop, over the real bridge with instant fakes. */
+export async function benchBridge(turns: number): Promise<BridgeRow> {
+  // The "model": an OpenAI-compatible endpoint that answers at once.
+  const chat = createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ choices: [{ message: { role: "assistant", content: '{"spoken":"We open at nine."}' } }] }));
+    });
+  });
+  await new Promise<void>((r) => chat.listen(0, "127.0.0.1", r));
+  const config = resolveConfig({
+    inboundPolicy: "open",
+    responseModel: "bench",
+    responseBaseUrl: `http://127.0.0.1:${(chat.address() as AddressInfo).port}/v1`,
+    store: mkdtempSync(join(tmpdir(), "voicecall-bench-")),
+    log: { level: "silent" },
+  }).config;
+  const transport = await RtpUdpTransport.open({ codec: "ulaw", bindHost: "127.0.0.1", portMin: 46000, portMax: 46999 });
+  const phone = await PhoneAudio.open(transport.localPort + 1000);
+  await transport.connect("127.0.0.1", transport.localPort + 1000);
+  const carrier = new BenchCarrier(transport);
+  const { store, loaded } = CallStore.open(config.store!);
+  const responder = new Responder({ baseUrl: config.responseBaseUrl, timeoutMs: 5000 });
+  const manager = new CallManager({ config, providers: new Map([["mock", carrier]]), store, loaded, logger: createLogger("silent"), responder });
+  await manager.start();
+
+  const speech: Int16Array[] = [];
+  for await (const f of new FliteSynthesizer().synthesize("What time do you open tomorrow?", { sampleRate: 8000 })) speech.push(f.pcm);
+  const utterance = Int16Array.from(speech.flatMap((p) => [...p]));
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  carrier.ring();
+  const callId = (await waitUntil(() => manager.listCalls()[0]?.callId, 5000))!;
+  await waitUntil(() => manager.getCall(callId)?.state === "listening", 5000);
+  await sleep(300);
+
+  const answers: number[] = [];
+  for (let i = 0; i < turns; i += 1) {
+    await phone.say(utterance);
+    const ended = phone.lastVoicedAt!;
+    const first = await waitUntil(() => phone.firstLoud(ended), 5000);
+    if (first !== undefined) answers.push(first - ended);
+    await waitUntil(() => manager.getCall(callId)?.state === "listening", 5000);
+    await sleep(400);
+  }
+
+  const stops: number[] = [];
+  for (let i = 0; i < turns; i += 1) {
+    const asked = performance.now();
+    const saying = manager.speak(callId, "Our opening hours are from nine in the morning to five in the afternoon, Monday to Friday, and ten to two on Saturdays.").catch(() => undefined);
+    const started = await waitUntil(() => phone.firstLoud(asked), 5000);
+    if (started === undefined) continue;
+    await sleep(300 + Math.random() * 700);
+    const onset = await phone.say(utterance);
+    await saying;
+    const stopped = await waitUntil(() => phone.quietAfter(onset - 100), 3000);
+    if (stopped !== undefined) stops.push(Math.max(0, stopped - onset));
+    await waitUntil(() => manager.getCall(callId)?.state === "listening", 5000);
+    await sleep(1000);
+  }
+
+  await manager.stop();
+  phone.close();
+  await new Promise((r) => chat.close(r));
+  return {
+    turns: answers.length,
+    answerP50Ms: percentile(answers, 0.5),
+    answerP95Ms: percentile(answers, 0.95),
+    endpointingMs: DEFAULT_DETECTOR.minSilenceMs,
+    bargeIns: stops.length,
+    stopP50Ms: percentile(stops, 0.5),
+    stopP95Ms: percentile(stops, 0.95),
+    minSpeechMs: config.bargeIn.minSpeechMs,
+  };
+}
+
+async function waitUntil<T>(probe: () => T | undefined | false, timeoutMs: number): Promise<T | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = probe();
+    if (v) return v;
+    if (Date.now() > deadline) return undefined;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+export const TTS_ENGINES: Array<[string, () => Synthesizer]> = [
+  ["flite", () => new FliteSynthesizer()],
+  ["espeak-ng", () => new EspeakSynthesizer()],
+];
