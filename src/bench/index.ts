@@ -68,7 +68,7 @@ try {
   );
   console.log(
     `barge-in, caller onset -> our audio stops at the phone: p50 ${r.stopP50Ms.toFixed(0)} ms, p95 ${r.stopP95Ms.toFixed(0)} ms over ${r.bargeIns} interruptions ` +
-      `(includes ${r.minSpeechMs} ms minimum speech; target ${TARGET_BARGE_IN_MS} ms: ratio ${ratio(r.stopP95Ms, TARGET_BARGE_IN_MS)})`,
+      `(the detector confirms speech after ${r.minSpeechMs} ms of speech-like frames; target ${TARGET_BARGE_IN_MS} ms: ratio ${ratio(r.stopP95Ms, TARGET_BARGE_IN_MS)})`,
   );
 } catch (err) {
   skipped("bridge", err);
