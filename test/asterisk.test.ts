@@ -260,6 +260,53 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
     expect(wordErrorRate(reply, heardBack), heardBack).toBeLessThanOrEqual(0.2);
   });
 
+  it("wideband over the WebSocket media transport: a second service (its own app) speaks and hears slin16, and leaves the first service's calls alone", async () => {
+    const known = new Set(calls().map((c) => c.callId));
+    const first = dial(callerScenario({ extension: "520", holdMs: "wait" }), "520");
+    const firstCall = await newInbound(known);
+    await waitFor(() => stateOf(firstCall.callId) === "listening", "first service's call up");
+    const wide = await createRuntime(
+      makeConfig(
+        {
+          provider: "asterisk",
+          outbound: { defaultMode: "conversation" },
+          asterisk: {
+            ari: { url: lab.info.ariUrl, username: lab.info.ariUser, password: lab.info.ariPassword, app: "voicecall-wideband" },
+            media: { transport: "websocket", codec: "slin16" },
+            dialTemplate: "PJSIP/{to}@lab-uas",
+          },
+        },
+        tempDir(),
+      ),
+      createLogger("warn"),
+    );
+    try {
+      // Starting (and its clean-up of leftovers) did not touch the other service's call.
+      expect(stateOf(firstCall.callId)).toBe("listening");
+      const reminder = "Hello, this is a reminder about your appointment tomorrow at nine.";
+      const reply = "Yes, I will be there at nine.";
+      const answered = labAnswer(lab, { say: await fliteSpeech(reply), waitMs: 30_000 });
+      await new Promise((r) => setTimeout(r, 300));
+      const { callId } = await wide.manager.initiateCall({ to: "303", message: reminder });
+      const heardBack = await waitFor(() => wide.manager.getCall(callId)!.transcript.find((t) => t.speaker === "caller")?.text, "the phone's answer", 20_000).catch((err) => {
+        throw new Error(`${err.message}: ${JSON.stringify(wide.manager.getCall(callId))}`);
+      });
+      const media = (wide.providers.get("asterisk") as AsteriskProvider).media(wide.manager.getCall(callId)!.providerCallId!)!;
+      expect(media.sampleRate).toBe(16000);
+      await wide.manager.endCall(callId);
+      const phone = await answered;
+      expect(phone.code, phone.output).toBe(0);
+      const heard = await transcribe(phone.heard);
+      expect(wordErrorRate(reminder, heard), heard).toBeLessThanOrEqual(0.2);
+      expect(wordErrorRate(reply, heardBack), heardBack).toBeLessThanOrEqual(0.2);
+    } finally {
+      await wide.stop();
+    }
+    expect(stateOf(firstCall.callId)).toBe("listening");
+    await rt.manager.endCall(firstCall.callId);
+    expect((await first.done).code).toBe(0);
+  }, 60_000);
+
   it("maps a busy callee to state busy", async () => {
     const callee = runSipp(lab, "uas-busy", calleeScenario({ ringMs: 200, status: 486 }), ["-p", String(lab.info.uasPort), "-i", "127.0.0.1"]);
     await new Promise((r) => setTimeout(r, 300));

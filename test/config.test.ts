@@ -142,3 +142,11 @@ describe("speech provider selection", () => {
     expect(createSynthesizer(chosen).id).toBe("elevenlabs");
   });
 });
+
+describe("Asterisk media", () => {
+  it("refuses slin16 over RTP, saying why and what works", () => {
+    const issues = issuesOf({ provider: "asterisk", asterisk: { ari: { password: "x" }, media: { codec: "slin16" } } });
+    expect(issues).toEqual([{ path: "asterisk.media.codec", message: expect.stringMatching(/transport "websocket".*ignores slin16/) }]);
+    expect(resolveConfig({ provider: "asterisk", asterisk: { ari: { password: "x" }, media: { codec: "slin16", transport: "websocket" } } }).config.asterisk.media.transport).toBe("websocket");
+  });
+});

@@ -4,7 +4,8 @@
  * `clear()` for barge-in, and marks that tell what has really been sent.
  */
 import { AsyncQueue } from "../util/async-queue.js";
-import type { AudioFrame, SampleRate } from "./frame.js";
+import { silentFrame, type AudioFrame, type SampleRate } from "./frame.js";
+import type { FramePacer, PacedStream } from "./pacer.js";
 
 export interface MediaTransport {
   readonly sampleRate: SampleRate;
@@ -84,4 +85,109 @@ export class InputQueue extends AsyncQueue<AudioFrame> {
   constructor(limit = 250) {
     super(limit);
   }
+}
+
+/** Ticks without audio from the far side before silence is given to readers. */
+const IDLE_TICKS = 3;
+
+/**
+ * What the transports share: caller frames fanned out to every reader, our
+ * frames sent one per tick of the shared 20 ms pacer (silence when there is
+ * nothing to say), marks and clear(). The far side often sends nothing while
+ * its caller is silent, so after IDLE_TICKS quiet ticks readers are given
+ * silence (a recogniser's endpointer must hear the end of a sentence).
+ * Subclasses move bytes: `send` one frame (undefined: silence) and call
+ * `received` with each frame that arrives.
+ */
+export abstract class PacedTransport implements MediaTransport, PacedStream {
+  private readonly inputs = new Set<InputQueue>();
+  private readonly output = new OutputQueue();
+  private detach: (() => void) | null = null;
+  private isClosed = false;
+  private idleTicks = 0;
+
+  constructor(
+    readonly sampleRate: SampleRate,
+    private readonly pacer: FramePacer,
+  ) {}
+
+  /** One frame to the far side; undefined means silence. */
+  protected abstract send(frame: AudioFrame | undefined): void;
+  /** Releases the connection or socket. */
+  protected abstract release(): void;
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /** Starts the 20 ms clock (once the far side's address is known). */
+  protected startClock(): void {
+    this.detach ??= this.pacer.add(this);
+  }
+
+  /** A frame from the far side, in order. */
+  protected received(frame: AudioFrame): void {
+    this.idleTicks = 0;
+    for (const q of this.inputs) q.push(frame);
+  }
+
+  frames(): AsyncIterable<AudioFrame> {
+    const queue = new InputQueue();
+    if (this.isClosed) queue.end();
+    else this.inputs.add(queue);
+    const inner = queue.iterate();
+    const inputs = this.inputs;
+    return {
+      [Symbol.asyncIterator]() {
+        const it = inner[Symbol.asyncIterator]();
+        return {
+          next: () => it.next(),
+          return: () => {
+            inputs.delete(queue);
+            return it.return ? it.return() : Promise.resolve({ value: undefined, done: true as const });
+          },
+        };
+      },
+    };
+  }
+
+  write(frame: AudioFrame): void {
+    if (frame.sampleRate !== this.sampleRate) {
+      throw new RangeError(`frame at ${frame.sampleRate} Hz on a ${this.sampleRate} Hz transport`);
+    }
+    if (!this.isClosed) this.output.write(frame);
+  }
+
+  mark(): Promise<boolean> {
+    return this.isClosed ? Promise.resolve(false) : this.output.mark();
+  }
+
+  clear(): void {
+    this.output.clear();
+  }
+
+  get queuedFrames(): number {
+    return this.output.pendingFrames;
+  }
+
+  tick(): void {
+    if (this.isClosed) return;
+    this.idleTicks += 1;
+    if (this.idleTicks >= IDLE_TICKS) for (const q of this.inputs) q.push(silentFrame(this.sampleRate));
+    this.send(this.output.next());
+  }
+
+  close(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.detach?.();
+    this.output.clear();
+    this.beforeClose();
+    for (const q of this.inputs) q.end();
+    this.inputs.clear();
+    this.release();
+  }
+
+  /** Last words in: frames still held (a jitter buffer) are delivered here. */
+  protected beforeClose(): void {}
 }

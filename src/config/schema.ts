@@ -117,8 +117,11 @@ const AsteriskConfig = z.strictObject({
     .prefault({}),
   media: z
     .strictObject({
-      /** How audio reaches us: externalMedia over RTP/UDP. */
-      transport: z.enum(["rtp"]).default("rtp"),
+      /**
+       * How audio reaches us: externalMedia over RTP/UDP, or over a WebSocket
+       * to Asterisk's HTTP port (chan_websocket, Asterisk 22.5+; carries slin16 both ways).
+       */
+      transport: z.enum(["rtp", "websocket"]).default("rtp"),
       /** Where our RTP sockets bind. */
       bindHost: z.string().min(1).default("127.0.0.1"),
       /** The address Asterisk sends RTP to; defaults to bindHost. */
@@ -133,6 +136,10 @@ const AsteriskConfig = z.strictObject({
     .refine((m) => m.rtpPortMin <= m.rtpPortMax, {
       message: "rtpPortMin must not exceed rtpPortMax",
       path: ["rtpPortMax"],
+    })
+    .refine((m) => !(m.codec === "slin16" && m.transport === "rtp"), {
+      message: 'slin16 needs transport "websocket": Asterisk 22 ignores slin16 it receives over externalMedia RTP (so the caller would hear nothing)',
+      path: ["codec"],
     }),
   /** Dial string for outbound calls; {to} is replaced by the destination. */
   dialTemplate: z.string().includes("{to}", { message: "must contain {to}" }).default("PJSIP/{to}"),

@@ -20,6 +20,8 @@ export interface CallMediaOptions {
   detector: Partial<SpeechDetectorOptions>;
   /** Read DTMF from the audio too (carriers that send keys in-band). */
   inbandDtmf: boolean;
+  /** The far end is telephone-band (G.711) even if the transport runs at 16 kHz. */
+  narrowband?: boolean;
   log: Logger;
   /** Speech, speech onsets and in-band keys, as provider events of this call. */
   emit: (body: ProviderEventBody) => void;
@@ -43,7 +45,7 @@ export class CallMedia {
   static async start(options: CallMediaOptions): Promise<CallMedia> {
     const { transport, transcriber } = options;
     const frames = transport.frames();
-    const recognizer = await transcriber.stream({ sampleRate: transport.sampleRate });
+    const recognizer = await transcriber.stream({ sampleRate: transport.sampleRate, narrowband: options.narrowband });
     const gate = await SpeechGate.create(recognizer, { sampleRate: transport.sampleRate, endpointing: transcriber.endpointing, detector: options.detector });
     const media = new CallMedia(options, recognizer);
     media.run(frames, gate);

@@ -8,16 +8,13 @@
 import { createSocket, type Socket } from "node:dgram";
 import { randomInt } from "node:crypto";
 import { decodeG711, encodeG711 } from "../audio/g711.js";
-import { samplesPerFrame, silentFrame, type AudioFrame, type SampleRate } from "../audio/frame.js";
-import { sharedPacer, type FramePacer, type PacedStream } from "../audio/pacer.js";
-import { InputQueue, OutputQueue, type MediaTransport } from "../audio/transport.js";
+import { samplesPerFrame, silentFrame, type AudioFrame } from "../audio/frame.js";
+import { sharedPacer, type FramePacer } from "../audio/pacer.js";
+import { PacedTransport } from "../audio/transport.js";
 import { JitterBuffer } from "./jitter.js";
 import { PAYLOAD_TYPES, RtpError, buildRtp, parseRtp } from "./packet.js";
 
 export type RtpCodec = "ulaw" | "alaw" | "slin16";
-
-/** Ticks without a packet before silence is given to readers. */
-const IDLE_TICKS = 3;
 
 export interface RtpTransportStats {
   sent: number;
@@ -38,22 +35,14 @@ export interface RtpTransportOptions {
   pacer?: FramePacer;
 }
 
-export class RtpUdpTransport implements MediaTransport, PacedStream {
-  readonly sampleRate: SampleRate;
+export class RtpUdpTransport extends PacedTransport {
   private readonly socket: Socket;
-  /** One queue per reader of frames(): every reader gets every frame. */
-  private readonly inputs = new Set<InputQueue>();
-  private readonly output = new OutputQueue();
   private readonly jitter = new JitterBuffer(3);
-  private readonly pacer: FramePacer;
   private peer: { host: string; port: number } | undefined;
   private seq = randomInt(0, 0x10000);
   private ts = randomInt(0, 0x100000000);
   private readonly ssrc = randomInt(1, 0x100000000);
-  private detach: (() => void) | null = null;
-  private isClosed = false;
   private socketErrors = 0;
-  private idleTicks = 0;
   /** The encoded silence payload, built once. */
   private silence: Uint8Array | undefined;
   private malformed = 0;
@@ -61,9 +50,8 @@ export class RtpUdpTransport implements MediaTransport, PacedStream {
   private sent = 0;
 
   private constructor(private readonly codec: RtpCodec, socket: Socket, pacer: FramePacer) {
-    this.sampleRate = codec === "slin16" ? 16000 : 8000;
+    super(codec === "slin16" ? 16000 : 8000, pacer);
     this.socket = socket;
-    this.pacer = pacer;
     socket.on("message", (msg, rinfo) => this.onPacket(msg, rinfo.address, rinfo.port));
     // A connected UDP socket reports the peer's ICMP "port unreachable" as an
     // error (ECONNREFUSED) once the far side has gone; that is not fatal here.
@@ -100,10 +88,6 @@ export class RtpUdpTransport implements MediaTransport, PacedStream {
     return this.socket.address().port;
   }
 
-  get closed(): boolean {
-    return this.isClosed;
-  }
-
   /**
    * Where to send, and the only source accepted; starts the 20 ms clock.
    * The socket is connected, so the kernel drops other sources too and each
@@ -118,61 +102,14 @@ export class RtpUdpTransport implements MediaTransport, PacedStream {
       });
     });
     this.peer = { host, port };
-    this.detach ??= this.pacer.add(this);
-  }
-
-  frames(): AsyncIterable<AudioFrame> {
-    const queue = new InputQueue();
-    if (this.isClosed) queue.end();
-    else this.inputs.add(queue);
-    const inner = queue.iterate();
-    const inputs = this.inputs;
-    return {
-      [Symbol.asyncIterator]() {
-        const it = inner[Symbol.asyncIterator]();
-        return {
-          next: () => it.next(),
-          return: () => {
-            inputs.delete(queue);
-            return it.return ? it.return() : Promise.resolve({ value: undefined, done: true as const });
-          },
-        };
-      },
-    };
-  }
-
-  write(frame: AudioFrame): void {
-    if (frame.sampleRate !== this.sampleRate) {
-      throw new RangeError(`frame at ${frame.sampleRate} Hz on a ${this.sampleRate} Hz transport`);
-    }
-    if (!this.isClosed) this.output.write(frame);
-  }
-
-  mark(): Promise<boolean> {
-    return this.isClosed ? Promise.resolve(false) : this.output.mark();
-  }
-
-  clear(): void {
-    this.output.clear();
-  }
-
-  get queuedFrames(): number {
-    return this.output.pendingFrames;
+    this.startClock();
   }
 
   get stats(): RtpTransportStats {
     return { sent: this.sent, received: this.jitter.stats.received, errors: this.socketErrors, foreign: this.foreign, malformed: this.malformed, lost: this.jitter.stats.lost };
   }
 
-  tick(): void {
-    const peer = this.peer;
-    if (!peer || this.isClosed) return;
-    // The far side sends nothing while its caller is silent; readers (the
-    // recogniser's endpointer among them) are given that silence once no
-    // packet has come for IDLE_TICKS ticks, so late packets are not doubled.
-    this.idleTicks += 1;
-    if (this.idleTicks >= IDLE_TICKS) this.deliver(silentFrame(this.sampleRate));
-    const frame = this.output.next();
+  protected send(frame: AudioFrame | undefined): void {
     const payload = frame ? this.encode(frame.pcm) : (this.silence ??= this.encode(silentFrame(this.sampleRate).pcm));
     const packet = buildRtp({
       marker: this.sent === 0,
@@ -188,14 +125,11 @@ export class RtpUdpTransport implements MediaTransport, PacedStream {
     this.socket.send(packet);
   }
 
-  close(): void {
-    if (this.isClosed) return;
-    this.isClosed = true;
-    this.detach?.();
-    this.output.clear();
-    for (const p of this.jitter.flush()) this.deliver(this.decode(p.payload));
-    for (const q of this.inputs) q.end();
-    this.inputs.clear();
+  protected override beforeClose(): void {
+    for (const p of this.jitter.flush()) this.received(this.decode(p.payload));
+  }
+
+  protected release(): void {
     this.socket.close();
   }
 
@@ -215,14 +149,7 @@ export class RtpUdpTransport implements MediaTransport, PacedStream {
       return;
     }
     if (packet.payloadType !== PAYLOAD_TYPES[this.codec]) return;
-    for (const p of this.jitter.push(packet)) {
-      this.idleTicks = 0;
-      this.deliver(this.decode(p.payload));
-    }
-  }
-
-  private deliver(frame: AudioFrame): void {
-    for (const q of this.inputs) q.push(frame);
+    for (const p of this.jitter.push(packet)) this.received(this.decode(p.payload));
   }
 
   private decode(payload: Uint8Array): AudioFrame {

@@ -14,7 +14,7 @@ import type { AudioFrame } from "../audio/frame.js";
 import { Resampler } from "../audio/resample.js";
 import { AsyncQueue } from "../util/async-queue.js";
 import { probePocketsphinx } from "./pocketsphinx-decoder.js";
-import { SpeechError, type Expectation, type TranscriptEvent, type Transcriber, type TranscriberStream } from "./types.js";
+import { SpeechError, type Expectation, type StreamOptions, type TranscriptEvent, type Transcriber, type TranscriberStream } from "./types.js";
 
 const MODEL_DIR = "/usr/share/pocketsphinx/model/en-us";
 const MODEL_RATE = 16000;
@@ -49,9 +49,10 @@ export class PocketsphinxTranscriber implements Transcriber {
     probePocketsphinx();
   }
 
-  async stream(options: { sampleRate: number }): Promise<TranscriberStream> {
-    const phone = options.sampleRate < MODEL_RATE;
-    const resampler = phone ? await Resampler.create(options.sampleRate, MODEL_RATE) : undefined;
+  async stream(options: StreamOptions): Promise<TranscriberStream> {
+    // Telephone-band audio needs the phone-tuned model, also when it arrives upsampled to 16 kHz.
+    const phone = options.sampleRate < MODEL_RATE || options.narrowband === true;
+    const resampler = options.sampleRate !== MODEL_RATE ? await Resampler.create(options.sampleRate, MODEL_RATE) : undefined;
     const args = [
       "-hmm", phone ? phoneModel(this.dir) : join(this.dir, "en-us"),
       "-dict", join(this.dir, "cmudict-en-us.dict"),

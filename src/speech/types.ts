@@ -48,6 +48,11 @@ export type TranscriptEvent =
   /** The engine gave up (after its own retries); the stream ends after this. */
   | { type: "error"; message: string };
 
+export interface StreamOptions {
+  sampleRate: number;
+  narrowband?: boolean;
+}
+
 /** One recognition stream: frames pushed in, events iterated out. */
 export interface TranscriberStream {
   pushFrame(frame: AudioFrame): void;
@@ -72,6 +77,10 @@ export interface Transcriber {
    * finds utterance ends itself.
    */
   readonly endpointing: "bus" | "engine";
-  /** Opens a stream for audio at `sampleRate` (resampled inside as the engine needs). */
-  stream(options: { sampleRate: number }): Promise<TranscriberStream>;
+  /**
+   * Opens a stream for audio at `sampleRate` (resampled inside as the engine
+   * needs). `narrowband`: the far end is a telephone-band line (G.711) even
+   * if the stream runs at 16 kHz; engines tuned for phone audio use it.
+   */
+  stream(options: StreamOptions): Promise<TranscriberStream>;
 }

@@ -67,6 +67,7 @@ export const ARI_OPERATIONS = {
   answer: { method: "POST", path: "/channels/{channelId}/answer", query: [] },
   hangup: { method: "DELETE", path: "/channels/{channelId}", query: ["reason"] },
   sendDtmf: { method: "POST", path: "/channels/{channelId}/dtmf", query: ["dtmf", "between", "duration"] },
+  getVariable: { method: "GET", path: "/channels/{channelId}/variable", query: ["variable"] },
   externalMedia: {
     method: "POST",
     path: "/channels/externalMedia",
@@ -91,6 +92,13 @@ export class AriClient {
 
   constructor(private readonly options: AriOptions) {
     this.auth = `Basic ${Buffer.from(`${options.username}:${options.password}`).toString("base64")}`;
+  }
+
+  /** Where an externalMedia WebSocket channel waits for us, and the header that opens it. */
+  mediaSocket(connectionId: string): { url: string; authorization: string } {
+    const url = new URL(`${this.options.url.replace(/\/$/, "")}/media/${encodeURIComponent(connectionId)}`);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    return { url: url.toString(), authorization: this.auth };
   }
 
   get app(): string {
@@ -144,6 +152,9 @@ export class AriClient {
   readonly channels = {
     list: async (): Promise<AriChannel[]> => z.array(ChannelSchema).parse(await this.op("listChannels", {})),
     get: async (id: string): Promise<AriChannel> => ChannelSchema.parse(await this.op("getChannel", { channelId: id })),
+    /** A channel variable or dialplan function, e.g. CHANNEL(audionativeformat). */
+    getVariable: async (id: string, variable: string): Promise<string> =>
+      z.object({ value: z.string() }).parse(await this.op("getVariable", { channelId: id }, { variable })).value,
     originate: async (p: { endpoint: string; channelId: string; appArgs?: string; callerId?: string; timeoutSec?: number }): Promise<AriChannel> =>
       ChannelSchema.parse(
         await this.op("originate", { channelId: p.channelId }, {

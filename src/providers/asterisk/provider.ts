@@ -21,6 +21,8 @@ import type { MediaTransport } from "../../audio/transport.js";
 import type { Synthesizer, Transcriber } from "../../speech/types.js";
 import { CallMedia } from "../call-media.js";
 import { RtpUdpTransport } from "../../rtp/udp-transport.js";
+import type { PacedTransport } from "../../audio/transport.js";
+import { WebSocketMedia } from "./ws-media.js";
 import type { TerminalState } from "../../calls/types.js";
 import type {
   CallProvider,
@@ -47,9 +49,6 @@ export interface AsteriskProviderOptions {
   reconnectGraceMs?: number;
 }
 
-const CALL_PREFIX = "vc-";
-const MEDIA_PREFIX = "vcm-";
-const BRIDGE_PREFIX = "vcb-";
 
 interface AstCall {
   id: string;
@@ -60,7 +59,7 @@ interface AstCall {
   hangupCause?: number;
   bridgeId?: string;
   mediaId?: string;
-  transport?: RtpUdpTransport;
+  transport?: PacedTransport;
   /** Caller audio heard and our audio spoken, once media flows. */
   media?: CallMedia;
   /** The ended event went out: nothing more is reported for this call. */
@@ -79,10 +78,17 @@ export class AsteriskProvider implements CallProvider {
   private readonly log: Logger;
   private graceTimer: NodeJS.Timeout | null = null;
   private seq = 0;
+  /**
+   * Ids of what we create carry the app name, so the clean-up after a
+   * reconnect touches only this service's objects, never those of another
+   * service (or another app) on the same Asterisk.
+   */
+  private readonly prefix: { call: string; media: string; bridge: string };
 
   constructor(private readonly options: AsteriskProviderOptions) {
     const { ari } = options.config.asterisk;
     this.log = options.logger.child({ provider: "asterisk" });
+    this.prefix = { call: `vc-${ari.app}-`, media: `vcm-${ari.app}-`, bridge: `vcb-${ari.app}-` };
     this.ari = new AriClient({
       url: ari.url,
       username: ari.username,
@@ -113,7 +119,7 @@ export class AsteriskProvider implements CallProvider {
 
   async placeCall(request: PlaceCallRequest): Promise<{ providerCallId: string }> {
     const { asterisk, ringTimeoutMs, fromNumber } = this.options.config;
-    const id = `${CALL_PREFIX}${randomUUID()}`;
+    const id = `${this.prefix.call}${randomUUID()}`;
     const call: AstCall = { id, answered: false, ended: false, hangupRequested: false };
     this.calls.set(id, call);
     try {
@@ -236,7 +242,7 @@ export class AsteriskProvider implements CallProvider {
       this.calls.get(owner)?.mediaReady?.(true);
       return;
     }
-    if (channel.id.startsWith(MEDIA_PREFIX)) return;
+    if (channel.id.startsWith(this.prefix.media)) return;
     const outbound = this.calls.get(channel.id);
     if (outbound) {
       // An originated channel enters the app when the far end answers.
@@ -249,48 +255,35 @@ export class AsteriskProvider implements CallProvider {
     this.emit(call, { type: "inbound", from: channel.caller?.number || "anonymous", to });
   }
 
-  /** Bridge + externalMedia + RTP socket; the call counts as answered once audio can flow. */
+  /** Bridge + externalMedia channel + our end of its audio; the call counts as answered once audio can flow. */
   private async attachMedia(call: AstCall): Promise<void> {
-    if (call.transport || call.ended) return;
-    const { media } = this.options.config.asterisk;
-    const transport = await RtpUdpTransport.open({
-      codec: media.codec,
-      bindHost: media.bindHost,
-      portMin: media.rtpPortMin,
-      portMax: media.rtpPortMax,
-    });
-    call.transport = transport;
+    if (call.bridgeId || call.ended) return;
     const suffix = randomUUID();
-    call.bridgeId = `${BRIDGE_PREFIX}${suffix}`;
-    call.mediaId = `${MEDIA_PREFIX}${suffix}`;
+    const bridgeId = `${this.prefix.bridge}${suffix}`;
+    const mediaId = `${this.prefix.media}${suffix}`;
+    call.bridgeId = bridgeId;
+    call.mediaId = mediaId;
     try {
-      await this.ari.bridges.create(call.bridgeId, `voicecall ${call.id}`);
+      await this.ari.bridges.create(bridgeId, `voicecall ${call.id}`);
       const ready = new Promise<boolean>((resolve) => (call.mediaReady = resolve));
-      this.mediaOwners.set(call.mediaId, call.id);
-      const host = media.advertiseHost ?? media.bindHost;
-      const mediaChannel = await this.ari.channels.externalMedia({
-        channelId: call.mediaId,
-        externalHost: `${host.includes(":") ? `[${host}]` : host}:${transport.localPort}`,
-        format: media.codec,
-      });
-      const address = mediaChannel.channelvars?.UNICASTRTP_LOCAL_ADDRESS;
-      const port = Number(mediaChannel.channelvars?.UNICASTRTP_LOCAL_PORT);
-      if (!address || !Number.isInteger(port)) throw new Error("Asterisk did not report UNICASTRTP_LOCAL_ADDRESS/PORT");
-      await transport.connect(address, port);
+      this.mediaOwners.set(mediaId, call.id);
+      call.transport = this.options.config.asterisk.media.transport === "websocket" ? await this.websocketMedia(mediaId) : await this.rtpMedia(call, mediaId);
       const timeout = setTimeout(() => call.mediaReady?.(false), 5000);
       const ok = await ready;
       clearTimeout(timeout);
       call.mediaReady = undefined;
       if (!ok) throw new Error("the externalMedia channel never entered the Stasis app");
       if (call.ended) return;
-      await this.ari.bridges.addChannel(call.bridgeId, `${call.id},${call.mediaId}`);
+      await this.ari.bridges.addChannel(bridgeId, `${call.id},${mediaId}`);
     } catch (err) {
       await this.teardown(call, false);
       throw err;
     }
+    const transport = call.transport;
     const { config, synthesizer, transcriber } = this.options;
     call.media = await CallMedia.start({
       transport,
+      narrowband: transport.sampleRate > 8000 ? await this.isNarrowband(call.id) : true,
       synthesizer,
       transcriber,
       detector: config.bargeIn,
@@ -300,6 +293,56 @@ export class AsteriskProvider implements CallProvider {
     });
     call.answered = true;
     this.emit(call, { type: "answered" });
+  }
+
+  /**
+   * Whether the caller's leg is telephone-band: a wideband transport then
+   * carries 8 kHz audio Asterisk upsampled, and recognisers tuned for phone
+   * audio must know. Unknown counts as wideband.
+   */
+  private async isNarrowband(channelId: string): Promise<boolean> {
+    try {
+      const format = await this.ari.channels.getVariable(channelId, "CHANNEL(audionativeformat)");
+      return /\b(ulaw|alaw|gsm|g729|ilbc|g726|slin)\b/.test(format) && !/g722|opus|slin16|siren|speex16/.test(format);
+    } catch (err) {
+      this.log.debug({ callId: channelId, err: String(err) }, "could not read the caller's codec");
+      return false;
+    }
+  }
+
+  /** externalMedia over RTP: our UDP socket, connected to the address Asterisk reports. */
+  private async rtpMedia(call: AstCall, mediaId: string): Promise<RtpUdpTransport> {
+    const { media } = this.options.config.asterisk;
+    const transport = await RtpUdpTransport.open({ codec: media.codec, bindHost: media.bindHost, portMin: media.rtpPortMin, portMax: media.rtpPortMax });
+    // Held by the call at once, so every failure below closes the socket in teardown.
+    call.transport = transport;
+    const host = media.advertiseHost ?? media.bindHost;
+    const channel = await this.ari.channels.externalMedia({
+      channelId: mediaId,
+      externalHost: `${host.includes(":") ? `[${host}]` : host}:${transport.localPort}`,
+      format: media.codec,
+    });
+    const address = channel.channelvars?.UNICASTRTP_LOCAL_ADDRESS;
+    const port = Number(channel.channelvars?.UNICASTRTP_LOCAL_PORT);
+    if (!address || !Number.isInteger(port)) throw new Error("Asterisk did not report UNICASTRTP_LOCAL_ADDRESS/PORT");
+    await transport.connect(address, port);
+    return transport;
+  }
+
+  /** externalMedia over a WebSocket (chan_websocket): Asterisk waits for us at /media/<connection id>. */
+  private async websocketMedia(mediaId: string): Promise<WebSocketMedia> {
+    const { codec } = this.options.config.asterisk.media;
+    const channel = await this.ari.channels.externalMedia({
+      channelId: mediaId,
+      externalHost: "INCOMING",
+      format: codec,
+      transport: "websocket",
+      encapsulation: "none",
+      connectionType: "server",
+    });
+    const connectionId = channel.channelvars?.MEDIA_WEBSOCKET_CONNECTION_ID;
+    if (!connectionId) throw new Error("Asterisk did not report MEDIA_WEBSOCKET_CONNECTION_ID (is chan_websocket loaded?)");
+    return WebSocketMedia.connect({ ...this.ari.mediaSocket(connectionId), codec });
   }
 
   private async onCallGone(call: AstCall, cause: number, causeText: string): Promise<void> {
@@ -377,11 +420,11 @@ export class AsteriskProvider implements CallProvider {
     const ownedMedia = new Set([...this.calls.values()].map((c) => c.mediaId).filter(Boolean));
     const ownedBridges = new Set([...this.calls.values()].map((c) => c.bridgeId).filter(Boolean));
     for (const ch of channels) {
-      if (ch.id.startsWith(MEDIA_PREFIX) && !ownedMedia.has(ch.id)) await this.ignoreGone(this.ari.channels.hangup(ch.id));
-      else if (ch.id.startsWith(CALL_PREFIX) && !this.calls.has(ch.id)) await this.ignoreGone(this.ari.channels.hangup(ch.id));
+      if (ch.id.startsWith(this.prefix.media) && !ownedMedia.has(ch.id)) await this.ignoreGone(this.ari.channels.hangup(ch.id));
+      else if (ch.id.startsWith(this.prefix.call) && !this.calls.has(ch.id)) await this.ignoreGone(this.ari.channels.hangup(ch.id));
     }
     for (const bridge of await this.ari.bridges.list()) {
-      if (bridge.id.startsWith(BRIDGE_PREFIX) && !ownedBridges.has(bridge.id)) await this.ignoreGone(this.ari.bridges.destroy(bridge.id));
+      if (bridge.id.startsWith(this.prefix.bridge) && !ownedBridges.has(bridge.id)) await this.ignoreGone(this.ari.bridges.destroy(bridge.id));
     }
   }
 
