@@ -79,6 +79,16 @@ describe("auto-responses for inbound calls no agent drives", () => {
     expect(mock.spokenTo(pid)).toEqual(["Hello, shop here.", "You said: for twelve people"]);
   });
 
+  it("a sound without words while the reply is made (a cough) does not drop it", async () => {
+    const { mock, pid } = await start({ responseModel: "local-model" });
+    vendors.chatDelayMs = 300;
+    mock.simulateSpeech(pid, "I want a cake");
+    await new Promise((r) => setTimeout(r, 100));
+    mock.simulateSpeechStart(pid);
+    await waitFor(() => mock.spokenTo(pid).length >= 2, "the reply", 3000);
+    expect(mock.spokenTo(pid)).toEqual(["Hello, shop here.", "You said: I want a cake"]);
+  });
+
   it("tells the caller plainly when there is no model, and hangs up", async () => {
     const { manager, mock, pid, callId } = await start({});
     mock.simulateSpeech(pid, "hello?");

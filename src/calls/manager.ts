@@ -54,7 +54,7 @@ interface SayOptions {
   expect?: Expectation;
   /** An agent waits for the answer to the turn this message opens. */
   driven?: boolean;
-  /** Not played if the caller has spoken since callerActivity had this value. */
+  /** Not played if the caller has said more since callerWords had this value. */
   staleAfter?: number;
 }
 
@@ -82,8 +82,12 @@ interface LiveCall {
   speaking?: AbortController;
   /** The message playing now may be cut short by the caller talking. */
   bargeable?: boolean;
-  /** Counts the caller's speech onsets and final words: a reply made before a change is stale. */
-  callerActivity: number;
+  /**
+   * Counts what the caller has said (final words): a reply composed before
+   * the count changed answers words the caller has since added to. Onsets
+   * alone do not count, or a cough during composing would silence the reply.
+   */
+  callerWords: number;
   /** Messages the caller has interrupted so far. */
   bargeIns: number;
   /** The caller was told nobody can answer. */
@@ -374,7 +378,6 @@ export class CallManager {
 
   /** The caller started talking: a message that may be interrupted stops now. */
   private onSpeechStart(call: LiveCall): void {
-    call.callerActivity += 1;
     if (!this.config.bargeIn.enabled || !call.speaking || !call.bargeable) return;
     call.log.info("barge-in: the caller spoke over us");
     call.speaking.abort("barge-in");
@@ -388,7 +391,7 @@ export class CallManager {
       return;
     }
     if (!isFinal || text.trim() === "") return;
-    call.callerActivity += 1;
+    call.callerWords += 1;
     this.addTranscript(call, "caller", "speech", text.trim());
     const pending = call.pending;
     if (pending && pending.token === call.turnToken) pending.reply.resolve(text.trim());
@@ -415,7 +418,7 @@ export class CallManager {
       await this.hangupAndFinish(call, "hangup-bot", "no agent or responseModel to answer the call");
       return;
     }
-    const heardAt = call.callerActivity;
+    const heardAt = call.callerWords;
     const started = Date.now();
     const text = await this.responder.reply({ model, systemPrompt: override?.responseSystemPrompt ?? this.config.responseSystemPrompt, transcript: call.transcript });
     if (isTerminal(call.record.state)) return;
@@ -444,7 +447,7 @@ export class CallManager {
     const bargeIns = call.bargeIns;
     const run = async (): Promise<string | undefined> => {
       this.assertLive(call);
-      if (call.bargeIns !== bargeIns || (options.staleAfter !== undefined && call.callerActivity !== options.staleAfter)) {
+      if (call.bargeIns !== bargeIns || (options.staleAfter !== undefined && call.callerWords !== options.staleAfter)) {
         call.log.info("reply dropped: the caller spoke after it was composed");
         throw new VoiceCallError("INTERRUPTED", "not played: the caller spoke after this message was composed");
       }
@@ -510,7 +513,7 @@ export class CallManager {
       log: this.log.child({ callId: record.callId, provider: record.provider }),
       answered: deferred<void>(),
       speech: Promise.resolve(),
-      callerActivity: 0,
+      callerWords: 0,
       bargeIns: 0,
       timers: new Set(),
     };
