@@ -43,7 +43,10 @@ console.log("Offline speech on this machine (8 kHz phone path)");
 for (const [name, make] of TTS_ENGINES) {
   try {
     const r = await benchTts(make);
-    console.log(`TTS ${name.padEnd(10)} real-time factor ${r.rtf.toFixed(3)} (${ratio(r.rtf, 1)} of real time), first frame ${r.firstFrameMs.toFixed(0)} ms`);
+    console.log(
+      `TTS ${name.padEnd(10)} real-time factor ${r.rtf.toFixed(3)} (${ratio(r.rtf, 1)} of real time), first frame ${r.firstFrameMs.toFixed(0)} ms, ` +
+        `word error ${(r.wer * 100).toFixed(1)}% read back by pocketsphinx after 8 kHz mu-law`,
+    );
   } catch (err) {
     skipped(`TTS ${name}`, err);
   }

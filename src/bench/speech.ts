@@ -25,7 +25,7 @@ import { RtpUdpTransport } from "../rtp/udp-transport.js";
 import { EspeakSynthesizer } from "../speech/espeak.js";
 import { FakeSynthesizer, FakeTranscriber } from "../speech/fake.js";
 import { FliteSynthesizer } from "../speech/flite.js";
-import { PocketsphinxTranscriber } from "../speech/pocketsphinx.js";
+import { PocketsphinxTranscriber, transcribePcm } from "../speech/pocketsphinx.js";
 import type { Synthesizer } from "../speech/types.js";
 import { wordErrorRate } from "../speech/wer.js";
 import { percentile } from "../util/stats.js";
@@ -42,18 +42,22 @@ export interface TtsRow {
   engine: string;
   rtf: number;
   firstFrameMs: number;
+  /** Word error of its speech sent through 8 kHz mu-law and read back by pocketsphinx (intelligibility on the phone). */
+  wer: number;
 }
 
 export async function benchTts(make: () => Synthesizer): Promise<TtsRow> {
   const tts = make();
   const started = performance.now();
   let first = 0;
-  let samples = 0;
+  const audio: Int16Array[] = [];
   for await (const f of tts.synthesize(PARAGRAPH.join(" "), { sampleRate: 8000 })) {
     first ||= performance.now() - started;
-    samples += f.pcm.length;
+    audio.push(decodeG711("ulaw", encodeG711("ulaw", f.pcm)));
   }
-  return { engine: tts.id, rtf: (performance.now() - started) / 1000 / (samples / 8000), firstFrameMs: first };
+  const rtf = (performance.now() - started) / 1000 / ((audio.length * 20) / 1000);
+  const heard = await transcribePcm(Int16Array.from(audio.flatMap((p) => [...p])), 8000);
+  return { engine: tts.id, rtf, firstFrameMs: first, wer: wordErrorRate(PARAGRAPH.join(" "), heard) };
 }
 
 export interface SttRow {
