@@ -65,7 +65,8 @@ describe("auto-responses for inbound calls no agent drives", () => {
       { role: "assistant", content: "Hello, shop here." },
       { role: "user", content: "when do you open" },
     ]);
-    expect(manager.getCall(callId)!.state).toBe("listening");
+    // The reply opened the next turn: the call listens again once it has played.
+    await waitFor(() => manager.getCall(callId)!.state === "listening" && manager.getCall(callId)!.turn === 2, "the next turn");
   });
 
   it("never plays a reply made for words the caller has since added to", async () => {
