@@ -6,7 +6,9 @@
 import type { ProviderId, VoiceCallConfig } from "./config/schema.js";
 import { defaultStoreDir } from "./config/load.js";
 import { CallManager } from "./calls/manager.js";
+import { loadSilero } from "./audio/silero.js";
 import { Responder } from "./calls/responder.js";
+import { VoiceCallError } from "./errors.js";
 import { CallStore } from "./calls/store.js";
 import type { Logger } from "./log.js";
 import { createProviders, type ProviderDeps } from "./providers/index.js";
@@ -21,6 +23,12 @@ export interface VoiceCallRuntime {
 }
 
 export async function createRuntime(config: VoiceCallConfig, logger: Logger, deps: Omit<ProviderDeps, "logger"> = {}): Promise<VoiceCallRuntime> {
+  // An optional voice detector that is not installed stops the start, not the first call.
+  if (config.bargeIn.vad === "silero") {
+    await loadSilero().catch((err: Error) => {
+      throw new VoiceCallError("UNAVAILABLE", err.message, [{ path: "bargeIn.vad", message: err.message }]);
+    });
+  }
   const providers = createProviders(config, { logger, ...deps });
   const storeDir = defaultStoreDir(config);
   const { store, loaded } = CallStore.open(storeDir);

@@ -10,6 +10,7 @@
 import createFvadModule from "@echogarden/fvad-wasm";
 import type { AudioFrame } from "./frame.js";
 import { Resampler } from "./resample.js";
+import { SileroVoice } from "./silero.js";
 
 interface FvadModule {
   HEAP16: Int16Array;
@@ -29,6 +30,8 @@ const loadModule = (): Promise<FvadModule> => (modulePromise ??= (createFvadModu
 const FVAD_RATES = new Set([8000, 16000, 32000, 48000]);
 
 export interface SpeechDetectorOptions {
+  /** Which model says "speech": WebRTC's VAD (default), or Silero v5 where installed (see silero.ts). */
+  vad: "webrtc" | "silero";
   /** WebRTC VAD aggressiveness, 0 (lenient) to 3 (strict). */
   vadMode: 0 | 1 | 2 | 3;
   /** Frames quieter than this (dBFS) never count as speech. */
@@ -39,7 +42,7 @@ export interface SpeechDetectorOptions {
   minSilenceMs: number;
 }
 
-export const DEFAULT_DETECTOR: SpeechDetectorOptions = { vadMode: 2, energyThresholdDb: -40, minSpeechMs: 120, minSilenceMs: 600 };
+export const DEFAULT_DETECTOR: SpeechDetectorOptions = { vad: "webrtc", vadMode: 2, energyThresholdDb: -40, minSpeechMs: 120, minSilenceMs: 600 };
 
 export type SpeechEdge = "start" | "end";
 
@@ -57,6 +60,7 @@ export class SpeechDetector {
   private buffer = 0;
   private capacity = 0;
   private resampler?: Resampler;
+  private silero?: SileroVoice;
 
   private constructor(
     private readonly mod: FvadModule,
@@ -77,6 +81,7 @@ export class SpeechDetector {
     }
     const detector = new SpeechDetector(mod, inst, opts, rate);
     if (rate !== sampleRate) detector.resampler = await Resampler.create(sampleRate, rate);
+    if (opts.vad === "silero") detector.silero = await SileroVoice.create(sampleRate);
     return detector;
   }
 
@@ -86,6 +91,11 @@ export class SpeechDetector {
 
   /** Whether this one frame sounds like speech (energy floor and VAD). */
   isSpeech(frame: AudioFrame): boolean {
+    if (this.silero) {
+      // Silero keeps state across windows, so it hears every frame, quiet ones too.
+      const voiced = this.silero.isSpeech(frame);
+      return voiced && frameDbfs(frame.pcm) >= this.options.energyThresholdDb;
+    }
     if (frameDbfs(frame.pcm) < this.options.energyThresholdDb) return false;
     const pcm = this.resampler ? this.resampler.process(frame.pcm) : frame.pcm;
     // fvad takes 10, 20 or 30 ms; a resampled frame can be a sample short or long.
@@ -125,6 +135,7 @@ export class SpeechDetector {
     this.mod._fvad_free(this.inst);
     if (this.buffer) this.mod._free(this.buffer);
     this.resampler?.destroy();
+    this.silero?.close();
     this.inst = 0;
   }
 }

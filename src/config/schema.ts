@@ -92,6 +92,8 @@ const BargeInConfig = z.strictObject({
   energyThresholdDb: z.number().min(-90).max(0).default(-40),
   /** Speech must last this long before it interrupts us. */
   minSpeechMs: z.number().int().min(20).max(2000).default(120),
+  /** The voice detector: WebRTC's VAD, or Silero v5 (needs onnxruntime-node and @ricky0123/vad-web installed). */
+  vad: z.enum(["webrtc", "silero"]).default("webrtc"),
   /** WebRTC VAD aggressiveness, 0 (lenient) to 3 (strict). */
   vadMode: z.union([z.literal(0), z.literal(1), z.literal(2), z.literal(3)]).default(2),
 });
