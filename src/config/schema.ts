@@ -213,7 +213,8 @@ export const VoiceCallConfigSchema = z.strictObject({
   maxDurationSeconds: positiveInt.default(300),
   /** Calls not ended after this many seconds are reaped as timed out; 0 disables. */
   staleCallReaperSeconds: nonNegativeInt.default(600),
-  silenceTimeoutMs: positiveInt.default(800),
+  /** Silence that ends the caller's utterance on the bus (the voice detector); cloud recognisers use their own. */
+  silenceTimeoutMs: positiveInt.default(600),
   /** How long a conversation turn waits for the caller to say something. */
   transcriptTimeoutMs: positiveInt.default(180_000),
   ringTimeoutMs: positiveInt.default(30_000),

@@ -286,7 +286,7 @@ export class AsteriskProvider implements CallProvider {
       narrowband: transport.sampleRate > 8000 ? await this.isNarrowband(call.id) : true,
       synthesizer,
       transcriber,
-      detector: config.bargeIn,
+      detector: { ...config.bargeIn, minSilenceMs: config.silenceTimeoutMs },
       inbandDtmf: config.asterisk.media.inbandDtmf,
       log: this.log.child({ callId: call.id }),
       emit: (body) => this.emit(call, body),
