@@ -291,6 +291,7 @@ describe("restore after a restart", () => {
       h.mock.simulateSpeechStart(pid);
       await waitFor(() => stateOf(h, call.callId) === "listening", "greeting stopped", 1000);
       h.mock.simulateSpeech(pid, "do you open on saturday");
+      h.mock.simulateSpeechEnd(pid);
       const view = await waitFor(() => {
         const v = h.manager.getCall(call.callId)!;
         return v.transcript.length >= 3 && v;
@@ -309,6 +310,7 @@ describe("restore after a restart", () => {
       await waitFor(() => stateOf(h, call.callId) === "speaking", "greeting");
       const queued = h.manager.speak(call.callId, "And one more thing.");
       h.mock.simulateSpeechStart(pid);
+      h.mock.simulateSpeechEnd(pid);
       expect((await errorOf(queued)).code).toBe("INTERRUPTED");
       expect(h.mock.spokenTo(pid)).toEqual([LONG]);
       // A message composed after the interruption plays.

@@ -86,8 +86,25 @@ describe("auto-responses for inbound calls no agent drives", () => {
     mock.simulateSpeech(pid, "I want a cake");
     await new Promise((r) => setTimeout(r, 100));
     mock.simulateSpeechStart(pid);
+    await new Promise((r) => setTimeout(r, 100));
+    mock.simulateSpeechEnd(pid);
     await waitFor(() => mock.spokenTo(pid).length >= 2, "the reply", 3000);
     expect(mock.spokenTo(pid)).toEqual(["Hello, shop here.", "You said: I want a cake"]);
+  });
+
+  it("never starts a reply while the caller is still talking; their new words replace it", async () => {
+    const { mock, pid } = await start({ responseModel: "local-model" });
+    vendors.chatDelayMs = 50;
+    mock.simulateSpeech(pid, "I want a cake");
+    mock.simulateSpeechStart(pid); // they go on talking
+    await new Promise((r) => setTimeout(r, 400));
+    // The reply for "I want a cake" is ready, but held: nothing said yet.
+    expect(mock.spokenTo(pid)).toEqual(["Hello, shop here."]);
+    mock.simulateSpeechEnd(pid);
+    mock.simulateSpeech(pid, "for twelve people");
+    await waitFor(() => mock.spokenTo(pid).length >= 2, "a reply", 3000);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(mock.spokenTo(pid)).toEqual(["Hello, shop here.", "You said: for twelve people"]);
   });
 
   it("tells the caller plainly when there is no model, and hangs up", async () => {

@@ -92,10 +92,18 @@ interface LiveCall {
   bargeIns: number;
   /** The caller was told nobody can answer. */
   unattended?: boolean;
+  /** The caller is talking now (between a speech onset and its end). */
+  callerSpeaking: boolean;
+  /** Resolved when the caller stops talking. */
+  quiet: Array<() => void>;
   timers: Set<NodeJS.Timeout>;
 }
 
 const ORPHAN_TTL_MS = 10_000;
+/** Longest a message waits for the caller to stop talking before it plays anyway. */
+const CALLER_QUIET_WAIT_MS = 5000;
+/** After the caller stops, how long their final words may take to arrive (the recogniser's flush). */
+const FINAL_WORDS_GRACE_MS = 300;
 const MAX_SEEN_EVENTS = 4096;
 const MAX_ENDED_IN_MEMORY = 1000;
 const DTMF_PATTERN = /^[0-9A-D*#w]{1,64}$/;
@@ -287,6 +295,10 @@ export class CallManager {
       case "speech-start":
         this.onSpeechStart(call);
         return;
+      case "speech-end":
+        call.callerSpeaking = false;
+        for (const resolve of call.quiet.splice(0)) resolve();
+        return;
       case "speech":
         this.onSpeech(call, event.text, event.isFinal, event.turnToken);
         return;
@@ -378,6 +390,7 @@ export class CallManager {
 
   /** The caller started talking: a message that may be interrupted stops now. */
   private onSpeechStart(call: LiveCall): void {
+    call.callerSpeaking = true;
     if (!this.config.bargeIn.enabled || !call.speaking || !call.bargeable) return;
     call.log.info("barge-in: the caller spoke over us");
     call.speaking.abort("barge-in");
@@ -447,6 +460,13 @@ export class CallManager {
     const bargeIns = call.bargeIns;
     const run = async (): Promise<string | undefined> => {
       this.assertLive(call);
+      // Never start talking over the caller: wait until they stop, and for
+      // their words to arrive, then decide whether this message still fits.
+      if (options.bargeIn && call.callerSpeaking) {
+        await this.untilCallerQuiet(call, CALLER_QUIET_WAIT_MS);
+        await delay(FINAL_WORDS_GRACE_MS);
+        this.assertLive(call);
+      }
       if (call.bargeIns !== bargeIns || (options.staleAfter !== undefined && call.callerWords !== options.staleAfter)) {
         call.log.info("reply dropped: the caller spoke after it was composed");
         throw new VoiceCallError("INTERRUPTED", "not played: the caller spoke after this message was composed");
@@ -483,6 +503,19 @@ export class CallManager {
     return next;
   }
 
+  /** Resolves when the caller stops talking, or after `maxMs` (a detector that never reports the end). */
+  private untilCallerQuiet(call: LiveCall, maxMs: number): Promise<void> {
+    if (!call.callerSpeaking) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, maxMs);
+      timer.unref();
+      call.quiet.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
   /** Opens a listening turn without saying anything first. */
   private async openTurn(call: LiveCall): Promise<string> {
     const token = this.beginTurn(call, false);
@@ -514,6 +547,8 @@ export class CallManager {
       answered: deferred<void>(),
       speech: Promise.resolve(),
       callerWords: 0,
+      callerSpeaking: false,
+      quiet: [],
       bargeIns: 0,
       timers: new Set(),
     };

@@ -112,6 +112,7 @@ export class CallMedia {
         const edge = gate.push(frame);
         if (edge) this.hear("vad", edge === "start");
         if (edge === "start") emit({ type: "speech-start", turnToken: this.utteranceToken });
+        if (edge === "end") emit({ type: "speech-end" });
         const key = keys?.push(frame);
         if (key) emit({ type: "dtmf", digits: key });
       }

@@ -30,6 +30,8 @@ export type ProviderEvent =
   | (EventBase & { type: "answered" })
   /** The caller started talking (voice activity): the cue for barge-in. */
   | (EventBase & { type: "speech-start"; turnToken?: string })
+  /** The caller stopped talking (the silence that ends an utterance). */
+  | (EventBase & { type: "speech-end" })
   | (EventBase & { type: "speech"; text: string; isFinal: boolean; turnToken?: string })
   | (EventBase & { type: "dtmf"; digits: string })
   | (EventBase & { type: "ended"; state: TerminalState; reason?: string });

@@ -149,6 +149,11 @@ export class MockProvider implements CallProvider {
     this.emit(call, { type: "speech-start", turnToken: call.turnToken });
   }
 
+  /** The caller stops talking. */
+  simulateSpeechEnd(providerCallId: string): void {
+    this.emit(this.live(providerCallId), { type: "speech-end" });
+  }
+
   simulateDtmf(providerCallId: string, digits: string): void {
     this.emit(this.live(providerCallId), { type: "dtmf", digits });
   }
