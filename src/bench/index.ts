@@ -4,7 +4,7 @@
  */
 import { cpus } from "node:os";
 import { benchRtp, MACHINE, type RtpBenchRow } from "./rtp.js";
-import { benchBridge, benchStt, benchTts, TTS_ENGINES } from "./speech.js";
+import { benchBridge, benchStt, benchSttLoad, benchTts, TTS_ENGINES, type SttLoadRow } from "./speech.js";
 
 const TARGET_CALLS_PER_CORE = 1000;
 const TARGET_BARGE_IN_MS = 300;
@@ -59,6 +59,18 @@ try {
   );
 } catch (err) {
   skipped("STT pocketsphinx", err);
+}
+try {
+  const rows: SttLoadRow[] = [];
+  for (const n of (process.env.BENCH_STT_STREAMS ?? "4,8,12").split(",").map(Number)) {
+    const r = await benchSttLoad(n);
+    rows.push(r);
+    console.log(`STT pocketsphinx, ${String(n).padStart(2)} callers talking at once (every frame decoded): final words p95 ${r.lagP95Ms.toFixed(0)} ms after the sentence, backlog at the end ${r.drainMs.toFixed(0)} ms`);
+  }
+  const ok = rows.filter((r) => r.lagP95Ms < 1000 && r.drainMs < 500).map((r) => r.streams);
+  console.log(`STT pocketsphinx keeps up with ${ok.length ? Math.max(...ok) : 0} callers talking at once (one recognition thread; final p95 < 1 s, no backlog)`);
+} catch (err) {
+  skipped("STT pocketsphinx under load", err);
 }
 
 console.log("");

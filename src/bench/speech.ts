@@ -245,3 +245,57 @@ export const TTS_ENGINES: Array<[string, () => Synthesizer]> = [
   ["flite", () => new FliteSynthesizer()],
   ["espeak-ng", () => new EspeakSynthesizer()],
 ];
+
+export interface SttLoadRow {
+  streams: number;
+  /** After the last frame, how long until every stream had its last final (the worker's backlog). */
+  drainMs: number;
+  /** p95 of (final's arrival - end of its sentence's audio), over every sentence of every stream. */
+  lagP95Ms: number;
+}
+
+/**
+ * Concurrent recognition at real time: `streams` callers each saying three
+ * sentences (a sentence, a second of silence, the next), every frame fed to
+ * the recogniser (no voice gate, so this is the worst case), all on one
+ * 20 ms clock as calls would be. The worker keeps up while drain and lag stay small.
+ */
+export async function benchSttLoad(streams: number): Promise<SttLoadRow> {
+  const frames: Array<Int16Array | "end"> = [];
+  for (const sentence of PARAGRAPH.slice(0, 3)) {
+    for await (const f of new FliteSynthesizer().synthesize(sentence, { sampleRate: 8000 })) frames.push(decodeG711("ulaw", encodeG711("ulaw", f.pcm)));
+    frames.push("end");
+    for (let i = 0; i < 50; i += 1) frames.push(new Int16Array(160));
+  }
+  const transcriber = new PocketsphinxTranscriber();
+  const all = await Promise.all(Array.from({ length: streams }, () => transcriber.stream({ sampleRate: 8000 })));
+  const lags: number[] = [];
+  let lastFinal = 0;
+  const ends: number[][] = all.map(() => []);
+  const readers = all.map(async (s, i) => {
+    let n = 0;
+    for await (const e of s.events()) {
+      if (e.type !== "final") continue;
+      lastFinal = performance.now();
+      const end = ends[i]![n++];
+      if (end !== undefined) lags.push(lastFinal - end);
+    }
+  });
+  const start = performance.now();
+  let k = 0;
+  for (const frame of frames) {
+    const wait = start + k * 20 - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    if (frame === "end") {
+      for (const e of ends) e.push(performance.now());
+      continue;
+    }
+    for (const s of all) s.pushFrame({ pcm: frame, sampleRate: 8000 });
+    k += 1;
+  }
+  const fed = performance.now();
+  for (const s of all) s.endInput();
+  await Promise.all(readers);
+  for (const s of all) s.close();
+  return { streams, drainMs: Math.max(0, lastFinal - fed), lagP95Ms: percentile(lags, 0.95) };
+}
