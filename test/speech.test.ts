@@ -110,6 +110,26 @@ describe.skipIf(sphinxMissing || fliteMissing)("pocketsphinx transcriber", () =>
     expect(wordErrorRate("I would like to book a table", finals[2] ?? ""), finals[2]).toBeLessThanOrEqual(0.2);
   });
 
+  it("spreads streams over several recognition threads when asked", async () => {
+    const transcriber = new PocketsphinxTranscriber({ workers: 2 });
+    const sentences = ["I would like to book a table for two people.", "Please call me back tomorrow morning at nine."];
+    const heard = await Promise.all(
+      sentences.map(async (text) => {
+        const stream = await transcriber.stream({ sampleRate: 8000 });
+        const finals: string[] = [];
+        const reading = (async () => {
+          for await (const e of stream.events()) if (e.type === "final") finals.push(e.text);
+        })();
+        for (const f of await speak(text, 8000)) stream.pushFrame(f);
+        stream.endInput();
+        await reading;
+        stream.close();
+        return finals.join(" ");
+      }),
+    );
+    heard.forEach((words, i) => expect(wordErrorRate(sentences[i]!, words), words).toBeLessThanOrEqual(0.2));
+  });
+
   it("refuses frames at another rate than the stream's", async () => {
     const stream = await new PocketsphinxTranscriber().stream({ sampleRate: 8000 });
     expect(() => stream.pushFrame({ pcm: new Int16Array(320), sampleRate: 16000 })).toThrow(/16000 Hz on a 8000 Hz stream/);

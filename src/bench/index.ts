@@ -69,6 +69,10 @@ try {
   }
   const ok = rows.filter((r) => r.lagP95Ms < 1000 && r.drainMs < 500).map((r) => r.streams);
   console.log(`STT pocketsphinx keeps up with ${ok.length ? Math.max(...ok) : 0} callers talking at once (one recognition thread; final p95 < 1 s, no backlog)`);
+  if (cpus().length >= 2) {
+    const r = await benchSttLoad(16, 2);
+    console.log(`STT pocketsphinx, 16 callers talking at once on 2 recognition threads (workers: 2): final words p95 ${r.lagP95Ms.toFixed(0)} ms, backlog ${r.drainMs.toFixed(0)} ms`);
+  }
 } catch (err) {
   skipped("STT pocketsphinx under load", err);
 }

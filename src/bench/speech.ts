@@ -260,14 +260,14 @@ export interface SttLoadRow {
  * the recogniser (no voice gate, so this is the worst case), all on one
  * 20 ms clock as calls would be. The worker keeps up while drain and lag stay small.
  */
-export async function benchSttLoad(streams: number): Promise<SttLoadRow> {
+export async function benchSttLoad(streams: number, workers = 1): Promise<SttLoadRow> {
   const frames: Array<Int16Array | "end"> = [];
   for (const sentence of PARAGRAPH.slice(0, 3)) {
     for await (const f of new FliteSynthesizer().synthesize(sentence, { sampleRate: 8000 })) frames.push(decodeG711("ulaw", encodeG711("ulaw", f.pcm)));
     frames.push("end");
     for (let i = 0; i < 50; i += 1) frames.push(new Int16Array(160));
   }
-  const transcriber = new PocketsphinxTranscriber();
+  const transcriber = new PocketsphinxTranscriber({ workers });
   const all = await Promise.all(Array.from({ length: streams }, () => transcriber.stream({ sampleRate: 8000 })));
   const lags: number[] = [];
   let lastFinal = 0;

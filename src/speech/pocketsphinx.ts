@@ -33,6 +33,8 @@ export interface PocketsphinxOptions {
   modelDir?: string;
   /** A JSGF grammar (digits, yes/no, menu choices) instead of the open language model. */
   jsgf?: string;
+  /** Recognition threads (one core each; each holds the model, ~110 MB). */
+  workers?: number;
 }
 
 export class PocketsphinxTranscriber implements Transcriber {
@@ -62,7 +64,7 @@ export class PocketsphinxTranscriber implements Transcriber {
       "-fwdflat", "no", "-bestpath", "yes", "-maxhmmpf", "5000", "-maxwpf", "10", "-pl_window", "3",
       "-logfn", "/dev/null",
     ];
-    const stream = new PocketsphinxStream(recognitionWorker(), options.sampleRate, resampler);
+    const stream = new PocketsphinxStream(recognitionWorker(this.options.workers ?? 1), options.sampleRate, resampler);
     await stream.open(args);
     return stream;
   }
@@ -99,15 +101,19 @@ interface SharedWorker {
   nextId: number;
 }
 
-let shared: SharedWorker | undefined;
+const pool: SharedWorker[] = [];
 
 /**
- * One worker thread decodes every call's audio: pocketsphinx is synchronous
+ * Worker threads decode the calls' audio: pocketsphinx is synchronous
  * (about 7 ms per 100 ms of audio here), and on the main thread it would
- * hold up the 20 ms media clock of every call.
+ * hold up the 20 ms media clock of every call. A new stream goes to the
+ * least busy of up to `size` workers (each loads its own copy of the model,
+ * ~110 MB), started as needed.
  */
-function recognitionWorker(): SharedWorker {
-  if (shared) return shared;
+function recognitionWorker(size: number): SharedWorker {
+  const idle = pool.find((w) => w.streams.size === 0);
+  if (idle) return idle;
+  if (pool.length >= size) return pool.reduce((a, b) => (b.streams.size < a.streams.size ? b : a));
   // The built package runs dist/*.js; tests run the TypeScript sources, whose worker needs tsx.
   const worker = import.meta.url.endsWith(".ts")
     ? new Worker(
@@ -120,13 +126,13 @@ function recognitionWorker(): SharedWorker {
   worker.on("error", (err) => {
     for (const stream of state.streams.values()) stream.receive({ id: 0, events: [], done: true, error: String(err) });
     state.streams.clear();
-    if (shared === state) shared = undefined;
+    pool.splice(pool.indexOf(state), 1);
   });
   // Held only while a stream is open (see PocketsphinxStream), so an idle
   // worker never keeps the process alive. After the listeners: adding a
   // "message" listener refs the port again.
   worker.unref();
-  shared = state;
+  pool.push(state);
   return state;
 }
 
