@@ -40,6 +40,15 @@ const skipped = (what: string, err: unknown) => console.log(`${what}: skipped ($
 
 console.log("");
 console.log("Offline speech on this machine (8 kHz phone path)");
+try {
+  const r = await benchStt();
+  console.log(
+    `STT pocketsphinx real-time factor ${r.rtf.toFixed(3)} (${ratio(r.rtf, 1)} of real time), ` +
+      `word error ${(r.wer * 100).toFixed(1)}% on ${r.audioSeconds.toFixed(0)} s of flite speech, model ${r.modelMb.toFixed(0)} MB (memory taken by the first stream)`,
+  );
+} catch (err) {
+  skipped("STT pocketsphinx", err);
+}
 for (const [name, make] of TTS_ENGINES) {
   try {
     const r = await benchTts(make);
@@ -50,15 +59,6 @@ for (const [name, make] of TTS_ENGINES) {
   } catch (err) {
     skipped(`TTS ${name}`, err);
   }
-}
-try {
-  const r = await benchStt();
-  console.log(
-    `STT pocketsphinx real-time factor ${r.rtf.toFixed(3)} (${ratio(r.rtf, 1)} of real time; one recognition thread keeps up with ~${Math.floor(1 / r.rtf)} calls), ` +
-      `word error ${(r.wer * 100).toFixed(1)}% on ${r.audioSeconds.toFixed(0)} s of flite speech, model ${r.modelMb.toFixed(0)} MB`,
-  );
-} catch (err) {
-  skipped("STT pocketsphinx", err);
 }
 try {
   const rows: SttLoadRow[] = [];
