@@ -3,7 +3,9 @@
  * as the phone. Skips, saying why, where the lab cannot run (no root and no
  * Docker engine).
  */
-import { writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encodeG711 } from "../src/audio/g711.js";
 import { toneRatio } from "../src/audio/goertzel.js";
@@ -15,6 +17,7 @@ import { ARI_OPERATIONS } from "../src/providers/asterisk/ari.js";
 import { createRuntime, type VoiceCallRuntime } from "../src/runtime.js";
 import { FliteSynthesizer } from "../src/speech/flite.js";
 import { transcribePcm } from "../src/speech/pocketsphinx.js";
+import { readWavPcm16 } from "../src/speech/wav.js";
 import { wordErrorRate } from "../src/speech/wer.js";
 import { makeConfig, tempDir, waitFor } from "./helpers.js";
 import { PhoneAudio } from "../src/lab/phone-audio.js";
@@ -306,6 +309,28 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
     await rt.manager.endCall(firstCall.callId);
     expect((await first.done).code).toBe(0);
   }, 60_000);
+
+  it("voicecall lab call: the lab phone calls in, says its sentence, records and reads back what it heard", async () => {
+    const known = new Set(calls().map((c) => c.callId));
+    const record = join(tempDir(), "heard.wav");
+    const cli = spawn(process.execPath, [join(import.meta.dirname, "..", "dist", "cli.js"), "lab", "call", "--to", "120", "--say", "Please call me back tomorrow morning at nine.", "--record", record, "--hold", "9"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    cli.stdout!.on("data", (d) => (out += d));
+    cli.stderr!.on("data", (d) => (out += d));
+    const code = await new Promise<number | null>((resolve) => cli.on("exit", resolve));
+    expect(code, out).toBe(0);
+    const call = await newInbound(known);
+    // The service heard the phone's sentence; the phone heard the greeting (and the reply).
+    const words = rt.manager.getCall(call.callId)!.transcript.filter((t) => t.speaker === "caller").map((t) => t.text).join(" ");
+    expect(wordErrorRate("Please call me back tomorrow morning at nine.", words), words).toBeLessThanOrEqual(0.2);
+    const heard = /the phone heard: (.*)/.exec(out)?.[1] ?? "";
+    expect(wordErrorRate("Hello from the lab", heard.split(" ").slice(0, 4).join(" ")), heard).toBeLessThanOrEqual(0.25);
+    const wav = readWavPcm16(readFileSync(record));
+    expect(wav.sampleRate).toBe(8000);
+    expect(wav.pcm.length / 8000).toBeGreaterThan(7);
+  }, 30_000);
 
   it("maps a busy callee to state busy", async () => {
     const callee = runSipp(lab, "uas-busy", calleeScenario({ ringMs: 200, status: 486 }), ["-p", String(lab.info.uasPort), "-i", "127.0.0.1"]);
