@@ -2,6 +2,8 @@
  * G.711 mu-law and A-law (ITU-T G.711), table-driven: decode is one lookup
  * per byte, encode one lookup per sample in a 64 Ki-entry table built once.
  */
+import { pooledInt16 } from "../util/pool.js";
+
 const BIAS = 0x84;
 const CLIP = 32635;
 
@@ -63,16 +65,17 @@ function table(fn: (s: number) => number): Uint8Array {
 
 export type G711Law = "ulaw" | "alaw";
 
+/** Decodes into pooled memory (see util/pool.ts): no backing store per frame. */
 export function decodeG711(law: G711Law, bytes: Uint8Array): Int16Array {
   const lut = law === "ulaw" ? ULAW_DECODE : ALAW_DECODE;
-  const out = new Int16Array(bytes.length);
+  const out = pooledInt16(bytes.length);
   for (let i = 0; i < bytes.length; i += 1) out[i] = lut[bytes[i]!]!;
   return out;
 }
 
-export function encodeG711(law: G711Law, pcm: Int16Array): Uint8Array {
+/** Encodes `pcm`; into `out` (from `offset`) when given, so a packet is built in one allocation. */
+export function encodeG711(law: G711Law, pcm: Int16Array, out: Uint8Array = new Uint8Array(pcm.length), offset = 0): Uint8Array {
   const lut = law === "ulaw" ? (ulawEncode ??= table(linearToUlaw)) : (alawEncode ??= table(linearToAlaw));
-  const out = new Uint8Array(pcm.length);
-  for (let i = 0; i < pcm.length; i += 1) out[i] = lut[pcm[i]! + 32768]!;
+  for (let i = 0; i < pcm.length; i += 1) out[offset + i] = lut[pcm[i]! + 32768]!;
   return out;
 }

@@ -105,6 +105,8 @@ export abstract class PacedTransport implements MediaTransport, PacedStream {
   private detach: (() => void) | null = null;
   private isClosed = false;
   private idleTicks = 0;
+  /** One silent frame for readers, handed out again and again (readers never write into frames). */
+  private quietFrame: AudioFrame | undefined;
 
   constructor(
     readonly sampleRate: SampleRate,
@@ -173,7 +175,10 @@ export abstract class PacedTransport implements MediaTransport, PacedStream {
   tick(): void {
     if (this.isClosed) return;
     this.idleTicks += 1;
-    if (this.idleTicks >= IDLE_TICKS) for (const q of this.inputs) q.push(silentFrame(this.sampleRate));
+    if (this.idleTicks >= IDLE_TICKS) {
+      this.quietFrame ??= silentFrame(this.sampleRate);
+      for (const q of this.inputs) q.push(this.quietFrame);
+    }
     this.send(this.output.next());
   }
 

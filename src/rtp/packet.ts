@@ -3,6 +3,8 @@
  * and back. Every length is checked; malformed input raises RtpError with a
  * stable code instead of reading past the buffer.
  */
+import { pooledBytes } from "../util/pool.js";
+
 export type RtpErrorCode = "RTP_TOO_SHORT" | "RTP_BAD_VERSION" | "RTP_BAD_LENGTH" | "RTP_BAD_PADDING";
 
 export class RtpError extends Error {
@@ -18,13 +20,36 @@ export interface RtpPacket {
   sequenceNumber: number;
   timestamp: number;
   ssrc: number;
-  csrcs: number[];
+  csrcs: readonly number[];
   /** Header extension (profile + data), if the X bit was set. */
   extension?: { profile: number; data: Uint8Array };
   payload: Uint8Array;
 }
 
 const HEADER = 12;
+const NO_CSRCS: readonly number[] = Object.freeze([]);
+
+/**
+ * Writes a plain RTP header (no CSRCs, no extension) into the first 12 bytes
+ * of `out`: the sender's hot path builds header and payload in one buffer.
+ */
+export function writeRtpHeader(out: Uint8Array, marker: boolean, payloadType: number, sequenceNumber: number, timestamp: number, ssrc: number): void {
+  out[0] = 0x80;
+  out[1] = (marker ? 0x80 : 0) | (payloadType & 0x7f);
+  out[2] = (sequenceNumber >>> 8) & 0xff;
+  out[3] = sequenceNumber & 0xff;
+  out[4] = (timestamp >>> 24) & 0xff;
+  out[5] = (timestamp >>> 16) & 0xff;
+  out[6] = (timestamp >>> 8) & 0xff;
+  out[7] = timestamp & 0xff;
+  out[8] = (ssrc >>> 24) & 0xff;
+  out[9] = (ssrc >>> 16) & 0xff;
+  out[10] = (ssrc >>> 8) & 0xff;
+  out[11] = ssrc & 0xff;
+}
+
+export const RTP_HEADER_BYTES = HEADER;
+
 
 export function parseRtp(buf: Uint8Array): RtpPacket {
   if (buf.length < HEADER) throw new RtpError("RTP_TOO_SHORT", `RTP packet of ${buf.length} bytes is shorter than the 12-byte header`);
@@ -38,8 +63,8 @@ export function parseRtp(buf: Uint8Array): RtpPacket {
   const b1 = buf[1]!;
   let offset = HEADER + csrcCount * 4;
   if (buf.length < offset) throw new RtpError("RTP_BAD_LENGTH", `RTP header announces ${csrcCount} CSRCs but the packet ends at ${buf.length} bytes`);
-  const csrcs: number[] = [];
-  for (let i = 0; i < csrcCount; i += 1) csrcs.push(view.getUint32(HEADER + i * 4));
+  // Almost every packet has none: share one empty list instead of making one per packet.
+  const csrcs: readonly number[] = csrcCount === 0 ? NO_CSRCS : Array.from({ length: csrcCount }, (_, i) => view.getUint32(HEADER + i * 4));
   let extension: RtpPacket["extension"];
   if (hasExtension) {
     if (buf.length < offset + 4) throw new RtpError("RTP_BAD_LENGTH", "RTP header extension is cut short");
@@ -68,13 +93,13 @@ export function parseRtp(buf: Uint8Array): RtpPacket {
   };
 }
 
-export function buildRtp(p: Omit<RtpPacket, "csrcs"> & { csrcs?: number[] }): Uint8Array {
+export function buildRtp(p: Omit<RtpPacket, "csrcs"> & { csrcs?: readonly number[] }): Uint8Array {
   const csrcs = p.csrcs ?? [];
   if (csrcs.length > 15) throw new RtpError("RTP_BAD_LENGTH", `at most 15 CSRCs, got ${csrcs.length}`);
   const extLen = p.extension ? 4 + p.extension.data.length : 0;
   if (p.extension && p.extension.data.length % 4 !== 0) throw new RtpError("RTP_BAD_LENGTH", "RTP header extension length must be a multiple of 4");
-  const out = new Uint8Array(HEADER + csrcs.length * 4 + extLen + p.payload.length);
-  const view = new DataView(out.buffer);
+  const out = pooledBytes(HEADER + csrcs.length * 4 + extLen + p.payload.length);
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
   out[0] = 0x80 | (p.extension ? 0x10 : 0) | csrcs.length;
   out[1] = (p.marker ? 0x80 : 0) | (p.payloadType & 0x7f);
   view.setUint16(2, p.sequenceNumber & 0xffff);

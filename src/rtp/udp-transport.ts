@@ -12,7 +12,8 @@ import { samplesPerFrame, silentFrame, type AudioFrame } from "../audio/frame.js
 import { sharedPacer, type FramePacer } from "../audio/pacer.js";
 import { PacedTransport } from "../audio/transport.js";
 import { JitterBuffer } from "./jitter.js";
-import { PAYLOAD_TYPES, RtpError, buildRtp, parseRtp } from "./packet.js";
+import { pooledBytes } from "../util/pool.js";
+import { PAYLOAD_TYPES, RTP_HEADER_BYTES, RtpError, parseRtp, writeRtpHeader } from "./packet.js";
 
 export type RtpCodec = "ulaw" | "alaw" | "slin16";
 
@@ -110,15 +111,12 @@ export class RtpUdpTransport extends PacedTransport {
   }
 
   protected send(frame: AudioFrame | undefined): void {
-    const payload = frame ? this.encode(frame.pcm) : (this.silence ??= this.encode(silentFrame(this.sampleRate).pcm));
-    const packet = buildRtp({
-      marker: this.sent === 0,
-      payloadType: PAYLOAD_TYPES[this.codec],
-      sequenceNumber: this.seq,
-      timestamp: this.ts,
-      ssrc: this.ssrc,
-      payload,
-    });
+    // Header and payload in one pooled buffer (this runs 50 times a second
+    // for every call); every byte of it is written below.
+    const packet = pooledBytes(RTP_HEADER_BYTES + (frame ? this.payloadBytes(frame.pcm.length) : (this.silence ??= this.encode(silentFrame(this.sampleRate).pcm)).length));
+    writeRtpHeader(packet, this.sent === 0, PAYLOAD_TYPES[this.codec], this.seq, this.ts, this.ssrc);
+    if (frame) this.encodeInto(frame.pcm, packet, RTP_HEADER_BYTES);
+    else packet.set(this.silence!, RTP_HEADER_BYTES);
     this.seq = (this.seq + 1) & 0xffff;
     this.ts = (this.ts + samplesPerFrame(this.sampleRate)) >>> 0;
     this.sent += 1;
@@ -162,13 +160,21 @@ export class RtpUdpTransport extends PacedTransport {
     return { pcm: decodeG711(this.codec, payload), sampleRate: 8000 };
   }
 
+  private payloadBytes(samples: number): number {
+    return this.codec === "slin16" ? samples * 2 : samples;
+  }
+
   private encode(pcm: Int16Array): Uint8Array {
-    if (this.codec === "slin16") {
-      const out = new Uint8Array(pcm.length * 2);
-      const view = new DataView(out.buffer);
-      for (let i = 0; i < pcm.length; i += 1) view.setInt16(i * 2, pcm[i]!, false);
-      return out;
+    return this.encodeInto(pcm, new Uint8Array(this.payloadBytes(pcm.length)), 0);
+  }
+
+  /** G.711, or slin16 in network byte order, written into `out` at `offset`. */
+  private encodeInto(pcm: Int16Array, out: Uint8Array, offset: number): Uint8Array {
+    if (this.codec !== "slin16") return encodeG711(this.codec, pcm, out, offset);
+    for (let i = 0; i < pcm.length; i += 1) {
+      out[offset + i * 2] = (pcm[i]! >> 8) & 0xff;
+      out[offset + i * 2 + 1] = pcm[i]! & 0xff;
     }
-    return encodeG711(this.codec, pcm);
+    return out;
   }
 }
