@@ -7,6 +7,7 @@ import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { concatPcm } from "../src/audio/frame.js";
 import { encodeG711 } from "../src/audio/g711.js";
 import { toneRatio } from "../src/audio/goertzel.js";
 import type { CallView } from "../src/calls/types.js";
@@ -17,6 +18,7 @@ import { ARI_OPERATIONS } from "../src/providers/asterisk/ari.js";
 import { createRuntime, type VoiceCallRuntime } from "../src/runtime.js";
 import { FliteSynthesizer } from "../src/speech/flite.js";
 import { transcribePcm } from "../src/speech/pocketsphinx.js";
+import { synthesizeAll } from "../src/speech/types.js";
 import { readWavPcm16 } from "../src/speech/wav.js";
 import { wordErrorRate } from "../src/speech/wer.js";
 import { makeConfig, tempDir, waitFor } from "./helpers.js";
@@ -30,6 +32,8 @@ if (unavailable) console.warn(`skipping PBX tests: ${unavailable}`);
 
 /** What a phone heard, as words: its recording through the offline recogniser. */
 const transcribe = (audio: Int16Array) => transcribePcm(audio, 8000);
+/** flite speech at 8 kHz, as one buffer (what the phone says). */
+const fliteSpeech = (text: string) => synthesizeAll(new FliteSynthesizer(), text, 8000);
 
 describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk 22", () => {
   let lab: Lab;
@@ -46,6 +50,16 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
     runSipp(lab, `call-${sipPort}`, scenario, ["-s", extension, "-p", String(sipPort++), "-i", "127.0.0.1", `127.0.0.1:${lab.info.sipPort}`]);
 
   let vendors: FakeVendors;
+
+  /** A phone (with our ear and mouth on it) dials `extension` and stays; resolves once it has been greeted. */
+  const greetedCaller = async (extension: string) => {
+    const known = new Set(calls().map((c) => c.callId));
+    const ear = await PhoneAudio.open(mediaPort);
+    const phone = dial(callerScenario({ extension, holdMs: "wait", mediaPort: mediaPort++ }), extension);
+    const call = await newInbound(known);
+    await waitFor(() => stateOf(call.callId) === "listening", "greeting played");
+    return { ear, phone, call };
+  };
 
   beforeAll(async () => {
     lab = await Lab.start({ onProgress: (l) => console.log(`[lab] ${l}`) });
@@ -110,7 +124,7 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
     expect(code, output).toBe(0);
     await waitFor(() => stateOf(call.callId) === "hangup-user", "caller hang-up");
     await reading;
-    const audio = Int16Array.from(heard.flatMap((p) => [...p]));
+    const audio = concatPcm(heard);
     // The 2 s tone the phone streamed: most of the energy at 1 kHz, none at 440 Hz.
     expect(audio.length).toBeGreaterThan(8000);
     let best = 0;
@@ -123,9 +137,7 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
 
   it("hears what the caller says: a spoken sentence becomes the caller's transcript line", async () => {
     const sentence = "Please call me back tomorrow morning at nine.";
-    const speech: Int16Array[] = [];
-    for await (const f of new FliteSynthesizer().synthesize(sentence, { sampleRate: 8000 })) speech.push(f.pcm);
-    writeFileSync(lab.hostPath("tmp/sentence.ulaw"), encodeG711("ulaw", Int16Array.from(speech.flatMap((p) => [...p]))));
+    writeFileSync(lab.hostPath("tmp/sentence.ulaw"), encodeG711("ulaw", await fliteSpeech(sentence)));
     const known = new Set(calls().map((c) => c.callId));
     const phone = dial(callerScenario({ extension: "150", audioFile: "/tmp/sentence.ulaw", holdMs: 2500 }), "150");
     const call = await newInbound(known);
@@ -140,11 +152,7 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
   });
 
   it("plays our audio to the phone and ends the call from our side", async () => {
-    const known = new Set(calls().map((c) => c.callId));
-    const ear = await PhoneAudio.open(mediaPort);
-    const phone = dial(callerScenario({ extension: "200", holdMs: "wait", mediaPort: mediaPort++ }), "200");
-    const call = await newInbound(known);
-    await waitFor(() => stateOf(call.callId) === "listening", "greeting played");
+    const { ear, phone, call } = await greetedCaller("200");
     const sentence = "Please call me back tomorrow morning at nine.";
     await rt.manager.speak(call.callId, sentence);
     await rt.manager.endCall(call.callId);
@@ -157,19 +165,8 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
     expect(stateOf(call.callId)).toBe("hangup-bot");
   });
 
-  /** flite speech at 8 kHz, as one buffer (what the phone says). */
-  async function fliteSpeech(text: string): Promise<Int16Array> {
-    const parts: Int16Array[] = [];
-    for await (const f of new FliteSynthesizer().synthesize(text, { sampleRate: 8000 })) parts.push(f.pcm);
-    return Int16Array.from(parts.flatMap((p) => [...p]));
-  }
-
   it("stops talking within 300 ms of the caller cutting in, and records the turn as interrupted", async () => {
-    const known = new Set(calls().map((c) => c.callId));
-    const ear = await PhoneAudio.open(mediaPort);
-    const phone = dial(callerScenario({ extension: "500", holdMs: "wait", mediaPort: mediaPort++ }), "500");
-    const call = await newInbound(known);
-    await waitFor(() => stateOf(call.callId) === "listening", "greeting played");
+    const { ear, phone, call } = await greetedCaller("500");
     const callerWords = "Please call me back tomorrow morning at nine.";
     const callerAudio = await fliteSpeech(callerWords);
     const answer =
@@ -201,11 +198,7 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
   });
 
   it("a digits prompt in grammar mode gets the spoken digits right", async () => {
-    const known = new Set(calls().map((c) => c.callId));
-    const ear = await PhoneAudio.open(mediaPort);
-    const phone = dial(callerScenario({ extension: "510", holdMs: "wait", mediaPort: mediaPort++ }), "510");
-    const call = await newInbound(known);
-    await waitFor(() => stateOf(call.callId) === "listening", "greeting played");
+    const { ear, phone, call } = await greetedCaller("510");
     const reply = rt.manager.continueCall(call.callId, "Please say your account number.", { expect: "digits" });
     await waitFor(() => stateOf(call.callId) === "listening", "prompt played", 5000);
     await ear.say(await fliteSpeech("Four seven zero one nine."));

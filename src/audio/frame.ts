@@ -16,6 +16,17 @@ export function silentFrame(sampleRate: SampleRate): AudioFrame {
   return { pcm: new Int16Array(samplesPerFrame(sampleRate)), sampleRate };
 }
 
+/** Pieces of PCM joined into one buffer. */
+export function concatPcm(parts: readonly Int16Array[]): Int16Array {
+  const out = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
+}
+
 /** Splits PCM into whole 20 ms frames; a short tail is padded with silence. */
 export function toFrames(pcm: Int16Array, sampleRate: SampleRate): AudioFrame[] {
   const n = samplesPerFrame(sampleRate);

@@ -11,6 +11,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { mkdtempSync } from "node:fs";
+import { concatPcm } from "../audio/frame.js";
 import { decodeG711, encodeG711 } from "../audio/g711.js";
 import { DEFAULT_DETECTOR } from "../audio/vad.js";
 import { CallManager } from "../calls/manager.js";
@@ -26,7 +27,7 @@ import { EspeakSynthesizer } from "../speech/espeak.js";
 import { FakeSynthesizer, FakeTranscriber } from "../speech/fake.js";
 import { FliteSynthesizer } from "../speech/flite.js";
 import { PocketsphinxTranscriber, transcribePcm } from "../speech/pocketsphinx.js";
-import type { Synthesizer } from "../speech/types.js";
+import { synthesizeAll, type Synthesizer } from "../speech/types.js";
 import { wordErrorRate } from "../speech/wer.js";
 import { percentile } from "../util/stats.js";
 
@@ -56,7 +57,7 @@ export async function benchTts(make: () => Synthesizer): Promise<TtsRow> {
     audio.push(decodeG711("ulaw", encodeG711("ulaw", f.pcm)));
   }
   const rtf = (performance.now() - started) / 1000 / ((audio.length * 20) / 1000);
-  const heard = await transcribePcm(Int16Array.from(audio.flatMap((p) => [...p])), 8000);
+  const heard = await transcribePcm(concatPcm(audio), 8000);
   return { engine: tts.id, rtf, firstFrameMs: first, wer: wordErrorRate(PARAGRAPH.join(" "), heard) };
 }
 
@@ -181,9 +182,7 @@ export async function benchBridge(turns: number): Promise<BridgeRow> {
   const manager = new CallManager({ config, providers: new Map([["mock", carrier]]), store, loaded, logger: createLogger("silent"), responder });
   await manager.start();
 
-  const speech: Int16Array[] = [];
-  for await (const f of new FliteSynthesizer().synthesize("What time do you open tomorrow?", { sampleRate: 8000 })) speech.push(f.pcm);
-  const utterance = Int16Array.from(speech.flatMap((p) => [...p]));
+  const utterance = await synthesizeAll(new FliteSynthesizer(), "What time do you open tomorrow?", 8000);
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
   carrier.ring();

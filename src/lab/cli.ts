@@ -10,6 +10,7 @@ import { Option } from "commander";
 import { Resampler } from "../audio/resample.js";
 import { FliteSynthesizer } from "../speech/flite.js";
 import { PocketsphinxTranscriber, transcribePcm } from "../speech/pocketsphinx.js";
+import { synthesizeAll } from "../speech/types.js";
 import { readWavPcm16, writeWavPcm16 } from "../speech/wav.js";
 import { VoiceCallError } from "../errors.js";
 import { Lab, labUnavailableReason } from "./lab.js";
@@ -92,7 +93,7 @@ async function runPhone(
   run: (say: Int16Array | undefined) => Promise<PhoneResult>,
 ): Promise<void> {
   try {
-    const say = o.say ? await spoken(o.say) : o.wav ? await wavAt8k(o.wav) : undefined;
+    const say = o.say ? await synthesizeAll(new FliteSynthesizer(), o.say, 8000) : o.wav ? await wavAt8k(o.wav) : undefined;
     const result = await run(say);
     if (o.record) {
       writeFileSync(o.record, writeWavPcm16(result.heard, 8000));
@@ -109,12 +110,6 @@ async function runPhone(
     io.err(`voicecall: ${err instanceof VoiceCallError ? `${err.code}: ` : ""}${message}`);
     process.exitCode = 1;
   }
-}
-
-async function spoken(text: string): Promise<Int16Array> {
-  const parts: Int16Array[] = [];
-  for await (const f of new FliteSynthesizer().synthesize(text, { sampleRate: 8000 })) parts.push(f.pcm);
-  return concat(parts);
 }
 
 async function wavAt8k(file: string): Promise<Int16Array> {
@@ -142,14 +137,4 @@ async function transcribe(pcm: Int16Array): Promise<string | undefined> {
     return undefined;
   }
   return transcribePcm(pcm, 8000, transcriber);
-}
-
-function concat(parts: Int16Array[]): Int16Array {
-  const out = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
-  return out;
 }

@@ -5,6 +5,7 @@
  * expects the phone's audio), so a test controls exactly when the caller speaks.
  */
 import { createSocket, type Socket } from "node:dgram";
+import { concatPcm } from "../audio/frame.js";
 import { frameDbfs } from "../audio/vad.js";
 import { decodeG711, encodeG711 } from "../audio/g711.js";
 import { buildRtp, parseRtp } from "../rtp/packet.js";
@@ -47,14 +48,7 @@ export class PhoneAudio {
 
   /** Everything heard so far as one PCM buffer. */
   audio(): Int16Array {
-    const total = this.chunks.reduce((n, c) => n + c.pcm.length, 0);
-    const out = new Int16Array(total);
-    let offset = 0;
-    for (const c of this.chunks) {
-      out.set(c.pcm, offset);
-      offset += c.pcm.length;
-    }
-    return out;
+    return concatPcm(this.chunks.map((c) => c.pcm));
   }
 
   /** Arrival time (performance.now()) of the last 20 ms heard louder than `dbfs`, after `since`. */

@@ -52,6 +52,22 @@ async function speakAfterPause(audio: PhoneAudio, pcm: Int16Array, done: Promise
   progress("phone: done speaking");
 }
 
+/** The call as the phone lives it: say its piece once the far end pauses, hear everything until sipp is done. */
+async function converse(
+  audio: PhoneAudio,
+  done: Promise<{ code: number | null; output: string }>,
+  say: Int16Array | undefined,
+  progress: (line: string) => void,
+): Promise<PhoneResult> {
+  try {
+    if (say) await speakAfterPause(audio, say, done, progress);
+    const { code, output } = await done;
+    return { heard: audio.audio(), code, output };
+  } finally {
+    audio.close();
+  }
+}
+
 /** The lab phone dials `extension` on the lab Asterisk. */
 export async function labCall(lab: Lab, extension: string, script: PhoneScript & { holdMs: number }): Promise<PhoneResult> {
   const progress = script.onProgress ?? (() => {});
@@ -62,13 +78,7 @@ export async function labCall(lab: Lab, extension: string, script: PhoneScript &
   const phone = runSipp(lab, `lab-call-${process.pid}`, callerScenario({ extension, holdMs: script.holdMs, mediaPort }), [
     "-s", extension, "-p", String(sipPort), "-i", "127.0.0.1", `127.0.0.1:${lab.info.sipPort}`,
   ], Math.ceil(script.holdMs / 1000) + 15);
-  try {
-    if (script.say) await speakAfterPause(audio, script.say, phone.done, progress);
-    const { code, output } = await phone.done;
-    return { heard: audio.audio(), code, output };
-  } finally {
-    audio.close();
-  }
+  return converse(audio, phone.done, script.say, progress);
 }
 
 /** The lab phone waits (up to waitMs) for one call to the `lab-uas` endpoint, answers it and stays until the far end hangs up. */
@@ -80,11 +90,5 @@ export async function labAnswer(lab: Lab, script: PhoneScript & { ringMs?: numbe
   const phone = runSipp(lab, `lab-answer-${process.pid}`, calleeScenario({ ringMs: script.ringMs ?? 500, mediaPort }), [
     "-p", String(lab.info.uasPort), "-i", "127.0.0.1",
   ], Math.ceil((script.waitMs ?? 120_000) / 1000));
-  try {
-    if (script.say) await speakAfterPause(audio, script.say, phone.done, progress);
-    const { code, output } = await phone.done;
-    return { heard: audio.audio(), code, output };
-  } finally {
-    audio.close();
-  }
+  return converse(audio, phone.done, script.say, progress);
 }

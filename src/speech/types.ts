@@ -3,7 +3,7 @@
  * are produced, at the rate the caller's transport runs at, and stops when
  * its signal aborts (barge-in).
  */
-import type { AudioFrame, SampleRate } from "../audio/frame.js";
+import { concatPcm, type AudioFrame, type SampleRate } from "../audio/frame.js";
 
 export interface SynthesizeOptions {
   sampleRate: SampleRate;
@@ -29,6 +29,13 @@ export class SpeechError extends Error {
     super(message);
     this.name = "SpeechError";
   }
+}
+
+/** Everything `synthesizer` says for `text`, as one buffer (recordings, tests, the bench). */
+export async function synthesizeAll(synthesizer: Synthesizer, text: string, sampleRate: SampleRate): Promise<Int16Array> {
+  const parts: Int16Array[] = [];
+  for await (const f of synthesizer.synthesize(text, { sampleRate })) parts.push(f.pcm);
+  return concatPcm(parts);
 }
 
 /** Splits text into sentences, so the first one can play while the rest is synthesized. */
