@@ -18,7 +18,20 @@ export type ErrorCode =
   | "UNSUPPORTED"
   | "UNAVAILABLE"
   | "UNKNOWN_METHOD"
+  | "STORE_UNAVAILABLE"
   | "INTERNAL";
+
+const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
+  "INVALID_CONFIG", "INVALID_PARAMS", "UNAUTHORIZED", "NOT_FOUND", "CALL_ENDED", "INVALID_STATE", "LIMIT_REACHED", "TIMEOUT",
+  "INTERRUPTED", "PROVIDER_ERROR", "UNSUPPORTED", "UNAVAILABLE", "UNKNOWN_METHOD", "STORE_UNAVAILABLE", "INTERNAL",
+]);
+
+/**
+ * Marks our errors across module copies: the gateway loads this package more
+ * than once per process, and an error thrown by one copy must keep its code
+ * when another copy catches it (`instanceof` sees a different class).
+ */
+const BRAND = Symbol.for("openclaw-voice-call.error");
 
 export interface FieldIssue {
   /** Dotted path of the offending field, e.g. "serve.port" or "params.to". */
@@ -35,6 +48,7 @@ export class VoiceCallError extends Error {
     this.name = "VoiceCallError";
     this.code = code;
     this.issues = issues;
+    (this as unknown as Record<symbol, true>)[BRAND] = true;
   }
 
   toJSON(): { code: ErrorCode; message: string; issues?: FieldIssue[] } {
@@ -78,8 +92,15 @@ export function parseOrThrow<S extends z.ZodType>(
 /** Wraps anything thrown into a VoiceCallError without losing its message. */
 export function asVoiceCallError(err: unknown): VoiceCallError {
   if (err instanceof VoiceCallError) return err;
+  if (isForeignVoiceCallError(err)) return new VoiceCallError(err.code, err.message, Array.isArray(err.issues) ? err.issues : []);
   const message = err instanceof Error ? err.message : String(err);
   return new VoiceCallError("INTERNAL", message);
+}
+
+function isForeignVoiceCallError(err: unknown): err is { code: ErrorCode; message: string; issues?: FieldIssue[] } {
+  if (typeof err !== "object" || err === null || !(BRAND in err)) return false;
+  const { code, message } = err as { code?: unknown; message?: unknown };
+  return typeof code === "string" && ERROR_CODES.has(code) && typeof message === "string";
 }
 
 function joinPath(prefix: string, path: ReadonlyArray<PropertyKey>): string {

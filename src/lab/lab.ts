@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync,
 import { homedir, hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { acquireLabLock, type LabLock } from "./lock.js";
 
 export const ASTERISK_DIR = resolve(fileURLToPath(new URL("../../asterisk", import.meta.url)));
 
@@ -25,6 +26,8 @@ export interface LabOptions {
   labPhonePassword?: string;
   uasPort?: number;
   onProgress?: (line: string) => void;
+  /** When another lab runs in the same root: wait this long for it to stop (default 0: refuse at once). */
+  waitForLabMs?: number;
 }
 
 export interface LabInfo {
@@ -76,17 +79,32 @@ export class Lab {
   readonly info: LabInfo;
   private child: ChildProcess | null = null;
   private output = "";
+  private lock: LabLock | null = null;
 
   private constructor(info: LabInfo) {
     this.info = info;
   }
 
-  /** Builds the root if needed, renders config and starts Asterisk. */
+  /**
+   * Builds the root if needed, renders config and starts Asterisk. A lab
+   * already running in the same root is never touched: this waits for it
+   * (waitForLabMs) or refuses, naming its process.
+   */
   static async start(options: LabOptions = {}): Promise<Lab> {
-    await ensureLabRoot(options.root ?? defaultLabRoot(), options.onProgress);
+    const root = options.root ?? defaultLabRoot();
+    await ensureLabRoot(root, options.onProgress);
+    const lock = await acquireLabLock(`${root}.lock`, options.waitForLabMs ?? 0, (pid) =>
+      options.onProgress?.(`waiting for the lab that process ${pid} runs in ${root} to stop`),
+    );
     const lab = new Lab(labInfo(options));
-    lab.render(options.rtpStart ?? 30000, options.rtpEnd ?? 30999);
-    await lab.boot();
+    lab.lock = lock;
+    try {
+      lab.render(options.rtpStart ?? 30000, options.rtpEnd ?? 30999);
+      await lab.boot();
+    } catch (err) {
+      await lab.stop();
+      throw err;
+    }
     return lab;
   }
 
@@ -140,6 +158,8 @@ export class Lab {
     const proc = join(this.info.root, "proc");
     // A root left with /proc mounted is dangerous to delete; never leave it so.
     if (spawnSync("mountpoint", ["-q", proc]).status === 0) spawnSync("umount", ["-l", proc]);
+    this.lock?.release();
+    this.lock = null;
   }
 
   /** Kills Asterisk at once, as a crash would. */
