@@ -10,6 +10,7 @@ import { loadSilero } from "./audio/silero.js";
 import { Responder } from "./calls/responder.js";
 import { VoiceCallError } from "./errors.js";
 import { CallStore } from "./calls/store.js";
+import { Operations } from "./calls/operations.js";
 import type { Logger } from "./log.js";
 import { createProviders, type ProviderDeps } from "./providers/index.js";
 import type { CallProvider } from "./providers/types.js";
@@ -17,6 +18,8 @@ import type { CallProvider } from "./providers/types.js";
 export interface VoiceCallRuntime {
   config: VoiceCallConfig;
   manager: CallManager;
+  /** Turns started by voicecall.continue.start, polled by voicecall.continue.result. */
+  operations: Operations;
   providers: ReadonlyMap<ProviderId, CallProvider>;
   storeDir: string;
   stop(): Promise<void>;
@@ -41,5 +44,5 @@ export async function createRuntime(config: VoiceCallConfig, logger: Logger, dep
     throw err;
   }
   logger.info({ providers: [...providers.keys()], store: storeDir, restored: loaded.calls.size }, "voice-call runtime started");
-  return { config, manager, providers, storeDir, stop: () => manager.stop() };
+  return { config, manager, operations: new Operations(), providers, storeDir, stop: () => manager.stop() };
 }

@@ -62,7 +62,8 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
   };
 
   beforeAll(async () => {
-    lab = await Lab.start({ onProgress: (l) => console.log(`[lab] ${l}`) });
+    // Other test files use the lab too: wait for theirs to stop rather than fail.
+    lab = await Lab.start({ onProgress: (l) => console.log(`[lab] ${l}`), waitForLabMs: 600_000 });
     // Callers no test drives are answered by a response model (a local chat server), never hung up on.
     vendors = await FakeVendors.start();
     vendors.chatReply = () => '{"spoken": "I see."}';
@@ -87,7 +88,7 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
     // The product's own offline speech: flite speaks, pocketsphinx listens.
     rt = await createRuntime(config, createLogger("warn"));
     ast = rt.providers.get("asterisk") as AsteriskProvider;
-  }, 180_000);
+  }, 900_000);
 
   afterAll(async () => {
     await rt?.stop();

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Command } from "commander";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import entry, { type GatewayRequest, type PluginApi } from "../src/gateway/plugin.js";
 import { buildManifest } from "../src/gateway/manifest.js";
 import { tempDir } from "./helpers.js";
@@ -9,19 +9,24 @@ import { tempDir } from "./helpers.js";
 interface Registered {
   tools: Array<Parameters<PluginApi["registerTool"]>[0]>;
   methods: Map<string, (opts: GatewayRequest) => Promise<void> | void>;
+  scopes: Map<string, string | undefined>;
   cli: Array<{ registrar: (ctx: { program: Command }) => void | Promise<void>; opts?: { commands?: string[] } }>;
   services: Array<Parameters<PluginApi["registerService"]>[0]>;
   logs: string[];
 }
 
-function load(pluginConfig: Record<string, unknown>): Registered {
-  const r: Registered = { tools: [], methods: new Map(), cli: [], services: [], logs: [] };
+function load(pluginConfig: Record<string, unknown>, registrationMode?: string, plugin: typeof entry = entry): Registered {
+  const r: Registered = { tools: [], methods: new Map(), scopes: new Map(), cli: [], services: [], logs: [] };
   const log = (level: string) => (m: string) => r.logs.push(`${level}: ${m}`);
-  entry.register({
+  plugin.register({
     pluginConfig,
+    registrationMode,
     logger: { info: log("info"), warn: log("warn"), error: log("error"), debug: log("debug") },
     registerTool: (t) => r.tools.push(t),
-    registerGatewayMethod: (name, handler) => r.methods.set(name, handler),
+    registerGatewayMethod: (name, handler, opts) => {
+      r.methods.set(name, handler);
+      r.scopes.set(name, opts?.scope);
+    },
     registerCli: (registrar, opts) => r.cli.push({ registrar, opts }),
     registerService: (s) => r.services.push(s),
   });
@@ -54,11 +59,66 @@ describe("OpenClaw plugin entry", () => {
     expect(r.tools.map((t) => t.name)).toEqual(["voice_call"]);
     const schema = JSON.stringify(r.tools[0]!.parameters);
     for (const action of ["initiate_call", "continue_call", "speak_to_user", "send_dtmf", "end_call", "get_status"]) expect(schema).toContain(`"${action}"`);
-    expect([...r.methods.keys()].sort()).toEqual(
-      ["voicecall.continue", "voicecall.dtmf", "voicecall.end", "voicecall.initiate", "voicecall.list", "voicecall.speak", "voicecall.status"],
-    );
+    expect([...r.methods.keys()].sort()).toEqual([
+      "voicecall.continue",
+      "voicecall.continue.result",
+      "voicecall.continue.start",
+      "voicecall.dtmf",
+      "voicecall.end",
+      "voicecall.initiate",
+      "voicecall.list",
+      "voicecall.speak",
+      "voicecall.start",
+      "voicecall.status",
+    ]);
+    // Reads need operator.read only; everything that changes a call needs operator.write (never admin).
+    for (const [name, scope] of r.scopes) {
+      const read = ["voicecall.status", "voicecall.list", "voicecall.continue.result"].includes(name);
+      expect(scope, name).toBe(read ? "operator.read" : "operator.write");
+    }
     expect(r.cli[0]!.opts).toEqual({ commands: ["voicecall"] });
     expect(r.services.map((s) => s.id)).toEqual(["voicecall"]);
+  });
+
+  it("offers the model one flat object: action as an enum plus each action's fields, directly (not behind tool search)", () => {
+    const r = load(goodConfig());
+    loaded.push(r);
+    const tool = r.tools[0]!;
+    expect(tool.catalogMode).toBe("direct-only");
+    const schema = tool.parameters as { type: string; properties: Record<string, any>; required: string[]; oneOf?: unknown };
+    expect(schema.type).toBe("object");
+    expect(schema.oneOf).toBeUndefined();
+    expect(schema.required).toEqual(["action"]);
+    expect(schema.properties.action.enum).toEqual(["initiate_call", "continue_call", "speak_to_user", "send_dtmf", "end_call", "get_status"]);
+    for (const field of ["to", "message", "mode", "dtmfSequence", "callId", "digits", "expect"]) expect(schema.properties, field).toHaveProperty(field);
+    expect(schema.properties.digits.description).toContain("send_dtmf");
+    // Session keys are the gateway's to set, never the model's.
+    expect(schema.properties).not.toHaveProperty("sessionKey");
+    expect(tool.getExecutionTimeoutMs?.({ action: "continue_call" })).toBeGreaterThan(180_000);
+  });
+
+  it("runs one service per process: a second copy of the module registered for discovery uses the first copy's service", async () => {
+    const full = load(goodConfig(), "full");
+    loaded.push(full);
+    await full.services[0]!.start();
+    // The gateway loads the plugin again as a separate module copy for discovery.
+    vi.resetModules();
+    const copy = (await import("../src/gateway/plugin.js")).default;
+    expect(copy).not.toBe(entry);
+    const discovery = load(goodConfig(), "discovery", copy);
+    await discovery.services[0]!.start(); // starts nothing in discovery mode
+    const placed = (await discovery.tools[0]!.execute("t1", { action: "initiate_call", to: "+15550001234", message: "hi" })) as any;
+    expect(placed.details).toMatchObject({ initiated: true });
+    const seen = await callMethod(full, "voicecall.status", { callId: placed.details.callId });
+    expect(seen).toMatchObject({ ok: true, payload: { found: true } });
+    // An error thrown by one copy keeps its code when the other copy reports it.
+    const missing = (await discovery.tools[0]!.execute("t2", { action: "get_status", callId: "nope" })) as any;
+    expect(missing.details).toEqual({ found: false });
+    const ended = await callMethod(discovery, "voicecall.speak", { callId: "nope", message: "x" });
+    expect(ended.error).toMatchObject({ code: "NOT_FOUND" });
+    // Stopping through either registration stops the one service, once.
+    await discovery.services[0]!.stop?.();
+    await full.services[0]!.stop?.();
   });
 
   it("adds `voicecall` with its subcommands to the gateway's CLI", async () => {
@@ -68,6 +128,27 @@ describe("OpenClaw plugin entry", () => {
     await r.cli[0]!.registrar({ program });
     const voicecall = program.commands.find((c) => c.name() === "voicecall")!;
     expect(voicecall.commands.map((c) => c.name()).sort()).toEqual(["call", "continue", "doctor", "dtmf", "end", "lab", "latency", "serve", "speak", "status", "tail"]);
+    expect(voicecall.commands.find((c) => c.name() === "call")!.aliases()).toContain("start");
+  });
+
+  it("takes --json, --url, --token and --config after each subcommand, as the gateway's positional CLI passes them", async () => {
+    const r = load(goodConfig());
+    loaded.push(r);
+    const program = new Command("openclaw").enablePositionalOptions().exitOverride();
+    await r.cli[0]!.registrar({ program });
+    const out: string[] = [];
+    const write = process.stdout.write;
+    process.stdout.write = ((chunk: string) => (out.push(String(chunk)), true)) as typeof process.stdout.write;
+    try {
+      // Nothing listens on port 9: the command must get that far (options accepted) and report it as JSON.
+      await program.parseAsync(["voicecall", "status", "--json", "--url", "http://127.0.0.1:9", "--token", "t".repeat(20)], { from: "user" });
+    } finally {
+      process.stdout.write = write;
+      process.exitCode = 0;
+    }
+    const reply = JSON.parse(out.join("").trim().split("\n").at(-1)!);
+    expect(reply).toMatchObject({ ok: false, error: { code: "UNAVAILABLE" } });
+    expect(reply.error.message).toContain("http://127.0.0.1:9");
   });
 
   it("drives a call through the tool and the gateway methods", async () => {

@@ -27,6 +27,11 @@ export interface InitiateRequest {
   message?: string;
   mode?: CallMode;
   provider?: ProviderId;
+  /** Keys pressed once the call connects, before the message (an IVR's menu); conversation mode only. */
+  dtmfSequence?: string;
+  /** The agent session the call belongs to; kept on the call record. */
+  sessionKey?: string;
+  requesterSessionKey?: string;
 }
 
 export interface CallManagerOptions {
@@ -97,6 +102,8 @@ interface LiveCall {
   /** Resolved when the caller stops talking. */
   quiet: Array<() => void>;
   timers: Set<NodeJS.Timeout>;
+  /** Keys to press as soon as the call is answered. */
+  dtmfSequence?: string;
 }
 
 const ORPHAN_TTL_MS = 10_000;
@@ -178,8 +185,15 @@ export class CallManager {
         { path: "to", message: `provider ${provider.id} needs an E.164 number` },
       ]);
     }
-    this.assertCapacity();
     const mode = request.mode ?? this.config.outbound.defaultMode;
+    if (request.dtmfSequence !== undefined) {
+      if (mode !== "conversation") {
+        const why = 'needs mode "conversation" (a notify call hangs up after its message; send keys with dtmf once it exists)';
+        throw new VoiceCallError("INVALID_PARAMS", `dtmfSequence: ${why}`, [{ path: "dtmfSequence", message: why }]);
+      }
+      if (!provider.capabilities.dtmfOut) throw new VoiceCallError("UNSUPPORTED", `provider ${provider.id} cannot send DTMF (dtmfSequence)`);
+    }
+    this.assertCapacity();
     const call = this.track({
       callId: randomUUID(),
       provider: provider.id,
@@ -191,7 +205,9 @@ export class CallManager {
       createdAt: new Date().toISOString(),
       turn: 0,
       message: request.message,
+      sessionKey: request.sessionKey ?? request.requesterSessionKey,
     });
+    call.dtmfSequence = request.dtmfSequence;
     call.log.info({ to, mode, route: route.reason }, "placing call");
     try {
       const { providerCallId } = await provider.placeCall({ callId: call.record.callId, to, from: this.config.fromNumber });
@@ -257,8 +273,16 @@ export class CallManager {
     return call ? { ...call.record, transcript: [...call.transcript] } : undefined;
   }
 
-  listCalls(): CallRecord[] {
-    return [...this.calls.values()].map((c) => ({ ...c.record }));
+  /** Every call held in memory, or only those not ended yet. */
+  listCalls(options: { activeOnly?: boolean } = {}): CallRecord[] {
+    const out: CallRecord[] = [];
+    for (const call of this.calls.values()) if (!options.activeOnly || !isTerminal(call.record.state)) out.push({ ...call.record });
+    return out;
+  }
+
+  /** Throws NOT_FOUND or CALL_ENDED unless the call exists and is live. */
+  assertCallLive(callId: string): void {
+    this.liveCall(callId);
   }
 
   // ---------------------------------------------------------- provider events
@@ -335,6 +359,8 @@ export class CallManager {
         ? "inbound calls are disabled (inboundPolicy)"
         : policy === "allowlist" && !allowFrom.includes(event.from)
           ? "caller is not in allowFrom"
+          : policy === "pairing" && !allowFrom.includes(event.from)
+            ? "caller is not paired (pairing codes are not offered over voice; add the number to allowFrom)"
           : this.activeCount() > this.config.maxConcurrentCalls
             ? `maxConcurrentCalls (${this.config.maxConcurrentCalls}) reached`
             : undefined;
@@ -368,6 +394,11 @@ export class CallManager {
 
   private async openingScript(call: LiveCall): Promise<void> {
     const { record } = call;
+    if (call.dtmfSequence) {
+      // An IVR's menu first: the message is for whoever the keys reach.
+      await this.providerOf(call).sendDtmf(this.providerCallId(call), call.dtmfSequence);
+      call.log.info({ digits: call.dtmfSequence.length }, "sent the dtmfSequence");
+    }
     if (record.direction === "inbound") {
       const greeting = this.config.numbers[record.to]?.inboundGreeting ?? this.config.inboundGreeting;
       if (greeting) await this.say(call, greeting, { thenListen: true, bargeIn: true });

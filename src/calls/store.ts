@@ -27,6 +27,7 @@ const CallRecordSchema = z.object({
   endReason: z.string().optional(),
   turn: z.number().int().nonnegative(),
   message: z.string().optional(),
+  sessionKey: z.string().optional(),
 });
 
 const TranscriptEntrySchema = z.object({

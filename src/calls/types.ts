@@ -52,6 +52,8 @@ export interface CallRecord {
   turn: number;
   /** The opening message for outbound calls. */
   message?: string;
+  /** The agent session the call belongs to (gateway session key), when the request named one. */
+  sessionKey?: string;
 }
 
 export interface CallView extends CallRecord {

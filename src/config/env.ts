@@ -10,6 +10,7 @@ export type Env = Record<string, string | undefined>;
 const ENV_KEYS: ReadonlyArray<readonly [string, readonly string[]]> = [
   ["TWILIO_ACCOUNT_SID", ["twilio", "accountSid"]],
   ["TWILIO_AUTH_TOKEN", ["twilio", "authToken"]],
+  ["TWILIO_FROM_NUMBER", ["fromNumber"]],
   ["TELNYX_API_KEY", ["telnyx", "apiKey"]],
   ["TELNYX_CONNECTION_ID", ["telnyx", "connectionId"]],
   ["TELNYX_PUBLIC_KEY", ["telnyx", "publicKey"]],

@@ -36,8 +36,22 @@ export function resolveConfig(raw: unknown, env: Env = {}, source = "config"): R
   if (cross.length > 0) throw configError(source, cross);
   return {
     config: parsed.data,
-    warnings: changes.map((c) => `legacy config key: ${c} (run "voicecall doctor --fix")`),
+    warnings: [...changes.map((c) => `legacy config key: ${c} (run "voicecall doctor --fix")`), ...notBuiltYet(parsed.data)],
   };
+}
+
+/** Keys of the reference plugin whose features this service does not have yet: accepted, and said so at start. */
+function notBuiltYet(config: VoiceCallConfig): string[] {
+  const out: string[] = [];
+  const note = (path: string, what: string) => out.push(`${path}: ${what} is not available yet; the key is accepted and has no effect`);
+  if (config.realtime.enabled) note("realtime.enabled", "realtime voice (a speech-to-speech model on the call)");
+  if (config.agentId) note("agentId", "agent-owned calls (responses come from responseModel)");
+  if (config.sessionScope === "main") note("sessionScope", 'the "main" session scope');
+  for (const [number, override] of Object.entries(config.numbers)) {
+    if (override.tts) note(`numbers.${number}.tts`, "a per-number voice");
+    if (override.agentId) note(`numbers.${number}.agentId`, "a per-number agent");
+  }
+  return out;
 }
 
 /** Reads a JSON or JSON5 file; a syntax error names the file, line and column. */
@@ -114,6 +128,7 @@ function crossFieldIssues(raw: Record<string, unknown>): FieldIssue[] {
       });
     }
   }
+  // "pairing" may start empty (numbers are added as they are paired); "allowlist" would refuse everyone.
   if (raw.inboundPolicy === "allowlist" && !hasEntries(raw.allowFrom)) {
     const perNumber = typeof numbers === "object" && numbers !== null && Object.values(numbers).some((n) => hasEntries(getPath(n, "allowFrom")));
     if (!perNumber) issues.push({ path: "allowFrom", message: 'must list at least one number when inboundPolicy is "allowlist"' });

@@ -41,11 +41,6 @@ export function migrateLegacyConfig(input: unknown): Migration {
     delete twilio.from;
   }
 
-  if (value.inboundPolicy === "pairing") {
-    value.inboundPolicy = "allowlist";
-    changes.push('inboundPolicy "pairing" -> "allowlist" (pairing is not supported)');
-  }
-
   const streaming = value.streaming;
   if (isObject(streaming)) {
     if ("sttProvider" in streaming) {
@@ -66,6 +61,12 @@ export function migrateLegacyConfig(input: unknown): Migration {
       delete streaming[oldKey];
       changes.push(`streaming.${oldKey} -> streaming.providers.openai.${newKey}`);
     }
+  }
+
+  const agentContext = isObject(value.realtime) ? value.realtime.agentContext : undefined;
+  if (isObject(agentContext) && "includeSystemPrompt" in agentContext) {
+    delete agentContext.includeSystemPrompt;
+    changes.push("realtime.agentContext.includeSystemPrompt removed (realtime context uses the agent's prompt)");
   }
 
   return { value, changes };

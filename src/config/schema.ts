@@ -15,14 +15,24 @@ export type ProviderId = z.infer<typeof ProviderId>;
 export const CallMode = z.enum(["notify", "conversation"]);
 export type CallMode = z.infer<typeof CallMode>;
 
-export const InboundPolicy = z.enum(["disabled", "allowlist", "open"]);
+/**
+ * pairing: as allowlist for voice (callers in allowFrom are answered); the
+ * gateway's pairing-code flow for unknown senders has no voice equivalent,
+ * so other callers are refused with that reason.
+ */
+export const InboundPolicy = z.enum(["disabled", "allowlist", "pairing", "open"]);
 export type InboundPolicy = z.infer<typeof InboundPolicy>;
 
 const secret = z.string().min(1);
 const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
 
-const TwilioConfig = z.strictObject({ accountSid: secret.optional(), authToken: secret.optional() });
+const TwilioConfig = z.strictObject({
+  accountSid: secret.optional(),
+  authToken: secret.optional(),
+  /** Twilio's REST region for non-US processing; credentials must be from that region. */
+  region: z.enum(["us1", "ie1", "au1"]).optional(),
+});
 const TelnyxConfig = z.strictObject({
   apiKey: secret.optional(),
   connectionId: secret.optional(),
@@ -43,10 +53,17 @@ const TunnelConfig = z.strictObject({
   allowNgrokFreeTierLoopbackBypass: z.boolean().default(false),
 });
 
-const TailscaleConfig = z.strictObject({
-  mode: z.enum(["off", "serve", "funnel"]).default("off"),
-  path: z.string().startsWith("/", "must start with /").default("/voice/webhook"),
-});
+const TailscaleConfig = z
+  .strictObject({
+    mode: z.enum(["off", "serve", "funnel"]).default("off"),
+    path: z.string().startsWith("/", "must start with /").default("/voice/webhook"),
+    /** External HTTPS port; Funnel accepts only 443, 8443 and 10000. */
+    port: z.number().int().min(1).max(65535).default(443),
+  })
+  .refine((t) => t.mode !== "funnel" || [443, 8443, 10000].includes(t.port), {
+    message: "Tailscale Funnel accepts only ports 443, 8443 or 10000",
+    path: ["port"],
+  });
 
 const WebhookSecurityConfig = z.strictObject({
   allowedHosts: z.array(z.string().min(1)).default([]),
@@ -98,13 +115,38 @@ const BargeInConfig = z.strictObject({
   vadMode: z.union([z.literal(0), z.literal(1), z.literal(2), z.literal(3)]).default(2),
 });
 
+/**
+ * Realtime voice (a full-duplex speech model on the call) is not built yet:
+ * the keys are accepted and checked so a reference config loads, and
+ * `realtime.enabled` is reported at start as not available.
+ */
+const RealtimeConfig = z.looseObject({
+  enabled: z.boolean().default(false),
+  provider: z.string().min(1).optional(),
+  providers: z.record(z.string(), z.record(z.string(), z.unknown())).optional(),
+  consultPolicy: z.enum(["auto", "substantive", "always"]).optional(),
+  toolPolicy: z.enum(["safe-read-only", "owner", "none"]).optional(),
+  agentContext: z.looseObject({ enabled: z.boolean().optional(), maxChars: positiveInt.optional(), files: z.array(z.string()).optional() }).optional(),
+  fastContext: z.looseObject({ enabled: z.boolean().optional(), timeoutMs: positiveInt.optional(), fallbackToConsult: z.boolean().optional() }).optional(),
+});
+
 const NumberOverride = z.strictObject({
   inboundPolicy: InboundPolicy.optional(),
   allowFrom: z.array(E164).optional(),
   inboundGreeting: z.string().min(1).optional(),
   responseModel: z.string().min(1).optional(),
   responseSystemPrompt: z.string().min(1).optional(),
+  responseTimeoutMs: positiveInt.optional(),
   provider: ProviderId.optional(),
+  /** The gateway agent that answers this number (accepted; agent-driven inbound calls are not built yet). */
+  agentId: z.string().min(1).optional(),
+  /** Deep-merged over `tts` for this number (accepted; per-number voices are not applied yet). */
+  tts: z
+    .strictObject({
+      provider: z.string().min(1).optional(),
+      providers: z.record(z.string(), z.record(z.string(), z.unknown())).optional(),
+    })
+    .optional(),
 });
 export type NumberOverride = z.infer<typeof NumberOverride>;
 
@@ -219,7 +261,10 @@ export const VoiceCallConfigSchema = z.strictObject({
   transcriptTimeoutMs: positiveInt.default(180_000),
   ringTimeoutMs: positiveInt.default(30_000),
   maxConcurrentCalls: positiveInt.default(10),
-  sessionScope: z.enum(["per-phone", "per-call"]).default("per-phone"),
+  sessionScope: z.enum(["per-phone", "per-call", "main"]).default("per-phone"),
+  /** The gateway agent that owns calls (responses and sessions); unset: the only agent. */
+  agentId: z.string().min(1).optional(),
+  realtime: RealtimeConfig.prefault({}),
   store: z.string().min(1).optional(),
   responseModel: z.string().min(1).optional(),
   responseSystemPrompt: z.string().min(1).optional(),

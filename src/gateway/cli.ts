@@ -26,6 +26,12 @@ export interface CliIo {
   err: (line: string) => void;
   /** Resolves when the process is asked to stop (Ctrl-C, SIGTERM). */
   untilSignal: () => Promise<void>;
+  /**
+   * The config commands use without --config. Inside the gateway this is the
+   * plugin's own resolved config, so commands reach its service (its port,
+   * store and token) with no flags.
+   */
+  defaultConfig?: VoiceCallConfig;
 }
 
 interface GlobalOptions {
@@ -35,32 +41,46 @@ interface GlobalOptions {
   json?: boolean;
 }
 
-export function registerVoicecallCommands(root: Command, io: CliIo): Command {
-  root
+/** --url, --token, --config, --json: on `voicecall` itself and on each subcommand (the gateway's CLI takes options positionally). */
+function commonOptions(cmd: Command): Command {
+  return cmd
     .option("--url <url>", "control API of the running service (env VOICECALL_URL)")
     .option("--token <token>", "bearer token for the control API (env VOICECALL_TOKEN)")
     .option("--config <file>", "config file (JSON or JSON5)")
     .option("--json", "machine-readable output");
+}
 
-  const globals = (cmd: Command): GlobalOptions => cmd.optsWithGlobals() as GlobalOptions;
+export function registerVoicecallCommands(root: Command, io: CliIo): Command {
+  commonOptions(root);
+
+  /** The common options as given to the subcommand, else to `voicecall`. */
+  const globals = (cmd: Command): GlobalOptions => {
+    const out: Record<string, unknown> = {};
+    for (let c: Command | null = cmd; c; c = c === root ? null : c.parent) {
+      for (const [key, value] of Object.entries(c.opts())) if (value !== undefined && out[key] === undefined) out[key] = value;
+    }
+    return out as GlobalOptions;
+  };
+  const clientFor = (g: GlobalOptions): VoiceCallClient => makeClient(g, io);
 
   const rpc = (name: MethodName, params: (o: Record<string, string>) => Record<string, unknown>, human: (r: any) => string) =>
     async (options: Record<string, string>, cmd: Command) => {
       const g = globals(cmd);
       await report(io, g, async () => {
-        const client = clientFor(g, io.env);
-        return client.call(name, params(options));
+        return clientFor(g).call(name, params(options));
       }, human);
     };
 
   root
     .command("call")
+    .alias("start")
     .description("place a call and speak a message")
     .requiredOption("--to <number>", "destination: E.164 number, extension or SIP URI")
     .requiredOption("--message <text>", "what to say when the call is answered")
     .addOption(new Option("--mode <mode>", "notify (speak, hang up) or conversation").choices(CallMode.options))
     .addOption(new Option("--provider <id>", "carrier for this call (overrides routing)").choices(PROVIDER_IDS))
-    .action(rpc("voicecall.initiate", (o) => ({ to: o.to, message: o.message, mode: o.mode, provider: o.provider }), (r) => `call ${r.callId} initiated via ${r.provider} (${r.state})`));
+    .option("--dtmf-sequence <digits>", "keys to press once the call connects, before the message (conversation mode)")
+    .action(rpc("voicecall.initiate", (o) => ({ to: o.to, message: o.message, mode: o.mode, provider: o.provider, dtmfSequence: o.dtmfSequence }), (r) => `call ${r.callId} initiated via ${r.provider} (${r.state})`));
 
   root
     .command("continue")
@@ -97,7 +117,7 @@ export function registerVoicecallCommands(root: Command, io: CliIo): Command {
     .action(async (o: Record<string, string>, cmd: Command) => {
       const g = globals(cmd);
       await report(io, g, async () => {
-        const client = clientFor(g, io.env);
+        const client = clientFor(g);
         return o.callId ? client.call("voicecall.status", { callId: o.callId }) : client.call("voicecall.list", {});
       }, formatStatus);
     });
@@ -110,7 +130,7 @@ export function registerVoicecallCommands(root: Command, io: CliIo): Command {
       const controller = new AbortController();
       void io.untilSignal().then(() => controller.abort());
       try {
-        for await (const event of clientFor(g, io.env).events(controller.signal)) {
+        for await (const event of clientFor(g).events(controller.signal)) {
           io.out(g.json ? JSON.stringify(event) : formatEvent(event as TailEvent));
         }
       } catch (err) {
@@ -164,7 +184,7 @@ export function registerVoicecallCommands(root: Command, io: CliIo): Command {
     .action(async (o: { store?: string }, cmd: Command) => {
       const g = globals(cmd);
       await report(io, g, async () => {
-        const dir = o.store ?? defaultStoreDir(loadConfig(g.config, io.env).config);
+        const dir = o.store ?? defaultStoreDir(g.config ? loadConfig(g.config, io.env).config : (io.defaultConfig ?? loadConfig(undefined, io.env).config));
         return { store: dir, ...latencyReport(CallStore.read(dir)) };
       }, (r) =>
         r.turns === 0
@@ -181,6 +201,7 @@ export function registerVoicecallCommands(root: Command, io: CliIo): Command {
       await report(io, g, async () => doctor(g.config, io.env, o.fix === true), (r) => r.lines.join("\n"));
     });
 
+  for (const cmd of root.commands) if (cmd.name() !== "lab") commonOptions(cmd);
   return root;
 }
 
@@ -197,11 +218,10 @@ function loadConfig(file: string | undefined, env: Env): { config: VoiceCallConf
   return resolveConfig(raw, env, file ? `config ${file}` : "config");
 }
 
-function clientFor(g: GlobalOptions, env: Env): VoiceCallClient {
+function makeClient(g: GlobalOptions, io: CliIo): VoiceCallClient {
+  const env = io.env;
   const fromEnv = clientEnv(env);
-  let config: VoiceCallConfig | undefined;
-  if (g.config) config = loadConfig(g.config, env).config;
-  else config = resolveConfig({}, env).config;
+  const config = g.config ? loadConfig(g.config, env).config : (io.defaultConfig ?? resolveConfig({}, env).config);
   const host = config.serve.bind === "0.0.0.0" || config.serve.bind === "::" ? "127.0.0.1" : config.serve.bind;
   const url = g.url ?? fromEnv.url ?? `http://${host.includes(":") ? `[${host}]` : host}:${config.serve.port}`;
   const token = g.token ?? fromEnv.token ?? config.control.token ?? readSavedToken(defaultStoreDir(config));

@@ -1,70 +1,105 @@
 /**
  * The voicecall.* methods, defined once: params schema + a thin call into
  * CallManager. The RPC server, the gateway plugin's methods and the agent
- * tool all go through `invoke`, so they validate and answer alike.
+ * tool all go through `invoke`, so they validate and answer alike. The names
+ * include the gateway's documented compatibility ones (`voicecall.start`,
+ * `voicecall.continue.start` / `.result`, `status` without a callId).
  */
 import { z } from "zod";
 import { CallMode, ProviderId } from "../config/schema.js";
 import type { CallManager } from "../calls/manager.js";
+import type { Operations } from "../calls/operations.js";
 import { VoiceCallError, parseOrThrow } from "../errors.js";
 
 const text = (what: string) => z.string({ error: `${what} is required` }).trim().min(1, `${what} must not be empty`);
 const callId = text("callId");
 const message = text("message");
+/** Digits sent once the call connects (an IVR's menu), conversation mode only; w pauses 0.5 s. */
+const dtmfSequence = z.string().regex(/^[0-9A-D*#w]{1,64}$/, "expected 0-9, A-D, * or # (w pauses 0.5 s), at most 64").optional();
+/** The agent session the call belongs to, as the gateway names it. */
+const sessionKey = z.string().trim().min(1).max(512).optional();
+/** The answer expected: recognisers with grammars decode it with one (far fewer errors). */
+const expect = z.enum(["digits", "yesno"]).optional();
+
+const initiateFields = {
+  to: text("to").optional(),
+  mode: CallMode.optional(),
+  provider: ProviderId.optional(),
+  dtmfSequence,
+  sessionKey,
+  requesterSessionKey: sessionKey,
+};
 
 export const MethodParams = {
-  "voicecall.initiate": z.strictObject({
-    message,
-    to: text("to").optional(),
-    mode: CallMode.optional(),
-    provider: ProviderId.optional(),
-  }),
-  "voicecall.continue": z.strictObject({
-    callId,
-    message,
-    /** The answer expected: recognisers with grammars decode it with one (far fewer errors). */
-    expect: z.enum(["digits", "yesno"]).optional(),
-  }),
+  "voicecall.initiate": z.strictObject({ message, ...initiateFields }),
+  /** As initiate, with `to` required and the message optional (gateway compatibility). */
+  "voicecall.start": z.strictObject({ ...initiateFields, to: text("to"), message: message.optional() }),
+  "voicecall.continue": z.strictObject({ callId, message, expect }),
+  "voicecall.continue.start": z.strictObject({ callId, message, expect }),
+  "voicecall.continue.result": z.strictObject({ operationId: text("operationId") }),
   "voicecall.speak": z.strictObject({ callId, message }),
   "voicecall.dtmf": z.strictObject({ callId, digits: text("digits") }),
   "voicecall.end": z.strictObject({ callId }),
-  "voicecall.status": z.strictObject({ callId }),
+  /** Without callId: the calls in progress (gateway compatibility). */
+  "voicecall.status": z.strictObject({ callId: callId.optional() }),
   "voicecall.list": z.strictObject({}),
 } as const;
 
 export type MethodName = keyof typeof MethodParams;
 export const METHOD_NAMES = Object.keys(MethodParams) as MethodName[];
 
+/** Methods that change nothing: the gateway lets `operator.read` clients call them. */
+export const READ_METHODS: ReadonlySet<MethodName> = new Set<MethodName>(["voicecall.status", "voicecall.list", "voicecall.continue.result"]);
+
+/** What a method runs against: the running service's manager and its pending operations. */
+export interface MethodContext {
+  manager: CallManager;
+  operations: Operations;
+}
+
 type Params<M extends MethodName> = z.infer<(typeof MethodParams)[M]>;
 
-const handlers: { [M in MethodName]: (manager: CallManager, params: Params<M>) => Promise<unknown> } = {
-  "voicecall.initiate": (m, p) => m.initiateCall(p),
-  "voicecall.continue": async (m, p) => ({ success: true, ...(await m.continueCall(p.callId, p.message, { expect: p.expect })) }),
-  "voicecall.speak": async (m, p) => {
-    await m.speak(p.callId, p.message);
+const continueTurn = async (m: CallManager, p: Params<"voicecall.continue">) => ({
+  success: true,
+  ...(await m.continueCall(p.callId, p.message, { expect: p.expect })),
+});
+
+const handlers: { [M in MethodName]: (ctx: MethodContext, params: Params<M>) => Promise<unknown> } = {
+  "voicecall.initiate": ({ manager }, p) => manager.initiateCall(p),
+  "voicecall.start": ({ manager }, p) => manager.initiateCall(p),
+  "voicecall.continue": ({ manager }, p) => continueTurn(manager, p),
+  "voicecall.continue.start": async ({ manager, operations }, p) => {
+    // Checked now, so a bad callId fails the start rather than the first poll.
+    manager.assertCallLive(p.callId);
+    return operations.start(() => continueTurn(manager, p));
+  },
+  "voicecall.continue.result": async ({ operations }, p) => operations.read(p.operationId),
+  "voicecall.speak": async ({ manager }, p) => {
+    await manager.speak(p.callId, p.message);
     return { success: true };
   },
-  "voicecall.dtmf": async (m, p) => {
-    await m.sendDtmf(p.callId, p.digits);
+  "voicecall.dtmf": async ({ manager }, p) => {
+    await manager.sendDtmf(p.callId, p.digits);
     return { success: true };
   },
-  "voicecall.end": async (m, p) => ({ success: true, ...(await m.endCall(p.callId)) }),
-  "voicecall.status": async (m, p) => {
-    const call = m.getCall(p.callId);
+  "voicecall.end": async ({ manager }, p) => ({ success: true, ...(await manager.endCall(p.callId)) }),
+  "voicecall.status": async ({ manager }, p) => {
+    if (p.callId === undefined) return { calls: manager.listCalls({ activeOnly: true }) };
+    const call = manager.getCall(p.callId);
     return call ? { found: true, call } : { found: false };
   },
-  "voicecall.list": async (m) => ({ calls: m.listCalls() }),
+  "voicecall.list": async ({ manager }) => ({ calls: manager.listCalls() }),
 };
 
 export function isMethodName(name: unknown): name is MethodName {
   return typeof name === "string" && Object.hasOwn(MethodParams, name);
 }
 
-export async function invoke(manager: CallManager, method: unknown, params: unknown): Promise<unknown> {
+export async function invoke(ctx: MethodContext, method: unknown, params: unknown): Promise<unknown> {
   if (!isMethodName(method)) {
     throw new VoiceCallError("UNKNOWN_METHOD", `unknown method ${JSON.stringify(method)}; expected one of ${METHOD_NAMES.join(", ")}`);
   }
   const parsed = parseOrThrow(MethodParams[method], params ?? {}, `params for ${method}`);
-  const handler = handlers[method] as (m: CallManager, p: unknown) => Promise<unknown>;
-  return handler(manager, parsed);
+  const handler = handlers[method] as (ctx: MethodContext, p: unknown) => Promise<unknown>;
+  return handler(ctx, parsed);
 }

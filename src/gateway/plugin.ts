@@ -13,8 +13,9 @@ import { asVoiceCallError, zodIssues } from "../errors.js";
 import { createLogger, type Logger } from "../log.js";
 import { startService, type RunningService } from "../server/service.js";
 import { registerVoicecallCommands } from "./cli.js";
-import { METHOD_NAMES, invoke } from "./methods.js";
-import { TOOL_DESCRIPTION, TOOL_NAME, runTool, toolParametersJsonSchema } from "./tool.js";
+import { ensureService, stopService } from "./holder.js";
+import { METHOD_NAMES, READ_METHODS, invoke } from "./methods.js";
+import { TOOL_DESCRIPTION, TOOL_NAME, runTool, toolParametersJsonSchema, toolResult, toolTimeoutMs } from "./tool.js";
 
 /** The parts of the gateway's plugin API this plugin uses. */
 export interface PluginLogger {
@@ -31,15 +32,24 @@ export interface GatewayRequest {
 
 export interface PluginApi {
   pluginConfig?: Record<string, unknown>;
+  /** "full" is the live gateway; "discovery", "cli-metadata", "setup-only", ... only collect what a plugin offers. */
+  registrationMode?: string;
   logger: PluginLogger;
   registerTool: (tool: {
     name: string;
     label?: string;
     description: string;
     parameters: Record<string, unknown>;
+    /** Offered to the model as itself, not behind the gateway's tool-search bridge. */
+    catalogMode?: "direct-only";
+    getExecutionTimeoutMs?: (args: unknown) => number | undefined;
     execute: (toolCallId: string, params: unknown) => Promise<unknown>;
   }) => void;
-  registerGatewayMethod: (method: string, handler: (opts: GatewayRequest) => Promise<void> | void) => void;
+  registerGatewayMethod: (
+    method: string,
+    handler: (opts: GatewayRequest) => Promise<void> | void,
+    opts?: { scope?: "operator.read" | "operator.write" },
+  ) => void;
   registerCli: (registrar: (ctx: { program: Command }) => void | Promise<void>, opts?: { commands?: string[] }) => void;
   registerService: (service: { id: string; start: () => Promise<void>; stop?: () => Promise<void> }) => void;
 }
@@ -103,29 +113,27 @@ const entry = {
       api.logger.error(`[voice-call] ${configError.message}`);
     }
 
-    let running: Promise<RunningService> | null = null;
+    // Every registration (and every module copy) shares the process's one service.
     const ensure = async (): Promise<RunningService> => {
       if (!config) throw configError;
-      if (!running) {
-        const cfg = config;
-        running = startService(cfg, bridgeLogger(api, cfg.log.level));
-        running.catch(() => {
-          running = null;
-        });
-      }
-      return running;
+      const cfg = config;
+      return ensureService(() => startService(cfg, bridgeLogger(api, cfg.log.level)));
     };
 
     for (const method of METHOD_NAMES) {
-      api.registerGatewayMethod(method, async ({ params, respond }) => {
-        try {
-          const service = await ensure();
-          respond(true, await invoke(service.runtime.manager, method, params));
-        } catch (err) {
-          const e = asVoiceCallError(err);
-          respond(false, { error: e.message }, { code: e.code, message: e.message, details: e.issues.length ? { issues: e.issues } : undefined });
-        }
-      });
+      api.registerGatewayMethod(
+        method,
+        async ({ params, respond }) => {
+          try {
+            const service = await ensure();
+            respond(true, await invoke(service.runtime, method, params));
+          } catch (err) {
+            const e = asVoiceCallError(err);
+            respond(false, { error: e.message }, { code: e.code, message: e.message, details: e.issues.length ? { issues: e.issues } : undefined });
+          }
+        },
+        { scope: READ_METHODS.has(method) ? "operator.read" : "operator.write" },
+      );
     }
 
     api.registerTool({
@@ -133,13 +141,14 @@ const entry = {
       label: "Voice Call",
       description: TOOL_DESCRIPTION,
       parameters: toolParametersJsonSchema(),
+      catalogMode: "direct-only",
+      getExecutionTimeoutMs: (args) => toolTimeoutMs(args, config?.transcriptTimeoutMs ?? 180_000),
       async execute(_toolCallId, params) {
         try {
           const service = await ensure();
-          return await runTool(service.runtime.manager, params);
+          return await runTool(service.runtime, params);
         } catch (err) {
-          const details = { error: asVoiceCallError(err).toJSON() };
-          return { content: [{ type: "text", text: JSON.stringify(details) }], details };
+          return toolResult({ error: asVoiceCallError(err).toJSON() });
         }
       },
     });
@@ -151,6 +160,8 @@ const entry = {
           out: (line) => process.stdout.write(`${line}\n`),
           err: (line) => process.stderr.write(`${line}\n`),
           untilSignal: () => new Promise((resolve) => process.once("SIGINT", () => resolve())),
+          // Without --config, commands reach this plugin's own service (its port, store and token).
+          defaultConfig: config,
         });
       },
       { commands: ["voicecall"] },
@@ -159,6 +170,8 @@ const entry = {
     api.registerService({
       id: "voicecall",
       async start() {
+        // Only the live gateway runs the service; discovery and CLI registrations start nothing.
+        if (api.registrationMode !== undefined && api.registrationMode !== "full") return;
         if (!config?.enabled) return;
         try {
           await ensure();
@@ -166,11 +179,7 @@ const entry = {
           api.logger.error(`[voice-call] failed to start: ${asVoiceCallError(err).message}`);
         }
       },
-      async stop() {
-        const current = running;
-        running = null;
-        if (current) await (await current).close();
-      },
+      stop: stopService,
     });
   },
 };

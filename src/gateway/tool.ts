@@ -1,11 +1,13 @@
 /**
  * The agent tool `voice_call`: one action per method, validated by the same
- * schemas as the RPC methods (the tool adds only the `action` field).
+ * schemas as the RPC methods (the tool adds only the `action` field). Models
+ * see one flat object (`action` as an enum plus every action's fields): the
+ * gateway flattens unions anyway, and merges a top-level `action` only when
+ * the schema has one. Which fields an action takes is checked here, by zod.
  */
 import { z } from "zod";
-import type { CallManager } from "../calls/manager.js";
 import { asVoiceCallError, parseOrThrow } from "../errors.js";
-import { MethodParams, invoke, type MethodName } from "./methods.js";
+import { MethodParams, invoke, type MethodContext, type MethodName } from "./methods.js";
 
 const ACTIONS = {
   initiate_call: "voicecall.initiate",
@@ -17,29 +19,53 @@ const ACTIONS = {
 } as const satisfies Record<string, MethodName>;
 
 type Action = keyof typeof ACTIONS;
+const ACTION_NAMES = Object.keys(ACTIONS) as Action[];
 
-const variant = <A extends Action>(action: A) => MethodParams[ACTIONS[action]].extend({ action: z.literal(action) });
+const variant = <A extends Exclude<Action, "initiate_call">>(action: A) => MethodParams[ACTIONS[action]].extend({ action: z.literal(action) });
 
-export const ToolParams = z.discriminatedUnion("action", [
-  variant("initiate_call"),
-  variant("continue_call"),
-  variant("speak_to_user"),
-  variant("send_dtmf"),
-  variant("end_call"),
-  variant("get_status"),
-]);
+const VARIANTS = {
+  // Session keys come from the gateway, never from the model.
+  initiate_call: MethodParams["voicecall.initiate"]
+    .omit({ sessionKey: true, requesterSessionKey: true })
+    .extend({ action: z.literal("initiate_call") }),
+  continue_call: variant("continue_call"),
+  speak_to_user: variant("speak_to_user"),
+  send_dtmf: variant("send_dtmf"),
+  end_call: variant("end_call"),
+  get_status: variant("get_status"),
+} as const;
+
+export const ToolParams = z.discriminatedUnion("action", Object.values(VARIANTS) as unknown as [typeof VARIANTS.initiate_call, ...Array<(typeof VARIANTS)[Action]>]);
 
 export const TOOL_NAME = "voice_call";
 export const TOOL_DESCRIPTION =
   "Place and manage phone calls. initiate_call speaks `message` when answered (mode notify hangs up after it, " +
-  "conversation keeps listening); continue_call says something and returns what the caller answered (expect: " +
-  "digits or yesno when that is the answer wanted); " +
+  "conversation keeps listening; dtmfSequence presses keys first, for phone menus); continue_call says something " +
+  "and returns what the caller answered (expect: digits or yesno when that is the answer wanted); " +
   "speak_to_user says something without waiting; send_dtmf presses keys; end_call hangs up; get_status returns " +
-  "the state and transcript.";
+  "the state and transcript (without callId: the calls in progress).";
 
-/** JSON Schema for the tool's parameters, as agent runtimes expect. */
+/** JSON Schema for the tool's parameters: one object, `action` plus each action's fields. */
 export function toolParametersJsonSchema(): Record<string, unknown> {
-  return z.toJSONSchema(ToolParams, { target: "draft-07", io: "input" }) as Record<string, unknown>;
+  const properties: Record<string, Record<string, unknown>> = {};
+  const usedBy = new Map<string, Action[]>();
+  for (const action of ACTION_NAMES) {
+    const schema = z.toJSONSchema(VARIANTS[action], { target: "draft-07", io: "input" }) as { properties?: Record<string, Record<string, unknown>> };
+    for (const [key, prop] of Object.entries(schema.properties ?? {})) {
+      if (key === "action") continue;
+      properties[key] ??= prop;
+      usedBy.set(key, [...(usedBy.get(key) ?? []), action]);
+    }
+  }
+  for (const [key, actions] of usedBy) {
+    const own = typeof properties[key]!.description === "string" ? `${properties[key]!.description as string} ` : "";
+    properties[key] = { ...properties[key], description: `${own}(${actions.join(", ")})` };
+  }
+  return {
+    type: "object",
+    properties: { action: { type: "string", enum: ACTION_NAMES, description: "what to do" }, ...properties },
+    required: ["action"],
+  };
 }
 
 export interface ToolResult {
@@ -48,13 +74,23 @@ export interface ToolResult {
 }
 
 /** Runs one tool call; errors come back as a result the agent can read, never a throw. */
-export async function runTool(manager: CallManager, params: unknown): Promise<ToolResult> {
+export async function runTool(ctx: MethodContext, params: unknown): Promise<ToolResult> {
   let details: unknown;
   try {
     const { action, ...rest } = parseOrThrow(ToolParams, params, `${TOOL_NAME} params`);
-    details = await invoke(manager, ACTIONS[action], rest);
+    details = await invoke(ctx, ACTIONS[action], rest);
   } catch (err) {
     details = { error: asVoiceCallError(err).toJSON() };
   }
+  return toolResult(details);
+}
+
+export function toolResult(details: unknown): ToolResult {
   return { content: [{ type: "text", text: JSON.stringify(details, null, 2) }], details };
+}
+
+/** How long one tool call may take: a continue_call waits for the caller's answer. */
+export function toolTimeoutMs(params: unknown, transcriptTimeoutMs: number): number | undefined {
+  const action = (params as { action?: unknown } | null)?.action;
+  return action === "continue_call" ? transcriptTimeoutMs + 60_000 : undefined;
 }

@@ -5,9 +5,8 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { CallManager } from "../calls/manager.js";
 import { VoiceCallError, asVoiceCallError, type ErrorCode } from "../errors.js";
-import { invoke } from "../gateway/methods.js";
+import { invoke, type MethodContext } from "../gateway/methods.js";
 import type { Logger } from "../log.js";
 import { tokenMatches } from "./token.js";
 
@@ -27,16 +26,18 @@ const STATUS: Record<ErrorCode, number> = {
   PROVIDER_ERROR: 502,
   UNSUPPORTED: 501,
   UNAVAILABLE: 503,
+  STORE_UNAVAILABLE: 507,
   INTERNAL: 500,
 };
 
 export interface HttpServerOptions {
-  manager: CallManager;
+  methods: MethodContext;
   token: string;
   logger: Logger;
 }
 
-export function createHttpServer({ manager, token, logger }: HttpServerOptions): Server {
+export function createHttpServer({ methods, token, logger }: HttpServerOptions): Server {
+  const { manager } = methods;
   const server = createServer((req, res) => {
     handle(req, res).catch((err) => {
       logger.error({ err: String(err) }, "request failed");
@@ -68,7 +69,7 @@ export function createHttpServer({ manager, token, logger }: HttpServerOptions):
     const { method, params } = body as { method?: unknown; params?: unknown };
     const started = Date.now();
     try {
-      const result = await invoke(manager, method, params);
+      const result = await invoke(methods, method, params);
       logger.info({ method, ms: Date.now() - started }, "rpc");
       sendJson(res, 200, { ok: true, result });
     } catch (err) {

@@ -21,7 +21,7 @@ export async function startService(config: VoiceCallConfig, logger: Logger): Pro
   const runtime = await createRuntime(config, logger);
   try {
     const { token, generated } = resolveControlToken(config.control.token, runtime.storeDir);
-    const server = createHttpServer({ manager: runtime.manager, token, logger });
+    const server = createHttpServer({ methods: runtime, token, logger });
     const address = await listen(server, config.serve.port, config.serve.bind);
     const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
     const url = `http://${host}:${address.port}`;

@@ -6,15 +6,15 @@
 import { z } from "zod";
 import type { SampleRate } from "../audio/frame.js";
 import { streamedSpeech } from "./cloud.js";
-import { sentences, type SpokenFrame, type SynthesizeOptions, type Synthesizer } from "./types.js";
+import { sentences, withAliases, type SpokenFrame, type SynthesizeOptions, type Synthesizer } from "./types.js";
 
-export const ElevenLabsOptions = z.strictObject({
+export const ElevenLabsOptions = withAliases(z.strictObject({
   apiKey: z.string({ error: "required (or set ELEVENLABS_API_KEY)" }).min(1, "required (or set ELEVENLABS_API_KEY)"),
   baseUrl: z.url().default("https://api.elevenlabs.io/v1"),
   voiceId: z.string().min(1).default("21m00Tcm4TlvDq8ikWAM"),
   modelId: z.string().min(1).default("eleven_flash_v2_5"),
   timeoutMs: z.number().int().positive().default(10_000),
-});
+}), { speakerVoiceId: "voiceId" });
 export type ElevenLabsOptions = z.infer<typeof ElevenLabsOptions>;
 
 export class ElevenLabsSynthesizer implements Synthesizer {

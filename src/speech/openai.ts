@@ -10,7 +10,7 @@ import type { AudioFrame, SampleRate } from "../audio/frame.js";
 import { encodeG711 } from "../audio/g711.js";
 import { Resampler } from "../audio/resample.js";
 import { streamedSpeech, WsTranscriberStream } from "./cloud.js";
-import { sentences, type SpokenFrame, type SynthesizeOptions, type Synthesizer, type Transcriber, type TranscriberStream } from "./types.js";
+import { sentences, withAliases, type SpokenFrame, type SynthesizeOptions, type Synthesizer, type Transcriber, type TranscriberStream } from "./types.js";
 
 export const OpenAiSttOptions = z.strictObject({
   apiKey: z.string({ error: "required (or set OPENAI_API_KEY)" }).min(1, "required (or set OPENAI_API_KEY)"),
@@ -24,14 +24,14 @@ export const OpenAiSttOptions = z.strictObject({
 });
 export type OpenAiSttOptions = z.infer<typeof OpenAiSttOptions>;
 
-export const OpenAiTtsOptions = z.strictObject({
+export const OpenAiTtsOptions = withAliases(z.strictObject({
   apiKey: z.string({ error: "required (or set OPENAI_API_KEY)" }).min(1, "required (or set OPENAI_API_KEY)"),
   baseUrl: z.url().default("https://api.openai.com/v1"),
   model: z.string().min(1).default("gpt-4o-mini-tts"),
   voice: z.string().min(1).default("alloy"),
   instructions: z.string().min(1).optional(),
   timeoutMs: z.number().int().positive().default(10_000),
-});
+}), { speakerVoice: "voice" });
 export type OpenAiTtsOptions = z.infer<typeof OpenAiTtsOptions>;
 
 const REALTIME_RATE = 24000;

@@ -3,6 +3,7 @@
  * are produced, at the rate the caller's transport runs at, and stops when
  * its signal aborts (barge-in).
  */
+import { z } from "zod";
 import { concatPcm, type AudioFrame, type SampleRate } from "../audio/frame.js";
 
 export interface SynthesizeOptions {
@@ -90,4 +91,22 @@ export interface Transcriber {
    * if the stream runs at 16 kHz; engines tuned for phone audio use it.
    */
   stream(options: StreamOptions): Promise<TranscriberStream>;
+}
+
+/**
+ * An engine's options schema that also takes the reference plugin's spelling
+ * of some keys (`speakerVoice` for `voice`, ...); the current key wins when
+ * both are given.
+ */
+export function withAliases<S extends z.ZodType>(schema: S, aliases: Record<string, string>) {
+  return z.preprocess((value) => {
+    if (typeof value !== "object" || value === null || Array.isArray(value)) return value;
+    const out: Record<string, unknown> = { ...(value as Record<string, unknown>) };
+    for (const [alias, key] of Object.entries(aliases)) {
+      if (!(alias in out)) continue;
+      out[key] ??= out[alias];
+      delete out[alias];
+    }
+    return out;
+  }, schema);
 }

@@ -1,0 +1,116 @@
+/** The voicecall.* methods table: the gateway's compatibility names, async turns, pre-connect keys, pairing. */
+import { afterEach, describe, expect, it } from "vitest";
+import { Operations } from "../src/calls/operations.js";
+import { VoiceCallError } from "../src/errors.js";
+import { invoke, type MethodContext } from "../src/gateway/methods.js";
+import { startManager, waitFor, type Harness } from "./helpers.js";
+
+const TO = "+15550001234";
+const running: Harness[] = [];
+afterEach(async () => {
+  for (const h of running.splice(0)) await h.manager.stop();
+});
+
+async function context(raw: Record<string, unknown> = {}): Promise<MethodContext & { h: Harness }> {
+  const h = await startManager({ mock: { ringMs: 5, replyDelayMs: 5, speakMsPerChar: 0, replies: ["yes please"] }, ...raw });
+  running.push(h);
+  return { manager: h.manager, operations: new Operations(), h };
+}
+
+async function errorOf(p: Promise<unknown>): Promise<VoiceCallError> {
+  try {
+    await p;
+  } catch (err) {
+    return err as VoiceCallError;
+  }
+  throw new Error("expected a rejection");
+}
+
+describe("gateway compatibility methods", () => {
+  it("voicecall.start needs `to`, takes no message, and presses the dtmfSequence before the message", async () => {
+    const ctx = await context();
+    const noTo = await errorOf(invoke(ctx, "voicecall.start", { message: "hi" }));
+    expect(noTo).toMatchObject({ code: "INVALID_PARAMS", issues: [{ path: "to" }] });
+    const placed = (await invoke(ctx, "voicecall.start", { to: TO, mode: "conversation", dtmfSequence: "1w2#", sessionKey: "agent:main:voice:1" })) as { callId: string };
+    const view = await waitFor(() => {
+      const v = ctx.manager.getCall(placed.callId);
+      return v?.state === "listening" ? v : undefined;
+    }, "the call to listen");
+    expect(ctx.h.mock.dtmfSentTo(view.providerCallId!)).toEqual(["1w2#"]);
+    expect(view.sessionKey).toBe("agent:main:voice:1");
+  });
+
+  it("refuses a dtmfSequence on a notify call, naming the field, and places nothing", async () => {
+    const ctx = await context();
+    const err = await errorOf(invoke(ctx, "voicecall.initiate", { to: TO, message: "hi", mode: "notify", dtmfSequence: "12" }));
+    expect(err).toMatchObject({ code: "INVALID_PARAMS", issues: [{ path: "dtmfSequence" }] });
+    const bad = await errorOf(invoke(ctx, "voicecall.initiate", { to: TO, message: "hi", mode: "conversation", dtmfSequence: "12x" }));
+    expect(bad.issues[0]!.path).toBe("dtmfSequence");
+    expect(ctx.manager.listCalls()).toEqual([]);
+  });
+
+  it("continue.start returns an operation at once; continue.result reports pending, then the answer", async () => {
+    const ctx = await context({ mock: { ringMs: 5, replyDelayMs: 300, speakMsPerChar: 0, replies: ["yes please"] } });
+    const { callId } = (await invoke(ctx, "voicecall.initiate", { to: TO, message: "hello", mode: "conversation" })) as { callId: string };
+    const { operationId } = (await invoke(ctx, "voicecall.continue.start", { callId, message: "Tuesday?" })) as { operationId: string };
+    expect(await invoke(ctx, "voicecall.continue.result", { operationId })).toEqual({ status: "pending", operationId });
+    const result = await waitFor(() => {
+      const r = ctx.operations.read(operationId);
+      return r.status === "pending" ? undefined : r;
+    }, "the answer");
+    expect(result).toEqual({ status: "completed", operationId, result: { success: true, transcript: "yes please" } });
+    const missing = await errorOf(invoke(ctx, "voicecall.continue.start", { callId: "nope", message: "x" }));
+    expect(missing.code).toBe("NOT_FOUND");
+    expect((await errorOf(invoke(ctx, "voicecall.continue.result", { operationId: "nope" }))).code).toBe("NOT_FOUND");
+  });
+
+  it("a failed turn is reported as failed with its code", async () => {
+    const ctx = await context({ mock: { ringMs: 5, replyDelayMs: 5, speakMsPerChar: 0, replies: ["bye"], hangupAfterReplies: 1 } });
+    const { callId } = (await invoke(ctx, "voicecall.initiate", { to: TO, message: "hello", mode: "conversation" })) as { callId: string };
+    await waitFor(() => ctx.manager.getCall(callId)?.state.startsWith("hangup"), "the caller to hang up");
+    const err = await errorOf(invoke(ctx, "voicecall.continue.start", { callId, message: "still there?" }));
+    expect(err.code).toBe("CALL_ENDED");
+    const ops = new Operations();
+    const { operationId } = ops.start(async () => {
+      throw new VoiceCallError("TIMEOUT", "the caller said nothing");
+    });
+    await waitFor(() => ops.read(operationId).status !== "pending", "settled");
+    expect(ops.read(operationId)).toEqual({ status: "failed", operationId, error: "the caller said nothing", code: "TIMEOUT" });
+  });
+
+  it("voicecall.status without callId lists the calls in progress only", async () => {
+    const ctx = await context();
+    const a = (await invoke(ctx, "voicecall.initiate", { to: TO, message: "a", mode: "conversation" })) as { callId: string };
+    const b = (await invoke(ctx, "voicecall.initiate", { to: TO, message: "b", mode: "conversation" })) as { callId: string };
+    await invoke(ctx, "voicecall.end", { callId: b.callId });
+    const active = (await invoke(ctx, "voicecall.status", {})) as { calls: Array<{ callId: string }> };
+    expect(active.calls.map((c) => c.callId)).toEqual([a.callId]);
+    const all = (await invoke(ctx, "voicecall.list", {})) as { calls: Array<{ callId: string }> };
+    expect(all.calls.map((c) => c.callId).sort()).toEqual([a.callId, b.callId].sort());
+  });
+});
+
+describe("operations", () => {
+  it("forget settled results after keepMs and refuse past their bound", async () => {
+    let now = 0;
+    const ops = new Operations({ keepMs: 1000, max: 2, now: () => now });
+    const a = ops.start(async () => 1);
+    await waitFor(() => ops.read(a.operationId).status === "completed", "a");
+    ops.start(() => new Promise(() => {}));
+    ops.start(() => new Promise(() => {})); // a (settled) makes room
+    expect(() => ops.start(async () => 3)).toThrow(/too many operations/);
+    now = 5000;
+    expect(() => ops.read(a.operationId)).toThrow(/unknown, or its result expired/);
+  });
+});
+
+describe("inbound policy pairing", () => {
+  it("answers paired (allowFrom) callers and refuses others with the reason", async () => {
+    const ctx = await context({ inboundPolicy: "pairing", allowFrom: ["+15550001111"], inboundGreeting: "Hello." });
+    const paired = ctx.h.mock.simulateInbound("+15550001111", "+15550000000");
+    const stranger = ctx.h.mock.simulateInbound("+15550003333", "+15550000000");
+    await waitFor(() => ctx.manager.getCall(paired)?.transcript.length, "greeting");
+    expect(ctx.manager.getCall(paired)!.transcript[0]!.text).toBe("Hello.");
+    expect(ctx.manager.getCall(stranger)!.endReason).toContain("not paired");
+  });
+});
