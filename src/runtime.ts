@@ -34,7 +34,14 @@ export async function createRuntime(config: VoiceCallConfig, logger: Logger, dep
   }
   const providers = createProviders(config, { logger, ...deps });
   const storeDir = defaultStoreDir(config);
-  const { store, loaded } = CallStore.open(storeDir);
+  const { store, loaded, archived } = CallStore.open(storeDir, {
+    keepEnded: config.keepEndedCalls,
+    onHealth: (h) =>
+      h.writable
+        ? logger.info({ store: storeDir }, "the call log is writable again; waiting lines written")
+        : logger.error({ store: storeDir, reason: h.reason, waiting: h.waiting }, "the call log cannot be written: calls go on, new calls are refused, lines wait in memory"),
+  });
+  if (archived > 0) logger.info({ archived, store: storeDir }, "moved calls ended beyond keepEndedCalls into a dated file");
   const responder = new Responder({ baseUrl: config.responseBaseUrl, apiKey: config.responseApiKey, timeoutMs: config.responseTimeoutMs });
   const manager = new CallManager({ config, providers, store, loaded, logger, responder });
   try {

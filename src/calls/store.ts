@@ -1,10 +1,16 @@
 /**
  * Append-only JSONL store of call snapshots and transcript lines. Each line is
- * written with one synchronous write as it happens, so a process killed with
- * -9 loses nothing it had reported. On load, the newest snapshot of each call
+ * written with synchronous writes as it happens, so a process killed with -9
+ * loses nothing it had reported. On load, the newest snapshot of each call
  * wins; a corrupt or truncated line is skipped with a warning, never fatal.
+ *
+ * A failed or short write (a full disk) never throws at the caller: the line
+ * waits in memory (bounded), the store reports itself unavailable with the
+ * reason, retries, and writes the waiting lines in order once it can. The log
+ * is compacted: calls ended beyond the newest `keepEnded` are moved into a
+ * dated file beside it, so restore reads live calls and recent history only.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { LIVE_STATES, TERMINAL_STATES, type CallRecord, type TranscriptEntry } from "./types.js";
@@ -51,73 +57,254 @@ export interface LoadedStore {
   warnings: string[];
 }
 
+export interface StoreHealth {
+  writable: boolean;
+  /** Why the last write failed, e.g. "ENOSPC: no space left on device". */
+  reason?: string;
+  /** Lines waiting in memory for the disk. */
+  waiting: number;
+  /** Lines given up because too many were waiting. */
+  dropped: number;
+}
+
+export interface CallStoreOptions {
+  /** Ended calls kept in the log (and restored); older ones move to dated files. */
+  keepEnded?: number;
+  /** Told when the store becomes unwritable or writable again. */
+  onHealth?: (health: StoreHealth) => void;
+  /** Lines kept in memory while the disk refuses them. */
+  maxWaiting?: number;
+  retryMs?: number;
+}
+
+const TERMINAL: ReadonlySet<string> = new Set(TERMINAL_STATES);
+
 export class CallStore {
   private fd: number | null;
+  /** Encoded lines the disk has not taken yet, oldest first. */
+  private waiting: Buffer[] = [];
+  /** Bytes of the first waiting line already on disk (a short write). */
+  private partial = 0;
+  private reason: string | undefined;
+  private dropped = 0;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private readonly keepEnded: number;
+  private readonly maxWaiting: number;
+  private readonly retryMs: number;
+  private readonly onHealth?: (health: StoreHealth) => void;
+  /** Calls seen ending since the last compaction. */
+  private endedSince = new Set<string>();
+  private compactPending = false;
 
-  private constructor(readonly path: string, fd: number) {
+  private constructor(
+    readonly dir: string,
+    fd: number,
+    options: CallStoreOptions,
+  ) {
     this.fd = fd;
+    this.keepEnded = options.keepEnded ?? 1000;
+    this.maxWaiting = options.maxWaiting ?? 50_000;
+    this.retryMs = options.retryMs ?? 5000;
+    this.onHealth = options.onHealth;
   }
 
-  /** Opens (creating if needed) the store in `dir` and reads what it holds. */
-  static open(dir: string): { store: CallStore; loaded: LoadedStore } {
+  get path(): string {
+    return join(this.dir, FILE);
+  }
+
+  /**
+   * Opens (creating if needed) the store in `dir`, compacts it when it holds
+   * more ended calls than it keeps, and reads what is left.
+   */
+  static open(dir: string, options: CallStoreOptions = {}): { store: CallStore; loaded: LoadedStore; archived: number } {
     mkdirSync(dir, { recursive: true });
     const path = join(dir, FILE);
-    const text = existsSync(path) ? readFileSync(path, "utf8") : "";
-    const loaded = load(text);
+    let archived = 0;
+    let compactFailure: string | undefined;
+    try {
+      archived = existsSync(path) ? compact(dir, options.keepEnded ?? 1000) : 0;
+    } catch (err) {
+      // The log as it is still loads; compaction is tried again later.
+      compactFailure = `${FILE}: could not move old calls out (${describe(err)}); loaded the whole log`;
+    }
+    const { loaded, endsWithNewline } = existsSync(path) ? readLog(path) : { loaded: emptyLoad(), endsWithNewline: true };
+    if (compactFailure) loaded.warnings.push(compactFailure);
     const fd = openSync(path, "a", 0o600);
+    const store = new CallStore(dir, fd, options);
     // A line cut short by a crash must not swallow the next record.
-    if (text.length > 0 && !text.endsWith("\n")) writeSync(fd, "\n");
-    return { store: new CallStore(path, fd), loaded };
+    if (!endsWithNewline) store.enqueue(Buffer.from("\n"));
+    return { store, loaded, archived };
   }
 
   /** What the store in `dir` holds, read only (nothing is created). */
   static read(dir: string): LoadedStore {
     const path = join(dir, FILE);
-    return existsSync(path) ? load(readFileSync(path, "utf8")) : emptyLoad();
+    return existsSync(path) ? readLog(path).loaded : emptyLoad();
+  }
+
+  get health(): StoreHealth {
+    return { writable: this.reason === undefined, reason: this.reason, waiting: this.waiting.length, dropped: this.dropped };
   }
 
   appendCall(call: CallRecord): void {
-    this.write({ t: "call", call });
+    this.enqueue(encode({ t: "call", call }));
+    if (TERMINAL.has(call.state)) {
+      this.endedSince.add(call.callId);
+      // Rewrite now and then, never on every call (each compaction reads the log
+      // once), and not inside the caller's bookkeeping: on the next turn of the loop.
+      if (this.endedSince.size >= Math.max(100, this.keepEnded) && !this.compactPending) {
+        this.compactPending = true;
+        setImmediate(() => {
+          this.compactPending = false;
+          this.compactNow();
+        }).unref();
+      }
+    }
   }
 
   appendTranscript(entry: TranscriptEntry): void {
-    this.write({ t: "transcript", entry });
+    this.enqueue(encode({ t: "transcript", entry }));
+  }
+
+  /** Moves ended calls beyond `keepEnded` into a dated file; returns how many moved. */
+  compactNow(): number {
+    if (this.fd === null || this.waiting.length > 0) return 0;
+    this.endedSince.clear();
+    closeSync(this.fd);
+    this.fd = null;
+    let moved = 0;
+    try {
+      moved = compact(this.dir, this.keepEnded);
+    } catch (err) {
+      this.setReason(describe(err));
+    } finally {
+      this.fd = openSync(this.path, "a", 0o600);
+    }
+    return moved;
   }
 
   close(): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.flush();
     if (this.fd !== null) closeSync(this.fd);
     this.fd = null;
   }
 
-  private write(line: z.infer<typeof Line>): void {
+  private enqueue(line: Buffer): void {
     if (this.fd === null) throw new Error("call store is closed");
-    writeSync(this.fd, `${JSON.stringify(line)}\n`);
+    if (this.waiting.length >= this.maxWaiting) {
+      // Bounded: the oldest waiting line goes (never one half-written).
+      const i = this.partial > 0 ? 1 : 0;
+      this.waiting.splice(i, 1);
+      this.dropped += 1;
+    }
+    this.waiting.push(line);
+    if (this.waiting.length === 1) this.flush();
   }
+
+  /** Writes waiting lines in order until done or the disk refuses. */
+  private flush(): void {
+    while (this.fd !== null && this.waiting.length > 0) {
+      const line = this.waiting[0]!;
+      let wrote: number;
+      try {
+        wrote = writeSync(this.fd, line, this.partial, line.length - this.partial);
+      } catch (err) {
+        this.setReason(describe(err));
+        return;
+      }
+      this.partial += wrote;
+      if (this.partial < line.length) {
+        // A short write: the rest goes next time, so the line is never glued to the next one.
+        if (wrote === 0) {
+          this.setReason("short write: the disk took 0 bytes");
+          return;
+        }
+        continue;
+      }
+      this.waiting.shift();
+      this.partial = 0;
+    }
+    if (this.reason !== undefined && this.waiting.length === 0) this.setReason(undefined);
+  }
+
+  private setReason(reason: string | undefined): void {
+    const changed = (reason === undefined) !== (this.reason === undefined);
+    this.reason = reason;
+    if (reason !== undefined && !this.retryTimer) {
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = null;
+        this.flush();
+      }, this.retryMs);
+      this.retryTimer.unref();
+    }
+    if (changed) this.onHealth?.(this.health);
+  }
+}
+
+function encode(line: z.infer<typeof Line>): Buffer {
+  return Buffer.from(`${JSON.stringify(line)}\n`);
+}
+
+function describe(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  return e.code ? `${e.code}: ${e.message.replace(/^[A-Z]+: /, "").split(",")[0]}` : String(e.message ?? err);
 }
 
 function emptyLoad(): LoadedStore {
   return { calls: new Map(), transcripts: new Map(), warnings: [] };
 }
 
-function load(text: string): LoadedStore {
+/** Calls each complete line of the file in order, reading it in chunks (a log may exceed a string's size). */
+function eachLine(path: string, fn: (line: string, lineNo: number) => void): { endsWithNewline: boolean } {
+  const fd = openSync(path, "r");
+  const chunk = Buffer.allocUnsafe(1 << 20);
+  let rest = Buffer.alloc(0);
+  let lineNo = 0;
+  try {
+    for (;;) {
+      const n = readSync(fd, chunk, 0, chunk.length, null);
+      if (n === 0) break;
+      let data = rest.length ? Buffer.concat([rest, chunk.subarray(0, n)]) : chunk.subarray(0, n);
+      let start = 0;
+      for (let nl = data.indexOf(10, start); nl >= 0; nl = data.indexOf(10, start)) {
+        lineNo += 1;
+        fn(data.toString("utf8", start, nl), lineNo);
+        start = nl + 1;
+      }
+      rest = Buffer.from(data.subarray(start));
+      data = rest;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  if (rest.length > 0) fn(rest.toString("utf8"), lineNo + 1);
+  return { endsWithNewline: rest.length === 0 };
+}
+
+function parseLine(text: string, where: string, warnings: string[]): z.infer<typeof Line> | undefined {
+  if (text.trim() === "") return undefined;
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    warnings.push(`${where}: skipped a line that is not JSON (truncated or corrupt)`);
+    return undefined;
+  }
+  const parsed = Line.safeParse(json);
+  if (!parsed.success) {
+    warnings.push(`${where}: skipped a line that is not a call or transcript record`);
+    return undefined;
+  }
+  return parsed.data;
+}
+
+function readLog(path: string): { loaded: LoadedStore; endsWithNewline: boolean } {
   const out = emptyLoad();
-  const lines = text.split("\n");
-  lines.forEach((text, index) => {
-    if (text.trim() === "") return;
-    const where = `${FILE}:${index + 1}`;
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      out.warnings.push(`${where}: skipped a line that is not JSON (truncated or corrupt)`);
-      return;
-    }
-    const parsed = Line.safeParse(json);
-    if (!parsed.success) {
-      out.warnings.push(`${where}: skipped a line that is not a call or transcript record`);
-      return;
-    }
-    const line = parsed.data;
+  const { endsWithNewline } = eachLine(path, (text, lineNo) => {
+    const line = parseLine(text, `${FILE}:${lineNo}`, out.warnings);
+    if (!line) return;
     if (line.t === "call") {
       out.calls.set(line.call.callId, line.call);
     } else {
@@ -126,5 +313,58 @@ function load(text: string): LoadedStore {
       out.transcripts.set(line.entry.callId, list);
     }
   });
-  return out;
+  return { loaded: out, endsWithNewline };
+}
+
+/**
+ * Keeps live calls and the newest `keepEnded` ended ones in the log and moves
+ * the rest, every line of them, into calls-<time>.jsonl beside it. Two passes
+ * over the file, so memory holds one small entry per call, not the log.
+ */
+function compact(dir: string, keepEnded: number): number {
+  const path = join(dir, FILE);
+  const last = new Map<string, { ended: boolean; at: string }>();
+  eachLine(path, (text) => {
+    const line = parseLine(text, "", []);
+    if (line?.t === "call") last.set(line.call.callId, { ended: TERMINAL.has(line.call.state), at: line.call.endedAt ?? line.call.createdAt });
+  });
+  const ended = [...last].filter(([, v]) => v.ended);
+  if (ended.length <= keepEnded) return 0;
+  ended.sort((a, b) => (a[1].at < b[1].at ? -1 : a[1].at > b[1].at ? 1 : 0));
+  const moving = new Set(ended.slice(0, ended.length - keepEnded).map(([id]) => id));
+  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+  const archivePath = join(dir, `calls-${stamp}.jsonl`);
+  const keptPath = join(dir, `${FILE}.compacting-${process.pid}`);
+  try {
+    const archive = openSync(archivePath, "wx", 0o600);
+    try {
+      const kept = openSync(keptPath, "w", 0o600);
+      try {
+        eachLine(path, (text) => {
+          if (text.trim() === "") return;
+          const id = /"callId":"([^"]+)"/.exec(text)?.[1];
+          writeAll(id !== undefined && moving.has(id) ? archive : kept, Buffer.from(`${text}\n`));
+        });
+      } finally {
+        closeSync(kept);
+      }
+    } finally {
+      closeSync(archive);
+    }
+    renameSync(keptPath, path);
+  } catch (err) {
+    // Nothing moved: the log stays whole, and no half-written file is left.
+    rmSync(archivePath, { force: true });
+    rmSync(keptPath, { force: true });
+    throw err;
+  }
+  return moving.size;
+}
+
+function writeAll(fd: number, buf: Buffer): void {
+  for (let off = 0; off < buf.length; ) {
+    const n = writeSync(fd, buf, off, buf.length - off);
+    if (n === 0) throw Object.assign(new Error("short write: the disk took 0 bytes"), { code: "ENOSPC" });
+    off += n;
+  }
 }
