@@ -1,6 +1,6 @@
 /** Drives the built `voicecall` binary as a user would: a real service process and CLI calls. */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { tempDir, waitFor } from "./helpers.js";
@@ -100,6 +100,41 @@ describe("voicecall CLI against a running service", () => {
     expect(r.stderr).not.toMatch(/\n\s+at .+:\d+:\d+/);
     const missing = cli(["--config", join(dir, "nope.json"), "serve"]);
     expect(missing.stderr).toContain("file not found");
+  });
+
+  it("surface faults: a bad --port, a short VOICECALL_TOKEN, a generated token, the token file's mode, escapes in transcripts", async () => {
+    const dir = tempDir();
+    const config = writeConfig(dir);
+    const badPort = cli(["--config", config, "serve", "--port", "abc"]);
+    expect(badPort.code).not.toBe(0);
+    expect(badPort.stderr).toContain("--port");
+    expect(badPort.stderr).toContain('expected a port number 0-65535, got "abc"');
+    expect(badPort.stderr).not.toMatch(/\n\s+at .+:\d+:\d+/);
+
+    // A short token set in the environment is reported under its variable, not as a key of the file.
+    const shortToken = cli(["--config", config, "serve"], { VOICECALL_TOKEN: "short" });
+    expect(shortToken.code).toBe(1);
+    expect(shortToken.stderr).toMatch(/- VOICECALL_TOKEN: must be at least 16 characters \(the environment variable sets control\.token\)/);
+
+    // A token file another user could read is tightened; a generated token is never printed.
+    const store = join(dir, "store");
+    mkdirSync(store, { recursive: true });
+    writeFileSync(join(store, "control-token"), "short\n", { mode: 0o644 });
+    chmodSync(join(store, "control-token"), 0o644);
+    const running = await serve(config);
+    const token = readFileSync(join(store, "control-token"), "utf8").trim();
+    expect(token.length).toBeGreaterThanOrEqual(16);
+    expect(statSync(join(store, "control-token")).mode & 0o777).toBe(0o600);
+    expect(running.stderr()).toContain("generated a control token");
+    expect(running.stderr()).not.toContain(token);
+
+    // What a caller says reaches the terminal with its control characters shown, not obeyed.
+    const base = ["--config", config, "--url", running.url];
+    const callId = cli([...base, "call", "--to", "+15550001234", "--message", "evil \u001b]0;pwned\u0007 \u001b[2J text", "--mode", "conversation", "--json"]).json.result.callId;
+    await waitFor(() => cli([...base, "status", "--call-id", callId, "--json"]).json.result.call.transcript.length >= 1, "the message");
+    const human = cli([...base, "status", "--call-id", callId]).stdout;
+    expect(human).not.toContain("\u001b");
+    expect(human).toContain("evil \\x1b]0;pwned\\x07 \\x1b[2J text");
   });
 
   it("doctor reports and rewrites legacy keys", () => {

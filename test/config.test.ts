@@ -32,7 +32,7 @@ describe("config", () => {
   it("reports every offending key path at once", () => {
     const issues = issuesOf({
       serve: { port: "3334", path: "voice" },
-      fromNumber: "555-1234",
+      fromNumber: "555 1234",
       outbound: { defaultMode: "shout" },
       maxDurationSeconds: -1,
       bogus: true,
@@ -134,6 +134,14 @@ describe("the reference plugin's keys", () => {
     expect(config.fromNumber).toBe("+15550004444");
     const openai = createSynthesizer(config);
     expect((openai as unknown as { options: { voice: string } }).options.voice).toBe("coral");
+  });
+});
+
+describe("caller id", () => {
+  it("is an extension or name for the PBX and mock carriers, E.164 for cloud carriers", () => {
+    expect(resolveConfig({ provider: "asterisk", fromNumber: "6001", asterisk: { ari: { password: "p" } } }).config.fromNumber).toBe("6001");
+    const issues = issuesOf({ provider: "twilio", fromNumber: "6001", twilio: { accountSid: "AC1", authToken: "t" } });
+    expect(issues).toEqual([{ path: "fromNumber", message: "must be an E.164 number such as +15550001234 when provider twilio is used" }]);
   });
 });
 

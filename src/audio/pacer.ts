@@ -13,6 +13,8 @@ import { FRAME_MS } from "./frame.js";
 export interface PacedStream {
   /** Sends one frame's worth; called once per tick. */
   tick(): void;
+  /** Told when its tick threw: the stream has been taken off the pacer (the other calls go on). */
+  onTickError?(err: unknown): void;
 }
 
 export interface PacerStats {
@@ -21,6 +23,8 @@ export interface PacerStats {
   skipped: number;
   /** Lateness of each tick in ms, when recordLateness is on. */
   lateness: number[];
+  /** Streams taken off because their tick threw. */
+  failed: number;
 }
 
 export class FramePacer {
@@ -30,7 +34,7 @@ export class FramePacer {
   private timer: NodeJS.Timeout | null = null;
   private start = 0;
   private n = 0;
-  readonly stats: PacerStats = { ticks: 0, skipped: 0, lateness: [] };
+  readonly stats: PacerStats = { ticks: 0, skipped: 0, lateness: [], failed: 0 };
   recordLateness = false;
 
   constructor(
@@ -92,7 +96,20 @@ export class FramePacer {
       if (group.size === 0) continue;
       this.stats.ticks += 1;
       if (this.recordLateness) this.stats.lateness.push(this.now() - (this.start + this.n * this.slotMs));
-      for (const s of group) s.tick();
+      for (const s of group) {
+        try {
+          s.tick();
+        } catch (err) {
+          // One call's fault must not stop every call's audio.
+          this.stats.failed += 1;
+          this.remove(s);
+          try {
+            s.onTickError?.(err);
+          } catch {
+            // The stream's own error handler failed too; it is already off the pacer.
+          }
+        }
+      }
     }
     if (this.phaseOf.size > 0) this.schedule();
     else this.timer = null;

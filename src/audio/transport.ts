@@ -182,6 +182,12 @@ export abstract class PacedTransport implements MediaTransport, PacedStream {
     this.send(this.output.next());
   }
 
+  /** Our tick threw (a socket fault): the pacer took us off; the call's media ends, readers see the end. */
+  onTickError(): void {
+    this.detach = null;
+    this.close();
+  }
+
   close(): void {
     if (this.isClosed) return;
     this.isClosed = true;

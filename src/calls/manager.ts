@@ -15,7 +15,7 @@ import type { Expectation } from "../speech/types.js";
 import type { Responder } from "./responder.js";
 import { routeCall } from "./routing.js";
 import { canTransition, isAnsweredState, isTerminal } from "./state.js";
-import type { CallStore, LoadedStore } from "./store.js";
+import type { CallStore, LoadedStore, StoreHealth } from "./store.js";
 import type { CallRecord, CallState, CallView, LiveState, TerminalState, TranscriptEntry } from "./types.js";
 
 export type ManagerEvent =
@@ -104,6 +104,8 @@ interface LiveCall {
   timers: Set<NodeJS.Timeout>;
   /** Keys to press as soon as the call is answered. */
   dtmfSequence?: string;
+  /** We are hanging up: how the call ends, whatever the carrier reports meanwhile. */
+  ending?: { state: TerminalState; reason: string };
 }
 
 const ORPHAN_TTL_MS = 10_000;
@@ -112,7 +114,6 @@ const CALLER_QUIET_WAIT_MS = 5000;
 /** After the caller stops, how long their final words may take to arrive (the recogniser's flush). */
 const FINAL_WORDS_GRACE_MS = 300;
 const MAX_SEEN_EVENTS = 4096;
-const MAX_ENDED_IN_MEMORY = 1000;
 const DTMF_PATTERN = /^[0-9A-D*#w]{1,64}$/;
 const DESTINATION_PATTERN = /^(\+[1-9]\d{1,14}|[0-9*#]{1,32}|sips?:[^\s]+|[A-Za-z0-9._-]{1,64})$/;
 
@@ -129,6 +130,8 @@ export class CallManager {
   private readonly listeners = new Set<(event: ManagerEvent) => void>();
   private reaper?: NodeJS.Timeout;
   private stopped = false;
+  /** Calls not ended yet, counted as they start and end (the table also holds ended ones). */
+  private active = 0;
 
   constructor(options: CallManagerOptions) {
     this.config = options.config;
@@ -158,6 +161,11 @@ export class CallManager {
     }
     for (const provider of this.providers.values()) await provider.stop();
     this.store.close();
+  }
+
+  /** How many listeners receive call events (control API subscribers among them). */
+  get eventListeners(): number {
+    return this.listeners.size;
   }
 
   onEvent(listener: (event: ManagerEvent) => void): () => void {
@@ -193,6 +201,7 @@ export class CallManager {
       }
       if (!provider.capabilities.dtmfOut) throw new VoiceCallError("UNSUPPORTED", `provider ${provider.id} cannot send DTMF (dtmfSequence)`);
     }
+    this.assertStoreWritable();
     this.assertCapacity();
     const call = this.track({
       callId: randomUUID(),
@@ -208,6 +217,11 @@ export class CallManager {
       sessionKey: request.sessionKey ?? request.requesterSessionKey,
     });
     call.dtmfSequence = request.dtmfSequence;
+    if (!this.store.health.writable) {
+      // Not placed: a call the log cannot hold would be lost on a restart. Its end is queued with it.
+      this.finish(call, "failed", "not placed: the call log cannot be written");
+      this.assertStoreWritable();
+    }
     call.log.info({ to, mode, route: route.reason }, "placing call");
     try {
       const { providerCallId } = await provider.placeCall({ callId: call.record.callId, to, from: this.config.fromNumber });
@@ -218,7 +232,7 @@ export class CallManager {
       throw new VoiceCallError("PROVIDER_ERROR", `${provider.id} could not place the call: ${message}`);
     }
     this.after(call, this.config.ringTimeoutMs, () => {
-      if (!isAnsweredState(call.record.state)) void this.hangupAndFinish(call, "no-answer", `not answered within ${this.config.ringTimeoutMs} ms`);
+      if (!isAnsweredState(call.record.state)) this.background(this.hangupAndFinish(call, "no-answer", `not answered within ${this.config.ringTimeoutMs} ms`), "ending a call");
     });
     return { callId: call.record.callId, initiated: true, provider: provider.id, state: call.record.state };
   }
@@ -257,7 +271,7 @@ export class CallManager {
     const provider = this.providerOf(call);
     if (!provider.capabilities.dtmfOut) throw new VoiceCallError("UNSUPPORTED", `provider ${provider.id} cannot send DTMF`);
     await this.waitAnswered(call);
-    await provider.sendDtmf(this.providerCallId(call), digits);
+    await provider.sendDtmf(this.providerCallId(call), digits).catch(carrierFailure(provider, "send DTMF"));
     call.log.info({ digits: digits.length }, "sent DTMF");
   }
 
@@ -265,6 +279,13 @@ export class CallManager {
     const call = this.calls.get(callId);
     if (!call) throw notFound(callId);
     if (!isTerminal(call.record.state)) await this.hangupAndFinish(call, "hangup-bot", "ended by request");
+    const { writable, reason } = this.store.health;
+    if (!writable) {
+      throw new VoiceCallError(
+        "STORE_UNAVAILABLE",
+        `call ${callId} ended at the carrier, but the call log cannot be written (${reason}); its record waits in memory and is written when the disk takes it`,
+      );
+    }
     return { state: call.record.state };
   }
 
@@ -280,6 +301,11 @@ export class CallManager {
     return out;
   }
 
+  /** Whether the call log takes writes, and why not. */
+  storeHealth(): StoreHealth {
+    return this.store.health;
+  }
+
   /** Throws NOT_FOUND or CALL_ENDED unless the call exists and is live. */
   assertCallLive(callId: string): void {
     this.liveCall(callId);
@@ -287,7 +313,16 @@ export class CallManager {
 
   // ---------------------------------------------------------- provider events
 
+  /** One carrier event; a fault in handling it is logged, never thrown into the carrier's loop. */
   private onProviderEvent(provider: CallProvider, event: ProviderEvent): void {
+    try {
+      this.handleProviderEvent(provider, event);
+    } catch (err) {
+      this.log.error({ err: err instanceof Error ? err.message : String(err), type: event.type, providerCallId: event.providerCallId }, "handling a carrier event failed");
+    }
+  }
+
+  private handleProviderEvent(provider: CallProvider, event: ProviderEvent): void {
     if (this.stopped) return;
     if (this.seenEvents.has(event.eventId)) {
       this.log.debug({ eventId: event.eventId }, "duplicate provider event ignored");
@@ -331,7 +366,7 @@ export class CallManager {
         call.pending?.reply.resolve(`[DTMF ${event.digits}]`);
         return;
       case "ended":
-        this.finish(call, event.state, event.reason ?? "ended by the carrier");
+        this.finish(call, call.ending?.state ?? event.state, call.ending?.reason ?? event.reason ?? "ended by the carrier");
         return;
       case "inbound":
         return;
@@ -363,7 +398,9 @@ export class CallManager {
             ? "caller is not paired (pairing codes are not offered over voice; add the number to allowFrom)"
           : this.activeCount() > this.config.maxConcurrentCalls
             ? `maxConcurrentCalls (${this.config.maxConcurrentCalls}) reached`
-            : undefined;
+            : !this.store.health.writable
+              ? `the call log cannot be written (${this.store.health.reason})`
+              : undefined;
     if (refusal) {
       call.log.info({ from: event.from, to: event.to, refusal }, "inbound call rejected");
       this.finish(call, "hangup-bot", `rejected: ${refusal}`);
@@ -383,7 +420,7 @@ export class CallManager {
     this.persist(call);
     call.answered.resolve();
     this.after(call, this.config.maxDurationSeconds * 1000, () => {
-      void this.hangupAndFinish(call, "timeout", `max duration ${this.config.maxDurationSeconds} s reached`);
+      this.background(this.hangupAndFinish(call, "timeout", `max duration ${this.config.maxDurationSeconds} s reached`), "ending a call");
     });
     void this.openingScript(call).catch((err) => {
       // A call that ended meanwhile is not a failure of the script.
@@ -396,7 +433,8 @@ export class CallManager {
     const { record } = call;
     if (call.dtmfSequence) {
       // An IVR's menu first: the message is for whoever the keys reach.
-      await this.providerOf(call).sendDtmf(this.providerCallId(call), call.dtmfSequence);
+      const provider = this.providerOf(call);
+      await provider.sendDtmf(this.providerCallId(call), call.dtmfSequence).catch(carrierFailure(provider, "send the dtmfSequence"));
       call.log.info({ digits: call.dtmfSequence.length }, "sent the dtmfSequence");
     }
     if (record.direction === "inbound") {
@@ -515,7 +553,7 @@ export class CallManager {
       } catch (err) {
         // The line is not left "speaking" when the carrier could not play it.
         if (!isTerminal(call.record.state)) this.transition(call, "listening");
-        throw err;
+        return carrierFailure(provider, "speak")(err);
       } finally {
         if (call.speaking === controller) call.speaking = undefined;
       }
@@ -526,7 +564,9 @@ export class CallManager {
         this.addTranscript(call, "bot", "interrupted", outcome.heard);
       }
       this.transition(call, "listening");
-      if (token !== undefined && call.turnToken === token) await provider.listen(this.providerCallId(call), token, { expect: options.expect });
+      if (token !== undefined && call.turnToken === token) {
+        await provider.listen(this.providerCallId(call), token, { expect: options.expect }).catch(carrierFailure(provider, "listen"));
+      }
       return token;
     };
     const next = call.speech.then(run, run);
@@ -551,7 +591,8 @@ export class CallManager {
   private async openTurn(call: LiveCall): Promise<string> {
     const token = this.beginTurn(call, false);
     this.transition(call, "listening");
-    await this.providerOf(call).listen(this.providerCallId(call), token);
+    const provider = this.providerOf(call);
+    await provider.listen(this.providerCallId(call), token).catch(carrierFailure(provider, "listen"));
     return token;
   }
 
@@ -586,6 +627,7 @@ export class CallManager {
     call.answered.promise.catch(() => undefined);
     if (isAnsweredState(record.state)) call.answered.resolve();
     this.calls.set(record.callId, call);
+    if (!isTerminal(record.state)) this.active += 1;
     if (record.providerCallId) this.byProviderId.set(record.providerCallId, record.callId);
     if (!restored) this.persist(call);
     return call;
@@ -616,6 +658,7 @@ export class CallManager {
 
   private finish(call: LiveCall, state: TerminalState, reason: string): void {
     if (isTerminal(call.record.state)) return;
+    this.active -= 1;
     call.record.state = state;
     call.record.endedAt = new Date().toISOString();
     call.record.endReason = reason;
@@ -631,15 +674,17 @@ export class CallManager {
     this.forgetOldEnded();
   }
 
+  /** Hangs up at the carrier first, then records the end (ours, whatever the carrier reports meanwhile). */
   private async hangupAndFinish(call: LiveCall, state: TerminalState, reason: string): Promise<void> {
-    if (isTerminal(call.record.state)) return;
+    if (isTerminal(call.record.state) || call.ending) return;
+    call.ending = { state, reason };
     const providerCallId = call.record.providerCallId;
-    this.finish(call, state, reason);
-    if (!providerCallId || !call.provider) return;
     try {
-      await call.provider.hangup(providerCallId);
+      if (providerCallId && call.provider) await call.provider.hangup(providerCallId);
     } catch (err) {
       call.log.warn({ err: err instanceof Error ? err.message : String(err) }, "hang-up at the carrier failed");
+    } finally {
+      this.finish(call, state, reason);
     }
   }
 
@@ -682,7 +727,7 @@ export class CallManager {
     for (const call of this.calls.values()) {
       if (isTerminal(call.record.state)) continue;
       if (now - Date.parse(call.record.createdAt) > limitMs) {
-        void this.hangupAndFinish(call, "timeout", `stale: not ended after ${this.config.staleCallReaperSeconds} s`);
+        this.background(this.hangupAndFinish(call, "timeout", `stale: not ended after ${this.config.staleCallReaperSeconds} s`), "ending a call");
       }
     }
   }
@@ -695,10 +740,12 @@ export class CallManager {
     }
   }
 
+  /** Ended calls beyond keepEndedCalls leave memory (the log keeps them). */
   private forgetOldEnded(): void {
-    if (this.calls.size <= MAX_ENDED_IN_MEMORY) return;
+    const keep = this.config.keepEndedCalls;
+    if (this.calls.size - this.active <= keep) return;
     for (const [id, call] of this.calls) {
-      if (this.calls.size <= MAX_ENDED_IN_MEMORY) break;
+      if (this.calls.size - this.active <= keep) break;
       if (!isTerminal(call.record.state)) continue;
       this.calls.delete(id);
       if (call.record.providerCallId) this.byProviderId.delete(call.record.providerCallId);
@@ -736,7 +783,7 @@ export class CallManager {
       } else if (call.record.answeredAt) {
         const left = Date.parse(call.record.answeredAt) + this.config.maxDurationSeconds * 1000 - Date.now();
         this.after(call, Math.max(0, left), () => {
-          void this.hangupAndFinish(call, "timeout", `max duration ${this.config.maxDurationSeconds} s reached`);
+          this.background(this.hangupAndFinish(call, "timeout", `max duration ${this.config.maxDurationSeconds} s reached`), "ending a call");
         });
       }
     }
@@ -774,9 +821,17 @@ export class CallManager {
   }
 
   private activeCount(): number {
-    let n = 0;
-    for (const call of this.calls.values()) if (!isTerminal(call.record.state)) n += 1;
-    return n;
+    return this.active;
+  }
+
+  /** Work nobody awaits (timers, carrier events): a failure is logged, never an unhandled rejection. */
+  private background(work: Promise<unknown>, what: string): void {
+    work.catch((err) => this.log.error({ err: err instanceof Error ? err.message : String(err) }, `${what} failed`));
+  }
+
+  private assertStoreWritable(): void {
+    const { writable, reason } = this.store.health;
+    if (!writable) throw new VoiceCallError("STORE_UNAVAILABLE", `no new calls while the call log cannot be written (${reason}); calls in progress go on`);
   }
 
   private assertCapacity(): void {
@@ -784,6 +839,18 @@ export class CallManager {
       throw new VoiceCallError("LIMIT_REACHED", `maxConcurrentCalls (${this.config.maxConcurrentCalls}) reached; end a call first`);
     }
   }
+}
+
+/**
+ * What a carrier or its speech engines threw, as PROVIDER_ERROR naming the
+ * carrier and the step; our own typed errors (CALL_ENDED, ...) pass through.
+ */
+function carrierFailure(provider: CallProvider, step: string): (err: unknown) => never {
+  return (err) => {
+    if (err instanceof VoiceCallError) throw err;
+    const message = err instanceof Error ? err.message : String(err);
+    throw new VoiceCallError("PROVIDER_ERROR", `${provider.id} could not ${step}: ${message}`);
+  };
 }
 
 function notFound(callId: string): VoiceCallError {

@@ -30,34 +30,43 @@ const ENV_KEYS: ReadonlyArray<readonly [string, readonly string[]]> = [
 
 export const ENV_VAR_NAMES = [...new Set(ENV_KEYS.map(([name]) => name)), "VOICECALL_TOKEN"];
 
-export function applyEnv(raw: Raw, env: Env): Raw {
+/**
+ * The config with environment values filled in, and which config paths came
+ * from which variable (so a problem with one names the variable, not a key
+ * the config file does not have).
+ */
+export function applyEnv(raw: Raw, env: Env): { value: Raw; fromEnv: Map<string, string> } {
   const out: Raw = structuredClone(raw);
+  const fromEnv = new Map<string, string>();
   for (const [name, path] of ENV_KEYS) {
     const value = env[name];
     if (value === undefined || value === "") continue;
-    setIfAbsent(out, path, value);
+    if (setIfAbsent(out, path, value)) fromEnv.set(path.join("."), name);
   }
   const token = env.VOICECALL_TOKEN;
   if (token) {
     const control = (out.control ??= {}) as Raw;
     control.token = token;
+    fromEnv.set("control.token", "VOICECALL_TOKEN");
   }
-  return out;
+  return { value: out, fromEnv };
 }
 
-function setIfAbsent(target: Raw, path: readonly string[], value: string): void {
+function setIfAbsent(target: Raw, path: readonly string[], value: string): boolean {
   let node = target;
   for (const key of path.slice(0, -1)) {
     const next = node[key];
     if (typeof next !== "object" || next === null || Array.isArray(next)) {
       // A non-object here is a config error the schema will report; leave it.
-      if (next !== undefined) return;
+      if (next !== undefined) return false;
       node[key] = {};
     }
     node = node[key] as Raw;
   }
   const last = path[path.length - 1]!;
-  if (node[last] === undefined) node[last] = value;
+  if (node[last] !== undefined) return false;
+  node[last] = value;
+  return true;
 }
 
 /** Where the CLI finds the running service, from VOICECALL_URL / VOICECALL_TOKEN. */

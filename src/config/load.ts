@@ -10,7 +10,7 @@ import { VoiceCallError, zodIssues, type FieldIssue } from "../errors.js";
 import { applyEnv, type Env } from "./env.js";
 import { migrateLegacyConfig } from "./migrate.js";
 import { speechConfigIssues } from "../speech/index.js";
-import { PROVIDER_IDS, VoiceCallConfigSchema, type ProviderId, type VoiceCallConfig } from "./schema.js";
+import { E164_PATTERN, PROVIDER_IDS, VoiceCallConfigSchema, type ProviderId, type VoiceCallConfig } from "./schema.js";
 
 export interface ResolvedConfig {
   config: VoiceCallConfig;
@@ -24,16 +24,19 @@ export function resolveConfig(raw: unknown, env: Env = {}, source = "config"): R
     throw configError(source, [{ path: "(root)", message: "expected an object" }]);
   }
   const { value, changes } = migrateLegacyConfig(input as Record<string, unknown>);
-  const withEnv = applyEnv(value, env);
+  const { value: withEnv, fromEnv } = applyEnv(value, env);
   const parsed = VoiceCallConfigSchema.safeParse(withEnv);
   // Cross-field rules read the raw input too, so one run reports every problem.
   const cross = [...crossFieldIssues(withEnv), ...speechConfigIssues(withEnv)];
+  // A value from the environment is reported under its variable: the file has no such key.
+  const named = (issues: FieldIssue[]) =>
+    issues.map((i) => (fromEnv.has(i.path) ? { path: fromEnv.get(i.path)!, message: `${i.message} (the environment variable sets ${i.path})` } : i));
   if (!parsed.success) {
     const issues = zodIssues(parsed.error);
     const seen = new Set(issues.map((i) => i.path));
-    throw configError(source, [...issues, ...cross.filter((i) => !seen.has(i.path))]);
+    throw configError(source, named([...issues, ...cross.filter((i) => !seen.has(i.path))]));
   }
-  if (cross.length > 0) throw configError(source, cross);
+  if (cross.length > 0) throw configError(source, named(cross));
   return {
     config: parsed.data,
     warnings: [...changes.map((c) => `legacy config key: ${c} (run "voicecall doctor --fix")`), ...notBuiltYet(parsed.data)],
@@ -120,6 +123,8 @@ function crossFieldIssues(raw: Record<string, unknown>): FieldIssue[] {
     const cloud = provider === "twilio" || provider === "telnyx" || provider === "plivo";
     if (cloud && raw.fromNumber === undefined) {
       issues.push({ path: "fromNumber", message: `required when provider ${provider} is used` });
+    } else if (cloud && typeof raw.fromNumber === "string" && !E164_PATTERN.test(raw.fromNumber)) {
+      issues.push({ path: "fromNumber", message: `must be an E.164 number such as +15550001234 when provider ${provider} is used` });
     }
     if (provider === "telnyx" && getPath(raw, "telnyx.publicKey") === undefined && raw.skipSignatureVerification !== true) {
       issues.push({

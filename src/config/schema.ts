@@ -7,6 +7,13 @@ import { z } from "zod";
 
 export const E164_PATTERN = /^\+[1-9]\d{1,14}$/;
 export const E164 = z.string().regex(E164_PATTERN, "expected an E.164 number such as +15550001234");
+/**
+ * Our caller id: E.164 for cloud carriers (checked where one is in use), or a
+ * PBX extension / caller id name for Asterisk, where callers are extensions.
+ */
+const CallerId = z
+  .string()
+  .regex(/^(\+[1-9]\d{1,14}|[A-Za-z0-9*#._-]{1,64})$/, "expected an E.164 number such as +15550001234, or a PBX extension or caller id (letters, digits, * # . _ -)");
 
 export const PROVIDER_IDS = ["twilio", "telnyx", "plivo", "mock", "asterisk"] as const;
 export const ProviderId = z.enum(PROVIDER_IDS);
@@ -233,7 +240,7 @@ const ControlConfig = z.strictObject({
 export const VoiceCallConfigSchema = z.strictObject({
   enabled: z.boolean().default(true),
   provider: ProviderId.default("mock"),
-  fromNumber: E164.optional(),
+  fromNumber: CallerId.optional(),
   toNumber: E164.optional(),
   twilio: TwilioConfig.optional(),
   telnyx: TelnyxConfig.optional(),
@@ -266,6 +273,8 @@ export const VoiceCallConfigSchema = z.strictObject({
   agentId: z.string().min(1).optional(),
   realtime: RealtimeConfig.prefault({}),
   store: z.string().min(1).optional(),
+  /** Ended calls kept in the call log and restored at start; older ones move to dated files in the store folder. */
+  keepEndedCalls: positiveInt.default(1000),
   responseModel: z.string().min(1).optional(),
   responseSystemPrompt: z.string().min(1).optional(),
   responseTimeoutMs: positiveInt.default(30_000),

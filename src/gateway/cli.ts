@@ -4,7 +4,7 @@
  * running service's control API, so both behave the same.
  */
 import { writeFileSync, copyFileSync } from "node:fs";
-import { Command, Option } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
 import { clientEnv, type Env } from "../config/env.js";
 import { defaultStoreDir, readConfigFile, resolveConfig } from "../config/load.js";
 import { migrateLegacyConfig } from "../config/migrate.js";
@@ -88,7 +88,7 @@ export function registerVoicecallCommands(root: Command, io: CliIo): Command {
     .requiredOption("--call-id <id>", "call id")
     .requiredOption("--message <text>", "what to say")
     .addOption(new Option("--expect <kind>", "the answer expected, decoded with a grammar where the recogniser has one").choices(["digits", "yesno"]))
-    .action(rpc("voicecall.continue", (o) => ({ callId: o.callId, message: o.message, expect: o.expect }), (r) => `caller: ${r.transcript}`));
+    .action(rpc("voicecall.continue", (o) => ({ callId: o.callId, message: o.message, expect: o.expect }), (r) => `caller: ${printable(r.transcript)}`));
 
   root
     .command("speak")
@@ -158,11 +158,13 @@ export function registerVoicecallCommands(root: Command, io: CliIo): Command {
         if (o.port !== undefined) config.serve.port = o.port;
         for (const w of warnings) io.err(`warning: ${w}`);
         const logger = createLogger(config.log.level);
+        keepServingOnFaults(logger);
         const service = await startService(config, logger);
         io.err(`voicecall: serving on ${service.url} (provider ${config.provider}, store ${service.runtime.storeDir})`);
         if (lab) for (const line of labHowTo(lab)) io.err(`voicecall: ${line}`);
+        // The token itself is never printed: terminals are logged and shared.
         io.err(service.tokenGenerated
-          ? `voicecall: generated a control token, saved in ${service.runtime.storeDir}/control-token; set VOICECALL_TOKEN=${service.token} for other machines`
+          ? `voicecall: generated a control token, saved in ${service.runtime.storeDir}/control-token (mode 0600); the CLI on this machine reads it there, other machines need it as VOICECALL_TOKEN`
           : "voicecall: control token from config, VOICECALL_TOKEN or the store folder");
         io.err(`voicecall: try  npx voicecall call --to +15550001234 --message "hello" --json`);
         await io.untilSignal();
@@ -207,9 +209,23 @@ export function registerVoicecallCommands(root: Command, io: CliIo): Command {
 
 // ------------------------------------------------------------------ helpers
 
+/**
+ * The standalone service outlives a fault in one call's handling: an
+ * exception or rejection nobody caught is logged and the service keeps
+ * serving every other call (on Node 20 either would end the process). Inside
+ * the gateway the gateway's own handlers apply.
+ */
+function keepServingOnFaults(logger: ReturnType<typeof createLogger>): void {
+  const report = (kind: string) => (err: unknown) =>
+    logger.error({ err: err instanceof Error ? err.message : String(err), stack: err instanceof Error ? err.stack?.split("\n").slice(0, 4).join(" | ") : undefined }, `${kind}; the service keeps serving`);
+  process.on("uncaughtException", report("uncaught exception"));
+  process.on("unhandledRejection", report("unhandled rejection"));
+}
+
+/** Commander reports an InvalidArgumentError as a one-line usage error (no stack trace). */
 function parsePort(value: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new VoiceCallError("INVALID_PARAMS", `--port: expected 0-65535, got ${JSON.stringify(value)}`);
+  if (!/^\d+$/.test(value) || !Number.isInteger(n) || n > 65535) throw new InvalidArgumentError(`expected a port number 0-65535, got ${JSON.stringify(value)}`);
   return n;
 }
 
@@ -239,7 +255,7 @@ async function report<T>(io: CliIo, g: GlobalOptions, run: () => Promise<T>, hum
 
 function fail(io: CliIo, g: GlobalOptions, error: VoiceCallError): void {
   if (g.json) io.out(JSON.stringify({ ok: false, error: error.toJSON() }));
-  else io.err(`voicecall: ${error.code}: ${error.message}`);
+  else io.err(`voicecall: ${error.code}: ${printable(error.message).replaceAll("\\x0a", "\n")}`);
   process.exitCode = 1;
 }
 
@@ -268,20 +284,30 @@ interface TailEvent {
 
 function formatEvent(e: TailEvent): string {
   const time = new Date().toISOString().slice(11, 23);
-  if (e.type === "call" && e.call) return `${time} ${e.call.callId} state=${e.call.state}${e.call.endReason ? ` (${e.call.endReason})` : ""}`;
-  if (e.entry) return `${time} ${e.entry.callId} ${e.entry.speaker}${KIND_TAG[e.entry.kind] ?? ""}: ${e.entry.text}`;
+  if (e.type === "call" && e.call) return `${time} ${e.call.callId} state=${e.call.state}${e.call.endReason ? ` (${printable(e.call.endReason)})` : ""}`;
+  if (e.entry) return `${time} ${e.entry.callId} ${e.entry.speaker}${KIND_TAG[e.entry.kind] ?? ""}: ${printable(e.entry.text)}`;
   return `${time} ${JSON.stringify(e)}`;
+}
+
+/**
+ * Text from callers and carriers, safe for a terminal: control characters
+ * (escape sequences that could move the cursor, retitle the window or hide
+ * lines) are shown as \xNN instead of being sent to it.
+ */
+export function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
 }
 
 function formatStatus(r: any): string {
   if (Array.isArray(r.calls)) {
     if (r.calls.length === 0) return "no calls";
-    return r.calls.map((c: any) => `${c.callId}  ${c.state.padEnd(10)} ${c.direction} ${c.to}  ${c.createdAt}`).join("\n");
+    return r.calls.map((c: any) => `${c.callId}  ${c.state.padEnd(10)} ${c.direction} ${printable(c.to)}  ${c.createdAt}`).join("\n");
   }
   if (!r.found) return "not found";
   const c = r.call;
-  const lines = [`${c.callId}  ${c.state}${c.endReason ? ` (${c.endReason})` : ""}  ${c.direction} via ${c.provider} to ${c.to}`];
-  for (const t of c.transcript) lines.push(`  ${t.speaker}${KIND_TAG[t.kind] ?? ""}: ${t.text}`);
+  const lines = [`${c.callId}  ${c.state}${c.endReason ? ` (${printable(c.endReason)})` : ""}  ${c.direction} via ${c.provider} to ${printable(c.to)}`];
+  for (const t of c.transcript) lines.push(`  ${t.speaker}${KIND_TAG[t.kind] ?? ""}: ${printable(t.text)}`);
   return lines.join("\n");
 }
 

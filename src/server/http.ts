@@ -11,6 +11,8 @@ import type { Logger } from "../log.js";
 import { tokenMatches } from "./token.js";
 
 const MAX_BODY_BYTES = 64 * 1024;
+/** An events subscriber this far behind (bytes not yet taken by its socket) is dropped. */
+export const MAX_EVENTS_BACKLOG_BYTES = 1024 * 1024;
 
 const STATUS: Record<ErrorCode, number> = {
   INVALID_CONFIG: 500,
@@ -48,7 +50,11 @@ export function createHttpServer({ methods, token, logger }: HttpServerOptions):
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://localhost");
-    if (req.method === "GET" && url.pathname === "/healthz") return sendJson(res, 200, { ok: true });
+    if (req.method === "GET" && url.pathname === "/healthz") {
+      // Unhealthy while the call log cannot be written: new calls are refused then.
+      const store = manager.storeHealth();
+      return sendJson(res, store.writable ? 200 : 503, { ok: store.writable, store });
+    }
     if (url.pathname === "/rpc" || url.pathname === "/events") {
       if (!tokenMatches(token, bearer(req))) {
         return sendError(res, new VoiceCallError("UNAUTHORIZED", "missing or wrong bearer token (VOICECALL_TOKEN)"));
@@ -79,15 +85,32 @@ export function createHttpServer({ methods, token, logger }: HttpServerOptions):
     }
   }
 
+  /**
+   * Server-sent events. A subscriber that stops reading is dropped once its
+   * backlog passes MAX_EVENTS_BACKLOG_BYTES: the service never holds an
+   * unbounded queue for it (it reconnects and reads the state with status).
+   */
   function streamEvents(req: IncomingMessage, res: ServerResponse): void {
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
     res.write(": voicecall events\n\n");
-    const off = manager.onEvent((event) => res.write(`event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`));
-    const keepAlive = setInterval(() => res.write(": keep-alive\n\n"), 15_000);
-    req.on("close", () => {
+    const send = (text: string) => {
+      if (res.destroyed) return;
+      if (res.writableLength > MAX_EVENTS_BACKLOG_BYTES) {
+        logger.warn({ backlogBytes: res.writableLength }, "events subscriber is not reading; dropped");
+        stop();
+        res.destroy();
+        return;
+      }
+      res.write(text);
+    };
+    const off = manager.onEvent((event) => send(`event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`));
+    const keepAlive = setInterval(() => send(": keep-alive\n\n"), 15_000);
+    const stop = () => {
       off();
       clearInterval(keepAlive);
-    });
+    };
+    req.on("close", stop);
+    res.on("close", stop);
   }
 
   return server;

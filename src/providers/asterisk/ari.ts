@@ -316,11 +316,20 @@ export class AriClient {
       if (known) this.options.logger.warn({ type, issues: parsed.error.issues.slice(0, 3) }, "ARI event failed validation; ignored");
       return;
     }
-    for (const fn of this.eventListeners) fn(parsed.data);
+    for (const fn of this.eventListeners) this.guarded("event", () => fn(parsed.data));
   }
 
   private emitConnection(state: { connected: boolean; reconnected: boolean; error?: string }): void {
-    for (const fn of this.connectionListeners) fn(state);
+    for (const fn of this.connectionListeners) this.guarded("connection change", () => fn(state));
+  }
+
+  /** One listener's fault is logged; the events loop and the other listeners go on. */
+  private guarded(what: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.options.logger.error({ err: err instanceof Error ? err.message : String(err) }, `handling an ARI ${what} failed`);
+    }
   }
 }
 

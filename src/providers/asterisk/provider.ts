@@ -216,12 +216,12 @@ export class AsteriskProvider implements CallProvider {
         // After StasisEnd the app no longer hears of the channel (no
         // ChannelDestroyed), so leaving the app is the end of the call.
         const call = this.calls.get(e.channel.id);
-        if (call) void this.onCallGone(call, call.hangupCause ?? 16, "left the Stasis app");
+        if (call) this.background(this.onCallGone(call, call.hangupCause ?? 16, "left the Stasis app"), "ending a call");
         return;
       }
       case "ChannelDestroyed": {
         const call = this.calls.get(e.channel.id);
-        if (call) void this.onCallGone(call, e.cause, e.cause_txt);
+        if (call) this.background(this.onCallGone(call, e.cause, e.cause_txt), "ending a call");
         const owner = this.mediaOwners.get(e.channel.id);
         if (owner) {
           this.mediaOwners.delete(e.channel.id);
@@ -246,7 +246,7 @@ export class AsteriskProvider implements CallProvider {
     const outbound = this.calls.get(channel.id);
     if (outbound) {
       // An originated channel enters the app when the far end answers.
-      void this.attachMedia(outbound).catch((err) => this.failCall(outbound, `media setup failed: ${(err as Error).message}`));
+      this.background(this.attachMedia(outbound).catch((err) => this.failCall(outbound, `media setup failed: ${(err as Error).message}`)), "ending a call");
       return;
     }
     const call: AstCall = { id: channel.id, answered: false, ended: false, hangupRequested: false };
@@ -395,7 +395,7 @@ export class AsteriskProvider implements CallProvider {
       this.log.warn({ graceMs: grace }, "lost the ARI connection; calls end if it is not back in time");
       this.graceTimer = setTimeout(() => {
         this.graceTimer = null;
-        for (const call of this.calls.values()) void this.failCall(call, "lost the connection to Asterisk");
+        for (const call of this.calls.values()) this.background(this.failCall(call, "lost the connection to Asterisk"), "ending a call");
       }, grace);
       this.graceTimer.unref();
       return;
@@ -435,6 +435,11 @@ export class AsteriskProvider implements CallProvider {
     if (!call) throw new VoiceCallError("NOT_FOUND", `Asterisk has no call ${providerCallId}`);
     if (call.ended) throw new VoiceCallError("CALL_ENDED", `Asterisk call ${providerCallId} has ended`);
     return call;
+  }
+
+  /** Work nobody awaits: a failure is logged, never an unhandled rejection. */
+  private background(work: Promise<unknown>, what: string): void {
+    work.catch((err) => this.log.error({ err: err instanceof Error ? err.message : String(err) }, `${what} failed`));
   }
 
   /** A 404 means the object is already gone, which is what cleanup wants. */

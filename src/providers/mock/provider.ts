@@ -41,6 +41,8 @@ export class MockProvider implements CallProvider {
   readonly capabilities: ProviderCapabilities = { inbound: true, dtmfOut: true, e164Only: false, turnTokens: true };
   private sink: ProviderEventSink | null = null;
   private readonly calls = new Map<string, MockCall>();
+  /** Ids of ended calls, oldest first. */
+  private readonly ended: string[] = [];
   private seq = 0;
 
   constructor(private readonly options: MockOptions) {}
@@ -201,6 +203,9 @@ export class MockProvider implements CallProvider {
     call.ended = { state, reason };
     this.clearTimers(call);
     this.emit(call, { type: "ended", state, reason });
+    // Ended calls age out, oldest first, as a carrier's call history does: memory stays bounded.
+    this.ended.push(call.id);
+    while (this.ended.length > MAX_ENDED_KEPT) this.calls.delete(this.ended.shift()!);
   }
 
   private emit(call: MockCall, body: ProviderEventBody): void {
@@ -221,6 +226,9 @@ export class MockProvider implements CallProvider {
     call.timers.clear();
   }
 }
+
+/** Ended calls the mock carrier still answers status queries for. */
+const MAX_ENDED_KEPT = 1000;
 
 function abortableDelay(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
