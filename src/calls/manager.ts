@@ -343,7 +343,12 @@ export class CallManager {
   }
 
   private apply(call: LiveCall, event: ProviderEvent): void {
-    if (isTerminal(call.record.state)) return;
+    if (isTerminal(call.record.state)) {
+      // Words the recogniser finishes after the caller hung up are still theirs: recorded, answering nothing.
+      if (event.type === "speech" && event.isFinal && event.text.trim()) this.addTranscript(call, "caller", "speech", event.text.trim());
+      if (event.type === "unrecognised") this.addTranscript(call, "caller", "unrecognised", event.reason);
+      return;
+    }
     switch (event.type) {
       case "ringing":
         this.transition(call, "ringing");
@@ -364,6 +369,10 @@ export class CallManager {
       case "dtmf":
         this.addTranscript(call, "caller", "dtmf", event.digits);
         call.pending?.reply.resolve(`[DTMF ${event.digits}]`);
+        return;
+      case "unrecognised":
+        call.log.warn({ reason: event.reason }, "the caller's speech could not be transcribed");
+        this.addTranscript(call, "caller", "unrecognised", event.reason);
         return;
       case "ended":
         this.finish(call, call.ending?.state ?? event.state, call.ending?.reason ?? event.reason ?? "ended by the carrier");

@@ -40,7 +40,7 @@ const TranscriptEntrySchema = z.object({
   callId: z.string().min(1),
   at: z.string(),
   speaker: z.enum(["bot", "caller"]),
-  kind: z.enum(["speech", "dtmf", "interrupted"]),
+  kind: z.enum(["speech", "dtmf", "interrupted", "unrecognised"]),
   text: z.string(),
   turn: z.number().int().nonnegative(),
 });

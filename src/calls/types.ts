@@ -23,8 +23,12 @@ export interface TranscriptEntry {
   callId: string;
   at: string;
   speaker: Speaker;
-  /** speech: words said; dtmf: keys pressed; interrupted: our message was cut short, text is what was heard of it. */
-  kind: "speech" | "dtmf" | "interrupted";
+  /**
+   * speech: words said; dtmf: keys pressed; interrupted: our message was cut
+   * short, text is what was heard of it; unrecognised: the caller spoke but
+   * recognition could not transcribe it, text says why.
+   */
+  kind: "speech" | "dtmf" | "interrupted" | "unrecognised";
   text: string;
   /**
    * The listening turn this line belongs to: a message that asks for an

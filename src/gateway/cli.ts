@@ -312,4 +312,4 @@ function formatStatus(r: any): string {
 }
 
 /** How transcript kinds other than plain speech are marked in human output. */
-const KIND_TAG: Record<string, string> = { dtmf: " [dtmf]", interrupted: " [interrupted; heard]" };
+const KIND_TAG: Record<string, string> = { dtmf: " [dtmf]", interrupted: " [interrupted; heard]", unrecognised: " [not transcribed]" };

@@ -35,6 +35,8 @@ export class CallMedia {
   private readonly hearing = { vad: false, asr: false };
   /** Settles when the recogniser has reported everything it heard. */
   private recognition: Promise<void> = Promise.resolve();
+  /** The caller spoke since the recogniser last reported words. */
+  private heardSince = false;
 
   private constructor(
     private readonly options: CallMediaOptions,
@@ -91,10 +93,28 @@ export class CallMedia {
     return { interrupted: controller.signal.aborted, heard: heard.join(" ") };
   }
 
-  /** Closes the audio; resolves once the recogniser has reported the caller's last words (at most `waitMs`). */
-  async close(waitMs = 2000): Promise<void> {
+  /**
+   * Closes the audio; resolves once the recogniser has reported the caller's
+   * last words, or after `waitMs` (the call's end is not held up longer: words
+   * that come later are still recorded). Words still missing after
+   * `giveUpMs` are recorded as unrecognised, never dropped without a word.
+   */
+  async close(waitMs = 2000, giveUpMs = 30_000): Promise<void> {
     this.options.transport.close();
-    await Promise.race([this.recognition, new Promise((r) => setTimeout(r, waitMs).unref())]);
+    const within = (ms: number) => {
+      let timer: NodeJS.Timeout | undefined;
+      return Promise.race([
+        this.recognition.then(() => true),
+        new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)).unref()),
+      ]).finally(() => clearTimeout(timer));
+    };
+    if (await within(waitMs)) return;
+    void within(giveUpMs - waitMs).then((finished) => {
+      if (finished || !this.heardSince) return;
+      const reason = `recognition had not caught up ${Math.round(giveUpMs / 1000)} s after the call ended`;
+      this.options.log.warn({ engine: this.options.transcriber.id, reason }, "caller speech not transcribed");
+      this.options.emit({ type: "unrecognised", reason });
+    });
   }
 
   /** An utterance is open while either side hears it; its turn is fixed when it opens. */
@@ -111,7 +131,10 @@ export class CallMedia {
       for await (const frame of frames) {
         const edge = gate.push(frame);
         if (edge) this.hear("vad", edge === "start");
-        if (edge === "start") emit({ type: "speech-start", turnToken: this.utteranceToken });
+        if (edge === "start") {
+          this.heardSince = true;
+          emit({ type: "speech-start", turnToken: this.utteranceToken });
+        }
         if (edge === "end") emit({ type: "speech-end" });
         const key = keys?.push(frame);
         if (key) emit({ type: "dtmf", digits: key });
@@ -123,8 +146,15 @@ export class CallMedia {
     this.recognition = (async () => {
       for await (const event of this.recognizer.events()) {
         if (event.type === "error") log.warn({ engine: transcriber.id, reason: event.message }, "recognition stopped");
+        if (event.type === "unrecognised") {
+          log.warn({ engine: transcriber.id, reason: event.reason }, "caller speech not transcribed");
+          emit({ type: "unrecognised", reason: event.reason });
+        }
         if (event.type === "speech_started" || event.type === "speech_ended") this.hear("asr", event.type === "speech_started");
-        if (event.type === "final") emit({ type: "speech", text: event.text, isFinal: true, turnToken: this.utteranceToken ?? this.turnToken });
+        if (event.type === "final") {
+          this.heardSince = false;
+          emit({ type: "speech", text: event.text, isFinal: true, turnToken: this.utteranceToken ?? this.turnToken });
+        }
       }
       this.recognizer.close();
     })().catch((err) => log.warn({ err: String(err) }, "recognition failed"));

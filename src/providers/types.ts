@@ -33,6 +33,7 @@ export type ProviderEvent =
   /** The caller stopped talking (the silence that ends an utterance). */
   | (EventBase & { type: "speech-end" })
   | (EventBase & { type: "speech"; text: string; isFinal: boolean; turnToken?: string })
+  | (EventBase & { type: "unrecognised"; reason: string })
   | (EventBase & { type: "dtmf"; digits: string })
   | (EventBase & { type: "ended"; state: TerminalState; reason?: string });
 

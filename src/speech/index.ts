@@ -34,6 +34,10 @@ const TRANSCRIBERS: Record<string, Entry<Transcriber>> = {
       jsgf: z.string().min(1).optional(),
       /** Recognition threads; one keeps up with about 8 callers talking at once on this project's test machine. */
       workers: z.number().int().min(1).max(64).optional(),
+      /** Decoders per thread, lent per utterance (each ~100 MB); callers beyond them wait their turn. */
+      decoders: z.number().int().min(1).max(32).optional(),
+      /** Speech a call may hold while waiting for a decoder before it is given up (and recorded as unrecognised). */
+      maxWaitingSeconds: z.number().int().min(1).max(600).optional(),
     }),
     autoSelectOrder: 100,
     create: (o) => new PocketsphinxTranscriber(o),

@@ -19,7 +19,26 @@ interface PsLib {
   ps_set_jsgf_string: (ps: unknown, name: string, jsgf: string) => number;
   ps_set_search: (ps: unknown, name: string) => number;
   ps_get_search: (ps: unknown) => string | null;
+  ps_get_feat: (ps: unknown) => unknown;
+  decode: (ptr: unknown, offset: number, type: string, len?: number) => unknown;
+  encode: (ptr: unknown, offset: number, type: string, value: unknown, len?: number) => void;
 }
+
+/**
+ * Where sphinxbase 5prealpha's feat_t (x86_64) keeps its cepstrum size and
+ * its CMN state: the library has no call to reach the CMN of a decoder, and a
+ * decoder lent to another caller must start from that caller's means (live
+ * CMN adapts to a voice and a line). Checked at run time (cepsize must read
+ * 13); where the layout differs, decoders are lent without it.
+ */
+const FEAT_CEPSIZE_OFFSET = 16;
+const FEAT_CMN_STRUCT_OFFSET = 88;
+/** cmn_t: mfcc_t *cmn_mean, *cmn_var, *sum; int32 nframe, veclen. */
+const CMN_MEAN_OFFSET = 0;
+const CMN_SUM_OFFSET = 16;
+const CMN_NFRAME_OFFSET = 24;
+const CMN_VECLEN_OFFSET = 28;
+const CEPSTRA = 13;
 
 let lib: PsLib | undefined;
 
@@ -27,9 +46,10 @@ function load(): PsLib {
   if (lib) return lib;
   let base;
   let ps;
+  let koffi: typeof import("koffi");
   try {
     // Loaded on first use, so a service that never recognises speech never loads the FFI.
-    const koffi = createRequire(import.meta.url)("koffi") as typeof import("koffi");
+    koffi = createRequire(import.meta.url)("koffi") as typeof import("koffi");
     base = koffi.load("libsphinxbase.so.3");
     ps = koffi.load("libpocketsphinx.so.3");
   } catch (err) {
@@ -48,6 +68,10 @@ function load(): PsLib {
     ps_set_jsgf_string: ps.func("int ps_set_jsgf_string(void *ps, const char *name, const char *jsgf)"),
     ps_set_search: ps.func("int ps_set_search(void *ps, const char *name)"),
     ps_get_search: ps.func("const char *ps_get_search(void *ps)"),
+    ps_get_feat: ps.func("void *ps_get_feat(void *ps)"),
+    decode: (ptr: unknown, offset: number, type: string, len?: number) => (len === undefined ? koffi.decode(ptr, offset, type) : koffi.decode(ptr, offset, type, len)),
+    encode: (ptr: unknown, offset: number, type: string, value: unknown, len?: number) =>
+      len === undefined ? koffi.encode(ptr, offset, type, value) : koffi.encode(ptr, offset, type, value, len),
   } as unknown as PsLib;
   return lib;
 }
@@ -86,6 +110,10 @@ export class SphinxDecoder {
   private lastPartial = "";
   private readonly defaultSearch: string;
   private grammar: Expectation | undefined;
+  /** The live CMN state, where this library build lets us reach it. */
+  private readonly cmn: unknown;
+  /** The state a new caller starts from: the model's -cmninit means, nothing summed yet. */
+  private readonly initialMeans: Float32Array | undefined;
 
   constructor(args: string[]) {
     this.ps = load();
@@ -99,7 +127,45 @@ export class SphinxDecoder {
     }
     // Adding a search makes it current; decoding starts with the configured one.
     this.ps.ps_set_search(this.decoder, this.defaultSearch);
+    this.cmn = this.findCmn();
+    this.initialMeans = this.saveMeans();
     this.ps.ps_start_utt(this.decoder);
+  }
+
+  private findCmn(): unknown {
+    const feat = this.ps.ps_get_feat(this.decoder);
+    if (!feat || this.ps.decode(feat, FEAT_CEPSIZE_OFFSET, "int32") !== CEPSTRA) return undefined;
+    const cmn = this.ps.decode(feat, FEAT_CMN_STRUCT_OFFSET, "void *");
+    if (!cmn || this.ps.decode(cmn, CMN_VECLEN_OFFSET, "int32") !== CEPSTRA) return undefined;
+    return cmn;
+  }
+
+  /**
+   * This caller's live CMN state (to resume it later): the means, the running
+   * sum and its frame count, read straight from cmn_t (the library's
+   * cmn_live_get recomputes the means, changing what it reads, and
+   * cmn_live_set cannot restore a count). Undefined where it cannot be read.
+   */
+  saveMeans(): Float32Array | undefined {
+    if (!this.cmn) return undefined;
+    const mean = this.ps.decode(this.cmn, CMN_MEAN_OFFSET, "void *");
+    const sum = this.ps.decode(this.cmn, CMN_SUM_OFFSET, "void *");
+    const state = new Float32Array(2 * CEPSTRA + 1);
+    state.set(this.ps.decode(mean, 0, "float", CEPSTRA) as ArrayLike<number>, 0);
+    state.set(this.ps.decode(sum, 0, "float", CEPSTRA) as ArrayLike<number>, CEPSTRA);
+    state[2 * CEPSTRA] = this.ps.decode(this.cmn, CMN_NFRAME_OFFSET, "int32") as number;
+    return state;
+  }
+
+  /** Resumes a caller's saved CMN state, or a new caller's (the model's initial one). */
+  loadMeans(saved: Float32Array | undefined): void {
+    const state = saved ?? this.initialMeans;
+    if (!this.cmn || !state) return;
+    const mean = this.ps.decode(this.cmn, CMN_MEAN_OFFSET, "void *");
+    const sum = this.ps.decode(this.cmn, CMN_SUM_OFFSET, "void *");
+    this.ps.encode(mean, 0, "float", Array.from(state.subarray(0, CEPSTRA)), CEPSTRA);
+    this.ps.encode(sum, 0, "float", Array.from(state.subarray(CEPSTRA, 2 * CEPSTRA)), CEPSTRA);
+    this.ps.encode(this.cmn, CMN_NFRAME_OFFSET, "int32", state[2 * CEPSTRA]);
   }
 
   /** Decodes what comes next with a built-in grammar, or the configured model (undefined). */

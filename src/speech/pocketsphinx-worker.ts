@@ -1,38 +1,42 @@
 /**
- * The recognition worker thread: owns every call's pocketsphinx decoder and
- * answers each request with the events it produced, in order per stream.
+ * The recognition worker thread: a pool of pocketsphinx decoders lent to the
+ * calls' utterances (see pocketsphinx-pool.ts); answers each stream with the
+ * events it produced, in order per stream.
  */
-import { parentPort } from "node:worker_threads";
+import { parentPort, workerData } from "node:worker_threads";
 import { SphinxDecoder } from "./pocketsphinx-decoder.js";
+import { DecoderPool } from "./pocketsphinx-pool.js";
 import type { WorkerReply, WorkerRequest } from "./pocketsphinx.js";
 
-const decoders = new Map<number, SphinxDecoder>();
 const port = parentPort!;
+const { decoders, maxWaitingSeconds } = workerData as { decoders: number; maxWaitingSeconds: number };
+const pool = new DecoderPool({
+  create: (args) => new SphinxDecoder(args),
+  maxDecoders: decoders,
+  maxWaitingSamples: maxWaitingSeconds * 16000,
+  sampleRate: 16000,
+  emit: (id, events, done) => port.postMessage({ id, events, ...(done ? { done } : {}) } satisfies WorkerReply),
+});
 
 port.on("message", (msg: WorkerRequest) => {
-  const reply = (r: Omit<WorkerReply, "id">) => port.postMessage({ id: msg.id, ...r } satisfies WorkerReply);
   try {
     switch (msg.op) {
       case "open":
-        decoders.set(msg.id, new SphinxDecoder(msg.args));
-        return reply({ events: [], opened: true });
-      case "chunk": {
-        const events = decoders.get(msg.id)?.process(msg.pcm) ?? [];
-        if (events.length > 0) reply({ events });
+        pool.open(msg.id, msg.args);
+        port.postMessage({ id: msg.id, events: [], opened: true } satisfies WorkerReply);
         return;
-      }
+      case "chunk":
+        return pool.chunk(msg.id, msg.pcm);
       case "expect":
-        return reply({ events: decoders.get(msg.id)?.expect(msg.grammar) ?? [] });
+        return pool.expect(msg.id, msg.grammar);
       case "flush":
-        return reply({ events: decoders.get(msg.id)?.endUtterance() ?? [] });
+        return pool.flush(msg.id);
       case "end":
-        return reply({ events: decoders.get(msg.id)?.endUtterance() ?? [], done: true });
+        return pool.end(msg.id);
       case "free":
-        decoders.get(msg.id)?.free();
-        decoders.delete(msg.id);
-        return;
+        return pool.free(msg.id);
     }
   } catch (err) {
-    reply({ events: [], done: true, error: err instanceof Error ? err.message : String(err) });
+    port.postMessage({ id: msg.id, events: [], done: true, error: err instanceof Error ? err.message : String(err) } satisfies WorkerReply);
   }
 });

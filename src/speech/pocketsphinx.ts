@@ -33,8 +33,12 @@ export interface PocketsphinxOptions {
   modelDir?: string;
   /** A JSGF grammar (digits, yes/no, menu choices) instead of the open language model. */
   jsgf?: string;
-  /** Recognition threads (one core each; each holds the model, ~110 MB). */
+  /** Recognition threads (one core each). */
   workers?: number;
+  /** Decoders per thread, lent to utterances as they start (each holds the model, ~100 MB). */
+  decoders?: number;
+  /** Speech one call may hold while it waits for a free decoder, in seconds. */
+  maxWaitingSeconds?: number;
 }
 
 export class PocketsphinxTranscriber implements Transcriber {
@@ -64,7 +68,11 @@ export class PocketsphinxTranscriber implements Transcriber {
       "-fwdflat", "no", "-bestpath", "yes", "-maxhmmpf", "5000", "-maxwpf", "10", "-pl_window", "3",
       "-logfn", "/dev/null",
     ];
-    const stream = new PocketsphinxStream(recognitionWorker(this.options.workers ?? 1), options.sampleRate, resampler);
+    const stream = new PocketsphinxStream(
+      recognitionWorker(this.options.workers ?? 1, { decoders: this.options.decoders ?? 2, maxWaitingSeconds: this.options.maxWaitingSeconds ?? 30 }),
+      options.sampleRate,
+      resampler,
+    );
     await stream.open(args);
     return stream;
   }
@@ -107,10 +115,11 @@ const pool: SharedWorker[] = [];
  * Worker threads decode the calls' audio: pocketsphinx is synchronous
  * (about 7 ms per 100 ms of audio here), and on the main thread it would
  * hold up the 20 ms media clock of every call. A new stream goes to the
- * least busy of up to `size` workers (each loads its own copy of the model,
- * ~110 MB), started as needed.
+ * least busy of up to `size` workers, started as needed; each worker lends
+ * its few decoders to utterances (pocketsphinx-pool.ts), so memory does not
+ * grow with the number of calls.
  */
-function recognitionWorker(size: number): SharedWorker {
+function recognitionWorker(size: number, workerData: { decoders: number; maxWaitingSeconds: number }): SharedWorker {
   const idle = pool.find((w) => w.streams.size === 0);
   if (idle) return idle;
   if (pool.length >= size) return pool.reduce((a, b) => (b.streams.size < a.streams.size ? b : a));
@@ -118,9 +127,9 @@ function recognitionWorker(size: number): SharedWorker {
   const worker = import.meta.url.endsWith(".ts")
     ? new Worker(
         `import("tsx/esm/api").then((tsx) => { tsx.register(); return import(${JSON.stringify(new URL("./pocketsphinx-worker.ts", import.meta.url).href)}); });`,
-        { eval: true },
+        { eval: true, workerData },
       )
-    : new Worker(new URL("./pocketsphinx-worker.js", import.meta.url));
+    : new Worker(new URL("./pocketsphinx-worker.js", import.meta.url), { workerData });
   const state: SharedWorker = { worker, streams: new Map(), nextId: 1 };
   worker.on("message", (reply: WorkerReply) => state.streams.get(reply.id)?.receive(reply));
   worker.on("error", (err) => {

@@ -53,6 +53,8 @@ export type TranscriptEvent =
   | { type: "interim"; text: string }
   | { type: "final"; text: string }
   | { type: "speech_ended" }
+  /** Speech the recogniser could not get to (it fell behind), with why; never dropped silently. */
+  | { type: "unrecognised"; reason: string }
   /** The engine gave up (after its own retries); the stream ends after this. */
   | { type: "error"; message: string };
 

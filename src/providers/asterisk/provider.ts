@@ -453,7 +453,8 @@ export class AsteriskProvider implements CallProvider {
   }
 
   private emit(call: AstCall, body: ProviderEventBody): void {
-    if (call.reported) return;
+    // After the end only the caller's last words (or why they could not be transcribed) still go out.
+    if (call.reported && body.type !== "speech" && body.type !== "unrecognised") return;
     if (body.type === "ended") call.reported = true;
     this.seq += 1;
     this.sink?.({ ...body, eventId: `ast-${process.pid}-${this.seq}`, providerCallId: call.id, at: Date.now() } as ProviderEvent);
