@@ -43,6 +43,24 @@ describe.skipIf(fliteMissing)("flite synthesizer (the rest: speech-conformance.t
     expect(() => new FliteSynthesizer({ voice: "nobody" })).toThrow(SpeechError);
     expect(() => new FliteSynthesizer({ voice: "nobody" })).toThrow(/no voice "nobody"/);
   });
+
+  it("a reader that stops after the first frame (a hang-up mid-message) leaves no failure behind", async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (err: unknown) => unhandled.push(err);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      const flite = new FliteSynthesizer();
+      for await (const frame of flite.synthesize("This is the first sentence. And this is the second one, rendered ahead.", { sampleRate: 8000 })) {
+        expect(frame.pcm.length).toBe(160);
+        break;
+      }
+      // Long enough for the second sentence's flite to have finished had it been left running.
+      await new Promise((r) => setTimeout(r, 500));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
+  });
 });
 
 const sphinxMissing = !existsSync("/usr/share/pocketsphinx/model/en-us/en-us/feat.params");

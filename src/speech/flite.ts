@@ -40,12 +40,16 @@ export class FliteSynthesizer implements Synthesizer {
     if (parts.length === 0) return;
     const dir = mkdtempSync(join(tmpdir(), "voicecall-flite-"));
     let resampler: Resampler | undefined;
+    // Stops the sentence being rendered ahead when the reader stops early (a hang-up, not only an abort).
+    const own = new AbortController();
+    const signal = options.signal ? AbortSignal.any([options.signal, own.signal]) : own.signal;
+    let pending: Promise<{ pcm: Int16Array; sampleRate: number }> | undefined;
     try {
-      let pending = this.render(parts[0]!, join(dir, "0.wav"), options.signal);
+      pending = this.render(parts[0]!, join(dir, "0.wav"), signal);
       for (let i = 0; i < parts.length; i += 1) {
         const wav = await pending;
         if (options.signal?.aborted) return;
-        if (i + 1 < parts.length) pending = this.render(parts[i + 1]!, join(dir, `${i + 1}.wav`), options.signal);
+        if (i + 1 < parts.length) pending = this.render(parts[i + 1]!, join(dir, `${i + 1}.wav`), signal);
         let pcm = wav.pcm;
         if (wav.sampleRate !== options.sampleRate) {
           resampler ??= await Resampler.create(wav.sampleRate, options.sampleRate);
@@ -59,6 +63,9 @@ export class FliteSynthesizer implements Synthesizer {
         }
       }
     } finally {
+      own.abort();
+      // Its outcome no longer matters; it must not become an unhandled rejection.
+      pending?.catch(() => undefined);
       resampler?.destroy();
       rmSync(dir, { recursive: true, force: true });
     }
