@@ -177,7 +177,7 @@ export function registerVoicecallCommands(root: Command, io: CliIo): Command {
       }
     });
 
-  registerLabCommands(root, io);
+  registerLabCommands(root, io, (cmd) => clientFor(globals(cmd)));
 
   root
     .command("latency")

@@ -21,6 +21,11 @@ interface RpcReply {
 export class VoiceCallClient {
   constructor(private readonly options: ClientOptions) {}
 
+  /** The service this client talks to. */
+  get url(): string {
+    return this.options.url;
+  }
+
   async call(method: MethodName, params: Record<string, unknown>): Promise<unknown> {
     const reply = await this.request("/rpc", {
       method: "POST",

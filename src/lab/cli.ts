@@ -15,6 +15,8 @@ import { readWavPcm16, writeWavPcm16 } from "../speech/wav.js";
 import { VoiceCallError } from "../errors.js";
 import { Lab, labUnavailableReason } from "./lab.js";
 import { labAnswer, labCall, type PhoneResult } from "./phone.js";
+import { formatLoad, runLoad } from "./load.js";
+import type { VoiceCallClient } from "../gateway/client.js";
 
 export interface LabIo {
   out: (line: string) => void;
@@ -58,7 +60,7 @@ export function labHowTo(lab: Lab): string[] {
   ];
 }
 
-export function registerLabCommands(root: Command, io: LabIo): void {
+export function registerLabCommands(root: Command, io: LabIo, service: (cmd: Command) => VoiceCallClient): void {
   const lab = root.command("lab").description("the local PBX lab's phone (start the lab with: voicecall serve --lab, or npm start)");
 
   const voiceOptions = (cmd: Command) =>
@@ -78,6 +80,37 @@ export function registerLabCommands(root: Command, io: LabIo): void {
     .option("--wait <seconds>", "give up when no call came within this time", "120")
     .action(async (o: { wait: string; say?: string; wav?: string; record?: string }) => {
       await runPhone(io, o, async (say) => labAnswer(await Lab.running(), { say, waitMs: seconds("--wait", o.wait) * 1000, onProgress: io.err }));
+    });
+
+  lab
+    .command("load")
+    .description("N lab phones call the running service at once and each says a sentence: greeted? transcribed? how fast, how much memory, what was left behind")
+    .option("--calls <n>", "phones calling at once", "20")
+    .option("--say <text>", "what each phone says (spoken with flite)", "I would like to book a table for four people.")
+    .option("--hold <seconds>", "each phone hangs up after this many seconds (if the service has not)", "15")
+    .option("--json", "machine-readable output")
+    .action(async (o: { calls: string; say: string; hold: string; json?: boolean }, cmd: Command) => {
+      try {
+        const calls = Number(o.calls);
+        if (!Number.isInteger(calls) || calls < 1 || calls > 200) throw new VoiceCallError("INVALID_PARAMS", `--calls: expected 1-200, got ${JSON.stringify(o.calls)}`);
+        const client = service(cmd);
+        const say = await synthesizeAll(new FliteSynthesizer(), o.say, 8000);
+        const report = await runLoad(await Lab.running(), client, client.url, {
+          calls,
+          say,
+          sayText: o.say,
+          holdMs: seconds("--hold", o.hold) * 1000,
+          onProgress: io.err,
+        });
+        if (o.json) io.out(JSON.stringify(report));
+        else for (const line of formatLoad(report, o.say)) io.out(line);
+        const failed = report.calls.some((c) => !c.greeted || !c.transcript);
+        if (failed) process.exitCode = 1;
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        io.err(`voicecall: ${err instanceof VoiceCallError ? `${err.code}: ` : ""}${message}`);
+        process.exitCode = 1;
+      }
     });
 }
 

@@ -46,6 +46,11 @@ export class PhoneAudio {
     return this.chunks.length;
   }
 
+  /** Arrival time (performance.now()) of the first audio packet: the call is answered and bridged. */
+  get firstPacketAt(): number | undefined {
+    return this.chunks[0]?.at;
+  }
+
   /** Everything heard so far as one PCM buffer. */
   audio(): Int16Array {
     return concatPcm(this.chunks.map((c) => c.pcm));

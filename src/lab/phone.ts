@@ -21,6 +21,10 @@ export interface PhoneScript {
 export interface PhoneResult {
   /** What the phone heard, 8 kHz PCM. */
   heard: Int16Array;
+  /** From dialling (or the call arriving) to the first audio packet: answered and bridged. */
+  firstAudioMs?: number;
+  /** From dialling to the first audio louder than -45 dBFS: the greeting or message starts. */
+  firstWordsMs?: number;
   /** sipp's exit code (0: the call went as scripted). */
   code: number | null;
   output: string;
@@ -59,10 +63,12 @@ async function converse(
   say: Int16Array | undefined,
   progress: (line: string) => void,
 ): Promise<PhoneResult> {
+  const started = performance.now();
   try {
     if (say) await speakAfterPause(audio, say, done, progress);
     const { code, output } = await done;
-    return { heard: audio.audio(), code, output };
+    const since = (at: number | undefined) => (at === undefined ? undefined : Math.round(at - started));
+    return { heard: audio.audio(), code, output, firstAudioMs: since(audio.firstPacketAt), firstWordsMs: since(audio.firstLoud(started)) };
   } finally {
     audio.close();
   }
@@ -75,7 +81,7 @@ export async function labCall(lab: Lab, extension: string, script: PhoneScript &
   const audio = await PhoneAudio.open(mediaPort);
   const sipPort = await freePort();
   progress(`phone: dialling ${extension}`);
-  const phone = runSipp(lab, `lab-call-${process.pid}`, callerScenario({ extension, holdMs: script.holdMs, mediaPort }), [
+  const phone = runSipp(lab, `lab-call-${process.pid}-${extension}`, callerScenario({ extension, holdMs: script.holdMs, mediaPort }), [
     "-s", extension, "-p", String(sipPort), "-i", "127.0.0.1", `127.0.0.1:${lab.info.sipPort}`,
   ], Math.ceil(script.holdMs / 1000) + 15);
   return converse(audio, phone.done, script.say, progress);

@@ -14,7 +14,10 @@ export interface CallerScript {
   audioFile?: string;
   /** Digits to send as RFC 4733 events after the audio, in order. */
   dtmf?: string;
-  /** ms to stay on the call before hanging up; "wait" waits for the far end's BYE. */
+  /**
+   * ms to stay on the call before hanging up (the far end may hang up first:
+   * that is a normal end too); "wait" waits for the far end's BYE.
+   */
   holdMs: number | "wait";
   /** Audio port offered in SDP; set it to receive the call's audio in the test. */
   mediaPort?: number;
@@ -73,7 +76,8 @@ export function callerScenario(s: CallerScript): string {
   const end =
     s.holdMs === "wait"
       ? `<recv request="BYE" timeout="30000"/>\n  ${response("200 OK")}`
-      : `<pause milliseconds="${s.holdMs}"/>\n  ${request("BYE", 2, true)}\n  <recv response="200" crlf="true"/>`;
+      : // Their BYE within holdMs is answered; else ours goes at holdMs (sipp jumps to label 1 on the timeout).
+        `<recv request="BYE" timeout="${s.holdMs}" ontimeout="1"/>\n  ${response("200 OK")}\n  <nop next="2"/>\n  <label id="1"/>\n  ${request("BYE", 2, true)}\n  <recv response="200" crlf="true"/>\n  <label id="2"/>`;
   return `<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="voicecall caller">
   ${request("INVITE", 1, false, sdp(s.mediaPort))}

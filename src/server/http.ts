@@ -53,7 +53,8 @@ export function createHttpServer({ methods, token, logger }: HttpServerOptions):
     if (req.method === "GET" && url.pathname === "/healthz") {
       // Unhealthy while the call log cannot be written: new calls are refused then.
       const store = manager.storeHealth();
-      return sendJson(res, store.writable ? 200 : 503, { ok: store.writable, store });
+      const proc = { pid: process.pid, rssBytes: process.memoryUsage().rss };
+      return sendJson(res, store.writable ? 200 : 503, { ok: store.writable, store, process: proc });
     }
     if (url.pathname === "/rpc" || url.pathname === "/events") {
       if (!tokenMatches(token, bearer(req))) {

@@ -1,0 +1,162 @@
+/**
+ * `voicecall lab load`: N lab phones call the running service at once, each
+ * says a sentence, and the run reports per call whether the greeting was
+ * heard and the caller's words reached the transcript (word error), with
+ * answer and greeting times, the service's memory before / at peak / after,
+ * and what Asterisk has left behind (channels, bridges).
+ */
+import { VoiceCallClient } from "../gateway/client.js";
+import type { CallRecord, CallView } from "../calls/types.js";
+import { wordErrorRate } from "../speech/wer.js";
+import type { Lab } from "./lab.js";
+import { labCall } from "./phone.js";
+
+export interface LoadOptions {
+  calls: number;
+  /** What each phone says (flite speech at 8 kHz) and its text, for the word error. */
+  say: Int16Array;
+  sayText: string;
+  /** Extensions dialled are firstExtension, firstExtension + 1, ...: each call is found by its number. */
+  firstExtension?: number;
+  holdMs?: number;
+  onProgress?: (line: string) => void;
+}
+
+export interface LoadCall {
+  extension: string;
+  callId?: string;
+  /** sipp's verdict: the call went as scripted. */
+  completed: boolean;
+  answerMs?: number;
+  greetingMs?: number;
+  greeted: boolean;
+  transcript: string;
+  wordError?: number;
+  /** Why words are missing, when the service said so (an unrecognised line). */
+  unrecognised?: string;
+}
+
+export interface LoadReport {
+  calls: LoadCall[];
+  answerMs: Percentiles;
+  greetingMs: Percentiles;
+  rssMb: { before?: number; peak?: number; after?: number };
+  leftover: { channels: number; bridges: number };
+}
+
+interface Percentiles {
+  p50?: number;
+  p95?: number;
+  max?: number;
+}
+
+export async function runLoad(lab: Lab, client: VoiceCallClient, serviceUrl: string, options: LoadOptions): Promise<LoadReport> {
+  const progress = options.onProgress ?? (() => {});
+  const first = options.firstExtension ?? 7000;
+  const startedAt = new Date().toISOString();
+  const rss: number[] = [];
+  const before = await serviceRssMb(serviceUrl);
+  const sampler = setInterval(() => void serviceRssMb(serviceUrl).then((mb) => mb !== undefined && rss.push(mb)), 250);
+  progress(`load: ${options.calls} phones dial at once (extensions ${first}-${first + options.calls - 1})`);
+  let results;
+  try {
+    results = await Promise.all(
+      Array.from({ length: options.calls }, (_, i) =>
+        labCall(lab, String(first + i), { say: options.say, holdMs: options.holdMs ?? 15_000 }).catch((err: Error) => ({
+          heard: new Int16Array(0),
+          code: null,
+          output: err.message,
+          firstAudioMs: undefined,
+          firstWordsMs: undefined,
+        })),
+      ),
+    );
+  } finally {
+    clearInterval(sampler);
+  }
+  progress("load: every phone has hung up; collecting transcripts");
+  const mine = ((await client.call("voicecall.list", {})) as { calls: CallRecord[] }).calls.filter(
+    (c) => c.direction === "inbound" && c.createdAt >= startedAt,
+  );
+  const calls: LoadCall[] = [];
+  for (let i = 0; i < options.calls; i += 1) {
+    const extension = String(first + i);
+    const r = results[i]!;
+    const record = mine.find((c) => c.to === extension);
+    const view = record ? await settledView(client, record.callId) : undefined;
+    const said = (view?.transcript ?? []).filter((t) => t.speaker === "caller");
+    const transcript = said.filter((t) => t.kind === "speech").map((t) => t.text).join(" ");
+    calls.push({
+      extension,
+      callId: record?.callId,
+      completed: r.code === 0,
+      answerMs: r.firstAudioMs,
+      greetingMs: r.firstWordsMs,
+      greeted: r.firstWordsMs !== undefined,
+      transcript,
+      wordError: view ? wordErrorRate(options.sayText, transcript) : undefined,
+      unrecognised: said.find((t) => t.kind === "unrecognised")?.text,
+    });
+  }
+  await new Promise((r) => setTimeout(r, 1000));
+  const after = await serviceRssMb(serviceUrl);
+  return {
+    calls,
+    answerMs: percentiles(calls.map((c) => c.answerMs)),
+    greetingMs: percentiles(calls.map((c) => c.greetingMs)),
+    rssMb: { before, peak: rss.length ? Math.max(...rss) : undefined, after },
+    leftover: await leftovers(lab),
+  };
+}
+
+/** The call once the recogniser has had its say: a caller line (words or why not), or 10 s. */
+async function settledView(client: VoiceCallClient, callId: string): Promise<CallView | undefined> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const view = ((await client.call("voicecall.status", { callId })) as { call?: CallView }).call;
+    if (!view || view.transcript.some((t) => t.speaker === "caller") || Date.now() > deadline) return view;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+async function serviceRssMb(url: string): Promise<number | undefined> {
+  try {
+    const res = await fetch(new URL("/healthz", url), { signal: AbortSignal.timeout(2000) });
+    const body = (await res.json()) as { process?: { rssBytes?: number } };
+    return body.process?.rssBytes === undefined ? undefined : Math.round(body.process.rssBytes / 1e6);
+  } catch {
+    return undefined;
+  }
+}
+
+async function leftovers(lab: Lab): Promise<{ channels: number; bridges: number }> {
+  const auth = { authorization: `Basic ${Buffer.from(`${lab.info.ariUser}:${lab.info.ariPassword}`).toString("base64")}` };
+  const count = async (what: string) => ((await (await fetch(`${lab.info.ariUrl}/ari/${what}`, { headers: auth })).json()) as unknown[]).length;
+  return { channels: await count("channels"), bridges: await count("bridges") };
+}
+
+function percentiles(values: Array<number | undefined>): Percentiles {
+  const v = values.filter((x): x is number => x !== undefined).sort((a, b) => a - b);
+  if (v.length === 0) return {};
+  const at = (p: number) => v[Math.min(v.length - 1, Math.ceil((p / 100) * v.length) - 1)];
+  return { p50: at(50), p95: at(95), max: v.at(-1) };
+}
+
+/** The report as lines for a terminal. */
+export function formatLoad(r: LoadReport, sayText: string): string[] {
+  const lines = [`ext   answered  greeting  words  word error  transcript (said: "${sayText}")`];
+  for (const c of r.calls) {
+    const ms = (v?: number) => (v === undefined ? "-" : `${v} ms`).padEnd(9);
+    const wer = c.wordError === undefined ? "-" : `${Math.round(c.wordError * 100)}%`;
+    lines.push(`${c.extension}  ${ms(c.answerMs)} ${ms(c.greetingMs)} ${c.transcript ? "yes" : "no "}    ${wer.padEnd(10)}  ${c.transcript || (c.unrecognised ? `(not transcribed: ${c.unrecognised})` : "(nothing)")}`);
+  }
+  const greeted = r.calls.filter((c) => c.greeted).length;
+  const heard = r.calls.filter((c) => c.transcript).length;
+  lines.push(
+    `${r.calls.length} calls: ${greeted} greeted, ${heard} transcribed, ${r.calls.filter((c) => c.completed).length} went as scripted`,
+    `answer p50 ${r.answerMs.p50 ?? "-"} ms, p95 ${r.answerMs.p95 ?? "-"} ms; greeting p50 ${r.greetingMs.p50 ?? "-"} ms, p95 ${r.greetingMs.p95 ?? "-"} ms (from dialling)`,
+    `service memory: ${r.rssMb.before ?? "?"} MB before, ${r.rssMb.peak ?? "?"} MB at peak, ${r.rssMb.after ?? "?"} MB after`,
+    `left in Asterisk: ${r.leftover.channels} channels, ${r.leftover.bridges} bridges`,
+  );
+  return lines;
+}
