@@ -133,7 +133,7 @@ describe("the reference plugin's keys", () => {
     );
     expect(config.fromNumber).toBe("+15550004444");
     const openai = createSynthesizer(config);
-    expect((openai as unknown as { options: { voice: string } }).options.voice).toBe("coral");
+    expect((openai as unknown as { inner: { options: { voice: string } } }).inner.options.voice).toBe("coral");
   });
 });
 

@@ -40,6 +40,8 @@ export async function startLab(raw: Record<string, unknown>, io: LabIo): Promise
     provider: "asterisk",
     inboundPolicy: "open",
     inboundGreeting: LAB_GREETING,
+    // The lab is for trying load too (voicecall lab load); a user's own limit still wins.
+    maxConcurrentCalls: 100,
     ...raw,
     asterisk: {
       dialTemplate: LAB_DIAL_TEMPLATE,

@@ -95,7 +95,7 @@ export async function runLoad(lab: Lab, client: VoiceCallClient, serviceUrl: str
       greeted: r.firstWordsMs !== undefined,
       transcript,
       wordError: view ? wordErrorRate(options.sayText, transcript) : undefined,
-      unrecognised: said.find((t) => t.kind === "unrecognised")?.text,
+      unrecognised: said.find((t) => t.kind === "unrecognised")?.text ?? (transcript ? undefined : (view?.endReason ?? (record ? undefined : "the service has no such call"))),
     });
   }
   await new Promise((r) => setTimeout(r, 1000));
@@ -148,7 +148,7 @@ export function formatLoad(r: LoadReport, sayText: string): string[] {
   for (const c of r.calls) {
     const ms = (v?: number) => (v === undefined ? "-" : `${v} ms`).padEnd(9);
     const wer = c.wordError === undefined ? "-" : `${Math.round(c.wordError * 100)}%`;
-    lines.push(`${c.extension}  ${ms(c.answerMs)} ${ms(c.greetingMs)} ${c.transcript ? "yes" : "no "}    ${wer.padEnd(10)}  ${c.transcript || (c.unrecognised ? `(not transcribed: ${c.unrecognised})` : "(nothing)")}`);
+    lines.push(`${c.extension}  ${ms(c.answerMs)} ${ms(c.greetingMs)} ${c.transcript ? "yes" : "no "}    ${wer.padEnd(10)}  ${c.transcript || `(nothing${c.unrecognised ? `: ${c.unrecognised}` : ""})`}`);
   }
   const greeted = r.calls.filter((c) => c.greeted).length;
   const heard = r.calls.filter((c) => c.transcript).length;

@@ -54,6 +54,19 @@ export class CallMedia {
     return media;
   }
 
+  /**
+   * Readies speech before the first call: the recogniser's thread and model
+   * (a first stream takes ~0.7 s to open) and the lines every caller hears
+   * (greetings, kept by the synthesizer's sentence cache). Without it the
+   * first callers of a busy minute all wait for that start.
+   */
+  static async warm(options: { synthesizer: Synthesizer; transcriber: Transcriber; sampleRate: 8000 | 16000; lines: string[] }): Promise<void> {
+    const stream = await options.transcriber.stream({ sampleRate: options.sampleRate, narrowband: true });
+    stream.endInput();
+    stream.close();
+    for (const line of options.lines) for await (const _frame of options.synthesizer.synthesize(line, { sampleRate: options.sampleRate })) void _frame;
+  }
+
   get transport(): MediaTransport {
     return this.options.transport;
   }

@@ -16,6 +16,7 @@ import { FakeSynthesizer, FakeTranscriber } from "./fake.js";
 import { FliteSynthesizer } from "./flite.js";
 import { OpenAiSttOptions, OpenAiSynthesizer, OpenAiTranscriber, OpenAiTtsOptions } from "./openai.js";
 import { PocketsphinxTranscriber } from "./pocketsphinx.js";
+import { SentenceCache } from "./sentence-cache.js";
 import { SpeechError, type Synthesizer, type Transcriber } from "./types.js";
 
 interface Entry<T> {
@@ -108,7 +109,8 @@ export function createTranscriber(config: VoiceCallConfig): Transcriber {
 /** Synthesis: tts.provider, else the first configured in auto-select order (flite offline). */
 export function createSynthesizer(config: VoiceCallConfig): Synthesizer {
   const { id, entry, options } = choose(SYNTHESIZERS, "tts", config.tts.provider, config.tts.providers);
-  return build(`tts.provider ${id}`, () => entry.create(options));
+  // Greetings and other repeated lines are made once, not once per caller.
+  return new SentenceCache(build(`tts.provider ${id}`, () => entry.create(options)));
 }
 
 /**

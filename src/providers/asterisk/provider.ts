@@ -108,6 +108,16 @@ export class AsteriskProvider implements CallProvider {
       throw new VoiceCallError("UNAVAILABLE", `cannot connect to Asterisk ARI at ${this.options.config.asterisk.ari.url}: ${(err as Error).message}`);
     }
     await this.resync();
+    this.background(this.warmSpeech(), "readying speech");
+  }
+
+  /** Recogniser and greetings ready before the first caller (in the background; calls work meanwhile). */
+  private async warmSpeech(): Promise<void> {
+    const { config, synthesizer, transcriber } = this.options;
+    const lines = [config.inboundGreeting, ...Object.values(config.numbers).map((n) => n.inboundGreeting)].filter((l): l is string => !!l);
+    const started = performance.now();
+    await CallMedia.warm({ synthesizer, transcriber, sampleRate: config.asterisk.media.codec === "slin16" ? 16000 : 8000, lines: [...new Set(lines)] });
+    this.log.info({ ms: Math.round(performance.now() - started), greetings: lines.length }, "speech ready");
   }
 
   async stop(): Promise<void> {
