@@ -134,7 +134,7 @@ describe.skipIf(gatewayUnavailable !== undefined)(`inside the real gateway (open
       if (result.status !== "pending") break;
       await new Promise((r) => setTimeout(r, 200));
     } while (Date.now() < deadline);
-    expect(result).toMatchObject({ status: "completed", result: { success: true, transcript: "yes, that works" } });
+    expect(result, JSON.stringify(result)).toMatchObject({ status: "completed", result: { success: true, transcript: "yes, that works" } });
     const active = await gateway.rpc(["operator.read"], "voicecall.status");
     expect(active.payload.calls.map((c: any) => c.callId)).toContain(callId);
     const view = (await service.call("voicecall.status", { callId })) as any;

@@ -40,6 +40,20 @@ describe("gateway compatibility methods", () => {
     expect(view.sessionKey).toBe("agent:main:voice:1");
   });
 
+  it("an agent's turn asked for at once waits behind the keys and the opening message, whatever the carrier's pace", async () => {
+    const ctx = await context({ mock: { ringMs: 5, replyDelayMs: 5, speakMsPerChar: 0, replies: ["yes please"] } });
+    const send = ctx.h.mock.sendDtmf.bind(ctx.h.mock);
+    ctx.h.mock.sendDtmf = async (id, digits) => {
+      await new Promise((r) => setTimeout(r, 30)); // keys take time to play
+      return send(id, digits);
+    };
+    const { callId } = (await invoke(ctx, "voicecall.start", { to: TO, mode: "conversation", message: "Hi there.", dtmfSequence: "12#" })) as { callId: string };
+    const answer = await invoke(ctx, "voicecall.continue", { callId, message: "Does Tuesday work?" });
+    expect(answer).toEqual({ success: true, transcript: "yes please" });
+    const bot = ctx.manager.getCall(callId)!.transcript.filter((t) => t.speaker === "bot").map((t) => t.text);
+    expect(bot).toEqual(["Hi there.", "Does Tuesday work?"]);
+  });
+
   it("refuses a dtmfSequence on a notify call, naming the field, and places nothing", async () => {
     const ctx = await context();
     const err = await errorOf(invoke(ctx, "voicecall.initiate", { to: TO, message: "hi", mode: "notify", dtmfSequence: "12" }));

@@ -440,12 +440,7 @@ export class CallManager {
 
   private async openingScript(call: LiveCall): Promise<void> {
     const { record } = call;
-    if (call.dtmfSequence) {
-      // An IVR's menu first: the message is for whoever the keys reach.
-      const provider = this.providerOf(call);
-      await provider.sendDtmf(this.providerCallId(call), call.dtmfSequence).catch(carrierFailure(provider, "send the dtmfSequence"));
-      call.log.info({ digits: call.dtmfSequence.length }, "sent the dtmfSequence");
-    }
+    if (call.dtmfSequence) this.pressKeysFirst(call, call.dtmfSequence);
     if (record.direction === "inbound") {
       const greeting = this.config.numbers[record.to]?.inboundGreeting ?? this.config.inboundGreeting;
       if (greeting) await this.say(call, greeting, { thenListen: true, bargeIn: true });
@@ -464,6 +459,21 @@ export class CallManager {
     }
     // The opening message plays to the end: people answer the phone with "hello?".
     await this.say(call, record.message, { thenListen: true, bargeIn: false });
+  }
+
+  /**
+   * An IVR's menu first: the keys go out before anything is said, in the
+   * speech queue's order, claimed at once (an agent's continue_call waiting
+   * for the answer must not get ahead of the opening script).
+   */
+  private pressKeysFirst(call: LiveCall, digits: string): void {
+    const provider = this.providerOf(call);
+    const providerCallId = this.providerCallId(call);
+    const keys = call.speech.then(() => provider.sendDtmf(providerCallId, digits));
+    call.speech = keys.then(
+      () => call.log.info({ digits: digits.length }, "sent the dtmfSequence"),
+      (err) => call.log.warn({ err: err instanceof Error ? err.message : String(err) }, "could not send the dtmfSequence"),
+    );
   }
 
   /** The caller started talking: a message that may be interrupted stops now. */

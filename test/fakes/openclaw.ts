@@ -132,6 +132,7 @@ export class Gateway {
     options.onProgress?.(`starting openclaw gateway run on 127.0.0.1:${options.port}`);
     try {
       await gateway.waitForLog(/voice-call service listening/, 150_000);
+      await gateway.waitForLog(/\[gateway\] ready/, 60_000);
     } catch (err) {
       await gateway.stop();
       throw err;
@@ -171,8 +172,21 @@ export class Gateway {
     });
   }
 
-  /** One gateway method call from an operator client holding only `scopes`. */
-  rpc(scopes: string[], method: string, params: Record<string, unknown> = {}, timeoutMs = 30_000): Promise<RpcReply> {
+  /** One gateway method call from an operator client holding only `scopes`; a connect the gateway says to retry is retried. */
+  async rpc(scopes: string[], method: string, params: Record<string, unknown> = {}, timeoutMs = 30_000): Promise<RpcReply> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        return await this.rpcOnce(scopes, method, params, timeoutMs);
+      } catch (err) {
+        const retry = (err as { retryAfterMs?: number }).retryAfterMs;
+        if (retry === undefined || Date.now() + retry > deadline) throw err;
+        await new Promise((r) => setTimeout(r, retry));
+      }
+    }
+  }
+
+  private rpcOnce(scopes: string[], method: string, params: Record<string, unknown>, timeoutMs: number): Promise<RpcReply> {
     return new Promise((resolveCall, reject) => {
       const ws = new WebSocket(`ws://127.0.0.1:${this.options.port}`);
       let next = 0;
@@ -204,7 +218,8 @@ export class Gateway {
         if (frame.id === "1" && !frame.ok) {
           clearTimeout(timer);
           ws.close();
-          reject(new Error(`connect refused: ${JSON.stringify(frame.error)}`));
+          const error = frame.error as (RpcReply["error"] & { retryable?: boolean; retryAfterMs?: number }) | undefined;
+          reject(Object.assign(new Error(`connect refused: ${JSON.stringify(error)}`), error?.retryable ? { retryAfterMs: error.retryAfterMs ?? 500 } : {}));
           return;
         }
         if (frame.id === "1") {
