@@ -22,6 +22,7 @@ import { synthesizeAll } from "../src/speech/types.js";
 import { readWavPcm16 } from "../src/speech/wav.js";
 import { wordErrorRate } from "../src/speech/wer.js";
 import { makeConfig, tempDir, waitFor } from "./helpers.js";
+import { VoiceCallClient } from "../src/gateway/client.js";
 import { PhoneAudio } from "../src/lab/phone-audio.js";
 import { labAnswer } from "../src/lab/phone.js";
 import { FakeVendors } from "./fakes/vendors.js";
@@ -353,6 +354,61 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
     expect(code, output).toBe(0);
     await waitFor(() => stateOf(second.callId) === "hangup-user", "second call ends normally");
   }, 60_000);
+
+  it("a service killed with -9 mid-call takes the call back when it starts again: the phone hears it, and it ends normally", async () => {
+    const dir = tempDir();
+    const token = "restart-test-token-0123456789";
+    const configFile = join(dir, "voicecall.json");
+    writeFileSync(
+      configFile,
+      JSON.stringify({
+        provider: "asterisk",
+        store: join(dir, "store"),
+        serve: { port: 0 },
+        control: { token },
+        log: { level: "warn" },
+        outbound: { defaultMode: "conversation" },
+        asterisk: {
+          // Its own app: the test's runtime never sees (or cleans up) this service's calls.
+          ari: { url: lab.info.ariUrl, username: lab.info.ariUser, password: lab.info.ariPassword, app: "vcrestart" },
+          dialTemplate: "PJSIP/{to}@lab-uas",
+        },
+      }),
+    );
+    const serveOnce = async () => {
+      const child = spawn(process.execPath, [join(import.meta.dirname, "..", "dist", "cli.js"), "--config", configFile, "serve"], { stdio: ["ignore", "pipe", "pipe"] });
+      let err = "";
+      child.stderr!.on("data", (d) => (err += d));
+      child.stdout!.resume();
+      const url = await waitFor(() => /serving on (http:\/\/\S+)/.exec(err)?.[1], "the service to listen", 15_000);
+      return { child, client: new VoiceCallClient({ url, token }) };
+    };
+    const phone = labAnswer(lab, { waitMs: 60_000 });
+    const first = await serveOnce();
+    const { callId } = (await first.client.call("voicecall.initiate", { to: "300", message: "Before the restart." })) as { callId: string };
+    const stateVia = async (client: VoiceCallClient) => ((await client.call("voicecall.status", { callId })) as { call: CallView }).call;
+    const deadline = Date.now() + 15_000;
+    while ((await stateVia(first.client)).state !== "listening" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    first.child.kill("SIGKILL");
+    await new Promise((r) => first.child.once("exit", r));
+
+    const second = await serveOnce();
+    try {
+      const restored = await stateVia(second.client);
+      expect(restored.state, restored.endReason).not.toMatch(/completed|error|hangup/);
+      await second.client.call("voicecall.speak", { callId, message: "After the restart, I can still talk to you." });
+      await second.client.call("voicecall.end", { callId });
+      const heard = await phone;
+      expect(heard.code, heard.output.slice(-1500)).toBe(0);
+      const words = await transcribe(heard.heard);
+      expect(words).toMatch(/restart/);
+      expect(wordErrorRate("Before the restart. After the restart, I can still talk to you.", words)).toBeLessThanOrEqual(0.35);
+      expect(await stateVia(second.client)).toMatchObject({ state: "hangup-bot", endReason: "ended by request" });
+    } finally {
+      second.child.kill("SIGTERM");
+      await new Promise((r) => second.child.once("exit", r));
+    }
+  }, 90_000);
 
   it("leaves no channel and no bridge behind", async () => {
     await new Promise((r) => setTimeout(r, 500));

@@ -797,9 +797,27 @@ export class CallManager {
       }
       if (status.status === "ended") {
         this.finish(call, status.state, `ended while the service was down${status.reason ? `: ${status.reason}` : ""}`);
+        continue;
       } else if (status.status === "unknown") {
         call.log.warn({ reason: status.reason }, "restored call status unknown; kept");
-      } else if (call.record.answeredAt) {
+        continue;
+      }
+      if (provider.readopt && !isAnsweredState(call.record.state)) {
+        // Its setup (ring timer, answer) went with the old process.
+        await this.hangupAndFinish(call, "error", "was still ringing when the service stopped");
+        continue;
+      }
+      if (provider.readopt) {
+        const taken = await provider.readopt(providerCallId);
+        if (!taken.ok) {
+          await this.hangupAndFinish(call, "error", `could not take the call back after a restart: ${taken.reason}`);
+          continue;
+        }
+        // What was said before is in the transcript; from now on the caller is heard again.
+        call.log.info("took the call back after a restart; listening");
+        this.background(this.openTurn(call), "listening after a restart");
+      }
+      if (call.record.answeredAt) {
         const left = Date.parse(call.record.answeredAt) + this.config.maxDurationSeconds * 1000 - Date.now();
         this.after(call, Math.max(0, left), () => {
           this.background(this.hangupAndFinish(call, "timeout", `max duration ${this.config.maxDurationSeconds} s reached`), "ending a call");

@@ -100,4 +100,10 @@ export interface CallProvider {
   listen(providerCallId: string, turnToken: string, options?: ListenOptions): Promise<void>;
   sendDtmf(providerCallId: string, digits: string): Promise<void>;
   getCallStatus(providerCallId: string): Promise<RemoteCallStatus>;
+  /**
+   * Takes back a call still up at the carrier after this service restarted
+   * (its media re-attached), or says why it cannot. Carriers without it keep
+   * restored calls as they are.
+   */
+  readopt?(providerCallId: string): Promise<{ ok: true } | { ok: false; reason: string }>;
 }

@@ -38,6 +38,9 @@ import type {
 } from "../types.js";
 import { AriClient, AriError, type AriChannel, type AriEvent } from "./ari.js";
 
+/** How long our calls found up at start wait to be taken back before they are hung up. */
+const ADOPTION_WINDOW_MS = 30_000;
+
 export interface AsteriskProviderOptions {
   config: VoiceCallConfig;
   logger: Logger;
@@ -75,6 +78,8 @@ export class AsteriskProvider implements CallProvider {
   private readonly calls = new Map<string, AstCall>();
   /** externalMedia channel id -> call id, until its StasisStart. */
   private readonly mediaOwners = new Map<string, string>();
+  /** Our call channels found up at start (from before a restart), until taken back or hung up. */
+  private readonly adoptable = new Set<string>();
   private readonly log: Logger;
   private graceTimer: NodeJS.Timeout | null = null;
   private seq = 0;
@@ -106,6 +111,15 @@ export class AsteriskProvider implements CallProvider {
       await this.ari.connect();
     } catch (err) {
       throw new VoiceCallError("UNAVAILABLE", `cannot connect to Asterisk ARI at ${this.options.config.asterisk.ari.url}: ${(err as Error).message}`);
+    }
+    // Our calls still up from before a restart wait to be taken back (readopt); the rest are hung up after a while.
+    for (const ch of await this.ari.channels.list()) if (ch.id.startsWith(this.prefix.call)) this.adoptable.add(ch.id);
+    if (this.adoptable.size > 0) {
+      setTimeout(() => {
+        const left = [...this.adoptable];
+        this.adoptable.clear();
+        for (const id of left) this.background(this.ignoreGone(this.ari.channels.hangup(id)), "hanging up a call nobody took back");
+      }, ADOPTION_WINDOW_MS).unref();
     }
     await this.resync();
     this.background(this.warmSpeech(), "readying speech");
@@ -190,6 +204,30 @@ export class AsteriskProvider implements CallProvider {
     }
   }
 
+  async readopt(providerCallId: string): Promise<{ ok: true } | { ok: false; reason: string }> {
+    this.adoptable.delete(providerCallId);
+    if (this.calls.has(providerCallId)) return { ok: true };
+    let channel: AriChannel;
+    try {
+      channel = await this.ari.channels.get(providerCallId);
+    } catch (err) {
+      return { ok: false, reason: err instanceof AriError && err.status === 404 ? "the channel no longer exists in Asterisk" : (err as Error).message };
+    }
+    if (channel.state !== "Up") return { ok: false, reason: `the channel is ${channel.state}, not up` };
+    const call: AstCall = { id: providerCallId, answered: true, ended: false, hangupRequested: false };
+    this.calls.set(providerCallId, call);
+    try {
+      // A new bridge and media channel: the old ones went with the previous process.
+      await this.attachMedia(call, { announce: false });
+    } catch (err) {
+      // Not left up and silent: the caller hears the line end.
+      await this.ignoreGone(this.ari.channels.hangup(providerCallId)).catch(() => undefined);
+      return { ok: false, reason: `its audio could not be re-attached: ${(err as Error).message}` };
+    }
+    this.log.info({ callId: providerCallId }, "took back a call that was up before the restart");
+    return { ok: true };
+  }
+
   /** The call's media path (caller audio in, our audio out). */
   media(providerCallId: string): MediaTransport | undefined {
     return this.calls.get(providerCallId)?.transport;
@@ -266,7 +304,7 @@ export class AsteriskProvider implements CallProvider {
   }
 
   /** Bridge + externalMedia channel + our end of its audio; the call counts as answered once audio can flow. */
-  private async attachMedia(call: AstCall): Promise<void> {
+  private async attachMedia(call: AstCall, options: { announce: boolean } = { announce: true }): Promise<void> {
     if (call.bridgeId || call.ended) return;
     const suffix = randomUUID();
     const bridgeId = `${this.prefix.bridge}${suffix}`;
@@ -302,7 +340,7 @@ export class AsteriskProvider implements CallProvider {
       emit: (body) => this.emit(call, body),
     });
     call.answered = true;
-    this.emit(call, { type: "answered" });
+    if (options.announce) this.emit(call, { type: "answered" });
   }
 
   /**
@@ -431,7 +469,7 @@ export class AsteriskProvider implements CallProvider {
     const ownedBridges = new Set([...this.calls.values()].map((c) => c.bridgeId).filter(Boolean));
     for (const ch of channels) {
       if (ch.id.startsWith(this.prefix.media) && !ownedMedia.has(ch.id)) await this.ignoreGone(this.ari.channels.hangup(ch.id));
-      else if (ch.id.startsWith(this.prefix.call) && !this.calls.has(ch.id)) await this.ignoreGone(this.ari.channels.hangup(ch.id));
+      else if (ch.id.startsWith(this.prefix.call) && !this.calls.has(ch.id) && !this.adoptable.has(ch.id)) await this.ignoreGone(this.ari.channels.hangup(ch.id));
     }
     for (const bridge of await this.ari.bridges.list()) {
       if (bridge.id.startsWith(this.prefix.bridge) && !ownedBridges.has(bridge.id)) await this.ignoreGone(this.ari.bridges.destroy(bridge.id));
