@@ -63,8 +63,8 @@ describe("turn latency from the store", () => {
   it("measures from the caller's last words to the start of our reply, skipping greetings", () => {
     const dir = tempDir();
     const { store } = CallStore.open(dir);
-    const line = (callId: string, speaker: "bot" | "caller", ms: number, kind: "speech" | "interrupted" = "speech") =>
-      store.appendTranscript({ callId, at: new Date(Date.UTC(2026, 0, 1) + ms).toISOString(), speaker, kind, text: "x", turn: 1 });
+    const line = (callId: string, speaker: "bot" | "caller", ms: number, kind: "speech" | "interrupted" = "speech", origin?: "agent" | "model" | "service") =>
+      store.appendTranscript({ callId, at: new Date(Date.UTC(2026, 0, 1) + ms).toISOString(), speaker, kind, text: "x", turn: 1, ...(origin ? { origin } : {}) });
     line("a", "bot", 0); // greeting: no caller words before it
     line("a", "caller", 1000);
     line("a", "caller", 2000); // the last words before the reply count
@@ -73,7 +73,10 @@ describe("turn latency from the store", () => {
     line("a", "caller", 3000);
     line("a", "bot", 3900);
     line("b", "caller", 0);
-    line("b", "bot", 1500);
+    line("b", "bot", 1500, "speech", "model");
+    // The service's own notice right after the caller's words is no reply anyone waited for.
+    line("c", "caller", 0);
+    line("c", "bot", 5, "speech", "service");
     store.close();
     expect(turnLatencies(CallStore.read(dir))).toEqual({ calls: 2, samples: [400, 900, 1500] });
     expect(latencyReport(CallStore.read(dir))).toMatchObject({ calls: 2, turns: 3, p50Ms: 900, maxMs: 1500 });

@@ -3,7 +3,9 @@
  * caller's last words before it (their final transcript line) to the moment
  * our reply started (its transcript line, written as speaking begins). Turns
  * whose reply was interrupted count too; replies with no caller words
- * before them (greetings, notify messages) do not.
+ * before them (greetings, notify messages) do not, and neither do lines the
+ * service says by itself (the notice that nobody can answer): those are not
+ * replies anyone waited for.
  */
 import { percentile } from "../util/stats.js";
 import type { LoadedStore } from "./store.js";
@@ -25,7 +27,7 @@ export function turnLatencies(loaded: LoadedStore): { calls: number; samples: nu
     let counted = false;
     for (const entry of entries) {
       if (entry.speaker === "caller" && entry.kind === "speech") callerAt = Date.parse(entry.at);
-      else if (entry.speaker === "bot" && entry.kind === "speech" && callerAt !== undefined) {
+      else if (entry.speaker === "bot" && entry.kind === "speech" && entry.origin !== "service" && callerAt !== undefined) {
         samples.push(Math.max(0, Date.parse(entry.at) - callerAt));
         callerAt = undefined;
         counted = true;

@@ -52,6 +52,8 @@ interface Deferred<T> {
 }
 
 interface SayOptions {
+  /** Who composed it: an agent, the response model, or the service itself (greetings, notices). */
+  origin: NonNullable<TranscriptEntry["origin"]>;
   /** The message opens a listening turn (its answer may start during it). */
   thenListen: boolean;
   /** The caller may interrupt it (everything but an outbound call's opening message). */
@@ -241,7 +243,7 @@ export class CallManager {
   async continueCall(callId: string, message: string, options: { expect?: Expectation } = {}): Promise<{ transcript: string }> {
     const call = this.liveCall(callId);
     await this.waitAnswered(call);
-    const token = await this.say(call, message, { thenListen: true, bargeIn: true, expect: options.expect, driven: true });
+    const token = await this.say(call, message, { origin: "agent", thenListen: true, bargeIn: true, expect: options.expect, driven: true });
     const pending = call.pending;
     if (!pending || pending.token !== token) throw new VoiceCallError("INVALID_STATE", "the turn was superseded by a newer one");
     const timeout = setTimeout(
@@ -258,7 +260,7 @@ export class CallManager {
   async speak(callId: string, message: string): Promise<void> {
     const call = this.liveCall(callId);
     await this.waitAnswered(call);
-    await this.say(call, message, { thenListen: false, bargeIn: true });
+    await this.say(call, message, { origin: "agent", thenListen: false, bargeIn: true });
   }
 
   async sendDtmf(callId: string, digits: string): Promise<void> {
@@ -443,7 +445,7 @@ export class CallManager {
     if (call.dtmfSequence) this.pressKeysFirst(call, call.dtmfSequence);
     if (record.direction === "inbound") {
       const greeting = this.config.numbers[record.to]?.inboundGreeting ?? this.config.inboundGreeting;
-      if (greeting) await this.say(call, greeting, { thenListen: true, bargeIn: true });
+      if (greeting) await this.say(call, greeting, { origin: "service", thenListen: true, bargeIn: true });
       else await this.openTurn(call);
       return;
     }
@@ -452,13 +454,13 @@ export class CallManager {
       return;
     }
     if (record.mode === "notify") {
-      await this.say(call, record.message, { thenListen: false, bargeIn: false });
+      await this.say(call, record.message, { origin: "agent", thenListen: false, bargeIn: false });
       await delay(this.config.outbound.notifyHangupDelaySec * 1000);
       if (!isTerminal(call.record.state)) await this.hangupAndFinish(call, "hangup-bot", "notify message delivered");
       return;
     }
     // The opening message plays to the end: people answer the phone with "hello?".
-    await this.say(call, record.message, { thenListen: true, bargeIn: false });
+    await this.say(call, record.message, { origin: "agent", thenListen: true, bargeIn: false });
   }
 
   /**
@@ -515,7 +517,7 @@ export class CallManager {
       if (call.unattended) return;
       call.unattended = true;
       call.log.info("no agent and no responseModel: telling the caller and hanging up");
-      await this.say(call, UNATTENDED_MESSAGE, { thenListen: false, bargeIn: false });
+      await this.say(call, UNATTENDED_MESSAGE, { origin: "service", thenListen: false, bargeIn: false });
       await this.hangupAndFinish(call, "hangup-bot", "no agent or responseModel to answer the call");
       return;
     }
@@ -529,7 +531,7 @@ export class CallManager {
     }
     call.log.info({ ms: Date.now() - started }, "auto-response ready");
     try {
-      await this.say(call, text, { thenListen: true, bargeIn: true, staleAfter: heardAt });
+      await this.say(call, text, { origin: "model", thenListen: true, bargeIn: true, staleAfter: heardAt });
     } catch (err) {
       if (!(err instanceof VoiceCallError && err.code === "INTERRUPTED")) throw err;
     }
@@ -562,7 +564,7 @@ export class CallManager {
       const provider = this.providerOf(call);
       const token = options.thenListen ? this.beginTurn(call, options.driven ?? false) : undefined;
       this.transition(call, "speaking");
-      this.addTranscript(call, "bot", "speech", message);
+      this.addTranscript(call, "bot", "speech", message, options.origin);
       const controller = new AbortController();
       call.speaking = controller;
       call.bargeable = options.bargeIn;
@@ -707,8 +709,8 @@ export class CallManager {
     }
   }
 
-  private addTranscript(call: LiveCall, speaker: TranscriptEntry["speaker"], kind: TranscriptEntry["kind"], text: string): void {
-    const entry: TranscriptEntry = { callId: call.record.callId, at: new Date().toISOString(), speaker, kind, text, turn: call.record.turn };
+  private addTranscript(call: LiveCall, speaker: TranscriptEntry["speaker"], kind: TranscriptEntry["kind"], text: string, origin?: TranscriptEntry["origin"]): void {
+    const entry: TranscriptEntry = { callId: call.record.callId, at: new Date().toISOString(), speaker, kind, text, turn: call.record.turn, ...(origin ? { origin } : {}) };
     call.transcript.push(entry);
     this.store.appendTranscript(entry);
     this.emit({ type: "transcript", entry });

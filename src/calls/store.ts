@@ -43,6 +43,7 @@ const TranscriptEntrySchema = z.object({
   kind: z.enum(["speech", "dtmf", "interrupted", "unrecognised"]),
   text: z.string(),
   turn: z.number().int().nonnegative(),
+  origin: z.enum(["agent", "model", "service"]).optional(),
 });
 
 const Line = z.discriminatedUnion("t", [

@@ -36,6 +36,8 @@ export interface TranscriptEntry {
    * said before any turn (a notify message) are turn 0.
    */
   turn: number;
+  /** Our lines: composed by an agent, by the response model, or by the service itself (greetings, notices). */
+  origin?: "agent" | "model" | "service";
 }
 
 export interface CallRecord {
