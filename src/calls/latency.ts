@@ -9,6 +9,11 @@
  */
 import { percentile } from "../util/stats.js";
 import type { LoadedStore } from "./store.js";
+import type { TranscriptEntry } from "./types.js";
+
+/** Said by the service itself; logs written before lines carried their origin are recognised by the words. */
+const NOTICE = "Sorry, nobody can take your call right now. Please try again later. Goodbye.";
+const isReply = (e: TranscriptEntry) => e.origin !== "service" && !(e.origin === undefined && e.text === NOTICE);
 
 export interface LatencyReport {
   calls: number;
@@ -27,7 +32,7 @@ export function turnLatencies(loaded: LoadedStore): { calls: number; samples: nu
     let counted = false;
     for (const entry of entries) {
       if (entry.speaker === "caller" && entry.kind === "speech") callerAt = Date.parse(entry.at);
-      else if (entry.speaker === "bot" && entry.kind === "speech" && entry.origin !== "service" && callerAt !== undefined) {
+      else if (entry.speaker === "bot" && entry.kind === "speech" && isReply(entry) && callerAt !== undefined) {
         samples.push(Math.max(0, Date.parse(entry.at) - callerAt));
         callerAt = undefined;
         counted = true;
