@@ -11,9 +11,10 @@ import { percentile } from "../util/stats.js";
 import type { LoadedStore } from "./store.js";
 import type { TranscriptEntry } from "./types.js";
 
-/** Said by the service itself; logs written before lines carried their origin are recognised by the words. */
-const NOTICE = "Sorry, nobody can take your call right now. Please try again later. Goodbye.";
-const isReply = (e: TranscriptEntry) => e.origin !== "service" && !(e.origin === undefined && e.text === NOTICE);
+import { UNATTENDED_MESSAGE } from "./manager.js";
+
+/** Not the service's own notice (in logs written before lines carried their origin, recognised by its words). */
+const isReply = (e: TranscriptEntry) => e.origin !== "service" && !(e.origin === undefined && e.text === UNATTENDED_MESSAGE);
 
 export interface LatencyReport {
   calls: number;

@@ -72,7 +72,7 @@ interface PendingTurn {
   driven: boolean;
 }
 
-/** Said to an inbound caller when no agent drives the call and no responseModel is configured (latency.ts knows its words). */
+/** Said to an inbound caller when no agent drives the call and no responseModel is configured (latency.ts skips it). */
 export const UNATTENDED_MESSAGE = "Sorry, nobody can take your call right now. Please try again later. Goodbye.";
 
 interface LiveCall {
