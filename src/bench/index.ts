@@ -5,6 +5,7 @@
 import { cpus } from "node:os";
 import { benchRtp, MACHINE, type RtpBenchRow } from "./rtp.js";
 import { benchBridge, benchStt, benchSttLoad, benchTts, TTS_ENGINES, type SttLoadRow } from "./speech.js";
+import { benchLabLoad, benchRestore, LOAD_SENTENCE } from "./load.js";
 
 const TARGET_CALLS_PER_CORE = 1000;
 const TARGET_BARGE_IN_MS = 300;
@@ -65,7 +66,7 @@ try {
   for (const n of (process.env.BENCH_STT_STREAMS ?? "4,8,12").split(",").map(Number)) {
     const r = await benchSttLoad(n);
     rows.push(r);
-    console.log(`STT pocketsphinx, ${String(n).padStart(2)} callers talking at once (every frame decoded): final words p95 ${r.lagP95Ms.toFixed(0)} ms after the sentence, backlog at the end ${r.drainMs.toFixed(0)} ms`);
+    console.log(`STT pocketsphinx, ${String(n).padStart(2)} callers talking at once (utterances as the bus hands them): final words p95 ${r.lagP95Ms.toFixed(0)} ms after the sentence, backlog at the end ${r.drainMs.toFixed(0)} ms`);
   }
   const ok = rows.filter((r) => r.lagP95Ms < 1000 && r.drainMs < 500).map((r) => r.streams);
   console.log(`STT pocketsphinx keeps up with ${ok.length ? Math.max(...ok) : 0} callers talking at once (one recognition thread; final p95 < 1 s, no backlog)`);
@@ -91,4 +92,32 @@ try {
   );
 } catch (err) {
   skipped("bridge", err);
+}
+
+console.log("");
+console.log("The call log: a restart with a long log (compacted to live calls and the newest 1,000 ended ones)");
+{
+  const first = benchRestore(20_000);
+  const again = benchRestore(1_000);
+  console.log(
+    `20,000 calls logged: restored ${first.restored} (${first.archived} moved to a dated file) in ${first.ms.toFixed(0)} ms (target 1000 ms: ratio ${ratio(first.ms, 1000)}), ` +
+      `memory +${first.rssMb.toFixed(0)} MB; an already compacted log of 1,000 calls: ${again.ms.toFixed(0)} ms`,
+  );
+}
+
+console.log("");
+console.log(`The lab under load: N lab phones call the real PBX at once and each says "${LOAD_SENTENCE}" (voicecall lab load; offline speech)`);
+try {
+  for (const { calls, report } of await benchLabLoad((process.env.BENCH_LOAD_CALLS ?? "20,50").split(",").map(Number))) {
+    const greeted = report.calls.filter((c) => c.greeted).length;
+    const heard = report.calls.filter((c) => c.transcript).length;
+    const wer = report.calls.map((c) => c.wordError ?? 1).sort((a, b) => a - b);
+    console.log(
+      `${String(calls).padStart(3)} calls: ${greeted} greeted, ${heard} transcribed (word error median ${(wer[Math.floor(wer.length / 2)]! * 100).toFixed(0)}%, worst ${(wer.at(-1)! * 100).toFixed(0)}%); ` +
+        `answer p95 ${report.answerMs.p95 ?? "-"} ms, first greeting audio p95 ${report.greetingMs.p95 ?? "-"} ms from dialling (target 1000 ms: ratio ${ratio(report.greetingMs.p95 ?? Infinity, 1000)}); ` +
+        `service memory ${report.rssMb.before} -> peak ${report.rssMb.peak} -> ${report.rssMb.after} MB (target peak 600 MB at 20 calls); left in Asterisk: ${report.leftover.channels} channels, ${report.leftover.bridges} bridges`,
+    );
+  }
+} catch (err) {
+  skipped("lab load", err);
 }

@@ -260,11 +260,12 @@ export interface SttLoadRow {
  * 20 ms clock as calls would be. The worker keeps up while drain and lag stay small.
  */
 export async function benchSttLoad(streams: number, workers = 1): Promise<SttLoadRow> {
-  const frames: Array<Int16Array | "end"> = [];
+  const frames: Array<Int16Array | "end" | "pause"> = [];
   for (const sentence of PARAGRAPH.slice(0, 3)) {
     for await (const f of new FliteSynthesizer().synthesize(sentence, { sampleRate: 8000 })) frames.push(decodeG711("ulaw", encodeG711("ulaw", f.pcm)));
     frames.push("end");
-    for (let i = 0; i < 50; i += 1) frames.push(new Int16Array(160));
+    // A second of pause: paced, but not fed (the bus's voice gate hands the recogniser utterances only).
+    for (let i = 0; i < 50; i += 1) frames.push("pause");
   }
   const transcriber = new PocketsphinxTranscriber({ workers });
   const all = await Promise.all(Array.from({ length: streams }, () => transcriber.stream({ sampleRate: 8000 })));
@@ -286,10 +287,12 @@ export async function benchSttLoad(streams: number, workers = 1): Promise<SttLoa
     const wait = start + k * 20 - performance.now();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     if (frame === "end") {
+      // The utterance ends as the bus ends it: a flush.
       for (const e of ends) e.push(performance.now());
+      for (const s of all) s.flush();
       continue;
     }
-    for (const s of all) s.pushFrame({ pcm: frame, sampleRate: 8000 });
+    if (frame !== "pause") for (const s of all) s.pushFrame({ pcm: frame, sampleRate: 8000 });
     k += 1;
   }
   const fed = performance.now();

@@ -326,8 +326,17 @@ function compact(dir: string, keepEnded: number): number {
   const path = join(dir, FILE);
   const last = new Map<string, { ended: boolean; at: string }>();
   eachLine(path, (text) => {
-    const line = parseLine(text, "", []);
-    if (line?.t === "call") last.set(line.call.callId, { ended: TERMINAL.has(line.call.state), at: line.call.endedAt ?? line.call.createdAt });
+    // Only call snapshots matter here, and only three fields: no full validation (restore does that on what is kept).
+    if (!text.startsWith('{"t":"call"')) return;
+    let call: { callId?: unknown; state?: unknown; endedAt?: unknown; createdAt?: unknown } | undefined;
+    try {
+      call = (JSON.parse(text) as { call?: typeof call }).call;
+    } catch {
+      return;
+    }
+    if (typeof call?.callId !== "string" || typeof call.state !== "string") return;
+    const at = typeof call.endedAt === "string" ? call.endedAt : typeof call.createdAt === "string" ? call.createdAt : "";
+    last.set(call.callId, { ended: TERMINAL.has(call.state), at });
   });
   const ended = [...last].filter(([, v]) => v.ended);
   if (ended.length <= keepEnded) return 0;
@@ -341,11 +350,26 @@ function compact(dir: string, keepEnded: number): number {
     try {
       const kept = openSync(keptPath, "w", 0o600);
       try {
+        // Written in batches: one write per line would be 100,000 system calls for a long log.
+        const out = new Map<number, string[]>([
+          [archive, []],
+          [kept, []],
+        ]);
+        const flush = (fd: number) => {
+          const batch = out.get(fd)!;
+          if (batch.length > 0) writeAll(fd, Buffer.from(batch.join("")));
+          batch.length = 0;
+        };
         eachLine(path, (text) => {
           if (text.trim() === "") return;
           const id = /"callId":"([^"]+)"/.exec(text)?.[1];
-          writeAll(id !== undefined && moving.has(id) ? archive : kept, Buffer.from(`${text}\n`));
+          const fd = id !== undefined && moving.has(id) ? archive : kept;
+          const batch = out.get(fd)!;
+          batch.push(`${text}\n`);
+          if (batch.length >= 2000) flush(fd);
         });
+        flush(archive);
+        flush(kept);
       } finally {
         closeSync(kept);
       }
