@@ -12,23 +12,14 @@ import { FramePacer } from "../src/audio/pacer.js";
 import { CallManager } from "../src/calls/manager.js";
 import { CallStore } from "../src/calls/store.js";
 import type { CallRecord, TranscriptEntry } from "../src/calls/types.js";
-import { VoiceCallError } from "../src/errors.js";
 import { createLogger } from "../src/log.js";
 import { createProviders } from "../src/providers/index.js";
 import type { MockProvider } from "../src/providers/mock/provider.js";
 import { startService, type RunningService } from "../src/server/service.js";
-import { makeConfig, tempDir, waitFor } from "./helpers.js";
+import { makeConfig, tempDir, waitFor, errorOf } from "./helpers.js";
 
 const TO = "+15550001234";
 
-async function errorOf(p: Promise<unknown>): Promise<VoiceCallError> {
-  try {
-    await p;
-  } catch (err) {
-    return err as VoiceCallError;
-  }
-  throw new Error("expected a rejection");
-}
 
 /** A tmpfs of `kb` kilobytes, or why one cannot be mounted here. */
 function tinyDisk(kb: number): { dir: string; unmount: () => void } | string {

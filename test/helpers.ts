@@ -5,6 +5,7 @@ import { CallManager } from "../src/calls/manager.js";
 import { CallStore } from "../src/calls/store.js";
 import { resolveConfig } from "../src/config/load.js";
 import type { VoiceCallConfig } from "../src/config/schema.js";
+import { VoiceCallError } from "../src/errors.js";
 import { createLogger } from "../src/log.js";
 import { createProviders } from "../src/providers/index.js";
 import { MockProvider } from "../src/providers/mock/provider.js";
@@ -42,4 +43,15 @@ export async function waitFor<T>(probe: () => T | undefined | false, what: strin
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** The typed error a promise rejects with (fails the test when it resolves, or rejects with anything else). */
+export async function errorOf(p: Promise<unknown>): Promise<VoiceCallError> {
+  try {
+    await p;
+  } catch (err) {
+    if (!(err instanceof VoiceCallError)) throw new Error(`expected a VoiceCallError, got ${String(err)}`);
+    return err;
+  }
+  throw new Error("expected a rejection");
 }

@@ -1,10 +1,9 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { CallManager } from "../src/calls/manager.js";
 import { CallStore } from "../src/calls/store.js";
-import { VoiceCallError } from "../src/errors.js";
 import { createLogger } from "../src/log.js";
 import type { CallProvider, RemoteCallStatus } from "../src/providers/types.js";
-import { makeConfig, startManager, tempDir, waitFor, type Harness } from "./helpers.js";
+import { makeConfig, startManager, tempDir, waitFor, type Harness, errorOf } from "./helpers.js";
 
 const TO = "+15550001234";
 let running: Harness[] = [];
@@ -22,15 +21,6 @@ afterEach(async () => {
 
 const stateOf = (h: Harness, id: string) => h.manager.getCall(id)?.state;
 
-async function errorOf(p: Promise<unknown>): Promise<VoiceCallError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(VoiceCallError);
-    return err as VoiceCallError;
-  }
-  throw new Error("expected a rejection");
-}
 
 describe("CallManager over the Mock carrier", () => {
   it("notify mode speaks the message, then hangs up", async () => {
@@ -237,7 +227,9 @@ describe("restore after a restart", () => {
     async answer() {}
     async reject() {}
     async hangup() {}
-    async speak() {}
+    async speak() {
+      return { interrupted: false, heard: "" };
+    }
     async listen() {}
     async sendDtmf() {}
     async getCallStatus(id: string): Promise<RemoteCallStatus> {

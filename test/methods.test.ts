@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { Operations } from "../src/calls/operations.js";
 import { VoiceCallError } from "../src/errors.js";
 import { invoke, type MethodContext } from "../src/gateway/methods.js";
-import { startManager, waitFor, type Harness } from "./helpers.js";
+import { startManager, waitFor, type Harness, errorOf } from "./helpers.js";
 
 const TO = "+15550001234";
 const running: Harness[] = [];
@@ -17,14 +17,6 @@ async function context(raw: Record<string, unknown> = {}): Promise<MethodContext
   return { manager: h.manager, operations: new Operations(), h };
 }
 
-async function errorOf(p: Promise<unknown>): Promise<VoiceCallError> {
-  try {
-    await p;
-  } catch (err) {
-    return err as VoiceCallError;
-  }
-  throw new Error("expected a rejection");
-}
 
 describe("gateway compatibility methods", () => {
   it("voicecall.start needs `to`, takes no message, and presses the dtmfSequence before the message", async () => {

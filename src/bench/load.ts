@@ -2,44 +2,64 @@
  * Bench figures for the service as a whole: many lab phones calling the real
  * PBX at once (voicecall lab load), and restoring a long call log.
  */
-import { writeFileSync } from "node:fs";
-import { mkdtempSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { CallStore } from "../calls/store.js";
-import { resolveConfig } from "../config/load.js";
 import { VoiceCallClient } from "../gateway/client.js";
-import { startLab } from "../lab/cli.js";
+import { Lab, labUnavailableReason } from "../lab/lab.js";
 import { runLoad, type LoadReport } from "../lab/load.js";
-import { createLogger } from "../log.js";
-import { startService } from "../server/service.js";
 import { FliteSynthesizer } from "../speech/flite.js";
 import { synthesizeAll } from "../speech/types.js";
 
 export const LOAD_SENTENCE = "I would like to book a table for four people.";
 
-/** The lab with the service as `voicecall serve --lab` runs it; `lab load` at each size, in turn. */
+/**
+ * `voicecall serve --lab` in its own process, as `npm start` runs it (so the
+ * memory figures are the service's alone), then `lab load` at each size.
+ */
 export async function benchLabLoad(sizes: number[]): Promise<Array<{ calls: number; report: LoadReport }>> {
-  const io = { out: () => undefined, err: () => undefined };
-  const started = await startLab({ store: mkdtempSync(join(tmpdir(), "voicecall-bench-")), log: { level: "warn" } }, io);
-  if (!started.lab) throw new Error(started.reason ?? "the lab cannot run here");
-  const lab = started.lab;
+  const reason = labUnavailableReason();
+  if (reason) throw new Error(reason);
+  const dir = mkdtempSync(join(tmpdir(), "voicecall-bench-"));
+  const token = "bench-token-0123456789abcdef";
+  const configFile = join(dir, "voicecall.json");
+  writeFileSync(configFile, JSON.stringify({ store: join(dir, "store"), serve: { port: 0 }, control: { token }, log: { level: "warn" } }));
+  const cli = fileURLToPath(new URL("../cli.js", import.meta.url));
+  const child = spawn(process.execPath, [cli, "--config", configFile, "serve", "--lab"], { stdio: ["ignore", "pipe", "pipe"] });
+  let err = "";
+  child.stderr.setEncoding("utf8").on("data", (d: string) => (err += d));
+  child.stdout.resume();
   try {
-    const { config } = resolveConfig({ ...started.raw, serve: { port: 0 }, control: { token: "bench-token-0123456789abcdef" } });
-    const service = await startService(config, createLogger("silent"));
-    try {
-      const client = new VoiceCallClient({ url: service.url, token: service.token });
-      const say = await synthesizeAll(new FliteSynthesizer(), LOAD_SENTENCE, 8000);
-      // The recogniser and greeting are readied at start: give that its moment, as a user's first call would.
-      await new Promise((r) => setTimeout(r, 2000));
-      const out = [];
-      for (const calls of sizes) out.push({ calls, report: await runLoad(lab, client, service.url, { calls, say, sayText: LOAD_SENTENCE, holdMs: 12_000 }) });
-      return out;
-    } finally {
-      await service.close();
-    }
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the lab service did not start: ${err.slice(-500)}`)), 180_000);
+      const poll = setInterval(() => {
+        const m = /serving on (http:\/\/\S+)/.exec(err);
+        if (m) {
+          clearInterval(poll);
+          clearTimeout(timer);
+          resolve(m[1]!);
+        } else if (child.exitCode !== null) {
+          clearInterval(poll);
+          clearTimeout(timer);
+          reject(new Error(`the lab service exited: ${err.slice(-500)}`));
+        }
+      }, 100);
+    });
+    // The recogniser and greeting are readied at start: give that its moment, as a user's first call would.
+    await new Promise((r) => setTimeout(r, 2000));
+    const client = new VoiceCallClient({ url, token });
+    const say = await synthesizeAll(new FliteSynthesizer(), LOAD_SENTENCE, 8000);
+    const lab = await Lab.running();
+    const out = [];
+    for (const calls of sizes) out.push({ calls, report: await runLoad(lab, client, url, { calls, say, sayText: LOAD_SENTENCE, holdMs: 12_000 }) });
+    return out;
   } finally {
-    await lab.stop();
+    const exited = new Promise((r) => child.once("exit", r));
+    child.kill("SIGINT");
+    await exited;
   }
 }
 

@@ -26,6 +26,12 @@ const MODEL_RATE = 16000;
  * model whose feat.params carries these values.
  */
 const PHONE_CMNINIT = "42.9,31.9,-26.4,49.7,-12.5,3.2,21.7,-31.2,4.2,-12.3,2.6,17.5,-13.0";
+/**
+ * Decoders per recognition thread: as many callers as that can talk at once
+ * without waiting (4 kept up with 4 simultaneous talkers as a decoder per
+ * call did), at ~100 MB each whatever the number of calls.
+ */
+const DEFAULT_DECODERS = 4;
 /** Decode in 100 ms chunks: fewer calls into the library, same latency class. */
 const CHUNK_SAMPLES = MODEL_RATE / 10;
 
@@ -69,7 +75,7 @@ export class PocketsphinxTranscriber implements Transcriber {
       "-logfn", "/dev/null",
     ];
     const stream = new PocketsphinxStream(
-      recognitionWorker(this.options.workers ?? 1, { decoders: this.options.decoders ?? 2, maxWaitingSeconds: this.options.maxWaitingSeconds ?? 30 }),
+      recognitionWorker(this.options.workers ?? 1, { decoders: this.options.decoders ?? DEFAULT_DECODERS, maxWaitingSeconds: this.options.maxWaitingSeconds ?? 30 }),
       options.sampleRate,
       resampler,
     );
