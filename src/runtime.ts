@@ -7,7 +7,7 @@ import type { ProviderId, VoiceCallConfig } from "./config/schema.js";
 import { defaultStoreDir } from "./config/load.js";
 import { CallManager } from "./calls/manager.js";
 import { loadSilero } from "./audio/silero.js";
-import { Responder } from "./calls/responder.js";
+import { Responder, type ChatFn } from "./calls/responder.js";
 import { VoiceCallError } from "./errors.js";
 import { CallStore } from "./calls/store.js";
 import { Operations } from "./calls/operations.js";
@@ -25,14 +25,20 @@ export interface VoiceCallRuntime {
   stop(): Promise<void>;
 }
 
-export async function createRuntime(config: VoiceCallConfig, logger: Logger, deps: Omit<ProviderDeps, "logger"> = {}): Promise<VoiceCallRuntime> {
+export interface RuntimeDeps extends Omit<ProviderDeps, "logger"> {
+  /** Auto-responses through this instead of responseBaseUrl (the gateway's model runtime). */
+  chat?: ChatFn;
+}
+
+export async function createRuntime(config: VoiceCallConfig, logger: Logger, deps: RuntimeDeps = {}): Promise<VoiceCallRuntime> {
   // An optional voice detector that is not installed stops the start, not the first call.
   if (config.bargeIn.vad === "silero") {
     await loadSilero().catch((err: Error) => {
       throw new VoiceCallError("UNAVAILABLE", err.message, [{ path: "bargeIn.vad", message: err.message }]);
     });
   }
-  const providers = createProviders(config, { logger, ...deps });
+  const { chat, ...providerDeps } = deps;
+  const providers = createProviders(config, { logger, ...providerDeps });
   const storeDir = defaultStoreDir(config);
   const { store, loaded, archived } = CallStore.open(storeDir, {
     keepEnded: config.keepEndedCalls,
@@ -42,7 +48,7 @@ export async function createRuntime(config: VoiceCallConfig, logger: Logger, dep
         : logger.error({ store: storeDir, reason: h.reason, waiting: h.waiting }, "the call log cannot be written: calls go on, new calls are refused, lines wait in memory"),
   });
   if (archived > 0) logger.info({ archived, store: storeDir }, "moved calls ended beyond keepEndedCalls into a dated file");
-  const responder = new Responder({ baseUrl: config.responseBaseUrl, apiKey: config.responseApiKey, timeoutMs: config.responseTimeoutMs });
+  const responder = new Responder({ baseUrl: config.responseBaseUrl, apiKey: config.responseApiKey, timeoutMs: config.responseTimeoutMs, chat });
   const manager = new CallManager({ config, providers, store, loaded, logger, responder });
   try {
     await manager.start();

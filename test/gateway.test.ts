@@ -13,7 +13,10 @@ import { resolveConfig } from "../src/config/load.js";
 import { VoiceCallClient } from "../src/gateway/client.js";
 import { LAB_DIAL_TEMPLATE } from "../src/lab/cli.js";
 import { Lab, labUnavailableReason } from "../src/lab/lab.js";
-import { labAnswer } from "../src/lab/phone.js";
+import { labAnswer, labCall } from "../src/lab/phone.js";
+import { FliteSynthesizer } from "../src/speech/flite.js";
+import { synthesizeAll } from "../src/speech/types.js";
+import type { CallRecord, CallView } from "../src/calls/types.js";
 import { transcribePcm } from "../src/speech/pocketsphinx.js";
 import { wordErrorRate } from "../src/speech/wer.js";
 import { FakeAgentModel } from "./fakes/agent-model.js";
@@ -71,6 +74,8 @@ describe.skipIf(gatewayUnavailable !== undefined)(`inside the real gateway (open
     if (lab) {
       // Extensions go to the PBX, everything else to the default carrier: chosen per call.
       pluginConfig.routing = { rules: [{ pattern: "[0-9]{3,5}", provider: "asterisk" }] };
+      // Lab callers no agent drives are answered by the gateway's own model runtime (no responseBaseUrl set).
+      Object.assign(pluginConfig, { inboundPolicy: "open", inboundGreeting: "Hello.", responseModel: "fake/agent-model" });
       pluginConfig.asterisk = {
         ari: { url: lab.info.ariUrl, username: lab.info.ariUser, password: lab.info.ariPassword, app: lab.info.ariApp },
         dialTemplate: LAB_DIAL_TEMPLATE,
@@ -82,6 +87,8 @@ describe.skipIf(gatewayUnavailable !== undefined)(`inside the real gateway (open
       token: "gateway-token-for-the-voicecall-test",
       modelBaseUrl: model.baseUrl,
       pluginConfig,
+      // Trusted to pick responseModel for its completions (the gateway's default refuses a plugin that).
+      pluginEntry: { llm: { allowModelOverride: true, allowedModels: ["fake/agent-model"] } },
       onProgress: (l) => console.log(`[gateway] ${l}`),
     });
     service = new VoiceCallClient({ url: `http://127.0.0.1:${servePort}`, token: controlToken });
@@ -176,4 +183,23 @@ describe.skipIf(gatewayUnavailable !== undefined)(`inside the real gateway (open
     const status = (await service.call("voicecall.status", { callId: result.callId })) as any;
     expect(status.call).toMatchObject({ provider: "asterisk", to: "300" });
   }, 180_000);
+
+  it.skipIf(labUnavailable !== undefined)("a caller no agent drives is answered through the gateway's own model runtime (responseModel, no endpoint of ours)", async () => {
+    const before = model.conversations.length;
+    const said = await synthesizeAll(new FliteSynthesizer(), "I would like to book a table.", 8000);
+    const started = new Date().toISOString();
+    const phone = await labCall(lab!, "150", { say: said, holdMs: 12_000 });
+    expect(phone.code, phone.output.slice(-1500)).toBe(0);
+    const calls = ((await service.call("voicecall.list", {})) as { calls: CallRecord[] }).calls;
+    const call = calls.find((c) => c.direction === "inbound" && c.to === "150" && c.createdAt >= started);
+    expect(call).toBeDefined();
+    const view = ((await service.call("voicecall.status", { callId: call!.callId })) as { call: CallView }).call;
+    const caller = view.transcript.find((t) => t.speaker === "caller" && t.kind === "speech");
+    expect(caller?.text).toMatch(/table/);
+    // The gateway asked the model with the caller's words, and what it said was spoken as the model's reply.
+    const asked = model.conversations.slice(before).find((c) => c.some((m) => m.role === "user" && /table/.test(m.text)));
+    const voiceLog = gateway.log.split("\n").filter((l) => l.includes("[voice-call]")).slice(-8).join("\n");
+    expect(asked, `${JSON.stringify(model.conversations.slice(before)).slice(0, 800)}\n${voiceLog}`).toBeDefined();
+    expect(view.transcript).toContainEqual(expect.objectContaining({ speaker: "bot", origin: "model", text: "Nothing to do." }));
+  }, 120_000);
 });

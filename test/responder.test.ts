@@ -114,3 +114,36 @@ describe("auto-responses for inbound calls no agent drives", () => {
     expect(mock.spokenTo(pid)).toEqual(["Hello, shop here.", UNATTENDED_MESSAGE]);
   });
 });
+
+describe("a responder whose completions come from another runtime (the gateway's)", () => {
+  it("asks it with the contract and the call so far, no model named when none is set, and speaks only the spoken part", async () => {
+    const asked: Array<{ model: string | undefined; system: string; messages: Array<{ role: string; content: string }> }> = [];
+    const responder = new Responder({
+      baseUrl: "http://127.0.0.1:9/v1", // never used
+      timeoutMs: 2000,
+      chat: async (r) => {
+        asked.push(r);
+        return '<think>they want hours</think>{"spoken": "We open at nine."}';
+      },
+    });
+    expect(responder.hasDefaultModel).toBe(true);
+    const transcript = [
+      { callId: "c", at: "t", speaker: "bot" as const, kind: "speech" as const, text: "Hello.", turn: 1 },
+      { callId: "c", at: "t", speaker: "caller" as const, kind: "speech" as const, text: "When do you open?", turn: 1 },
+    ];
+    expect(await responder.reply({ model: undefined, transcript })).toBe("We open at nine.");
+    expect(asked[0]).toMatchObject({ model: undefined, messages: [{ role: "assistant", content: "Hello." }, { role: "user", content: "When do you open?" }] });
+    expect(asked[0]!.system).toContain('{"spoken"');
+  });
+
+  it("reports a refusal of the runtime as PROVIDER_ERROR with its words, and a silent runtime as UNAVAILABLE", async () => {
+    const refusing = new Responder({ baseUrl: "http://127.0.0.1:9/v1", timeoutMs: 2000, chat: async () => Promise.reject(new Error("no such model")) });
+    await expect(refusing.reply({ model: "x/y", transcript: [] })).rejects.toMatchObject({ code: "PROVIDER_ERROR", message: "response model x/y: no such model" });
+    const silent = new Responder({
+      baseUrl: "http://127.0.0.1:9/v1",
+      timeoutMs: 50,
+      chat: ({ signal }) => new Promise((_, reject) => signal.addEventListener("abort", () => reject(new Error("aborted")))),
+    });
+    await expect(silent.reply({ model: undefined, transcript: [] })).rejects.toMatchObject({ code: "UNAVAILABLE" });
+  });
+});

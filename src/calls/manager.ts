@@ -513,7 +513,7 @@ export class CallManager {
   private async autoRespond(call: LiveCall): Promise<void> {
     const override = this.config.numbers[call.record.to];
     const model = override?.responseModel ?? this.config.responseModel;
-    if (!this.responder || !model) {
+    if (!this.responder || (!model && !this.responder.hasDefaultModel)) {
       if (call.unattended) return;
       call.unattended = true;
       call.log.info("no agent and no responseModel: telling the caller and hanging up");

@@ -9,14 +9,26 @@
 import { VoiceCallError } from "../errors.js";
 import type { TranscriptEntry } from "./types.js";
 
+/** A chat completion by someone else's transport (inside the gateway: its model runtime); returns the raw text. */
+export type ChatFn = (request: {
+  /** Undefined: the runtime's own default model (the gateway agent's). */
+  model: string | undefined;
+  system: string;
+  messages: Array<{ role: "user" | "assistant"; content: string }>;
+  signal: AbortSignal;
+}) => Promise<string>;
+
 export interface ResponderOptions {
   baseUrl: string;
   apiKey?: string;
   timeoutMs: number;
+  /** Answers instead of the endpoint at baseUrl (the gateway's own model runtime, with its providers and keys). */
+  chat?: ChatFn;
 }
 
 export interface ResponseRequest {
-  model: string;
+  /** Undefined only where the transport has a default model of its own (the gateway). */
+  model: string | undefined;
   systemPrompt?: string;
   transcript: readonly TranscriptEntry[];
   signal?: AbortSignal;
@@ -31,26 +43,42 @@ const DEFAULT_PROMPT = "You are a helpful assistant answering the phone.";
 export class Responder {
   constructor(private readonly options: ResponderOptions) {}
 
+  /** Whether a reply can be had without naming a model (the gateway's runtime uses its agent's). */
+  get hasDefaultModel(): boolean {
+    return this.options.chat !== undefined;
+  }
+
   /** The words to say next, or undefined when the model gave nothing speakable. */
   async reply(request: ResponseRequest): Promise<string | undefined> {
-    const messages = [
-      { role: "system", content: `${request.systemPrompt ?? DEFAULT_PROMPT}\n\n${CONTRACT}` },
-      ...request.transcript
-        .filter((t) => t.kind === "speech" || t.kind === "dtmf")
-        .map((t) => ({ role: t.speaker === "bot" ? "assistant" : "user", content: t.kind === "dtmf" ? `[pressed ${t.text}]` : t.text })),
-    ];
+    const system = `${request.systemPrompt ?? DEFAULT_PROMPT}\n\n${CONTRACT}`;
+    const turns = request.transcript
+      .filter((t) => t.kind === "speech" || t.kind === "dtmf")
+      .map((t) => ({ role: t.speaker === "bot" ? ("assistant" as const) : ("user" as const), content: t.kind === "dtmf" ? `[pressed ${t.text}]` : t.text }));
+    const messages = [{ role: "system", content: system }, ...turns];
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), this.options.timeoutMs);
     const onAbort = () => controller.abort();
     request.signal?.addEventListener("abort", onAbort, { once: true });
     const url = `${this.options.baseUrl.replace(/\/$/, "")}/chat/completions`;
     try {
+      const chat = this.options.chat;
+      if (chat) {
+        try {
+          return spokenText(await chat({ model: request.model, system, messages: turns, signal: controller.signal }));
+        } catch (err) {
+          if (request.signal?.aborted) return undefined;
+          const which = request.model ?? "(the gateway's default)";
+          if (controller.signal.aborted) throw new VoiceCallError("UNAVAILABLE", `response model ${which}: no answer within ${this.options.timeoutMs} ms`);
+          throw new VoiceCallError("PROVIDER_ERROR", `response model ${which}: ${(err as Error).message}`);
+        }
+      }
+      if (request.model === undefined) throw new VoiceCallError("INVALID_CONFIG", "responseModel: required to answer callers through responseBaseUrl");
       let res: Response;
       try {
         res = await fetch(url, {
           method: "POST",
           headers: { "Content-Type": "application/json", ...(this.options.apiKey ? { Authorization: `Bearer ${this.options.apiKey}` } : {}) },
-          body: JSON.stringify({ model: modelName(request.model), messages, temperature: 0.4 }),
+          body: JSON.stringify({ model: modelName(request.model!), messages, temperature: 0.4 }),
           signal: controller.signal,
         });
       } catch (err) {

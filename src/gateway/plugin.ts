@@ -11,6 +11,7 @@ import { resolveConfig } from "../config/load.js";
 import { VoiceCallConfigSchema, type VoiceCallConfig } from "../config/schema.js";
 import { asVoiceCallError, zodIssues } from "../errors.js";
 import { createLogger, type Logger } from "../log.js";
+import type { ChatFn } from "../calls/responder.js";
 import { startService, type RunningService } from "../server/service.js";
 import { registerVoicecallCommands } from "./cli.js";
 import { ensureService, stopService } from "./holder.js";
@@ -34,6 +35,19 @@ export interface PluginApi {
   pluginConfig?: Record<string, unknown>;
   /** "full" is the live gateway; "discovery", "cli-metadata", "setup-only", ... only collect what a plugin offers. */
   registrationMode?: string;
+  /** The gateway's runtime helpers; read only when a call needs them, never during register(). */
+  runtime?: {
+    llm?: {
+      complete(params: {
+        messages: Array<{ role: "system" | "user" | "assistant"; content: string }>;
+        systemPrompt?: string;
+        model?: string;
+        maxTokens?: number;
+        purpose?: string;
+        signal?: AbortSignal;
+      }): Promise<{ text: string }>;
+    };
+  };
   logger: PluginLogger;
   registerTool: (tool: {
     name: string;
@@ -96,6 +110,28 @@ function bridgeLogger(api: PluginApi, level: string): Logger {
   return createLogger(level, sink);
 }
 
+/** A chat completion by the gateway's model runtime, looked up when a reply is needed. */
+function gatewayChat(api: PluginApi): ChatFn {
+  return async ({ model, system, messages, signal }) => {
+    const llm = api.runtime?.llm;
+    if (!llm) throw new Error("this gateway offers no model runtime (api.runtime.llm); set responseBaseUrl to use an endpoint of your own");
+    try {
+      const result = await llm.complete({ messages, systemPrompt: system, ...(model ? { model } : {}), maxTokens: 300, purpose: "voice-call.auto-response", signal });
+      return result.text;
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      // The gateway lets a plugin pick the model only when trusted to: say how, naming the keys.
+      if (model && /override the target model/i.test(message)) {
+        throw new Error(
+          `the gateway does not let this plugin choose ${model}: set plugins.entries.voice-call.llm.allowModelOverride: true ` +
+            `(and llm.allowedModels), or leave responseModel unset to answer with the agent's own model`,
+        );
+      }
+      throw err;
+    }
+  };
+}
+
 const entry = {
   id: "voice-call",
   name: "Voice Call",
@@ -113,11 +149,17 @@ const entry = {
       api.logger.error(`[voice-call] ${configError.message}`);
     }
 
+    // Auto-responses go through the gateway's own model runtime (its providers, keys and model
+    // names), unless responseBaseUrl names another endpoint (the gateway fills in the schema's
+    // default, so only a value other than the default says the user chose one).
+    const defaultBaseUrl = VoiceCallConfigSchema.shape.responseBaseUrl.parse(undefined);
+    const chat = config && config.responseBaseUrl !== defaultBaseUrl ? undefined : gatewayChat(api);
+
     // Every registration (and every module copy) shares the process's one service.
     const ensure = async (): Promise<RunningService> => {
       if (!config) throw configError;
       const cfg = config;
-      return ensureService(() => startService(cfg, bridgeLogger(api, cfg.log.level)));
+      return ensureService(() => startService(cfg, bridgeLogger(api, cfg.log.level), { chat }));
     };
 
     for (const method of METHOD_NAMES) {

@@ -4,7 +4,7 @@
  */
 import type { VoiceCallConfig } from "../config/schema.js";
 import type { Logger } from "../log.js";
-import { createRuntime, type VoiceCallRuntime } from "../runtime.js";
+import { createRuntime, type RuntimeDeps, type VoiceCallRuntime } from "../runtime.js";
 import { createHttpServer, listen } from "./http.js";
 import { resolveControlToken } from "./token.js";
 
@@ -17,8 +17,8 @@ export interface RunningService {
   close(): Promise<void>;
 }
 
-export async function startService(config: VoiceCallConfig, logger: Logger): Promise<RunningService> {
-  const runtime = await createRuntime(config, logger);
+export async function startService(config: VoiceCallConfig, logger: Logger, deps: RuntimeDeps = {}): Promise<RunningService> {
+  const runtime = await createRuntime(config, logger, deps);
   try {
     const { token, generated } = resolveControlToken(config.control.token, runtime.storeDir);
     const server = createHttpServer({ methods: runtime, token, logger });

@@ -20,6 +20,8 @@ export class FakeAgentModel {
   readonly toolResults: string[] = [];
   /** The roles of each request's messages, for failure messages. */
   readonly roles: string[][] = [];
+  /** Every request's messages, text only. */
+  readonly conversations: Array<Array<{ role: string; text: string }>> = [];
   /** The tool call the model makes on the next turn that offers the tool; consumed. */
   nextToolCall: { name: string; arguments: Record<string, unknown> } | undefined;
   private awaitingResult = false;
@@ -65,6 +67,7 @@ export class FakeAgentModel {
     this.offeredTools.push(tools);
     const messages = request.messages ?? [];
     this.roles.push(messages.map((m) => m.role));
+    this.conversations.push(messages.map((m) => ({ role: m.role, text: toolText(m.content) })));
 
     // The request after a tool call carries its answer: the last tool message (the gateway renames
     // call ids and may add a context line after it, so neither id nor position tells).

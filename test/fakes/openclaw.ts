@@ -81,6 +81,8 @@ export interface GatewayOptions {
   token: string;
   modelBaseUrl: string;
   pluginConfig: Record<string, unknown>;
+  /** More keys of plugins.entries.voice-call (e.g. llm trust settings). */
+  pluginEntry?: Record<string, unknown>;
   onProgress?: (line: string) => void;
 }
 
@@ -118,7 +120,7 @@ export class Gateway {
         },
       },
       agents: { defaults: { model: { primary: "fake/agent-model" } } },
-      plugins: { load: { paths: [PACKAGE_ROOT] }, entries: { "voice-call": { enabled: true, config: options.pluginConfig } } },
+      plugins: { load: { paths: [PACKAGE_ROOT] }, entries: { "voice-call": { enabled: true, ...options.pluginEntry, config: options.pluginConfig } } },
     };
     writeFileSync(join(configDir, "openclaw.json"), JSON.stringify(config, null, 2));
     const child = spawn(openclawBin(dir), ["gateway", "run"], { env: gatewayEnv(options.home, dir), stdio: ["ignore", "pipe", "pipe"], detached: true });
