@@ -143,13 +143,7 @@ export class DecoderPool {
   end(id: number): void {
     const s = this.sessions.get(id);
     if (!s) return;
-    if (s.decoder) {
-      this.emit(id, s.decoder.endUtterance());
-      this.giveBack(s);
-    } else {
-      const last = s.waiting.at(-1);
-      if (last) last.complete = true;
-    }
+    this.flush(id);
     s.ending = true;
     if (s.waiting.length === 0) this.emit(id, [], true);
   }
