@@ -98,7 +98,7 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
   });
 
   it("uses only operations and parameters that this Asterisk's /ari/api-docs declare", async () => {
-    const auth = { authorization: `Basic ${Buffer.from(`${lab.info.ariUser}:${lab.info.ariPassword}`).toString("base64")}` };
+    const auth = lab.ariHeaders;
     const apis: Array<{ path: string; operations: Array<{ httpMethod: string; parameters?: Array<{ name: string }> }> }> = [];
     for (const resource of ["channels", "bridges", "asterisk"]) {
       const res = await fetch(`${lab.info.ariUrl}/ari/api-docs/${resource}.json`, { headers: auth });

@@ -6,6 +6,7 @@ import { cpus } from "node:os";
 import { benchRtp, MACHINE, type RtpBenchRow } from "./rtp.js";
 import { benchBridge, benchStt, benchSttLoad, benchTts, TTS_ENGINES, type SttLoadRow } from "./speech.js";
 import { benchLabLoad, benchRestore, LOAD_SENTENCE } from "./load.js";
+import { percentile } from "../util/stats.js";
 
 const TARGET_CALLS_PER_CORE = 1000;
 const TARGET_BARGE_IN_MS = 300;
@@ -111,9 +112,9 @@ try {
   for (const { calls, report } of await benchLabLoad((process.env.BENCH_LOAD_CALLS ?? "20,50").split(",").map(Number))) {
     const greeted = report.calls.filter((c) => c.greeted).length;
     const heard = report.calls.filter((c) => c.transcript).length;
-    const wer = report.calls.map((c) => c.wordError ?? 1).sort((a, b) => a - b);
+    const wer = report.calls.map((c) => c.wordError ?? 1);
     console.log(
-      `${String(calls).padStart(3)} calls: ${greeted} greeted, ${heard} transcribed (word error median ${(wer[Math.floor(wer.length / 2)]! * 100).toFixed(0)}%, worst ${(wer.at(-1)! * 100).toFixed(0)}%); ` +
+      `${String(calls).padStart(3)} calls: ${greeted} greeted, ${heard} transcribed (word error median ${(percentile(wer, 0.5) * 100).toFixed(0)}%, worst ${(Math.max(...wer) * 100).toFixed(0)}%); ` +
         `answer p95 ${report.answerMs.p95 ?? "-"} ms, first greeting audio p95 ${report.greetingMs.p95 ?? "-"} ms from dialling (target 1000 ms: ratio ${ratio(report.greetingMs.p95 ?? Infinity, 1000)}); ` +
         `service memory ${report.rssMb.before} -> peak ${report.rssMb.peak} -> ${report.rssMb.after} MB (target peak 600 MB at 20 calls); left in Asterisk: ${report.leftover.channels} channels, ${report.leftover.bridges} bridges`,
     );

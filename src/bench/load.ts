@@ -54,7 +54,7 @@ export async function benchLabLoad(sizes: number[]): Promise<Array<{ calls: numb
     const say = await synthesizeAll(new FliteSynthesizer(), LOAD_SENTENCE, 8000);
     const lab = await Lab.running();
     const out = [];
-    for (const calls of sizes) out.push({ calls, report: await runLoad(lab, client, url, { calls, say, sayText: LOAD_SENTENCE, holdMs: 12_000 }) });
+    for (const calls of sizes) out.push({ calls, report: await runLoad(lab, client, { calls, say, sayText: LOAD_SENTENCE, holdMs: 12_000 }) });
     return out;
   } finally {
     const exited = new Promise((r) => child.once("exit", r));

@@ -97,7 +97,7 @@ export function registerLabCommands(root: Command, io: LabIo, service: (cmd: Com
         if (!Number.isInteger(calls) || calls < 1 || calls > 200) throw new VoiceCallError("INVALID_PARAMS", `--calls: expected 1-200, got ${JSON.stringify(o.calls)}`);
         const client = service(cmd);
         const say = await synthesizeAll(new FliteSynthesizer(), o.say, 8000);
-        const report = await runLoad(await Lab.running(), client, client.url, {
+        const report = await runLoad(await Lab.running(), client, {
           calls,
           say,
           sayText: o.say,

@@ -225,14 +225,18 @@ export class Lab {
     }
   }
 
+  /** Headers for the lab's ARI (HTTP basic auth with the lab's user). */
+  get ariHeaders(): { authorization: string } {
+    return { authorization: `Basic ${Buffer.from(`${this.info.ariUser}:${this.info.ariPassword}`).toString("base64")}` };
+  }
+
   private async waitForAri(timeoutMs: number, ownProcess = true): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    const auth = `Basic ${Buffer.from(`${this.info.ariUser}:${this.info.ariPassword}`).toString("base64")}`;
     let last = "";
     while (Date.now() < deadline) {
       if (ownProcess && this.child?.exitCode !== null) throw new Error(`Asterisk exited during start:\n${this.output.slice(-3000)}`);
       try {
-        const res = await fetch(`${this.info.ariUrl}/ari/asterisk/info`, { headers: { authorization: auth }, signal: AbortSignal.timeout(1000) });
+        const res = await fetch(`${this.info.ariUrl}/ari/asterisk/info`, { headers: this.ariHeaders, signal: AbortSignal.timeout(1000) });
         if (res.ok) return;
         last = `HTTP ${res.status}`;
       } catch (err) {

@@ -10,6 +10,7 @@ import type { CallRecord, CallView } from "../calls/types.js";
 import { wordErrorRate } from "../speech/wer.js";
 import type { Lab } from "./lab.js";
 import { labCall } from "./phone.js";
+import { percentile } from "../util/stats.js";
 
 export interface LoadOptions {
   calls: number;
@@ -50,7 +51,8 @@ interface Percentiles {
   max?: number;
 }
 
-export async function runLoad(lab: Lab, client: VoiceCallClient, serviceUrl: string, options: LoadOptions): Promise<LoadReport> {
+export async function runLoad(lab: Lab, client: VoiceCallClient, options: LoadOptions): Promise<LoadReport> {
+  const serviceUrl = client.url;
   const progress = options.onProgress ?? (() => {});
   const first = options.firstExtension ?? 7000;
   const startedAt = new Date().toISOString();
@@ -130,16 +132,14 @@ async function serviceRssMb(url: string): Promise<number | undefined> {
 }
 
 async function leftovers(lab: Lab): Promise<{ channels: number; bridges: number }> {
-  const auth = { authorization: `Basic ${Buffer.from(`${lab.info.ariUser}:${lab.info.ariPassword}`).toString("base64")}` };
-  const count = async (what: string) => ((await (await fetch(`${lab.info.ariUrl}/ari/${what}`, { headers: auth })).json()) as unknown[]).length;
+  const count = async (what: string) => ((await (await fetch(`${lab.info.ariUrl}/ari/${what}`, { headers: lab.ariHeaders })).json()) as unknown[]).length;
   return { channels: await count("channels"), bridges: await count("bridges") };
 }
 
 function percentiles(values: Array<number | undefined>): Percentiles {
-  const v = values.filter((x): x is number => x !== undefined).sort((a, b) => a - b);
+  const v = values.filter((x): x is number => x !== undefined);
   if (v.length === 0) return {};
-  const at = (p: number) => v[Math.min(v.length - 1, Math.ceil((p / 100) * v.length) - 1)];
-  return { p50: at(50), p95: at(95), max: v.at(-1) };
+  return { p50: percentile(v, 0.5), p95: percentile(v, 0.95), max: Math.max(...v) };
 }
 
 /** The report as lines for a terminal. */
