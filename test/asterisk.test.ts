@@ -22,7 +22,7 @@ import { synthesizeAll } from "../src/speech/types.js";
 import { readWavPcm16 } from "../src/speech/wav.js";
 import { wordErrorRate } from "../src/speech/wer.js";
 import { makeConfig, tempDir, waitFor } from "./helpers.js";
-import { VoiceCallClient } from "../src/gateway/client.js";
+import { VoiceCallClient } from "../src/server/client.js";
 import { PhoneAudio } from "../src/lab/phone-audio.js";
 import { labAnswer } from "../src/lab/phone.js";
 import { FakeVendors } from "./fakes/vendors.js";

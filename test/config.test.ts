@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { resolveConfig } from "../src/config/load.js";
+import { resolveConfig } from "../src/configure.js";
 import { migrateLegacyConfig } from "../src/config/migrate.js";
 import { VoiceCallError } from "../src/errors.js";
 import { createSynthesizer, createTranscriber } from "../src/speech/index.js";

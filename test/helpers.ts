@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CallManager } from "../src/calls/manager.js";
 import { CallStore } from "../src/calls/store.js";
-import { resolveConfig } from "../src/config/load.js";
+import { resolveConfig } from "../src/configure.js";
 import type { VoiceCallConfig } from "../src/config/schema.js";
 import { VoiceCallError } from "../src/errors.js";
 import { createLogger } from "../src/log.js";

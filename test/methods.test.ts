@@ -2,7 +2,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { Operations } from "../src/calls/operations.js";
 import { VoiceCallError } from "../src/errors.js";
-import { invoke, type MethodContext } from "../src/gateway/methods.js";
+import { invoke, type MethodContext } from "../src/server/methods.js";
 import { startManager, waitFor, type Harness, errorOf } from "./helpers.js";
 
 const TO = "+15550001234";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { routeCall } from "../src/calls/routing.js";
-import { resolveConfig } from "../src/config/load.js";
+import { resolveConfig } from "../src/configure.js";
 
 const { config } = resolveConfig({
   provider: "mock",

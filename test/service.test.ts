@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { VoiceCallClient } from "../src/gateway/client.js";
+import { VoiceCallClient } from "../src/server/client.js";
 import { createLogger } from "../src/log.js";
 import { startService, type RunningService } from "../src/server/service.js";
 import { makeConfig, waitFor } from "./helpers.js";

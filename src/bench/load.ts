@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CallStore } from "../calls/store.js";
-import { VoiceCallClient } from "../gateway/client.js";
+import { VoiceCallClient } from "../server/client.js";
 import { Lab, labUnavailableReason } from "../lab/lab.js";
 import { runLoad, type LoadReport } from "../lab/load.js";
 import { FliteSynthesizer } from "../speech/flite.js";

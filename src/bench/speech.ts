@@ -17,7 +17,7 @@ import { DEFAULT_DETECTOR } from "../audio/vad.js";
 import { CallManager } from "../calls/manager.js";
 import { Responder } from "../calls/responder.js";
 import { CallStore } from "../calls/store.js";
-import { resolveConfig } from "../config/load.js";
+import { resolveConfig } from "../configure.js";
 import { PhoneAudio } from "../lab/phone-audio.js";
 import { createLogger } from "../log.js";
 import { CallMedia } from "../providers/call-media.js";

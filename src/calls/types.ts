@@ -1,19 +1,10 @@
 import type { CallMode, ProviderId } from "../config/schema.js";
+import { TERMINAL_STATES, type TerminalState } from "../providers/types.js";
 
+export { TERMINAL_STATES, type TerminalState };
 export const LIVE_STATES = ["initiated", "ringing", "answered", "active", "speaking", "listening"] as const;
-export const TERMINAL_STATES = [
-  "completed",
-  "busy",
-  "no-answer",
-  "failed",
-  "hangup-user",
-  "hangup-bot",
-  "timeout",
-  "error",
-] as const;
 
 export type LiveState = (typeof LIVE_STATES)[number];
-export type TerminalState = (typeof TERMINAL_STATES)[number];
 export type CallState = LiveState | TerminalState;
 
 export type Direction = "outbound" | "inbound";

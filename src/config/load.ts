@@ -9,7 +9,6 @@ import JSON5 from "json5";
 import { VoiceCallError, zodIssues, type FieldIssue } from "../errors.js";
 import { applyEnv, type Env } from "./env.js";
 import { migrateLegacyConfig } from "./migrate.js";
-import { speechConfigIssues } from "../speech/index.js";
 import { E164_PATTERN, PROVIDER_IDS, VoiceCallConfigSchema, type ProviderId, type VoiceCallConfig } from "./schema.js";
 
 export interface ResolvedConfig {
@@ -18,7 +17,14 @@ export interface ResolvedConfig {
   warnings: string[];
 }
 
-export function resolveConfig(raw: unknown, env: Env = {}, source = "config"): ResolvedConfig {
+/** A rule another layer adds (the speech engines check their own options): issues named by key path. */
+export type ConfigCheck = (raw: Record<string, unknown>) => FieldIssue[];
+
+/**
+ * Validates a raw config with the schema, the cross-field rules and `checks`.
+ * Callers use `resolveConfig` (src/configure.ts), which adds the speech engines' checks.
+ */
+export function resolveConfigWith(raw: unknown, env: Env, source: string, checks: ConfigCheck[]): ResolvedConfig {
   const input = raw ?? {};
   if (typeof input !== "object" || Array.isArray(input)) {
     throw configError(source, [{ path: "(root)", message: "expected an object" }]);
@@ -27,7 +33,7 @@ export function resolveConfig(raw: unknown, env: Env = {}, source = "config"): R
   const { value: withEnv, fromEnv } = applyEnv(value, env);
   const parsed = VoiceCallConfigSchema.safeParse(withEnv);
   // Cross-field rules read the raw input too, so one run reports every problem.
-  const cross = [...crossFieldIssues(withEnv), ...speechConfigIssues(withEnv)];
+  const cross = [...crossFieldIssues(withEnv), ...checks.flatMap((check) => check(withEnv))];
   // A value from the environment is reported under its variable: the file has no such key.
   const named = (issues: FieldIssue[]) =>
     issues.map((i) => (fromEnv.has(i.path) ? { path: fromEnv.get(i.path)!, message: `${i.message} (the environment variable sets ${i.path})` } : i));

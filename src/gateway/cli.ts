@@ -6,19 +6,20 @@
 import { writeFileSync, copyFileSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { clientEnv, type Env } from "../config/env.js";
-import { defaultStoreDir, readConfigFile, resolveConfig } from "../config/load.js";
+import { defaultStoreDir, readConfigFile } from "../config/load.js";
+import { resolveConfig } from "../configure.js";
 import { migrateLegacyConfig } from "../config/migrate.js";
 import { CallMode, PROVIDER_IDS, type VoiceCallConfig } from "../config/schema.js";
 import { VoiceCallError, asVoiceCallError } from "../errors.js";
 import { createLogger } from "../log.js";
 import { startService } from "../server/service.js";
 import { readSavedToken } from "../server/token.js";
-import { VoiceCallClient } from "./client.js";
+import { VoiceCallClient } from "../server/client.js";
 import { latencyReport } from "../calls/latency.js";
 import { CallStore } from "../calls/store.js";
 import type { Lab } from "../lab/lab.js";
 import { labHowTo, registerLabCommands, startLab } from "../lab/cli.js";
-import type { MethodName } from "./methods.js";
+import type { MethodName } from "../server/methods.js";
 
 export interface CliIo {
   env: Env;

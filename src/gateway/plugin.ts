@@ -7,7 +7,7 @@
 import { Writable } from "node:stream";
 import type { Command } from "commander";
 import { z } from "zod";
-import { resolveConfig } from "../config/load.js";
+import { resolveConfig } from "../configure.js";
 import { VoiceCallConfigSchema, type VoiceCallConfig } from "../config/schema.js";
 import { asVoiceCallError, zodIssues } from "../errors.js";
 import { createLogger, type Logger } from "../log.js";
@@ -15,7 +15,7 @@ import type { ChatFn } from "../calls/responder.js";
 import { startService, type RunningService } from "../server/service.js";
 import { registerVoicecallCommands } from "./cli.js";
 import { ensureService, stopService } from "./holder.js";
-import { METHOD_NAMES, READ_METHODS, invoke } from "./methods.js";
+import { METHOD_NAMES, READ_METHODS, invoke } from "../server/methods.js";
 import { TOOL_DESCRIPTION, TOOL_NAME, runTool, toolParametersJsonSchema, toolResult, toolTimeoutMs } from "./tool.js";
 
 /** The parts of the gateway's plugin API this plugin uses. */

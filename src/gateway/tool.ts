@@ -7,7 +7,7 @@
  */
 import { z } from "zod";
 import { asVoiceCallError, parseOrThrow } from "../errors.js";
-import { MethodParams, invoke, type MethodContext, type MethodName } from "./methods.js";
+import { MethodParams, invoke, type MethodContext, type MethodName } from "../server/methods.js";
 
 const ACTIONS = {
   initiate_call: "voicecall.initiate",

@@ -16,7 +16,7 @@ import { VoiceCallError } from "../errors.js";
 import { Lab, labUnavailableReason } from "./lab.js";
 import { labAnswer, labCall, type PhoneResult } from "./phone.js";
 import { formatLoad, runLoad } from "./load.js";
-import type { VoiceCallClient } from "../gateway/client.js";
+import type { VoiceCallClient } from "../server/client.js";
 
 export interface LabIo {
   out: (line: string) => void;

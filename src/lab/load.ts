@@ -5,7 +5,7 @@
  * answer and greeting times, the service's memory before / at peak / after,
  * and what Asterisk has left behind (channels, bridges).
  */
-import { VoiceCallClient } from "../gateway/client.js";
+import { VoiceCallClient } from "../server/client.js";
 import type { CallRecord, CallView } from "../calls/types.js";
 import { wordErrorRate } from "../speech/wer.js";
 import type { Lab } from "./lab.js";

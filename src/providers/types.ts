@@ -3,8 +3,20 @@
  * carrier's name: differences are expressed as capability flags.
  */
 import type { ProviderId } from "../config/schema.js";
-import type { TerminalState } from "../calls/types.js";
 import type { Expectation } from "../speech/types.js";
+
+/** How a call ended, as carriers report it and the call record keeps it. */
+export const TERMINAL_STATES = [
+  "completed",
+  "busy",
+  "no-answer",
+  "failed",
+  "hangup-user",
+  "hangup-bot",
+  "timeout",
+  "error",
+] as const;
+export type TerminalState = (typeof TERMINAL_STATES)[number];
 
 export interface ProviderCapabilities {
   /** Accepts inbound calls. */

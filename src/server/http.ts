@@ -6,7 +6,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { VoiceCallError, asVoiceCallError, type ErrorCode } from "../errors.js";
-import { invoke, type MethodContext } from "../gateway/methods.js";
+import { invoke, type MethodContext } from "./methods.js";
 import type { Logger } from "../log.js";
 import { tokenMatches } from "./token.js";
 

@@ -23,7 +23,7 @@ import { CallMedia } from "../call-media.js";
 import { RtpUdpTransport } from "../../rtp/udp-transport.js";
 import type { PacedTransport } from "../../audio/transport.js";
 import { WebSocketMedia } from "./ws-media.js";
-import type { TerminalState } from "../../calls/types.js";
+import type { TerminalState } from "../types.js";
 import type {
   CallProvider,
   ListenOptions,

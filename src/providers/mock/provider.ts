@@ -7,7 +7,7 @@
 import { randomUUID } from "node:crypto";
 import type { VoiceCallConfig } from "../../config/schema.js";
 import { VoiceCallError } from "../../errors.js";
-import type { TerminalState } from "../../calls/types.js";
+import type { TerminalState } from "../types.js";
 import type {
   CallProvider,
   ListenOptions,
