@@ -11,7 +11,7 @@ import { percentile } from "../util/stats.js";
 import type { LoadedStore } from "./store.js";
 import type { TranscriptEntry } from "./types.js";
 
-import { UNATTENDED_MESSAGE } from "./manager.js";
+import { UNATTENDED_MESSAGE } from "./session.js";
 
 /** Not the service's own notice (in logs written before lines carried their origin, recognised by its words). */
 const isReply = (e: TranscriptEntry) => e.origin !== "service" && !(e.origin === undefined && e.text === UNATTENDED_MESSAGE);

@@ -1,0 +1,540 @@
+/**
+ * One call's conversation: its record and transcript, the speech queue (two
+ * messages never overlap), listening turns with per-turn tokens, barge-in,
+ * the opening script and auto-responses. The CallManager holds the table of
+ * sessions and everything across calls (routing, capacity, de-dup, reaper,
+ * restore); a session reaches the store and the listeners through its host.
+ */
+import { randomUUID } from "node:crypto";
+import type { VoiceCallConfig } from "../config/schema.js";
+import { VoiceCallError } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { CallProvider, ProviderEvent } from "../providers/types.js";
+import type { Expectation } from "../speech/types.js";
+import type { Responder } from "./responder.js";
+import { canTransition, isAnsweredState, isTerminal } from "./state.js";
+import type { CallRecord, LiveState, TerminalState, TranscriptEntry } from "./types.js";
+
+/** Said to an inbound caller when no agent drives the call and no responseModel is configured (latency.ts skips it). */
+export const UNATTENDED_MESSAGE = "Sorry, nobody can take your call right now. Please try again later. Goodbye.";
+
+/** Longest a message waits for the caller to stop talking before it plays anyway. */
+const CALLER_QUIET_WAIT_MS = 5000;
+/** After the caller stops, how long their final words may take to arrive (the recogniser's flush). */
+const FINAL_WORDS_GRACE_MS = 300;
+
+/** What a session needs from the manager: the config, the store and listeners, and the count of live calls. */
+export interface SessionHost {
+  readonly config: VoiceCallConfig;
+  readonly responder?: Responder;
+  /** The record changed: written to the store and told to listeners. */
+  persist(session: CallSession): void;
+  /** A transcript line: stored and told to listeners. */
+  transcribed(entry: TranscriptEntry): void;
+  /** The call reached its end state. */
+  ended(session: CallSession): void;
+  /** Work nobody awaits: a failure is logged, never an unhandled rejection. */
+  background(work: Promise<unknown>, what: string): void;
+}
+
+interface SayOptions {
+  /** Who composed it: an agent, the response model, or the service itself (greetings, notices). */
+  origin: NonNullable<TranscriptEntry["origin"]>;
+  /** The message opens a listening turn (its answer may start during it). */
+  thenListen: boolean;
+  /** The caller may interrupt it (everything but an outbound call's opening message). */
+  bargeIn: boolean;
+  expect?: Expectation;
+  /** An agent waits for the answer to the turn this message opens. */
+  driven?: boolean;
+  /** Not played if the caller has said more since callerWords had this value. */
+  staleAfter?: number;
+}
+
+interface PendingTurn {
+  token: string;
+  reply: Deferred<string>;
+  /** An agent waits for this answer (continue_call); otherwise an inbound call's answer goes to the responder. */
+  driven: boolean;
+}
+
+export class CallSession {
+  readonly transcript: TranscriptEntry[];
+  readonly log: Logger;
+  /** Keys to press as soon as the call is answered. */
+  dtmfSequence?: string;
+  private readonly answered = deferred<void>();
+  /** Token of the current listening turn; speech for any other token is stale. */
+  private turnToken?: string;
+  private pending?: PendingTurn;
+  /** Serializes what we say on the line, so two messages never overlap. */
+  private speech: Promise<unknown> = Promise.resolve();
+  private speaking?: AbortController;
+  /** The message playing now may be cut short by the caller talking. */
+  private bargeable = false;
+  /**
+   * Counts what the caller has said (final words): a reply composed before
+   * the count changed answers words the caller has since added to. Onsets
+   * alone do not count, or a cough during composing would silence the reply.
+   */
+  private callerWords = 0;
+  /** Messages the caller has interrupted so far. */
+  private bargeIns = 0;
+  /** The caller was told nobody can answer. */
+  private unattended = false;
+  /** The caller is talking now (between a speech onset and its end). */
+  private callerSpeaking = false;
+  /** Resolved when the caller stops talking. */
+  private quiet: Array<() => void> = [];
+  private readonly timers = new Set<NodeJS.Timeout>();
+  /** We are hanging up: how the call ends, whatever the carrier reports meanwhile. */
+  private ending?: { state: TerminalState; reason: string };
+
+  constructor(
+    readonly record: CallRecord,
+    readonly provider: CallProvider | undefined,
+    private readonly host: SessionHost,
+    log: Logger,
+    restored?: TranscriptEntry[],
+  ) {
+    this.transcript = restored ?? [];
+    this.log = log.child({ callId: record.callId, provider: record.provider });
+    this.answered.promise.catch(() => undefined);
+    if (isAnsweredState(record.state)) this.answered.resolve();
+  }
+
+  get callId(): string {
+    return this.record.callId;
+  }
+
+  get ended(): boolean {
+    return isTerminal(this.record.state);
+  }
+
+  // ---------------------------------------------------------------- commands
+
+  /** Speaks `message`, then waits up to `timeoutMs` for what the caller says next. */
+  async ask(message: string, options: { expect?: Expectation; timeoutMs: number }): Promise<string> {
+    await this.waitAnswered();
+    const token = await this.say(message, { origin: "agent", thenListen: true, bargeIn: true, expect: options.expect, driven: true });
+    const pending = this.pending;
+    if (!pending || pending.token !== token) throw new VoiceCallError("INVALID_STATE", "the turn was superseded by a newer one");
+    const timeout = setTimeout(
+      () => pending.reply.reject(new VoiceCallError("TIMEOUT", `the caller said nothing within ${options.timeoutMs} ms`)),
+      options.timeoutMs,
+    );
+    try {
+      return await pending.reply.promise;
+    } finally {
+      clearTimeout(timeout);
+    }
+  }
+
+  /** Speaks an agent's message; the caller may interrupt it. */
+  async tell(message: string): Promise<void> {
+    await this.waitAnswered();
+    await this.say(message, { origin: "agent", thenListen: false, bargeIn: true });
+  }
+
+  async pressKeys(digits: string): Promise<void> {
+    const provider = this.providerOf();
+    if (!provider.capabilities.dtmfOut) throw new VoiceCallError("UNSUPPORTED", `provider ${provider.id} cannot send DTMF`);
+    await this.waitAnswered();
+    await provider.sendDtmf(this.providerCallId(), digits).catch(carrierFailure(provider, "send DTMF"));
+    this.log.info({ digits: digits.length }, "sent DTMF");
+  }
+
+  /** Opens a listening turn without saying anything first (an inbound call without a greeting, a call taken back). */
+  async openTurn(): Promise<string> {
+    const token = this.beginTurn(false);
+    this.transition("listening");
+    const provider = this.providerOf();
+    await provider.listen(this.providerCallId(), token).catch(carrierFailure(provider, "listen"));
+    return token;
+  }
+
+  // ------------------------------------------------------------------ events
+
+  /** A carrier event for this call. */
+  apply(event: ProviderEvent): void {
+    if (this.ended) {
+      // Words the recogniser finishes after the caller hung up are still theirs: recorded, answering nothing.
+      if (event.type === "speech" && event.isFinal && event.text.trim()) this.addTranscript("caller", "speech", event.text.trim());
+      if (event.type === "unrecognised") this.addTranscript("caller", "unrecognised", event.reason);
+      return;
+    }
+    switch (event.type) {
+      case "ringing":
+        this.transition("ringing");
+        return;
+      case "answered":
+        this.onAnswered();
+        return;
+      case "speech-start":
+        this.onSpeechStart();
+        return;
+      case "speech-end":
+        this.callerSpeaking = false;
+        for (const resolve of this.quiet.splice(0)) resolve();
+        return;
+      case "speech":
+        this.onSpeech(event.text, event.isFinal, event.turnToken);
+        return;
+      case "dtmf":
+        this.addTranscript("caller", "dtmf", event.digits);
+        this.pending?.reply.resolve(`[DTMF ${event.digits}]`);
+        return;
+      case "unrecognised":
+        this.log.warn({ reason: event.reason }, "the caller's speech could not be transcribed");
+        this.addTranscript("caller", "unrecognised", event.reason);
+        return;
+      case "ended":
+        this.finish(this.ending?.state ?? event.state, this.ending?.reason ?? event.reason ?? "ended by the carrier");
+        return;
+      case "inbound":
+        return;
+    }
+  }
+
+  private onAnswered(): void {
+    if (!this.transition("answered")) return;
+    this.record.answeredAt = new Date().toISOString();
+    this.host.persist(this);
+    this.answered.resolve();
+    this.limitDuration();
+    void this.openingScript().catch((err) => {
+      // A call that ended meanwhile is not a failure of the script.
+      const ended = this.ended || (err instanceof VoiceCallError && err.code === "CALL_ENDED");
+      if (!ended) this.log.warn({ err: String(err) }, "opening script failed");
+    });
+  }
+
+  /** Ends the call at maxDurationSeconds from its answer (a restored call keeps its original deadline). */
+  limitDuration(): void {
+    const { maxDurationSeconds } = this.host.config;
+    const answeredAt = this.record.answeredAt ? Date.parse(this.record.answeredAt) : Date.now();
+    const left = answeredAt + maxDurationSeconds * 1000 - Date.now();
+    this.after(Math.max(0, left), () => this.endInBackground("timeout", `max duration ${maxDurationSeconds} s reached`));
+  }
+
+  private async openingScript(): Promise<void> {
+    const { record } = this;
+    const { config } = this.host;
+    if (this.dtmfSequence) this.pressKeysFirst(this.dtmfSequence);
+    if (record.direction === "inbound") {
+      const greeting = config.numbers[record.to]?.inboundGreeting ?? config.inboundGreeting;
+      if (greeting) await this.say(greeting, { origin: "service", thenListen: true, bargeIn: true });
+      else await this.openTurn();
+      return;
+    }
+    if (!record.message) {
+      await this.openTurn();
+      return;
+    }
+    if (record.mode === "notify") {
+      await this.say(record.message, { origin: "agent", thenListen: false, bargeIn: false });
+      await delay(config.outbound.notifyHangupDelaySec * 1000);
+      if (!this.ended) await this.hangupAndFinish("hangup-bot", "notify message delivered");
+      return;
+    }
+    // The opening message plays to the end: people answer the phone with "hello?".
+    await this.say(record.message, { origin: "agent", thenListen: true, bargeIn: false });
+  }
+
+  /**
+   * An IVR's menu first: the keys go out before anything is said, in the
+   * speech queue's order, claimed at once (an agent's continue_call waiting
+   * for the answer must not get ahead of the opening script).
+   */
+  private pressKeysFirst(digits: string): void {
+    const provider = this.providerOf();
+    const providerCallId = this.providerCallId();
+    const keys = this.speech.then(() => provider.sendDtmf(providerCallId, digits));
+    this.speech = keys.then(
+      () => this.log.info({ digits: digits.length }, "sent the dtmfSequence"),
+      (err) => this.log.warn({ err: err instanceof Error ? err.message : String(err) }, "could not send the dtmfSequence"),
+    );
+  }
+
+  /** The caller started talking: a message that may be interrupted stops now. */
+  private onSpeechStart(): void {
+    this.callerSpeaking = true;
+    if (!this.host.config.bargeIn.enabled || !this.speaking || !this.bargeable) return;
+    this.log.info("barge-in: the caller spoke over us");
+    this.speaking.abort("barge-in");
+  }
+
+  private onSpeech(text: string, isFinal: boolean, token: string | undefined): void {
+    const exact = this.provider?.capabilities.turnTokens ?? false;
+    if (exact ? token !== this.turnToken : token !== undefined && token !== this.turnToken) {
+      this.log.info({ turnToken: token }, "speech for a stale turn ignored");
+      return;
+    }
+    if (!isFinal || text.trim() === "") return;
+    this.callerWords += 1;
+    this.addTranscript("caller", "speech", text.trim());
+    const pending = this.pending;
+    if (pending && pending.token === this.turnToken) pending.reply.resolve(text.trim());
+    if (this.record.direction === "inbound" && !pending?.driven) {
+      void this.autoRespond().catch((err) => {
+        if (!this.ended) this.log.warn({ err: err instanceof Error ? err.message : String(err) }, "auto-response failed");
+      });
+    }
+  }
+
+  /**
+   * Answers an inbound caller no agent is talking to: the responseModel's
+   * reply, unless the caller spoke again while it was being made (then the
+   * newer words get their own reply). Without a model the caller is told so.
+   */
+  private async autoRespond(): Promise<void> {
+    const { config, responder } = this.host;
+    const override = config.numbers[this.record.to];
+    const model = override?.responseModel ?? config.responseModel;
+    if (!responder || (!model && !responder.hasDefaultModel)) {
+      if (this.unattended) return;
+      this.unattended = true;
+      this.log.info("no agent and no responseModel: telling the caller and hanging up");
+      await this.say(UNATTENDED_MESSAGE, { origin: "service", thenListen: false, bargeIn: false });
+      await this.hangupAndFinish("hangup-bot", "no agent or responseModel to answer the call");
+      return;
+    }
+    const heardAt = this.callerWords;
+    const started = Date.now();
+    const text = await responder.reply({ model, systemPrompt: override?.responseSystemPrompt ?? config.responseSystemPrompt, transcript: this.transcript });
+    if (this.ended) return;
+    if (!text) {
+      this.log.warn("the response model gave nothing that can be spoken");
+      return;
+    }
+    this.log.info({ ms: Date.now() - started }, "auto-response ready");
+    try {
+      await this.say(text, { origin: "model", thenListen: true, bargeIn: true, staleAfter: heardAt });
+    } catch (err) {
+      if (!(err instanceof VoiceCallError && err.code === "INTERRUPTED")) throw err;
+    }
+  }
+
+  // ------------------------------------------------------------------ turns
+
+  /**
+   * Says `message` after anything already being said. With `thenListen`, the
+   * message opens a new turn: caller input from its start on answers it, and
+   * the carrier is asked to listen once the message has played. Returns that
+   * turn's token. A message queued behind one the caller interrupted is not
+   * played: it was composed before the caller's new words.
+   */
+  private say(message: string, options: SayOptions): Promise<string | undefined> {
+    const bargeIns = this.bargeIns;
+    const run = async (): Promise<string | undefined> => {
+      this.assertLive();
+      // Never start talking over the caller: wait until they stop, and for
+      // their words to arrive, then decide whether this message still fits.
+      if (options.bargeIn && this.callerSpeaking) {
+        await this.untilCallerQuiet(CALLER_QUIET_WAIT_MS);
+        await delay(FINAL_WORDS_GRACE_MS);
+        this.assertLive();
+      }
+      if (this.bargeIns !== bargeIns || (options.staleAfter !== undefined && this.callerWords !== options.staleAfter)) {
+        this.log.info("reply dropped: the caller spoke after it was composed");
+        throw new VoiceCallError("INTERRUPTED", "not played: the caller spoke after this message was composed");
+      }
+      const provider = this.providerOf();
+      const token = options.thenListen ? this.beginTurn(options.driven ?? false) : undefined;
+      this.transition("speaking");
+      this.addTranscript("bot", "speech", message, options.origin);
+      const controller = new AbortController();
+      this.speaking = controller;
+      this.bargeable = options.bargeIn;
+      let outcome;
+      try {
+        outcome = await provider.speak(this.providerCallId(), message, { signal: controller.signal, turnToken: token, expect: options.expect });
+      } catch (err) {
+        // The line is not left "speaking" when the carrier could not play it.
+        if (!this.ended) this.transition("listening");
+        return carrierFailure(provider, "speak")(err);
+      } finally {
+        if (this.speaking === controller) this.speaking = undefined;
+      }
+      this.assertLive();
+      if (controller.signal.reason === "barge-in") {
+        this.bargeIns += 1;
+        // What the caller heard before cutting in: the sentences that played in full.
+        this.addTranscript("bot", "interrupted", outcome.heard);
+      }
+      this.transition("listening");
+      if (token !== undefined && this.turnToken === token) {
+        await provider.listen(this.providerCallId(), token, { expect: options.expect }).catch(carrierFailure(provider, "listen"));
+      }
+      return token;
+    };
+    const next = this.speech.then(run, run);
+    this.speech = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Resolves when the caller stops talking, or after `maxMs` (a detector that never reports the end). */
+  private untilCallerQuiet(maxMs: number): Promise<void> {
+    if (!this.callerSpeaking) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, maxMs);
+      timer.unref();
+      this.quiet.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  /** Allocates the next turn and its token; any earlier pending turn is superseded. */
+  private beginTurn(driven: boolean): string {
+    const token = randomUUID();
+    this.pending?.reply.reject(new VoiceCallError("INVALID_STATE", "the turn was superseded by a newer one"));
+    this.turnToken = token;
+    this.pending = { token, reply: deferred<string>(), driven };
+    this.pending.reply.promise.catch(() => undefined);
+    this.record.turn += 1;
+    this.host.persist(this);
+    return token;
+  }
+
+  // ------------------------------------------------------------- lifecycle
+
+  transition(to: LiveState): boolean {
+    const from = this.record.state;
+    if (from === to) return true;
+    if (!canTransition(from, to)) {
+      this.log.debug({ from, to }, "state change refused");
+      return false;
+    }
+    this.record.state = to;
+    this.host.persist(this);
+    return true;
+  }
+
+  /** Records the end: timers stop, what is playing stops, whoever waits is told. */
+  finish(state: TerminalState, reason: string): void {
+    if (this.ended) return;
+    this.record.state = state;
+    this.record.endedAt = new Date().toISOString();
+    this.record.endReason = reason;
+    this.stopWaiting(new VoiceCallError("CALL_ENDED", `call ${this.callId} ended (${state}: ${reason})`));
+    this.log.info({ state, reason }, "call ended");
+    this.host.persist(this);
+    this.host.ended(this);
+  }
+
+  /** Timers cleared, playback stopped, waiters rejected with `why` (the call ended, or the service is stopping). */
+  stopWaiting(why: VoiceCallError): void {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    this.speaking?.abort();
+    this.pending?.reply.reject(why);
+    this.pending = undefined;
+    this.answered.reject(why);
+  }
+
+  /** Hangs up at the carrier first, then records the end (ours, whatever the carrier reports meanwhile). */
+  async hangupAndFinish(state: TerminalState, reason: string): Promise<void> {
+    if (this.ended || this.ending) return;
+    this.ending = { state, reason };
+    const providerCallId = this.record.providerCallId;
+    try {
+      if (providerCallId && this.provider) await this.provider.hangup(providerCallId);
+    } catch (err) {
+      this.log.warn({ err: err instanceof Error ? err.message : String(err) }, "hang-up at the carrier failed");
+    } finally {
+      this.finish(state, reason);
+    }
+  }
+
+  /** Ends the call from a timer: nobody awaits it. */
+  endInBackground(state: TerminalState, reason: string): void {
+    this.host.background(this.hangupAndFinish(state, reason), "ending a call");
+  }
+
+  /** Runs `fn` after `ms` unless the call ends first. */
+  after(ms: number, fn: () => void): void {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      fn();
+    }, ms);
+    timer.unref();
+    this.timers.add(timer);
+  }
+
+  private addTranscript(speaker: TranscriptEntry["speaker"], kind: TranscriptEntry["kind"], text: string, origin?: TranscriptEntry["origin"]): void {
+    const entry: TranscriptEntry = { callId: this.callId, at: new Date().toISOString(), speaker, kind, text, turn: this.record.turn, ...(origin ? { origin } : {}) };
+    this.transcript.push(entry);
+    this.host.transcribed(entry);
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  assertLive(): void {
+    if (this.ended) {
+      throw new VoiceCallError("CALL_ENDED", `call ${this.callId} has ended (${this.record.state}: ${this.record.endReason ?? "no reason"})`);
+    }
+  }
+
+  private async waitAnswered(): Promise<void> {
+    if (isAnsweredState(this.record.state)) return;
+    await this.answered.promise;
+  }
+
+  private providerOf(): CallProvider {
+    if (!this.provider) throw new VoiceCallError("UNAVAILABLE", `provider ${this.record.provider} is not available in this service`);
+    return this.provider;
+  }
+
+  private providerCallId(): string {
+    const id = this.record.providerCallId;
+    if (!id) throw new VoiceCallError("INVALID_STATE", `call ${this.callId} has not reached its carrier yet`);
+    return id;
+  }
+}
+
+/**
+ * What a carrier or its speech engines threw, as PROVIDER_ERROR naming the
+ * carrier and the step; our own typed errors (CALL_ENDED, ...) pass through.
+ */
+export function carrierFailure(provider: CallProvider, step: string): (err: unknown) => never {
+  return (err) => {
+    if (err instanceof VoiceCallError) throw err;
+    const message = err instanceof Error ? err.message : String(err);
+    throw new VoiceCallError("PROVIDER_ERROR", `${provider.id} could not ${step}: ${message}`);
+  };
+}
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve(value: T): void;
+  reject(err: Error): void;
+}
+
+function deferred<T>(): Deferred<T> {
+  let settled = false;
+  let resolve!: (value: T) => void;
+  let reject!: (err: Error) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return {
+    promise,
+    resolve(value) {
+      if (settled) return;
+      settled = true;
+      resolve(value);
+    },
+    reject(err) {
+      if (settled) return;
+      settled = true;
+      reject(err);
+    },
+  };
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
