@@ -20,8 +20,8 @@ import { CallStore } from "../calls/store.js";
 import { resolveConfig } from "../configure.js";
 import { PhoneAudio } from "../lab/phone-audio.js";
 import { createLogger } from "../log.js";
-import { CallMedia } from "../providers/call-media.js";
-import type { CallProvider, ListenOptions, ProviderEvent, ProviderEventBody, ProviderEventSink, SpeakOptions, SpeakOutcome } from "../providers/types.js";
+import type { VoiceCallConfig } from "../config/schema.js";
+import { MediaCarrier, type MediaCall } from "../providers/media-carrier.js";
 import { RtpUdpTransport } from "../rtp/udp-transport.js";
 import { EspeakSynthesizer } from "../speech/espeak.js";
 import { FakeSynthesizer, FakeTranscriber } from "../speech/fake.js";
@@ -93,54 +93,39 @@ export async function benchStt(): Promise<SttRow> {
 }
 
 /** A carrier with one call whose media is a loopback RTP pair: the phone side is a PhoneAudio socket. */
-class BenchCarrier implements CallProvider {
+class BenchCarrier extends MediaCarrier<MediaCall> {
   readonly id = "mock" as const;
   readonly capabilities = { inbound: true, dtmfOut: false, e164Only: false, turnTokens: true };
-  private sink?: ProviderEventSink;
-  private seq = 0;
-  media?: CallMedia;
+  private readonly call: MediaCall = { id: "bench-call", answered: false, ended: false };
 
-  constructor(private readonly transport: RtpUdpTransport) {}
-
-  async start(sink: ProviderEventSink): Promise<void> {
-    this.sink = sink;
+  constructor(
+    config: VoiceCallConfig,
+    private readonly transport: RtpUdpTransport,
+  ) {
+    super({ config, logger: createLogger("silent"), synthesizer: new FakeSynthesizer(60), transcriber: new FakeTranscriber(["what time do you open"]) }, "bench");
+    this.calls.set(this.call.id, this.call);
   }
-  async stop(): Promise<void> {
-    await this.media?.close(100);
+
+  protected async open(): Promise<void> {}
+  protected async close(): Promise<void> {
+    await this.call.media?.close(100);
   }
   ring(): void {
-    this.emit({ type: "inbound", from: "+15550001111", to: "+15550002222" });
+    this.emit(this.call, { type: "inbound", from: "+15550001111", to: "+15550002222" });
   }
   async placeCall(): Promise<{ providerCallId: string }> {
     throw new Error("the bench carrier only takes calls");
   }
   async answer(): Promise<void> {
-    this.media = await CallMedia.start({
-      transport: this.transport,
-      synthesizer: new FakeSynthesizer(60),
-      transcriber: new FakeTranscriber(["what time do you open"]),
-      detector: {},
-      inbandDtmf: false,
-      log: createLogger("silent"),
-      emit: (body) => this.emit(body),
-    });
-    this.emit({ type: "answered" });
+    await this.startMedia(this.call, this.transport, { narrowband: true, inbandDtmf: false });
+    this.call.answered = true;
+    this.emit(this.call, { type: "answered" });
   }
   async reject(): Promise<void> {}
   async hangup(): Promise<void> {}
-  speak(_id: string, text: string, options: SpeakOptions): Promise<SpeakOutcome> {
-    return this.media!.speak(text, options);
-  }
-  async listen(_id: string, turnToken: string, options?: ListenOptions): Promise<void> {
-    this.media!.openTurn(turnToken, options);
-  }
   async sendDtmf(): Promise<void> {}
   async getCallStatus() {
     return { status: "active" as const };
-  }
-  private emit(body: ProviderEventBody): void {
-    this.seq += 1;
-    this.sink?.({ ...body, eventId: `bench-${this.seq}`, providerCallId: "bench-call", at: Date.now() } as ProviderEvent);
   }
 }
 
@@ -176,7 +161,7 @@ export async function benchBridge(turns: number): Promise<BridgeRow> {
   const transport = await RtpUdpTransport.open({ codec: "ulaw", bindHost: "127.0.0.1", portMin: 46000, portMax: 46999 });
   const phone = await PhoneAudio.open(transport.localPort + 1000);
   await transport.connect("127.0.0.1", transport.localPort + 1000);
-  const carrier = new BenchCarrier(transport);
+  const carrier = new BenchCarrier(config, transport);
   const { store, loaded } = CallStore.open(config.store!);
   const responder = new Responder({ baseUrl: config.responseBaseUrl, timeoutMs: 5000 });
   const manager = new CallManager({ config, providers: new Map([["mock", carrier]]), store, loaded, logger: createLogger("silent"), responder });

@@ -1,6 +1,6 @@
 /**
- * One call's audio, for carriers whose media we handle ourselves (Asterisk
- * now; the cloud carriers' media streams use the same): caller frames go to
+ * One call's audio, for carriers whose media we handle ourselves (through
+ * MediaCarrier: Asterisk and the cloud media streams): caller frames go to
  * the voice detector (barge-in cue, utterance ends) and the recogniser, our
  * text goes out through the synthesizer with a mark per sentence, and caller
  * speech is attributed to the turn that was current when it began.

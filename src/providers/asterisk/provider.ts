@@ -14,75 +14,41 @@
  * the bridge and the externalMedia channel.
  */
 import { randomUUID } from "node:crypto";
-import type { VoiceCallConfig } from "../../config/schema.js";
 import { VoiceCallError } from "../../errors.js";
-import type { Logger } from "../../log.js";
-import type { MediaTransport } from "../../audio/transport.js";
-import type { Synthesizer, Transcriber } from "../../speech/types.js";
-import { CallMedia } from "../call-media.js";
 import { RtpUdpTransport } from "../../rtp/udp-transport.js";
 import type { PacedTransport } from "../../audio/transport.js";
+import { MediaCarrier, type MediaCall, type MediaCarrierOptions } from "../media-carrier.js";
 import { WebSocketMedia } from "./ws-media.js";
-import type { TerminalState } from "../types.js";
-import type {
-  CallProvider,
-  ListenOptions,
-  PlaceCallRequest,
-  ProviderCapabilities,
-  ProviderEvent,
-  ProviderEventBody,
-  ProviderEventSink,
-  RemoteCallStatus,
-  SpeakOptions,
-  SpeakOutcome,
-} from "../types.js";
+import type { PlaceCallRequest, ProviderCapabilities, RemoteCallStatus, TerminalState } from "../types.js";
 import { AriClient, AriError, type AriChannel, type AriEvent } from "./ari.js";
 
 /** How long our calls found up at start wait to be taken back before they are hung up. */
 const ADOPTION_WINDOW_MS = 30_000;
 
-export interface AsteriskProviderOptions {
-  config: VoiceCallConfig;
-  logger: Logger;
-  /** Speaks for us: the call's audio is ours to produce. */
-  synthesizer: Synthesizer;
-  /** Hears for us: caller audio becomes speech events. */
-  transcriber: Transcriber;
+export interface AsteriskProviderOptions extends MediaCarrierOptions {
   /** How long calls survive a lost ARI connection before they end. */
   reconnectGraceMs?: number;
 }
 
-
-interface AstCall {
-  id: string;
-  answered: boolean;
-  ended: boolean;
+interface AstCall extends MediaCall {
   hangupRequested: boolean;
   /** Q.850 cause from ChannelHangupRequest, for when StasisEnd ends the call. */
   hangupCause?: number;
   bridgeId?: string;
   mediaId?: string;
   transport?: PacedTransport;
-  /** Caller audio heard and our audio spoken, once media flows. */
-  media?: CallMedia;
-  /** The ended event went out: nothing more is reported for this call. */
-  reported?: boolean;
   mediaReady?: (ok: boolean) => void;
 }
 
-export class AsteriskProvider implements CallProvider {
+export class AsteriskProvider extends MediaCarrier<AstCall> {
   readonly id = "asterisk" as const;
   readonly capabilities: ProviderCapabilities = { inbound: true, dtmfOut: true, e164Only: false, turnTokens: true };
   readonly ari: AriClient;
-  private sink: ProviderEventSink | null = null;
-  private readonly calls = new Map<string, AstCall>();
   /** externalMedia channel id -> call id, until its StasisStart. */
   private readonly mediaOwners = new Map<string, string>();
   /** Our call channels found up at start (from before a restart), until taken back or hung up. */
   private readonly adoptable = new Set<string>();
-  private readonly log: Logger;
   private graceTimer: NodeJS.Timeout | null = null;
-  private seq = 0;
   /**
    * Ids of what we create carry the app name, so the clean-up after a
    * reconnect touches only this service's objects, never those of another
@@ -90,9 +56,9 @@ export class AsteriskProvider implements CallProvider {
    */
   private readonly prefix: { call: string; media: string; bridge: string };
 
-  constructor(private readonly options: AsteriskProviderOptions) {
+  constructor(protected override readonly options: AsteriskProviderOptions) {
+    super(options, "asterisk");
     const { ari } = options.config.asterisk;
-    this.log = options.logger.child({ provider: "asterisk" });
     this.prefix = { call: `vc-${ari.app}-`, media: `vcm-${ari.app}-`, bridge: `vcb-${ari.app}-` };
     this.ari = new AriClient({
       url: ari.url,
@@ -105,8 +71,7 @@ export class AsteriskProvider implements CallProvider {
     this.ari.onConnection((s) => this.onConnection(s.connected, s.reconnected));
   }
 
-  async start(sink: ProviderEventSink): Promise<void> {
-    this.sink = sink;
+  protected async open(): Promise<void> {
     try {
       await this.ari.connect();
     } catch (err) {
@@ -122,23 +87,13 @@ export class AsteriskProvider implements CallProvider {
       }, ADOPTION_WINDOW_MS).unref();
     }
     await this.resync();
-    this.background(this.warmSpeech(), "readying speech");
+    this.warmSpeech(this.options.config.asterisk.media.codec === "slin16" ? 16000 : 8000);
   }
 
-  /** Recogniser and greetings ready before the first caller (in the background; calls work meanwhile). */
-  private async warmSpeech(): Promise<void> {
-    const { config, synthesizer, transcriber } = this.options;
-    const lines = [config.inboundGreeting, ...Object.values(config.numbers).map((n) => n.inboundGreeting)].filter((l): l is string => !!l);
-    const started = performance.now();
-    await CallMedia.warm({ synthesizer, transcriber, sampleRate: config.asterisk.media.codec === "slin16" ? 16000 : 8000, lines: [...new Set(lines)] });
-    this.log.info({ ms: Math.round(performance.now() - started), greetings: lines.length }, "speech ready");
-  }
-
-  async stop(): Promise<void> {
+  protected async close(): Promise<void> {
     if (this.graceTimer) clearTimeout(this.graceTimer);
     await Promise.all([...this.calls.values()].map((c) => this.teardown(c, true)));
     this.ari.close();
-    this.sink = null;
   }
 
   async placeCall(request: PlaceCallRequest): Promise<{ providerCallId: string }> {
@@ -181,15 +136,6 @@ export class AsteriskProvider implements CallProvider {
     await this.teardown(call, false);
   }
 
-  async speak(providerCallId: string, text: string, options: SpeakOptions): Promise<SpeakOutcome> {
-    return this.mediaOf(providerCallId).speak(text, options);
-  }
-
-  async listen(providerCallId: string, turnToken: string, options: ListenOptions = {}): Promise<void> {
-    // Caller audio is recognised all the time; what is heard from now on belongs to this turn.
-    this.mediaOf(providerCallId).openTurn(turnToken, options);
-  }
-
   async sendDtmf(providerCallId: string, digits: string): Promise<void> {
     await this.ari.channels.sendDtmf(this.live(providerCallId).id, digits, { between: 100, duration: 100 });
   }
@@ -226,17 +172,6 @@ export class AsteriskProvider implements CallProvider {
     }
     this.log.info({ callId: providerCallId }, "took back a call that was up before the restart");
     return { ok: true };
-  }
-
-  /** The call's media path (caller audio in, our audio out). */
-  media(providerCallId: string): MediaTransport | undefined {
-    return this.calls.get(providerCallId)?.transport;
-  }
-
-  private mediaOf(providerCallId: string): CallMedia {
-    const media = this.live(providerCallId).media;
-    if (!media) throw new VoiceCallError("INVALID_STATE", `call ${providerCallId} has no media yet`);
-    return media;
   }
 
   // -------------------------------------------------------------- events
@@ -328,16 +263,9 @@ export class AsteriskProvider implements CallProvider {
       throw err;
     }
     const transport = call.transport;
-    const { config, synthesizer, transcriber } = this.options;
-    call.media = await CallMedia.start({
-      transport,
+    await this.startMedia(call, transport, {
       narrowband: transport.sampleRate > 8000 ? await this.isNarrowband(call.id) : true,
-      synthesizer,
-      transcriber,
-      detector: { ...config.bargeIn, minSilenceMs: config.silenceTimeoutMs },
-      inbandDtmf: config.asterisk.media.inbandDtmf,
-      log: this.log.child({ callId: call.id }),
-      emit: (body) => this.emit(call, body),
+      inbandDtmf: this.options.config.asterisk.media.inbandDtmf,
     });
     call.answered = true;
     if (options.announce) this.emit(call, { type: "answered" });
@@ -410,7 +338,7 @@ export class AsteriskProvider implements CallProvider {
   /** Cleans up, then reports the end: the caller's last words go out before it. */
   private async endWith(call: AstCall, state: TerminalState, reason: string): Promise<void> {
     await this.teardown(call, false);
-    this.emit(call, { type: "ended", state, reason });
+    this.reportEnd(call, state, reason);
   }
 
   /** Removes the bridge, the externalMedia channel and the RTP socket; idempotent. */
@@ -420,7 +348,7 @@ export class AsteriskProvider implements CallProvider {
     call.mediaReady?.(false);
     call.transport?.close();
     // The caller's last words before the hang-up still belong in the transcript.
-    await call.media?.close();
+    await this.endMedia(call);
     const steps: Array<Promise<void>> = [];
     if (hangupCall) steps.push(this.ignoreGone(this.ari.channels.hangup(call.id, "normal")));
     if (call.mediaId) {
@@ -430,15 +358,14 @@ export class AsteriskProvider implements CallProvider {
     if (call.bridgeId) steps.push(this.ignoreGone(this.ari.bridges.destroy(call.bridgeId)));
     const results = await Promise.allSettled(steps);
     for (const r of results) if (r.status === "rejected") this.log.warn({ callId: call.id, err: String(r.reason) }, "cleanup step failed");
-    // Keep the record a little so late events for it are recognised, then forget it.
-    setTimeout(() => this.calls.delete(call.id), 30_000).unref();
+    this.forgetLater(call);
   }
 
   // -------------------------------------------------------- reconnection
 
   private onConnection(connected: boolean, reconnected: boolean): void {
     if (!connected) {
-      if (!this.sink || this.graceTimer) return;
+      if (this.graceTimer) return;
       const grace = this.options.reconnectGraceMs ?? 15_000;
       this.log.warn({ graceMs: grace }, "lost the ARI connection; calls end if it is not back in time");
       this.graceTimer = setTimeout(() => {
@@ -478,18 +405,6 @@ export class AsteriskProvider implements CallProvider {
 
   // ------------------------------------------------------------- helpers
 
-  private live(providerCallId: string): AstCall {
-    const call = this.calls.get(providerCallId);
-    if (!call) throw new VoiceCallError("NOT_FOUND", `Asterisk has no call ${providerCallId}`);
-    if (call.ended) throw new VoiceCallError("CALL_ENDED", `Asterisk call ${providerCallId} has ended`);
-    return call;
-  }
-
-  /** Work nobody awaits: a failure is logged, never an unhandled rejection. */
-  private background(work: Promise<unknown>, what: string): void {
-    work.catch((err) => this.log.error({ err: err instanceof Error ? err.message : String(err) }, `${what} failed`));
-  }
-
   /** A 404 means the object is already gone, which is what cleanup wants. */
   private async ignoreGone(p: Promise<void>): Promise<void> {
     try {
@@ -500,13 +415,6 @@ export class AsteriskProvider implements CallProvider {
     }
   }
 
-  private emit(call: AstCall, body: ProviderEventBody): void {
-    // After the end only the caller's last words (or why they could not be transcribed) still go out.
-    if (call.reported && body.type !== "speech" && body.type !== "unrecognised") return;
-    if (body.type === "ended") call.reported = true;
-    this.seq += 1;
-    this.sink?.({ ...body, eventId: `ast-${process.pid}-${this.seq}`, providerCallId: call.id, at: Date.now() } as ProviderEvent);
-  }
 }
 
 /** Q.850 cause codes to how the call ended. */

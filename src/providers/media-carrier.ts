@@ -1,0 +1,173 @@
+/**
+ * The shell every carrier whose audio we handle ourselves shares (Asterisk's
+ * externalMedia, the cloud carriers' media streams): the table of its calls,
+ * speech on each call's audio (CallMedia), speak/listen, readying speech at
+ * start, and event delivery that stops at a call's end (only the caller's
+ * last words may still follow). A carrier adds its transport and control.
+ */
+import type { MediaTransport } from "../audio/transport.js";
+import type { VoiceCallConfig } from "../config/schema.js";
+import { VoiceCallError } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { Synthesizer, Transcriber } from "../speech/types.js";
+import { CallMedia } from "./call-media.js";
+import type {
+  CallProvider,
+  ListenOptions,
+  PlaceCallRequest,
+  ProviderCapabilities,
+  ProviderEvent,
+  ProviderEventBody,
+  ProviderEventSink,
+  RemoteCallStatus,
+  SpeakOptions,
+  SpeakOutcome,
+  TerminalState,
+} from "./types.js";
+
+export interface MediaCarrierOptions {
+  config: VoiceCallConfig;
+  logger: Logger;
+  /** Speaks for us: the call's audio is ours to produce. */
+  synthesizer: Synthesizer;
+  /** Hears for us: caller audio becomes speech events. */
+  transcriber: Transcriber;
+}
+
+/** What the shell keeps of a call; carriers extend it with their own handles. */
+export interface MediaCall {
+  id: string;
+  answered: boolean;
+  ended: boolean;
+  /** Caller audio heard and our audio spoken, once media flows. */
+  media?: CallMedia;
+  /** The ended event went out: nothing more is reported for this call. */
+  reported?: boolean;
+}
+
+/** How long an ended call's record is kept so late events for it are recognised. */
+const FORGET_AFTER_MS = 30_000;
+
+export abstract class MediaCarrier<C extends MediaCall> implements CallProvider {
+  abstract readonly id: CallProvider["id"];
+  abstract readonly capabilities: ProviderCapabilities;
+  protected readonly calls = new Map<string, C>();
+  protected readonly log: Logger;
+  private sink: ProviderEventSink | null = null;
+  private seq = 0;
+
+  constructor(
+    protected readonly options: MediaCarrierOptions,
+    /** Names the carrier in logs and event ids. */
+    private readonly label: string,
+  ) {
+    this.log = options.logger.child({ provider: label });
+  }
+
+  async start(sink: ProviderEventSink): Promise<void> {
+    this.sink = sink;
+    await this.open();
+  }
+
+  async stop(): Promise<void> {
+    await this.close();
+    this.sink = null;
+  }
+
+  /** Connects to the carrier (called by start, with events already deliverable). */
+  protected abstract open(): Promise<void>;
+  /** Ends every call's media and disconnects. */
+  protected abstract close(): Promise<void>;
+
+  abstract placeCall(request: PlaceCallRequest): Promise<{ providerCallId: string }>;
+  abstract answer(providerCallId: string): Promise<void>;
+  abstract reject(providerCallId: string, reason: string): Promise<void>;
+  abstract hangup(providerCallId: string): Promise<void>;
+  abstract sendDtmf(providerCallId: string, digits: string): Promise<void>;
+  abstract getCallStatus(providerCallId: string): Promise<RemoteCallStatus>;
+
+  async speak(providerCallId: string, text: string, options: SpeakOptions): Promise<SpeakOutcome> {
+    return this.mediaOf(providerCallId).speak(text, options);
+  }
+
+  async listen(providerCallId: string, turnToken: string, options: ListenOptions = {}): Promise<void> {
+    // Caller audio is recognised all the time; what is heard from now on belongs to this turn.
+    this.mediaOf(providerCallId).openTurn(turnToken, options);
+  }
+
+  /** The call's media path (caller audio in, our audio out). */
+  media(providerCallId: string): MediaTransport | undefined {
+    return this.calls.get(providerCallId)?.media?.transport;
+  }
+
+  /** Starts hearing and speaking on `transport` for `call`. */
+  protected async startMedia(call: C, transport: MediaTransport, options: { narrowband: boolean; inbandDtmf: boolean }): Promise<void> {
+    const { config, synthesizer, transcriber } = this.options;
+    call.media = await CallMedia.start({
+      transport,
+      narrowband: options.narrowband,
+      synthesizer,
+      transcriber,
+      detector: { ...config.bargeIn, minSilenceMs: config.silenceTimeoutMs },
+      inbandDtmf: options.inbandDtmf,
+      log: this.log.child({ callId: call.id }),
+      emit: (body) => this.emit(call, body),
+    });
+  }
+
+  /** Closes the call's audio; resolves once the caller's last words are reported (or given up on). */
+  protected async endMedia(call: C): Promise<void> {
+    await call.media?.close();
+  }
+
+  /** Recogniser and greetings ready before the first caller (in the background; calls work meanwhile). */
+  protected warmSpeech(sampleRate: 8000 | 16000): void {
+    const { config, synthesizer, transcriber } = this.options;
+    const lines = [...new Set([config.inboundGreeting, ...Object.values(config.numbers).map((n) => n.inboundGreeting)].filter((l): l is string => !!l))];
+    const started = performance.now();
+    this.background(
+      CallMedia.warm({ synthesizer, transcriber, sampleRate, lines }).then(() =>
+        this.log.info({ ms: Math.round(performance.now() - started), greetings: lines.length }, "speech ready"),
+      ),
+      "readying speech",
+    );
+  }
+
+  /** Keeps the ended call's record a little so late events for it are recognised, then forgets it. */
+  protected forgetLater(call: C): void {
+    setTimeout(() => {
+      if (this.calls.get(call.id) === call) this.calls.delete(call.id);
+    }, FORGET_AFTER_MS).unref();
+  }
+
+  /** Reports the end once; the caller's last words go out before it when the carrier closed the media first. */
+  protected reportEnd(call: C, state: TerminalState, reason: string): void {
+    this.emit(call, { type: "ended", state, reason });
+  }
+
+  protected live(providerCallId: string): C {
+    const call = this.calls.get(providerCallId);
+    if (!call) throw new VoiceCallError("NOT_FOUND", `${this.label} has no call ${providerCallId}`);
+    if (call.ended) throw new VoiceCallError("CALL_ENDED", `${this.label} call ${providerCallId} has ended`);
+    return call;
+  }
+
+  protected mediaOf(providerCallId: string): CallMedia {
+    const media = this.live(providerCallId).media;
+    if (!media) throw new VoiceCallError("INVALID_STATE", `call ${providerCallId} has no media yet`);
+    return media;
+  }
+
+  /** Work nobody awaits: a failure is logged, never an unhandled rejection. */
+  protected background(work: Promise<unknown>, what: string): void {
+    work.catch((err) => this.log.error({ err: err instanceof Error ? err.message : String(err) }, `${what} failed`));
+  }
+
+  protected emit(call: C, body: ProviderEventBody): void {
+    // After the end only the caller's last words (or why they could not be transcribed) still go out.
+    if (call.reported && body.type !== "speech" && body.type !== "unrecognised") return;
+    if (body.type === "ended") call.reported = true;
+    this.seq += 1;
+    this.sink?.({ ...body, eventId: `${this.label}-${process.pid}-${this.seq}`, providerCallId: call.id, at: Date.now() } as ProviderEvent);
+  }
+}
