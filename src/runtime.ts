@@ -13,6 +13,7 @@ import { CallStore } from "./calls/store.js";
 import { Operations } from "./calls/operations.js";
 import type { Logger } from "./log.js";
 import { createProviders, type ProviderDeps } from "./providers/index.js";
+import { PublicEndpoints } from "./providers/public-url.js";
 import type { CallProvider } from "./providers/types.js";
 
 export interface VoiceCallRuntime {
@@ -21,6 +22,8 @@ export interface VoiceCallRuntime {
   /** Turns started by voicecall.continue.start, polled by voicecall.continue.result. */
   operations: Operations;
   providers: ReadonlyMap<ProviderId, CallProvider>;
+  /** Where carriers reach this service (publicUrl, or what expose found). */
+  endpoints: PublicEndpoints;
   storeDir: string;
   stop(): Promise<void>;
 }
@@ -38,7 +41,8 @@ export async function createRuntime(config: VoiceCallConfig, logger: Logger, dep
     });
   }
   const { chat, ...providerDeps } = deps;
-  const providers = createProviders(config, { logger, ...providerDeps });
+  const endpoints = providerDeps.endpoints ?? new PublicEndpoints(config);
+  const providers = createProviders(config, { logger, ...providerDeps, endpoints });
   const storeDir = defaultStoreDir(config);
   const { store, loaded, archived } = CallStore.open(storeDir, {
     keepEnded: config.keepEndedCalls,
@@ -57,5 +61,5 @@ export async function createRuntime(config: VoiceCallConfig, logger: Logger, dep
     throw err;
   }
   logger.info({ providers: [...providers.keys()], store: storeDir, restored: loaded.calls.size }, "voice-call runtime started");
-  return { config, manager, operations: new Operations(), providers, storeDir, stop: () => manager.stop() };
+  return { config, manager, operations: new Operations(), providers, endpoints, storeDir, stop: () => manager.stop() };
 }

@@ -5,7 +5,7 @@
  * limits, a minimum level) and a debounce (two frames of the same key, a gap
  * before the next), so speech and music do not turn into keys.
  */
-import type { AudioFrame } from "./frame.js";
+import { concatPcm, toFrames, type AudioFrame } from "./frame.js";
 import { goertzelPower } from "./goertzel.js";
 
 const ROWS = [697, 770, 852, 941];
@@ -71,4 +71,39 @@ function strongest(powers: number[]): number {
   for (let i = 1; i < powers.length; i += 1) if (powers[i]! > powers[best]!) best = i;
   for (let i = 0; i < powers.length; i += 1) if (i !== best && powers[i]! * GROUP_MARGIN > powers[best]!) return -1;
   return best;
+}
+
+/** Tone length and gap of a generated key (telephone standards ask for at least 40 ms each). */
+const TONE_MS = 100;
+const GAP_MS = 100;
+/** A `w` in a key sequence waits this long. */
+const PAUSE_MS = 500;
+/** Each of the two tones at this amplitude (about -9 dBFS together). */
+const TONE_AMPLITUDE = 8000;
+
+/**
+ * Keys as audio (in-band DTMF), for carriers whose media we send but that
+ * offer no way to send keys without replacing the call's instructions: each
+ * key a 100 ms dual tone and a 100 ms gap, `w` a 0.5 s pause.
+ */
+export function dtmfTones(digits: string, sampleRate: 8000 | 16000): AudioFrame[] {
+  const parts: Int16Array[] = [];
+  const ms = (n: number) => Math.round((sampleRate * n) / 1000);
+  for (const key of digits) {
+    if (key === "w") {
+      parts.push(new Int16Array(ms(PAUSE_MS)));
+      continue;
+    }
+    const row = KEYS.findIndex((r) => r.includes(key));
+    if (row < 0) throw new RangeError(`not a DTMF key: ${key}`);
+    const low = ROWS[row]!;
+    const high = COLS[KEYS[row]!.indexOf(key)]!;
+    const tone = new Int16Array(ms(TONE_MS));
+    for (let i = 0; i < tone.length; i += 1) {
+      const t = i / sampleRate;
+      tone[i] = Math.round(TONE_AMPLITUDE * (Math.sin(2 * Math.PI * low * t) + Math.sin(2 * Math.PI * high * t)));
+    }
+    parts.push(tone, new Int16Array(ms(GAP_MS)));
+  }
+  return toFrames(concatPcm(parts), sampleRate);
 }

@@ -132,6 +132,10 @@ function crossFieldIssues(raw: Record<string, unknown>): FieldIssue[] {
     } else if (cloud && typeof raw.fromNumber === "string" && !E164_PATTERN.test(raw.fromNumber)) {
       issues.push({ path: "fromNumber", message: `must be an E.164 number such as +15550001234 when provider ${provider} is used` });
     }
+    const exposed = raw.publicUrl !== undefined || (getPath(raw, "tunnel.provider") ?? "none") !== "none" || (getPath(raw, "tailscale.mode") ?? "off") !== "off";
+    if (cloud && !exposed) {
+      issues.push({ path: "publicUrl", message: `required when provider ${provider} is used: the carrier must reach the webhook (or set tunnel.provider / tailscale.mode)` });
+    }
     if (provider === "telnyx" && getPath(raw, "telnyx.publicKey") === undefined && raw.skipSignatureVerification !== true) {
       issues.push({
         path: "telnyx.publicKey",

@@ -5,7 +5,7 @@
  * text goes out through the synthesizer with a mark per sentence, and caller
  * speech is attributed to the turn that was current when it began.
  */
-import { DtmfDetector } from "../audio/dtmf.js";
+import { DtmfDetector, dtmfTones } from "../audio/dtmf.js";
 import type { MediaTransport } from "../audio/transport.js";
 import type { SpeechDetectorOptions } from "../audio/vad.js";
 import type { Logger } from "../log.js";
@@ -104,6 +104,14 @@ export class CallMedia {
       options.signal?.removeEventListener("abort", abort);
     }
     return { interrupted: controller.signal.aborted, heard: heard.join(" ") };
+  }
+
+  /** Sends keys as tones on the line, after what is already queued; resolves once they went out. */
+  async sendTones(digits: string): Promise<void> {
+    const { transport } = this.options;
+    const rate = transport.sampleRate === 16000 ? 16000 : 8000;
+    for (const frame of dtmfTones(digits, rate)) transport.write(frame);
+    await transport.mark();
   }
 
   /**

@@ -10,6 +10,8 @@ import { createSynthesizer, createTranscriber } from "../speech/index.js";
 import type { Synthesizer, Transcriber } from "../speech/types.js";
 import { AsteriskProvider } from "./asterisk/provider.js";
 import { MockProvider } from "./mock/provider.js";
+import { PublicEndpoints } from "./public-url.js";
+import { TwilioProvider } from "./twilio/provider.js";
 import type { CallProvider } from "./types.js";
 
 export interface ProviderDeps {
@@ -18,22 +20,30 @@ export interface ProviderDeps {
   synthesizer?: Synthesizer;
   /** Speech recognition for carriers whose audio we receive ourselves; default from config.streaming. */
   transcriber?: Transcriber;
+  /** Where carriers reach this service; default from publicUrl. */
+  endpoints?: PublicEndpoints;
+  /** REST base URLs per carrier instead of the carrier's own hosts (local servers speaking their API). */
+  apiBaseUrls?: Partial<Record<ProviderId, string>>;
 }
 
 type Factory = (config: VoiceCallConfig, deps: ProviderDeps) => CallProvider;
 
+/** Speech for carriers whose audio we handle: given, or made from config once and shared by them. */
+function speech(config: VoiceCallConfig, deps: ProviderDeps): { config: VoiceCallConfig; logger: Logger; synthesizer: Synthesizer; transcriber: Transcriber } {
+  deps.synthesizer ??= createSynthesizer(config);
+  deps.transcriber ??= createTranscriber(config);
+  return { config, logger: deps.logger, synthesizer: deps.synthesizer, transcriber: deps.transcriber };
+}
+
 const FACTORIES: Partial<Record<ProviderId, Factory>> = {
   mock: (config) => new MockProvider(config.mock),
-  asterisk: (config, deps) =>
-    new AsteriskProvider({
-      config,
-      logger: deps.logger,
-      synthesizer: deps.synthesizer ?? createSynthesizer(config),
-      transcriber: deps.transcriber ?? createTranscriber(config),
-    }),
+  asterisk: (config, deps) => new AsteriskProvider(speech(config, deps)),
+  twilio: (config, deps) =>
+    new TwilioProvider({ ...speech(config, deps), endpoints: deps.endpoints ?? new PublicEndpoints(config), apiBaseUrl: deps.apiBaseUrls?.twilio }),
 };
 
 export function createProviders(config: VoiceCallConfig, deps: ProviderDeps): Map<ProviderId, CallProvider> {
+  deps = { ...deps };
   const out = new Map<ProviderId, CallProvider>();
   const missing: string[] = [];
   for (const id of providersInUse(config)) {

@@ -118,4 +118,71 @@ export interface CallProvider {
    * restored calls as they are.
    */
   readopt?(providerCallId: string): Promise<{ ok: true } | { ok: false; reason: string }>;
+  /** Carriers that call us back over the public internet: their webhook and media routes. */
+  readonly ingress?: CarrierIngress;
+}
+
+/** A carrier's webhook request as the ingress hands it over, after the pre-auth limits. */
+export interface WebhookRequest {
+  /** The URL the carrier signed: the public webhook URL with this request's query. */
+  url: string;
+  /** Query parameters of the request. */
+  query: URLSearchParams;
+  /** Lower-cased header names. */
+  headers: Readonly<Record<string, string | undefined>>;
+  rawBody: Buffer;
+  remoteAddress: string;
+}
+
+export interface WebhookReply {
+  status: number;
+  contentType?: string;
+  body?: string;
+}
+
+export type WebhookVerdict =
+  /** `replayKey` names this delivery: a second delivery with the same key is acknowledged and skipped. */
+  | { ok: true; replayKey: string }
+  | { ok: false; reason: string };
+
+/** Webhooks of one carrier, on serve.path. */
+export interface WebhookHandler {
+  /** Headers without which a request is refused before its body is read. */
+  readonly requiredHeaders: readonly string[];
+  /** Checks the signature (a pure check: no side effects). */
+  verify(request: WebhookRequest): WebhookVerdict;
+  /** Acts on a verified, first-seen request. */
+  handle(request: WebhookRequest): Promise<WebhookReply>;
+  /** What a replayed delivery is answered with (acknowledged, no side effects). */
+  replayReply(request: WebhookRequest): WebhookReply;
+}
+
+/** One media WebSocket as a carrier sees it. */
+export interface StreamConnection {
+  send(text: string): void;
+  close(code?: number, reason?: string): void;
+  readonly remoteAddress: string;
+}
+
+/** What a started stream receives from then on. */
+export interface StreamSession {
+  message(text: string): void;
+  /** The socket closed (either side). */
+  closed(): void;
+}
+
+/** Media WebSockets of one carrier, on streaming.streamPath. */
+export interface StreamHandler {
+  /**
+   * A message on a socket that has not started: a session once it is a valid
+   * start bound to its call, undefined to wait for more (a "connected"
+   * greeting); throws a VoiceCallError to refuse the socket.
+   */
+  open(text: string, connection: StreamConnection): StreamSession | undefined;
+}
+
+/** What a carrier reached over public webhooks mounts on the service's HTTP server. */
+export interface CarrierIngress {
+  webhook?: WebhookHandler;
+  stream?: StreamHandler;
 }

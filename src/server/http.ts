@@ -8,6 +8,7 @@ import type { AddressInfo } from "node:net";
 import { VoiceCallError, asVoiceCallError, type ErrorCode } from "../errors.js";
 import { invoke, type MethodContext } from "./methods.js";
 import type { Logger } from "../log.js";
+import type { Ingress } from "./ingress.js";
 import { tokenMatches } from "./token.js";
 
 const MAX_BODY_BYTES = 64 * 1024;
@@ -36,9 +37,11 @@ export interface HttpServerOptions {
   methods: MethodContext;
   token: string;
   logger: Logger;
+  /** Carrier webhooks and media sockets (serve.path, streaming.streamPath). */
+  ingress?: Ingress;
 }
 
-export function createHttpServer({ methods, token, logger }: HttpServerOptions): Server {
+export function createHttpServer({ methods, token, logger, ingress }: HttpServerOptions): Server {
   const { manager } = methods;
   const server = createServer((req, res) => {
     handle(req, res).catch((err) => {
@@ -50,6 +53,7 @@ export function createHttpServer({ methods, token, logger }: HttpServerOptions):
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://localhost");
+    if (ingress?.handleRequest(req, res, url.pathname)) return;
     if (req.method === "GET" && url.pathname === "/healthz") {
       // Unhealthy while the call log cannot be written: new calls are refused then.
       const store = manager.storeHealth();
@@ -113,6 +117,16 @@ export function createHttpServer({ methods, token, logger }: HttpServerOptions):
     req.on("close", stop);
     res.on("close", stop);
   }
+
+  server.on("upgrade", (req, socket, head) => {
+    let pathname = "/";
+    try {
+      pathname = new URL(req.url ?? "/", "http://localhost").pathname;
+    } catch {
+      // A request line no URL parser takes: not a route of ours.
+    }
+    if (!ingress?.handleUpgrade(req, socket, head, pathname)) socket.destroy();
+  });
 
   return server;
 }

@@ -1,0 +1,317 @@
+/**
+ * The public side of the service: carrier webhooks on serve.path and media
+ * WebSockets on streaming.streamPath. Everything here faces the internet, so
+ * each step is bounded before any carrier code runs:
+ * - a webhook without its carrier's signature header is refused before its
+ *   body is read; bodies are capped (64 KB) and must arrive within 5 s; each
+ *   source address has at most 8 requests in flight;
+ * - the URL a signature covers is rebuilt from publicUrl, or from Host /
+ *   X-Forwarded-* only as webhookSecurity allows;
+ * - a verified delivery seen before (inside 10 minutes, across restarts) is
+ *   acknowledged without effect;
+ * - media sockets: frames over 256 KB close the socket before any parsing;
+ *   caps on open, pending (no valid start yet) and per-address pending
+ *   sockets; a socket must start within preStartTimeoutMs.
+ * Every refusal is a typed error (`code`, `message`); nothing here throws
+ * into the server.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
+import { WebSocketServer, type RawData, type WebSocket } from "ws";
+import type { VoiceCallConfig } from "../config/schema.js";
+import { VoiceCallError, asVoiceCallError, type ErrorCode } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { PublicEndpoints } from "../providers/public-url.js";
+import type { CarrierIngress, StreamConnection, StreamHandler, StreamSession, WebhookHandler, WebhookRequest } from "../providers/types.js";
+import type { ReplayGuard } from "./replay.js";
+
+export const WEBHOOK_MAX_BODY_BYTES = 64 * 1024;
+export const WEBHOOK_BODY_TIMEOUT_MS = 5000;
+export const WEBHOOK_MAX_IN_FLIGHT_PER_IP = 8;
+export const STREAM_MAX_FRAME_BYTES = 256 * 1024;
+
+const STATUS: Partial<Record<ErrorCode, number>> = { UNAUTHORIZED: 401, INVALID_PARAMS: 400, LIMIT_REACHED: 429, TIMEOUT: 408, UNAVAILABLE: 503, NOT_FOUND: 404 };
+
+export interface IngressOptions {
+  config: VoiceCallConfig;
+  carriers: CarrierIngress[];
+  endpoints: PublicEndpoints;
+  replay: ReplayGuard;
+  logger: Logger;
+}
+
+/** What the ingress has refused and accepted, for health and tests. */
+export interface IngressCounters {
+  refused: Partial<Record<ErrorCode, number>>;
+  webhooks: number;
+  replays: number;
+  streams: { open: number; pending: number };
+}
+
+export class Ingress {
+  private readonly webhooks: WebhookHandler[];
+  private readonly streams: StreamHandler[];
+  private readonly inFlight = new Map<string, number>();
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: STREAM_MAX_FRAME_BYTES, perMessageDeflate: false });
+  private readonly pendingByIp = new Map<string, number>();
+  private openSockets = 0;
+  private pendingSockets = 0;
+  private readonly log: Logger;
+  readonly counters: IngressCounters = { refused: {}, webhooks: 0, replays: 0, streams: { open: 0, pending: 0 } };
+
+  constructor(private readonly options: IngressOptions) {
+    this.webhooks = options.carriers.flatMap((c) => (c.webhook ? [c.webhook] : []));
+    this.streams = options.carriers.flatMap((c) => (c.stream ? [c.stream] : []));
+    this.log = options.logger.child({ part: "ingress" });
+  }
+
+  get enabled(): boolean {
+    return this.webhooks.length > 0 || this.streams.length > 0;
+  }
+
+  /** Takes the request when it is for serve.path; false leaves it to other routes. */
+  handleRequest(req: IncomingMessage, res: ServerResponse, pathname: string): boolean {
+    if (this.webhooks.length === 0 || pathname !== this.options.config.serve.path) return false;
+    const ip = req.socket.remoteAddress ?? "unknown";
+    const running = this.inFlight.get(ip) ?? 0;
+    if (running >= WEBHOOK_MAX_IN_FLIGHT_PER_IP) {
+      this.refuse(res, new VoiceCallError("LIMIT_REACHED", `more than ${WEBHOOK_MAX_IN_FLIGHT_PER_IP} webhook requests in flight from this address`), true);
+      return true;
+    }
+    this.inFlight.set(ip, running + 1);
+    const done = () => {
+      const left = (this.inFlight.get(ip) ?? 1) - 1;
+      if (left <= 0) this.inFlight.delete(ip);
+      else this.inFlight.set(ip, left);
+    };
+    res.once("close", done);
+    this.webhook(req, res, ip).catch((err) => {
+      const error = asVoiceCallError(err);
+      if (error.code === "INTERNAL") this.log.error({ err: error.message }, "webhook failed");
+      if (!res.headersSent) this.refuse(res, error, true);
+      else res.destroy();
+    });
+    return true;
+  }
+
+  /** Takes the upgrade when it is for streaming.streamPath. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, pathname: string): boolean {
+    if (this.streams.length === 0 || pathname !== this.options.config.streaming.streamPath) return false;
+    socket.on("error", () => undefined);
+    const { maxConnections, maxPendingConnections, maxPendingConnectionsPerIp } = this.options.config.streaming;
+    const ip = req.socket.remoteAddress ?? "unknown";
+    const refusal =
+      this.openSockets >= maxConnections
+        ? new VoiceCallError("LIMIT_REACHED", `streaming.maxConnections (${maxConnections}) reached`)
+        : this.pendingSockets >= maxPendingConnections
+          ? new VoiceCallError("LIMIT_REACHED", `streaming.maxPendingConnections (${maxPendingConnections}) reached`)
+          : (this.pendingByIp.get(ip) ?? 0) >= maxPendingConnectionsPerIp
+            ? new VoiceCallError("LIMIT_REACHED", `streaming.maxPendingConnectionsPerIp (${maxPendingConnectionsPerIp}) reached for this address`)
+            : undefined;
+    if (refusal) {
+      this.count(refusal.code);
+      this.log.warn({ ip, reason: refusal.message }, "media socket refused");
+      const body = JSON.stringify({ ok: false, error: refusal.toJSON() });
+      socket.end(`HTTP/1.1 429 Too Many Requests\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      return true;
+    }
+    this.openSockets += 1;
+    this.setPending(ip, +1);
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.serveSocket(ws, ip));
+    return true;
+  }
+
+  close(): void {
+    for (const ws of this.wss.clients) ws.terminate();
+    this.wss.close();
+  }
+
+  // ---------------------------------------------------------------- webhooks
+
+  private async webhook(req: IncomingMessage, res: ServerResponse, ip: string): Promise<void> {
+    if (req.method !== "POST") throw new VoiceCallError("INVALID_PARAMS", `${req.method} not allowed on the webhook (POST)`);
+    const headers = lowerHeaders(req);
+    // Which carrier: the one whose signature headers are all present. None: refused unread.
+    const handler = this.webhooks.find((h) => h.requiredHeaders.every((name) => headers[name]));
+    if (!handler) throw new VoiceCallError("UNAUTHORIZED", "no carrier signature header on the webhook");
+    const url = this.signedUrl(req, headers, ip);
+    const rawBody = await readBody(req);
+    const request: WebhookRequest = { url, query: new URL(req.url ?? "/", "http://x").searchParams, headers, rawBody, remoteAddress: ip };
+    const verdict = this.options.config.skipSignatureVerification ? { ok: true as const, replayKey: "" } : handler.verify(request);
+    if (!verdict.ok) throw new VoiceCallError("UNAUTHORIZED", `webhook signature: ${verdict.reason}`);
+    if (verdict.replayKey && !this.options.replay.firstSeen(verdict.replayKey)) {
+      this.counters.replays += 1;
+      this.log.info({ ip }, "replayed webhook acknowledged and skipped");
+      return send(res, handler.replayReply(request));
+    }
+    this.counters.webhooks += 1;
+    send(res, await handler.handle(request));
+  }
+
+  /**
+   * The URL the carrier signed: publicUrl when set (the path carriers call);
+   * otherwise the Host header, or X-Forwarded-Host/-Proto when webhookSecurity
+   * trusts them (always, or only from trustedProxyIPs). With allowedHosts set,
+   * any other host is refused.
+   */
+  private signedUrl(req: IncomingMessage, headers: Record<string, string | undefined>, ip: string): string {
+    const query = (req.url ?? "").includes("?") ? (req.url ?? "").slice((req.url ?? "").indexOf("?")) : "";
+    const pub = this.options.endpoints.webhookBase();
+    if (pub) return `${pub}${query}`;
+    const { allowedHosts, trustForwardingHeaders, trustedProxyIPs } = this.options.config.webhookSecurity;
+    const trusted = trustedProxyIPs.length > 0 ? trustedProxyIPs.includes(stripV4Mapped(ip)) : trustForwardingHeaders;
+    const host = (trusted ? first(headers["x-forwarded-host"]) : undefined) ?? headers.host;
+    if (!host) throw new VoiceCallError("UNAUTHORIZED", "no Host header to rebuild the signed URL");
+    if (allowedHosts.length > 0 && !allowedHosts.includes(host.toLowerCase())) {
+      throw new VoiceCallError("UNAUTHORIZED", `host ${host} is not in webhookSecurity.allowedHosts`);
+    }
+    const proto = (trusted ? first(headers["x-forwarded-proto"]) : undefined) ?? "http";
+    if (proto !== "http" && proto !== "https") throw new VoiceCallError("UNAUTHORIZED", "X-Forwarded-Proto must be http or https");
+    return `${proto}://${host}${req.url ?? "/"}`;
+  }
+
+  private refuse(res: ServerResponse, error: VoiceCallError, closeAfter: boolean): void {
+    this.count(error.code);
+    const body = JSON.stringify({ ok: false, error: error.toJSON() });
+    res.writeHead(STATUS[error.code] ?? 500, { "content-type": "application/json", "content-length": Buffer.byteLength(body), ...(closeAfter ? { connection: "close" } : {}) });
+    res.end(body);
+  }
+
+  private count(code: ErrorCode): void {
+    this.counters.refused[code] = (this.counters.refused[code] ?? 0) + 1;
+  }
+
+  // ------------------------------------------------------------------ streams
+
+  private serveSocket(ws: WebSocket, ip: string): void {
+    let session: StreamSession | undefined;
+    let pending = true;
+    const leavePending = () => {
+      if (!pending) return;
+      pending = false;
+      this.setPending(ip, -1);
+      clearTimeout(timer);
+    };
+    const connection: StreamConnection = {
+      remoteAddress: ip,
+      send: (text) => {
+        if (ws.readyState === ws.OPEN) ws.send(text);
+      },
+      close: (code = 1000, reason = "") => ws.close(code, reason.slice(0, 120)),
+    };
+    const refuse = (error: VoiceCallError, code: number) => {
+      this.count(error.code);
+      this.log.warn({ ip, code: error.code, reason: error.message }, "media socket closed");
+      ws.close(code, error.message.slice(0, 120));
+    };
+    const timer = setTimeout(() => {
+      refuse(new VoiceCallError("TIMEOUT", `no valid start within streaming.preStartTimeoutMs (${this.options.config.streaming.preStartTimeoutMs} ms)`), 1008);
+      ws.terminate();
+    }, this.options.config.streaming.preStartTimeoutMs);
+    timer.unref();
+    ws.on("error", (err) => {
+      // Oversized frames and protocol errors land here; ws closes the socket itself.
+      refuse(new VoiceCallError("INVALID_PARAMS", `media socket: ${err.message}`), 1009);
+    });
+    ws.on("message", (data: RawData, isBinary: boolean) => {
+      if (isBinary) return refuse(new VoiceCallError("INVALID_PARAMS", "media socket: binary frames are not part of the protocol"), 1003);
+      const text = data.toString();
+      try {
+        if (session) return session.message(text);
+        session = this.startStream(text, connection);
+        if (session) {
+          leavePending();
+          this.counters.streams.open += 1;
+        }
+      } catch (err) {
+        refuse(asVoiceCallError(err), 1008);
+      }
+    });
+    ws.on("close", () => {
+      leavePending();
+      this.openSockets -= 1;
+      if (session) {
+        this.counters.streams.open -= 1;
+        try {
+          session.closed();
+        } catch (err) {
+          this.log.error({ err: String(err) }, "closing a media stream failed");
+        }
+      }
+    });
+  }
+
+  /** The first handler that takes the start; when every one refuses, the first refusal. */
+  private startStream(text: string, connection: StreamConnection): StreamSession | undefined {
+    let refusal: unknown;
+    for (const handler of this.streams) {
+      try {
+        const session = handler.open(text, connection);
+        if (session) return session;
+      } catch (err) {
+        refusal ??= err;
+      }
+    }
+    if (refusal) throw refusal;
+    return undefined;
+  }
+
+  private setPending(ip: string, delta: number): void {
+    this.pendingSockets += delta;
+    const n = (this.pendingByIp.get(ip) ?? 0) + delta;
+    if (n <= 0) this.pendingByIp.delete(ip);
+    else this.pendingByIp.set(ip, n);
+    this.counters.streams.pending = this.pendingSockets;
+  }
+}
+
+/** Reads a webhook body: at most WEBHOOK_MAX_BODY_BYTES, within WEBHOOK_BODY_TIMEOUT_MS. */
+async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const declared = Number(req.headers["content-length"]);
+  if (Number.isFinite(declared) && declared > WEBHOOK_MAX_BODY_BYTES) {
+    throw new VoiceCallError("INVALID_PARAMS", `webhook body larger than ${WEBHOOK_MAX_BODY_BYTES} bytes`);
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const timer = setTimeout(() => fail(new VoiceCallError("TIMEOUT", `webhook body not received within ${WEBHOOK_BODY_TIMEOUT_MS} ms`)), WEBHOOK_BODY_TIMEOUT_MS);
+    const fail = (err: VoiceCallError) => {
+      clearTimeout(timer);
+      req.removeAllListeners("data");
+      req.resume();
+      reject(err);
+    };
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > WEBHOOK_MAX_BODY_BYTES) return fail(new VoiceCallError("INVALID_PARAMS", `webhook body larger than ${WEBHOOK_MAX_BODY_BYTES} bytes`));
+      chunks.push(chunk);
+    });
+    req.once("end", () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks));
+    });
+    req.once("error", (err) => fail(new VoiceCallError("INVALID_PARAMS", `webhook body: ${err.message}`)));
+  });
+}
+
+function send(res: ServerResponse, reply: { status: number; contentType?: string; body?: string }): void {
+  const body = reply.body ?? "";
+  res.writeHead(reply.status, { "content-type": reply.contentType ?? "text/plain", "content-length": Buffer.byteLength(body) });
+  res.end(body);
+}
+
+function lowerHeaders(req: IncomingMessage): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const [name, value] of Object.entries(req.headers)) out[name.toLowerCase()] = Array.isArray(value) ? value.join(",") : value;
+  return out;
+}
+
+/** The first of a comma-separated forwarding header (the client-most proxy's view). */
+function first(value: string | undefined): string | undefined {
+  const v = value?.split(",")[0]?.trim();
+  return v ? v : undefined;
+}
+
+function stripV4Mapped(ip: string): string {
+  return ip.startsWith("::ffff:") ? ip.slice(7) : ip;
+}

@@ -1,0 +1,228 @@
+/**
+ * Twilio end to end on loopback: the real SDK against a local server speaking
+ * Twilio's Calls API, webhooks signed with the SDK's own helper, and a Media
+ * Streams client playing flite speech into the service's offline recogniser.
+ */
+import { createServer } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createLogger } from "../src/log.js";
+import { startService, type RunningService } from "../src/server/service.js";
+import { FliteSynthesizer } from "../src/speech/flite.js";
+import { synthesizeAll } from "../src/speech/types.js";
+import { transcribePcm } from "../src/speech/pocketsphinx.js";
+import { wordErrorRate } from "../src/speech/wer.js";
+import { concatPcm } from "../src/audio/frame.js";
+import { ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, MediaStreamClient, callSid, streamOf } from "./fakes/twilio.js";
+import { makeConfig, tempDir, waitFor } from "./helpers.js";
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+const fliteSpeech = (text: string) => synthesizeAll(new FliteSynthesizer(), text, 8000);
+
+describe("Twilio carrier (SDK against a local Twilio API, signed webhooks, Media Streams)", () => {
+  let fake: FakeTwilio;
+  let service: RunningService;
+  let webhookUrl: string;
+  const storeDir = tempDir();
+  const manager = () => service.runtime.manager;
+
+  beforeAll(async () => {
+    fake = await FakeTwilio.start();
+    const port = await freePort();
+    webhookUrl = `http://127.0.0.1:${port}/voice/webhook`;
+    const config = makeConfig(
+      {
+        provider: "twilio",
+        fromNumber: "+15550009999",
+        twilio: { accountSid: ACCOUNT_SID, authToken: AUTH_TOKEN },
+        publicUrl: webhookUrl,
+        serve: { port, bind: "127.0.0.1" },
+        outbound: { defaultMode: "conversation" },
+        inboundPolicy: "allowlist",
+        allowFrom: ["+15550001234"],
+        inboundGreeting: "Hello, you reached the test line.",
+        streaming: { preStartTimeoutMs: 1000, maxPendingConnectionsPerIp: 4 },
+      },
+      storeDir,
+    );
+    service = await startService(config, createLogger("silent"), { apiBaseUrls: { twilio: fake.baseUrl } });
+  }, 60_000);
+
+  afterAll(async () => {
+    await service?.close();
+    await fake?.close();
+  });
+
+  /** Resolves once `line` has been said on the call and it is listening again. */
+  const saidAndListening = (callId: string, line: string) =>
+    waitFor(() => {
+      const call = manager().getCall(callId);
+      return call?.state === "listening" && call.transcript.some((l) => l.speaker === "bot" && l.text === line) ? true : undefined;
+    }, `"${line}" played`, 15_000);
+
+  /** Places a call and plays Twilio's part up to a started media stream. */
+  async function connectedCall(message: string): Promise<{ callId: string; sid: string; stream: MediaStreamClient; token: string; url: string }> {
+    const { callId } = await manager().initiateCall({ to: "+15550001234", message });
+    const sid = manager().getCall(callId)!.providerCallId!;
+    const twiml = await fake.webhook(webhookUrl + "?type=voice", fake.voiceParams(sid, "outbound-api"));
+    expect(twiml.status).toBe(200);
+    const target = streamOf(twiml.body);
+    expect(target, twiml.body).toBeDefined();
+    const stream = await MediaStreamClient.connect(target!.url, { callSid: sid, token: target!.token });
+    await saidAndListening(callId, message);
+    return { callId, sid, stream, token: target!.token, url: target!.url };
+  }
+
+  it("places a call through the SDK with our webhook, status callback and ring timeout", async () => {
+    const before = fake.made("POST", /Calls\.json$/).length;
+    const { callId } = await manager().initiateCall({ to: "+15550001234", message: "Hi" });
+    const created = fake.made("POST", /Calls\.json$/)[before]!;
+    expect(created.form).toMatchObject({ To: "+15550001234", From: "+15550009999", Url: `${webhookUrl}?type=voice`, Method: "POST", StatusCallback: `${webhookUrl}?type=status` });
+    expect(created.form.StatusCallbackEvent).toEqual(["initiated", "ringing", "answered", "completed"]);
+    const sid = manager().getCall(callId)!.providerCallId!;
+    await manager().endCall(callId);
+    // Not answered yet: canceled, not completed.
+    expect(fake.made("POST", new RegExp(`${sid}\\.json$`)).at(-1)?.form.Status).toBe("canceled");
+  });
+
+  it("hears the caller through the media stream, speaks back as paced media, and clears on barge-in", async () => {
+    const { callId, sid, stream } = await connectedCall("Hello, this is a test call.");
+    // Our speech came back as 20 ms media messages, paced in real time (not a burst).
+    const media = stream.mediaAfter(0);
+    expect(media.length).toBeGreaterThan(40);
+    const span = media.at(-1)!.at - media[0]!.at;
+    expect(span).toBeGreaterThan((media.length - 1) * 20 * 0.8);
+    expect(stream.received.some((r) => r.event === "mark")).toBe(true);
+    // What the callee heard is what we said.
+    const heard = transcribePcm(concatPcm(media.map((m) => m.pcm!)), 8000);
+    const heardText = await heard; expect(wordErrorRate("hello this is a test call", heardText)).toBeLessThanOrEqual(0.35);
+
+    // The caller answers: their words reach the agent waiting on continue_call.
+    const answer = manager().continueCall(callId, "What time should I call back?");
+    await saidAndListening(callId, "What time should I call back?");
+    await stream.play(await fliteSpeech("Please call me back tomorrow morning."));
+    await stream.silence(1200);
+    const { transcript } = await answer;
+    expect(wordErrorRate("please call me back tomorrow morning", transcript)).toBeLessThanOrEqual(0.35);
+
+    // Barge-in: talking over a long message yields `clear` within 300 ms of the onset.
+    const speaking = manager().speak(callId, "Our opening hours are from nine in the morning to five in the afternoon, Monday to Friday, and ten to two on Saturdays.");
+    await waitFor(() => stream.mediaAfter(performance.now() - 200).length > 0 || undefined, "our audio flowing", 10_000);
+    await new Promise((r) => setTimeout(r, 800));
+    const onset = await stream.play(await fliteSpeech("Wait, stop please."));
+    await speaking;
+    const clear = stream.firstAfter("clear", onset);
+    expect(clear, "a clear message").toBeDefined();
+    expect(clear!.at - onset).toBeLessThan(300);
+    const transcriptLines = manager().getCall(callId)!.transcript;
+    expect(transcriptLines.some((l) => l.kind === "interrupted")).toBe(true);
+
+    // Keys from the stream's dtmf events answer a turn.
+    const keys = manager().continueCall(callId, "Press one.");
+    await saidAndListening(callId, "Press one.");
+    stream.dtmf("1");
+    expect((await keys).transcript).toBe("[DTMF 1]");
+
+    await manager().endCall(callId);
+    expect(fake.made("POST", new RegExp(`${sid}\\.json$`)).at(-1)?.form.Status).toBe("completed");
+    stream.close();
+  }, 90_000);
+
+  it("keeps the call when the stream drops and comes back within the grace window; a second call works after", async () => {
+    const first = await connectedCall("Hello again.");
+    first.stream.drop();
+    await new Promise((r) => setTimeout(r, 500));
+    expect(manager().getCall(first.callId)?.state).toBe("listening");
+    // Twilio runs the <Redirect> after the stream: a signed resume fetch, then a new stream.
+    const resumed = await fake.webhook(webhookUrl + "?type=resume", fake.voiceParams(first.sid, "outbound-api"));
+    const target = streamOf(resumed.body)!;
+    const again = await MediaStreamClient.connect(target.url, { callSid: first.sid, token: target.token });
+    const since = performance.now();
+    await manager().speak(first.callId, "Still here.");
+    expect(again.mediaAfter(since).length).toBeGreaterThan(10);
+    await manager().endCall(first.callId);
+    again.close();
+
+    const second = await connectedCall("This is the second call.");
+    expect(second.stream.mediaAfter(0).length).toBeGreaterThan(20);
+    // A stream credential is bound to its CallSid: the first call's token does not open the second.
+    const stolen = await MediaStreamClient.connect(second.url, { callSid: second.sid, token: first.token });
+    await waitFor(() => stolen.closed || undefined, "stolen token refused");
+    await manager().endCall(second.callId);
+    second.stream.close();
+  }, 90_000);
+
+  it("ends the call when the stream does not come back", async () => {
+    const call = await connectedCall("Short one.");
+    call.stream.drop();
+    await waitFor(() => (manager().getCall(call.callId)?.state === "error" ? true : undefined), "call ended after the grace window", 10_000);
+    expect(manager().getCall(call.callId)!.endReason).toMatch(/media stream dropped/);
+  }, 30_000);
+
+  it("maps status callbacks to call states", async () => {
+    const { callId } = await manager().initiateCall({ to: "+15550001234", message: "Hi" });
+    const sid = manager().getCall(callId)!.providerCallId!;
+    await fake.webhook(webhookUrl + "?type=status", { AccountSid: ACCOUNT_SID, CallSid: sid, CallStatus: "ringing", Direction: "outbound-api" });
+    expect(manager().getCall(callId)!.state).toBe("ringing");
+    await fake.webhook(webhookUrl + "?type=status", { AccountSid: ACCOUNT_SID, CallSid: sid, CallStatus: "busy", Direction: "outbound-api" });
+    await waitFor(() => (manager().getCall(callId)!.state === "busy" ? true : undefined), "busy");
+  });
+
+  it("answers an allowed inbound caller with a stream and greets them; refuses others with <Reject>", async () => {
+    const sid = callSid(0xabc001);
+    const reply = await fake.webhook(webhookUrl, fake.voiceParams(sid, "inbound", "+15550001234", "+15550009999"));
+    const target = streamOf(reply.body)!;
+    expect(target).toBeDefined();
+    const stream = await MediaStreamClient.connect(target.url, { callSid: sid, token: target.token });
+    const call = await waitFor(() => manager().listCalls().find((c) => c.providerCallId === sid && c.state === "listening"), "greeted", 15_000);
+    expect(manager().getCall(call.callId)!.transcript[0]?.text).toBe("Hello, you reached the test line.");
+    await manager().endCall(call.callId);
+    stream.close();
+
+    const stranger = callSid(0xabc002);
+    const refused = await fake.webhook(webhookUrl, fake.voiceParams(stranger, "inbound", "+15557770000", "+15550009999"));
+    expect(refused.body).toContain("<Reject");
+    expect(manager().listCalls().find((c) => c.providerCallId === stranger)?.endReason).toMatch(/allowFrom/);
+  }, 30_000);
+
+  describe("webhook security", () => {
+    const statusOf = (sid: string) => ({ AccountSid: ACCOUNT_SID, CallSid: sid, CallStatus: "ringing", Direction: "outbound-api" });
+
+    it("refuses a missing signature before reading the body, a tampered body and a wrong URL", async () => {
+      const sid = callSid(0xdead01);
+      const missing = await fake.webhook(webhookUrl + "?type=status", statusOf(sid), { noSignature: true });
+      expect(missing.status).toBe(401);
+      expect(JSON.parse(missing.body).error.code).toBe("UNAUTHORIZED");
+      const tampered = await fake.webhook(webhookUrl + "?type=status", { ...statusOf(sid), CallStatus: "completed" }, { signParams: statusOf(sid) });
+      expect(tampered.status).toBe(401);
+      const wrongUrl = await fake.webhook(webhookUrl + "?type=status", statusOf(sid), { signUrl: "https://evil.example/voice/webhook?type=status" });
+      expect(wrongUrl.status).toBe(401);
+      expect(manager().listCalls().some((c) => c.providerCallId === sid)).toBe(false);
+    });
+
+    it("acknowledges a replayed delivery without acting on it", async () => {
+      const sid = callSid(0xbeef01);
+      const params = fake.voiceParams(sid, "inbound", "+15550001234", "+15550009999");
+      const first = await fake.webhook(webhookUrl, params);
+      expect(first.body).toContain("<Stream");
+      const count = manager().listCalls().filter((c) => c.providerCallId === sid).length;
+      const replay = await fake.webhook(webhookUrl, params);
+      expect(replay.status).toBe(200);
+      expect(manager().listCalls().filter((c) => c.providerCallId === sid).length).toBe(count);
+      const call = manager().listCalls().find((c) => c.providerCallId === sid)!;
+      await manager().endCall(call.callId);
+    });
+
+    it("refuses a body over 64 KB and more than 8 requests in flight from one address", async () => {
+      const big = await fetch(webhookUrl, { method: "POST", headers: { "x-twilio-signature": "x" }, body: "a=" + "b".repeat(70 * 1024) });
+      expect(big.status).toBe(400);
+      expect(((await big.json()) as { error: { message: string } }).error.message).toMatch(/64|65536/);
+    });
+  });
+});
