@@ -57,7 +57,8 @@ describe("config", () => {
 
   it("requires a carrier's credentials only when it is used, naming the env var", () => {
     const issues = issuesOf({ provider: "twilio" });
-    expect(issues.map((i) => i.path).sort()).toEqual(["fromNumber", "twilio.accountSid", "twilio.authToken"]);
+    expect(issues.map((i) => i.path).sort()).toEqual(["fromNumber", "publicUrl", "twilio.accountSid", "twilio.authToken"]);
+    expect(issues.find((i) => i.path === "publicUrl")?.message).toMatch(/carrier must reach the webhook/);
     expect(issues.find((i) => i.path === "twilio.authToken")?.message).toContain("TWILIO_AUTH_TOKEN");
     // A routing rule that uses telnyx makes telnyx's keys required too.
     const routed = issuesOf({ routing: { rules: [{ prefix: "+49", provider: "telnyx" }] } });
@@ -66,7 +67,7 @@ describe("config", () => {
 
   it("takes secrets from the environment, file values first", () => {
     const { config } = resolveConfig(
-      { provider: "twilio", fromNumber: "+15550001111", twilio: { accountSid: "ACfile" } },
+      { provider: "twilio", fromNumber: "+15550001111", publicUrl: "https://voice.example.com/voice/webhook", twilio: { accountSid: "ACfile" } },
       { TWILIO_ACCOUNT_SID: "ACenv", TWILIO_AUTH_TOKEN: "tok", TELNYX_PUBLIC_KEY: "pk" },
     );
     expect(config.twilio).toEqual({ accountSid: "ACfile", authToken: "tok" });
@@ -140,7 +141,7 @@ describe("the reference plugin's keys", () => {
 describe("caller id", () => {
   it("is an extension or name for the PBX and mock carriers, E.164 for cloud carriers", () => {
     expect(resolveConfig({ provider: "asterisk", fromNumber: "6001", asterisk: { ari: { password: "p" } } }).config.fromNumber).toBe("6001");
-    const issues = issuesOf({ provider: "twilio", fromNumber: "6001", twilio: { accountSid: "AC1", authToken: "t" } });
+    const issues = issuesOf({ provider: "twilio", fromNumber: "6001", tailscale: { mode: "funnel" }, twilio: { accountSid: "AC1", authToken: "t" } });
     expect(issues).toEqual([{ path: "fromNumber", message: "must be an E.164 number such as +15550001234 when provider twilio is used" }]);
   });
 });

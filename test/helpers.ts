@@ -1,4 +1,5 @@
 import { mkdtempSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CallManager } from "../src/calls/manager.js";
@@ -54,4 +55,13 @@ export async function errorOf(p: Promise<unknown>): Promise<VoiceCallError> {
     return err;
   }
   throw new Error("expected a rejection");
+}
+
+/** A loopback port free right now (for a service whose public URL must name its port before it listens). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((r) => server.close(r));
+  return port;
 }

@@ -14,6 +14,7 @@ const { config } = resolveConfig({
   },
   fromNumber: "+15550000000",
   twilio: { accountSid: "AC", authToken: "t" },
+  publicUrl: "https://voice.example.com/voice/webhook",
   asterisk: { ari: { password: "p" } },
 });
 

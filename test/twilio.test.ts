@@ -3,7 +3,6 @@
  * Twilio's Calls API, webhooks signed with the SDK's own helper, and a Media
  * Streams client playing flite speech into the service's offline recogniser.
  */
-import { createServer } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../src/log.js";
 import { startService, type RunningService } from "../src/server/service.js";
@@ -13,15 +12,8 @@ import { transcribePcm } from "../src/speech/pocketsphinx.js";
 import { wordErrorRate } from "../src/speech/wer.js";
 import { concatPcm } from "../src/audio/frame.js";
 import { ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, MediaStreamClient, callSid, streamOf } from "./fakes/twilio.js";
-import { makeConfig, tempDir, waitFor } from "./helpers.js";
+import { freePort, makeConfig, tempDir, waitFor } from "./helpers.js";
 
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 const fliteSpeech = (text: string) => synthesizeAll(new FliteSynthesizer(), text, 8000);
 

@@ -200,7 +200,9 @@ export class TwilioProvider extends MediaCarrier<TwilioCall> {
     const known = this.calls.get(sid);
     if (known?.ended) return twiml(hangupTwiml());
     const inbound = !known && form.get("Direction") === "inbound";
-    const call = known ?? this.callFor(sid, inbound ? "inbound" : "outbound");
+    // Outbound calls are ours: placeCall knew the CallSid before Twilio could ask about it.
+    if (!known && !inbound) throw new VoiceCallError("NOT_FOUND", "CallSid: not a call of this service");
+    const call = known ?? this.callFor(sid, "inbound");
     if (inbound) {
       this.emit(call, { type: "inbound", from: form.get("From") || "anonymous", to: form.get("To") ?? "" });
       await this.decision(call);
@@ -216,7 +218,8 @@ export class TwilioProvider extends MediaCarrier<TwilioCall> {
 
   private onStatus(sid: string, form: URLSearchParams): WebhookReply {
     const status = form.get("CallStatus") ?? "";
-    const call = this.calls.get(sid) ?? this.callFor(sid, form.get("Direction") === "inbound" ? "inbound" : "outbound");
+    // A status for a call not known (yet) is passed on without being kept: the manager holds early events briefly.
+    const call = this.calls.get(sid) ?? this.transient(sid);
     if (status === "ringing") this.emit(call, { type: "ringing" });
     const end = endOf(status, call.answered);
     if (end) {
@@ -322,6 +325,10 @@ export class TwilioProvider extends MediaCarrier<TwilioCall> {
       this.calls.set(sid, call);
     }
     return call;
+  }
+
+  private transient(sid: string): TwilioCall {
+    return { id: sid, direction: "outbound", answered: false, ended: false, hangupRequested: false, transport: new TwilioStreamTransport() };
   }
 
   private decide(call: TwilioCall, decision: "answer" | "reject"): void {
