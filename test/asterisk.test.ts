@@ -21,7 +21,9 @@ import { transcribePcm } from "../src/speech/pocketsphinx.js";
 import { synthesizeAll } from "../src/speech/types.js";
 import { readWavPcm16 } from "../src/speech/wav.js";
 import { wordErrorRate } from "../src/speech/wer.js";
-import { makeConfig, tempDir, waitFor } from "./helpers.js";
+import { freePort, makeConfig, tempDir, waitFor } from "./helpers.js";
+import { ACCOUNT_SID as TWILIO_ACCOUNT, AUTH_TOKEN as TWILIO_TOKEN, FakeTwilio, MediaStreamClient, streamOf } from "./fakes/twilio.js";
+import { startService } from "../src/server/service.js";
 import { VoiceCallClient } from "../src/server/client.js";
 import { PhoneAudio } from "../src/lab/phone-audio.js";
 import { labAnswer } from "../src/lab/phone.js";
@@ -303,6 +305,63 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
     expect(stateOf(firstCall.callId)).toBe("listening");
     await rt.manager.endCall(firstCall.callId);
     expect((await first.done).code).toBe(0);
+  }, 60_000);
+
+  it("one service routes +1 numbers to Twilio and 3-digit extensions to the lab Asterisk", async () => {
+    const twilioApi = await FakeTwilio.start();
+    const port = await freePort();
+    const webhookUrl = `http://127.0.0.1:${port}/voice/webhook`;
+    const routed = await startService(
+      makeConfig(
+        {
+          provider: "asterisk",
+          fromNumber: "+15550009999",
+          publicUrl: webhookUrl,
+          serve: { port, bind: "127.0.0.1" },
+          outbound: { defaultMode: "conversation" },
+          routing: { rules: [{ prefix: "+1", provider: "twilio" }, { pattern: "[0-9]{3}", provider: "asterisk" }] },
+          twilio: { accountSid: TWILIO_ACCOUNT, authToken: TWILIO_TOKEN },
+          asterisk: {
+            ari: { url: lab.info.ariUrl, username: lab.info.ariUser, password: lab.info.ariPassword, app: "voicecall-routed" },
+            dialTemplate: "PJSIP/{to}@lab-uas",
+          },
+        },
+        tempDir(),
+      ),
+      createLogger("warn"),
+      { apiBaseUrls: { twilio: twilioApi.baseUrl } },
+    );
+    const manager = routed.runtime.manager;
+    try {
+      const cloud = await manager.initiateCall({ to: "+15550001234", message: "Hello over the cloud." });
+      expect(cloud.provider).toBe("twilio");
+      const sid = manager.getCall(cloud.callId)!.providerCallId!;
+      expect(twilioApi.made("POST", /Calls\.json$/).at(-1)?.form.To).toBe("+15550001234");
+      const twiml = await twilioApi.webhook(`${webhookUrl}?type=voice`, twilioApi.voiceParams(sid, "outbound-api"));
+      const target = streamOf(twiml.body)!;
+      const stream = await MediaStreamClient.connect(target.url, { callSid: sid, token: target.token });
+
+      const reply = "Yes, I will be there at nine.";
+      const answered = labAnswer(lab, { say: await fliteSpeech(reply), waitMs: 30_000 });
+      await new Promise((r) => setTimeout(r, 300));
+      const pbx = await manager.initiateCall({ to: "304", message: "Hello over the PBX." });
+      expect(pbx.provider).toBe("asterisk");
+      const heardBack = await waitFor(() => manager.getCall(pbx.callId)!.transcript.find((t) => t.speaker === "caller")?.text, "the phone's answer", 20_000);
+      expect(wordErrorRate(reply, heardBack), heardBack).toBeLessThanOrEqual(0.2);
+
+      // Both calls ran at once in one manager; the cloud callee heard its message.
+      await waitFor(() => manager.getCall(cloud.callId)?.state === "listening" || undefined, "cloud message played", 15_000);
+      const heardCloud = await transcribe(concatPcm(stream.mediaAfter(0).map((m) => m.pcm!)));
+      expect(wordErrorRate("hello over the cloud", heardCloud), heardCloud).toBeLessThanOrEqual(0.35);
+      expect(manager.listCalls({ activeOnly: true }).map((c) => c.provider).sort()).toEqual(["asterisk", "twilio"]);
+      await manager.endCall(pbx.callId);
+      await manager.endCall(cloud.callId);
+      stream.close();
+      expect((await answered).code).toBe(0);
+    } finally {
+      await routed.close();
+      await twilioApi.close();
+    }
   }, 60_000);
 
   it("voicecall lab call: the lab phone calls in, says its sentence, records and reads back what it heard", async () => {
