@@ -3,6 +3,7 @@
  * Twilio's Calls API, webhooks signed with the SDK's own helper, and a Media
  * Streams client playing flite speech into the service's offline recogniser.
  */
+import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../src/log.js";
 import { startService, type RunningService } from "../src/server/service.js";
@@ -11,6 +12,7 @@ import { synthesizeAll } from "../src/speech/types.js";
 import { transcribePcm } from "../src/speech/pocketsphinx.js";
 import { wordErrorRate } from "../src/speech/wer.js";
 import { concatPcm } from "../src/audio/frame.js";
+import { DtmfDetector } from "../src/audio/dtmf.js";
 import { ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, MediaStreamClient, callSid, streamOf } from "./fakes/twilio.js";
 import { freePort, makeConfig, tempDir, waitFor } from "./helpers.js";
 
@@ -138,6 +140,14 @@ describe("Twilio carrier (SDK against a local Twilio API, signed webhooks, Media
     const since = performance.now();
     await manager().speak(first.callId, "Still here.");
     expect(again.mediaAfter(since).length).toBeGreaterThan(10);
+    // Keys go out as tones on the stream; the call's TwiML is never replaced.
+    const before = fake.made("POST", new RegExp(`${first.sid}\\.json$`)).length;
+    const keysAt = performance.now();
+    await manager().sendDtmf(first.callId, "42#");
+    const detector = new DtmfDetector();
+    const keys = again.mediaAfter(keysAt).map((m) => detector.push({ pcm: m.pcm!, sampleRate: 8000 }) ?? "").join("");
+    expect(keys).toBe("42#");
+    expect(fake.made("POST", new RegExp(`${first.sid}\\.json$`)).length).toBe(before);
     await manager().endCall(first.callId);
     again.close();
 
@@ -183,6 +193,30 @@ describe("Twilio carrier (SDK against a local Twilio API, signed webhooks, Media
     expect(manager().listCalls().find((c) => c.providerCallId === stranger)?.endReason).toMatch(/allowFrom/);
   }, 30_000);
 
+  it("after a restart, asks Twilio for each restored call's status: an ended call frees its slot", async () => {
+    const dir = tempDir();
+    const port = await freePort();
+    const config = makeConfig(
+      { provider: "twilio", fromNumber: "+15550009999", twilio: { accountSid: ACCOUNT_SID, authToken: AUTH_TOKEN }, publicUrl: `http://127.0.0.1:${port}/voice/webhook`, serve: { port }, maxConcurrentCalls: 1 },
+      dir,
+    );
+    const first = await startService(config, createLogger("silent"), { apiBaseUrls: { twilio: fake.baseUrl } });
+    const { callId } = await first.runtime.manager.initiateCall({ to: "+15550001234", message: "Hi" });
+    const sid = first.runtime.manager.getCall(callId)!.providerCallId!;
+    // The service dies without ending it; meanwhile the call ends at Twilio.
+    await first.close();
+    fake.calls.get(sid)!.status = "completed";
+    const second = await startService(config, createLogger("silent"), { apiBaseUrls: { twilio: fake.baseUrl } });
+    try {
+      expect(fake.made("GET", new RegExp(`${sid}\\.json$`)).length).toBeGreaterThan(0);
+      expect(second.runtime.manager.getCall(callId)).toMatchObject({ state: "completed", endReason: expect.stringMatching(/ended while the service was down/) });
+      // The slot is free again.
+      await expect(second.runtime.manager.initiateCall({ to: "+15550001234", message: "Hi" })).resolves.toMatchObject({ provider: "twilio" });
+    } finally {
+      await second.close();
+    }
+  });
+
   describe("webhook security", () => {
     const statusOf = (sid: string) => ({ AccountSid: ACCOUNT_SID, CallSid: sid, CallStatus: "ringing", Direction: "outbound-api" });
 
@@ -215,6 +249,19 @@ describe("Twilio carrier (SDK against a local Twilio API, signed webhooks, Media
       const big = await fetch(webhookUrl, { method: "POST", headers: { "x-twilio-signature": "x" }, body: "a=" + "b".repeat(70 * 1024) });
       expect(big.status).toBe(400);
       expect(((await big.json()) as { error: { message: string } }).error.message).toMatch(/64|65536/);
+      // Eight senders that never finish their bodies hold the address's slots; the ninth is refused at once.
+      const { port } = new URL(webhookUrl);
+      const slow = Array.from({ length: 8 }, () => {
+        const req = request({ host: "127.0.0.1", port: Number(port), path: "/voice/webhook", method: "POST", headers: { "x-twilio-signature": "x", "content-length": "100" } });
+        req.on("error", () => undefined);
+        req.write("a=1");
+        return req;
+      });
+      await new Promise((r) => setTimeout(r, 200));
+      const ninth = await fetch(webhookUrl, { method: "POST", headers: { "x-twilio-signature": "x" }, body: "a=1" });
+      expect(ninth.status).toBe(429);
+      expect(((await ninth.json()) as { error: { code: string } }).error.code).toBe("LIMIT_REACHED");
+      for (const req of slow) req.destroy();
     });
   });
 });

@@ -111,8 +111,8 @@ export class TwilioProvider extends MediaCarrier<TwilioCall> {
   }
 
   protected async open(): Promise<void> {
-    // Calls need a public URL; without one every call would fail at Twilio, so the start says so.
-    this.options.endpoints.webhook();
+    // Without a public URL the service starts (the config warning says so); calls fail naming it.
+    if (!this.options.endpoints.webhookBase()) this.log.warn("no publicUrl: Twilio calls cannot be placed or received until it is set");
     this.warmSpeech(8000);
   }
 
@@ -164,7 +164,8 @@ export class TwilioProvider extends MediaCarrier<TwilioCall> {
   async getCallStatus(providerCallId: string): Promise<RemoteCallStatus> {
     try {
       const call = await this.client.calls(providerCallId).fetch();
-      const end = endOf(call.status, call.status === "completed");
+      // Who hung up is not in the call resource: a completed call is "completed".
+      const end = endOf(call.status, false);
       return end ? { status: "ended", state: end, reason: `Twilio reports ${call.status}` } : { status: "active" };
     } catch (err) {
       const status = (err as { status?: number }).status;
