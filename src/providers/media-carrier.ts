@@ -45,6 +45,9 @@ export interface MediaCall {
   reported?: boolean;
 }
 
+/** Speech engines already readied, with the sample rates they were readied at. */
+const warmed = new WeakMap<Transcriber, Set<number>>();
+
 /** How long an ended call's record is kept so late events for it are recognised. */
 const FORGET_AFTER_MS = 30_000;
 
@@ -120,9 +123,15 @@ export abstract class MediaCarrier<C extends MediaCall> implements CallProvider 
     await call.media?.close();
   }
 
-  /** Recogniser and greetings ready before the first caller (in the background; calls work meanwhile). */
+  /**
+   * Recogniser and greetings ready before the first caller (in the background; calls work meanwhile).
+   * Carriers share the service's speech engines: each engine is readied once per sample rate.
+   */
   protected warmSpeech(sampleRate: 8000 | 16000): void {
     const { config, synthesizer, transcriber } = this.options;
+    const rates = warmed.get(transcriber) ?? new Set<number>();
+    if (rates.has(sampleRate)) return;
+    warmed.set(transcriber, rates.add(sampleRate));
     const lines = [...new Set([config.inboundGreeting, ...Object.values(config.numbers).map((n) => n.inboundGreeting)].filter((l): l is string => !!l))];
     const started = performance.now();
     this.background(

@@ -322,14 +322,15 @@ export class TwilioProvider extends MediaCarrier<TwilioCall> {
   private callFor(sid: string, direction: "inbound" | "outbound"): TwilioCall {
     let call = this.calls.get(sid);
     if (!call) {
-      call = { id: sid, direction, answered: false, ended: false, hangupRequested: false, transport: new TwilioStreamTransport() };
+      call = this.transient(sid, direction);
       this.calls.set(sid, call);
     }
     return call;
   }
 
-  private transient(sid: string): TwilioCall {
-    return { id: sid, direction: "outbound", answered: false, ended: false, hangupRequested: false, transport: new TwilioStreamTransport() };
+  /** A call record not (yet) kept in the table. */
+  private transient(sid: string, direction: "inbound" | "outbound" = "outbound"): TwilioCall {
+    return { id: sid, direction, answered: false, ended: false, hangupRequested: false, transport: new TwilioStreamTransport() };
   }
 
   private decide(call: TwilioCall, decision: "answer" | "reject"): void {
