@@ -7,6 +7,7 @@ import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runSetup } from "../src/setup.js";
 import { concatPcm } from "../src/audio/frame.js";
 import { encodeG711 } from "../src/audio/g711.js";
 import { toneRatio } from "../src/audio/goertzel.js";
@@ -97,6 +98,13 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
     await rt?.stop();
     await vendors?.close();
     await lab?.stop();
+  });
+
+  it("setup's check: ARI answers with the configured credentials, and a wrong password is named", async () => {
+    expect(await ast.check()).toEqual([{ check: "asterisk-ari", status: "ok", detail: expect.stringMatching(/^ARI at http:\/\/\S+ answers \(Asterisk 22\./) }]);
+    const wrong = await runSetup(makeConfig({ provider: "asterisk", asterisk: { ari: { url: lab.info.ariUrl, username: lab.info.ariUser, password: "not-the-password", app: "setup-check" } } }), []);
+    expect(wrong.findings.find((f) => f.check === "asterisk-ari")).toMatchObject({ status: "fail", detail: expect.stringContaining("HTTP 401"), fix: expect.stringContaining("asterisk.ari.password") });
+    expect(JSON.stringify(wrong)).not.toContain("not-the-password");
   });
 
   it("uses only operations and parameters that this Asterisk's /ari/api-docs declare", async () => {

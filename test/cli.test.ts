@@ -3,6 +3,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { FakeTailscale } from "./fakes/tailscale.js";
 import { tempDir, waitFor } from "./helpers.js";
 
 const CLI = join(import.meta.dirname, "..", "dist", "cli.js");
@@ -167,5 +168,77 @@ describe("voicecall CLI against a running service", () => {
     expect(after.transcript.map((t: any) => t.text)).toEqual(["question one", "first answer", "question two", "second answer"]);
     // The mock carrier cannot say what became of the call: it is kept, never falsely ended.
     expect(after.state).toBe("listening");
+  });
+});
+
+describe("voicecall setup, smoke and expose", () => {
+  it("setup says the config is ready, or lists each problem with exit 1", async () => {
+    const dir = tempDir();
+    const config = writeConfig(dir);
+    const { url } = await serve(config);
+    const ready = cli(["--config", config, "--url", url, "setup"]);
+    expect(ready.code, ready.stderr).toBe(0);
+    expect(ready.stdout).toMatch(/^ok {4}config +config is valid \(provider mock\)$/m);
+    expect(ready.stdout).toMatch(/^ok {4}service +.*is running \(0 calls held\)$/m);
+    expect(ready.stdout.trim().split("\n").at(-1)).toBe("setup: ready for calls");
+
+    const broken = join(dir, "broken.json5");
+    writeFileSync(broken, JSON.stringify({ provider: "twilio" }));
+    const bad = cli(["--config", broken, "setup", "--json"]);
+    expect(bad.code).toBe(1);
+    expect(bad.json.ok).toBe(false);
+    expect(bad.json.result.findings.map((f: any) => `${f.status} ${f.detail}`)).toEqual(expect.arrayContaining([
+      "fail twilio.accountSid: required when provider twilio is used (or set TWILIO_ACCOUNT_SID)",
+      "fail fromNumber: required when provider twilio is used",
+    ]));
+    expect(bad.stderr).toBe("");
+  });
+
+  it("smoke is a dry run without --yes; with it, places a call and follows it to the end", async () => {
+    const dir = tempDir();
+    const config = writeConfig(dir, { toNumber: "+15550001234" });
+    const { url } = await serve(config);
+    const base = ["--config", config, "--url", url];
+    const dry = cli([...base, "smoke"]);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toMatch(/^dry run: would call \+15550001234 and say "This is a short test call/);
+    expect(cli([...base, "status", "--json"]).json.result.calls).toEqual([]);
+
+    const run = cli([...base, "smoke", "--yes"]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/^smoke: passed: call \S+ via mock answered and ended \(hangup-bot\)/);
+    expect(run.stderr).toMatch(/s {2}ringing[\s\S]*s {2}hangup-bot/);
+
+    const busy = writeConfig(tempDir(), { mock: { outcome: "busy", ringMs: 10 } });
+    const { url: busyUrl } = await serve(busy);
+    const failed = cli(["--config", busy, "--url", busyUrl, "smoke", "--to", "+15550002222", "--yes", "--json"]);
+    expect(failed.code).toBe(1);
+    expect(failed.json).toMatchObject({ ok: false, result: { answered: false, states: expect.arrayContaining([expect.objectContaining({ state: "busy" })]) } });
+    const noNumber = cli(["--config", busy, "--url", busyUrl, "smoke"]);
+    expect(noNumber.code).toBe(1);
+    expect(noNumber.stderr).toContain("INVALID_PARAMS: --to: who to call (or set toNumber in the config)");
+  });
+
+  it("expose routes the webhook and stream through tailscale, checks Funnel's ports, and removes the routes", () => {
+    const dir = tempDir();
+    const tailscale = new FakeTailscale(dir);
+    const config = writeConfig(dir, { serve: { port: 4555 } });
+    const env = { PATH: `${tailscale.dir}:${process.env.PATH}` };
+    const up = cli(["--config", config, "expose", "--mode", "funnel", "--port", "8443"], env);
+    expect(up.code, up.stderr).toBe(0);
+    expect(up.stdout).toContain("webhook: https://box.tail1234.ts.net:8443/voice/webhook\nmedia stream: wss://box.tail1234.ts.net:8443/voice/stream");
+    expect(up.stdout).toContain('publicUrl: "https://box.tail1234.ts.net:8443/voice/webhook"');
+    expect(tailscale.calls().filter((c) => c[0] === "funnel").map((c) => c.slice(3).join(" "))).toEqual([
+      "--https=8443 --set-path=/voice/webhook http://127.0.0.1:4555/voice/webhook",
+      "--https=8443 --set-path=/voice/stream http://127.0.0.1:4555/voice/stream",
+    ]);
+    const wrongPort = cli(["--config", config, "expose", "--mode", "funnel", "--port", "444"], env);
+    expect(wrongPort.code).toBe(1);
+    expect(wrongPort.stderr).toContain("--port: Tailscale Funnel accepts only 443, 8443 or 10000, not 444");
+    const off = cli(["--config", config, "expose", "--mode", "off", "--port", "8443"], env);
+    expect(off.stdout.trim()).toBe("removed the Tailscale routes for /voice/webhook and /voice/stream");
+    const missing = cli(["--config", config, "expose", "--mode", "funnel"], { PATH: "/nonexistent" });
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("UNAVAILABLE: the tailscale CLI (tailscale) is not installed");
   });
 });

@@ -68,9 +68,17 @@ function notBuiltYet(config: VoiceCallConfig): string[] {
  * (the config loads, as the reference plugin's does; calls then fail naming it).
  */
 function setupIncomplete(config: VoiceCallConfig): string[] {
+  const out: string[] = [];
+  const tunnel = config.tunnel.provider !== "none" || config.tailscale.mode !== "off";
+  if (config.publicUrl && tunnel) out.push("publicUrl is set, so tunnel.provider / tailscale.mode are not started: carriers use publicUrl");
+  if (config.tunnel.allowNgrokFreeTierLoopbackBypass) {
+    out.push("tunnel.allowNgrokFreeTierLoopbackBypass: webhook signatures are always verified here; the key is accepted and has no effect");
+  }
   const cloud = [...providersInUse(config)].filter((p) => p === "twilio" || p === "telnyx" || p === "plivo");
-  if (cloud.length === 0 || config.publicUrl) return [];
-  return [`publicUrl: not set; ${cloud.join(", ")} cannot reach this service's webhooks until it is (the full URL carriers call, e.g. https://voice.example.com${config.serve.path})`];
+  if (cloud.length > 0 && !config.publicUrl && !tunnel) {
+    out.push(`publicUrl: not set; ${cloud.join(", ")} cannot reach this service's webhooks until it is (the full URL carriers call, e.g. https://voice.example.com${config.serve.path}), or set tunnel.provider / tailscale.mode`);
+  }
+  return out;
 }
 
 /** Reads a JSON or JSON5 file; a syntax error names the file, line and column. */
@@ -148,6 +156,12 @@ function crossFieldIssues(raw: Record<string, unknown>): FieldIssue[] {
         message: "required to verify webhooks (or set TELNYX_PUBLIC_KEY, or skipSignatureVerification for development)",
       });
     }
+  }
+  // One way to the internet: a tunnel and a Tailscale mode that disagree is a config mistake, not a choice to guess.
+  const tunnel = getPath(raw, "tunnel.provider");
+  const tsMode = getPath(raw, "tailscale.mode");
+  if (typeof tsMode === "string" && tsMode !== "off" && typeof tunnel === "string" && tunnel !== "none" && tunnel !== `tailscale-${tsMode}`) {
+    issues.push({ path: "tailscale.mode", message: `"${tsMode}" disagrees with tunnel.provider "${tunnel}": set one of them` });
   }
   // "pairing" may start empty (numbers are added as they are paired); "allowlist" would refuse everyone.
   if (raw.inboundPolicy === "allowlist" && !hasEntries(raw.allowFrom)) {

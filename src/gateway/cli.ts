@@ -20,6 +20,10 @@ import { CallStore } from "../calls/store.js";
 import type { Lab } from "../lab/lab.js";
 import { labHowTo, registerLabCommands, startLab } from "../lab/cli.js";
 import type { MethodName } from "../server/methods.js";
+import { fail, printable, report } from "./cli-output.js";
+import { registerSetupCommands } from "./cli-setup.js";
+
+export { printable };
 
 export interface CliIo {
   env: Env;
@@ -179,6 +183,11 @@ export function registerVoicecallCommands(root: Command, io: CliIo): Command {
     });
 
   registerLabCommands(root, io, (cmd) => clientFor(globals(cmd)));
+  registerSetupCommands(root, io, {
+    globals,
+    client: (cmd) => clientFor(globals(cmd)),
+    config: (cmd) => configOf(globals(cmd), io),
+  });
 
   root
     .command("latency")
@@ -235,29 +244,20 @@ function loadConfig(file: string | undefined, env: Env): { config: VoiceCallConf
   return resolveConfig(raw, env, file ? `config ${file}` : "config");
 }
 
+/** The config a command works with: --config, else the gateway plugin's own, else defaults and the environment. */
+function configOf(g: GlobalOptions, io: CliIo): { config: VoiceCallConfig; warnings: string[] } {
+  if (g.config) return loadConfig(g.config, io.env);
+  return io.defaultConfig ? { config: io.defaultConfig, warnings: [] } : resolveConfig({}, io.env);
+}
+
 function makeClient(g: GlobalOptions, io: CliIo): VoiceCallClient {
   const env = io.env;
   const fromEnv = clientEnv(env);
-  const config = g.config ? loadConfig(g.config, env).config : (io.defaultConfig ?? resolveConfig({}, env).config);
+  const { config } = configOf(g, io);
   const host = config.serve.bind === "0.0.0.0" || config.serve.bind === "::" ? "127.0.0.1" : config.serve.bind;
   const url = g.url ?? fromEnv.url ?? `http://${host.includes(":") ? `[${host}]` : host}:${config.serve.port}`;
   const token = g.token ?? fromEnv.token ?? config.control.token ?? readSavedToken(defaultStoreDir(config));
   return new VoiceCallClient({ url, token });
-}
-
-async function report<T>(io: CliIo, g: GlobalOptions, run: () => Promise<T>, human: (result: T) => string): Promise<void> {
-  try {
-    const result = await run();
-    io.out(g.json ? JSON.stringify({ ok: true, result }) : human(result));
-  } catch (err) {
-    fail(io, g, asVoiceCallError(err));
-  }
-}
-
-function fail(io: CliIo, g: GlobalOptions, error: VoiceCallError): void {
-  if (g.json) io.out(JSON.stringify({ ok: false, error: error.toJSON() }));
-  else io.err(`voicecall: ${error.code}: ${printable(error.message).replaceAll("\\x0a", "\n")}`);
-  process.exitCode = 1;
 }
 
 async function doctor(file: string | undefined, env: Env, fix: boolean): Promise<{ ok: boolean; changes: string[]; fixed: boolean; lines: string[] }> {
@@ -288,16 +288,6 @@ function formatEvent(e: TailEvent): string {
   if (e.type === "call" && e.call) return `${time} ${e.call.callId} state=${e.call.state}${e.call.endReason ? ` (${printable(e.call.endReason)})` : ""}`;
   if (e.entry) return `${time} ${e.entry.callId} ${e.entry.speaker}${KIND_TAG[e.entry.kind] ?? ""}: ${printable(e.entry.text)}`;
   return `${time} ${JSON.stringify(e)}`;
-}
-
-/**
- * Text from callers and carriers, safe for a terminal: control characters
- * (escape sequences that could move the cursor, retitle the window or hide
- * lines) are shown as \xNN instead of being sent to it.
- */
-export function printable(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
 }
 
 function formatStatus(r: any): string {

@@ -8,6 +8,8 @@ import { VoiceCallError } from "../errors.js";
 
 export class PublicEndpoints {
   private base: string | undefined;
+  /** Why there is no public URL yet (a tunnel still opening or failing). */
+  private missing?: string;
 
   constructor(private readonly config: Pick<VoiceCallConfig, "publicUrl" | "streaming">) {
     this.base = config.publicUrl ? stripQuery(config.publicUrl) : undefined;
@@ -16,6 +18,13 @@ export class PublicEndpoints {
   /** A tunnel or `expose` found the public URL at run time. */
   set(webhookUrl: string): void {
     this.base = stripQuery(webhookUrl);
+    this.missing = undefined;
+  }
+
+  /** A tunnel is configured but not up: calls that need the URL fail with `reason`. */
+  pending(reason: string): void {
+    this.base = undefined;
+    this.missing = reason;
   }
 
   /** The public webhook URL without query, if known. */
@@ -40,7 +49,11 @@ export class PublicEndpoints {
   }
 
   private require(): string {
-    if (!this.base) throw new VoiceCallError("UNAVAILABLE", "no public URL for carrier webhooks: set publicUrl, or run `voicecall expose`");
+    if (!this.base) {
+      throw new VoiceCallError("UNAVAILABLE", this.missing
+        ? `no public URL for carrier webhooks: ${this.missing}`
+        : "no public URL for carrier webhooks: set publicUrl, or tunnel.provider / tailscale.mode (see `voicecall setup`)");
+    }
     return this.base;
   }
 }

@@ -120,6 +120,19 @@ export interface CallProvider {
   readopt?(providerCallId: string): Promise<{ ok: true } | { ok: false; reason: string }>;
   /** Carriers that call us back over the public internet: their webhook and media routes. */
   readonly ingress?: CarrierIngress;
+  /**
+   * Asks the carrier whether this config can place calls (credentials, caller
+   * id, reachability) without placing one and without start(); for `voicecall setup`.
+   */
+  check?(): Promise<SetupFinding[]>;
+}
+
+/** One finding of `voicecall setup`: what was checked, how it went, and what to change. */
+export interface SetupFinding {
+  check: string;
+  status: "ok" | "warn" | "fail";
+  detail: string;
+  fix?: string;
 }
 
 /** A carrier's webhook request as the ingress hands it over, after the pre-auth limits. */

@@ -5,6 +5,8 @@
 import type { VoiceCallConfig } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import { createRuntime, type RuntimeDeps, type VoiceCallRuntime } from "../runtime.js";
+import { PublicEndpoints } from "../providers/public-url.js";
+import { Exposure, exposurePlan, localHost, type ExposureOptions } from "./exposure.js";
 import { createHttpServer, listen } from "./http.js";
 import { Ingress } from "./ingress.js";
 import { ReplayGuard } from "./replay.js";
@@ -16,11 +18,22 @@ export interface RunningService {
   token: string;
   /** True when the token was generated on this start (print it once). */
   tokenGenerated: boolean;
+  /** The tunnel or Tailscale route opened for carriers, when the config asks for one. */
+  exposure?: Exposure;
   close(): Promise<void>;
 }
 
-export async function startService(config: VoiceCallConfig, logger: Logger, deps: RuntimeDeps = {}): Promise<RunningService> {
-  const runtime = await createRuntime(config, logger, deps);
+export interface ServiceDeps extends RuntimeDeps {
+  /** How a tunnel is opened (tests: a stand-in tailscale CLI, ngrok's forward). */
+  exposure?: Pick<ExposureOptions, "tailscaleBin" | "ngrokForward">;
+}
+
+export async function startService(config: VoiceCallConfig, logger: Logger, deps: ServiceDeps = {}): Promise<RunningService> {
+  const { exposure: exposureDeps, ...runtimeDeps } = deps;
+  const plan = exposurePlan(config);
+  const endpoints = runtimeDeps.endpoints ?? new PublicEndpoints(config);
+  if (plan) endpoints.pending("the service is starting");
+  const runtime = await createRuntime(config, logger, { ...runtimeDeps, endpoints });
   try {
     const { token, generated } = resolveControlToken(config.control.token, runtime.storeDir);
     const carriers = [...runtime.providers.values()].flatMap((p) => (p.ingress ? [p.ingress] : []));
@@ -33,12 +46,26 @@ export async function startService(config: VoiceCallConfig, logger: Logger, deps
       { url, webhookPath: config.serve.path, ...(ingress.enabled ? { publicWebhook: runtime.endpoints.webhookBase(), streamPath: config.streaming.streamPath } : {}) },
       "voice-call service listening",
     );
+    const exposure = plan
+      ? new Exposure({
+          plan,
+          local: { host: localHost(address.address), port: address.port },
+          webhookPath: config.serve.path,
+          streamPath: config.streaming.streamPath,
+          endpoints,
+          logger,
+          ...exposureDeps,
+        })
+      : undefined;
+    exposure?.start();
     return {
       runtime,
       url,
       token,
       tokenGenerated: generated,
+      exposure,
       async close() {
+        await exposure?.close();
         ingress.close();
         server.closeAllConnections();
         await new Promise<void>((resolve) => server.close(() => resolve()));

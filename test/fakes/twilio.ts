@@ -33,6 +33,11 @@ export function callSid(n: number): string {
 export class FakeTwilio {
   readonly requests: RestRequest[] = [];
   readonly calls = new Map<string, FakeCall>();
+  /** The account as the Accounts API reports it. */
+  account = { status: "active", type: "Full" };
+  /** Numbers the account owns (IncomingPhoneNumbers) and verified caller ids (OutgoingCallerIds). */
+  owned = ["+15550009999"];
+  verified: string[] = [];
   private server!: Server;
   private seq = 0;
   baseUrl = "";
@@ -66,9 +71,24 @@ export class FakeTwilio {
       const prev = form[k];
       form[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
     }
-    const path = (req.url ?? "").split("?")[0]!;
+    const [path, search] = (req.url ?? "").split("?") as [string, string | undefined];
     this.requests.push({ method: req.method ?? "", path, form });
-    const base = `/2010-04-01/Accounts/${ACCOUNT_SID}/Calls`;
+    // HTTP Basic with the account SID and auth token, as Twilio checks it.
+    const expected = `Basic ${Buffer.from(`${ACCOUNT_SID}:${AUTH_TOKEN}`).toString("base64")}`;
+    if (req.headers.authorization !== expected) return { status: 401, body: { code: 20003, message: "Authenticate", status: 401 } };
+    const account = `/2010-04-01/Accounts/${ACCOUNT_SID}`;
+    if (req.method === "GET" && path === `${account}.json`) {
+      return { status: 200, body: { sid: ACCOUNT_SID, friendly_name: "test", status: this.account.status, type: this.account.type, uri: `${account}.json` } };
+    }
+    const listed = path.match(new RegExp(`^${account}/(IncomingPhoneNumbers|OutgoingCallerIds)\\.json$`));
+    if (req.method === "GET" && listed) {
+      const wanted = new URLSearchParams(search ?? "").get("PhoneNumber");
+      const pool = listed[1] === "IncomingPhoneNumbers" ? this.owned : this.verified;
+      const key = listed[1] === "IncomingPhoneNumbers" ? "incoming_phone_numbers" : "outgoing_caller_ids";
+      const items = pool.filter((n) => !wanted || n === wanted).map((n, i) => ({ sid: `PN${String(i).padStart(32, "0")}`, phone_number: n, account_sid: ACCOUNT_SID }));
+      return { status: 200, body: { [key]: items, page: 0, page_size: 50, next_page_uri: null, uri: path } };
+    }
+    const base = `${account}/Calls`;
     if (req.method === "POST" && path === `${base}.json`) {
       this.seq += 1;
       const call: FakeCall = { sid: callSid(this.seq), status: "queued", url: form.Url as string, statusCallback: form.StatusCallback as string };

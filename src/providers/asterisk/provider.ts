@@ -19,7 +19,7 @@ import { RtpUdpTransport } from "../../rtp/udp-transport.js";
 import type { PacedTransport } from "../../audio/transport.js";
 import { MediaCarrier, type MediaCall, type MediaCarrierOptions } from "../media-carrier.js";
 import { WebSocketMedia } from "./ws-media.js";
-import type { PlaceCallRequest, ProviderCapabilities, RemoteCallStatus, TerminalState } from "../types.js";
+import type { PlaceCallRequest, ProviderCapabilities, RemoteCallStatus, SetupFinding, TerminalState } from "../types.js";
 import { AriClient, AriError, type AriChannel, type AriEvent } from "./ari.js";
 
 /** How long our calls found up at start wait to be taken back before they are hung up. */
@@ -88,6 +88,22 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
     }
     await this.resync();
     this.warmSpeech(this.options.config.asterisk.media.codec === "slin16" ? 16000 : 8000);
+  }
+
+  async check(): Promise<SetupFinding[]> {
+    const { url } = this.options.config.asterisk.ari;
+    try {
+      const info = (await this.ari.info()) as { system?: { version?: string } } | undefined;
+      return [{ check: "asterisk-ari", status: "ok", detail: `ARI at ${url} answers (Asterisk ${info?.system?.version ?? "version unknown"})` }];
+    } catch (err) {
+      const status = (err as { status?: number }).status;
+      return [{
+        check: "asterisk-ari",
+        status: "fail",
+        detail: (err as Error).message,
+        fix: status === 401 ? "check asterisk.ari.username and asterisk.ari.password (ari.conf)" : "start Asterisk with ARI enabled (http.conf, ari.conf), or fix asterisk.ari.url; npm start runs a local PBX lab",
+      }];
+    }
   }
 
   protected async close(): Promise<void> {

@@ -30,6 +30,7 @@ import type {
   PlaceCallRequest,
   ProviderCapabilities,
   RemoteCallStatus,
+  SetupFinding,
   StreamConnection,
   StreamSession,
   TerminalState,
@@ -112,7 +113,6 @@ export class TwilioProvider extends MediaCarrier<TwilioCall> {
 
   protected async open(): Promise<void> {
     // Without a public URL the service starts (the config warning says so); calls fail naming it.
-    if (!this.options.endpoints.webhookBase()) this.log.warn("no publicUrl: Twilio calls cannot be placed or received until it is set");
     this.warmSpeech(8000);
   }
 
@@ -159,6 +159,40 @@ export class TwilioProvider extends MediaCarrier<TwilioCall> {
 
   async sendDtmf(providerCallId: string, digits: string): Promise<void> {
     await this.mediaOf(providerCallId).sendTones(digits);
+  }
+
+  async check(): Promise<SetupFinding[]> {
+    const out: SetupFinding[] = [];
+    try {
+      const account = await this.client.api.v2010.accounts(this.accountSid).fetch();
+      if (account.status !== "active") {
+        out.push({ check: "twilio-account", status: "fail", detail: `account ${this.accountSid} is ${account.status}`, fix: "reactivate it in the Twilio console" });
+      } else {
+        out.push({ check: "twilio-account", status: "ok", detail: `credentials accepted; account ${this.accountSid} is active (${account.type})` });
+        if (account.type === "Trial") out.push({ check: "twilio-account", status: "warn", detail: "trial accounts call only verified numbers and play a trial notice first" });
+      }
+    } catch (err) {
+      const status = (err as { status?: number }).status;
+      const refused = status === 401 || status === 403;
+      out.push({
+        check: "twilio-account",
+        status: "fail",
+        detail: refused ? `Twilio refused the credentials (HTTP ${status})` : `Twilio's API did not answer: ${(err as Error).message}`,
+        fix: refused ? "check twilio.accountSid and twilio.authToken (TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN), and twilio.region if set" : "check this machine's connection to api.twilio.com",
+      });
+      return out;
+    }
+    const from = this.options.config.fromNumber;
+    if (from) {
+      const [owned, verified] = await Promise.all([
+        this.client.incomingPhoneNumbers.list({ phoneNumber: from, limit: 1 }),
+        this.client.outgoingCallerIds.list({ phoneNumber: from, limit: 1 }),
+      ]);
+      out.push(owned.length > 0 || verified.length > 0
+        ? { check: "twilio-from-number", status: "ok", detail: `fromNumber ${from} ${owned.length > 0 ? "is a number on this account" : "is a verified caller id"}` }
+        : { check: "twilio-from-number", status: "fail", detail: `fromNumber ${from} is neither a number on this account nor a verified caller id`, fix: "set fromNumber to a number the account owns (Phone Numbers in the console)" });
+    }
+    return out;
   }
 
   async getCallStatus(providerCallId: string): Promise<RemoteCallStatus> {
