@@ -96,7 +96,7 @@ async function serviceFinding(client: VoiceCallClient | undefined): Promise<Setu
   if (!client) return { check: "service", status: "warn", detail: "no control API to ask" };
   try {
     const { calls } = (await client.call("voicecall.list", {})) as { calls: unknown[] };
-    return { check: "service", status: "ok", detail: `the service at ${client.url} is running (${calls.length} calls held)` };
+    return { check: "service", status: "ok", detail: `the service at ${client.url} is running (${calls.length} calls on record)` };
   } catch (err) {
     return { check: "service", status: "warn", detail: `the service at ${client.url} does not answer: ${(err as Error).message}`, fix: "start it with voicecall serve (or enable the plugin in the gateway)" };
   }

@@ -179,7 +179,7 @@ describe("voicecall setup, smoke and expose", () => {
     const ready = cli(["--config", config, "--url", url, "setup"]);
     expect(ready.code, ready.stderr).toBe(0);
     expect(ready.stdout).toMatch(/^ok {4}config +config is valid \(provider mock\)$/m);
-    expect(ready.stdout).toMatch(/^ok {4}service +.*is running \(0 calls held\)$/m);
+    expect(ready.stdout).toMatch(/^ok {4}service +.*is running \(0 calls on record\)$/m);
     expect(ready.stdout.trim().split("\n").at(-1)).toBe("setup: ready for calls");
 
     const broken = join(dir, "broken.json5");
