@@ -143,7 +143,8 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
     for (let i = 0; i + 1600 <= audio.length; i += 1600) best = Math.max(best, toneRatio(audio.subarray(i, i + 1600), 8000, 1000));
     expect(best).toBeGreaterThan(0.4);
     const view = rt.manager.getCall(call.callId)!;
-    expect(view.transcript.filter((t) => t.kind === "dtmf").map((t) => t.text)).toEqual(["1", "4", "7"]);
+    // One answer: the keys in order, completed by the caller hanging up before the inter-digit pause.
+    expect(view.transcript.filter((t) => t.kind === "dtmf").map((t) => t.text)).toEqual(["147"]);
     expect(view.transcript[0]).toMatchObject({ speaker: "bot", text: "Hello from the lab" });
   });
 

@@ -150,9 +150,55 @@ describe("CallManager over the Mock carrier", () => {
     expect((await errorOf(h.manager.sendDtmf(callId, "12x"))).issues[0]?.path).toBe("digits");
     const reply = h.manager.continueCall(callId, "your PIN?");
     await waitFor(() => h.mock.spokenTo(pid).length === 2, "question");
-    h.mock.simulateDtmf(pid, "4321");
+    for (const key of "4321#") h.mock.simulateDtmf(pid, key);
     expect((await reply).transcript).toBe("[DTMF 4321]");
     expect(h.manager.getCall(callId)!.transcript.at(-1)).toMatchObject({ speaker: "caller", kind: "dtmf", text: "4321" });
+  });
+
+  it("collects keys like an IVR: until #, until the expected count, or until a pause; a lone # answers too", async () => {
+    const h = await harness({ mock: { ringMs: 5, replies: [] }, dtmfInterDigitTimeoutMs: 300 });
+    const { callId } = await h.manager.initiateCall({ to: TO, message: "hello", mode: "conversation" });
+    await waitFor(() => stateOf(h, callId) === "listening", "listening");
+    const pid = h.manager.getCall(callId)!.providerCallId!;
+    const asked = async (question: string, digits?: number) => {
+      const reply = h.manager.continueCall(callId, question, { digits }).then((r) => r.transcript);
+      await waitFor(() => h.mock.spokenTo(pid).at(-1) === question && stateOf(h, callId) === "listening", question);
+      // Wrapped: an async function returning the promise itself would wait for the answer.
+      return { reply };
+    };
+
+    // "Enter your five-digit code": complete at the fifth key, no # needed.
+    const { reply: code } = await asked("your code?", 5);
+    const started = Date.now();
+    for (const key of "80421") h.mock.simulateDtmf(pid, key);
+    expect(await code).toBe("[DTMF 80421]");
+    expect(Date.now() - started).toBeLessThan(250);
+
+    // No count: keys one by one are one answer, completed by a pause.
+    const { reply: pin } = await asked("your PIN?");
+    h.mock.simulateDtmf(pid, "1");
+    await new Promise((r) => setTimeout(r, 150));
+    h.mock.simulateDtmf(pid, "2");
+    const t0 = Date.now();
+    expect(await pin).toBe("[DTMF 12]");
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+
+    // # ends early, even short of the count; a lone # is an answer.
+    const { reply: early } = await asked("extension?", 4);
+    for (const key of "7*#") h.mock.simulateDtmf(pid, key);
+    expect(await early).toBe("[DTMF 7*]");
+    const { reply: hash } = await asked("press pound to continue");
+    h.mock.simulateDtmf(pid, "#");
+    expect(await hash).toBe("[DTMF #]");
+
+    // Keys pressed just before the caller hangs up are kept.
+    const { reply: last } = await asked("anything else?");
+    last.catch(() => undefined);
+    h.mock.simulateDtmf(pid, "9");
+    h.mock.simulateHangup(pid);
+    await waitFor(() => stateOf(h, callId) === "hangup-user", "hang-up");
+    const keys = h.manager.getCall(callId)!.transcript.filter((t) => t.kind === "dtmf").map((t) => t.text);
+    expect(keys).toEqual(["80421", "12", "7*", "#", "9"]);
   });
 
   it("ends a call on request and is idempotent", async () => {

@@ -55,6 +55,14 @@ describe("gateway compatibility methods", () => {
     expect(ctx.manager.listCalls()).toEqual([]);
   });
 
+  it("continue's digits is a count of keys, 1-64, named when wrong", async () => {
+    const ctx = await context();
+    for (const digits of ["5", 0, 2.5, 65]) {
+      const err = await errorOf(invoke(ctx, "voicecall.continue", { callId: "x", message: "code?", digits }));
+      expect(err).toMatchObject({ code: "INVALID_PARAMS", issues: [{ path: "digits" }] });
+    }
+  });
+
   it("continue.start returns an operation at once; continue.result reports pending, then the answer", async () => {
     const ctx = await context({ mock: { ringMs: 5, replyDelayMs: 300, speakMsPerChar: 0, replies: ["yes please"] } });
     const { callId } = (await invoke(ctx, "voicecall.initiate", { to: TO, message: "hello", mode: "conversation" })) as { callId: string };

@@ -127,7 +127,7 @@ describe("OpenClaw plugin entry", () => {
     const program = new Command("openclaw");
     await r.cli[0]!.registrar({ program });
     const voicecall = program.commands.find((c) => c.name() === "voicecall")!;
-    expect(voicecall.commands.map((c) => c.name()).sort()).toEqual(["call", "continue", "doctor", "dtmf", "end", "lab", "latency", "serve", "speak", "status", "tail"]);
+    expect(voicecall.commands.map((c) => c.name()).sort()).toEqual(["call", "continue", "doctor", "dtmf", "end", "expose", "lab", "latency", "serve", "setup", "smoke", "speak", "status", "tail"]);
     expect(voicecall.commands.find((c) => c.name() === "call")!.aliases()).toContain("start");
   });
 

@@ -184,8 +184,8 @@ export class CallManager {
   }
 
   /** Speaks `message`, then waits for what the caller says next. */
-  async continueCall(callId: string, message: string, options: { expect?: Expectation } = {}): Promise<{ transcript: string }> {
-    const transcript = await this.liveCall(callId).ask(message, { expect: options.expect, timeoutMs: this.config.transcriptTimeoutMs });
+  async continueCall(callId: string, message: string, options: { expect?: Expectation; digits?: number } = {}): Promise<{ transcript: string }> {
+    const transcript = await this.liveCall(callId).ask(message, { expect: options.expect, digits: options.digits, timeoutMs: this.config.transcriptTimeoutMs });
     return { transcript };
   }
 

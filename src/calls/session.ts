@@ -47,6 +47,8 @@ interface SayOptions {
   expect?: Expectation;
   /** An agent waits for the answer to the turn this message opens. */
   driven?: boolean;
+  /** Keys the answer is expected to have. */
+  digits?: number;
   /** Not played if the caller has said more since callerWords had this value. */
   staleAfter?: number;
 }
@@ -56,6 +58,8 @@ interface PendingTurn {
   reply: Deferred<string>;
   /** An agent waits for this answer (continue_call); otherwise an inbound call's answer goes to the responder. */
   driven: boolean;
+  /** Keys expected: the answer is complete at this many (or at #, or after the inter-digit timeout). */
+  digits?: number;
 }
 
 export class CallSession {
@@ -87,6 +91,9 @@ export class CallSession {
   /** Resolved when the caller stops talking. */
   private quiet: Array<() => void> = [];
   private readonly timers = new Set<NodeJS.Timeout>();
+  /** Keys pressed so far that form one answer, and the timer that completes it when no key follows. */
+  private keys = "";
+  private keyTimer?: NodeJS.Timeout;
   /** We are hanging up: how the call ends, whatever the carrier reports meanwhile. */
   private ending?: { state: TerminalState; reason: string };
 
@@ -114,9 +121,9 @@ export class CallSession {
   // ---------------------------------------------------------------- commands
 
   /** Speaks `message`, then waits up to `timeoutMs` for what the caller says next. */
-  async ask(message: string, options: { expect?: Expectation; timeoutMs: number }): Promise<string> {
+  async ask(message: string, options: { expect?: Expectation; digits?: number; timeoutMs: number }): Promise<string> {
     await this.waitAnswered();
-    const token = await this.say(message, { origin: "agent", thenListen: true, bargeIn: true, expect: options.expect, driven: true });
+    const token = await this.say(message, { origin: "agent", thenListen: true, bargeIn: true, expect: options.expect, driven: true, digits: options.digits });
     const pending = this.pending;
     if (!pending || pending.token !== token) throw new VoiceCallError("INVALID_STATE", "the turn was superseded by a newer one");
     const timeout = setTimeout(
@@ -181,8 +188,7 @@ export class CallSession {
         this.onSpeech(event.text, event.isFinal, event.turnToken);
         return;
       case "dtmf":
-        this.addTranscript("caller", "dtmf", event.digits);
-        this.pending?.reply.resolve(`[DTMF ${event.digits}]`);
+        this.onKeys(event.digits);
         return;
       case "unrecognised":
         this.log.warn({ reason: event.reason }, "the caller's speech could not be transcribed");
@@ -254,6 +260,36 @@ export class CallSession {
       () => this.log.info({ digits: digits.length }, "sent the dtmfSequence"),
       (err) => this.log.warn({ err: err instanceof Error ? err.message : String(err) }, "could not send the dtmfSequence"),
     );
+  }
+
+  /**
+   * Keys form one answer, as an IVR reads them: complete at `#` (not part of
+   * the answer), at the turn's expected count, or when no key follows within
+   * dtmfInterDigitTimeoutMs. A lone `#` is an answer of its own.
+   */
+  private onKeys(digits: string): void {
+    for (const key of digits) {
+      if (key === "#") {
+        this.completeKeys(this.keys || "#");
+        continue;
+      }
+      this.keys += key;
+      const wanted = this.pending?.token === this.turnToken ? this.pending?.digits : undefined;
+      if (wanted !== undefined && this.keys.length >= wanted) this.completeKeys(this.keys);
+    }
+    clearTimeout(this.keyTimer);
+    if (this.keys) {
+      this.keyTimer = setTimeout(() => this.completeKeys(this.keys), this.host.config.dtmfInterDigitTimeoutMs);
+      this.keyTimer.unref();
+    }
+  }
+
+  private completeKeys(answer: string): void {
+    clearTimeout(this.keyTimer);
+    this.keys = "";
+    if (!answer || this.ended) return;
+    this.addTranscript("caller", "dtmf", answer);
+    this.pending?.reply.resolve(`[DTMF ${answer}]`);
   }
 
   /** The caller started talking: a message that may be interrupted stops now. */
@@ -340,7 +376,7 @@ export class CallSession {
         throw new VoiceCallError("INTERRUPTED", "not played: the caller spoke after this message was composed");
       }
       const provider = this.providerOf();
-      const token = options.thenListen ? this.beginTurn(options.driven ?? false) : undefined;
+      const token = options.thenListen ? this.beginTurn(options.driven ?? false, options.digits) : undefined;
       this.transition("speaking");
       this.addTranscript("bot", "speech", message, options.origin);
       const controller = new AbortController();
@@ -387,11 +423,11 @@ export class CallSession {
   }
 
   /** Allocates the next turn and its token; any earlier pending turn is superseded. */
-  private beginTurn(driven: boolean): string {
+  private beginTurn(driven: boolean, digits?: number): string {
     const token = randomUUID();
     this.pending?.reply.reject(new VoiceCallError("INVALID_STATE", "the turn was superseded by a newer one"));
     this.turnToken = token;
-    this.pending = { token, reply: deferred<string>(), driven };
+    this.pending = { token, reply: deferred<string>(), driven, ...(digits ? { digits } : {}) };
     this.pending.reply.promise.catch(() => undefined);
     this.record.turn += 1;
     this.host.persist(this);
@@ -415,6 +451,8 @@ export class CallSession {
   /** Records the end: timers stop, what is playing stops, whoever waits is told. */
   finish(state: TerminalState, reason: string): void {
     if (this.ended) return;
+    // Keys pressed just before the end are still the caller's answer.
+    if (this.keys) this.completeKeys(this.keys);
     this.record.state = state;
     this.record.endedAt = new Date().toISOString();
     this.record.endReason = reason;
@@ -428,6 +466,7 @@ export class CallSession {
   stopWaiting(why: VoiceCallError): void {
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
+    clearTimeout(this.keyTimer);
     this.speaking?.abort();
     this.pending?.reply.reject(why);
     this.pending = undefined;

@@ -266,6 +266,8 @@ export const VoiceCallConfigSchema = z.strictObject({
   silenceTimeoutMs: positiveInt.default(600),
   /** How long a conversation turn waits for the caller to say something. */
   transcriptTimeoutMs: positiveInt.default(180_000),
+  /** Keys pressed form one answer until #, the expected count, or this long without a key. */
+  dtmfInterDigitTimeoutMs: positiveInt.default(3000),
   ringTimeoutMs: positiveInt.default(30_000),
   maxConcurrentCalls: positiveInt.default(10),
   sessionScope: z.enum(["per-phone", "per-call", "main"]).default("per-phone"),

@@ -93,7 +93,8 @@ export function registerVoicecallCommands(root: Command, io: CliIo): Command {
     .requiredOption("--call-id <id>", "call id")
     .requiredOption("--message <text>", "what to say")
     .addOption(new Option("--expect <kind>", "the answer expected, decoded with a grammar where the recogniser has one").choices(["digits", "yesno"]))
-    .action(rpc("voicecall.continue", (o) => ({ callId: o.callId, message: o.message, expect: o.expect }), (r) => `caller: ${printable(r.transcript)}`));
+    .addOption(new Option("--digits <count>", "keys a keypad answer has (else keys complete at # or after a pause)").argParser(keyCount))
+    .action(rpc("voicecall.continue", (o) => ({ callId: o.callId, message: o.message, expect: o.expect, digits: o.digits }), (r) => `caller: ${printable(r.transcript)}`));
 
   root
     .command("speak")
@@ -230,6 +231,12 @@ function keepServingOnFaults(logger: ReturnType<typeof createLogger>): void {
     logger.error({ err: err instanceof Error ? err.message : String(err), stack: err instanceof Error ? err.stack?.split("\n").slice(0, 4).join(" | ") : undefined }, `${kind}; the service keeps serving`);
   process.on("uncaughtException", report("uncaught exception"));
   process.on("unhandledRejection", report("unhandled rejection"));
+}
+
+function keyCount(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1 || n > 64) throw new InvalidArgumentError(`expected a number of keys 1-64, got ${JSON.stringify(value)}`);
+  return n;
 }
 
 /** Commander reports an InvalidArgumentError as a one-line usage error (no stack trace). */

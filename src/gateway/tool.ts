@@ -41,25 +41,35 @@ export const TOOL_NAME = "voice_call";
 export const TOOL_DESCRIPTION =
   "Place and manage phone calls. initiate_call speaks `message` when answered (mode notify hangs up after it, " +
   "conversation keeps listening; dtmfSequence presses keys first, for phone menus); continue_call says something " +
-  "and returns what the caller answered (expect: digits or yesno when that is the answer wanted); " +
+  "and returns what the caller answered (expect: digits or yesno when that is the answer wanted; digits: how many " +
+  "keys a keypad answer has, else keys complete at # or after a pause); " +
   "speak_to_user says something without waiting; send_dtmf presses keys; end_call hangs up; get_status returns " +
   "the state and transcript (without callId: the calls in progress).";
 
 /** JSON Schema for the tool's parameters: one object, `action` plus each action's fields. */
 export function toolParametersJsonSchema(): Record<string, unknown> {
-  const properties: Record<string, Record<string, unknown>> = {};
-  const usedBy = new Map<string, Action[]>();
+  const seen = new Map<string, Array<{ action: Action; prop: Record<string, unknown> }>>();
   for (const action of ACTION_NAMES) {
     const schema = z.toJSONSchema(VARIANTS[action], { target: "draft-07", io: "input" }) as { properties?: Record<string, Record<string, unknown>> };
     for (const [key, prop] of Object.entries(schema.properties ?? {})) {
-      if (key === "action") continue;
-      properties[key] ??= prop;
-      usedBy.set(key, [...(usedBy.get(key) ?? []), action]);
+      if (key !== "action") seen.set(key, [...(seen.get(key) ?? []), { action, prop }]);
     }
   }
-  for (const [key, actions] of usedBy) {
-    const own = typeof properties[key]!.description === "string" ? `${properties[key]!.description as string} ` : "";
-    properties[key] = { ...properties[key], description: `${own}(${actions.join(", ")})` };
+  const properties: Record<string, Record<string, unknown>> = {};
+  for (const [key, uses] of seen) {
+    const actions = uses.map((u) => u.action).join(", ");
+    const bare = uses.map(({ prop }) => JSON.stringify({ ...prop, description: undefined }));
+    if (bare.every((b) => b === bare[0])) {
+      // One meaning everywhere: one schema, naming the actions that take it.
+      const own = typeof uses[0]!.prop.description === "string" ? `${uses[0]!.prop.description as string} ` : "";
+      properties[key] = { ...uses[0]!.prop, description: `${own}(${actions})` };
+    } else {
+      // The same name means different things per action (send_dtmf's digits are keys, continue_call's a count).
+      properties[key] = {
+        anyOf: uses.map(({ prop }) => ({ ...prop, description: undefined })),
+        description: uses.map(({ action, prop }) => `${action}: ${typeof prop.description === "string" ? prop.description : key}`).join("; "),
+      };
+    }
   }
   return {
     type: "object",

@@ -20,6 +20,9 @@ const dtmfSequence = z.string().regex(/^[0-9A-D*#w]{1,64}$/, "expected 0-9, A-D,
 const sessionKey = z.string().trim().min(1).max(512).optional();
 /** The answer expected: recognisers with grammars decode it with one (far fewer errors). */
 const expect = z.enum(["digits", "yesno"]).optional();
+/** Keys the answer has (an IVR's "enter your 5-digit code"): the turn completes at this many, at #, or after the inter-digit timeout. */
+const digits = z.number({ error: "digits must be a number of keys" }).int("digits must be a whole number").min(1, "digits must be at least 1").max(64, "digits must be at most 64").optional()
+  .describe("how many keys the caller's keypad answer has");
 
 const initiateFields = {
   to: text("to").optional(),
@@ -34,11 +37,11 @@ export const MethodParams = {
   "voicecall.initiate": z.strictObject({ message, ...initiateFields }),
   /** As initiate, with `to` required and the message optional (gateway compatibility). */
   "voicecall.start": z.strictObject({ ...initiateFields, to: text("to"), message: message.optional() }),
-  "voicecall.continue": z.strictObject({ callId, message, expect }),
-  "voicecall.continue.start": z.strictObject({ callId, message, expect }),
+  "voicecall.continue": z.strictObject({ callId, message, expect, digits }),
+  "voicecall.continue.start": z.strictObject({ callId, message, expect, digits }),
   "voicecall.continue.result": z.strictObject({ operationId: text("operationId") }),
   "voicecall.speak": z.strictObject({ callId, message }),
-  "voicecall.dtmf": z.strictObject({ callId, digits: text("digits") }),
+  "voicecall.dtmf": z.strictObject({ callId, digits: text("digits").describe("keys to press: 0-9, A-D, *, #; w pauses 0.5 s") }),
   "voicecall.end": z.strictObject({ callId }),
   /** Without callId: the calls in progress (gateway compatibility). */
   "voicecall.status": z.strictObject({ callId: callId.optional() }),
@@ -61,7 +64,7 @@ type Params<M extends MethodName> = z.infer<(typeof MethodParams)[M]>;
 
 const continueTurn = async (m: CallManager, p: Params<"voicecall.continue">) => ({
   success: true,
-  ...(await m.continueCall(p.callId, p.message, { expect: p.expect })),
+  ...(await m.continueCall(p.callId, p.message, { expect: p.expect, digits: p.digits })),
 });
 
 const handlers: { [M in MethodName]: (ctx: MethodContext, params: Params<M>) => Promise<unknown> } = {
