@@ -16,53 +16,29 @@
  *   tones on the stream, never by redirecting the call;
  * - status callbacks (`?type=status`) report ringing and every way a call ends.
  */
-import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash } from "node:crypto";
 import twilio from "twilio";
 import type RequestClient from "twilio/lib/base/RequestClient.js";
 type RequestResponse<T> = Awaited<ReturnType<RequestClient["request"]>> & { body: T };
 
 type RequestOptions<T> = RequestClient.RequestOptions<T>;
 import { VoiceCallError } from "../../errors.js";
-import { MediaCarrier, type MediaCall, type MediaCarrierOptions } from "../media-carrier.js";
-import type { PublicEndpoints } from "../public-url.js";
+import { StreamCarrier, type StreamCarrierOptions } from "../stream-carrier.js";
 import type {
   CarrierIngress,
   PlaceCallRequest,
   ProviderCapabilities,
   RemoteCallStatus,
   SetupFinding,
-  StreamConnection,
-  StreamSession,
   TerminalState,
   WebhookReply,
   WebhookRequest,
   WebhookVerdict,
 } from "../types.js";
-import { parseStreamMessage, TwilioStreamTransport } from "./stream.js";
+import { TWILIO_WIRE, twilioStreamEvent } from "./stream.js";
 
-export interface TwilioProviderOptions extends MediaCarrierOptions {
-  endpoints: PublicEndpoints;
-  /** Where the SDK's REST requests go instead of api.twilio.com (a local server speaking Twilio's API). */
-  apiBaseUrl?: string;
-  /** How long a dropped media stream may take to come back before the call is hung up. */
-  streamGraceMs?: number;
-}
+export type TwilioProviderOptions = StreamCarrierOptions;
 
-interface TwilioCall extends MediaCall {
-  direction: "inbound" | "outbound";
-  transport: TwilioStreamTransport;
-  /** An inbound call's fate, decided by the manager while Twilio waits for TwiML. */
-  decision?: "answer" | "reject";
-  decided?: () => void;
-  connection?: StreamConnection;
-  graceTimer?: NodeJS.Timeout;
-  hangupRequested: boolean;
-  /** The recogniser, opened while Twilio fetches TwiML (not after the stream starts). */
-  mediaReady?: Promise<void>;
-}
-
-/** How long an inbound webhook waits for the manager to answer or refuse. */
-const DECISION_WAIT_MS = 3000;
 const TWIML = "text/xml";
 
 /** Twilio's CallStatus to how a call ended (undefined: still going). */
@@ -83,18 +59,16 @@ function endOf(status: string, answered: boolean): TerminalState | undefined {
   }
 }
 
-export class TwilioProvider extends MediaCarrier<TwilioCall> {
+export class TwilioProvider extends StreamCarrier {
   readonly id = "twilio" as const;
   readonly capabilities: ProviderCapabilities = { inbound: true, dtmfOut: true, e164Only: true, turnTokens: true };
   readonly ingress: CarrierIngress;
   private readonly client: twilio.Twilio;
   private readonly accountSid: string;
   private readonly authToken: string;
-  /** Signs stream credentials; new each start (a stream asked for before a restart asks again through the Redirect). */
-  private readonly streamKey = randomBytes(32);
 
   constructor(protected override readonly options: TwilioProviderOptions) {
-    super(options, "twilio");
+    super(options, "twilio", TWILIO_WIRE);
     const { accountSid, authToken, region } = options.config.twilio ?? {};
     if (!accountSid || !authToken) throw new VoiceCallError("INVALID_CONFIG", "twilio.accountSid and twilio.authToken are required");
     this.accountSid = accountSid;
@@ -116,10 +90,6 @@ export class TwilioProvider extends MediaCarrier<TwilioCall> {
     this.warmSpeech(8000);
   }
 
-  protected async close(): Promise<void> {
-    await Promise.all([...this.calls.values()].map((call) => this.teardown(call)));
-  }
-
   // ------------------------------------------------------------ call control
 
   async placeCall(request: PlaceCallRequest): Promise<{ providerCallId: string }> {
@@ -138,10 +108,6 @@ export class TwilioProvider extends MediaCarrier<TwilioCall> {
     return { providerCallId: created.sid };
   }
 
-  async answer(providerCallId: string): Promise<void> {
-    this.decide(this.live(providerCallId), "answer");
-  }
-
   async reject(providerCallId: string, _reason: string): Promise<void> {
     const call = this.live(providerCallId);
     if (call.decision === undefined) return this.decide(call, "reject");
@@ -155,10 +121,6 @@ export class TwilioProvider extends MediaCarrier<TwilioCall> {
     // A call not answered yet is canceled; one in progress is completed.
     await this.client.calls(providerCallId).update({ status: call.answered ? "completed" : "canceled" });
     await this.teardown(call);
-  }
-
-  async sendDtmf(providerCallId: string, digits: string): Promise<void> {
-    await this.mediaOf(providerCallId).sendTones(digits);
   }
 
   async check(): Promise<SetupFinding[]> {
@@ -246,8 +208,7 @@ export class TwilioProvider extends MediaCarrier<TwilioCall> {
         return twiml(rejectTwiml());
       }
     }
-    call.mediaReady ??= this.startMedia(call, call.transport, { narrowband: true, inbandDtmf: false });
-    await call.mediaReady;
+    await this.prepareMedia(call);
     return twiml(this.streamTwiml(sid));
   }
 
@@ -281,124 +242,8 @@ export class TwilioProvider extends MediaCarrier<TwilioCall> {
     return response;
   }
 
-  private streamToken(sid: string): string {
-    return createHmac("sha256", this.streamKey).update(sid).digest("base64url");
-  }
-
-  // ----------------------------------------------------------------- streams
-
-  /** A socket's first messages: `connected`, then a `start` whose token was issued for its CallSid. */
-  private openStream(text: string, connection: StreamConnection): StreamSession | undefined {
-    const message = parseStreamMessage(text);
-    if (message.event === "connected") return undefined;
-    if (message.event !== "start") throw new VoiceCallError("INVALID_PARAMS", `media stream: expected start, got ${message.event}`);
-    const sid = message.start.callSid;
-    const token = Buffer.from(message.start.customParameters?.token ?? "");
-    const expected = Buffer.from(this.streamToken(sid));
-    if (token.length !== expected.length || !timingSafeEqual(token, expected)) throw new VoiceCallError("UNAUTHORIZED", "media stream: token not issued for this CallSid");
-    const call = this.calls.get(sid);
-    if (!call || call.ended || !call.mediaReady) throw new VoiceCallError("NOT_FOUND", "media stream: no call waiting for this stream");
-    if (call.connection && call.connection !== connection) call.connection.close(1000, "replaced by a newer stream");
-    call.connection = connection;
-    call.transport.attach(connection, message.streamSid);
-    if (call.graceTimer) clearTimeout(call.graceTimer);
-    call.graceTimer = undefined;
-    if (!call.answered) {
-      call.answered = true;
-      // Audio flows both ways now: the greeting or opening message may play.
-      this.emit(call, { type: "answered" });
-    }
-    return {
-      message: (frame) => this.onStreamMessage(call, frame),
-      closed: () => this.onStreamClosed(call, connection),
-    };
-  }
-
-  private onStreamMessage(call: TwilioCall, text: string): void {
-    const message = parseStreamMessage(text);
-    switch (message.event) {
-      case "media":
-        if (message.media.track === undefined || message.media.track === "inbound") call.transport.receivedPayload(message.media.payload);
-        return;
-      case "dtmf":
-        this.emit(call, { type: "dtmf", digits: message.dtmf.digit });
-        return;
-      case "mark":
-        call.transport.echoed(message.mark.name);
-        return;
-      case "stop":
-      case "connected":
-      case "start":
-        return;
-    }
-  }
-
-  /** A stream that drops comes back through the Redirect; if not within the grace window, the call is hung up. */
-  private onStreamClosed(call: TwilioCall, connection: StreamConnection): void {
-    call.transport.unplug(connection);
-    if (call.connection !== connection) return;
-    call.connection = undefined;
-    if (call.ended) return;
-    const graceMs = this.options.streamGraceMs ?? 5000;
-    call.graceTimer = setTimeout(() => {
-      if (call.ended || call.transport.attached) return;
-      this.log.warn({ callId: call.id, graceMs }, "media stream did not come back; hanging up");
-      this.background(
-        this.hangup(call.id).finally(() => this.endWith(call, "error", `the media stream dropped and did not come back within ${graceMs} ms`)),
-        "ending a call",
-      );
-    }, graceMs);
-    call.graceTimer.unref();
-  }
-
-  // ------------------------------------------------------------------ helpers
-
-  private callFor(sid: string, direction: "inbound" | "outbound"): TwilioCall {
-    let call = this.calls.get(sid);
-    if (!call) {
-      call = this.transient(sid, direction);
-      this.calls.set(sid, call);
-    }
-    return call;
-  }
-
-  /** A call record not (yet) kept in the table. */
-  private transient(sid: string, direction: "inbound" | "outbound" = "outbound"): TwilioCall {
-    return { id: sid, direction, answered: false, ended: false, hangupRequested: false, transport: new TwilioStreamTransport() };
-  }
-
-  private decide(call: TwilioCall, decision: "answer" | "reject"): void {
-    call.decision ??= decision;
-    call.decided?.();
-  }
-
-  private decision(call: TwilioCall): Promise<void> {
-    if (call.decision) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        call.decision ??= "reject";
-        resolve();
-      }, DECISION_WAIT_MS);
-      call.decided = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-  }
-
-  /** Closes the media (the caller's last words reported first), then reports the end once. */
-  private async endWith(call: TwilioCall, state: TerminalState, reason: string): Promise<void> {
-    await this.teardown(call);
-    this.reportEnd(call, state, reason);
-  }
-
-  private async teardown(call: TwilioCall): Promise<void> {
-    if (call.ended) return;
-    call.ended = true;
-    if (call.graceTimer) clearTimeout(call.graceTimer);
-    call.transport.close();
-    await this.endMedia(call);
-    this.forgetLater(call);
+  protected parseStream(text: string) {
+    return twilioStreamEvent(text);
   }
 }
 

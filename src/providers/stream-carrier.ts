@@ -1,0 +1,184 @@
+/**
+ * The shell shared by cloud carriers that stream call audio to us over a
+ * WebSocket (Twilio, Telnyx, Plivo), on top of the media shell: the stream
+ * credential (an HMAC of the carrier's call id, issued in the answer to a
+ * signed webhook, so a stream opens only its own call), attaching a stream
+ * to its call (the call counts as answered once audio flows both ways), a
+ * grace window for a dropped stream, an inbound call waiting for the
+ * manager's answer-or-refuse, and teardown. A carrier adds its REST control,
+ * its webhooks and its stream message names.
+ */
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { VoiceCallError } from "../errors.js";
+import { MediaCarrier, type MediaCall, type MediaCarrierOptions } from "./media-carrier.js";
+import { MediaStreamTransport, type StreamEvent, type StreamWire } from "./media-stream.js";
+import type { PublicEndpoints } from "./public-url.js";
+import type { StreamConnection, StreamSession, TerminalState } from "./types.js";
+
+export interface StreamCarrierOptions extends MediaCarrierOptions {
+  endpoints: PublicEndpoints;
+  /** Where the SDK's REST requests go instead of the carrier's API host (a local server speaking its API). */
+  apiBaseUrl?: string;
+  /** How long a dropped media stream may take to come back before the call is hung up. */
+  streamGraceMs?: number;
+}
+
+export interface StreamCall extends MediaCall {
+  direction: "inbound" | "outbound";
+  transport: MediaStreamTransport;
+  /** An inbound call's fate, decided by the manager while the carrier waits for our answer. */
+  decision?: "answer" | "reject";
+  decided?: () => void;
+  connection?: StreamConnection;
+  graceTimer?: NodeJS.Timeout;
+  hangupRequested: boolean;
+  /** The recogniser, opened while the carrier sets up the stream (not after it starts). */
+  mediaReady?: Promise<void>;
+}
+
+/** How long an inbound webhook waits for the manager to answer or refuse. */
+const DECISION_WAIT_MS = 3000;
+
+export abstract class StreamCarrier extends MediaCarrier<StreamCall> {
+  /** Signs stream credentials; new each start (a stream asked for before a restart asks again). */
+  private readonly streamKey = randomBytes(32);
+
+  constructor(
+    protected override readonly options: StreamCarrierOptions,
+    label: string,
+    /** How our audio, markers and clears are named on this carrier's stream. */
+    private readonly wire: StreamWire,
+  ) {
+    super(options, label);
+  }
+
+  /** One text frame of this carrier's stream protocol; INVALID_PARAMS naming the field when it is not. */
+  protected abstract parseStream(text: string): StreamEvent;
+
+  /** The credential a stream for `callId` must present. */
+  protected streamToken(callId: string): string {
+    return createHmac("sha256", this.streamKey).update(callId).digest("base64url");
+  }
+
+  /** Opens the call's recogniser (once) while the carrier sets up the stream. */
+  protected prepareMedia(call: StreamCall): Promise<void> {
+    call.mediaReady ??= this.startMedia(call, call.transport, { narrowband: true, inbandDtmf: false });
+    return call.mediaReady;
+  }
+
+  /** A socket's first messages: lifecycle ones are skipped until a start whose token was issued for its call. */
+  openStream(text: string, connection: StreamConnection): StreamSession | undefined {
+    const event = this.parseStream(text);
+    if (event.kind === "other") return undefined;
+    if (event.kind !== "start") throw new VoiceCallError("INVALID_PARAMS", `media stream: expected start, got ${event.kind}`);
+    const token = Buffer.from(event.token);
+    const expected = Buffer.from(this.streamToken(event.callId));
+    if (token.length !== expected.length || !timingSafeEqual(token, expected)) throw new VoiceCallError("UNAUTHORIZED", "media stream: token not issued for this call");
+    const call = this.calls.get(event.callId);
+    if (!call || call.ended || !call.mediaReady) throw new VoiceCallError("NOT_FOUND", "media stream: no call waiting for this stream");
+    if (call.connection && call.connection !== connection) call.connection.close(1000, "replaced by a newer stream");
+    call.connection = connection;
+    call.transport.attach(connection, event.streamId);
+    if (call.graceTimer) clearTimeout(call.graceTimer);
+    call.graceTimer = undefined;
+    if (!call.answered) {
+      call.answered = true;
+      // Audio flows both ways now: the greeting or opening message may play.
+      this.emit(call, { type: "answered" });
+    }
+    return {
+      message: (frame) => this.onStreamMessage(call, frame),
+      closed: () => this.onStreamClosed(call, connection),
+    };
+  }
+
+  private onStreamMessage(call: StreamCall, text: string): void {
+    const event = this.parseStream(text);
+    if (event.kind === "media") call.transport.receivedPayload(event.payload);
+    else if (event.kind === "dtmf") this.emit(call, { type: "dtmf", digits: event.digit });
+    else if (event.kind === "mark") call.transport.echoed(event.name);
+  }
+
+  /** A dropped stream may come back (the carrier reconnects or asks us again); if not within the grace window, the call is hung up. */
+  private onStreamClosed(call: StreamCall, connection: StreamConnection): void {
+    call.transport.unplug(connection);
+    if (call.connection !== connection) return;
+    call.connection = undefined;
+    if (call.ended) return;
+    const graceMs = this.options.streamGraceMs ?? 5000;
+    call.graceTimer = setTimeout(() => {
+      if (call.ended || call.transport.attached) return;
+      this.log.warn({ callId: call.id, graceMs }, "media stream did not come back; hanging up");
+      this.background(
+        this.hangup(call.id).finally(() => this.endWith(call, "error", `the media stream dropped and did not come back within ${graceMs} ms`)),
+        "ending a call",
+      );
+    }, graceMs);
+    call.graceTimer.unref();
+  }
+
+  async sendDtmf(providerCallId: string, digits: string): Promise<void> {
+    // Tones on the stream: changing a live call's instructions would tear the stream down.
+    await this.mediaOf(providerCallId).sendTones(digits);
+  }
+
+  // ----------------------------------------------------------- call table
+
+  protected callFor(id: string, direction: "inbound" | "outbound"): StreamCall {
+    let call = this.calls.get(id);
+    if (!call) {
+      call = this.transient(id, direction);
+      this.calls.set(id, call);
+    }
+    return call;
+  }
+
+  /** A call record not (yet) kept in the table. */
+  protected transient(id: string, direction: "inbound" | "outbound" = "outbound"): StreamCall {
+    return { id, direction, answered: false, ended: false, hangupRequested: false, transport: new MediaStreamTransport(this.wire) };
+  }
+
+  /** The manager answered or refused an inbound call. */
+  protected decide(call: StreamCall, decision: "answer" | "reject"): void {
+    call.decision ??= decision;
+    call.decided?.();
+  }
+
+  /** Waits (briefly) for the manager's decision on an inbound call; no decision is a refusal. */
+  protected decision(call: StreamCall): Promise<void> {
+    if (call.decision) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        call.decision ??= "reject";
+        resolve();
+      }, DECISION_WAIT_MS);
+      call.decided = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  async answer(providerCallId: string): Promise<void> {
+    this.decide(this.live(providerCallId), "answer");
+  }
+
+  /** Closes the media (the caller's last words reported first), then reports the end once. */
+  protected async endWith(call: StreamCall, state: TerminalState, reason: string): Promise<void> {
+    await this.teardown(call);
+    this.reportEnd(call, state, reason);
+  }
+
+  protected async teardown(call: StreamCall): Promise<void> {
+    if (call.ended) return;
+    call.ended = true;
+    if (call.graceTimer) clearTimeout(call.graceTimer);
+    call.transport.close();
+    await this.endMedia(call);
+    this.forgetLater(call);
+  }
+
+  protected async close(): Promise<void> {
+    await Promise.all([...this.calls.values()].map((call) => this.teardown(call)));
+  }
+}
