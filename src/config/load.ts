@@ -150,11 +150,14 @@ function crossFieldIssues(raw: Record<string, unknown>): FieldIssue[] {
     } else if (cloud && typeof raw.fromNumber === "string" && !E164_PATTERN.test(raw.fromNumber)) {
       issues.push({ path: "fromNumber", message: `must be an E.164 number such as +15550001234 when provider ${provider} is used` });
     }
-    if (provider === "telnyx" && getPath(raw, "telnyx.publicKey") === undefined && raw.skipSignatureVerification !== true) {
+    const publicKey = getPath(raw, "telnyx.publicKey");
+    if (provider === "telnyx" && publicKey === undefined && raw.skipSignatureVerification !== true) {
       issues.push({
         path: "telnyx.publicKey",
         message: "required to verify webhooks (or set TELNYX_PUBLIC_KEY, or skipSignatureVerification for development)",
       });
+    } else if (provider === "telnyx" && typeof publicKey === "string" && !isEd25519Key(publicKey)) {
+      issues.push({ path: "telnyx.publicKey", message: "must be the base64 Ed25519 public key from Mission Control (32 bytes)" });
     }
   }
   // One way to the internet: a tunnel and a Tailscale mode that disagree is a config mistake, not a choice to guess.
@@ -170,6 +173,9 @@ function crossFieldIssues(raw: Record<string, unknown>): FieldIssue[] {
   }
   return issues;
 }
+
+/** Telnyx's webhook key: 32 bytes, base64 with padding. */
+const isEd25519Key = (v: string): boolean => /^[A-Za-z0-9+/]{43}=$/.test(v) && Buffer.from(v, "base64").length === 32;
 
 const isProviderId = (v: unknown): v is ProviderId => typeof v === "string" && (PROVIDER_IDS as readonly string[]).includes(v);
 const hasEntries = (v: unknown): boolean => Array.isArray(v) && v.length > 0;

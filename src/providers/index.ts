@@ -11,6 +11,7 @@ import type { Synthesizer, Transcriber } from "../speech/types.js";
 import { AsteriskProvider } from "./asterisk/provider.js";
 import { MockProvider } from "./mock/provider.js";
 import { PublicEndpoints } from "./public-url.js";
+import { TelnyxProvider } from "./telnyx/provider.js";
 import { TwilioProvider } from "./twilio/provider.js";
 import type { CallProvider } from "./types.js";
 
@@ -35,11 +36,16 @@ function speech(config: VoiceCallConfig, deps: ProviderDeps): { config: VoiceCal
   return { config, logger: deps.logger, synthesizer: deps.synthesizer, transcriber: deps.transcriber };
 }
 
+/** What a carrier streaming audio to us needs: speech, where it is reached, and its REST base in tests. */
+function streamCarrier(config: VoiceCallConfig, deps: ProviderDeps, id: ProviderId) {
+  return { ...speech(config, deps), endpoints: deps.endpoints ?? new PublicEndpoints(config), apiBaseUrl: deps.apiBaseUrls?.[id] };
+}
+
 const FACTORIES: Partial<Record<ProviderId, Factory>> = {
   mock: (config) => new MockProvider(config.mock),
   asterisk: (config, deps) => new AsteriskProvider(speech(config, deps)),
-  twilio: (config, deps) =>
-    new TwilioProvider({ ...speech(config, deps), endpoints: deps.endpoints ?? new PublicEndpoints(config), apiBaseUrl: deps.apiBaseUrls?.twilio }),
+  twilio: (config, deps) => new TwilioProvider(streamCarrier(config, deps, "twilio")),
+  telnyx: (config, deps) => new TelnyxProvider(streamCarrier(config, deps, "telnyx")),
 };
 
 export function createProviders(config: VoiceCallConfig, deps: ProviderDeps): Map<ProviderId, CallProvider> {

@@ -11,7 +11,9 @@
  * comes back, the new socket is attached and the call's recogniser, turn and
  * queue carry on.
  */
+import type { z } from "zod";
 import { decodeG711, encodeG711 } from "../audio/g711.js";
+import { VoiceCallError, zodIssues } from "../errors.js";
 import { samplesPerFrame, type AudioFrame } from "../audio/frame.js";
 import { sharedPacer, type FramePacer } from "../audio/pacer.js";
 import { PacedTransport } from "../audio/transport.js";
@@ -34,6 +36,22 @@ export type StreamEvent =
   | { kind: "mark"; name: string }
   /** Lifecycle messages with nothing to do (connected, stop, our own track echoed). */
   | { kind: "other" };
+
+/** Parses one text frame with a carrier's schema; a typed INVALID_PARAMS naming the field when it is not that protocol. */
+export function parseStreamJson<T>(schema: z.ZodType<T>, text: string): T {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new VoiceCallError("INVALID_PARAMS", "media stream: not JSON");
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    const issue = zodIssues(parsed.error, "media stream")[0];
+    throw new VoiceCallError("INVALID_PARAMS", `${issue?.path ?? "media stream"}: ${issue?.message ?? "not a media stream message"}`);
+  }
+  return parsed.data;
+}
 
 export class MediaStreamTransport extends PacedTransport {
   private connection?: StreamConnection;

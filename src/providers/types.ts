@@ -163,7 +163,7 @@ export interface WebhookHandler {
   /** Headers without which a request is refused before its body is read. */
   readonly requiredHeaders: readonly string[];
   /** Checks the signature (a pure check: no side effects). */
-  verify(request: WebhookRequest): WebhookVerdict;
+  verify(request: WebhookRequest): WebhookVerdict | Promise<WebhookVerdict>;
   /** Acts on a verified, first-seen request. */
   handle(request: WebhookRequest): Promise<WebhookReply>;
   /** What a replayed delivery is answered with (acknowledged, no side effects). */

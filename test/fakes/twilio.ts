@@ -1,14 +1,11 @@
 /**
  * Twilio's side of a call, on loopback: a REST server speaking the Calls API
  * (what the SDK sends is recorded), signed webhooks (the SDK's own signing
- * helper), and a Media Streams client that plays caller audio in real time and
- * records what comes back (media, marks, clears) with arrival times.
+ * helper); the Media Streams client is test/fakes/media-stream.ts.
  */
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import twilio from "twilio";
-import WebSocket from "ws";
-import { decodeG711, encodeG711 } from "../../src/audio/g711.js";
 
 export const ACCOUNT_SID = `AC${"1".repeat(32)}`;
 export const AUTH_TOKEN = "test-auth-token-0123456789abcdef";
@@ -130,92 +127,4 @@ export function streamOf(twimlText: string): { url: string; token: string } | un
   return url && token ? { url: url.replace(/&amp;/g, "&"), token } : undefined;
 }
 
-export interface Received {
-  at: number;
-  event: string;
-  pcm?: Int16Array;
-  name?: string;
-}
-
-/** Twilio's Media Streams client for one call. */
-export class MediaStreamClient {
-  readonly received: Received[] = [];
-  closed = false;
-  private constructor(private readonly ws: WebSocket, readonly streamSid: string) {
-    ws.on("message", (data) => {
-      const msg = JSON.parse(data.toString()) as { event: string; media?: { payload: string }; mark?: { name: string } };
-      const at = performance.now();
-      if (msg.event === "media") this.received.push({ at, event: "media", pcm: decodeG711("ulaw", Buffer.from(msg.media!.payload, "base64")) });
-      else this.received.push({ at, event: msg.event, name: msg.mark?.name });
-      // Audio arrives paced in real time: a mark has played when it arrives.
-      if (msg.event === "mark") this.send({ event: "mark", streamSid: this.streamSid, mark: msg.mark });
-    });
-    ws.on("close", () => (this.closed = true));
-  }
-
-  static async connect(url: string, start: { callSid: string; token: string; streamSid?: string }): Promise<MediaStreamClient> {
-    const ws = new WebSocket(url);
-    await new Promise<void>((resolve, reject) => {
-      ws.once("open", () => resolve());
-      ws.once("error", reject);
-    });
-    const streamSid = start.streamSid ?? `MZ${Math.random().toString(16).slice(2).padEnd(32, "0")}`;
-    const client = new MediaStreamClient(ws, streamSid);
-    client.send({ event: "connected", protocol: "Call", version: "1.0.0" });
-    client.send({
-      event: "start",
-      sequenceNumber: "1",
-      streamSid,
-      start: { accountSid: ACCOUNT_SID, streamSid, callSid: start.callSid, tracks: ["inbound"], customParameters: { token: start.token }, mediaFormat: { encoding: "audio/x-mulaw", sampleRate: 8000, channels: 1 } },
-    });
-    return client;
-  }
-
-  send(message: unknown): void {
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
-  }
-
-  /** Plays 8 kHz PCM as 20 ms media messages in real time; resolves with the time the first frame went out. */
-  async play(pcm: Int16Array): Promise<number> {
-    const started = performance.now();
-    for (let i = 0, n = 0; i < pcm.length; i += 160, n += 1) {
-      const wait = started + n * 20 - performance.now();
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      const chunk = new Int16Array(160);
-      chunk.set(pcm.subarray(i, Math.min(i + 160, pcm.length)));
-      this.send({ event: "media", streamSid: this.streamSid, media: { track: "inbound", payload: Buffer.from(encodeG711("ulaw", chunk)).toString("base64") } });
-    }
-    return started;
-  }
-
-  /** Silence for `ms`, so the far end hears an utterance end. */
-  async silence(ms: number): Promise<void> {
-    await this.play(new Int16Array((ms / 1000) * 8000));
-  }
-
-  dtmf(digit: string): void {
-    this.send({ event: "dtmf", streamSid: this.streamSid, sequenceNumber: "9", dtmf: { track: "inbound_track", digit } });
-  }
-
-  /** Media messages received after `since` (performance.now()). */
-  mediaAfter(since: number): Received[] {
-    return this.received.filter((r) => r.event === "media" && r.at >= since);
-  }
-
-  firstAfter(event: string, since: number): Received | undefined {
-    return this.received.find((r) => r.event === event && r.at >= since);
-  }
-
-  close(): void {
-    this.ws.close();
-  }
-
-  /** Cuts the socket without a close handshake (a network drop). */
-  drop(): void {
-    this.ws.terminate();
-  }
-
-  raw(): WebSocket {
-    return this.ws;
-  }
-}
+export { MediaStreamClient, type Received } from "./media-stream.js";

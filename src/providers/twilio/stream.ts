@@ -6,8 +6,7 @@
  * `clear` (drops what Twilio still buffers).
  */
 import { z } from "zod";
-import { VoiceCallError, zodIssues } from "../../errors.js";
-import type { StreamEvent, StreamWire } from "../media-stream.js";
+import { parseStreamJson, type StreamEvent, type StreamWire } from "../media-stream.js";
 
 const Sid = z.string().min(1).max(64);
 const StreamMessage = z.discriminatedUnion("event", [
@@ -31,18 +30,7 @@ export type TwilioStreamMessage = z.infer<typeof StreamMessage>;
 
 /** Parses one text frame; a typed INVALID_PARAMS naming the field when it is not Twilio's protocol. */
 export function parseStreamMessage(text: string): TwilioStreamMessage {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    throw new VoiceCallError("INVALID_PARAMS", "media stream: not JSON");
-  }
-  const parsed = StreamMessage.safeParse(json);
-  if (!parsed.success) {
-    const issue = zodIssues(parsed.error, "media stream")[0];
-    throw new VoiceCallError("INVALID_PARAMS", `${issue?.path ?? "media stream"}: ${issue?.message ?? "not a Twilio media stream message"}`);
-  }
-  return parsed.data;
+  return parseStreamJson(StreamMessage, text);
 }
 
 /** Our messages in Twilio's names: every one carries the streamSid. */

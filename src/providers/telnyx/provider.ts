@@ -1,0 +1,255 @@
+/**
+ * Telnyx Call Control v2 through its official SDK: calls dialled, answered,
+ * rejected and hung up over REST, media streaming started with the answer
+ * (bidirectional RTP, PCMU), keys sent with send_dtmf. Webhooks are JSON
+ * events signed with Ed25519 over `timestamp|body`, checked by the SDK's
+ * own verifier (5-minute window); a missing key, header or bad timestamp is
+ * a refusal, never a skip. Audio is the shared media-stream transport, so
+ * speech, barge-in (`clear`), markers and auto-responses behave as on every
+ * other carrier.
+ *
+ * Telnyx facts this relies on:
+ * - an inbound call is `call.initiated` for a call_control_id we did not
+ *   dial (its direction is read from the event, not trusted from elsewhere);
+ * - the stream's credential travels as client_state on streaming_start /
+ *   answer and comes back in the stream's `start` frame;
+ * - keys pressed arrive on the stream (`dtmf` frames); the webhook's
+ *   call.dtmf.received is not used, so a key is never counted twice.
+ */
+import { createHash } from "node:crypto";
+import Telnyx from "telnyx";
+import { z } from "zod";
+import { VoiceCallError, zodIssues } from "../../errors.js";
+import { StreamCarrier, type StreamCall, type StreamCarrierOptions } from "../stream-carrier.js";
+import type { CarrierIngress, PlaceCallRequest, ProviderCapabilities, RemoteCallStatus, SetupFinding, TerminalState, WebhookReply, WebhookRequest, WebhookVerdict } from "../types.js";
+import { TELNYX_WIRE, telnyxStreamEvent } from "./stream.js";
+
+export type TelnyxProviderOptions = StreamCarrierOptions;
+
+const API_BASE = "https://api.telnyx.com/v2";
+
+const Event = z.object({
+  data: z.object({
+    id: z.string().min(1).max(128),
+    event_type: z.string().min(1).max(128),
+    payload: z
+      .object({
+        call_control_id: z.string().min(1).max(256),
+        direction: z.string().max(32).optional(),
+        from: z.string().max(256).optional(),
+        to: z.string().max(256).optional(),
+        hangup_cause: z.string().max(64).optional(),
+        hangup_source: z.string().max(32).optional(),
+        sip_hangup_cause: z.string().max(16).optional(),
+      })
+      .passthrough(),
+  }),
+});
+
+/** Telnyx's hangup_cause to how a call ended. */
+function endOf(cause: string, answered: boolean, byUs: boolean): TerminalState {
+  if (byUs) return "hangup-bot";
+  switch (cause) {
+    case "user_busy":
+    case "call_rejected":
+      return answered ? "hangup-user" : "busy";
+    case "timeout":
+    case "no_answer":
+      return "no-answer";
+    case "originator_cancel":
+      return "hangup-bot";
+    case "normal_clearing":
+      return answered ? "hangup-user" : "completed";
+    default:
+      return answered ? "hangup-user" : "failed";
+  }
+}
+
+export class TelnyxProvider extends StreamCarrier {
+  readonly id = "telnyx" as const;
+  readonly capabilities: ProviderCapabilities = { inbound: true, dtmfOut: true, e164Only: true, turnTokens: true };
+  readonly ingress: CarrierIngress;
+  private readonly client: Telnyx;
+  private readonly connectionId: string;
+  private readonly publicKey?: string;
+
+  constructor(protected override readonly options: TelnyxProviderOptions) {
+    super(options, "telnyx", TELNYX_WIRE);
+    const { apiKey, connectionId, publicKey } = options.config.telnyx ?? {};
+    if (!apiKey || !connectionId) throw new VoiceCallError("INVALID_CONFIG", "telnyx.apiKey and telnyx.connectionId are required");
+    this.connectionId = connectionId;
+    this.publicKey = publicKey;
+    // Everything given explicitly: the SDK would otherwise read TELNYX_* variables itself.
+    this.client = new Telnyx({ apiKey, publicKey: publicKey ?? null, baseURL: options.apiBaseUrl ?? API_BASE, maxRetries: 2, timeout: 15_000 });
+    this.ingress = {
+      webhook: {
+        requiredHeaders: ["telnyx-signature-ed25519", "telnyx-timestamp"],
+        verify: (request) => this.verify(request),
+        handle: (request) => this.onWebhook(request),
+        replayReply: () => ({ status: 200 }),
+      },
+      stream: { open: (text, connection) => this.openStream(text, connection) },
+    };
+  }
+
+  protected async open(): Promise<void> {
+    this.warmSpeech(8000);
+  }
+
+  protected parseStream(text: string) {
+    return telnyxStreamEvent(text);
+  }
+
+  // ------------------------------------------------------------ call control
+
+  async placeCall(request: PlaceCallRequest): Promise<{ providerCallId: string }> {
+    const { endpoints, config } = this.options;
+    const { data } = await this.client.calls.dial({
+      connection_id: this.connectionId,
+      to: request.to,
+      from: request.from ?? config.fromNumber ?? "",
+      webhook_url: endpoints.webhook(),
+      webhook_url_method: "POST",
+      timeout_secs: Math.max(5, Math.ceil(config.ringTimeoutMs / 1000)),
+    });
+    const id = data?.call_control_id;
+    if (!id) throw new VoiceCallError("PROVIDER_ERROR", "Telnyx accepted the call without a call_control_id");
+    this.callFor(id, "outbound");
+    return { providerCallId: id };
+  }
+
+  async reject(providerCallId: string, _reason: string): Promise<void> {
+    const call = this.live(providerCallId);
+    if (call.decision === undefined) return this.decide(call, "reject");
+    await this.hangup(providerCallId);
+  }
+
+  async hangup(providerCallId: string): Promise<void> {
+    const call = this.calls.get(providerCallId);
+    if (!call || call.ended) return;
+    call.hangupRequested = true;
+    await this.client.calls.actions.hangup(providerCallId, {}).catch((err: { status?: number }) => {
+      // 422: the call is already gone at Telnyx.
+      if (err.status !== 422 && err.status !== 404) throw err;
+    });
+    await this.teardown(call);
+  }
+
+  /** Keys as RFC 2833 events through Call Control (w is a 0.5 s pause there too). */
+  override async sendDtmf(providerCallId: string, digits: string): Promise<void> {
+    this.live(providerCallId);
+    await this.client.calls.actions.sendDtmf(providerCallId, { digits, duration_millis: 250 });
+  }
+
+  async getCallStatus(providerCallId: string): Promise<RemoteCallStatus> {
+    try {
+      const { data } = await this.client.calls.retrieveStatus(providerCallId);
+      return data?.is_alive ? { status: "active" } : { status: "ended", state: "completed", reason: "Telnyx reports the call is no longer alive" };
+    } catch (err) {
+      const status = (err as { status?: number }).status;
+      if (status === 404) return { status: "ended", state: "completed", reason: "Telnyx does not know the call" };
+      return { status: "unknown", reason: (err as Error).message };
+    }
+  }
+
+  async check(): Promise<SetupFinding[]> {
+    try {
+      await this.client.balance.retrieve();
+    } catch (err) {
+      const status = (err as { status?: number }).status;
+      const refused = status === 401 || status === 403;
+      return [{
+        check: "telnyx-account",
+        status: "fail",
+        detail: refused ? `Telnyx refused the API key (HTTP ${status})` : `Telnyx's API did not answer: ${(err as Error).message}`,
+        fix: refused ? "check telnyx.apiKey (TELNYX_API_KEY)" : "check this machine's connection to api.telnyx.com",
+      }];
+    }
+    const out: SetupFinding[] = [{ check: "telnyx-account", status: "ok", detail: "API key accepted" }];
+    out.push(this.publicKey
+      ? { check: "telnyx-webhooks", status: "ok", detail: "webhooks are verified with telnyx.publicKey (Ed25519, 5-minute window)" }
+      : { check: "telnyx-webhooks", status: "warn", detail: "skipSignatureVerification is on: anyone can post events to the webhook", fix: "set telnyx.publicKey (Mission Control: Keys & Credentials, Public Key) and turn skipSignatureVerification off" });
+    return out;
+  }
+
+  // ---------------------------------------------------------------- webhooks
+
+  /** Ed25519 over `timestamp|body` with the account's public key, by the SDK; the replay key is the signed delivery. */
+  private async verify(request: WebhookRequest): Promise<WebhookVerdict> {
+    if (!this.publicKey) return { ok: false, reason: "telnyx.publicKey is not set" };
+    const body = request.rawBody.toString("utf8");
+    try {
+      await this.client.webhooks.unwrap(body, { headers: request.headers as Record<string, string>, key: this.publicKey });
+    } catch (err) {
+      return { ok: false, reason: (err as Error).message.replace(/: .{60,}$/, "") };
+    }
+    const replayKey = createHash("sha256").update(`telnyx\n${request.headers["telnyx-timestamp"]}\n`).update(request.rawBody).digest("base64url");
+    return { ok: true, replayKey };
+  }
+
+  private async onWebhook(request: WebhookRequest): Promise<WebhookReply> {
+    let json: unknown;
+    try {
+      json = JSON.parse(request.rawBody.toString("utf8"));
+    } catch {
+      throw new VoiceCallError("INVALID_PARAMS", "webhook body: not JSON");
+    }
+    const parsed = Event.safeParse(json);
+    if (!parsed.success) {
+      const issue = zodIssues(parsed.error, "webhook")[0];
+      throw new VoiceCallError("INVALID_PARAMS", `${issue?.path ?? "webhook"}: ${issue?.message ?? "not a Telnyx event"}`);
+    }
+    const { event_type: type, payload } = parsed.data.data;
+    const id = payload.call_control_id;
+    const known = this.calls.get(id);
+    switch (type) {
+      case "call.initiated":
+        // Ours if we dialled it; otherwise a caller is ringing in (whatever else the event claims).
+        if (!known && payload.direction !== "outgoing") this.background(this.onInbound(id, payload.from, payload.to), "taking an inbound call");
+        break;
+      case "call.answered":
+        if (known && !known.ended && known.direction === "outbound") this.background(this.startStream(known), "starting the media stream");
+        break;
+      case "call.hangup": {
+        const call = known ?? this.transient(id);
+        const state = endOf(payload.hangup_cause ?? "", call.answered, call.hangupRequested);
+        const detail = [payload.hangup_cause, payload.hangup_source && `by ${payload.hangup_source}`, payload.sip_hangup_cause && `SIP ${payload.sip_hangup_cause}`].filter(Boolean).join(", ");
+        this.background(this.endWith(call, state, `Telnyx reports ${detail || "hangup"}`), "ending a call");
+        break;
+      }
+      default:
+        break;
+    }
+    return { status: 200 };
+  }
+
+  /** A caller rings in: the manager decides; answered calls stream to us from the answer on. */
+  private async onInbound(id: string, from: string | undefined, to: string | undefined): Promise<void> {
+    const call = this.callFor(id, "inbound");
+    this.emit(call, { type: "inbound", from: from || "anonymous", to: to ?? "" });
+    await this.decision(call);
+    if (call.decision !== "answer") {
+      await this.client.calls.actions.reject(id, { cause: "CALL_REJECTED" });
+      await this.teardown(call);
+      return;
+    }
+    await this.prepareMedia(call);
+    await this.client.calls.actions.answer(id, { ...this.streamParams(id), webhook_url: this.options.endpoints.webhook(), webhook_url_method: "POST" });
+  }
+
+  /** An outbound call was answered: its audio streams to us, the recogniser already open. */
+  private async startStream(call: StreamCall): Promise<void> {
+    await this.prepareMedia(call);
+    await this.client.calls.actions.startStreaming(call.id, this.streamParams(call.id));
+  }
+
+  private streamParams(id: string) {
+    return {
+      stream_url: this.options.endpoints.stream(),
+      stream_track: "inbound_track" as const,
+      stream_bidirectional_mode: "rtp" as const,
+      stream_bidirectional_codec: "PCMU" as const,
+      client_state: Buffer.from(this.streamToken(id)).toString("base64"),
+    };
+  }
+}
