@@ -11,6 +11,7 @@ import type { Synthesizer, Transcriber } from "../speech/types.js";
 import { AsteriskProvider } from "./asterisk/provider.js";
 import { MockProvider } from "./mock/provider.js";
 import { PublicEndpoints } from "./public-url.js";
+import { PlivoProvider } from "./plivo/provider.js";
 import { TelnyxProvider } from "./telnyx/provider.js";
 import { TwilioProvider } from "./twilio/provider.js";
 import type { CallProvider } from "./types.js";
@@ -46,6 +47,7 @@ const FACTORIES: Partial<Record<ProviderId, Factory>> = {
   asterisk: (config, deps) => new AsteriskProvider(speech(config, deps)),
   twilio: (config, deps) => new TwilioProvider(streamCarrier(config, deps, "twilio")),
   telnyx: (config, deps) => new TelnyxProvider(streamCarrier(config, deps, "telnyx")),
+  plivo: (config, deps) => new PlivoProvider(streamCarrier(config, deps, "plivo")),
 };
 
 export function createProviders(config: VoiceCallConfig, deps: ProviderDeps): Map<ProviderId, CallProvider> {

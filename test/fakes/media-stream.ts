@@ -69,6 +69,23 @@ export const TELNYX: Dialect = {
   read: TWILIO.read,
 };
 
+/** Plivo: `token` is the <Stream>'s extraHeaders string, forwarded as extra_headers. */
+export const PLIVO: Dialect = {
+  opening: ({ callId, token, streamId }) => [
+    {
+      event: "start",
+      sequenceNumber: 0,
+      start: { callId, streamId, accountId: "MAODUMZJYZNWY1ZGYXOT", tracks: ["inbound"], mediaFormat: { encoding: "audio/x-mulaw", sampleRate: 8000 } },
+      extra_headers: token,
+    },
+  ],
+  media: (payload, streamId) => ({ event: "media", sequenceNumber: 1, streamId, media: { track: "inbound", timestamp: "0", chunk: 1, payload } }),
+  dtmf: (digit, streamId) => ({ event: "dtmf", streamId, dtmf: { track: "inbound", digit, timestamp: "0" } }),
+  echo: (name, streamId) => ({ event: "playedStream", streamId, name }),
+  read: (m) =>
+    m.event === "playAudio" ? { event: "media", payload: m.media.payload } : m.event === "checkpoint" ? { event: "mark", name: m.name } : m.event === "clearAudio" ? { event: "clear" } : { event: "other" },
+};
+
 /** A carrier's media stream for one call. */
 export class MediaStreamClient {
   readonly received: Received[] = [];

@@ -1,0 +1,306 @@
+/**
+ * Plivo through its official SDK: calls made, cancelled and hung up over the
+ * Voice API, keys sent with Send Digits, Plivo XML built with the SDK's
+ * Response (a bidirectional <Stream> to us; <Hangup> for refused callers),
+ * webhooks checked with the SDK's V3 signature validator (HMAC-SHA256 over
+ * the URL, the sorted parameters and a nonce) and replay keys shared with
+ * the ingress. Audio is the shared media-stream transport.
+ *
+ * Plivo facts this relies on:
+ * - an outbound call is known by its request_uuid until Plivo's answer
+ *   webhook names its CallUUID (both arrive there); inbound calls by CallUUID;
+ * - the <Stream>'s extraHeaders come back in the stream's `start` message:
+ *   they carry our call id and its credential;
+ * - `checkpoint` is echoed as `playedStream` once the audio before it played.
+ */
+import { createHash } from "node:crypto";
+import { createRequire } from "node:module";
+import plivo from "plivo";
+import { VoiceCallError } from "../../errors.js";
+import { StreamCarrier, type StreamCall, type StreamCarrierOptions } from "../stream-carrier.js";
+import type { CarrierIngress, PlaceCallRequest, ProviderCapabilities, RemoteCallStatus, SetupFinding, TerminalState, WebhookReply, WebhookRequest, WebhookVerdict } from "../types.js";
+import { PLIVO_WIRE, plivoStreamEvent, streamHeaders } from "./stream.js";
+
+export type PlivoProviderOptions = StreamCarrierOptions;
+
+const XML = "text/xml";
+
+/** Plivo's CallStatus on the hangup webhook to how a call ended. */
+function endOf(status: string, answered: boolean, byUs: boolean): TerminalState {
+  if (byUs) return "hangup-bot";
+  switch (status) {
+    case "busy":
+      return "busy";
+    case "no-answer":
+    case "timeout":
+      return "no-answer";
+    case "cancel":
+      return "hangup-bot";
+    case "completed":
+      return answered ? "hangup-user" : "completed";
+    default:
+      return answered ? "hangup-user" : "failed";
+  }
+}
+
+type PlivoClient = InstanceType<typeof plivo.Client>;
+/** The SDK's XML builder (typed loosely by the SDK). */
+interface PlivoXml {
+  addStream(url: string, attributes: Record<string, string>): unknown;
+  addHangup(attributes: Record<string, string>): unknown;
+  toXML(): string;
+}
+
+export class PlivoProvider extends StreamCarrier {
+  readonly id = "plivo" as const;
+  readonly capabilities: ProviderCapabilities = { inbound: true, dtmfOut: true, e164Only: true, turnTokens: true };
+  readonly ingress: CarrierIngress;
+  private readonly client: PlivoClient;
+  private readonly authId: string;
+  private readonly authToken: string;
+  /** CallUUID of an outbound call, by the request_uuid it is known by, once Plivo's answer webhook names it. */
+  private readonly callUuids = new Map<string, string>();
+
+  constructor(protected override readonly options: PlivoProviderOptions) {
+    super(options, "plivo", PLIVO_WIRE);
+    const { authId, authToken } = options.config.plivo ?? {};
+    if (!authId || !authToken) throw new VoiceCallError("INVALID_CONFIG", "plivo.authId and plivo.authToken are required");
+    this.authId = authId;
+    this.authToken = authToken;
+    this.client = plivoClient(authId, authToken, options.apiBaseUrl);
+    this.ingress = {
+      webhook: {
+        requiredHeaders: ["x-plivo-signature-v3", "x-plivo-signature-v3-nonce"],
+        verify: (request) => this.verify(request),
+        handle: (request) => this.onWebhook(request),
+        replayReply: (request) => this.replayReply(request),
+      },
+      stream: { open: (text, connection) => this.openStream(text, connection) },
+    };
+  }
+
+  protected async open(): Promise<void> {
+    this.warmSpeech(8000);
+  }
+
+  protected parseStream(text: string) {
+    return plivoStreamEvent(text);
+  }
+
+  // ------------------------------------------------------------ call control
+
+  async placeCall(request: PlaceCallRequest): Promise<{ providerCallId: string }> {
+    const { endpoints, config } = this.options;
+    const created = await this.client.calls.create(request.from ?? config.fromNumber ?? "", request.to, endpoints.webhook({ type: "answer" }), {
+      answerMethod: "POST",
+      hangupUrl: endpoints.webhook({ type: "hangup" }),
+      hangupMethod: "POST",
+      ringUrl: endpoints.webhook({ type: "ring" }),
+      ringMethod: "POST",
+      ringTimeout: Math.max(5, Math.ceil(config.ringTimeoutMs / 1000)),
+    });
+    const id = Array.isArray(created.requestUuid) ? created.requestUuid[0] : created.requestUuid;
+    if (!id) throw new VoiceCallError("PROVIDER_ERROR", "Plivo accepted the call without a request_uuid");
+    this.callFor(id, "outbound");
+    return { providerCallId: id };
+  }
+
+  async reject(providerCallId: string, _reason: string): Promise<void> {
+    const call = this.live(providerCallId);
+    if (call.decision === undefined) return this.decide(call, "reject");
+    await this.hangup(providerCallId);
+  }
+
+  async hangup(providerCallId: string): Promise<void> {
+    const call = this.calls.get(providerCallId);
+    if (!call || call.ended) return;
+    call.hangupRequested = true;
+    // Not answered yet: the request is cancelled; in progress: the call is hung up.
+    const uuid = this.callUuids.get(providerCallId) ?? (call.direction === "inbound" ? providerCallId : undefined);
+    const done = uuid ? this.client.calls.hangup(uuid) : this.client.calls.cancel(providerCallId);
+    await done.catch((err: { statusCode?: number; status?: number }) => {
+      if ((err.statusCode ?? err.status) !== 404) throw err;
+    });
+    await this.teardown(call);
+  }
+
+  /** Keys through Send Digits (w and W pause 0.5 s and 1 s there too). */
+  override async sendDtmf(providerCallId: string, digits: string): Promise<void> {
+    const call = this.live(providerCallId);
+    const uuid = this.callUuids.get(providerCallId) ?? (call.direction === "inbound" ? providerCallId : undefined);
+    if (!uuid) throw new VoiceCallError("INVALID_STATE", `call ${providerCallId} is not answered yet`);
+    await this.client.calls.sendDigits(uuid, digits, {});
+  }
+
+  /** Live or still queued at Plivo: active; neither: ended. */
+  async getCallStatus(providerCallId: string): Promise<RemoteCallStatus> {
+    const uuid = this.callUuids.get(providerCallId) ?? providerCallId;
+    const found = async (lookup: () => Promise<unknown>) =>
+      lookup().then(
+        () => true,
+        (err: { statusCode?: number; status?: number; message?: string }) => {
+          if ((err.statusCode ?? err.status) === 404) return false;
+          throw err;
+        },
+      );
+    try {
+      if ((await found(() => this.client.calls.getLiveCall(uuid))) || (await found(() => this.client.calls.getQueuedCall(providerCallId)))) return { status: "active" };
+      return { status: "ended", state: "completed", reason: "Plivo has no live or queued call by that id" };
+    } catch (err) {
+      return { status: "unknown", reason: (err as Error).message };
+    }
+  }
+
+  async check(): Promise<SetupFinding[]> {
+    try {
+      await this.client.accounts.get();
+    } catch (err) {
+      const status = (err as { statusCode?: number; status?: number }).statusCode ?? (err as { status?: number }).status;
+      const refused = status === 401 || status === 403;
+      return [{
+        check: "plivo-account",
+        status: "fail",
+        detail: refused ? `Plivo refused the credentials (HTTP ${status})` : `Plivo's API did not answer: ${(err as Error).message}`,
+        fix: refused ? "check plivo.authId and plivo.authToken (PLIVO_AUTH_ID / PLIVO_AUTH_TOKEN)" : "check this machine's connection to api.plivo.com",
+      }];
+    }
+    const out: SetupFinding[] = [{ check: "plivo-account", status: "ok", detail: `credentials accepted for ${this.authId}` }];
+    const from = this.options.config.fromNumber;
+    if (from) {
+      // GET Number/{number}/: the SDK's resource interface has get() without a declared type.
+      const numbers = this.client.numbers as unknown as { get(number: string): Promise<unknown> };
+      const owned = await numbers.get(from.replace(/^\+/, "")).then(() => true, () => false);
+      out.push(owned
+        ? { check: "plivo-from-number", status: "ok", detail: `fromNumber ${from} is a number on this account` }
+        : { check: "plivo-from-number", status: "fail", detail: `fromNumber ${from} is not a number on this account`, fix: "set fromNumber to a number the account owns (Phone Numbers in the console)" });
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------- webhooks
+
+  /** V3 signature over the URL, the sorted form fields and the nonce, by the SDK; the replay key is the nonce and URL. */
+  private verify(request: WebhookRequest): WebhookVerdict {
+    const signature = request.headers["x-plivo-signature-v3"] ?? "";
+    const nonce = request.headers["x-plivo-signature-v3-nonce"] ?? "";
+    const params = Object.fromEntries(new URLSearchParams(request.rawBody.toString("utf8")));
+    let valid = false;
+    try {
+      valid = plivo.validateV3Signature("POST", request.url, nonce, this.authToken, signature, params) as boolean;
+    } catch {
+      valid = false;
+    }
+    if (!valid) return { ok: false, reason: "X-Plivo-Signature-V3 does not match" };
+    const replayKey = createHash("sha256").update(`plivo\n${nonce}\n${request.url}\n`).update(request.rawBody).digest("base64url");
+    return { ok: true, replayKey };
+  }
+
+  private async onWebhook(request: WebhookRequest): Promise<WebhookReply> {
+    const form = new URLSearchParams(request.rawBody.toString("utf8"));
+    const callUuid = form.get("CallUUID") ?? "";
+    if (!/^[0-9a-f-]{8,64}$/i.test(callUuid)) throw new VoiceCallError("INVALID_PARAMS", "CallUUID: missing or malformed");
+    const requestUuid = form.get("RequestUUID") ?? "";
+    // Our outbound calls are known by the request_uuid we got; the answer names their CallUUID.
+    const id = requestUuid && this.calls.has(requestUuid) ? requestUuid : callUuid;
+    if (id === requestUuid && requestUuid) this.callUuids.set(requestUuid, callUuid);
+    const type = request.query.get("type") ?? "answer";
+    switch (type) {
+      case "answer":
+        return this.onAnswer(id, form);
+      case "ring": {
+        const call = this.calls.get(id);
+        if (call) this.emit(call, { type: "ringing" });
+        return { status: 204 };
+      }
+      case "hangup": {
+        const call = this.calls.get(id) ?? this.transient(id);
+        const status = form.get("CallStatus") ?? "";
+        const detail = [status, form.get("HangupCauseName"), form.get("HangupSource") && `by ${form.get("HangupSource")}`].filter(Boolean).join(", ");
+        this.background(this.endWith(call, endOf(status, call.answered, call.hangupRequested), `Plivo reports ${detail || "hangup"}`), "ending a call");
+        return { status: 204 };
+      }
+      default:
+        throw new VoiceCallError("INVALID_PARAMS", `type: unknown webhook type ${type.slice(0, 32)}`);
+    }
+  }
+
+  /** Plivo asks what to do with an answered (outbound) or ringing-in (inbound) call: stream it to us, or refuse it. */
+  private async onAnswer(id: string, form: URLSearchParams): Promise<WebhookReply> {
+    const known = this.calls.get(id);
+    if (known?.ended) return xml(hangupXml());
+    const inbound = !known && form.get("Direction") === "inbound";
+    if (!known && !inbound) throw new VoiceCallError("NOT_FOUND", "CallUUID: not a call of this service");
+    const call = known ?? this.callFor(id, "inbound");
+    if (inbound) {
+      this.emit(call, { type: "inbound", from: form.get("From") || "anonymous", to: form.get("To") ?? "" });
+      await this.decision(call);
+      if (call.decision !== "answer") {
+        await this.teardown(call);
+        return xml(hangupXml("rejected"));
+      }
+    }
+    await this.prepareMedia(call);
+    return xml(this.streamXml(call));
+  }
+
+  private replayReply(request: WebhookRequest): WebhookReply {
+    if ((request.query.get("type") ?? "answer") !== "answer") return { status: 204 };
+    const form = new URLSearchParams(request.rawBody.toString("utf8"));
+    const call = this.calls.get(form.get("RequestUUID") ?? "") ?? this.calls.get(form.get("CallUUID") ?? "");
+    return xml(call && !call.ended && call.decision !== "reject" ? this.streamXml(call) : hangupXml());
+  }
+
+  /** A bidirectional mu-law stream to us, kept up for the whole call, carrying the call's credential. */
+  private streamXml(call: StreamCall): PlivoXml {
+    const response = plivoXml();
+    response.addStream(this.options.endpoints.stream(), {
+      bidirectional: "true",
+      audioTrack: "inbound",
+      keepCallAlive: "true",
+      contentType: "audio/x-mulaw;rate=8000",
+      extraHeaders: streamHeaders(call.id, this.streamToken(call.id)),
+    });
+    return response;
+  }
+}
+
+/** A new Plivo XML response (the SDK's Response is a constructor function, typed as a plain one). */
+function plivoXml(): PlivoXml {
+  const Response = plivo.Response as unknown as new () => PlivoXml;
+  return new Response();
+}
+
+function xml(response: PlivoXml): WebhookReply {
+  return { status: 200, contentType: XML, body: response.toXML() };
+}
+
+function hangupXml(reason?: string): PlivoXml {
+  const response = plivoXml();
+  response.addHangup(reason ? { reason } : {});
+  return response;
+}
+
+/**
+ * The SDK's client. With `apiBaseUrl` (tests: a local server speaking
+ * Plivo's API) its call, account and number resources send every request
+ * there: the SDK's HTTP layer otherwise sends voice requests to a fixed host.
+ */
+function plivoClient(authId: string, authToken: string, apiBaseUrl: string | undefined): PlivoClient {
+  const client = new plivo.Client(authId, authToken, { timeout: 15_000 });
+  if (!apiBaseUrl) return client;
+  const require = createRequire(import.meta.url);
+  const { Axios } = require("plivo/dist/rest/axios.js") as { Axios: (options: Record<string, unknown>) => Request };
+  const { camelCaseRequestWrapper } = require("plivo/dist/rest/utils.js") as { camelCaseRequestWrapper: (r: Request) => Request };
+  const { CallInterface } = require("plivo/dist/resources/call.js") as { CallInterface: new (r: Request) => PlivoClient["calls"] };
+  const { AccountInterface } = require("plivo/dist/resources/accounts.js") as { AccountInterface: new (r: Request) => PlivoClient["accounts"] };
+  const { NumberInterface } = require("plivo/dist/resources/numbers.js") as { NumberInterface: new (r: Request) => PlivoClient["numbers"] };
+  const send = camelCaseRequestWrapper(Axios({ authId, authToken, version: "v1", url: `${apiBaseUrl.replace(/\/$/, "")}/v1/Account/${authId}`, userAgent: "plivo-node" }));
+  const local: Request = (method, action, params) => {
+    if (params) delete params.isVoiceRequest;
+    return send(method, action, params);
+  };
+  Object.assign(client, { calls: new CallInterface(local), accounts: new AccountInterface(local), numbers: new NumberInterface(local) });
+  return client;
+}
+
+type Request = (method: string, action: string, params?: Record<string, unknown>) => Promise<unknown>;

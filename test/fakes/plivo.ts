@@ -1,0 +1,124 @@
+/**
+ * Plivo's side of a call, on loopback: a REST server speaking the Voice API
+ * (make, cancel, hang up, send digits, live/queued lookups, account and
+ * number; what the SDK sends is recorded) and webhooks signed with Plivo's
+ * V3 algorithm: HMAC-SHA256 with the auth token over the URL (its query
+ * sorted), the sorted POST parameters and a nonce.
+ */
+import { createHmac, randomBytes, randomUUID } from "node:crypto";
+import { createServer, type IncomingMessage, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+
+export const AUTH_ID = "MAODUMZJYZNWY1ZGYXOT";
+export const AUTH_TOKEN = "plivo-test-token-0123456789abcdef";
+
+export interface PlivoRequest {
+  method: string;
+  path: string;
+  body: Record<string, any>;
+}
+
+/** The string Plivo signs for a POST to `url` with form `params`, per its V3 documentation. */
+export function v3Base(url: string, params: Record<string, string>): string {
+  const u = new URL(url);
+  const query = [...u.searchParams.entries()].map(([k, v]) => `${k}=${v}`).sort().join("&");
+  const base = `${u.protocol}//${u.host}${u.pathname}`;
+  const withQuery = Object.keys(params).length > 0 ? `${base}?${query}${query ? "." : ""}` : query ? `${base}?${query}` : base;
+  const body = Object.keys(params).sort().map((k) => `${k}${params[k]}`).join("");
+  return withQuery + body;
+}
+
+export function v3Signature(url: string, params: Record<string, string>, nonce: string, token = AUTH_TOKEN): string {
+  return createHmac("sha256", token).update(`${v3Base(url, params)}.${nonce}`).digest("base64");
+}
+
+export class FakePlivo {
+  readonly requests: PlivoRequest[] = [];
+  /** Calls by id: "queued" (request made, not answered), "live", or "ended". */
+  readonly calls = new Map<string, "queued" | "live" | "ended">();
+  owned = ["15550009999"];
+  private server!: Server;
+  baseUrl = "";
+
+  static async start(): Promise<FakePlivo> {
+    const fake = new FakePlivo();
+    fake.server = createServer((req, res) => void fake.handle(req).then(({ status, body }) => {
+      res.writeHead(status, { "content-type": "application/json" });
+      res.end(JSON.stringify(body));
+    }));
+    await new Promise<void>((r) => fake.server.listen(0, "127.0.0.1", r));
+    fake.baseUrl = `http://127.0.0.1:${(fake.server.address() as AddressInfo).port}`;
+    return fake;
+  }
+
+  close(): Promise<void> {
+    this.server.closeAllConnections();
+    return new Promise((r) => this.server.close(() => r()));
+  }
+
+  made(method: string, path: RegExp): PlivoRequest[] {
+    return this.requests.filter((r) => r.method === method && path.test(r.path));
+  }
+
+  private async handle(req: IncomingMessage): Promise<{ status: number; body: unknown }> {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const text = Buffer.concat(chunks).toString();
+    const [rawPath, search] = (req.url ?? "").split("?") as [string, string | undefined];
+    const prefix = `/v1/Account/${AUTH_ID}`;
+    const path = rawPath.startsWith(prefix) ? rawPath.slice(prefix.length) || "/" : rawPath;
+    let body: Record<string, any> = {};
+    try {
+      body = text ? JSON.parse(text) : {};
+    } catch {
+      body = {};
+    }
+    this.requests.push({ method: req.method ?? "", path: search ? `${path}?${search}` : path, body });
+    if (req.headers.authorization !== `Basic ${Buffer.from(`${AUTH_ID}:${AUTH_TOKEN}`).toString("base64")}`) return { status: 401, body: { api_id: "x", error: "authentication failed" } };
+    const notFound = { status: 404, body: { api_id: "x", error: "not found" } };
+    if (req.method === "GET" && (path === "/" || path === "//")) return { status: 200, body: { api_id: "x", account_type: "standard", auth_id: AUTH_ID, name: "test" } };
+    if (req.method === "POST" && path === "/Call/") {
+      const id = randomUUID();
+      this.calls.set(id, "queued");
+      return { status: 201, body: { api_id: "x", message: "call fired", request_uuid: id } };
+    }
+    const number = path.match(/^\/Number\/(\d+)\/$/);
+    if (req.method === "GET" && number) return this.owned.includes(number[1]!) ? { status: 200, body: { number: number[1] } } : notFound;
+    const request = path.match(/^\/Request\/([0-9a-f-]+)\/$/);
+    if (req.method === "DELETE" && request) {
+      if (this.calls.get(request[1]!) !== "queued") return notFound;
+      this.calls.set(request[1]!, "ended");
+      return { status: 204, body: {} };
+    }
+    const call = path.match(/^\/Call\/([0-9a-f-]+)\/?(DTMF\/)?$/);
+    if (call) {
+      const state = this.calls.get(call[1]!);
+      if (req.method === "GET") {
+        const wanted = new URLSearchParams(search ?? "").get("status");
+        return state === wanted ? { status: 200, body: { call_uuid: call[1], call_status: wanted } } : notFound;
+      }
+      if (state !== "live") return notFound;
+      if (req.method === "DELETE") this.calls.set(call[1]!, "ended");
+      return { status: req.method === "DELETE" ? 204 : 202, body: { api_id: "x", message: "digits sent" } };
+    }
+    return notFound;
+  }
+
+  /** POSTs a form webhook signed with V3; `options` change what is signed or sent. */
+  async webhook(url: string, params: Record<string, string>, options: { signUrl?: string; signParams?: Record<string, string>; nonce?: string; unsigned?: boolean } = {}): Promise<{ status: number; body: string }> {
+    const nonce = options.nonce ?? randomBytes(10).toString("hex");
+    const signature = v3Signature(options.signUrl ?? url, options.signParams ?? params, nonce);
+    const res = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", ...(options.unsigned ? {} : { "x-plivo-signature-v3": signature, "x-plivo-signature-v3-nonce": nonce }) },
+      body: new URLSearchParams(params).toString(),
+    });
+    return { status: res.status, body: await res.text() };
+  }
+}
+
+/** The stream URL and extraHeaders from a <Stream> answer. */
+export function plivoStreamOf(xmlText: string): { url: string; headers: string } | undefined {
+  const match = xmlText.match(/<Stream [^>]*extraHeaders="([^"]+)"[^>]*>([^<]+)<\/Stream>/);
+  return match ? { url: match[2]!.replace(/&amp;/g, "&"), headers: match[1]!.replace(/&amp;/g, "&") } : undefined;
+}

@@ -1,0 +1,112 @@
+/**
+ * Plivo's own protocol: the SDK's Voice API requests against a local
+ * server, Plivo XML from the SDK, V3 signatures (signed here with Plivo's
+ * documented algorithm, checked by the SDK), refusals and replays. The
+ * behaviour every carrier shares (audio, barge-in, keys, hang-ups, restore)
+ * is in carriers.test.ts.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createLogger } from "../src/log.js";
+import { startService, type RunningService } from "../src/server/service.js";
+import { runSetup } from "../src/setup.js";
+import { MediaStreamClient, PLIVO } from "./fakes/media-stream.js";
+import { AUTH_ID, AUTH_TOKEN, FakePlivo, plivoStreamOf } from "./fakes/plivo.js";
+import { freePort, makeConfig, tempDir, waitFor } from "./helpers.js";
+
+const CALLER = "+15550001234";
+const OURS = "+15550009999";
+
+describe("Plivo carrier (SDK against a local Voice API, V3 signatures, Plivo XML)", () => {
+  let fake: FakePlivo;
+  let service: RunningService;
+  let webhookUrl: string;
+  const manager = () => service.runtime.manager;
+  const keys = { provider: "plivo", fromNumber: OURS, plivo: { authId: AUTH_ID, authToken: AUTH_TOKEN } };
+
+  beforeAll(async () => {
+    fake = await FakePlivo.start();
+    const port = await freePort();
+    webhookUrl = `http://127.0.0.1:${port}/voice/webhook`;
+    const config = makeConfig({ ...keys, publicUrl: webhookUrl, serve: { port, bind: "127.0.0.1" }, inboundPolicy: "allowlist", allowFrom: [CALLER], inboundGreeting: "Hello from Plivo." }, tempDir());
+    service = await startService(config, createLogger("silent"), { apiBaseUrls: { plivo: fake.baseUrl } });
+  }, 60_000);
+
+  afterAll(async () => {
+    await service?.close();
+    await fake?.close();
+  });
+
+  const answerParams = (callUuid: string, requestUuid: string) => ({ CallUUID: callUuid, RequestUUID: requestUuid, Direction: "outbound", From: OURS, To: CALLER, CallStatus: "in-progress", Event: "StartApp" });
+
+  it("makes the call through the SDK with answer, hangup and ring URLs, and answers with a bidirectional <Stream>", async () => {
+    const { callId } = await manager().initiateCall({ to: CALLER, message: "Hello." });
+    const made = fake.made("POST", /^\/Call\/$/).at(-1)!;
+    expect(made.body).toMatchObject({ from: OURS, to: CALLER, answer_url: `${webhookUrl}?type=answer`, answer_method: "POST", hangup_url: `${webhookUrl}?type=hangup`, ring_url: `${webhookUrl}?type=ring`, ring_timeout: 30 });
+    const requestUuid = manager().getCall(callId)!.providerCallId!;
+    const callUuid = "c0ffee00-0000-4000-8000-000000000001";
+    fake.calls.set(callUuid, "live");
+    const answer = await fake.webhook(`${webhookUrl}?type=answer`, answerParams(callUuid, requestUuid));
+    expect(answer.status).toBe(200);
+    expect(answer.body).toMatch(/<Stream bidirectional="true" audioTrack="inbound" keepCallAlive="true" contentType="audio\/x-mulaw;rate=8000" extraHeaders="callref=[^,]+,token=[^"]+">ws:\/\/127\.0\.0\.1:\d+\/voice\/stream<\/Stream>/);
+    const target = plivoStreamOf(answer.body)!;
+    const stream = await MediaStreamClient.connect(target.url, { callSid: callUuid, token: target.headers }, PLIVO);
+    await waitFor(() => manager().getCall(callId)?.state === "listening" || undefined, "the message played", 15_000);
+    // Keys go out through Send Digits on the CallUUID the answer named; hanging up uses it too.
+    await manager().sendDtmf(callId, "12w3");
+    expect(fake.made("POST", new RegExp(`/Call/${callUuid}/DTMF/$`)).at(-1)!.body).toEqual({ digits: "12w3" });
+    await manager().endCall(callId);
+    expect(fake.made("DELETE", new RegExp(`/Call/${callUuid}/$`))).toHaveLength(1);
+    stream.close();
+  }, 30_000);
+
+  it("cancels a call request not answered yet", async () => {
+    const { callId } = await manager().initiateCall({ to: CALLER, message: "Hello." });
+    const requestUuid = manager().getCall(callId)!.providerCallId!;
+    await manager().endCall(callId);
+    expect(fake.made("DELETE", new RegExp(`/Request/${requestUuid}/$`))).toHaveLength(1);
+  });
+
+  it("refuses unsigned, tampered, wrong-URL and wrong-token webhooks; a replayed answer gets the same XML and starts nothing", async () => {
+    const callUuid = "c0ffee00-0000-4000-8000-0000000000a1";
+    const params = { CallUUID: callUuid, Direction: "inbound", From: CALLER, To: OURS, CallStatus: "ringing" };
+    const url = `${webhookUrl}?type=answer`;
+    expect((await fake.webhook(url, params, { unsigned: true })).status).toBe(401);
+    expect((await fake.webhook(url, params, { signParams: { ...params, From: "+15559990000" } })).status).toBe(401);
+    expect((await fake.webhook(url, params, { signUrl: `${webhookUrl}?type=hangup` })).status).toBe(401);
+    const { v3Signature } = await import("./fakes/plivo.js");
+    const forged = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", "x-plivo-signature-v3": v3Signature(url, params, "n1", "not-the-token"), "x-plivo-signature-v3-nonce": "n1" },
+      body: new URLSearchParams(params).toString(),
+    });
+    expect(forged.status).toBe(401);
+    expect(manager().listCalls().filter((c) => c.providerCallId === callUuid)).toEqual([]);
+
+    const first = await fake.webhook(url, params, { nonce: "nonce-replayed-1" });
+    expect(first.body).toContain("<Stream");
+    const again = await fake.webhook(url, params, { nonce: "nonce-replayed-1" });
+    expect(again.status).toBe(200);
+    expect(again.body).toContain("<Stream");
+    expect(manager().listCalls().filter((c) => c.providerCallId === callUuid)).toHaveLength(1);
+    const call = manager().listCalls().find((c) => c.providerCallId === callUuid)!;
+    await manager().endCall(call.callId);
+  }, 30_000);
+
+  it("refuses a caller not on the allowlist with <Hangup>", async () => {
+    const callUuid = "c0ffee00-0000-4000-8000-0000000000b2";
+    const reply = await fake.webhook(`${webhookUrl}?type=answer`, { CallUUID: callUuid, Direction: "inbound", From: "+15557770000", To: OURS, CallStatus: "ringing" });
+    expect(reply.body).toContain('<Hangup reason="rejected"/>');
+    expect(manager().listCalls().find((c) => c.providerCallId === callUuid)?.endReason).toMatch(/allowFrom/);
+  });
+
+  it("setup asks Plivo for the account and the caller id", async () => {
+    const ok = await runSetup(makeConfig({ ...keys, publicUrl: "https://voice.example.com/voice/webhook" }), [], { apiBaseUrls: { plivo: fake.baseUrl }, resolve: async () => ["203.0.113.9"] });
+    expect(ok.findings.filter((f) => f.check.startsWith("plivo"))).toEqual([
+      { check: "plivo-account", status: "ok", detail: `credentials accepted for ${AUTH_ID}` },
+      { check: "plivo-from-number", status: "ok", detail: `fromNumber ${OURS} is a number on this account` },
+    ]);
+    const wrong = await runSetup(makeConfig({ ...keys, plivo: { authId: AUTH_ID, authToken: "wrong-plivo-token" }, publicUrl: "https://voice.example.com/voice/webhook" }), [], { apiBaseUrls: { plivo: fake.baseUrl }, resolve: async () => ["203.0.113.9"] });
+    expect(wrong.findings.find((f) => f.check === "plivo-account")).toMatchObject({ status: "fail", detail: "Plivo refused the credentials (HTTP 401)" });
+    expect(JSON.stringify(wrong)).not.toContain("wrong-plivo-token");
+  });
+});
