@@ -9,6 +9,8 @@ import twilio from "twilio";
 import { createLogger } from "../src/log.js";
 import { ReplayGuard } from "../src/server/replay.js";
 import { startService, type RunningService } from "../src/server/service.js";
+import { AUTH_ID, AUTH_TOKEN as PLIVO_TOKEN, v3Signature } from "./fakes/plivo.js";
+import { API_KEY, CONNECTION_ID, FakeTelnyx } from "./fakes/telnyx.js";
 import { ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, callSid, streamOf } from "./fakes/twilio.js";
 import { freePort, makeConfig, tempDir, waitFor } from "./helpers.js";
 
@@ -23,8 +25,9 @@ function prng(seed: number): () => number {
   };
 }
 
-describe("public ingress", () => {
+describe("public ingress (Twilio, Telnyx and Plivo on one service)", () => {
   let fake: FakeTwilio;
+  let telnyx: FakeTelnyx;
   let service: RunningService;
   let port: number;
   let webhookUrl: string;
@@ -32,6 +35,7 @@ describe("public ingress", () => {
 
   beforeAll(async () => {
     fake = await FakeTwilio.start();
+    telnyx = await FakeTelnyx.start();
     port = await freePort();
     webhookUrl = `http://127.0.0.1:${port}/voice/webhook`;
     streamUrl = `ws://127.0.0.1:${port}/voice/stream`;
@@ -39,17 +43,22 @@ describe("public ingress", () => {
       provider: "twilio",
       fromNumber: "+15550009999",
       twilio: { accountSid: ACCOUNT_SID, authToken: AUTH_TOKEN },
+      // Every cloud carrier's webhook and stream handlers on the one ingress.
+      telnyx: { apiKey: API_KEY, connectionId: CONNECTION_ID, publicKey: telnyx.publicKey },
+      plivo: { authId: AUTH_ID, authToken: PLIVO_TOKEN },
+      routing: { rules: [{ prefix: "+44", provider: "telnyx" }, { prefix: "+49", provider: "plivo" }] },
       publicUrl: webhookUrl,
       serve: { port, bind: "127.0.0.1" },
       inboundPolicy: "disabled",
       streaming: { preStartTimeoutMs: 300, maxPendingConnections: 6, maxPendingConnectionsPerIp: 3, maxConnections: 8 },
     });
-    service = await startService(config, createLogger("silent"), { apiBaseUrls: { twilio: fake.baseUrl } });
+    service = await startService(config, createLogger("silent"), { apiBaseUrls: { twilio: fake.baseUrl, telnyx: telnyx.baseUrl } });
   }, 60_000);
 
   afterAll(async () => {
     await service?.close();
     await fake?.close();
+    await telnyx?.close();
   });
 
   const open = (url = streamUrl) =>
@@ -75,6 +84,17 @@ describe("public ingress", () => {
     const codes = await Promise.all(held.map(closeOf));
     expect(codes.every((c) => c === 1008 || c === 1006)).toBe(true);
     expect((await open()).ws).toBeDefined();
+  });
+
+  it("a stream's lifecycle message one carrier reads is not refused because another carrier cannot read it", async () => {
+    const { ws } = await open();
+    let closedEarly = false;
+    ws!.once("close", () => (closedEarly = true));
+    // Twilio's first message, which Plivo's protocol does not have.
+    ws!.send(JSON.stringify({ event: "connected", protocol: "Call", version: "1.0.0" }));
+    await new Promise((r) => setTimeout(r, 150));
+    expect(closedEarly).toBe(false);
+    ws!.terminate();
   });
 
   it("closes a socket sending a frame over 256 KB before parsing it, and keeps serving", async () => {
@@ -109,7 +129,7 @@ describe("public ingress", () => {
     const tally = (code: string) => codes.set(code, (codes.get(code) ?? 0) + 1);
 
     const webhookInput = (): { url: string; init: RequestInit; signed: boolean } => {
-      const kind = Math.floor(rand() * 6);
+      const kind = Math.floor(rand() * 10);
       const query = pick(["", "?type=status", "?type=voice", "?type=resume", "?type=%00%ff", "?type=" + "a".repeat(300)]);
       const url = webhookUrl + query;
       const headers: Record<string, string> = { "content-type": pick(["application/x-www-form-urlencoded", "application/json", "text/plain"]) };
@@ -136,6 +156,31 @@ describe("public ingress", () => {
       } else if (kind === 4) {
         headers["x-twilio-signature"] = "x";
         body = "a=" + "b".repeat(64 * 1024 + Math.floor(rand() * 1000));
+      } else if (kind === 5) {
+        // Telnyx headers: junk signatures and timestamps (NaN, negative, huge, stale).
+        headers["telnyx-signature-ed25519"] = pick([junk(64).toString("base64"), "", "==", junk(3).toString("hex")]);
+        headers["telnyx-timestamp"] = pick(["NaN", "-1", "1e3", "99999999999999999999", String(Math.floor(Date.now() / 1000) - 900), junk(6).toString("hex")]);
+        body = pick([JSON.stringify({ data: { event_type: "call.initiated", payload: {} } }), junk(300).toString("latin1")]);
+      } else if (kind === 6) {
+        // Telnyx, validly signed, hostile content: missing fields, wrong types, unknown calls.
+        const event = pick<unknown>([{}, { data: null }, { data: { id: "e", event_type: "call.hangup", payload: { call_control_id: 7 } } }, telnyx.event("call.answered", { call_control_id: "v3:" + junk(8).toString("hex") }), telnyx.event("call.initiated", { call_control_id: "x".repeat(300), direction: "incoming" })]);
+        const timestamp = String(Math.floor(Date.now() / 1000));
+        body = JSON.stringify(event);
+        headers["telnyx-timestamp"] = timestamp;
+        headers["telnyx-signature-ed25519"] = telnyx.sign(timestamp, body);
+        return { url, init: { method: "POST", headers, body }, signed: true };
+      } else if (kind === 7) {
+        // Plivo headers with junk signatures and nonces.
+        headers["x-plivo-signature-v3"] = pick([junk(32).toString("base64"), "a,b,c", ""]) || "x";
+        headers["x-plivo-signature-v3-nonce"] = pick([junk(8).toString("hex"), "%00", "n"]) || "n";
+      } else if (kind === 8) {
+        // Plivo, validly signed, hostile content.
+        const params = pick<Record<string, string>>([{}, { CallUUID: "'; DROP" }, { CallUUID: "c0ffee00-0000-4000-8000-" + junk(6).toString("hex"), Direction: "outbound" }, { CallUUID: "abcdef12", Direction: "outbound", From: "\u202e", To: "" }]);
+        body = new URLSearchParams(params).toString();
+        const nonce = junk(6).toString("hex");
+        headers["x-plivo-signature-v3"] = v3Signature(url, params, nonce);
+        headers["x-plivo-signature-v3-nonce"] = nonce;
+        return { url, init: { method: "POST", headers, body }, signed: true };
       } else {
         headers["x-twilio-signature"] = "sig";
         body = "%".repeat(Math.floor(rand() * 500)) + "&&==&" + junk(50).toString("latin1");
@@ -162,7 +207,10 @@ describe("public ingress", () => {
     };
 
     const frameInput = (): string | Buffer => {
-      const kind = Math.floor(rand() * 7);
+      const kind = Math.floor(rand() * 10);
+      if (kind === 7) return JSON.stringify({ event: "start", stream_id: junk(4).toString("hex"), start: { call_control_id: "v3:" + junk(6).toString("hex"), client_state: junk(40).toString("base64") } });
+      if (kind === 8) return JSON.stringify({ event: "start", start: { callId: junk(6).toString("hex"), streamId: "s" }, extra_headers: pick([junk(40).toString("latin1"), "callref=x,token=y", "{\"token\": 5}", { token: "t" }]) });
+      if (kind === 9) return JSON.stringify({ event: pick(["playedStream", "clearedAudio", "dtmf", "playAudio"]), name: junk(3).toString("hex"), dtmf: { digit: pick(["1", "11", "x"]) } });
       if (kind === 0) return junk(Math.floor(rand() * 500));
       if (kind === 1) return junk(Math.floor(rand() * 200)).toString("latin1");
       if (kind === 2) return JSON.stringify({ event: pick(["media", "mark", "stop", "dtmf", "clear", 7, null]), streamSid: junk(4).toString("hex") });

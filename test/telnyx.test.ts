@@ -1,23 +1,18 @@
 /**
- * Telnyx end to end on loopback: the real SDK against a local server
+ * Telnyx's own protocol on loopback: the real SDK against a local server
  * speaking Call Control v2, webhooks signed with a real Ed25519 key pair made
- * here, and a media stream in Telnyx's message names playing flite speech
- * into the service's offline recogniser.
+ * here, refusals and replays, the stream started with the answer. What every
+ * carrier shares (audio, barge-in, keys, hang-ups, restore) is in
+ * carriers.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { resolveConfig } from "../src/configure.js";
 import { createLogger } from "../src/log.js";
 import { startService, type RunningService } from "../src/server/service.js";
-import { FliteSynthesizer } from "../src/speech/flite.js";
-import { synthesizeAll } from "../src/speech/types.js";
-import { transcribePcm } from "../src/speech/pocketsphinx.js";
-import { wordErrorRate } from "../src/speech/wer.js";
-import { concatPcm } from "../src/audio/frame.js";
 import { MediaStreamClient, TELNYX } from "./fakes/media-stream.js";
 import { API_KEY, CONNECTION_ID, FakeTelnyx } from "./fakes/telnyx.js";
 import { freePort, makeConfig, tempDir, waitFor } from "./helpers.js";
 
-const fliteSpeech = (text: string) => synthesizeAll(new FliteSynthesizer(), text, 8000);
 const CALLER = "+15550001234";
 const OURS = "+15550009999";
 
@@ -92,46 +87,6 @@ describe("Telnyx carrier (SDK against a local Call Control API, Ed25519 webhooks
     stream.close();
   }, 30_000);
 
-  it("hears the caller, speaks back as paced media with markers, clears on barge-in, and takes keys both ways", async () => {
-    const { callId, id, stream } = await connectedCall("Hello, this is a test call.");
-    const media = stream.mediaAfter(0);
-    expect(media.length).toBeGreaterThan(40);
-    expect(media.at(-1)!.at - media[0]!.at).toBeGreaterThan((media.length - 1) * 20 * 0.8);
-    expect(stream.received.some((r) => r.event === "mark")).toBe(true);
-    expect(wordErrorRate("hello this is a test call", await transcribePcm(concatPcm(media.map((m) => m.pcm!)), 8000))).toBeLessThanOrEqual(0.35);
-
-    const answer = manager().continueCall(callId, "What time should I call back?");
-    await saidAndListening(callId, "What time should I call back?");
-    await stream.play(await fliteSpeech("Please call me back tomorrow morning."));
-    await stream.silence(1200);
-    expect(wordErrorRate("please call me back tomorrow morning", (await answer).transcript)).toBeLessThanOrEqual(0.35);
-
-    const speaking = manager().speak(callId, "Our opening hours are from nine in the morning to five in the afternoon, Monday to Friday, and ten to two on Saturdays.");
-    await waitFor(() => stream.mediaAfter(performance.now() - 200).length > 0 || undefined, "our audio flowing", 10_000);
-    await new Promise((r) => setTimeout(r, 800));
-    const onset = await stream.play(await fliteSpeech("Wait, stop please."));
-    await speaking;
-    const clear = stream.firstAfter("clear", onset);
-    expect(clear, "a clear message").toBeDefined();
-    expect(clear!.at - onset).toBeLessThan(300);
-
-    // Keys in from the stream's dtmf frames (one answer of three keys); out through send_dtmf.
-    const keys = manager().continueCall(callId, "Enter your code.", { digits: 3 });
-    await saidAndListening(callId, "Enter your code.");
-    for (const key of "905") stream.dtmf(key);
-    expect((await keys).transcript).toBe("[DTMF 905]");
-    // The webhook's copy of a key is not counted twice.
-    await fake.webhook(webhookUrl, event("call.dtmf.received", id, { digit: "9" }));
-    await manager().sendDtmf(callId, "1w2#");
-    expect(fake.made("POST", /actions\/send_dtmf$/).at(-1)!.body).toMatchObject({ digits: "1w2#" });
-
-    // The callee hangs up: Telnyx reports it.
-    await fake.webhook(webhookUrl, event("call.hangup", id, { hangup_cause: "normal_clearing", hangup_source: "callee" }));
-    await waitFor(() => manager().getCall(callId)!.state === "hangup-user" || undefined, "hang-up");
-    expect(manager().getCall(callId)!.transcript.filter((t) => t.kind === "dtmf").map((t) => t.text)).toEqual(["905"]);
-    stream.close();
-  }, 90_000);
-
   it("answers an allowed inbound caller with the stream and greets them; rejects others", async () => {
     const id = fake.newCallId();
     fake.alive.set(id, true);
@@ -153,15 +108,6 @@ describe("Telnyx carrier (SDK against a local Call Control API, Ed25519 webhooks
     expect(rejected.body).toEqual({ cause: "CALL_REJECTED" });
     expect(manager().listCalls().find((c) => c.providerCallId === stranger)?.endReason).toMatch(/allowFrom/);
   }, 30_000);
-
-  it("maps Telnyx's hangup causes: busy before an answer, no answer on timeout", async () => {
-    for (const [cause, state] of [["user_busy", "busy"], ["timeout", "no-answer"], ["unallocated_number", "failed"]] as const) {
-      const { callId } = await manager().initiateCall({ to: CALLER, message: "hi" });
-      const id = manager().getCall(callId)!.providerCallId!;
-      await fake.webhook(webhookUrl, event("call.hangup", id, { hangup_cause: cause, hangup_source: "callee" }));
-      await waitFor(() => manager().getCall(callId)!.state === state || undefined, state);
-    }
-  });
 
   it("refuses tampered, stale, unsigned and malformed-timestamp webhooks; a replay is acknowledged and ignored", async () => {
     const inbound = (id: string) => event("call.initiated", id, { direction: "incoming" });
@@ -192,28 +138,6 @@ describe("Telnyx carrier (SDK against a local Call Control API, Ed25519 webhooks
     expect(manager().listCalls().filter((c) => c.providerCallId === id)).toHaveLength(1);
     const call = manager().listCalls().find((c) => c.providerCallId === id)!;
     await manager().endCall(call.callId);
-  }, 30_000);
-
-  it("after a restart, asks Telnyx whether each restored call is alive", async () => {
-    const dir = tempDir();
-    const port = await freePort();
-    const config = makeConfig(
-      { provider: "telnyx", fromNumber: OURS, telnyx: { apiKey: API_KEY, connectionId: CONNECTION_ID, publicKey: fake.publicKey }, publicUrl: `http://127.0.0.1:${port}/voice/webhook`, serve: { port }, maxConcurrentCalls: 1 },
-      dir,
-    );
-    const first = await startService(config, createLogger("silent"), { apiBaseUrls: { telnyx: fake.baseUrl } });
-    const { callId } = await first.runtime.manager.initiateCall({ to: CALLER, message: "Hi" });
-    const id = first.runtime.manager.getCall(callId)!.providerCallId!;
-    await first.close();
-    fake.alive.set(id, false);
-    const second = await startService(config, createLogger("silent"), { apiBaseUrls: { telnyx: fake.baseUrl } });
-    try {
-      expect(fake.made("GET", new RegExp(`/calls/${id}$`)).length).toBeGreaterThan(0);
-      expect(second.runtime.manager.getCall(callId)).toMatchObject({ state: "completed" });
-      await expect(second.runtime.manager.initiateCall({ to: CALLER, message: "Hi" })).resolves.toMatchObject({ provider: "telnyx" });
-    } finally {
-      await second.close();
-    }
   }, 30_000);
 
   it("a missing or malformed public key is a config error naming telnyx.publicKey, never a skipped check", async () => {

@@ -1,23 +1,17 @@
 /**
- * Twilio end to end on loopback: the real SDK against a local server speaking
- * Twilio's Calls API, webhooks signed with the SDK's own helper, and a Media
- * Streams client playing flite speech into the service's offline recogniser.
+ * Twilio's own protocol on loopback: the real SDK against a local server
+ * speaking Twilio's Calls API, webhooks signed with the SDK's own helper,
+ * TwiML, a dropped stream coming back through the Redirect, the webhook's
+ * limits. What every carrier shares (audio, barge-in, keys, hang-ups,
+ * restore) is in carriers.test.ts.
  */
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../src/log.js";
 import { startService, type RunningService } from "../src/server/service.js";
-import { FliteSynthesizer } from "../src/speech/flite.js";
-import { synthesizeAll } from "../src/speech/types.js";
-import { transcribePcm } from "../src/speech/pocketsphinx.js";
-import { wordErrorRate } from "../src/speech/wer.js";
-import { concatPcm } from "../src/audio/frame.js";
 import { DtmfDetector } from "../src/audio/dtmf.js";
 import { ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, MediaStreamClient, callSid, streamOf } from "./fakes/twilio.js";
 import { freePort, makeConfig, tempDir, waitFor } from "./helpers.js";
-
-
-const fliteSpeech = (text: string) => synthesizeAll(new FliteSynthesizer(), text, 8000);
 
 describe("Twilio carrier (SDK against a local Twilio API, signed webhooks, Media Streams)", () => {
   let fake: FakeTwilio;
@@ -85,49 +79,6 @@ describe("Twilio carrier (SDK against a local Twilio API, signed webhooks, Media
     expect(fake.made("POST", new RegExp(`${sid}\\.json$`)).at(-1)?.form.Status).toBe("canceled");
   });
 
-  it("hears the caller through the media stream, speaks back as paced media, and clears on barge-in", async () => {
-    const { callId, sid, stream } = await connectedCall("Hello, this is a test call.");
-    // Our speech came back as 20 ms media messages, paced in real time (not a burst).
-    const media = stream.mediaAfter(0);
-    expect(media.length).toBeGreaterThan(40);
-    const span = media.at(-1)!.at - media[0]!.at;
-    expect(span).toBeGreaterThan((media.length - 1) * 20 * 0.8);
-    expect(stream.received.some((r) => r.event === "mark")).toBe(true);
-    // What the callee heard is what we said.
-    const heard = transcribePcm(concatPcm(media.map((m) => m.pcm!)), 8000);
-    const heardText = await heard; expect(wordErrorRate("hello this is a test call", heardText)).toBeLessThanOrEqual(0.35);
-
-    // The caller answers: their words reach the agent waiting on continue_call.
-    const answer = manager().continueCall(callId, "What time should I call back?");
-    await saidAndListening(callId, "What time should I call back?");
-    await stream.play(await fliteSpeech("Please call me back tomorrow morning."));
-    await stream.silence(1200);
-    const { transcript } = await answer;
-    expect(wordErrorRate("please call me back tomorrow morning", transcript)).toBeLessThanOrEqual(0.35);
-
-    // Barge-in: talking over a long message yields `clear` within 300 ms of the onset.
-    const speaking = manager().speak(callId, "Our opening hours are from nine in the morning to five in the afternoon, Monday to Friday, and ten to two on Saturdays.");
-    await waitFor(() => stream.mediaAfter(performance.now() - 200).length > 0 || undefined, "our audio flowing", 10_000);
-    await new Promise((r) => setTimeout(r, 800));
-    const onset = await stream.play(await fliteSpeech("Wait, stop please."));
-    await speaking;
-    const clear = stream.firstAfter("clear", onset);
-    expect(clear, "a clear message").toBeDefined();
-    expect(clear!.at - onset).toBeLessThan(300);
-    const transcriptLines = manager().getCall(callId)!.transcript;
-    expect(transcriptLines.some((l) => l.kind === "interrupted")).toBe(true);
-
-    // Keys from the stream's dtmf events answer a turn.
-    const keys = manager().continueCall(callId, "Press one.");
-    await saidAndListening(callId, "Press one.");
-    stream.dtmf("1");
-    expect((await keys).transcript).toBe("[DTMF 1]");
-
-    await manager().endCall(callId);
-    expect(fake.made("POST", new RegExp(`${sid}\\.json$`)).at(-1)?.form.Status).toBe("completed");
-    stream.close();
-  }, 90_000);
-
   it("keeps the call when the stream drops and comes back within the grace window; a second call works after", async () => {
     const first = await connectedCall("Hello again.");
     first.stream.drop();
@@ -192,30 +143,6 @@ describe("Twilio carrier (SDK against a local Twilio API, signed webhooks, Media
     expect(refused.body).toContain("<Reject");
     expect(manager().listCalls().find((c) => c.providerCallId === stranger)?.endReason).toMatch(/allowFrom/);
   }, 30_000);
-
-  it("after a restart, asks Twilio for each restored call's status: an ended call frees its slot", async () => {
-    const dir = tempDir();
-    const port = await freePort();
-    const config = makeConfig(
-      { provider: "twilio", fromNumber: "+15550009999", twilio: { accountSid: ACCOUNT_SID, authToken: AUTH_TOKEN }, publicUrl: `http://127.0.0.1:${port}/voice/webhook`, serve: { port }, maxConcurrentCalls: 1 },
-      dir,
-    );
-    const first = await startService(config, createLogger("silent"), { apiBaseUrls: { twilio: fake.baseUrl } });
-    const { callId } = await first.runtime.manager.initiateCall({ to: "+15550001234", message: "Hi" });
-    const sid = first.runtime.manager.getCall(callId)!.providerCallId!;
-    // The service dies without ending it; meanwhile the call ends at Twilio.
-    await first.close();
-    fake.calls.get(sid)!.status = "completed";
-    const second = await startService(config, createLogger("silent"), { apiBaseUrls: { twilio: fake.baseUrl } });
-    try {
-      expect(fake.made("GET", new RegExp(`${sid}\\.json$`)).length).toBeGreaterThan(0);
-      expect(second.runtime.manager.getCall(callId)).toMatchObject({ state: "completed", endReason: expect.stringMatching(/ended while the service was down/) });
-      // The slot is free again.
-      await expect(second.runtime.manager.initiateCall({ to: "+15550001234", message: "Hi" })).resolves.toMatchObject({ provider: "twilio" });
-    } finally {
-      await second.close();
-    }
-  });
 
   describe("webhook security", () => {
     const statusOf = (sid: string) => ({ AccountSid: ACCOUNT_SID, CallSid: sid, CallStatus: "ringing", Direction: "outbound-api" });

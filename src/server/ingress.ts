@@ -243,18 +243,27 @@ export class Ingress {
     });
   }
 
-  /** The first handler that takes the start; when every one refuses, the first refusal. */
+  /**
+   * The first handler that takes the start. A lifecycle message one carrier
+   * reads as "not started yet" keeps the socket waiting, even if another
+   * carrier cannot read it; when every one refuses, the refusal of a carrier
+   * that could read the message.
+   */
   private startStream(text: string, connection: StreamConnection): StreamSession | undefined {
     let refusal: unknown;
+    let waiting = false;
     for (const handler of this.streams) {
       try {
         const session = handler.open(text, connection);
         if (session) return session;
+        waiting = true;
       } catch (err) {
-        refusal ??= err;
+        // A carrier that read the message and refused it says more than one that could not read it.
+        const unreadable = (e: unknown) => e instanceof VoiceCallError && e.code === "INVALID_PARAMS";
+        if (refusal === undefined || (unreadable(refusal) && !unreadable(err))) refusal = err;
       }
     }
-    if (refusal) throw refusal;
+    if (refusal && !waiting) throw refusal;
     return undefined;
   }
 

@@ -95,11 +95,16 @@ export class FakeTelnyx {
     return { data: { record_type: "event", event_type: type, id: `evt-${this.seq}-${Math.random().toString(16).slice(2)}`, occurred_at: new Date().toISOString(), payload }, meta: { attempt: 1, delivered_to: "" } };
   }
 
+  /** Telnyx's signature: Ed25519 over `timestamp|body`, base64. */
+  sign(timestamp: string, body: string): string {
+    return sign(null, Buffer.from(`${timestamp}|${body}`), this.privateKey).toString("base64");
+  }
+
   /** POSTs a webhook signed the way Telnyx signs it; `options` change what is signed or sent. */
   async webhook(url: string, body: unknown, options: { timestamp?: string; signBody?: string; headers?: Record<string, string>; unsigned?: boolean } = {}): Promise<{ status: number; body: string }> {
     const raw = JSON.stringify(body);
     const timestamp = options.timestamp ?? String(Math.floor(Date.now() / 1000));
-    const signature = sign(null, Buffer.from(`${timestamp}|${options.signBody ?? raw}`), this.privateKey).toString("base64");
+    const signature = this.sign(timestamp, options.signBody ?? raw);
     const res = await fetch(url, {
       method: "POST",
       headers: {
