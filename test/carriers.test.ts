@@ -252,6 +252,18 @@ describe.each([twilioKit(), telnyxKit(), plivoKit()])("carrier conformance: $id"
     stream.close();
   }, 30_000);
 
+  it("dtmfSequence: the keys go out once the call connects", async () => {
+    const { callId } = await manager.initiateCall({ to: CALLER, message: "Connecting you now.", mode: "conversation", dtmfSequence: "1w9#" });
+    const id = manager.getCall(callId)!.providerCallId!;
+    const stream = await kit.answer(id);
+    const since = performance.now() - 60_000;
+    await said(callId, "Connecting you now.");
+    // Tones carriers: w is a 0.5 s pause, not a key.
+    await waitFor(() => ["1w9#", "19#"].includes(kit.keysSent(id, stream, since)) || undefined, "the sequence at the far end", 5000);
+    await manager.endCall(callId);
+    stream.close();
+  }, 30_000);
+
   it("hang-up both ways: ours reaches the carrier (hangup-bot); the callee's is reported (hangup-user)", async () => {
     const ours = await outbound("Goodbye soon.");
     await manager.endCall(ours.callId);
