@@ -4,7 +4,9 @@
  * loopback, webhooks signed its way, its media stream's message names):
  * outbound, inbound (and refused), speak, listen, barge-in, keys in and out,
  * hang-up both ways, end states before an answer, restore after a restart.
- * A carrier joins by describing how its side of a call is played (a Kit).
+ * A carrier joins by describing how its side of a call is played (a Kit),
+ * and the far end of each call (a Leg): what it heard, what it says, the
+ * keys it gets.
  */
 import { DtmfDetector } from "../src/audio/dtmf.js";
 import { concatPcm } from "../src/audio/frame.js";
@@ -16,7 +18,8 @@ import { FliteSynthesizer } from "../src/speech/flite.js";
 import { transcribePcm } from "../src/speech/pocketsphinx.js";
 import { synthesizeAll } from "../src/speech/types.js";
 import { wordErrorRate } from "../src/speech/wer.js";
-import { MediaStreamClient, PLIVO, TELNYX, TWILIO } from "./fakes/media-stream.js";
+import { MediaStreamClient, PLIVO, TELNYX, TWILIO, type Received } from "./fakes/media-stream.js";
+import type { MockProvider } from "../src/providers/mock/provider.js";
 import { AUTH_ID, AUTH_TOKEN as PLIVO_TOKEN, FakePlivo, plivoStreamOf } from "./fakes/plivo.js";
 import { API_KEY, CONNECTION_ID, FakeTelnyx } from "./fakes/telnyx.js";
 import { ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, callSid, streamOf } from "./fakes/twilio.js";
@@ -27,27 +30,73 @@ const OURS = "+15550009999";
 const STRANGER = "+15557770000";
 type Ending = "callee-hangup" | "busy" | "no-answer" | "failed";
 
+/** The far end of one call. */
+interface Leg {
+  /** What the far end understood of everything we said so far. */
+  heard(): Promise<string>;
+  /** Our audio reached the far end after `since` (performance.now()). */
+  hearsUsSince(since: number): boolean;
+  /** The far end says `text`; resolves with the time it started. */
+  say(text: string): Promise<number>;
+  /** How long after `onset` our audio was cut off (barge-in), if it was. */
+  cutAfter(onset: number): number | undefined;
+  press(key: string): void;
+  /** The keys we pressed, as the far end got them (w: a pause, which a tone listener does not see). */
+  keysGot(): string;
+  /** For carriers that stream audio: the media messages we sent and whether our markers went out. */
+  wire?: { media(): Received[]; marked(): boolean };
+  close(): void;
+}
+
 /** How one carrier's side of a call is played. */
 interface Kit {
-  id: "twilio" | "telnyx" | "plivo";
+  id: "twilio" | "telnyx" | "plivo" | "mock";
   start(): Promise<{ baseUrl: string; close(): Promise<void> }>;
   /** The carrier's keys in the config. */
   keys(): Record<string, unknown>;
-  /** The callee answers our call and the carrier opens the media stream. */
-  answer(providerCallId: string): Promise<MediaStreamClient>;
-  /** A caller rings in; the stream when the service took the call. */
-  ringIn(from: string): Promise<{ id: string; stream?: MediaStreamClient }>;
+  /** The callee answers our call (the carrier opens its media). */
+  answer(providerCallId: string): Promise<Leg>;
+  /** A caller rings in; the leg when the service took the call. */
+  ringIn(from: string): Promise<{ id: string; leg?: Leg }>;
   /** The carrier reports how the call ended. */
   report(providerCallId: string, how: Ending): Promise<void>;
   /** The service asked the carrier to hang this call up. */
-  hungUp(providerCallId: string): boolean;
-  /** The keys the service pressed, as the far end got them. */
-  keysSent(providerCallId: string, stream: MediaStreamClient, since: number): string;
-  /** The call no longer exists at the carrier. */
-  gone(providerCallId: string): void;
+  hungUp(providerCallId: string): Promise<boolean>;
+  /** The call no longer exists at the carrier; absent where a restarted service cannot ask (the reason). */
+  gone: ((providerCallId: string) => void) | string;
 }
 
 let webhookUrl = "";
+let mock: MockProvider | undefined;
+
+const fliteSpeech = (text: string) => synthesizeAll(new FliteSynthesizer(), text, 8000);
+
+/** The far end of a carrier's media stream; `keys` reads the keys we sent where that carrier delivers them. */
+function streamLeg(stream: MediaStreamClient, keys: (stream: MediaStreamClient) => string): Leg {
+  return {
+    heard: () => transcribePcm(concatPcm(stream.mediaAfter(0).map((m) => m.pcm!)), 8000),
+    hearsUsSince: (since) => stream.mediaAfter(since).length > 0,
+    async say(text) {
+      const onset = await stream.play(await fliteSpeech(text));
+      await stream.silence(1200);
+      return onset;
+    },
+    cutAfter(onset) {
+      const clear = stream.firstAfter("clear", onset);
+      return clear && clear.at - onset;
+    },
+    press: (key) => stream.dtmf(key),
+    keysGot: () => keys(stream),
+    wire: { media: () => stream.mediaAfter(0), marked: () => stream.received.some((r) => r.event === "mark") },
+    close: () => stream.close(),
+  };
+}
+
+/** Twilio: our keys are tones on the stream (changing the call's TwiML would drop the stream). */
+function tones(stream: MediaStreamClient): string {
+  const detector = new DtmfDetector();
+  return stream.mediaAfter(0).map((m) => detector.push({ pcm: m.pcm!, sampleRate: 8000 }) ?? "").join("");
+}
 
 function twilioKit(): Kit {
   let fake: FakeTwilio;
@@ -60,23 +109,18 @@ function twilioKit(): Kit {
     async answer(sid) {
       const twiml = await fake.webhook(`${webhookUrl}?type=voice`, fake.voiceParams(sid, "outbound-api"));
       const target = streamOf(twiml.body)!;
-      return MediaStreamClient.connect(target.url, { callSid: sid, token: target.token }, TWILIO);
+      return streamLeg(await MediaStreamClient.connect(target.url, { callSid: sid, token: target.token }, TWILIO), tones);
     },
     async ringIn(from) {
       const sid = callSid(0xc0f000 + (seq += 1));
       const reply = await fake.webhook(webhookUrl, fake.voiceParams(sid, "inbound", from, OURS));
       const target = streamOf(reply.body);
-      return { id: sid, stream: target && (await MediaStreamClient.connect(target.url, { callSid: sid, token: target.token }, TWILIO)) };
+      return { id: sid, leg: target && streamLeg(await MediaStreamClient.connect(target.url, { callSid: sid, token: target.token }, TWILIO), tones) };
     },
     async report(sid, how) {
       await fake.webhook(`${webhookUrl}?type=status`, { AccountSid: ACCOUNT_SID, CallSid: sid, CallStatus: ended[how], Direction: "outbound-api" });
     },
-    hungUp: (sid) => fake.made("POST", new RegExp(`${sid}\\.json$`)).some((r) => r.form.Status === "completed" || r.form.Status === "canceled"),
-    keysSent(_sid, stream, since) {
-      // Twilio: tones on the stream (changing the call's TwiML would drop the stream).
-      const detector = new DtmfDetector();
-      return stream.mediaAfter(since).map((m) => detector.push({ pcm: m.pcm!, sampleRate: 8000 }) ?? "").join("");
-    },
+    hungUp: async (sid) => fake.made("POST", new RegExp(`${sid}\\.json$`)).some((r) => r.form.Status === "completed" || r.form.Status === "canceled"),
     gone: (sid) => void (fake.calls.get(sid)!.status = "completed"),
   };
 }
@@ -88,7 +132,8 @@ function telnyxKit(): Kit {
     fake.event(type, { call_control_id: id, connection_id: CONNECTION_ID, from: CALLER, to: OURS, ...extra });
   const streamAfter = async (id: string, action: string) => {
     const started = await waitFor(() => fake.made("POST", new RegExp(`/calls/${id}/actions/${action}$`))[0], action);
-    return MediaStreamClient.connect(started.body.stream_url, { callSid: id, token: Buffer.from(started.body.client_state, "base64").toString() }, TELNYX);
+    const stream = await MediaStreamClient.connect(started.body.stream_url, { callSid: id, token: Buffer.from(started.body.client_state, "base64").toString() }, TELNYX);
+    return streamLeg(stream, () => fake.made("POST", new RegExp(`/calls/${id}/actions/send_dtmf$`)).map((r) => r.body.digits).join(""));
   };
   return {
     id: "telnyx",
@@ -103,13 +148,12 @@ function telnyxKit(): Kit {
       fake.alive.set(id, true);
       await fake.webhook(webhookUrl, event("call.initiated", id, { direction: "incoming", from }));
       const action = await waitFor(() => fake.made("POST", new RegExp(`/calls/${id}/actions/(answer|reject)$`))[0], "answer or reject");
-      return { id, stream: action.path.endsWith("answer") ? await streamAfter(id, "answer") : undefined };
+      return { id, leg: action.path.endsWith("answer") ? await streamAfter(id, "answer") : undefined };
     },
     async report(id, how) {
       await fake.webhook(webhookUrl, event("call.hangup", id, { hangup_cause: causes[how], hangup_source: "callee" }));
     },
-    hungUp: (id) => fake.made("POST", new RegExp(`/calls/${id}/actions/hangup$`)).length > 0,
-    keysSent: (id) => fake.made("POST", new RegExp(`/calls/${id}/actions/send_dtmf$`)).map((r) => r.body.digits).join(""),
+    hungUp: async (id) => fake.made("POST", new RegExp(`/calls/${id}/actions/hangup$`)).length > 0,
     gone: (id) => void fake.alive.set(id, false),
   };
 }
@@ -122,9 +166,10 @@ function plivoKit(): Kit {
   const uuidOf = (id: string) => uuids.get(id) ?? id;
   const newUuid = () => `c0ffee00-0000-4000-8000-${(seq += 1).toString(16).padStart(12, "0")}`;
   const statuses: Record<Ending, string> = { "callee-hangup": "completed", busy: "busy", "no-answer": "no-answer", failed: "failed" };
-  const connect = (body: string, callUuid: string) => {
+  const connect = async (body: string, callUuid: string) => {
     const target = plivoStreamOf(body)!;
-    return MediaStreamClient.connect(target.url, { callSid: callUuid, token: target.headers }, PLIVO);
+    const stream = await MediaStreamClient.connect(target.url, { callSid: callUuid, token: target.headers }, PLIVO);
+    return streamLeg(stream, () => fake.made("POST", new RegExp(`/Call/${callUuid}/DTMF/$`)).map((r) => r.body.digits).join(""));
   };
   return {
     id: "plivo",
@@ -142,13 +187,12 @@ function plivoKit(): Kit {
       const callUuid = newUuid();
       fake.calls.set(callUuid, "live");
       const reply = await fake.webhook(`${webhookUrl}?type=answer`, { CallUUID: callUuid, Direction: "inbound", From: from, To: OURS, CallStatus: "ringing" });
-      return { id: callUuid, stream: reply.body.includes("<Stream") ? await connect(reply.body, callUuid) : undefined };
+      return { id: callUuid, leg: reply.body.includes("<Stream") ? await connect(reply.body, callUuid) : undefined };
     },
     async report(id, how) {
       await fake.webhook(`${webhookUrl}?type=hangup`, { CallUUID: uuidOf(id), RequestUUID: id, Direction: "outbound", CallStatus: statuses[how], HangupSource: "Callee" });
     },
-    hungUp: (id) => fake.made("DELETE", new RegExp(`/(Call/${uuidOf(id)}|Request/${id})/$`)).length > 0,
-    keysSent: (id) => fake.made("POST", new RegExp(`/Call/${uuidOf(id)}/DTMF/$`)).map((r) => r.body.digits).join(""),
+    hungUp: async (id) => fake.made("DELETE", new RegExp(`/(Call/${uuidOf(id)}|Request/${id})/$`)).length > 0,
     gone: (id) => {
       fake.calls.set(id, "ended");
       fake.calls.set(uuidOf(id), "ended");
@@ -156,9 +200,58 @@ function plivoKit(): Kit {
   };
 }
 
-const fliteSpeech = (text: string) => synthesizeAll(new FliteSynthesizer(), text, 8000);
+/** The mock carrier: its scripting API is the far end; words are exact, there is no audio. */
+function mockKit(): Kit {
+  const carrier = () => mock!;
+  const leg = (id: string): Leg => ({
+    heard: async () => carrier().spokenTo(id).join(" "),
+    hearsUsSince: () => carrier().spokenTo(id).length > 0,
+    async say(text) {
+      const onset = performance.now();
+      carrier().simulateSpeechStart(id);
+      await new Promise((r) => setTimeout(r, 300));
+      carrier().simulateSpeech(id, text);
+      carrier().simulateSpeechEnd(id);
+      return onset;
+    },
+    cutAfter(onset) {
+      const cut = carrier().cutsOf(id).find((t) => t >= onset);
+      return cut === undefined ? undefined : cut - onset;
+    },
+    press: (key) => carrier().simulateDtmf(id, key),
+    keysGot: () => carrier().dtmfSentTo(id).join(""),
+    close: () => undefined,
+  });
+  const ended: Record<Exclude<Ending, "callee-hangup">, string> = { busy: "the line is busy", "no-answer": "nobody answered", failed: "the call failed" };
+  return {
+    id: "mock",
+    start: async () => ({ baseUrl: "", close: async () => undefined }),
+    // Outbound calls ring 400 ms, then answer; each character takes 15 ms to say (so there is time to cut in).
+    keys: () => ({ mock: { ringMs: 400, speakMsPerChar: 15, replies: [] } }),
+    answer: async (id) => leg(id),
+    async ringIn(from) {
+      const id = carrier().simulateInbound(from, OURS);
+      // Taken: the greeting starts; refused: the mock reports the call ended.
+      for (let i = 0; i < 500; i += 1) {
+        if (carrier().spokenTo(id).length > 0) return { id, leg: leg(id) };
+        if ((await carrier().getCallStatus(id)).status === "ended") return { id };
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      throw new Error("the mock call was neither answered nor refused");
+    },
+    async report(id, how) {
+      if (how === "callee-hangup") carrier().simulateHangup(id);
+      else carrier().simulateEnd(id, how, ended[how]);
+    },
+    hungUp: async (id) => {
+      const status = await carrier().getCallStatus(id);
+      return status.status === "ended" && status.state === "hangup-bot";
+    },
+    gone: "the mock carrier keeps no calls across a restart: it cannot say what became of one, so restored calls are kept (the reaper ends them)",
+  };
+}
 
-describe.each([twilioKit(), telnyxKit(), plivoKit()])("carrier conformance: $id", (kit) => {
+describe.each([mockKit(), twilioKit(), telnyxKit(), plivoKit()])("carrier conformance: $id", (kit) => {
   let api: { baseUrl: string; close(): Promise<void> };
   let service: RunningService;
   let manager: CallManager;
@@ -184,6 +277,8 @@ describe.each([twilioKit(), telnyxKit(), plivoKit()])("carrier conformance: $id"
     webhookUrl = `http://127.0.0.1:${port}/voice/webhook`;
     service = await startService(config(port), createLogger("silent"), { apiBaseUrls: { [kit.id]: api.baseUrl } });
     manager = service.runtime.manager;
+    mock = service.runtime.providers.get("mock") as MockProvider | undefined;
+    if (typeof kit.gone === "string") console.log(`[conformance] ${kit.id}: restore not checked: ${kit.gone}`);
   }, 60_000);
 
   afterAll(async () => {
@@ -197,97 +292,95 @@ describe.each([twilioKit(), telnyxKit(), plivoKit()])("carrier conformance: $id"
       return call?.state === "listening" && call.transcript.some((l) => l.speaker === "bot" && l.text === line) ? true : undefined;
     }, `"${line}" played`, 15_000);
 
-  async function outbound(message: string) {
-    const { callId } = await manager.initiateCall({ to: CALLER, message });
+  async function outbound(message: string, extra: { dtmfSequence?: string } = {}) {
+    const { callId } = await manager.initiateCall({ to: CALLER, message, mode: "conversation", ...extra });
     const id = manager.getCall(callId)!.providerCallId!;
-    expect(manager.getCall(callId)!.state).not.toBe("answered");
-    const stream = await kit.answer(id);
+    expect(manager.getCall(callId)!.answeredAt).toBeUndefined();
+    const leg = await kit.answer(id);
     await said(callId, message);
-    return { callId, id, stream };
+    return { callId, id, leg };
   }
 
-  it("outbound: answered once audio flows; our message arrives as paced media with markers and is understood", async () => {
-    const { callId, stream } = await outbound("Hello, this is a test call.");
-    const media = stream.mediaAfter(0);
-    expect(media.length).toBeGreaterThan(40);
-    expect(media.at(-1)!.at - media[0]!.at).toBeGreaterThan((media.length - 1) * 20 * 0.8);
-    expect(stream.received.some((r) => r.event === "mark")).toBe(true);
-    expect(wordErrorRate("hello this is a test call", await transcribePcm(concatPcm(media.map((m) => m.pcm!)), 8000))).toBeLessThanOrEqual(0.35);
+  it("outbound: answered once media flows; our message reaches the far end and is understood", async () => {
+    const { callId, leg } = await outbound("Hello, this is a test call.");
+    expect(wordErrorRate("hello this is a test call", await leg.heard())).toBeLessThanOrEqual(0.35);
+    if (leg.wire) {
+      // Streamed: 20 ms media messages paced in real time (not a burst), with markers.
+      const media = leg.wire.media();
+      expect(media.length).toBeGreaterThan(40);
+      expect(media.at(-1)!.at - media[0]!.at).toBeGreaterThan((media.length - 1) * 20 * 0.8);
+      expect(leg.wire.marked()).toBe(true);
+    }
     expect(manager.getCall(callId)!.answeredAt).toBeDefined();
     await manager.endCall(callId);
-    stream.close();
+    leg.close();
   }, 30_000);
 
-  it("listens and takes barge-in: the caller's sentence answers continue_call; talking over us clears within 300 ms", async () => {
-    const { callId, stream } = await outbound("Hi there.");
+  it("listens and takes barge-in: the caller's sentence answers continue_call; talking over us cuts our audio within 300 ms", async () => {
+    const { callId, leg } = await outbound("Hi there.");
     const answer = manager.continueCall(callId, "What time should I call back?");
     await said(callId, "What time should I call back?");
-    await stream.play(await fliteSpeech("Please call me back tomorrow morning."));
-    await stream.silence(1200);
+    await leg.say("Please call me back tomorrow morning.");
     expect(wordErrorRate("please call me back tomorrow morning", (await answer).transcript)).toBeLessThanOrEqual(0.35);
 
+    const asked = performance.now();
     const speaking = manager.speak(callId, "Our opening hours are from nine in the morning to five in the afternoon, Monday to Friday, and ten to two on Saturdays.");
-    await waitFor(() => stream.mediaAfter(performance.now() - 200).length > 0 || undefined, "our audio flowing", 10_000);
+    await waitFor(() => leg.hearsUsSince(asked) || undefined, "our audio at the far end", 10_000);
     await new Promise((r) => setTimeout(r, 800));
-    const onset = await stream.play(await fliteSpeech("Wait, stop please."));
+    const onset = await leg.say("Wait, stop please.");
     await speaking;
-    const clear = stream.firstAfter("clear", onset);
-    expect(clear, "a clear message").toBeDefined();
-    expect(clear!.at - onset).toBeLessThan(300);
+    const cut = leg.cutAfter(onset);
+    expect(cut, "our audio cut off").toBeDefined();
+    expect(cut!).toBeLessThan(300);
     expect(manager.getCall(callId)!.transcript.some((l) => l.kind === "interrupted")).toBe(true);
     await manager.endCall(callId);
-    stream.close();
+    leg.close();
   }, 60_000);
 
   it("keys both ways: pressed keys form one answer of the expected count; our keys reach the far end", async () => {
-    const { callId, id, stream } = await outbound("Hi.");
+    const { callId, leg } = await outbound("Hi.");
     const code = manager.continueCall(callId, "Enter your code.", { digits: 4 });
     await said(callId, "Enter your code.");
-    for (const key of "2468") stream.dtmf(key);
+    for (const key of "2468") leg.press(key);
     expect((await code).transcript).toBe("[DTMF 2468]");
-    const since = performance.now();
     await manager.sendDtmf(callId, "42#");
-    await waitFor(() => kit.keysSent(id, stream, since) === "42#" || undefined, "keys at the far end", 5000);
+    await waitFor(() => leg.keysGot() === "42#" || undefined, "keys at the far end", 5000);
     await manager.endCall(callId);
-    stream.close();
+    leg.close();
   }, 30_000);
 
   it("dtmfSequence: the keys go out once the call connects", async () => {
-    const { callId } = await manager.initiateCall({ to: CALLER, message: "Connecting you now.", mode: "conversation", dtmfSequence: "1w9#" });
-    const id = manager.getCall(callId)!.providerCallId!;
-    const stream = await kit.answer(id);
-    const since = performance.now() - 60_000;
-    await said(callId, "Connecting you now.");
-    // Tones carriers: w is a 0.5 s pause, not a key.
-    await waitFor(() => ["1w9#", "19#"].includes(kit.keysSent(id, stream, since)) || undefined, "the sequence at the far end", 5000);
+    const { callId, leg } = await outbound("Connecting you now.", { dtmfSequence: "1w9#" });
+    // Tone listeners see no pause character.
+    await waitFor(() => ["1w9#", "19#"].includes(leg.keysGot()) || undefined, "the sequence at the far end", 5000);
     await manager.endCall(callId);
-    stream.close();
+    leg.close();
   }, 30_000);
 
   it("hang-up both ways: ours reaches the carrier (hangup-bot); the callee's is reported (hangup-user)", async () => {
     const ours = await outbound("Goodbye soon.");
     await manager.endCall(ours.callId);
     expect(manager.getCall(ours.callId)!.state).toBe("hangup-bot");
-    expect(kit.hungUp(ours.id)).toBe(true);
-    ours.stream.close();
+    expect(await kit.hungUp(ours.id)).toBe(true);
+    ours.leg.close();
 
     const theirs = await outbound("Still there?");
     await kit.report(theirs.id, "callee-hangup");
     await waitFor(() => manager.getCall(theirs.callId)!.state === "hangup-user" || undefined, "hangup-user");
-    theirs.stream.close();
+    theirs.leg.close();
   }, 30_000);
 
   it("inbound: an allowed caller is answered and greeted; a stranger is refused", async () => {
-    const { id, stream } = await kit.ringIn(CALLER);
-    expect(stream).toBeDefined();
+    const { id, leg } = await kit.ringIn(CALLER);
+    expect(leg).toBeDefined();
     const call = await waitFor(() => manager.listCalls().find((c) => c.providerCallId === id && c.state === "listening"), "greeted", 15_000);
     expect(call).toMatchObject({ direction: "inbound", from: CALLER });
     expect(manager.getCall(call.callId)!.transcript[0]).toMatchObject({ speaker: "bot", text: "Hello, you reached the test line." });
     await manager.endCall(call.callId);
-    stream!.close();
+    leg!.close();
 
     const stranger = await kit.ringIn(STRANGER);
-    expect(stranger.stream).toBeUndefined();
+    expect(stranger.leg).toBeUndefined();
     await waitFor(() => manager.listCalls().find((c) => c.providerCallId === stranger.id)?.endReason?.includes("allowFrom") || undefined, "refused");
   }, 30_000);
 
@@ -297,7 +390,7 @@ describe.each([twilioKit(), telnyxKit(), plivoKit()])("carrier conformance: $id"
     await waitFor(() => manager.getCall(callId)!.state === state || undefined, state);
   });
 
-  it("restore: after a restart the carrier is asked; a call it no longer has ends and frees its slot", async () => {
+  it.skipIf(typeof kit.gone === "string")("restore: after a restart the carrier is asked; a call it no longer has ends and frees its slot", async () => {
     const port = await freePort();
     const cfg = config(port, { maxConcurrentCalls: 1 });
     const deps = { apiBaseUrls: { [kit.id]: api.baseUrl } };
@@ -305,7 +398,7 @@ describe.each([twilioKit(), telnyxKit(), plivoKit()])("carrier conformance: $id"
     const { callId } = await first.runtime.manager.initiateCall({ to: CALLER, message: "Hi" });
     const id = first.runtime.manager.getCall(callId)!.providerCallId!;
     await first.close();
-    kit.gone(id);
+    (kit.gone as (id: string) => void)(id);
     const second = await startService(cfg, createLogger("silent"), deps);
     try {
       expect(second.runtime.manager.getCall(callId)).toMatchObject({ state: "completed" });

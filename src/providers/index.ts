@@ -4,7 +4,6 @@
  */
 import type { ProviderId, VoiceCallConfig } from "../config/schema.js";
 import { providersInUse } from "../config/load.js";
-import { VoiceCallError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { createSynthesizer, createTranscriber } from "../speech/index.js";
 import type { Synthesizer, Transcriber } from "../speech/types.js";
@@ -42,7 +41,7 @@ function streamCarrier(config: VoiceCallConfig, deps: ProviderDeps, id: Provider
   return { ...speech(config, deps), endpoints: deps.endpoints ?? new PublicEndpoints(config), apiBaseUrl: deps.apiBaseUrls?.[id] };
 }
 
-const FACTORIES: Partial<Record<ProviderId, Factory>> = {
+const FACTORIES: Record<ProviderId, Factory> = {
   mock: (config) => new MockProvider(config.mock),
   asterisk: (config, deps) => new AsteriskProvider(speech(config, deps)),
   twilio: (config, deps) => new TwilioProvider(streamCarrier(config, deps, "twilio")),
@@ -53,18 +52,6 @@ const FACTORIES: Partial<Record<ProviderId, Factory>> = {
 export function createProviders(config: VoiceCallConfig, deps: ProviderDeps): Map<ProviderId, CallProvider> {
   deps = { ...deps };
   const out = new Map<ProviderId, CallProvider>();
-  const missing: string[] = [];
-  for (const id of providersInUse(config)) {
-    const factory = FACTORIES[id];
-    if (factory) out.set(id, factory(config, deps));
-    else missing.push(id);
-  }
-  if (missing.length > 0) {
-    throw new VoiceCallError(
-      "INVALID_CONFIG",
-      `provider ${missing.join(", ")} is not available in this version yet (available: ${Object.keys(FACTORIES).join(", ")})`,
-      missing.map((id) => ({ path: "provider", message: `${id} is not available in this version yet` })),
-    );
-  }
+  for (const id of providersInUse(config)) out.set(id, FACTORIES[id](config, deps));
   return out;
 }

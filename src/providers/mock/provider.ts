@@ -31,6 +31,8 @@ interface MockCall {
   answered: boolean;
   spoken: string[];
   dtmf: string[];
+  /** When our speech was cut short (performance.now()), as a line's far end would notice. */
+  cuts: number[];
   replies: number;
   turnToken?: string;
   timers: Set<NodeJS.Timeout>;
@@ -96,7 +98,10 @@ export class MockProvider implements CallProvider {
     const heard: string[] = [];
     for (const sentence of sentences(text)) {
       await abortableDelay(sentence.length * this.options.speakMsPerChar, options.signal);
-      if (options.signal?.aborted) return { interrupted: true, heard: heard.join(" ") };
+      if (options.signal?.aborted) {
+        call.cuts.push(performance.now());
+        return { interrupted: true, heard: heard.join(" ") };
+      }
       heard.push(sentence);
     }
     return { interrupted: false, heard: heard.join(" ") };
@@ -164,6 +169,11 @@ export class MockProvider implements CallProvider {
     this.end(this.live(providerCallId), "hangup-user", "caller hung up");
   }
 
+  /** The call ends as a carrier would report it (busy, no answer, failed, ...), e.g. before it is answered. */
+  simulateEnd(providerCallId: string, state: TerminalState, reason: string): void {
+    this.end(this.live(providerCallId), state, reason);
+  }
+
   /** Delivers a raw event, e.g. a replay of one seen before. */
   simulateEvent(event: ProviderEvent): void {
     this.sink?.(event);
@@ -182,10 +192,15 @@ export class MockProvider implements CallProvider {
     return [...(this.calls.get(providerCallId)?.dtmf ?? [])];
   }
 
+  /** When our speech to this call was cut short (barge-in), performance.now() times. */
+  cutsOf(providerCallId: string): number[] {
+    return [...(this.calls.get(providerCallId)?.cuts ?? [])];
+  }
+
   // ---- internals ----
 
   private newCall(): MockCall {
-    const call: MockCall = { id: `mock-${randomUUID()}`, answered: false, spoken: [], dtmf: [], replies: 0, timers: new Set() };
+    const call: MockCall = { id: `mock-${randomUUID()}`, answered: false, spoken: [], dtmf: [], cuts: [], replies: 0, timers: new Set() };
     this.calls.set(call.id, call);
     return call;
   }
