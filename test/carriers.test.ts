@@ -20,6 +20,9 @@ import { synthesizeAll } from "../src/speech/types.js";
 import { wordErrorRate } from "../src/speech/wer.js";
 import { MediaStreamClient, PLIVO, TELNYX, TWILIO, type Received } from "./fakes/media-stream.js";
 import type { MockProvider } from "../src/providers/mock/provider.js";
+import { Lab, labUnavailableReason } from "../src/lab/lab.js";
+import { PhoneAudio } from "../src/lab/phone-audio.js";
+import { callerScenario, calleeScenario, runSipp } from "../src/lab/sipp.js";
 import { AUTH_ID, AUTH_TOKEN as PLIVO_TOKEN, FakePlivo, plivoStreamOf } from "./fakes/plivo.js";
 import { API_KEY, CONNECTION_ID, FakeTelnyx } from "./fakes/telnyx.js";
 import { ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, callSid, streamOf } from "./fakes/twilio.js";
@@ -50,7 +53,11 @@ interface Leg {
 
 /** How one carrier's side of a call is played. */
 interface Kit {
-  id: "twilio" | "telnyx" | "plivo" | "mock";
+  id: "twilio" | "telnyx" | "plivo" | "mock" | "asterisk";
+  /** Why this carrier cannot run here (the suite is skipped, saying so). */
+  unavailable?: string;
+  /** Sets up the far end of the next outbound call: it answers (and later hangs up itself), or ends as given. */
+  prepare?(next: "answer" | "hangs-up" | Exclude<Ending, "callee-hangup">): Promise<void>;
   start(): Promise<{ baseUrl: string; close(): Promise<void> }>;
   /** The carrier's keys in the config. */
   keys(): Record<string, unknown>;
@@ -251,7 +258,101 @@ function mockKit(): Kit {
   };
 }
 
-describe.each([mockKit(), twilioKit(), telnyxKit(), plivoKit()])("carrier conformance: $id", (kit) => {
+/**
+ * The lab's Asterisk: a sipp phone is the far end (signalling), with our own
+ * ear and mouth on its audio port (PhoneAudio): it hears, speaks and presses
+ * keys as RFC 4733 events. Inbound callers assert their number (the lab
+ * trusts P-Asserted-Identity from its test caller).
+ */
+function asteriskKit(): Kit {
+  let lab: Lab;
+  let mediaPort = 16300;
+  let sipPort = 15300;
+  let callee: { ear: PhoneAudio; done: Promise<{ code: number | null; output: string }>; child: { kill(): void; exitCode: number | null } } | undefined;
+  const phoneLeg = (ear: PhoneAudio): Leg => ({
+    heard: () => transcribePcm(ear.audio(), 8000),
+    hearsUsSince: (since) => ear.firstLoud(since) !== undefined,
+    async say(text) {
+      const onset = await ear.say(await fliteSpeech(text));
+      await ear.say(new Int16Array(8000 * 1.2));
+      return onset;
+    },
+    cutAfter(onset) {
+      const last = ear.lastLoud(onset - 200);
+      return last === undefined ? undefined : last - onset;
+    },
+    press: (key) => void ear.press(key),
+    keysGot: () => ear.dtmf(),
+    close: () => ear.close(),
+  });
+  const statuses = { busy: 486, failed: 503 } as const;
+  return {
+    id: "asterisk",
+    unavailable: labUnavailableReason(),
+    async start() {
+      lab = await Lab.start({ onProgress: (l) => console.log(`[lab] ${l}`), waitForLabMs: 600_000 });
+      return { baseUrl: "", close: () => lab.stop() };
+    },
+    keys: () => ({
+      asterisk: { ari: { url: lab.info.ariUrl, username: lab.info.ariUser, password: lab.info.ariPassword, app: lab.info.ariApp }, dialTemplate: "PJSIP/{to}@lab-uas" },
+      ringTimeoutMs: 4000,
+    }),
+    async prepare(next) {
+      if (callee && callee.child.exitCode === null) {
+        // The last call's BYE completes a moment after endCall returns: let that callee finish, then make room.
+        await Promise.race([callee.done, new Promise((r) => setTimeout(r, 3000))]);
+        callee.child.kill();
+        await callee.done;
+      }
+      callee?.ear.close();
+      const ear = await PhoneAudio.open(mediaPort);
+      const scenario =
+        next === "answer" || next === "hangs-up"
+          ? calleeScenario({ ringMs: 300, mediaPort: mediaPort++, holdMs: next === "hangs-up" ? 4000 : undefined })
+          : next === "no-answer"
+            ? calleeScenario({ ringMs: 10_000, mediaPort: mediaPort++ })
+            : calleeScenario({ ringMs: 200, status: statuses[next] });
+      const sipp = runSipp(lab, "conformance-callee", scenario, ["-p", String(lab.info.uasPort), "-i", "127.0.0.1"], 30);
+      callee = { ear, done: sipp.done, child: sipp.child as never };
+      await new Promise((r) => setTimeout(r, 300));
+    },
+    answer: async () => phoneLeg(callee!.ear),
+    async ringIn(from) {
+      const ear = await PhoneAudio.open(mediaPort);
+      const phone = runSipp(lab, `conformance-caller-${sipPort}`, callerScenario({ extension: "100", holdMs: "wait", mediaPort: mediaPort++, from }), [
+        "-s", "100", "-p", String(sipPort++), "-i", "127.0.0.1", `127.0.0.1:${lab.info.sipPort}`,
+      ], 30);
+      const since = performance.now();
+      // Taken: the greeting reaches the phone; refused: the phone's call ends.
+      const outcome = await Promise.race([
+        waitFor(() => ear.firstLoud(since), "the greeting at the phone", 15_000).then(() => "taken" as const),
+        phone.done.then(() => "refused" as const),
+      ]);
+      const calls = () => service().runtime.manager.listCalls();
+      const call = await waitFor(() => calls().find((c) => c.direction === "inbound" && c.from === from && !seenInbound.has(c.callId)), "the inbound call");
+      seenInbound.add(call.callId);
+      if (outcome === "refused") ear.close();
+      return { id: call.providerCallId!, leg: outcome === "taken" ? phoneLeg(ear) : undefined };
+    },
+    async report(_id, how) {
+      // The far end was set up by prepare(): a callee hanging up does so on its own.
+      if (how === "callee-hangup") await callee!.done;
+    },
+    hungUp: async () => (await callee!.done).code === 0,
+    gone: () => undefined,
+  };
+}
+
+/** Inbound calls already handed to a test (the lab kit finds its call by caller and newness). */
+const seenInbound = new Set<string>();
+let currentService: RunningService | undefined;
+const service = () => currentService!;
+
+describe.each([mockKit(), twilioKit(), telnyxKit(), plivoKit(), asteriskKit()])("carrier conformance: $id", (kit) => {
+  if (kit.unavailable) {
+    it.skip(`${kit.id} cannot run here: ${kit.unavailable}`, () => undefined);
+    return;
+  }
   let api: { baseUrl: string; close(): Promise<void> };
   let service: RunningService;
   let manager: CallManager;
@@ -277,6 +378,7 @@ describe.each([mockKit(), twilioKit(), telnyxKit(), plivoKit()])("carrier confor
     webhookUrl = `http://127.0.0.1:${port}/voice/webhook`;
     service = await startService(config(port), createLogger("silent"), { apiBaseUrls: { [kit.id]: api.baseUrl } });
     manager = service.runtime.manager;
+    currentService = service;
     mock = service.runtime.providers.get("mock") as MockProvider | undefined;
     if (typeof kit.gone === "string") console.log(`[conformance] ${kit.id}: restore not checked: ${kit.gone}`);
   }, 60_000);
@@ -292,7 +394,8 @@ describe.each([mockKit(), twilioKit(), telnyxKit(), plivoKit()])("carrier confor
       return call?.state === "listening" && call.transcript.some((l) => l.speaker === "bot" && l.text === line) ? true : undefined;
     }, `"${line}" played`, 15_000);
 
-  async function outbound(message: string, extra: { dtmfSequence?: string } = {}) {
+  async function outbound(message: string, extra: { dtmfSequence?: string } = {}, far: "answer" | "hangs-up" = "answer") {
+    await kit.prepare?.(far);
     const { callId } = await manager.initiateCall({ to: CALLER, message, mode: "conversation", ...extra });
     const id = manager.getCall(callId)!.providerCallId!;
     expect(manager.getCall(callId)!.answeredAt).toBeUndefined();
@@ -364,7 +467,7 @@ describe.each([mockKit(), twilioKit(), telnyxKit(), plivoKit()])("carrier confor
     expect(await kit.hungUp(ours.id)).toBe(true);
     ours.leg.close();
 
-    const theirs = await outbound("Still there?");
+    const theirs = await outbound("Still there?", {}, "hangs-up");
     await kit.report(theirs.id, "callee-hangup");
     await waitFor(() => manager.getCall(theirs.callId)!.state === "hangup-user" || undefined, "hangup-user");
     theirs.leg.close();
@@ -385,16 +488,18 @@ describe.each([mockKit(), twilioKit(), telnyxKit(), plivoKit()])("carrier confor
   }, 30_000);
 
   it.each([["busy", "busy"], ["no-answer", "no-answer"], ["failed", "failed"]] as const)("an unanswered call the carrier reports %s ends %s", async (how, state) => {
+    await kit.prepare?.(how);
     const { callId } = await manager.initiateCall({ to: CALLER, message: "hi" });
     await kit.report(manager.getCall(callId)!.providerCallId!, how);
-    await waitFor(() => manager.getCall(callId)!.state === state || undefined, state);
-  });
+    await waitFor(() => manager.getCall(callId)!.state === state || undefined, state, 10_000);
+  }, 20_000);
 
   it.skipIf(typeof kit.gone === "string")("restore: after a restart the carrier is asked; a call it no longer has ends and frees its slot", async () => {
     const port = await freePort();
     const cfg = config(port, { maxConcurrentCalls: 1 });
     const deps = { apiBaseUrls: { [kit.id]: api.baseUrl } };
     const first = await startService(cfg, createLogger("silent"), deps);
+    await kit.prepare?.("answer");
     const { callId } = await first.runtime.manager.initiateCall({ to: CALLER, message: "Hi" });
     const id = first.runtime.manager.getCall(callId)!.providerCallId!;
     await first.close();

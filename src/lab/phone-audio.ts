@@ -19,6 +19,7 @@ export class PhoneAudio {
   private far?: { address: string; port: number };
   private readonly ssrc = (Math.random() * 0xffffffff) >>> 0;
   private seq = 0;
+  private closed = false;
   private clockStart?: number;
   /** When the last frame louder than -40 dBFS went out (the end of what the phone said). */
   lastVoicedAt?: number;
@@ -117,12 +118,37 @@ export class PhoneAudio {
     return onset ?? performance.now();
   }
 
+  /**
+   * Presses `key` as a phone does: RFC 4733 telephone-events (payload type
+   * 101, as offered) on the audio stream, 100 ms of tone then three end packets.
+   */
+  async press(key: string): Promise<void> {
+    const far = this.far;
+    const event = "0123456789*#ABCD".indexOf(key);
+    if (!far) throw new Error("the phone has heard nothing yet, so it does not know where to send keys");
+    if (event < 0) throw new Error(`not a key: ${key}`);
+    this.clockStart ??= performance.now();
+    const timestamp = Math.round(((performance.now() - this.clockStart) * 8000) / 1000);
+    const send = (duration: number, end: boolean, first: boolean) => {
+      const payload = Buffer.from([event, (end ? 0x80 : 0) | 10, duration >> 8, duration & 0xff]);
+      this.socket.send(buildRtp({ payloadType: 101, marker: first, sequenceNumber: this.seq++ & 0xffff, timestamp, ssrc: this.ssrc, payload }), far.port, far.address);
+    };
+    for (let n = 1; n <= 5; n += 1) {
+      send(n * 160, false, n === 1);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    for (let n = 0; n < 3; n += 1) send(800, true, false);
+  }
+
   /** DTMF digits received as telephone-events, in order. */
   dtmf(): string {
     return [...this.events.values()].map((code) => "0123456789*#ABCD"[code] ?? "?").join("");
   }
 
+  /** Stops listening; closing again does nothing. */
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     this.socket.close();
   }
 }

@@ -21,6 +21,8 @@ export interface CallerScript {
   holdMs: number | "wait";
   /** Audio port offered in SDP; set it to receive the call's audio in the test. */
   mediaPort?: number;
+  /** The caller's number, asserted with P-Asserted-Identity (the lab trusts it from this test caller only). */
+  from?: string;
 }
 
 /** SDP offer/answer; `mediaPort` fixes the audio port so the test can listen there as the phone. */
@@ -40,7 +42,7 @@ function sdp(mediaPort?: number): string {
 }
 
 /** A request from the caller within its dialog (sipp fills in the bracketed keywords). */
-function request(method: string, cseq: number, toTag: boolean, body?: string): string {
+function request(method: string, cseq: number, toTag: boolean, body?: string, asserted?: string): string {
   return `<send retrans="500"><![CDATA[
 ${method} sip:[service]@[remote_ip]:[remote_port] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
@@ -50,7 +52,7 @@ Call-ID: [call_id]
 CSeq: ${cseq} ${method}
 Contact: sip:sipp@[local_ip]:[local_port]
 Max-Forwards: 70
-${body ? `Content-Type: application/sdp\nContent-Length: [len]\n\n${body}` : "Content-Length: 0\n"}
+${asserted ? `P-Asserted-Identity: <sip:${asserted}@[local_ip]>\n` : ""}${body ? `Content-Type: application/sdp\nContent-Length: [len]\n\n${body}` : "Content-Length: 0\n"}
 ]]></send>`;
 }
 
@@ -80,7 +82,7 @@ export function callerScenario(s: CallerScript): string {
         `<recv request="BYE" timeout="${s.holdMs}" ontimeout="1"/>\n  ${response("200 OK")}\n  <nop next="2"/>\n  <label id="1"/>\n  ${request("BYE", 2, true)}\n  <recv response="200" crlf="true"/>\n  <label id="2"/>`;
   return `<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="voicecall caller">
-  ${request("INVITE", 1, false, sdp(s.mediaPort))}
+  ${request("INVITE", 1, false, sdp(s.mediaPort), s.from)}
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="183" optional="true"/>
@@ -92,23 +94,55 @@ export function callerScenario(s: CallerScript): string {
 `;
 }
 
-/** A callee: answers after ringMs (or answers with `status`, e.g. 486 busy) and waits for BYE. */
-export function calleeScenario(opts: { ringMs: number; status?: number; mediaPort?: number }): string {
+/**
+ * A callee: answers after ringMs (or answers with `status`, e.g. 486 busy)
+ * and waits for BYE; with `holdMs` it hangs up itself that long after
+ * answering, unless our BYE comes first.
+ */
+export function calleeScenario(opts: { ringMs: number; status?: number; mediaPort?: number; holdMs?: number }): string {
   const refuse = opts.status !== undefined && opts.status !== 200;
+  // A callee that hangs up itself keeps the caller's From and its own To for its BYE (sipp refuses unused variables).
+  const invite =
+    opts.holdMs === undefined
+      ? `<recv request="INVITE" crlf="true"/>`
+      : `<recv request="INVITE" crlf="true" rrs="true">
+    <action>
+      <ereg regexp=".*" search_in="hdr" header="From:" check_it="true" assign_to="callerFrom"/>
+      <ereg regexp=".*" search_in="hdr" header="To:" check_it="true" assign_to="calleeTo"/>
+    </action>
+  </recv>`;
+  const end =
+    opts.holdMs === undefined
+      ? `<recv request="BYE" timeout="60000"/>\n  ${response("200 OK")}`
+      : `<recv request="BYE" timeout="${opts.holdMs}" ontimeout="1"/>\n  ${response("200 OK")}\n  <nop next="2"/>\n  <label id="1"/>\n  ${calleeBye()}\n  <recv response="200" crlf="true"/>\n  <label id="2"/>`;
   const reply = refuse
     ? `${response(`${opts.status} Refused`, { tag: true })}\n  <recv request="ACK"/>`
     : `${response("200 OK", { tag: true, contact: true, body: sdp(opts.mediaPort) }).replace("<send>", '<send retrans="500">')}
   <recv request="ACK" crlf="true"/>
-  <recv request="BYE" timeout="60000"/>
-  ${response("200 OK")}`;
+  ${end}`;
   return `<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="voicecall callee">
-  <recv request="INVITE" crlf="true"/>
+  ${invite}
   ${response("180 Ringing", { tag: true, contact: true })}
   <pause milliseconds="${opts.ringMs}"/>
   ${reply}
 </scenario>
 `;
+}
+
+/** The callee's BYE: its dialog seen from its side (From and To swapped from the INVITE it answered). */
+function calleeBye(): string {
+  return `<send retrans="500"><![CDATA[
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: [$calleeTo];tag=[pid]SIPpTag01[call_number]
+To: [$callerFrom]
+Call-ID: [call_id]
+CSeq: 1 BYE
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Max-Forwards: 70
+Content-Length: 0
+]]></send>`;
 }
 
 /** Writes the scenario into the root and starts sipp; resolves with its exit code and output. */

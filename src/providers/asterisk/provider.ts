@@ -152,8 +152,18 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
     await this.teardown(call, false);
   }
 
+  /**
+   * Keys as RFC 4733 events through ARI. A `w` (0.5 s pause) is waited out
+   * here, between ARI requests: given to ARI on our bridged channel, a
+   * sequence with `w` held up the opening message queued behind it (it had
+   * not played 15 s later; found by the conformance suite).
+   */
   async sendDtmf(providerCallId: string, digits: string): Promise<void> {
-    await this.ari.channels.sendDtmf(this.live(providerCallId).id, digits, { between: 100, duration: 100 });
+    const id = this.live(providerCallId).id;
+    for (const part of digits.split(/(w+)/)) {
+      if (part.startsWith("w")) await new Promise((r) => setTimeout(r, 500 * part.length));
+      else if (part) await this.ari.channels.sendDtmf(id, part, { between: 100, duration: 100 });
+    }
   }
 
   async getCallStatus(providerCallId: string): Promise<RemoteCallStatus> {
