@@ -108,5 +108,10 @@ describe("Plivo carrier (SDK against a local Voice API, V3 signatures, Plivo XML
     const wrong = await runSetup(makeConfig({ ...keys, plivo: { authId: AUTH_ID, authToken: "wrong-plivo-token" }, publicUrl: "https://voice.example.com/voice/webhook" }), [], { apiBaseUrls: { plivo: fake.baseUrl }, resolve: async () => ["203.0.113.9"] });
     expect(wrong.findings.find((f) => f.check === "plivo-account")).toMatchObject({ status: "fail", detail: "Plivo refused the credentials (HTTP 401)" });
     expect(JSON.stringify(wrong)).not.toContain("wrong-plivo-token");
+    // Unreachable: the SDK rejects with a stack trace as a string; the finding says one line of it.
+    const down = await runSetup(makeConfig({ ...keys, publicUrl: "https://voice.example.com/voice/webhook" }), [], { apiBaseUrls: { plivo: "http://127.0.0.1:1" }, resolve: async () => ["203.0.113.9"] });
+    const detail = down.findings.find((f) => f.check === "plivo-account")!.detail;
+    expect(detail).toMatch(/^Plivo's API did not answer: .*ECONNREFUSED/);
+    expect(detail).not.toMatch(/\n|\bat /);
   });
 });

@@ -91,14 +91,14 @@ export class PlivoProvider extends StreamCarrier {
 
   async placeCall(request: PlaceCallRequest): Promise<{ providerCallId: string }> {
     const { endpoints, config } = this.options;
-    const created = await this.client.calls.create(request.from ?? config.fromNumber ?? "", request.to, endpoints.webhook({ type: "answer" }), {
+    const created = await sdk(this.client.calls.create(request.from ?? config.fromNumber ?? "", request.to, endpoints.webhook({ type: "answer" }), {
       answerMethod: "POST",
       hangupUrl: endpoints.webhook({ type: "hangup" }),
       hangupMethod: "POST",
       ringUrl: endpoints.webhook({ type: "ring" }),
       ringMethod: "POST",
       ringTimeout: Math.max(5, Math.ceil(config.ringTimeoutMs / 1000)),
-    });
+    }));
     const id = Array.isArray(created.requestUuid) ? created.requestUuid[0] : created.requestUuid;
     if (!id) throw new VoiceCallError("PROVIDER_ERROR", "Plivo accepted the call without a request_uuid");
     this.callFor(id, "outbound");
@@ -117,9 +117,10 @@ export class PlivoProvider extends StreamCarrier {
     call.hangupRequested = true;
     // Not answered yet: the request is cancelled; in progress: the call is hung up.
     const uuid = this.callUuids.get(providerCallId) ?? (call.direction === "inbound" ? providerCallId : undefined);
-    const done = uuid ? this.client.calls.hangup(uuid) : this.client.calls.cancel(providerCallId);
-    await done.catch((err: { statusCode?: number; status?: number }) => {
-      if ((err.statusCode ?? err.status) !== 404) throw err;
+    const done = sdk(uuid ? this.client.calls.hangup(uuid) : this.client.calls.cancel(providerCallId));
+    await done.catch((err: PlivoFailure) => {
+      // Already gone at Plivo.
+      if (err.status !== 404) throw err;
     });
     await this.teardown(call);
   }
@@ -129,17 +130,17 @@ export class PlivoProvider extends StreamCarrier {
     const call = this.live(providerCallId);
     const uuid = this.callUuids.get(providerCallId) ?? (call.direction === "inbound" ? providerCallId : undefined);
     if (!uuid) throw new VoiceCallError("INVALID_STATE", `call ${providerCallId} is not answered yet`);
-    await this.client.calls.sendDigits(uuid, digits, {});
+    await sdk(this.client.calls.sendDigits(uuid, digits, {}));
   }
 
   /** Live or still queued at Plivo: active; neither: ended. */
   async getCallStatus(providerCallId: string): Promise<RemoteCallStatus> {
     const uuid = this.callUuids.get(providerCallId) ?? providerCallId;
     const found = async (lookup: () => Promise<unknown>) =>
-      lookup().then(
+      sdk(lookup()).then(
         () => true,
-        (err: { statusCode?: number; status?: number; message?: string }) => {
-          if ((err.statusCode ?? err.status) === 404) return false;
+        (err: PlivoFailure) => {
+          if (err.status === 404) return false;
           throw err;
         },
       );
@@ -153,9 +154,9 @@ export class PlivoProvider extends StreamCarrier {
 
   async check(): Promise<SetupFinding[]> {
     try {
-      await this.client.accounts.get();
+      await sdk(this.client.accounts.get());
     } catch (err) {
-      const status = (err as { statusCode?: number; status?: number }).statusCode ?? (err as { status?: number }).status;
+      const status = (err as PlivoFailure).status;
       const refused = status === 401 || status === 403;
       return [{
         check: "plivo-account",
@@ -169,7 +170,7 @@ export class PlivoProvider extends StreamCarrier {
     if (from) {
       // GET Number/{number}/: the SDK's resource interface has get() without a declared type.
       const numbers = this.client.numbers as unknown as { get(number: string): Promise<unknown> };
-      const owned = await numbers.get(from.replace(/^\+/, "")).then(() => true, () => false);
+      const owned = await sdk(numbers.get(from.replace(/^\+/, ""))).then(() => true, () => false);
       out.push(owned
         ? { check: "plivo-from-number", status: "ok", detail: `fromNumber ${from} is a number on this account` }
         : { check: "plivo-from-number", status: "fail", detail: `fromNumber ${from} is not a number on this account`, fix: "set fromNumber to a number the account owns (Phone Numbers in the console)" });
@@ -262,6 +263,28 @@ export class PlivoProvider extends StreamCarrier {
     });
     return response;
   }
+}
+
+/** A Plivo SDK failure: the HTTP status when Plivo answered, and one line of message. */
+class PlivoFailure extends Error {
+  constructor(message: string, readonly status?: number) {
+    super(message);
+  }
+}
+
+/**
+ * The SDK's promise with its failures made plain: it rejects with its own
+ * error classes for HTTP errors, but with a stack trace as a string when
+ * Plivo cannot be reached; neither should reach a user as is.
+ */
+function sdk<T>(promise: Promise<T> | T): Promise<T> {
+  return Promise.resolve(promise).catch((err: unknown) => {
+    if (typeof err === "string") throw new PlivoFailure(err.split("\n")[0]!.replace(/^Error: /, "") || "Plivo's API did not answer");
+    const e = err as { status?: number; message?: unknown };
+    const status = typeof e.status === "number" ? e.status : undefined;
+    const message = typeof e.message === "string" && e.message ? e.message.split("\n")[0]! : `HTTP ${status ?? "error"}`;
+    throw new PlivoFailure(status ? `Plivo answered HTTP ${status}: ${message}` : message, status);
+  });
 }
 
 /** A new Plivo XML response (the SDK's Response is a constructor function, typed as a plain one). */
