@@ -115,3 +115,74 @@ describe("Plivo carrier (SDK against a local Voice API, V3 signatures, Plivo XML
     expect(detail).not.toMatch(/\n|\bat /);
   });
 });
+
+describe("Plivo with streaming off: Plivo speaks (Speak) and listens (GetInput) itself", () => {
+  let fake: FakePlivo;
+  let service: RunningService;
+  let webhookUrl: string;
+  const manager = () => service.runtime.manager;
+
+  beforeAll(async () => {
+    fake = await FakePlivo.start();
+    const port = await freePort();
+    webhookUrl = `http://127.0.0.1:${port}/voice/webhook`;
+    const config = makeConfig({ provider: "plivo", fromNumber: OURS, plivo: { authId: AUTH_ID, authToken: AUTH_TOKEN }, publicUrl: webhookUrl, serve: { port, bind: "127.0.0.1" }, streaming: { enabled: false } }, tempDir());
+    service = await startService(config, createLogger("debug", (await import("node:fs")).createWriteStream("/tmp/plivo-gi.log")), { apiBaseUrls: { plivo: fake.baseUrl } });
+  }, 60_000);
+
+  afterAll(async () => {
+    await service?.close();
+    await fake?.close();
+  });
+
+  /** Plays Plivo's part of the next Transfer: fetches the document the call was moved to. */
+  const nextDocument = async (callUuid: string, seen: number) => {
+    const moved = await waitFor(() => fake.made("POST", new RegExp(`/Call/${callUuid}/$`))[seen], `transfer ${seen + 1}`);
+    expect(moved.body).toMatchObject({ legs: "aleg", aleg_method: "POST" });
+    const url = moved.body.aleg_url as string;
+    return { url, xml: (await fake.webhook(url, { CallUUID: callUuid, Direction: "outbound", CallStatus: "in-progress" })).body };
+  };
+  const attr = (xml: string, name: string) => xml.match(new RegExp(`${name}="([^"]+)"`))?.[1]?.replace(/&amp;/g, "&");
+
+  it("says each message with Speak, hears the answer through GetInput, and takes keys from it", async () => {
+    const { callId } = await manager().initiateCall({ to: CALLER, message: "Hello from Plivo's own voice.", mode: "conversation" });
+    const requestUuid = manager().getCall(callId)!.providerCallId!;
+    const callUuid = "c0ffee00-0000-4000-8000-00000000c0de";
+    fake.calls.set(callUuid, "live");
+    const answer = await fake.webhook(`${webhookUrl}?type=answer`, { CallUUID: callUuid, RequestUUID: requestUuid, Direction: "outbound", CallStatus: "in-progress" });
+    expect(answer.body).toMatch(/<Wait length="\d+"\/>/);
+    expect(answer.body).not.toContain("<Stream");
+
+    let transfers = 0;
+    // The opening message: Speak, then back to us when it has played.
+    const spoken = await nextDocument(callUuid, transfers++);
+    expect(spoken.xml).toContain("<Speak>Hello from Plivo's own voice.</Speak>");
+    const back = spoken.xml.match(/<Redirect[^>]*>([^<]+)<\/Redirect>/)![1]!.replace(/&amp;/g, "&");
+    await fake.webhook(back, { CallUUID: callUuid, Direction: "outbound", CallStatus: "in-progress" });
+    // Then Plivo listens for this turn.
+    const listening = await nextDocument(callUuid, transfers++);
+    expect(listening.xml).toMatch(/<GetInput [^>]*inputType="dtmf speech"/);
+    await waitFor(() => manager().getCall(callId)!.state === "listening" || undefined, "listening");
+
+    // Text that is not XML-safe stays text.
+    const reply = manager().continueCall(callId, "Fish & chips <today>: when should I call back?");
+    const question = await nextDocument(callUuid, transfers++);
+    expect(question.xml).toContain("<Speak>Fish &amp; chips &lt;today&gt;: when should I call back?</Speak>");
+    await fake.webhook(question.xml.match(/<Redirect[^>]*>([^<]+)<\/Redirect>/)![1]!.replace(/&amp;/g, "&"), { CallUUID: callUuid });
+    const input = await nextDocument(callUuid, transfers++);
+    await fake.webhook(attr(input.xml, "action")!, { CallUUID: callUuid, InputType: "speech", Speech: "tomorrow at nine" });
+    expect((await reply).transcript).toBe("tomorrow at nine");
+
+    // An answer for an old turn is not taken for the new one.
+    const code = manager().continueCall(callId, "Your code, please.", { digits: 4 });
+    const ask = await nextDocument(callUuid, transfers++);
+    await fake.webhook(ask.xml.match(/<Redirect[^>]*>([^<]+)<\/Redirect>/)![1]!.replace(/&amp;/g, "&"), { CallUUID: callUuid });
+    const keys = await nextDocument(callUuid, transfers++);
+    await fake.webhook(attr(input.xml, "action")!, { CallUUID: callUuid, InputType: "speech", Speech: "stale words" });
+    await fake.webhook(attr(keys.xml, "action")!, { CallUUID: callUuid, InputType: "dtmf", Digits: "4711" });
+    expect((await code).transcript).toBe("[DTMF 4711]");
+    await manager().endCall(callId);
+    expect(fake.made("DELETE", new RegExp(`/Call/${callUuid}/$`))).toHaveLength(1);
+  }, 30_000);
+});
+

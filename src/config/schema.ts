@@ -85,7 +85,8 @@ const OutboundConfig = z.strictObject({
 });
 
 const StreamingConfig = z.strictObject({
-  enabled: z.boolean().default(false),
+  /** Carriers stream call audio to us (our speech engines). Off: Plivo speaks and listens itself; the others always stream. */
+  enabled: z.boolean().default(true),
   /** Speech provider id; unset means the first registered one in auto-select order. */
   provider: z.string().min(1).optional(),
   /** Provider-owned options, keyed by provider id. */

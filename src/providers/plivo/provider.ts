@@ -18,8 +18,10 @@ import { createRequire } from "node:module";
 import plivo from "plivo";
 import { VoiceCallError } from "../../errors.js";
 import { StreamCarrier, type StreamCall, type StreamCarrierOptions } from "../stream-carrier.js";
-import type { CarrierIngress, PlaceCallRequest, ProviderCapabilities, RemoteCallStatus, SetupFinding, TerminalState, WebhookReply, WebhookRequest, WebhookVerdict } from "../types.js";
+import type { CarrierIngress, ListenOptions, PlaceCallRequest, ProviderCapabilities, RemoteCallStatus, SetupFinding, SpeakOptions, SpeakOutcome, TerminalState, WebhookReply, WebhookRequest, WebhookVerdict } from "../types.js";
 import { PLIVO_WIRE, plivoStreamEvent, streamHeaders } from "./stream.js";
+import { plivoXml, type PlivoXml } from "./xml.js";
+import { PlivoCarrierSpeech } from "./carrier-speech.js";
 
 export type PlivoProviderOptions = StreamCarrierOptions;
 
@@ -44,12 +46,6 @@ function endOf(status: string, answered: boolean, byUs: boolean): TerminalState 
 }
 
 type PlivoClient = InstanceType<typeof plivo.Client>;
-/** The SDK's XML builder (typed loosely by the SDK). */
-interface PlivoXml {
-  addStream(url: string, attributes: Record<string, string>): unknown;
-  addHangup(attributes: Record<string, string>): unknown;
-  toXML(): string;
-}
 
 export class PlivoProvider extends StreamCarrier {
   readonly id = "plivo" as const;
@@ -58,8 +54,11 @@ export class PlivoProvider extends StreamCarrier {
   private readonly client: PlivoClient;
   private readonly authId: string;
   private readonly authToken: string;
-  /** CallUUID of an outbound call, by the request_uuid it is known by, once Plivo's answer webhook names it. */
+  /** CallUUID of an outbound call, by the request_uuid it is known by, once Plivo's answer webhook names it; and back. */
   private readonly callUuids = new Map<string, string>();
+  private readonly requestUuids = new Map<string, string>();
+  /** With streaming off: Plivo speaks (Speak) and listens (GetInput) itself. */
+  private readonly carrierSpeech?: PlivoCarrierSpeech;
 
   constructor(protected override readonly options: PlivoProviderOptions) {
     super(options, "plivo", PLIVO_WIRE);
@@ -68,6 +67,14 @@ export class PlivoProvider extends StreamCarrier {
     this.authId = authId;
     this.authToken = authToken;
     this.client = plivoClient(authId, authToken, options.apiBaseUrl);
+    if (!options.config.streaming.enabled) {
+      this.carrierSpeech = new PlivoCarrierSpeech({
+        transfer: (id, query) => this.transfer(id, query),
+        url: (query) => options.endpoints.webhook(query),
+        waitSeconds: options.config.maxDurationSeconds + 60,
+        listenSeconds: 60,
+      });
+    }
     this.ingress = {
       webhook: {
         requiredHeaders: ["x-plivo-signature-v3", "x-plivo-signature-v3-nonce"],
@@ -80,7 +87,46 @@ export class PlivoProvider extends StreamCarrier {
   }
 
   protected async open(): Promise<void> {
-    this.warmSpeech(8000);
+    if (!this.carrierSpeech) this.warmSpeech(8000);
+  }
+
+  override async speak(providerCallId: string, text: string, options: SpeakOptions): Promise<SpeakOutcome> {
+    if (!this.carrierSpeech) return super.speak(providerCallId, text, options);
+    this.live(providerCallId);
+    return this.carrierSpeech.speak(providerCallId, text, options);
+  }
+
+  override async listen(providerCallId: string, turnToken: string, options: ListenOptions = {}): Promise<void> {
+    if (!this.carrierSpeech) return super.listen(providerCallId, turnToken, options);
+    this.live(providerCallId);
+    await this.carrierSpeech.listen(providerCallId, turnToken, options);
+  }
+
+  /** Moves an answered call to the XML our webhook serves for `query` (Transfer API). */
+  private async transfer(providerCallId: string, query: Record<string, string>): Promise<void> {
+    const uuid = this.uuidOf(providerCallId);
+    if (!uuid) throw new VoiceCallError("INVALID_STATE", `call ${providerCallId} is not answered yet`);
+    // The SDK's typing asks for the bridged leg's URL too; only our leg moves.
+    const params = { legs: "aleg", alegUrl: this.options.endpoints.webhook(query), alegMethod: "POST" } as Parameters<PlivoClient["calls"]["transfer"]>[1];
+    await sdk(this.client.calls.transfer(uuid, params));
+  }
+
+  protected override async teardown(call: StreamCall): Promise<void> {
+    this.carrierSpeech?.ended(call.id);
+    await super.teardown(call);
+    // Late webhooks (Plivo's hangup after ours) still find the call for a while, as the call table does.
+    const uuid = this.callUuids.get(call.id);
+    if (uuid) {
+      setTimeout(() => {
+        this.callUuids.delete(call.id);
+        this.requestUuids.delete(uuid);
+      }, 30_000).unref();
+    }
+  }
+
+  /** The CallUUID Plivo knows a call by (outbound: once the answer named it). */
+  private uuidOf(providerCallId: string): string | undefined {
+    return this.callUuids.get(providerCallId) ?? (this.calls.get(providerCallId)?.direction === "inbound" ? providerCallId : undefined);
   }
 
   protected parseStream(text: string) {
@@ -116,7 +162,7 @@ export class PlivoProvider extends StreamCarrier {
     if (!call || call.ended) return;
     call.hangupRequested = true;
     // Not answered yet: the request is cancelled; in progress: the call is hung up.
-    const uuid = this.callUuids.get(providerCallId) ?? (call.direction === "inbound" ? providerCallId : undefined);
+    const uuid = this.uuidOf(providerCallId);
     const done = sdk(uuid ? this.client.calls.hangup(uuid) : this.client.calls.cancel(providerCallId));
     await done.catch((err: PlivoFailure) => {
       // Already gone at Plivo.
@@ -127,8 +173,8 @@ export class PlivoProvider extends StreamCarrier {
 
   /** Keys through Send Digits (w and W pause 0.5 s and 1 s there too). */
   override async sendDtmf(providerCallId: string, digits: string): Promise<void> {
-    const call = this.live(providerCallId);
-    const uuid = this.callUuids.get(providerCallId) ?? (call.direction === "inbound" ? providerCallId : undefined);
+    this.live(providerCallId);
+    const uuid = this.uuidOf(providerCallId);
     if (!uuid) throw new VoiceCallError("INVALID_STATE", `call ${providerCallId} is not answered yet`);
     await sdk(this.client.calls.sendDigits(uuid, digits, {}));
   }
@@ -201,9 +247,12 @@ export class PlivoProvider extends StreamCarrier {
     const callUuid = form.get("CallUUID") ?? "";
     if (!/^[0-9a-f-]{8,64}$/i.test(callUuid)) throw new VoiceCallError("INVALID_PARAMS", "CallUUID: missing or malformed");
     const requestUuid = form.get("RequestUUID") ?? "";
-    // Our outbound calls are known by the request_uuid we got; the answer names their CallUUID.
-    const id = requestUuid && this.calls.has(requestUuid) ? requestUuid : callUuid;
-    if (id === requestUuid && requestUuid) this.callUuids.set(requestUuid, callUuid);
+    // Our outbound calls are known by the request_uuid we got; the answer names their CallUUID (later webhooks may carry only that).
+    const id = requestUuid && this.calls.has(requestUuid) ? requestUuid : (this.requestUuids.get(callUuid) ?? callUuid);
+    if (id === requestUuid && requestUuid) {
+      this.callUuids.set(requestUuid, callUuid);
+      this.requestUuids.set(callUuid, requestUuid);
+    }
     const type = request.query.get("type") ?? "answer";
     switch (type) {
       case "answer":
@@ -213,6 +262,14 @@ export class PlivoProvider extends StreamCarrier {
         if (call) this.emit(call, { type: "ringing" });
         return { status: 204 };
       }
+      case "speak":
+        return xmlText(this.carrierSpeech?.speakXml(request.query.get("ref") ?? ""));
+      case "spoken":
+        return xmlText(this.carrierSpeech?.spoken(request.query.get("ref") ?? ""));
+      case "listen":
+        return xmlText(this.carrierSpeech?.listenXml(request.query.get("turn") ?? ""));
+      case "input":
+        return this.onInput(id, request.query.get("turn") ?? "", form);
       case "hangup": {
         const call = this.calls.get(id) ?? this.transient(id);
         const status = form.get("CallStatus") ?? "";
@@ -240,12 +297,37 @@ export class PlivoProvider extends StreamCarrier {
         return xml(hangupXml("rejected"));
       }
     }
+    if (this.carrierSpeech) {
+      // Plivo speaks and listens: the call is up now; it waits for what we ask next.
+      if (!call.answered) {
+        call.answered = true;
+        this.emit(call, { type: "answered" });
+      }
+      return xmlText(this.carrierSpeech.waitXml());
+    }
     await this.prepareMedia(call);
     return xml(this.streamXml(call));
   }
 
+  /** What Plivo heard in a GetInput: speech, or keys (complete: Plivo already waited for # or a pause). */
+  private onInput(id: string, turn: string, form: URLSearchParams): WebhookReply {
+    const call = this.calls.get(id);
+    if (call && !call.ended) {
+      const speech = form.get("Speech")?.trim();
+      const digits = form.get("Digits")?.replace(/[^0-9A-D*#]/g, "");
+      if (digits) this.emit(call, { type: "dtmf", digits: digits.endsWith("#") ? digits : `${digits}#` });
+      else if (speech) this.emit(call, { type: "speech", text: speech, isFinal: true, turnToken: turn });
+    }
+    return xmlText(this.carrierSpeech?.waitXml());
+  }
+
   private replayReply(request: WebhookRequest): WebhookReply {
-    if ((request.query.get("type") ?? "answer") !== "answer") return { status: 204 };
+    const type = request.query.get("type") ?? "answer";
+    // A retried document fetch gets the same document; nothing is acted on twice.
+    if (type === "speak") return xmlText(this.carrierSpeech?.speakXml(request.query.get("ref") ?? ""));
+    if (type === "listen") return xmlText(this.carrierSpeech?.listenXml(request.query.get("turn") ?? ""));
+    if (type === "spoken" || type === "input") return xmlText(this.carrierSpeech?.waitXml());
+    if (type !== "answer") return { status: 204 };
     const form = new URLSearchParams(request.rawBody.toString("utf8"));
     const call = this.calls.get(form.get("RequestUUID") ?? "") ?? this.calls.get(form.get("CallUUID") ?? "");
     return xml(call && !call.ended && call.decision !== "reject" ? this.streamXml(call) : hangupXml());
@@ -287,10 +369,10 @@ function sdk<T>(promise: Promise<T> | T): Promise<T> {
   });
 }
 
-/** A new Plivo XML response (the SDK's Response is a constructor function, typed as a plain one). */
-function plivoXml(): PlivoXml {
-  const Response = plivo.Response as unknown as new () => PlivoXml;
-  return new Response();
+
+function xmlText(text: string | undefined): WebhookReply {
+  if (text === undefined) throw new VoiceCallError("INVALID_PARAMS", "type: only used with streaming.enabled false");
+  return { status: 200, contentType: XML, body: text };
 }
 
 function xml(response: PlivoXml): WebhookReply {
