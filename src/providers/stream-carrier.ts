@@ -163,6 +163,43 @@ export abstract class StreamCarrier extends MediaCarrier<StreamCall> {
     this.decide(this.live(providerCallId), "answer");
   }
 
+  /** Refuses a caller still ringing in (the carrier is told when it asks); a call already up is hung up. */
+  async reject(providerCallId: string, _reason: string): Promise<void> {
+    const call = this.live(providerCallId);
+    if (call.decision === undefined) return this.decide(call, "reject");
+    await this.hangup(providerCallId);
+  }
+
+  async hangup(providerCallId: string): Promise<void> {
+    const call = this.calls.get(providerCallId);
+    if (!call || call.ended) return;
+    call.hangupRequested = true;
+    await this.hangUpAtCarrier(call);
+    await this.teardown(call);
+  }
+
+  /** Asks the carrier to end the call (cancel a call still ringing, hang up one in progress). */
+  protected abstract hangUpAtCarrier(call: StreamCall): Promise<void>;
+
+  /**
+   * The carrier asks about call `id`: a call of ours goes on; one we do not
+   * know is a caller ringing in (when `ringing.inbound`), announced and
+   * decided on by the manager. "ended" and "refused" are answered with the
+   * carrier's hang-up or refusal; an unknown call that is not ringing in is NOT_FOUND.
+   */
+  protected async admit(id: string, ringing: { inbound: boolean; from?: string | null; to?: string | null }, idName: string): Promise<StreamCall | "ended" | "refused"> {
+    const known = this.calls.get(id);
+    if (known?.ended) return "ended";
+    if (!known && !ringing.inbound) throw new VoiceCallError("NOT_FOUND", `${idName}: not a call of this service`);
+    if (known) return known;
+    const call = this.callFor(id, "inbound");
+    this.emit(call, { type: "inbound", from: ringing.from || "anonymous", to: ringing.to ?? "" });
+    await this.decision(call);
+    if (call.decision === "answer") return call;
+    await this.teardown(call);
+    return "refused";
+  }
+
   /** Closes the media (the caller's last words reported first), then reports the end once. */
   protected async endWith(call: StreamCall, state: TerminalState, reason: string): Promise<void> {
     await this.teardown(call);

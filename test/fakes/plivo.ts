@@ -6,8 +6,8 @@
  * sorted), the sorted POST parameters and a nonce.
  */
 import { createHmac, randomBytes, randomUUID } from "node:crypto";
-import { createServer, type IncomingMessage, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { IncomingMessage } from "node:http";
+import { startJsonServer, type JsonServer } from "./http.js";
 
 export const AUTH_ID = "MAODUMZJYZNWY1ZGYXOT";
 export const AUTH_TOKEN = "plivo-test-token-0123456789abcdef";
@@ -37,33 +37,26 @@ export class FakePlivo {
   /** Calls by id: "queued" (request made, not answered), "live", or "ended". */
   readonly calls = new Map<string, "queued" | "live" | "ended">();
   owned = ["15550009999"];
-  private server!: Server;
+  private server!: JsonServer;
   baseUrl = "";
 
   static async start(): Promise<FakePlivo> {
     const fake = new FakePlivo();
-    fake.server = createServer((req, res) => void fake.handle(req).then(({ status, body }) => {
-      res.writeHead(status, { "content-type": "application/json" });
-      res.end(JSON.stringify(body));
-    }));
-    await new Promise<void>((r) => fake.server.listen(0, "127.0.0.1", r));
-    fake.baseUrl = `http://127.0.0.1:${(fake.server.address() as AddressInfo).port}`;
+    const server = await startJsonServer((req, body) => fake.handle(req, body));
+    fake.server = server;
+    fake.baseUrl = server.origin;
     return fake;
   }
 
   close(): Promise<void> {
-    this.server.closeAllConnections();
-    return new Promise((r) => this.server.close(() => r()));
+    return this.server.close();
   }
 
   made(method: string, path: RegExp): PlivoRequest[] {
     return this.requests.filter((r) => r.method === method && path.test(r.path));
   }
 
-  private async handle(req: IncomingMessage): Promise<{ status: number; body: unknown }> {
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
-    const text = Buffer.concat(chunks).toString();
+  private async handle(req: IncomingMessage, text: string): Promise<{ status: number; body: unknown }> {
     const [rawPath, search] = (req.url ?? "").split("?") as [string, string | undefined];
     const prefix = `/v1/Account/${AUTH_ID}`;
     const path = rawPath.startsWith(prefix) ? rawPath.slice(prefix.length) || "/" : rawPath;

@@ -5,8 +5,8 @@
  * key pair made here, the public half given to the service as its key.
  */
 import { generateKeyPairSync, sign, type KeyObject } from "node:crypto";
-import { createServer, type IncomingMessage, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { IncomingMessage } from "node:http";
+import { startJsonServer, type JsonServer } from "./http.js";
 
 export const API_KEY = "KEY-test-telnyx-0123456789";
 export const CONNECTION_ID = "1684641123236054244";
@@ -23,7 +23,7 @@ export class FakeTelnyx {
   readonly alive = new Map<string, boolean>();
   readonly publicKey: string;
   private readonly privateKey: KeyObject;
-  private server!: Server;
+  private server!: JsonServer;
   private seq = 0;
   baseUrl = "";
 
@@ -36,18 +36,14 @@ export class FakeTelnyx {
 
   static async start(): Promise<FakeTelnyx> {
     const fake = new FakeTelnyx();
-    fake.server = createServer((req, res) => void fake.handle(req).then(({ status, body }) => {
-      res.writeHead(status, { "content-type": "application/json" });
-      res.end(JSON.stringify(body));
-    }));
-    await new Promise<void>((r) => fake.server.listen(0, "127.0.0.1", r));
-    fake.baseUrl = `http://127.0.0.1:${(fake.server.address() as AddressInfo).port}/v2`;
+    const server = await startJsonServer((req, body) => fake.handle(req, body));
+    fake.server = server;
+    fake.baseUrl = `${server.origin}/v2`;
     return fake;
   }
 
   close(): Promise<void> {
-    this.server.closeAllConnections();
-    return new Promise((r) => this.server.close(() => r()));
+    return this.server.close();
   }
 
   /** Requests the SDK made to a path matching `path`. */
@@ -60,10 +56,7 @@ export class FakeTelnyx {
     return `v3:call-${this.seq}-${"x".repeat(20)}`;
   }
 
-  private async handle(req: IncomingMessage): Promise<{ status: number; body: unknown }> {
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
-    const text = Buffer.concat(chunks).toString();
+  private async handle(req: IncomingMessage, text: string): Promise<{ status: number; body: unknown }> {
     const path = decodeURIComponent((req.url ?? "").split("?")[0]!.replace(/^\/v2/, ""));
     this.requests.push({ method: req.method ?? "", path, body: text ? JSON.parse(text) : {} });
     if (req.headers.authorization !== `Bearer ${API_KEY}`) return { status: 401, body: { errors: [{ code: "10009", title: "Authentication failed" }] } };

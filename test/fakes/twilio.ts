@@ -3,8 +3,8 @@
  * (what the SDK sends is recorded), signed webhooks (the SDK's own signing
  * helper); the Media Streams client is test/fakes/media-stream.ts.
  */
-import { createServer, type IncomingMessage, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { IncomingMessage } from "node:http";
+import { startJsonServer, type JsonServer } from "./http.js";
 import twilio from "twilio";
 
 export const ACCOUNT_SID = `AC${"1".repeat(32)}`;
@@ -35,24 +35,20 @@ export class FakeTwilio {
   /** Numbers the account owns (IncomingPhoneNumbers) and verified caller ids (OutgoingCallerIds). */
   owned = ["+15550009999"];
   verified: string[] = [];
-  private server!: Server;
+  private server!: JsonServer;
   private seq = 0;
   baseUrl = "";
 
   static async start(): Promise<FakeTwilio> {
     const fake = new FakeTwilio();
-    fake.server = createServer((req, res) => void fake.handle(req).then(({ status, body }) => {
-      res.writeHead(status, { "content-type": "application/json" });
-      res.end(JSON.stringify(body));
-    }));
-    await new Promise<void>((r) => fake.server.listen(0, "127.0.0.1", r));
-    fake.baseUrl = `http://127.0.0.1:${(fake.server.address() as AddressInfo).port}`;
+    const server = await startJsonServer((req, body) => fake.handle(req, body));
+    fake.server = server;
+    fake.baseUrl = server.origin;
     return fake;
   }
 
   close(): Promise<void> {
-    this.server.closeAllConnections();
-    return new Promise((r) => this.server.close(() => r()));
+    return this.server.close();
   }
 
   /** Requests the SDK made to a path ending in `suffix`. */
@@ -60,11 +56,9 @@ export class FakeTwilio {
     return this.requests.filter((r) => r.method === method && suffix.test(r.path));
   }
 
-  private async handle(req: IncomingMessage): Promise<{ status: number; body: unknown }> {
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
+  private async handle(req: IncomingMessage, text: string): Promise<{ status: number; body: unknown }> {
     const form: Record<string, string | string[]> = {};
-    for (const [k, v] of new URLSearchParams(Buffer.concat(chunks).toString())) {
+    for (const [k, v] of new URLSearchParams(text)) {
       const prev = form[k];
       form[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
     }

@@ -151,24 +151,13 @@ export class PlivoProvider extends StreamCarrier {
     return { providerCallId: id };
   }
 
-  async reject(providerCallId: string, _reason: string): Promise<void> {
-    const call = this.live(providerCallId);
-    if (call.decision === undefined) return this.decide(call, "reject");
-    await this.hangup(providerCallId);
-  }
-
-  async hangup(providerCallId: string): Promise<void> {
-    const call = this.calls.get(providerCallId);
-    if (!call || call.ended) return;
-    call.hangupRequested = true;
+  protected async hangUpAtCarrier(call: StreamCall): Promise<void> {
     // Not answered yet: the request is cancelled; in progress: the call is hung up.
-    const uuid = this.uuidOf(providerCallId);
-    const done = sdk(uuid ? this.client.calls.hangup(uuid) : this.client.calls.cancel(providerCallId));
-    await done.catch((err: PlivoFailure) => {
+    const uuid = this.uuidOf(call.id);
+    await sdk(uuid ? this.client.calls.hangup(uuid) : this.client.calls.cancel(call.id)).catch((err: PlivoFailure) => {
       // Already gone at Plivo.
       if (err.status !== 404) throw err;
     });
-    await this.teardown(call);
   }
 
   /** Keys through Send Digits (w and W pause 0.5 s and 1 s there too). */
@@ -284,19 +273,9 @@ export class PlivoProvider extends StreamCarrier {
 
   /** Plivo asks what to do with an answered (outbound) or ringing-in (inbound) call: stream it to us, or refuse it. */
   private async onAnswer(id: string, form: URLSearchParams): Promise<WebhookReply> {
-    const known = this.calls.get(id);
-    if (known?.ended) return xml(hangupXml());
-    const inbound = !known && form.get("Direction") === "inbound";
-    if (!known && !inbound) throw new VoiceCallError("NOT_FOUND", "CallUUID: not a call of this service");
-    const call = known ?? this.callFor(id, "inbound");
-    if (inbound) {
-      this.emit(call, { type: "inbound", from: form.get("From") || "anonymous", to: form.get("To") ?? "" });
-      await this.decision(call);
-      if (call.decision !== "answer") {
-        await this.teardown(call);
-        return xml(hangupXml("rejected"));
-      }
-    }
+    const call = await this.admit(id, { inbound: form.get("Direction") === "inbound", from: form.get("From"), to: form.get("To") }, "CallUUID");
+    if (call === "ended") return xml(hangupXml());
+    if (call === "refused") return xml(hangupXml("rejected"));
     if (this.carrierSpeech) {
       // Plivo speaks and listens: the call is up now; it waits for what we ask next.
       if (!call.answered) {

@@ -118,21 +118,11 @@ export class TelnyxProvider extends StreamCarrier {
     return { providerCallId: id };
   }
 
-  async reject(providerCallId: string, _reason: string): Promise<void> {
-    const call = this.live(providerCallId);
-    if (call.decision === undefined) return this.decide(call, "reject");
-    await this.hangup(providerCallId);
-  }
-
-  async hangup(providerCallId: string): Promise<void> {
-    const call = this.calls.get(providerCallId);
-    if (!call || call.ended) return;
-    call.hangupRequested = true;
-    await this.client.calls.actions.hangup(providerCallId, {}).catch((err: { status?: number }) => {
+  protected async hangUpAtCarrier(call: StreamCall): Promise<void> {
+    await this.client.calls.actions.hangup(call.id, {}).catch((err: { status?: number }) => {
       // 422: the call is already gone at Telnyx.
       if (err.status !== 422 && err.status !== 404) throw err;
     });
-    await this.teardown(call);
   }
 
   /** Keys as RFC 2833 events through Call Control (w is a 0.5 s pause there too). */
@@ -225,14 +215,9 @@ export class TelnyxProvider extends StreamCarrier {
 
   /** A caller rings in: the manager decides; answered calls stream to us from the answer on. */
   private async onInbound(id: string, from: string | undefined, to: string | undefined): Promise<void> {
-    const call = this.callFor(id, "inbound");
-    this.emit(call, { type: "inbound", from: from || "anonymous", to: to ?? "" });
-    await this.decision(call);
-    if (call.decision !== "answer") {
-      await this.client.calls.actions.reject(id, { cause: "CALL_REJECTED" });
-      await this.teardown(call);
-      return;
-    }
+    const call = await this.admit(id, { inbound: true, from, to }, "call_control_id");
+    if (call === "refused") await this.client.calls.actions.reject(id, { cause: "CALL_REJECTED" });
+    if (typeof call === "string") return;
     await this.prepareMedia(call);
     await this.client.calls.actions.answer(id, { ...this.streamParams(id), webhook_url: this.options.endpoints.webhook(), webhook_url_method: "POST" });
   }

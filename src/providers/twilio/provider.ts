@@ -23,7 +23,7 @@ type RequestResponse<T> = Awaited<ReturnType<RequestClient["request"]>> & { body
 
 type RequestOptions<T> = RequestClient.RequestOptions<T>;
 import { VoiceCallError } from "../../errors.js";
-import { StreamCarrier, type StreamCarrierOptions } from "../stream-carrier.js";
+import { StreamCarrier, type StreamCall, type StreamCarrierOptions } from "../stream-carrier.js";
 import type {
   CarrierIngress,
   PlaceCallRequest,
@@ -108,19 +108,9 @@ export class TwilioProvider extends StreamCarrier {
     return { providerCallId: created.sid };
   }
 
-  async reject(providerCallId: string, _reason: string): Promise<void> {
-    const call = this.live(providerCallId);
-    if (call.decision === undefined) return this.decide(call, "reject");
-    await this.hangup(providerCallId);
-  }
-
-  async hangup(providerCallId: string): Promise<void> {
-    const call = this.calls.get(providerCallId);
-    if (!call || call.ended) return;
-    call.hangupRequested = true;
+  protected async hangUpAtCarrier(call: StreamCall): Promise<void> {
     // A call not answered yet is canceled; one in progress is completed.
-    await this.client.calls(providerCallId).update({ status: call.answered ? "completed" : "canceled" });
-    await this.teardown(call);
+    await this.client.calls(call.id).update({ status: call.answered ? "completed" : "canceled" });
   }
 
   async check(): Promise<SetupFinding[]> {
@@ -194,20 +184,10 @@ export class TwilioProvider extends StreamCarrier {
 
   /** Twilio asks what to do with a call: stream it to us (or refuse an inbound call the manager turned away). */
   private async onVoice(sid: string, form: URLSearchParams): Promise<WebhookReply> {
-    const known = this.calls.get(sid);
-    if (known?.ended) return twiml(hangupTwiml());
-    const inbound = !known && form.get("Direction") === "inbound";
     // Outbound calls are ours: placeCall knew the CallSid before Twilio could ask about it.
-    if (!known && !inbound) throw new VoiceCallError("NOT_FOUND", "CallSid: not a call of this service");
-    const call = known ?? this.callFor(sid, "inbound");
-    if (inbound) {
-      this.emit(call, { type: "inbound", from: form.get("From") || "anonymous", to: form.get("To") ?? "" });
-      await this.decision(call);
-      if (call.decision !== "answer") {
-        await this.teardown(call);
-        return twiml(rejectTwiml());
-      }
-    }
+    const call = await this.admit(sid, { inbound: form.get("Direction") === "inbound", from: form.get("From"), to: form.get("To") }, "CallSid");
+    if (call === "ended") return twiml(hangupTwiml());
+    if (call === "refused") return twiml(rejectTwiml());
     await this.prepareMedia(call);
     return twiml(this.streamTwiml(sid));
   }
