@@ -145,9 +145,14 @@ export abstract class MediaCarrier<C extends MediaCall> implements CallProvider 
   /** Keeps the ended call's record a little so late events for it are recognised, then forgets it. */
   protected forgetLater(call: C): void {
     setTimeout(() => {
-      if (this.calls.get(call.id) === call) this.calls.delete(call.id);
+      if (this.calls.get(call.id) !== call) return;
+      this.calls.delete(call.id);
+      this.forgotten(call);
     }, FORGET_AFTER_MS).unref();
   }
+
+  /** A carrier drops what else it kept about an ended call, when the call itself is forgotten. */
+  protected forgotten(_call: C): void {}
 
   /** Reports the end once; the caller's last words go out before it when the carrier closed the media first. */
   protected reportEnd(call: C, state: TerminalState, reason: string): void {

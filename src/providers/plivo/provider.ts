@@ -114,14 +114,13 @@ export class PlivoProvider extends StreamCarrier {
   protected override async teardown(call: StreamCall): Promise<void> {
     this.carrierSpeech?.ended(call.id);
     await super.teardown(call);
-    // Late webhooks (Plivo's hangup after ours) still find the call for a while, as the call table does.
+  }
+
+  /** The id mapping goes with the call (late webhooks, Plivo's hangup after ours, still found it until now). */
+  protected override forgotten(call: StreamCall): void {
     const uuid = this.callUuids.get(call.id);
-    if (uuid) {
-      setTimeout(() => {
-        this.callUuids.delete(call.id);
-        this.requestUuids.delete(uuid);
-      }, 30_000).unref();
-    }
+    this.callUuids.delete(call.id);
+    if (uuid) this.requestUuids.delete(uuid);
   }
 
   /** The CallUUID Plivo knows a call by (outbound: once the answer named it). */
