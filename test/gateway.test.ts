@@ -158,6 +158,12 @@ describe.skipIf(gatewayUnavailable !== undefined)(`inside the real gateway (open
     const status = await gateway.cli(["voicecall", "status", "--json"]);
     expect(status.code, status.stderr.slice(-2000)).toBe(0);
     expect(jsonLine(status.stdout).result.calls.map((c: any) => c.callId)).toContain(placed.result.callId);
+    // `openclaw voicecall setup` checks the plugin's own config and finds its running service.
+    const setup = await gateway.cli(["voicecall", "setup", "--json"]);
+    expect(setup.code, setup.stderr.slice(-2000)).toBe(0);
+    const findings = jsonLine(setup.stdout).result.findings as Array<{ check: string; status: string }>;
+    expect(findings.find((f) => f.check === "config")).toMatchObject({ status: "ok" });
+    expect(findings.find((f) => f.check === "service")).toMatchObject({ status: "ok" });
   }, 240_000);
 
   it("the voice-call configuration documented with the gateway loads unchanged", () => {
