@@ -89,6 +89,26 @@ export function parseOrThrow<S extends z.ZodType>(
   throw new VoiceCallError(code, `invalid ${what}: ${formatIssues(issues)}`, issues);
 }
 
+/**
+ * Parses JSON text from outside (a webhook body, a media-stream frame) with
+ * `schema`: INVALID_PARAMS naming `what` when it is not JSON, or the first
+ * offending field when it does not fit.
+ */
+export function parseJsonOrThrow<T>(schema: z.ZodType<T>, text: string, what: string): T {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new VoiceCallError("INVALID_PARAMS", `${what}: not JSON`);
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    const issue = zodIssues(parsed.error, what)[0];
+    throw new VoiceCallError("INVALID_PARAMS", `${issue?.path ?? what}: ${issue?.message ?? "unexpected content"}`);
+  }
+  return parsed.data;
+}
+
 /** Wraps anything thrown into a VoiceCallError without losing its message. */
 export function asVoiceCallError(err: unknown): VoiceCallError {
   if (err instanceof VoiceCallError) return err;

@@ -11,9 +11,9 @@
  * comes back, the new socket is attached and the call's recogniser, turn and
  * queue carry on.
  */
-import type { z } from "zod";
+import { z } from "zod";
 import { decodeG711, encodeG711 } from "../audio/g711.js";
-import { VoiceCallError, zodIssues } from "../errors.js";
+import { parseJsonOrThrow } from "../errors.js";
 import { samplesPerFrame, type AudioFrame } from "../audio/frame.js";
 import { sharedPacer, type FramePacer } from "../audio/pacer.js";
 import { PacedTransport } from "../audio/transport.js";
@@ -39,18 +39,24 @@ export type StreamEvent =
 
 /** Parses one text frame with a carrier's schema; a typed INVALID_PARAMS naming the field when it is not that protocol. */
 export function parseStreamJson<T>(schema: z.ZodType<T>, text: string): T {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    throw new VoiceCallError("INVALID_PARAMS", "media stream: not JSON");
+  return parseJsonOrThrow(schema, text, "media stream");
+}
+
+/** Caller audio, a key and our marker's echo, as Twilio and Telnyx name them (Plivo: media and dtmf). */
+export const MediaMessage = z.object({ event: z.literal("media"), media: z.object({ payload: z.string().max(65_536), track: z.string().optional() }) });
+export const DtmfMessage = z.object({ event: z.literal("dtmf"), dtmf: z.object({ digit: z.string().regex(/^[0-9A-D*#]$/) }) });
+export const MarkMessage = z.object({ event: z.literal("mark"), mark: z.object({ name: z.string().max(128) }) });
+
+/** Those messages as stream events; media only from the caller's side (a both-tracks stream would feed our own voice back). */
+export function commonStreamEvent(message: z.infer<typeof MediaMessage> | z.infer<typeof DtmfMessage> | z.infer<typeof MarkMessage>): StreamEvent {
+  switch (message.event) {
+    case "media":
+      return message.media.track === undefined || message.media.track === "inbound" ? { kind: "media", payload: message.media.payload } : { kind: "other" };
+    case "dtmf":
+      return { kind: "dtmf", digit: message.dtmf.digit };
+    case "mark":
+      return { kind: "mark", name: message.mark.name };
   }
-  const parsed = schema.safeParse(json);
-  if (!parsed.success) {
-    const issue = zodIssues(parsed.error, "media stream")[0];
-    throw new VoiceCallError("INVALID_PARAMS", `${issue?.path ?? "media stream"}: ${issue?.message ?? "not a media stream message"}`);
-  }
-  return parsed.data;
 }
 
 export class MediaStreamTransport extends PacedTransport {

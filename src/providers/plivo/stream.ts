@@ -7,7 +7,7 @@
  * `clearAudio`.
  */
 import { z } from "zod";
-import { parseStreamJson, type StreamEvent, type StreamWire } from "../media-stream.js";
+import { DtmfMessage, MediaMessage, commonStreamEvent, parseStreamJson, type StreamEvent, type StreamWire } from "../media-stream.js";
 
 const Id = z.string().min(1).max(256);
 const StreamMessage = z.discriminatedUnion("event", [
@@ -20,8 +20,8 @@ const StreamMessage = z.discriminatedUnion("event", [
     }),
     extra_headers: z.union([z.string().max(4096), z.record(z.string(), z.string())]).optional(),
   }),
-  z.object({ event: z.literal("media"), media: z.object({ payload: z.string().max(65_536), track: z.string().optional() }) }),
-  z.object({ event: z.literal("dtmf"), dtmf: z.object({ digit: z.string().regex(/^[0-9A-D*#]$/) }) }),
+  MediaMessage,
+  DtmfMessage,
   z.object({ event: z.literal("playedStream"), name: z.string().max(128) }),
   z.object({ event: z.literal("clearedAudio") }),
   z.object({ event: z.literal("stop") }),
@@ -61,9 +61,8 @@ export function plivoStreamEvent(text: string): StreamEvent {
       return { kind: "start", callId: String(headers.callref ?? message.start.callId), streamId: message.start.streamId, token: String(headers.token ?? "") };
     }
     case "media":
-      return message.media.track === undefined || message.media.track === "inbound" ? { kind: "media", payload: message.media.payload } : { kind: "other" };
     case "dtmf":
-      return { kind: "dtmf", digit: message.dtmf.digit };
+      return commonStreamEvent(message);
     case "playedStream":
       return { kind: "mark", name: message.name };
     default:

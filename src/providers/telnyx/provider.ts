@@ -19,7 +19,7 @@
 import { createHash } from "node:crypto";
 import Telnyx from "telnyx";
 import { z } from "zod";
-import { VoiceCallError, zodIssues } from "../../errors.js";
+import { VoiceCallError, parseJsonOrThrow } from "../../errors.js";
 import { StreamCarrier, type StreamCall, type StreamCarrierOptions } from "../stream-carrier.js";
 import type { CarrierIngress, PlaceCallRequest, ProviderCapabilities, RemoteCallStatus, SetupFinding, TerminalState, WebhookReply, WebhookRequest, WebhookVerdict } from "../types.js";
 import { TELNYX_WIRE, telnyxStreamEvent } from "./stream.js";
@@ -178,18 +178,7 @@ export class TelnyxProvider extends StreamCarrier {
   }
 
   private async onWebhook(request: WebhookRequest): Promise<WebhookReply> {
-    let json: unknown;
-    try {
-      json = JSON.parse(request.rawBody.toString("utf8"));
-    } catch {
-      throw new VoiceCallError("INVALID_PARAMS", "webhook body: not JSON");
-    }
-    const parsed = Event.safeParse(json);
-    if (!parsed.success) {
-      const issue = zodIssues(parsed.error, "webhook")[0];
-      throw new VoiceCallError("INVALID_PARAMS", `${issue?.path ?? "webhook"}: ${issue?.message ?? "not a Telnyx event"}`);
-    }
-    const { event_type: type, payload } = parsed.data.data;
+    const { event_type: type, payload } = parseJsonOrThrow(Event, request.rawBody.toString("utf8"), "webhook").data;
     const id = payload.call_control_id;
     const known = this.calls.get(id);
     switch (type) {

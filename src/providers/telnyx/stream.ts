@@ -6,7 +6,7 @@
  * `stop`; out (bidirectional RTP mode): `media`, `mark`, `clear`.
  */
 import { z } from "zod";
-import { parseStreamJson, type StreamEvent, type StreamWire } from "../media-stream.js";
+import { DtmfMessage, MarkMessage, MediaMessage, commonStreamEvent, parseStreamJson, type StreamEvent, type StreamWire } from "../media-stream.js";
 
 const Id = z.string().min(1).max(256);
 const StreamMessage = z.discriminatedUnion("event", [
@@ -20,9 +20,9 @@ const StreamMessage = z.discriminatedUnion("event", [
       media_format: z.object({ encoding: z.string(), sample_rate: z.number(), channels: z.number() }).optional(),
     }),
   }),
-  z.object({ event: z.literal("media"), media: z.object({ payload: z.string().max(65_536), track: z.string().optional() }) }),
-  z.object({ event: z.literal("dtmf"), dtmf: z.object({ digit: z.string().regex(/^[0-9A-D*#]$/) }) }),
-  z.object({ event: z.literal("mark"), mark: z.object({ name: z.string().max(128) }) }),
+  MediaMessage,
+  DtmfMessage,
+  MarkMessage,
   z.object({ event: z.literal("error"), payload: z.unknown().optional() }),
   z.object({ event: z.literal("stop") }),
 ]);
@@ -41,11 +41,9 @@ export function telnyxStreamEvent(text: string): StreamEvent {
     case "start":
       return { kind: "start", callId: message.start.call_control_id, streamId: message.stream_id, token: Buffer.from(message.start.client_state ?? "", "base64").toString("utf8") };
     case "media":
-      return message.media.track === undefined || message.media.track === "inbound" ? { kind: "media", payload: message.media.payload } : { kind: "other" };
     case "dtmf":
-      return { kind: "dtmf", digit: message.dtmf.digit };
     case "mark":
-      return { kind: "mark", name: message.mark.name };
+      return commonStreamEvent(message);
     default:
       return { kind: "other" };
   }

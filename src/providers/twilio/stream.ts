@@ -6,7 +6,7 @@
  * `clear` (drops what Twilio still buffers).
  */
 import { z } from "zod";
-import { parseStreamJson, type StreamEvent, type StreamWire } from "../media-stream.js";
+import { DtmfMessage, MarkMessage, MediaMessage, commonStreamEvent, parseStreamJson, type StreamEvent, type StreamWire } from "../media-stream.js";
 
 const Sid = z.string().min(1).max(64);
 const StreamMessage = z.discriminatedUnion("event", [
@@ -21,9 +21,9 @@ const StreamMessage = z.discriminatedUnion("event", [
       mediaFormat: z.object({ encoding: z.string(), sampleRate: z.number(), channels: z.number() }).optional(),
     }),
   }),
-  z.object({ event: z.literal("media"), media: z.object({ payload: z.string().max(65_536), track: z.string().optional() }) }),
-  z.object({ event: z.literal("dtmf"), dtmf: z.object({ digit: z.string().regex(/^[0-9A-D*#]$/) }) }),
-  z.object({ event: z.literal("mark"), mark: z.object({ name: z.string().max(128) }) }),
+  MediaMessage,
+  DtmfMessage,
+  MarkMessage,
   z.object({ event: z.literal("stop") }),
 ]);
 export type TwilioStreamMessage = z.infer<typeof StreamMessage>;
@@ -47,12 +47,9 @@ export function twilioStreamEvent(text: string): StreamEvent {
     case "start":
       return { kind: "start", callId: message.start.callSid, streamId: message.streamSid, token: message.start.customParameters?.token ?? "" };
     case "media":
-      // Only the caller's side: a both-tracks stream would feed our own voice back.
-      return message.media.track === undefined || message.media.track === "inbound" ? { kind: "media", payload: message.media.payload } : { kind: "other" };
     case "dtmf":
-      return { kind: "dtmf", digit: message.dtmf.digit };
     case "mark":
-      return { kind: "mark", name: message.mark.name };
+      return commonStreamEvent(message);
     default:
       return { kind: "other" };
   }
