@@ -26,7 +26,9 @@ async function serve(config: string): Promise<{ child: ChildProcess; url: string
   let err = "";
   child.stderr!.on("data", (d) => (err += d));
   child.stdout!.resume();
-  const url = await waitFor(() => /serving on (http:\/\/\S+)/.exec(err)?.[1], "the service to listen", 10_000);
+  // The start banner ends with the "try" line; reading stderr earlier can miss lines written in a later chunk.
+  await waitFor(() => err.includes("voicecall: try "), "the service to listen", 10_000);
+  const url = /serving on (http:\/\/\S+)/.exec(err)![1];
   return { child, url, stderr: () => err };
 }
 
