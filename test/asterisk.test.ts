@@ -1,7 +1,8 @@
 /**
  * The Asterisk provider against a real Asterisk 22 (the PBX lab) with sipp
- * as the phone. Skips, saying why, where the lab cannot run (no root and no
- * Docker engine).
+ * as the phone, once on each lab back-end: the debootstrap'd root (chroot)
+ * and the lab image under Docker (testcontainers). A back-end that cannot
+ * run here is skipped, saying why.
  */
 import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -12,7 +13,7 @@ import { concatPcm } from "../src/audio/frame.js";
 import { encodeG711 } from "../src/audio/g711.js";
 import { toneRatio } from "../src/audio/goertzel.js";
 import type { CallView } from "../src/calls/types.js";
-import { Lab, labUnavailableReason } from "../src/lab/lab.js";
+import { Lab, LAB_BACKENDS, labUnavailableReason } from "../src/lab/lab.js";
 import { createLogger } from "../src/log.js";
 import type { AsteriskProvider } from "../src/providers/asterisk/provider.js";
 import { ARI_OPERATIONS } from "../src/providers/asterisk/ari.js";
@@ -31,15 +32,15 @@ import { labAnswer } from "../src/lab/phone.js";
 import { FakeVendors } from "./fakes/vendors.js";
 import { callerScenario, calleeScenario, runSipp } from "../src/lab/sipp.js";
 
-const unavailable = labUnavailableReason();
-if (unavailable) console.warn(`skipping PBX tests: ${unavailable}`);
+const unavailable = new Map(LAB_BACKENDS.map((backend) => [backend, labUnavailableReason(backend)]));
+for (const [backend, reason] of unavailable) if (reason) console.warn(`skipping the PBX tests on the ${backend} lab: ${reason}`);
 
 /** What a phone heard, as words: its recording through the offline recogniser. */
 const transcribe = (audio: Int16Array) => transcribePcm(audio, 8000);
 /** flite speech at 8 kHz, as one buffer (what the phone says). */
 const fliteSpeech = (text: string) => synthesizeAll(new FliteSynthesizer(), text, 8000);
 
-describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk 22", () => {
+for (const backend of LAB_BACKENDS) describe.skipIf(unavailable.get(backend) !== undefined)(`Asterisk provider on a real Asterisk 22 (${backend} lab)`, () => {
   let lab: Lab;
   let rt: VoiceCallRuntime;
   let ast: AsteriskProvider;
@@ -67,7 +68,7 @@ describe.skipIf(unavailable !== undefined)("Asterisk provider on a real Asterisk
 
   beforeAll(async () => {
     // Other test files use the lab too: wait for theirs to stop rather than fail.
-    lab = await Lab.start({ onProgress: (l) => console.log(`[lab] ${l}`), waitForLabMs: 600_000 });
+    lab = await Lab.start({ backend, onProgress: (l) => console.log(`[lab ${backend}] ${l}`), waitForLabMs: 600_000 });
     // Callers no test drives are answered by a response model (a local chat server), never hung up on.
     vendors = await FakeVendors.start();
     vendors.chatReply = () => '{"spoken": "I see."}';

@@ -28,7 +28,7 @@ async function serve(config: string): Promise<{ child: ChildProcess; url: string
   child.stdout!.resume();
   // The start banner ends with the "try" line; reading stderr earlier can miss lines written in a later chunk.
   await waitFor(() => err.includes("voicecall: try "), "the service to listen", 10_000);
-  const url = /serving on (http:\/\/\S+)/.exec(err)![1];
+  const url = /serving on (http:\/\/\S+)/.exec(err)?.[1] ?? "";
   return { child, url, stderr: () => err };
 }
 

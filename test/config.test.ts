@@ -91,6 +91,9 @@ describe("config", () => {
   it("needs allowFrom when the inbound policy is an allowlist", () => {
     expect(issuesOf({ inboundPolicy: "allowlist" }).map((i) => i.path)).toEqual(["allowFrom"]);
     expect(() => resolveConfig({ inboundPolicy: "allowlist", allowFrom: ["+15550001111"] })).not.toThrow();
+    // On a PBX the callers are extensions; anything else is named.
+    expect(() => resolveConfig({ inboundPolicy: "allowlist", allowFrom: ["6001"] })).not.toThrow();
+    expect(issuesOf({ inboundPolicy: "allowlist", allowFrom: ["6001", "not a number"] }).map((i) => i.path)).toEqual(["allowFrom[1]"]);
   });
 });
 

@@ -140,7 +140,7 @@ const RealtimeConfig = z.looseObject({
 
 const NumberOverride = z.strictObject({
   inboundPolicy: InboundPolicy.optional(),
-  allowFrom: z.array(E164).optional(),
+  allowFrom: z.array(CallerId).optional(),
   inboundGreeting: z.string().min(1).optional(),
   responseModel: z.string().min(1).optional(),
   responseSystemPrompt: z.string().min(1).optional(),
@@ -257,7 +257,8 @@ export const VoiceCallConfigSchema = z.strictObject({
   tts: TtsConfig.prefault({}),
   bargeIn: BargeInConfig.prefault({}),
   inboundPolicy: InboundPolicy.default("disabled"),
-  allowFrom: z.array(E164).default([]),
+  /** Callers answered under allowlist/pairing: E.164 numbers, or PBX extensions (callers on Asterisk). */
+  allowFrom: z.array(CallerId).default([]),
   inboundGreeting: z.string().min(1).optional(),
   numbers: z.record(E164, NumberOverride).default({}),
   maxDurationSeconds: positiveInt.default(300),

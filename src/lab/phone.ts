@@ -8,7 +8,8 @@
  */
 import { createSocket } from "node:dgram";
 import type { AddressInfo } from "node:net";
-import type { Lab } from "./lab.js";
+import type { LabInfo } from "./config.js";
+import type { LabTools } from "./lab.js";
 import { PhoneAudio } from "./phone-audio.js";
 import { calleeScenario, callerScenario, runSipp } from "./sipp.js";
 
@@ -74,21 +75,31 @@ async function converse(
   }
 }
 
-/** The lab phone dials `extension` on the lab Asterisk. */
-export async function labCall(lab: Lab, extension: string, script: PhoneScript & { holdMs: number }): Promise<PhoneResult> {
+/** A PBX the lab phone can reach: where its tools run, and the PBX's SIP port on loopback. */
+export type PhoneLine = LabTools & { info: Pick<LabInfo, "sipPort"> };
+
+/**
+ * The lab phone dials `extension` on the lab Asterisk: as the lab's test
+ * caller, or with `auth` as a phone that authenticates (any deployed PBX).
+ */
+export async function labCall(
+  lab: PhoneLine,
+  extension: string,
+  script: PhoneScript & { holdMs: number; auth?: { username: string; password: string } },
+): Promise<PhoneResult> {
   const progress = script.onProgress ?? (() => {});
   const mediaPort = await freePort();
   const audio = await PhoneAudio.open(mediaPort);
   const sipPort = await freePort();
   progress(`phone: dialling ${extension}`);
-  const phone = runSipp(lab, `lab-call-${process.pid}-${extension}`, callerScenario({ extension, holdMs: script.holdMs, mediaPort }), [
+  const phone = runSipp(lab, `lab-call-${process.pid}-${extension}`, callerScenario({ extension, holdMs: script.holdMs, mediaPort, auth: script.auth }), [
     "-s", extension, "-p", String(sipPort), "-i", "127.0.0.1", `127.0.0.1:${lab.info.sipPort}`,
   ], Math.ceil(script.holdMs / 1000) + 15);
   return converse(audio, phone.done, script.say, progress);
 }
 
 /** The lab phone waits (up to waitMs) for one call to the `lab-uas` endpoint, answers it and stays until the far end hangs up. */
-export async function labAnswer(lab: Lab, script: PhoneScript & { ringMs?: number; waitMs?: number }): Promise<PhoneResult> {
+export async function labAnswer(lab: LabTools & { info: Pick<LabInfo, "uasPort"> }, script: PhoneScript & { ringMs?: number; waitMs?: number }): Promise<PhoneResult> {
   const progress = script.onProgress ?? (() => {});
   const mediaPort = await freePort();
   const audio = await PhoneAudio.open(mediaPort);

@@ -6,7 +6,7 @@
 import type { ChildProcess } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Lab } from "./lab.js";
+import type { LabTools } from "./lab.js";
 
 export interface CallerScript {
   extension: string;
@@ -23,6 +23,8 @@ export interface CallerScript {
   mediaPort?: number;
   /** The caller's number, asserted with P-Asserted-Identity (the lab trusts it from this test caller only). */
   from?: string;
+  /** Call as a phone that authenticates (answers the PBX's 401 challenge), not as the lab's test caller. */
+  auth?: { username: string; password: string };
 }
 
 /** SDP offer/answer; `mediaPort` fixes the audio port so the test can listen there as the phone. */
@@ -41,18 +43,42 @@ function sdp(mediaPort?: number): string {
   ].join("\n");
 }
 
+interface RequestOptions {
+  body?: string;
+  /** P-Asserted-Identity number. */
+  asserted?: string;
+  /** From user (default: sipp, the lab's test caller). */
+  user?: string;
+  /** Answer the challenge just received with these credentials. */
+  auth?: { username: string; password: string };
+}
+
 /** A request from the caller within its dialog (sipp fills in the bracketed keywords). */
-function request(method: string, cseq: number, toTag: boolean, body?: string, asserted?: string): string {
+function request(method: string, cseq: number, toTag: boolean, o: RequestOptions = {}): string {
+  const user = o.user ?? "sipp";
   return `<send retrans="500"><![CDATA[
 ${method} sip:[service]@[remote_ip]:[remote_port] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+From: ${user} <sip:${user}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
 To: <sip:[service]@[remote_ip]:[remote_port]>${toTag ? "[peer_tag_param]" : ""}
 Call-ID: [call_id]
 CSeq: ${cseq} ${method}
-Contact: sip:sipp@[local_ip]:[local_port]
+Contact: sip:${user}@[local_ip]:[local_port]
 Max-Forwards: 70
-${asserted ? `P-Asserted-Identity: <sip:${asserted}@[local_ip]>\n` : ""}${body ? `Content-Type: application/sdp\nContent-Length: [len]\n\n${body}` : "Content-Length: 0\n"}
+${o.auth ? `[authentication username=${o.auth.username} password=${o.auth.password}]\n` : ""}${o.asserted ? `P-Asserted-Identity: <sip:${o.asserted}@[local_ip]>\n` : ""}${o.body ? `Content-Type: application/sdp\nContent-Length: [len]\n\n${o.body}` : "Content-Length: 0\n"}
+]]></send>`;
+}
+
+/** The ACK for a final error response (the 401 challenge): the same transaction as the INVITE. */
+function ackError(cseq: number): string {
+  return `<send><![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+[last_Via:]
+[last_From:]
+[last_To:]
+Call-ID: [call_id]
+CSeq: ${cseq} ACK
+Content-Length: 0
 ]]></send>`;
 }
 
@@ -75,19 +101,29 @@ export function callerScenario(s: CallerScript): string {
   for (const digit of s.dtmf ?? "") {
     steps.push(`<nop><action><exec play_pcap_audio="/usr/share/sip-tester/dtmf_2833_${digit}.pcap"/></action></nop>`, `<pause milliseconds="400"/>`);
   }
+  const user = s.auth?.username;
+  // With credentials: the first INVITE is challenged (401), acknowledged, and sent again answering the challenge.
+  const invite = s.auth
+    ? `${request("INVITE", 1, false, { body: sdp(s.mediaPort), user })}
+  <recv response="100" optional="true"/>
+  <recv response="401" auth="true"/>
+  ${ackError(1)}
+  ${request("INVITE", 2, false, { body: sdp(s.mediaPort), user, auth: s.auth })}`
+    : request("INVITE", 1, false, { body: sdp(s.mediaPort), asserted: s.from });
+  const cseq = s.auth ? 2 : 1;
   const end =
     s.holdMs === "wait"
       ? `<recv request="BYE" timeout="30000"/>\n  ${response("200 OK")}`
       : // Their BYE within holdMs is answered; else ours goes at holdMs (sipp jumps to label 1 on the timeout).
-        `<recv request="BYE" timeout="${s.holdMs}" ontimeout="1"/>\n  ${response("200 OK")}\n  <nop next="2"/>\n  <label id="1"/>\n  ${request("BYE", 2, true)}\n  <recv response="200" crlf="true"/>\n  <label id="2"/>`;
+        `<recv request="BYE" timeout="${s.holdMs}" ontimeout="1"/>\n  ${response("200 OK")}\n  <nop next="2"/>\n  <label id="1"/>\n  ${request("BYE", cseq + 1, true, { user })}\n  <recv response="200" crlf="true"/>\n  <label id="2"/>`;
   return `<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="voicecall caller">
-  ${request("INVITE", 1, false, sdp(s.mediaPort), s.from)}
+  ${invite}
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="183" optional="true"/>
   <recv response="200" rtd="true"/>
-  ${request("ACK", 1, true).replace('<send retrans="500">', "<send>")}
+  ${request("ACK", cseq, true, { user }).replace('<send retrans="500">', "<send>")}
   ${steps.join("\n  ")}
   ${end}
 </scenario>
@@ -147,7 +183,7 @@ Content-Length: 0
 
 /** Writes the scenario into the root and starts sipp; resolves with its exit code and output. */
 export function runSipp(
-  lab: Lab,
+  lab: LabTools,
   name: string,
   scenario: string,
   args: string[],
