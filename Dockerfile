@@ -16,7 +16,9 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends flite libpocketsphinx3 pocketsphinx-en-us \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --home-dir /data --shell /usr/sbin/nologin voicecall \
- && mkdir -p /data /etc/voicecall && chown voicecall:voicecall /data
+ && mkdir -p /data /etc/voicecall && chown voicecall:voicecall /data \
+ && printf '#!/bin/sh\nexec node /app/dist/cli.js --config "${VOICECALL_CONFIG:-/etc/voicecall/voicecall.json5}" "$@"\n' >/usr/local/bin/voicecall \
+ && chmod 755 /usr/local/bin/voicecall
 WORKDIR /app
 COPY --from=build /app/node_modules/ node_modules/
 COPY --from=build /app/dist/ dist/
@@ -26,5 +28,7 @@ ENV NODE_ENV=production
 USER voicecall
 VOLUME /data
 EXPOSE 3334/tcp
-ENTRYPOINT ["node", "/app/dist/cli.js"]
-CMD ["--config", "/etc/voicecall/voicecall.json5", "serve"]
+# `voicecall` runs the CLI with the mounted config (VOICECALL_CONFIG); exec, so
+# node is the container's process: `docker compose exec voicecall voicecall status`.
+ENTRYPOINT ["voicecall"]
+CMD ["serve"]

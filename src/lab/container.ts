@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { acquireLabLock, type LabLock } from "./lock.js";
 import { ariHeaders, labInfo, labLockPath, labVariables, waitForAri, type LabInfo, type LabOptions } from "./config.js";
-import type { ExecResult, Lab } from "./lab.js";
+import type { ExecResult, Lab, LabTools } from "./lab.js";
 
 /** The lab image .ci/docker.sh builds (asterisk/lab/Dockerfile on the project's Asterisk image). */
 export const LAB_IMAGE = "voicecall-asterisk-lab:local";
@@ -37,6 +37,28 @@ export function containerUnavailableReason(image = LAB_IMAGE): string | undefine
   if (info.code !== 0) return `no Docker engine answers${process.env.DOCKER_HOST ? ` at DOCKER_HOST=${process.env.DOCKER_HOST}` : ""} (${lastLine(info.stderr)})`;
   if (docker(["image", "inspect", image], 10_000).code !== 0) return `the lab image ${image} is not built (bash .ci/docker.sh up builds it)`;
   return undefined;
+}
+
+/** `inside` (under /tmp) in the host folder mounted there. */
+function sharedTmpPath(tmp: string, inside: string): string {
+  const rest = relative("tmp", inside.replace(/^\/+/, ""));
+  if (rest.startsWith("..")) throw new Error(`only paths under /tmp are shared with the lab container, not ${inside}`);
+  return join(tmp, rest);
+}
+
+/**
+ * The lab's tools (sipp) in one-off containers of the lab image on the host
+ * network, for a PBX the lab did not start (a docker-compose deployment):
+ * the lab phone then calls it from the host.
+ */
+export function labImageTools(image = LAB_IMAGE): LabTools & { close(): void } {
+  const tmp = mkdtempSync(join(tmpdir(), "voicecall-phone-"));
+  return {
+    hostPath: (inside) => sharedTmpPath(tmp, inside),
+    spawn: (command, args) =>
+      spawn("docker", ["run", "--rm", "-i", "--network", "host", "-v", `${tmp}:/tmp`, "--entrypoint", command, image, ...args], { stdio: ["pipe", "pipe", "pipe"] }),
+    close: () => rmSync(tmp, { recursive: true, force: true }),
+  };
 }
 
 function lastLine(text: string): string {
@@ -69,6 +91,7 @@ export class ContainerLab implements Lab {
       const info = labInfo("container", options, "");
       const { GenericContainer, Wait } = await import("testcontainers");
       options.onProgress?.(`starting ${image} (host network)`);
+      const t0 = performance.now();
       const started = await new GenericContainer(image)
         // No bridge on the machines this runs on, so no port mapping: the lab's loopback ports, as the chroot lab's.
         .withNetworkMode("host")
@@ -82,6 +105,7 @@ export class ContainerLab implements Lab {
       lab.lock = lock;
       try {
         await lab.ready();
+        options.onProgress?.(`${lab.info.version} answering ARI ${Math.round(performance.now() - t0)} ms after the start`);
       } catch (err) {
         await lab.stop();
         throw err;
@@ -141,9 +165,7 @@ export class ContainerLab implements Lab {
 
   /** Paths under tmp/ are the container's /tmp (a host folder); nothing else of the container is on the host. */
   hostPath(inside: string): string {
-    const rest = relative("tmp", inside.replace(/^\/+/, ""));
-    if (rest.startsWith("..")) throw new Error(`only paths under /tmp are shared with the lab container, not ${inside}`);
-    return join(this.tmp, rest);
+    return sharedTmpPath(this.tmp, inside);
   }
 
   get log(): string {
