@@ -126,6 +126,15 @@ describe.skipIf(unavailable !== undefined)("docker-compose deployment", () => {
     expect(await callCount()).toBe(before);
   }, 30_000);
 
+  it("calling phone 6001 while it is not registered fails naming the endpoint and the likely cause", async () => {
+    const failed = await client.call("voicecall.initiate", { to: "6001", message: "Hello." }).then(
+      () => undefined,
+      (err: Error) => err.message,
+    );
+    expect(failed).toContain("Asterisk could not dial PJSIP/6001");
+    expect(failed).toContain("is the phone registered?");
+  }, 30_000);
+
   it("goes down without waiting out the grace period: both containers stop on SIGTERM (exit 0)", async () => {
     // `docker wait` reports each exit code even though down removes the containers.
     const exitCode = (service: string) =>

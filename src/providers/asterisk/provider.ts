@@ -117,16 +117,15 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
     const id = `${this.prefix.call}${randomUUID()}`;
     const call: AstCall = { id, answered: false, ended: false, hangupRequested: false };
     this.calls.set(id, call);
+    const endpoint = asterisk.dialTemplate.replaceAll("{to}", request.to);
     try {
-      await this.ari.channels.originate({
-        endpoint: asterisk.dialTemplate.replaceAll("{to}", request.to),
-        channelId: id,
-        appArgs: "outbound",
-        callerId: fromNumber,
-        timeoutSec: Math.ceil(ringTimeoutMs / 1000),
-      });
+      await this.ari.channels.originate({ endpoint, channelId: id, appArgs: "outbound", callerId: fromNumber, timeoutSec: Math.ceil(ringTimeoutMs / 1000) });
     } catch (err) {
       this.calls.delete(id);
+      // Asterisk's whole answer when it cannot make the channel at all: say what usually causes it.
+      if (err instanceof AriError && err.status === 500 && /Allocation failed/.test(err.message)) {
+        throw new AriError(500, `Asterisk could not dial ${endpoint} (no such endpoint, or it has no registered contact: is the phone registered? see asterisk.dialTemplate)`);
+      }
       throw err;
     }
     return { providerCallId: id };
