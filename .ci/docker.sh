@@ -25,16 +25,6 @@ SERVICE_IMAGE=voicecall:local
 SID_IMAGE=local/debian:sid
 NODE_IMAGE=local/node:20-bookworm-slim
 
-mirror() { # the machine's own Debian mirror, as asterisk/lab/build-root.sh finds it
-  local m=""
-  [ -f /etc/apt/sources.list.d/debian.sources ] &&
-    m=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
-  [ -z "$m" ] && [ -f /etc/apt/sources.list ] &&
-    m=$(awk '$1 == "deb" && $0 !~ /security/ {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; exit}}' /etc/apt/sources.list)
-  [ -n "$m" ] || { echo "no Debian mirror in /etc/apt/sources.list*" >&2; return 2; }
-  echo "$m"
-}
-
 install_packages() {
   if command -v dockerd >/dev/null && command -v docker-compose >/dev/null && command -v debootstrap >/dev/null; then return; fi
   say "installing docker.io, docker-compose and debootstrap from the Debian mirror"
@@ -71,7 +61,7 @@ rootfs() { # rootfs SUITE DIR: a debootstrap minbase tree whose apt accepts the 
   [ -f "$dir/.done" ] && return
   rm -rf --one-file-system "$dir"
   say "debootstrap $suite (about 30 s, once)"
-  debootstrap --variant=minbase "$suite" "$dir" "$(mirror)" >"$dir.log" 2>&1 || { tail -20 "$dir.log" >&2; return 1; }
+  debootstrap --variant=minbase "$suite" "$dir" "$(bash asterisk/lab/debian-mirror.sh)" >"$dir.log" 2>&1 || { tail -20 "$dir.log" >&2; return 1; }
   echo 'Acquire::Check-Valid-Until "false";' >"$dir/etc/apt/apt.conf.d/99no-check-valid-until"
   rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/* "$dir/etc/resolv.conf"
   touch "$dir/.done"

@@ -37,11 +37,13 @@ function composeCommand(): string[] | undefined {
   return undefined;
 }
 
+const COMPOSE = composeCommand();
+
 function unavailableReason(): string | undefined {
   const engine = labUnavailableReason("container");
   // The lab image is one of the images checked below; a missing one is named there.
   if (engine && !engine.includes("is not built")) return engine;
-  if (!composeCommand()) return "neither `docker compose` nor `docker-compose` is installed";
+  if (!COMPOSE) return "neither `docker compose` nor `docker-compose` is installed";
   const missing = IMAGES.filter((image) => run("docker", ["image", "inspect", image], {}, 10_000).code !== 0);
   if (missing.length) return `images not built: ${missing.join(", ")} (bash .ci/docker.sh up builds them)`;
   return undefined;
@@ -65,7 +67,7 @@ describe.skipIf(unavailable !== undefined)("docker-compose deployment", () => {
   const ports = { SIP_PORT: "25060", ARI_PORT: "28088", VOICECALL_PORT: "23334" };
   const secrets = { ARI_PASSWORD: randomBytes(16).toString("hex"), LAB_PHONE_PASSWORD: randomBytes(12).toString("hex"), VOICECALL_TOKEN: randomBytes(24).toString("hex") };
   const env = { ...ports, ...secrets, SIP_BIND: "127.0.0.1", COMPOSE_PROJECT_NAME: `voicecall-test-${process.pid}` };
-  const compose = (args: string[], timeoutMs?: number) => run(composeCommand()![0]!, [...composeCommand()!.slice(1), ...args], env, timeoutMs);
+  const compose = (args: string[], timeoutMs?: number) => run(COMPOSE![0]!, [...COMPOSE!.slice(1), ...args], env, timeoutMs);
   const ariUrl = `http://127.0.0.1:${ports.ARI_PORT}`;
   const ariAuth = { authorization: `Basic ${Buffer.from(`voicecall:${secrets.ARI_PASSWORD}`).toString("base64")}` };
   const client = new VoiceCallClient({ url: `http://127.0.0.1:${ports.VOICECALL_PORT}`, token: secrets.VOICECALL_TOKEN });
@@ -92,7 +94,7 @@ describe.skipIf(unavailable !== undefined)("docker-compose deployment", () => {
     await until(async () => ((await fetch(`${ariUrl}/ari/asterisk/info`, { headers: ariAuth })).ok ? true : undefined), "ARI", 60_000);
     const ariMs = performance.now() - started;
     await until(async () => (health("asterisk") === "healthy" && health("voicecall") === "healthy" ? true : undefined), "both containers healthy", 90_000);
-    console.log(`[compose] ${composeCommand()!.join(" ")}: ARI answered ${Math.round(ariMs)} ms after up, both healthy after ${Math.round(performance.now() - started)} ms`);
+    console.log(`[compose] ${COMPOSE!.join(" ")}: ARI answered ${Math.round(ariMs)} ms after up, both healthy after ${Math.round(performance.now() - started)} ms`);
     const apps = (await (await fetch(`${ariUrl}/ari/applications`, { headers: ariAuth })).json()) as Array<{ name: string }>;
     expect(apps.map((a) => a.name)).toContain("voicecall");
   }, 120_000);

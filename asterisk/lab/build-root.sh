@@ -7,14 +7,7 @@ root="${1:?usage: build-root.sh ROOT}"
 packages="asterisk asterisk-modules sip-tester baresip"
 
 # The mirror this machine already uses, never a hard-coded host.
-mirror=""
-if [ -f /etc/apt/sources.list.d/debian.sources ]; then
-  mirror=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
-fi
-if [ -z "$mirror" ] && [ -f /etc/apt/sources.list ]; then
-  mirror=$(awk '$1 == "deb" && $0 !~ /security/ {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; exit}}' /etc/apt/sources.list)
-fi
-[ -n "$mirror" ] || { echo "build-root: no Debian mirror found in /etc/apt/sources.list*" >&2; exit 2; }
+mirror=$(bash "$(dirname "$0")/debian-mirror.sh") || { echo "build-root: no Debian mirror found" >&2; exit 2; }
 
 if ! command -v debootstrap >/dev/null; then
   echo "step 0/5: installing debootstrap on the host"

@@ -80,7 +80,10 @@ export const Lab = {
   /** The lab another process started (voicecall serve --lab), to run the lab phone against it. */
   async running(options: LabOptions = {}): Promise<Lab> {
     const lab = ContainerLab.attach(options) ?? (chrootUnavailableReason() === undefined ? ChrootLab.attach(options) : undefined);
-    if (!lab) throw new Error(`the PBX lab is not running here: start it with npm start (voicecall serve --lab)${labUnavailableReason() ? ` (${labUnavailableReason()})` : ""}`);
+    if (!lab) {
+      const reason = labUnavailableReason();
+      throw new Error(`the PBX lab is not running here: start it with npm start (voicecall serve --lab)${reason ? ` (${reason})` : ""}`);
+    }
     try {
       const res = await fetch(`${lab.info.ariUrl}/ari/asterisk/info`, { headers: lab.ariHeaders, signal: AbortSignal.timeout(1500) });
       if (res.ok) return lab;
