@@ -13,7 +13,7 @@ import { PocketsphinxTranscriber, transcribePcm } from "../speech/pocketsphinx.j
 import { synthesizeAll } from "../speech/types.js";
 import { readWavPcm16, writeWavPcm16 } from "../speech/wav.js";
 import { VoiceCallError } from "../errors.js";
-import { Lab, labUnavailableReason } from "./lab.js";
+import { defaultLabBackend, Lab, labUnavailableReason } from "./lab.js";
 import { labAnswer, labCall, type PhoneResult } from "./phone.js";
 import { formatLoad, runLoad } from "./load.js";
 import type { VoiceCallClient } from "../server/client.js";
@@ -32,9 +32,10 @@ export const LAB_GREETING = "Hello, you reached the voice call lab. How can I he
  * own (their keys win). Without root the lab cannot run: returns the reason instead.
  */
 export async function startLab(raw: Record<string, unknown>, io: LabIo): Promise<{ lab?: Lab; raw: Record<string, unknown>; reason?: string }> {
-  const reason = labUnavailableReason();
-  if (reason) return { raw, reason };
-  const lab = await Lab.start({ onProgress: (line) => io.err(`[lab] ${line}`) });
+  const backend = defaultLabBackend();
+  const reason = labUnavailableReason(backend);
+  if (reason) return { raw, reason: `the ${backend} lab: ${reason}` };
+  const lab = await Lab.start({ backend, onProgress: (line) => io.err(`[lab] ${line}`) });
   const asterisk = (raw.asterisk ?? {}) as Record<string, unknown>;
   const overlay: Record<string, unknown> = {
     provider: "asterisk",

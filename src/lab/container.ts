@@ -89,6 +89,14 @@ export class ContainerLab implements Lab {
     const tmp = mkdtempSync(join(tmpdir(), "voicecall-lab-"));
     try {
       const info = labInfo("container", options, "");
+      // We hold the lab lock: a lab container still here was left by a process that died, and holds the lab's ports.
+      const leftover = docker(["ps", "-aq", "--filter", `label=${LAB_LABEL}`]).stdout.trim().split("\n").filter(Boolean);
+      if (leftover.length) docker(["rm", "-f", ...leftover]);
+      // The lab cleans up after itself (above, and at stop), so testcontainers' reaper (an image pulled from a
+      // registry) is not needed; the lab uses the host network, so the engine's address is never looked up
+      // (on a machine that is itself a container, testcontainers would otherwise look for a bridge network).
+      process.env.TESTCONTAINERS_RYUK_DISABLED ??= "true";
+      process.env.TESTCONTAINERS_HOST_OVERRIDE ??= "localhost";
       const { GenericContainer, Wait } = await import("testcontainers");
       options.onProgress?.(`starting ${image} (host network)`);
       const t0 = performance.now();
@@ -100,7 +108,10 @@ export class ContainerLab implements Lab {
         .withLabels({ [LAB_LABEL]: "1" })
         .withWaitStrategy(Wait.forLogMessage("Asterisk Ready."))
         .withStartupTimeout(60_000)
-        .start();
+        .start()
+        .catch((err: Error) => {
+          throw new Error(`the lab container did not start (${image}): ${err.message}`);
+        });
       const lab = new ContainerLab(started.getId(), tmp, info, () => started.stop({ timeout: 5000 }));
       lab.lock = lock;
       try {
