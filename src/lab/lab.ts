@@ -54,7 +54,7 @@ export function labUnavailableReason(backend?: LabBackend): string | undefined {
   if (!chroot) return undefined;
   const container = containerUnavailableReason();
   if (!container) return undefined;
-  return `the chroot lab ${chroot}, and the container lab: ${container}`;
+  return `the chroot lab: ${chroot}; the container lab: ${container}`;
 }
 
 /** The back-end a lab starts on: VOICECALL_LAB_BACKEND when set, else the chroot one where it can run, else the container one. */
