@@ -28,3 +28,28 @@ export async function startJsonServer(handle: (req: IncomingMessage, body: strin
     },
   };
 }
+
+/** A carrier's REST API on loopback, with the requests its SDK made kept for the test to assert. */
+export abstract class FakeRestApi<R extends { method: string; path: string }> {
+  readonly requests: R[] = [];
+  baseUrl = "";
+  private server?: JsonServer;
+
+  /** Serves this fake on a loopback port; `basePath` is what the SDK's base URL adds (Telnyx: /v2). */
+  protected async listen(basePath = ""): Promise<this> {
+    this.server = await startJsonServer((req, body) => this.handle(req, body));
+    this.baseUrl = `${this.server.origin}${basePath}`;
+    return this;
+  }
+
+  async close(): Promise<void> {
+    await this.server?.close();
+  }
+
+  /** Requests the SDK made with `method` to a path matching `path`. */
+  made(method: string, path: RegExp): R[] {
+    return this.requests.filter((r) => r.method === method && path.test(r.path));
+  }
+
+  protected abstract handle(req: IncomingMessage, text: string): Promise<{ status: number; body: unknown }>;
+}

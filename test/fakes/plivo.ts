@@ -7,7 +7,7 @@
  */
 import { createHmac, randomBytes, randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
-import { startJsonServer, type JsonServer } from "./http.js";
+import { FakeRestApi } from "./http.js";
 
 export const AUTH_ID = "MAODUMZJYZNWY1ZGYXOT";
 export const AUTH_TOKEN = "plivo-test-token-0123456789abcdef";
@@ -32,31 +32,16 @@ export function v3Signature(url: string, params: Record<string, string>, nonce: 
   return createHmac("sha256", token).update(`${v3Base(url, params)}.${nonce}`).digest("base64");
 }
 
-export class FakePlivo {
-  readonly requests: PlivoRequest[] = [];
+export class FakePlivo extends FakeRestApi<PlivoRequest> {
   /** Calls by id: "queued" (request made, not answered), "live", or "ended". */
   readonly calls = new Map<string, "queued" | "live" | "ended">();
   owned = ["15550009999"];
-  private server!: JsonServer;
-  baseUrl = "";
 
-  static async start(): Promise<FakePlivo> {
-    const fake = new FakePlivo();
-    const server = await startJsonServer((req, body) => fake.handle(req, body));
-    fake.server = server;
-    fake.baseUrl = server.origin;
-    return fake;
+  static start(): Promise<FakePlivo> {
+    return new FakePlivo().listen();
   }
 
-  close(): Promise<void> {
-    return this.server.close();
-  }
-
-  made(method: string, path: RegExp): PlivoRequest[] {
-    return this.requests.filter((r) => r.method === method && path.test(r.path));
-  }
-
-  private async handle(req: IncomingMessage, text: string): Promise<{ status: number; body: unknown }> {
+  protected async handle(req: IncomingMessage, text: string): Promise<{ status: number; body: unknown }> {
     const [rawPath, search] = (req.url ?? "").split("?") as [string, string | undefined];
     const prefix = `/v1/Account/${AUTH_ID}`;
     const path = rawPath.startsWith(prefix) ? rawPath.slice(prefix.length) || "/" : rawPath;

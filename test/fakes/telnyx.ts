@@ -6,7 +6,7 @@
  */
 import { generateKeyPairSync, sign, type KeyObject } from "node:crypto";
 import type { IncomingMessage } from "node:http";
-import { startJsonServer, type JsonServer } from "./http.js";
+import { FakeRestApi } from "./http.js";
 
 export const API_KEY = "KEY-test-telnyx-0123456789";
 export const CONNECTION_ID = "1684641123236054244";
@@ -17,38 +17,23 @@ export interface TelnyxRequest {
   body: Record<string, any>;
 }
 
-export class FakeTelnyx {
-  readonly requests: TelnyxRequest[] = [];
+export class FakeTelnyx extends FakeRestApi<TelnyxRequest> {
   /** Calls dialled or known, by call_control_id, and whether each is alive. */
   readonly alive = new Map<string, boolean>();
   readonly publicKey: string;
   private readonly privateKey: KeyObject;
-  private server!: JsonServer;
   private seq = 0;
-  baseUrl = "";
 
   private constructor() {
+    super();
     const { publicKey, privateKey } = generateKeyPairSync("ed25519");
     this.privateKey = privateKey;
     // Mission Control shows the raw 32-byte key, base64.
     this.publicKey = Buffer.from(publicKey.export({ format: "jwk" }).x!, "base64url").toString("base64");
   }
 
-  static async start(): Promise<FakeTelnyx> {
-    const fake = new FakeTelnyx();
-    const server = await startJsonServer((req, body) => fake.handle(req, body));
-    fake.server = server;
-    fake.baseUrl = `${server.origin}/v2`;
-    return fake;
-  }
-
-  close(): Promise<void> {
-    return this.server.close();
-  }
-
-  /** Requests the SDK made to a path matching `path`. */
-  made(method: string, path: RegExp): TelnyxRequest[] {
-    return this.requests.filter((r) => r.method === method && path.test(r.path));
+  static start(): Promise<FakeTelnyx> {
+    return new FakeTelnyx().listen("/v2");
   }
 
   newCallId(): string {
@@ -56,7 +41,7 @@ export class FakeTelnyx {
     return `v3:call-${this.seq}-${"x".repeat(20)}`;
   }
 
-  private async handle(req: IncomingMessage, text: string): Promise<{ status: number; body: unknown }> {
+  protected async handle(req: IncomingMessage, text: string): Promise<{ status: number; body: unknown }> {
     const path = decodeURIComponent((req.url ?? "").split("?")[0]!.replace(/^\/v2/, ""));
     this.requests.push({ method: req.method ?? "", path, body: text ? JSON.parse(text) : {} });
     if (req.headers.authorization !== `Bearer ${API_KEY}`) return { status: 401, body: { errors: [{ code: "10009", title: "Authentication failed" }] } };

@@ -4,7 +4,7 @@
  * helper); the Media Streams client is test/fakes/media-stream.ts.
  */
 import type { IncomingMessage } from "node:http";
-import { startJsonServer, type JsonServer } from "./http.js";
+import { FakeRestApi } from "./http.js";
 import twilio from "twilio";
 
 export const ACCOUNT_SID = `AC${"1".repeat(32)}`;
@@ -27,36 +27,20 @@ export function callSid(n: number): string {
   return `CA${n.toString(16).padStart(32, "0")}`;
 }
 
-export class FakeTwilio {
-  readonly requests: RestRequest[] = [];
+export class FakeTwilio extends FakeRestApi<RestRequest> {
   readonly calls = new Map<string, FakeCall>();
   /** The account as the Accounts API reports it. */
   account = { status: "active", type: "Full" };
   /** Numbers the account owns (IncomingPhoneNumbers) and verified caller ids (OutgoingCallerIds). */
   owned = ["+15550009999"];
   verified: string[] = [];
-  private server!: JsonServer;
   private seq = 0;
-  baseUrl = "";
 
-  static async start(): Promise<FakeTwilio> {
-    const fake = new FakeTwilio();
-    const server = await startJsonServer((req, body) => fake.handle(req, body));
-    fake.server = server;
-    fake.baseUrl = server.origin;
-    return fake;
+  static start(): Promise<FakeTwilio> {
+    return new FakeTwilio().listen();
   }
 
-  close(): Promise<void> {
-    return this.server.close();
-  }
-
-  /** Requests the SDK made to a path ending in `suffix`. */
-  made(method: string, suffix: RegExp): RestRequest[] {
-    return this.requests.filter((r) => r.method === method && suffix.test(r.path));
-  }
-
-  private async handle(req: IncomingMessage, text: string): Promise<{ status: number; body: unknown }> {
+  protected async handle(req: IncomingMessage, text: string): Promise<{ status: number; body: unknown }> {
     const form: Record<string, string | string[]> = {};
     for (const [k, v] of new URLSearchParams(text)) {
       const prev = form[k];
