@@ -26,7 +26,7 @@ import { callerScenario, calleeScenario, runSipp } from "../src/lab/sipp.js";
 import { AUTH_ID, AUTH_TOKEN as PLIVO_TOKEN, FakePlivo, plivoStreamOf } from "./fakes/plivo.js";
 import { API_KEY, CONNECTION_ID, FakeTelnyx } from "./fakes/telnyx.js";
 import { ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, callSid, streamOf } from "./fakes/twilio.js";
-import { freePort, makeConfig, tempDir, waitFor } from "./helpers.js";
+import { freePort, makeConfig, saidAndListening, tempDir, waitFor } from "./helpers.js";
 
 const CALLER = "+15550001234";
 const OURS = "+15550009999";
@@ -388,11 +388,7 @@ describe.each([mockKit(), twilioKit(), telnyxKit(), plivoKit(), asteriskKit()])(
     await api?.close();
   });
 
-  const said = (callId: string, line: string) =>
-    waitFor(() => {
-      const call = manager.getCall(callId);
-      return call?.state === "listening" && call.transcript.some((l) => l.speaker === "bot" && l.text === line) ? true : undefined;
-    }, `"${line}" played`, 15_000);
+  const said = (callId: string, line: string) => saidAndListening(manager, callId, line);
 
   async function outbound(message: string, extra: { dtmfSequence?: string } = {}, far: "answer" | "hangs-up" = "answer") {
     await kit.prepare?.(far);

@@ -5,11 +5,12 @@ import { join } from "node:path";
 import { CallManager } from "../src/calls/manager.js";
 import { CallStore } from "../src/calls/store.js";
 import { resolveConfig } from "../src/configure.js";
-import type { VoiceCallConfig } from "../src/config/schema.js";
+import type { ProviderId, VoiceCallConfig } from "../src/config/schema.js";
 import { VoiceCallError } from "../src/errors.js";
 import { createLogger } from "../src/log.js";
 import { createProviders } from "../src/providers/index.js";
 import { MockProvider } from "../src/providers/mock/provider.js";
+import { startService, type RunningService } from "../src/server/service.js";
 
 export function tempDir(prefix = "voicecall-test-"): string {
   return mkdtempSync(join(tmpdir(), prefix));
@@ -64,4 +65,30 @@ export async function freePort(): Promise<number> {
   const port = (server.address() as { port: number }).port;
   await new Promise((r) => server.close(r));
   return port;
+}
+
+/**
+ * A service for one cloud carrier whose SDK talks to a local fake of its API
+ * (`apiBaseUrl`), with its webhook on a free loopback port; `raw` adds the
+ * carrier's keys and the test's settings.
+ */
+export async function startCloudService(
+  provider: ProviderId,
+  apiBaseUrl: string,
+  raw: Record<string, unknown>,
+  storeDir = tempDir(),
+): Promise<{ service: RunningService; webhookUrl: string }> {
+  const port = await freePort();
+  const webhookUrl = `http://127.0.0.1:${port}/voice/webhook`;
+  const config = makeConfig({ provider, publicUrl: webhookUrl, serve: { port, bind: "127.0.0.1" }, ...raw }, storeDir);
+  const service = await startService(config, createLogger("silent"), { apiBaseUrls: { [provider]: apiBaseUrl } });
+  return { service, webhookUrl };
+}
+
+/** Resolves once `line` has been said on the call and it is listening again. */
+export function saidAndListening(manager: CallManager, callId: string, line: string): Promise<true> {
+  return waitFor(() => {
+    const call = manager.getCall(callId);
+    return call?.state === "listening" && call.transcript.some((l) => l.speaker === "bot" && l.text === line) ? true : undefined;
+  }, `"${line}" played`, 15_000);
 }

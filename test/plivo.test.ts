@@ -6,12 +6,11 @@
  * is in carriers.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createLogger } from "../src/log.js";
-import { startService, type RunningService } from "../src/server/service.js";
+import type { RunningService } from "../src/server/service.js";
 import { runSetup } from "../src/setup.js";
 import { MediaStreamClient, PLIVO } from "./fakes/media-stream.js";
 import { AUTH_ID, AUTH_TOKEN, FakePlivo, plivoStreamOf } from "./fakes/plivo.js";
-import { freePort, makeConfig, tempDir, waitFor } from "./helpers.js";
+import { makeConfig, startCloudService, waitFor } from "./helpers.js";
 
 const CALLER = "+15550001234";
 const OURS = "+15550009999";
@@ -25,10 +24,7 @@ describe("Plivo carrier (SDK against a local Voice API, V3 signatures, Plivo XML
 
   beforeAll(async () => {
     fake = await FakePlivo.start();
-    const port = await freePort();
-    webhookUrl = `http://127.0.0.1:${port}/voice/webhook`;
-    const config = makeConfig({ ...keys, publicUrl: webhookUrl, serve: { port, bind: "127.0.0.1" }, inboundPolicy: "allowlist", allowFrom: [CALLER], inboundGreeting: "Hello from Plivo." }, tempDir());
-    service = await startService(config, createLogger("silent"), { apiBaseUrls: { plivo: fake.baseUrl } });
+    ({ service, webhookUrl } = await startCloudService("plivo", fake.baseUrl, { ...keys, inboundPolicy: "allowlist", allowFrom: [CALLER], inboundGreeting: "Hello from Plivo." }));
   }, 60_000);
 
   afterAll(async () => {
@@ -124,10 +120,7 @@ describe("Plivo with streaming off: Plivo speaks (Speak) and listens (GetInput) 
 
   beforeAll(async () => {
     fake = await FakePlivo.start();
-    const port = await freePort();
-    webhookUrl = `http://127.0.0.1:${port}/voice/webhook`;
-    const config = makeConfig({ provider: "plivo", fromNumber: OURS, plivo: { authId: AUTH_ID, authToken: AUTH_TOKEN }, publicUrl: webhookUrl, serve: { port, bind: "127.0.0.1" }, streaming: { enabled: false } }, tempDir());
-    service = await startService(config, createLogger("debug", (await import("node:fs")).createWriteStream("/tmp/plivo-gi.log")), { apiBaseUrls: { plivo: fake.baseUrl } });
+    ({ service, webhookUrl } = await startCloudService("plivo", fake.baseUrl, { fromNumber: OURS, plivo: { authId: AUTH_ID, authToken: AUTH_TOKEN }, streaming: { enabled: false } }));
   }, 60_000);
 
   afterAll(async () => {

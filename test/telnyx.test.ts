@@ -7,11 +7,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { resolveConfig } from "../src/configure.js";
-import { createLogger } from "../src/log.js";
-import { startService, type RunningService } from "../src/server/service.js";
+import type { RunningService } from "../src/server/service.js";
 import { MediaStreamClient, TELNYX } from "./fakes/media-stream.js";
 import { API_KEY, CONNECTION_ID, FakeTelnyx } from "./fakes/telnyx.js";
-import { freePort, makeConfig, tempDir, waitFor } from "./helpers.js";
+import { saidAndListening, startCloudService, waitFor } from "./helpers.js";
 
 const CALLER = "+15550001234";
 const OURS = "+15550009999";
@@ -24,24 +23,15 @@ describe("Telnyx carrier (SDK against a local Call Control API, Ed25519 webhooks
 
   beforeAll(async () => {
     fake = await FakeTelnyx.start();
-    const port = await freePort();
-    webhookUrl = `http://127.0.0.1:${port}/voice/webhook`;
-    const config = makeConfig(
-      {
-        provider: "telnyx",
-        fromNumber: OURS,
-        telnyx: { apiKey: API_KEY, connectionId: CONNECTION_ID, publicKey: fake.publicKey },
-        publicUrl: webhookUrl,
-        serve: { port, bind: "127.0.0.1" },
-        outbound: { defaultMode: "conversation" },
-        inboundPolicy: "allowlist",
-        allowFrom: [CALLER],
-        inboundGreeting: "Hello, you reached the test line.",
-        dtmfInterDigitTimeoutMs: 500,
-      },
-      tempDir(),
-    );
-    service = await startService(config, createLogger("silent"), { apiBaseUrls: { telnyx: fake.baseUrl } });
+    ({ service, webhookUrl } = await startCloudService("telnyx", fake.baseUrl, {
+      fromNumber: OURS,
+      telnyx: { apiKey: API_KEY, connectionId: CONNECTION_ID, publicKey: fake.publicKey },
+      outbound: { defaultMode: "conversation" },
+      inboundPolicy: "allowlist",
+      allowFrom: [CALLER],
+      inboundGreeting: "Hello, you reached the test line.",
+      dtmfInterDigitTimeoutMs: 500,
+    }));
   }, 60_000);
 
   afterAll(async () => {
@@ -52,11 +42,7 @@ describe("Telnyx carrier (SDK against a local Call Control API, Ed25519 webhooks
   const event = (type: string, id: string, extra: Record<string, unknown> = {}) =>
     fake.event(type, { call_control_id: id, connection_id: CONNECTION_ID, call_leg_id: "leg", call_session_id: "session", from: CALLER, to: OURS, ...extra });
 
-  const saidAndListening = (callId: string, line: string) =>
-    waitFor(() => {
-      const call = manager().getCall(callId);
-      return call?.state === "listening" && call.transcript.some((l) => l.speaker === "bot" && l.text === line) ? true : undefined;
-    }, `"${line}" played`, 15_000);
+  const said = (callId: string, line: string) => saidAndListening(manager(), callId, line);
 
   /** The stream Telnyx opens for `id` after streaming_start (outbound) or answer (inbound): its URL and credential. */
   async function streamFor(id: string, action: "streaming_start" | "answer"): Promise<MediaStreamClient> {
@@ -71,7 +57,7 @@ describe("Telnyx carrier (SDK against a local Call Control API, Ed25519 webhooks
     expect((await fake.webhook(webhookUrl, event("call.initiated", id, { direction: "outgoing" }))).status).toBe(200);
     expect((await fake.webhook(webhookUrl, event("call.answered", id))).status).toBe(200);
     const stream = await streamFor(id, "streaming_start");
-    await saidAndListening(callId, message);
+    await said(callId, message);
     return { callId, id, stream };
   }
 

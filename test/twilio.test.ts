@@ -7,11 +7,10 @@
  */
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createLogger } from "../src/log.js";
-import { startService, type RunningService } from "../src/server/service.js";
+import type { RunningService } from "../src/server/service.js";
 import { DtmfDetector } from "../src/audio/dtmf.js";
 import { ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, MediaStreamClient, callSid, streamOf } from "./fakes/twilio.js";
-import { freePort, makeConfig, tempDir, waitFor } from "./helpers.js";
+import { saidAndListening, startCloudService, tempDir, waitFor } from "./helpers.js";
 
 describe("Twilio carrier (SDK against a local Twilio API, signed webhooks, Media Streams)", () => {
   let fake: FakeTwilio;
@@ -22,15 +21,12 @@ describe("Twilio carrier (SDK against a local Twilio API, signed webhooks, Media
 
   beforeAll(async () => {
     fake = await FakeTwilio.start();
-    const port = await freePort();
-    webhookUrl = `http://127.0.0.1:${port}/voice/webhook`;
-    const config = makeConfig(
+    ({ service, webhookUrl } = await startCloudService(
+      "twilio",
+      fake.baseUrl,
       {
-        provider: "twilio",
         fromNumber: "+15550009999",
         twilio: { accountSid: ACCOUNT_SID, authToken: AUTH_TOKEN },
-        publicUrl: webhookUrl,
-        serve: { port, bind: "127.0.0.1" },
         outbound: { defaultMode: "conversation" },
         inboundPolicy: "allowlist",
         allowFrom: ["+15550001234"],
@@ -38,8 +34,7 @@ describe("Twilio carrier (SDK against a local Twilio API, signed webhooks, Media
         streaming: { preStartTimeoutMs: 1000, maxPendingConnectionsPerIp: 4 },
       },
       storeDir,
-    );
-    service = await startService(config, createLogger("silent"), { apiBaseUrls: { twilio: fake.baseUrl } });
+    ));
   }, 60_000);
 
   afterAll(async () => {
@@ -47,12 +42,7 @@ describe("Twilio carrier (SDK against a local Twilio API, signed webhooks, Media
     await fake?.close();
   });
 
-  /** Resolves once `line` has been said on the call and it is listening again. */
-  const saidAndListening = (callId: string, line: string) =>
-    waitFor(() => {
-      const call = manager().getCall(callId);
-      return call?.state === "listening" && call.transcript.some((l) => l.speaker === "bot" && l.text === line) ? true : undefined;
-    }, `"${line}" played`, 15_000);
+  const said = (callId: string, line: string) => saidAndListening(manager(), callId, line);
 
   /** Places a call and plays Twilio's part up to a started media stream. */
   async function connectedCall(message: string): Promise<{ callId: string; sid: string; stream: MediaStreamClient; token: string; url: string }> {
@@ -63,7 +53,7 @@ describe("Twilio carrier (SDK against a local Twilio API, signed webhooks, Media
     const target = streamOf(twiml.body);
     expect(target, twiml.body).toBeDefined();
     const stream = await MediaStreamClient.connect(target!.url, { callSid: sid, token: target!.token });
-    await saidAndListening(callId, message);
+    await said(callId, message);
     return { callId, sid, stream, token: target!.token, url: target!.url };
   }
 
