@@ -29,6 +29,13 @@ export async function startJsonServer(handle: (req: IncomingMessage, body: strin
   };
 }
 
+/** A request a JSON REST fake received: method, path (with its query) and the parsed body. */
+export interface JsonRequest {
+  method: string;
+  path: string;
+  body: Record<string, any>;
+}
+
 /** A carrier's REST API on loopback, with the requests its SDK made kept for the test to assert. */
 export abstract class FakeRestApi<R extends { method: string; path: string }> {
   readonly requests: R[] = [];

@@ -7,16 +7,11 @@
  */
 import { createHmac, randomBytes, randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
-import { FakeRestApi } from "./http.js";
+import { FakeRestApi, type JsonRequest } from "./http.js";
 
 export const AUTH_ID = "MAODUMZJYZNWY1ZGYXOT";
 export const AUTH_TOKEN = "plivo-test-token-0123456789abcdef";
 
-export interface PlivoRequest {
-  method: string;
-  path: string;
-  body: Record<string, any>;
-}
 
 /** The string Plivo signs for a POST to `url` with form `params`, per its V3 documentation. */
 export function v3Base(url: string, params: Record<string, string>): string {
@@ -32,7 +27,7 @@ export function v3Signature(url: string, params: Record<string, string>, nonce: 
   return createHmac("sha256", token).update(`${v3Base(url, params)}.${nonce}`).digest("base64");
 }
 
-export class FakePlivo extends FakeRestApi<PlivoRequest> {
+export class FakePlivo extends FakeRestApi<JsonRequest> {
   /** Calls by id: "queued" (request made, not answered), "live", or "ended". */
   readonly calls = new Map<string, "queued" | "live" | "ended">();
   owned = ["15550009999"];

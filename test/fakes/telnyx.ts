@@ -6,18 +6,13 @@
  */
 import { generateKeyPairSync, sign, type KeyObject } from "node:crypto";
 import type { IncomingMessage } from "node:http";
-import { FakeRestApi } from "./http.js";
+import { FakeRestApi, type JsonRequest } from "./http.js";
 
 export const API_KEY = "KEY-test-telnyx-0123456789";
 export const CONNECTION_ID = "1684641123236054244";
 
-export interface TelnyxRequest {
-  method: string;
-  path: string;
-  body: Record<string, any>;
-}
 
-export class FakeTelnyx extends FakeRestApi<TelnyxRequest> {
+export class FakeTelnyx extends FakeRestApi<JsonRequest> {
   /** Calls dialled or known, by call_control_id, and whether each is alive. */
   readonly alive = new Map<string, boolean>();
   readonly publicKey: string;
