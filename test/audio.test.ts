@@ -113,7 +113,11 @@ describe("RTP/UDP media transport", () => {
       await new Promise<void>((r) => peer.send(Buffer.from("garbage!"), t.localPort, "127.0.0.1", () => r()));
       await waitFor(() => t.stats.received === 5 && t.stats.malformed === 1, "packets to arrive");
       t.close();
-      const frames = await reading;
+      // A loaded machine can leave 60 ms between two packets (or before close): readers are then given the
+      // idle silence, as on a real call. The peer's five packets are the frames with sound in them.
+      const all = await reading;
+      const frames = all.filter((f) => f.pcm.some((v) => v !== 0));
+      expect(all.filter((f) => !frames.includes(f)).every((f) => f.pcm.length === 160)).toBe(true);
       expect(frames).toHaveLength(5);
       expect(toneRatio(frames[0]!.pcm, 8000, 1000)).toBeGreaterThan(0.45);
       // The stranger's packet never became a frame (the connected socket drops it in the kernel).
