@@ -198,7 +198,8 @@ describe("voicecall setup, smoke and expose", () => {
 
   it("smoke is a dry run without --yes; with it, places a call and follows it to the end", async () => {
     const dir = tempDir();
-    const config = writeConfig(dir, { toNumber: "+15550001234" });
+    // smoke follows the call by asking for its state every 250 ms: the phone rings long enough to be seen ringing.
+    const config = writeConfig(dir, { toNumber: "+15550001234", mock: { ringMs: 800, replyDelayMs: 10, speakMsPerChar: 0, replies: ["sure thing", "goodbye"] } });
     const { url } = await serve(config);
     const base = ["--config", config, "--url", url];
     const dry = cli([...base, "smoke"]);
