@@ -46,6 +46,8 @@ export class MockProvider implements CallProvider {
   /** Ids of ended calls, oldest first. */
   private readonly ended: string[] = [];
   private seq = 0;
+  /** Starts every call id this instance makes: a call id without it was made by another process. */
+  private readonly prefix = `mock-${randomUUID().slice(0, 8)}-`;
 
   constructor(private readonly options: MockOptions) {}
 
@@ -130,6 +132,10 @@ export class MockProvider implements CallProvider {
 
   async getCallStatus(providerCallId: string): Promise<RemoteCallStatus> {
     const call = this.calls.get(providerCallId);
+    if (!call && !providerCallId.startsWith(this.prefix)) {
+      // A simulated call lives in the process that simulates it: one from before a restart is over.
+      return { status: "ended", state: "completed", reason: "the mock carrier's calls end with the process that simulated them" };
+    }
     if (!call) return { status: "unknown", reason: "not known to the mock carrier" };
     if (call.ended) return { status: "ended", ...call.ended };
     return { status: "active" };
@@ -200,7 +206,7 @@ export class MockProvider implements CallProvider {
   // ---- internals ----
 
   private newCall(): MockCall {
-    const call: MockCall = { id: `mock-${randomUUID()}`, answered: false, spoken: [], dtmf: [], cuts: [], replies: 0, timers: new Set() };
+    const call: MockCall = { id: `${this.prefix}${randomUUID()}`, answered: false, spoken: [], dtmf: [], cuts: [], replies: 0, timers: new Set() };
     this.calls.set(call.id, call);
     return call;
   }
