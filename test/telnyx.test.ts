@@ -138,3 +138,107 @@ describe("Telnyx carrier (SDK against a local Call Control API, Ed25519 webhooks
     expect(resolveConfig({ ...base, skipSignatureVerification: true }, {}).config.provider).toBe("telnyx");
   });
 });
+
+describe("Telnyx with streaming off: Telnyx speaks (speak) and listens (transcription) itself", () => {
+  let fake: FakeTelnyx;
+  let service: RunningService;
+  let webhookUrl: string;
+  const manager = () => service.runtime.manager;
+
+  beforeAll(async () => {
+    fake = await FakeTelnyx.start();
+    ({ service, webhookUrl } = await startCloudService("telnyx", fake.baseUrl, {
+      fromNumber: OURS,
+      telnyx: { apiKey: API_KEY, connectionId: CONNECTION_ID, publicKey: fake.publicKey },
+      streaming: { enabled: false },
+      inboundPolicy: "allowlist",
+      allowFrom: [CALLER],
+      inboundGreeting: "Hello, Telnyx speaking.",
+      dtmfInterDigitTimeoutMs: 500,
+    }));
+  }, 60_000);
+
+  afterAll(async () => {
+    await service?.close();
+    await fake?.close();
+  });
+
+  const post = (type: string, id: string, extra: Record<string, unknown> = {}) =>
+    fake.webhook(webhookUrl, fake.event(type, { call_control_id: id, connection_id: CONNECTION_ID, from: CALLER, to: OURS, ...extra }));
+  /** The n-th speak Telnyx was asked for on call `id`: its text and the reference it carries. */
+  const speakRequest = async (id: string, n: number) => {
+    const request = await waitFor(() => fake.made("POST", new RegExp(`${id}/actions/speak$`))[n], `speak ${n + 1}`);
+    return { text: request.body.payload as string, state: request.body.client_state as string, body: request.body };
+  };
+  const played = (id: string, state: string, status = "completed") => post("call.speak.ended", id, { client_state: state, status });
+  const heard = (id: string, transcript: string, isFinal: boolean) => post("call.transcription", id, { transcription_data: { transcript, is_final: isFinal, confidence: 0.9 } });
+
+  it("says messages with speak, hears the answer in Telnyx's transcription, takes keys from its webhooks, and stops speaking when the caller cuts in", async () => {
+    const { callId } = await manager().initiateCall({ to: CALLER, message: "Hello from Telnyx's own voice.", mode: "conversation" });
+    const id = manager().getCall(callId)!.providerCallId!;
+    await post("call.initiated", id, { direction: "outgoing" });
+    await post("call.answered", id);
+    // Transcription runs from the answer on; no media stream is asked for.
+    await waitFor(() => fake.made("POST", new RegExp(`${id}/actions/transcription_start$`))[0], "transcription_start");
+    expect(fake.made("POST", new RegExp(`${id}/actions/streaming_start$`))).toEqual([]);
+    const opening = await speakRequest(id, 0);
+    expect(opening.body).toMatchObject({ payload: "Hello from Telnyx's own voice.", voice: "female", language: "en-US" });
+    expect(manager().getCall(callId)!.state).toBe("speaking");
+    await played(id, opening.state);
+    await waitFor(() => manager().getCall(callId)!.state === "listening" || undefined, "listening");
+
+    // An interim transcript is not an answer; the final one is.
+    const reply = manager().continueCall(callId, "When should I call back?");
+    const question = await speakRequest(id, 1);
+    expect(question.text).toBe("When should I call back?");
+    await played(id, question.state);
+    await heard(id, "tomorrow", false);
+    await heard(id, "tomorrow at nine", true);
+    expect((await reply).transcript).toBe("tomorrow at nine");
+
+    // Keys: one answer of the expected count, from call.dtmf.received.
+    const code = manager().continueCall(callId, "Your code, please.", { digits: 4 });
+    await played(id, (await speakRequest(id, 2)).state);
+    for (const digit of "4711") await post("call.dtmf.received", id, { digit });
+    expect((await code).transcript).toBe("[DTMF 4711]");
+
+    // Barge-in: words while we speak stop Telnyx's playback; what was said answers the turn.
+    const long = manager().continueCall(callId, "Our hours are nine to five. We are closed on Sundays. Anything else?");
+    await speakRequest(id, 3);
+    await heard(id, "no thanks", false);
+    await waitFor(() => fake.made("POST", new RegExp(`${id}/actions/playback_stop$`))[0], "playback_stop");
+    await heard(id, "no thanks bye", true);
+    expect((await long).transcript).toBe("no thanks bye");
+    expect(manager().getCall(callId)!.transcript.some((l) => l.speaker === "bot" && l.kind === "interrupted")).toBe(true);
+
+    await manager().endCall(callId);
+    expect(fake.made("POST", new RegExp(`${id}/actions/hangup$`))).toHaveLength(1);
+  }, 30_000);
+
+  it("answers an allowed caller without a stream and greets them with speak; a message over 3,000 characters goes in pieces", async () => {
+    const id = fake.newCallId();
+    fake.alive.set(id, true);
+    await post("call.initiated", id, { direction: "incoming" });
+    const answer = await waitFor(() => fake.made("POST", new RegExp(`${id}/actions/answer$`))[0], "answer");
+    expect(answer.body).toEqual({ webhook_url: webhookUrl, webhook_url_method: "POST" });
+    await post("call.answered", id);
+    const greeting = await speakRequest(id, 0);
+    expect(greeting.text).toBe("Hello, Telnyx speaking.");
+    await played(id, greeting.state);
+    const call = await waitFor(() => manager().listCalls().find((c) => c.providerCallId === id && c.state === "listening"), "greeted");
+
+    const sentence = "This sentence is one of many in a long message. ";
+    const text = sentence.repeat(80).trim();
+    const speaking = manager().speak(call.callId, text);
+    const first = await speakRequest(id, 1);
+    expect(first.text.length).toBeLessThanOrEqual(3000);
+    await played(id, first.state);
+    const second = await speakRequest(id, 2);
+    expect(`${first.text} ${second.text}`).toBe(text);
+    await played(id, second.state);
+    await speaking;
+    // A speak.ended for a reference we never sent changes nothing.
+    await played(id, Buffer.from("s999").toString("base64"));
+    await manager().endCall(call.callId);
+  }, 30_000);
+});

@@ -8,20 +8,38 @@
  * speech, barge-in (`clear`), markers and auto-responses behave as on every
  * other carrier.
  *
+ * With `streaming.enabled: false` Telnyx speaks and listens itself
+ * (carrier-speech.ts): Call Control speak, transcription and DTMF webhooks.
+ *
  * Telnyx facts this relies on:
  * - an inbound call is `call.initiated` for a call_control_id we did not
  *   dial (its direction is read from the event, not trusted from elsewhere);
  * - the stream's credential travels as client_state on streaming_start /
  *   answer and comes back in the stream's `start` frame;
  * - keys pressed arrive on the stream (`dtmf` frames); the webhook's
- *   call.dtmf.received is not used, so a key is never counted twice.
+ *   call.dtmf.received is used only without the stream, so a key is never
+ *   counted twice.
  */
 import { createHash } from "node:crypto";
 import Telnyx from "telnyx";
 import { z } from "zod";
 import { VoiceCallError, parseJsonOrThrow } from "../../errors.js";
 import { StreamCarrier, type StreamCall, type StreamCarrierOptions } from "../stream-carrier.js";
-import type { CarrierIngress, PlaceCallRequest, ProviderCapabilities, RemoteCallStatus, SetupFinding, TerminalState, WebhookReply, WebhookRequest, WebhookVerdict } from "../types.js";
+import type {
+  CarrierIngress,
+  ListenOptions,
+  PlaceCallRequest,
+  ProviderCapabilities,
+  RemoteCallStatus,
+  SetupFinding,
+  SpeakOptions,
+  SpeakOutcome,
+  TerminalState,
+  WebhookReply,
+  WebhookRequest,
+  WebhookVerdict,
+} from "../types.js";
+import { TelnyxCarrierSpeech } from "./carrier-speech.js";
 import { TELNYX_WIRE, telnyxStreamEvent } from "./stream.js";
 
 export type TelnyxProviderOptions = StreamCarrierOptions;
@@ -41,6 +59,10 @@ const Event = z.object({
         hangup_cause: z.string().max(64).optional(),
         hangup_source: z.string().max(32).optional(),
         sip_hangup_cause: z.string().max(16).optional(),
+        client_state: z.string().max(4096).optional(),
+        status: z.string().max(32).optional(),
+        digit: z.string().max(8).optional(),
+        transcription_data: z.object({ transcript: z.string().max(10_000).optional(), is_final: z.boolean().optional() }).passthrough().optional(),
       })
       .passthrough(),
   }),
@@ -72,6 +94,8 @@ export class TelnyxProvider extends StreamCarrier {
   private readonly client: Telnyx;
   private readonly connectionId: string;
   private readonly publicKey?: string;
+  /** With streaming off: Telnyx speaks (speak) and listens (transcription) itself. */
+  private readonly carrierSpeech?: TelnyxCarrierSpeech;
 
   constructor(protected override readonly options: TelnyxProviderOptions) {
     super(options, "telnyx", TELNYX_WIRE);
@@ -81,6 +105,20 @@ export class TelnyxProvider extends StreamCarrier {
     this.publicKey = publicKey;
     // Everything given explicitly: the SDK would otherwise read TELNYX_* variables itself.
     this.client = new Telnyx({ apiKey, publicKey: publicKey ?? null, baseURL: options.apiBaseUrl ?? API_BASE, maxRetries: 2, timeout: 15_000 });
+    if (!options.config.streaming.enabled) {
+      this.carrierSpeech = new TelnyxCarrierSpeech({
+        speak: async (id, text, ref) => {
+          await this.client.calls.actions.speak(id, { payload: text, voice: "female", language: "en-US", client_state: Buffer.from(ref).toString("base64") });
+        },
+        stopSpeaking: async (id) => {
+          await this.client.calls.actions.stopPlayback(id, { stop: "all" });
+        },
+        heard: (id, event) => {
+          const call = this.calls.get(id);
+          if (call && !call.ended) this.emit(call, event.type === "speech" ? { ...event, isFinal: true } : event);
+        },
+      });
+    }
     this.ingress = {
       webhook: {
         requiredHeaders: ["telnyx-signature-ed25519", "telnyx-timestamp"],
@@ -93,7 +131,24 @@ export class TelnyxProvider extends StreamCarrier {
   }
 
   protected async open(): Promise<void> {
-    this.warmSpeech(8000);
+    if (!this.carrierSpeech) this.warmSpeech(8000);
+  }
+
+  override async speak(providerCallId: string, text: string, options: SpeakOptions): Promise<SpeakOutcome> {
+    if (!this.carrierSpeech) return super.speak(providerCallId, text, options);
+    this.live(providerCallId);
+    return this.carrierSpeech.speak(providerCallId, text, options);
+  }
+
+  override async listen(providerCallId: string, turnToken: string, options: ListenOptions = {}): Promise<void> {
+    if (!this.carrierSpeech) return super.listen(providerCallId, turnToken, options);
+    this.live(providerCallId);
+    this.carrierSpeech.listen(providerCallId, turnToken);
+  }
+
+  protected override async teardown(call: StreamCall): Promise<void> {
+    this.carrierSpeech?.ended(call.id);
+    await super.teardown(call);
   }
 
   protected parseStream(text: string) {
@@ -187,7 +242,21 @@ export class TelnyxProvider extends StreamCarrier {
         if (!known && payload.direction !== "outgoing") this.background(this.onInbound(id, payload.from, payload.to), "taking an inbound call");
         break;
       case "call.answered":
-        if (known && !known.ended && known.direction === "outbound") this.background(this.startStream(known), "starting the media stream");
+        if (!known || known.ended) break;
+        if (this.carrierSpeech) this.background(this.startListening(known), "starting transcription");
+        else if (known.direction === "outbound") this.background(this.startStream(known), "starting the media stream");
+        break;
+      case "call.speak.ended":
+        this.carrierSpeech?.spoken(Buffer.from(payload.client_state ?? "", "base64").toString("utf8"), payload.status);
+        break;
+      case "call.transcription": {
+        const data = payload.transcription_data;
+        if (known && !known.ended && data) this.carrierSpeech?.transcript(id, data.transcript ?? "", data.is_final ?? false);
+        break;
+      }
+      case "call.dtmf.received":
+        // With the stream, keys arrive as its dtmf frames instead.
+        if (this.carrierSpeech && known && !known.ended && payload.digit && /^[0-9A-D*#]$/.test(payload.digit)) this.emit(known, { type: "dtmf", digits: payload.digit });
         break;
       case "call.hangup": {
         const call = known ?? this.transient(id);
@@ -207,8 +276,23 @@ export class TelnyxProvider extends StreamCarrier {
     const call = await this.admit(id, { inbound: true, from, to }, "call_control_id");
     if (call === "refused") await this.client.calls.actions.reject(id, { cause: "CALL_REJECTED" });
     if (typeof call === "string") return;
+    const webhook = { webhook_url: this.options.endpoints.webhook(), webhook_url_method: "POST" as const };
+    if (this.carrierSpeech) return void (await this.client.calls.actions.answer(id, webhook));
     await this.prepareMedia(call);
-    await this.client.calls.actions.answer(id, { ...this.streamParams(id), webhook_url: this.options.endpoints.webhook(), webhook_url_method: "POST" });
+    await this.client.calls.actions.answer(id, { ...this.streamParams(id), ...webhook });
+  }
+
+  /** Without the stream: Telnyx transcribes the caller from the answer on, and the call is up. */
+  private async startListening(call: StreamCall): Promise<void> {
+    try {
+      await this.client.calls.actions.startTranscription(call.id, { transcription_tracks: "inbound" });
+    } finally {
+      // Up either way: a transcription Telnyx refused is logged, and the call can still speak and take keys.
+      if (!call.answered && !call.ended) {
+        call.answered = true;
+        this.emit(call, { type: "answered" });
+      }
+    }
   }
 
   /** An outbound call was answered: its audio streams to us, the recogniser already open. */
