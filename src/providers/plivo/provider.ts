@@ -17,11 +17,11 @@ import { createHash } from "node:crypto";
 import { createRequire } from "node:module";
 import plivo from "plivo";
 import { VoiceCallError } from "../../errors.js";
+import { DOCUMENT_TYPES, DocumentSpeech } from "../document-speech.js";
 import { StreamCarrier, type StreamCall, type StreamCarrierOptions } from "../stream-carrier.js";
 import type { CarrierIngress, ListenOptions, PlaceCallRequest, ProviderCapabilities, RemoteCallStatus, SetupFinding, SpeakOptions, SpeakOutcome, TerminalState, WebhookReply, WebhookRequest, WebhookVerdict } from "../types.js";
 import { PLIVO_WIRE, plivoStreamEvent, streamHeaders } from "./stream.js";
-import { plivoXml, type PlivoXml } from "./xml.js";
-import { PlivoCarrierSpeech } from "./carrier-speech.js";
+import { plivoDocuments, plivoXml, type PlivoXml } from "./xml.js";
 
 export type PlivoProviderOptions = StreamCarrierOptions;
 
@@ -58,7 +58,7 @@ export class PlivoProvider extends StreamCarrier {
   private readonly callUuids = new Map<string, string>();
   private readonly requestUuids = new Map<string, string>();
   /** With streaming off: Plivo speaks (Speak) and listens (GetInput) itself. */
-  private readonly carrierSpeech?: PlivoCarrierSpeech;
+  private readonly carrierSpeech?: DocumentSpeech;
 
   constructor(protected override readonly options: PlivoProviderOptions) {
     super(options, "plivo", PLIVO_WIRE);
@@ -68,10 +68,12 @@ export class PlivoProvider extends StreamCarrier {
     this.authToken = authToken;
     this.client = plivoClient(authId, authToken, options.apiBaseUrl);
     if (!options.config.streaming.enabled) {
-      this.carrierSpeech = new PlivoCarrierSpeech({
+      this.carrierSpeech = new DocumentSpeech({
         transfer: (id, query) => this.transfer(id, query),
         url: (query) => options.endpoints.webhook(query),
+        documents: plivoDocuments,
         waitSeconds: options.config.maxDurationSeconds + 60,
+        // Plivo caps speech input at 60 s.
         listenSeconds: 60,
       });
     }
@@ -99,7 +101,7 @@ export class PlivoProvider extends StreamCarrier {
   override async listen(providerCallId: string, turnToken: string, options: ListenOptions = {}): Promise<void> {
     if (!this.carrierSpeech) return super.listen(providerCallId, turnToken, options);
     this.live(providerCallId);
-    await this.carrierSpeech.listen(providerCallId, turnToken, options);
+    await this.carrierSpeech.listen(providerCallId, turnToken);
   }
 
   /** Moves an answered call to the XML our webhook serves for `query` (Transfer API). */
@@ -250,14 +252,13 @@ export class PlivoProvider extends StreamCarrier {
         if (call) this.emit(call, { type: "ringing" });
         return { status: 204 };
       }
-      case "speak":
-        return xmlText(this.carrierSpeech?.speakXml(request.query.get("ref") ?? ""));
-      case "spoken":
-        return xmlText(this.carrierSpeech?.spoken(request.query.get("ref") ?? ""));
-      case "listen":
-        return xmlText(this.carrierSpeech?.listenXml(request.query.get("turn") ?? ""));
       case "input":
-        return this.onInput(id, request.query.get("turn") ?? "", form);
+        this.onInput(id, request.query.get("turn") ?? "", form);
+        return xmlText(this.carrierSpeech?.reply(type, request.query));
+      case "speak":
+      case "spoken":
+      case "listen":
+        return xmlText(this.carrierSpeech?.reply(type, request.query));
       case "hangup": {
         const call = this.calls.get(id) ?? this.transient(id);
         const status = form.get("CallStatus") ?? "";
@@ -281,14 +282,14 @@ export class PlivoProvider extends StreamCarrier {
         call.answered = true;
         this.emit(call, { type: "answered" });
       }
-      return xmlText(this.carrierSpeech.waitXml());
+      return xmlText(this.carrierSpeech.wait());
     }
     await this.prepareMedia(call);
     return xml(this.streamXml(call));
   }
 
   /** What Plivo heard in a GetInput: speech, or keys (complete: Plivo already waited for # or a pause). */
-  private onInput(id: string, turn: string, form: URLSearchParams): WebhookReply {
+  private onInput(id: string, turn: string, form: URLSearchParams): void {
     const call = this.calls.get(id);
     if (call && !call.ended) {
       const speech = form.get("Speech")?.trim();
@@ -296,15 +297,12 @@ export class PlivoProvider extends StreamCarrier {
       if (digits) this.emit(call, { type: "dtmf", digits: digits.endsWith("#") ? digits : `${digits}#` });
       else if (speech) this.emit(call, { type: "speech", text: speech, isFinal: true, turnToken: turn });
     }
-    return xmlText(this.carrierSpeech?.waitXml());
   }
 
   private replayReply(request: WebhookRequest): WebhookReply {
     const type = request.query.get("type") ?? "answer";
     // A retried document fetch gets the same document; nothing is acted on twice.
-    if (type === "speak") return xmlText(this.carrierSpeech?.speakXml(request.query.get("ref") ?? ""));
-    if (type === "listen") return xmlText(this.carrierSpeech?.listenXml(request.query.get("turn") ?? ""));
-    if (type === "spoken" || type === "input") return xmlText(this.carrierSpeech?.waitXml());
+    if ((DOCUMENT_TYPES as readonly string[]).includes(type)) return xmlText(this.carrierSpeech?.reply(type, request.query, true));
     if (type !== "answer") return { status: 204 };
     const form = new URLSearchParams(request.rawBody.toString("utf8"));
     const call = this.calls.get(form.get("RequestUUID") ?? "") ?? this.calls.get(form.get("CallUUID") ?? "");
