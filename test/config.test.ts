@@ -67,14 +67,6 @@ describe("config", () => {
     expect(routed.map((i) => i.path)).toContain("telnyx.apiKey");
   });
 
-  it("says at start that streaming.enabled false changes nothing on Twilio (Telnyx and Plivo then speak themselves)", () => {
-    const publicUrl = "https://voice.example.com/voice/webhook";
-    const twilio = resolveConfig({ provider: "twilio", fromNumber: "+15550001111", publicUrl, streaming: { enabled: false }, twilio: { accountSid: "AC1", authToken: "t" } });
-    expect(twilio.warnings).toEqual([expect.stringMatching(/^streaming.enabled: false has no effect on twilio/)]);
-    const plivo = resolveConfig({ provider: "plivo", fromNumber: "+15550001111", publicUrl, streaming: { enabled: false }, plivo: { authId: "MA1", authToken: "t" } });
-    expect(plivo.warnings).toEqual([]);
-  });
-
   it("takes secrets from the environment, file values first", () => {
     const { config } = resolveConfig(
       { provider: "twilio", fromNumber: "+15550001111", publicUrl: "https://voice.example.com/voice/webhook", twilio: { accountSid: "ACfile" } },

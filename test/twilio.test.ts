@@ -182,3 +182,94 @@ describe("Twilio carrier (SDK against a local Twilio API, signed webhooks, Media
     });
   });
 });
+
+describe("Twilio with streaming off: Twilio speaks (Say), listens (Gather) and presses keys (Play) itself", () => {
+  let fake: FakeTwilio;
+  let service: RunningService;
+  let webhookUrl: string;
+  const manager = () => service.runtime.manager;
+
+  beforeAll(async () => {
+    fake = await FakeTwilio.start();
+    ({ service, webhookUrl } = await startCloudService("twilio", fake.baseUrl, {
+      fromNumber: "+15550009999",
+      twilio: { accountSid: ACCOUNT_SID, authToken: AUTH_TOKEN },
+      streaming: { enabled: false },
+      inboundPolicy: "allowlist",
+      allowFrom: ["+15550001234"],
+      inboundGreeting: "Hello, Twilio speaking.",
+    }));
+  }, 60_000);
+
+  afterAll(async () => {
+    await service?.close();
+    await fake?.close();
+  });
+
+  const params = (sid: string, extra: Record<string, string> = {}) => ({ ...fake.voiceParams(sid, "outbound-api"), ...extra });
+  /** Plays Twilio's part of the next update: fetches the document the call was moved to. */
+  const nextDocument = async (sid: string, seen: number) => {
+    const moved = await waitFor(() => fake.made("POST", new RegExp(`/Calls/${sid}\\.json$`)).filter((r) => r.form.Url)[seen], `update ${seen + 1}`);
+    expect(moved.form.Method).toBe("POST");
+    const url = moved.form.Url as string;
+    return { url, xml: (await fake.webhook(url, params(sid))).body };
+  };
+  const attr = (xml: string, name: string) => xml.match(new RegExp(`${name}="([^"]+)"`))?.[1]?.replace(/&amp;/g, "&");
+  const back = (xml: string) => xml.match(/<Redirect[^>]*>([^<]+)<\/Redirect>/)![1]!.replace(/&amp;/g, "&");
+
+  it("says each message with Say, hears the answer through Gather, presses keys with Play digits, never opening a stream", async () => {
+    const { callId } = await manager().initiateCall({ to: "+15550001234", message: "Hello from Twilio's own voice.", mode: "conversation" });
+    const sid = manager().getCall(callId)!.providerCallId!;
+    const answer = await fake.webhook(`${webhookUrl}?type=voice`, params(sid));
+    expect(answer.body).toMatch(/<Pause length="\d+"\/>/);
+    expect(answer.body).not.toContain("<Stream");
+
+    let updates = 0;
+    const opening = await nextDocument(sid, updates++);
+    expect(opening.xml).toContain("<Say>Hello from Twilio's own voice.</Say>");
+    await fake.webhook(back(opening.xml), params(sid));
+    const listening = await nextDocument(sid, updates++);
+    expect(listening.xml).toMatch(/<Gather [^>]*input="dtmf speech"/);
+    await waitFor(() => manager().getCall(callId)!.state === "listening" || undefined, "listening");
+
+    // Text that is not XML-safe stays text; an answer for an old turn is not taken for the new one.
+    const reply = manager().continueCall(callId, "Fish & chips <today>: when should I call back?");
+    const question = await nextDocument(sid, updates++);
+    expect(question.xml).toContain("<Say>Fish &amp; chips &lt;today&gt;: when should I call back?</Say>");
+    await fake.webhook(back(question.xml), params(sid));
+    const input = await nextDocument(sid, updates++);
+    await fake.webhook(attr(listening.xml, "action")!, params(sid, { SpeechResult: "stale words", Confidence: "0.9" }));
+    await fake.webhook(attr(input.xml, "action")!, params(sid, { SpeechResult: "tomorrow at nine", Confidence: "0.9" }));
+    expect((await reply).transcript).toBe("tomorrow at nine");
+
+    // Keys in: Gather's Digits are one answer.
+    const code = manager().continueCall(callId, "Your code, please.", { digits: 4 });
+    await fake.webhook(back((await nextDocument(sid, updates++)).xml), params(sid));
+    const keys = await nextDocument(sid, updates++);
+    await fake.webhook(attr(keys.xml, "action")!, params(sid, { Digits: "4711" }));
+    expect((await code).transcript).toBe("[DTMF 4711]");
+
+    // Keys out: Play digits, then back to us.
+    const pressing = manager().sendDtmf(callId, "42#");
+    const press = await nextDocument(sid, updates++);
+    expect(press.xml).toContain('<Play digits="42#"/>');
+    await fake.webhook(back(press.xml), params(sid));
+    await pressing;
+
+    await manager().endCall(callId);
+    expect(fake.calls.get(sid)!.status).toBe("completed");
+  }, 30_000);
+
+  it("answers an allowed caller with a Pause and greets them with Say; a stranger gets <Reject>", async () => {
+    const sid = callSid(900);
+    fake.calls.set(sid, { sid, status: "in-progress" });
+    const answer = await fake.webhook(webhookUrl, fake.voiceParams(sid, "inbound"));
+    expect(answer.body).toMatch(/<Pause length="\d+"\/>/);
+    const greeting = await nextDocument(sid, 0);
+    expect(greeting.xml).toContain("<Say>Hello, Twilio speaking.</Say>");
+    const stranger = await fake.webhook(webhookUrl, fake.voiceParams(callSid(901), "inbound", "+15557770000"));
+    expect(stranger.body).toContain('<Reject reason="rejected"/>');
+    const call = manager().listCalls().find((c) => c.providerCallId === sid)!;
+    await manager().endCall(call.callId);
+  }, 30_000);
+});

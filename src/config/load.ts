@@ -75,9 +75,6 @@ function setupIncomplete(config: VoiceCallConfig): string[] {
     out.push("tunnel.allowNgrokFreeTierLoopbackBypass: webhook signatures are always verified here; the key is accepted and has no effect");
   }
   const cloud = [...providersInUse(config)].filter((p) => p === "twilio" || p === "telnyx" || p === "plivo");
-  if (!config.streaming.enabled && cloud.includes("twilio")) {
-    out.push("streaming.enabled: false has no effect on twilio: its call audio always streams to this service (telnyx and plivo then use their own speech)");
-  }
   if (cloud.length > 0 && !config.publicUrl && !tunnel) {
     out.push(`publicUrl: not set; ${cloud.join(", ")} cannot reach this service's webhooks until it is (the full URL carriers call, e.g. https://voice.example.com${config.serve.path}), or set tunnel.provider / tailscale.mode`);
   }

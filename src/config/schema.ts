@@ -85,7 +85,7 @@ const OutboundConfig = z.strictObject({
 });
 
 const StreamingConfig = z.strictObject({
-  /** Carriers stream call audio to us (our speech engines). Off: Telnyx and Plivo speak and listen themselves; Twilio always streams. */
+  /** Carriers stream call audio to us (our speech engines). Off: the cloud carriers speak and listen themselves (Asterisk always streams to us). */
   enabled: z.boolean().default(true),
   /** Speech provider id; unset means the first registered one in auto-select order. */
   provider: z.string().min(1).optional(),

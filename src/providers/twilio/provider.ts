@@ -15,6 +15,11 @@
  * - changing a live call's TwiML tears the stream down, so keys are sent as
  *   tones on the stream, never by redirecting the call;
  * - status callbacks (`?type=status`) report ringing and every way a call ends.
+ *
+ * With `streaming.enabled: false` Twilio speaks (`<Say>`), listens
+ * (`<Gather>` for speech and keys, its action URL naming the turn) and
+ * presses keys (`<Play digits>`) itself, in documents the call is moved to
+ * (document-speech.ts); with no stream to tear down, moving it is safe.
  */
 import { createHash } from "node:crypto";
 import twilio from "twilio";
@@ -23,19 +28,24 @@ type RequestResponse<T> = Awaited<ReturnType<RequestClient["request"]>> & { body
 
 type RequestOptions<T> = RequestClient.RequestOptions<T>;
 import { VoiceCallError } from "../../errors.js";
+import { DOCUMENT_TYPES, DocumentSpeech } from "../document-speech.js";
 import { StreamCarrier, type StreamCall, type StreamCarrierOptions } from "../stream-carrier.js";
 import type {
   CarrierIngress,
+  ListenOptions,
   PlaceCallRequest,
   ProviderCapabilities,
   RemoteCallStatus,
   SetupFinding,
+  SpeakOptions,
+  SpeakOutcome,
   TerminalState,
   WebhookReply,
   WebhookRequest,
   WebhookVerdict,
 } from "../types.js";
 import { TWILIO_WIRE, twilioStreamEvent } from "./stream.js";
+import { hangupTwiml, rejectTwiml, twilioDocuments, type TwiML } from "./twiml.js";
 
 export type TwilioProviderOptions = StreamCarrierOptions;
 
@@ -66,6 +76,8 @@ export class TwilioProvider extends StreamCarrier {
   private readonly client: twilio.Twilio;
   private readonly accountSid: string;
   private readonly authToken: string;
+  /** With streaming off: Twilio speaks (Say), listens (Gather) and presses keys (Play) itself. */
+  private readonly carrierSpeech?: DocumentSpeech;
 
   constructor(protected override readonly options: TwilioProviderOptions) {
     super(options, "twilio", TWILIO_WIRE);
@@ -74,6 +86,17 @@ export class TwilioProvider extends StreamCarrier {
     this.accountSid = accountSid;
     this.authToken = authToken;
     this.client = twilio(accountSid, authToken, { region, httpClient: options.apiBaseUrl ? redirectedClient(options.apiBaseUrl) : undefined, autoRetry: true, maxRetries: 2 });
+    if (!options.config.streaming.enabled) {
+      this.carrierSpeech = new DocumentSpeech({
+        transfer: async (id, query) => {
+          await this.client.calls(id).update({ url: options.endpoints.webhook(query), method: "POST" });
+        },
+        url: (query) => options.endpoints.webhook(query),
+        documents: twilioDocuments,
+        waitSeconds: options.config.maxDurationSeconds + 60,
+        listenSeconds: 60,
+      });
+    }
     this.ingress = {
       webhook: {
         requiredHeaders: ["x-twilio-signature"],
@@ -87,7 +110,30 @@ export class TwilioProvider extends StreamCarrier {
 
   protected async open(): Promise<void> {
     // Without a public URL the service starts (the config warning says so); calls fail naming it.
-    this.warmSpeech(8000);
+    if (!this.carrierSpeech) this.warmSpeech(8000);
+  }
+
+  override async speak(providerCallId: string, text: string, options: SpeakOptions): Promise<SpeakOutcome> {
+    if (!this.carrierSpeech) return super.speak(providerCallId, text, options);
+    this.live(providerCallId);
+    return this.carrierSpeech.speak(providerCallId, text, options);
+  }
+
+  override async listen(providerCallId: string, turnToken: string, options: ListenOptions = {}): Promise<void> {
+    if (!this.carrierSpeech) return super.listen(providerCallId, turnToken, options);
+    this.live(providerCallId);
+    await this.carrierSpeech.listen(providerCallId, turnToken);
+  }
+
+  override async sendDtmf(providerCallId: string, digits: string): Promise<void> {
+    if (!this.carrierSpeech) return super.sendDtmf(providerCallId, digits);
+    this.live(providerCallId);
+    await this.carrierSpeech.press(providerCallId, digits);
+  }
+
+  protected override async teardown(call: StreamCall): Promise<void> {
+    this.carrierSpeech?.ended(call.id);
+    await super.teardown(call);
   }
 
   // ------------------------------------------------------------ call control
@@ -179,6 +225,8 @@ export class TwilioProvider extends StreamCarrier {
     const type = request.query.get("type") ?? "voice";
     if (type === "status") return this.onStatus(sid, form);
     if (type === "voice" || type === "resume") return this.onVoice(sid, form);
+    if (type === "input") this.onInput(sid, request.query.get("turn") ?? "", form);
+    if ((DOCUMENT_TYPES as readonly string[]).includes(type)) return document(this.carrierSpeech?.reply(type, request.query));
     throw new VoiceCallError("INVALID_PARAMS", `type: unknown webhook type ${type.slice(0, 32)}`);
   }
 
@@ -188,8 +236,26 @@ export class TwilioProvider extends StreamCarrier {
     const call = await this.admit(sid, { inbound: form.get("Direction") === "inbound", from: form.get("From"), to: form.get("To") }, "CallSid");
     if (call === "ended") return twiml(hangupTwiml());
     if (call === "refused") return twiml(rejectTwiml());
+    if (this.carrierSpeech) {
+      // Twilio speaks and listens: the call is up now; it waits for what we ask next.
+      if (!call.answered) {
+        call.answered = true;
+        this.emit(call, { type: "answered" });
+      }
+      return document(this.carrierSpeech.wait());
+    }
     await this.prepareMedia(call);
     return twiml(this.streamTwiml(sid));
+  }
+
+  /** What Twilio's Gather heard: speech, or keys (complete: Twilio already waited for # or a pause). */
+  private onInput(sid: string, turn: string, form: URLSearchParams): void {
+    const call = this.calls.get(sid);
+    if (!call || call.ended) return;
+    const speech = form.get("SpeechResult")?.trim();
+    const digits = form.get("Digits")?.replace(/[^0-9A-D*#]/g, "");
+    if (digits) this.emit(call, { type: "dtmf", digits: digits.endsWith("#") ? digits : `${digits}#` });
+    else if (speech) this.emit(call, { type: "speech", text: speech, isFinal: true, turnToken: turn });
   }
 
   private onStatus(sid: string, form: URLSearchParams): WebhookReply {
@@ -206,15 +272,18 @@ export class TwilioProvider extends StreamCarrier {
   }
 
   private replayReply(request: WebhookRequest): WebhookReply {
-    if ((request.query.get("type") ?? "voice") === "status") return { status: 204 };
+    const type = request.query.get("type") ?? "voice";
+    if (type === "status") return { status: 204 };
     // A retried TwiML fetch gets the same answer; nothing new is started.
+    if ((DOCUMENT_TYPES as readonly string[]).includes(type)) return document(this.carrierSpeech?.reply(type, request.query, true));
     const sid = new URLSearchParams(request.rawBody.toString("utf8")).get("CallSid") ?? "";
     const call = this.calls.get(sid);
-    return twiml(call && !call.ended && call.decision !== "reject" ? this.streamTwiml(sid) : hangupTwiml());
+    if (!call || call.ended || call.decision === "reject") return twiml(hangupTwiml());
+    return this.carrierSpeech ? document(this.carrierSpeech.wait()) : twiml(this.streamTwiml(sid));
   }
 
   /** `<Connect><Stream>` with the credential for this CallSid, then back to us if the stream drops. */
-  private streamTwiml(sid: string): twilio.twiml.VoiceResponse {
+  private streamTwiml(sid: string): TwiML {
     const response = new twilio.twiml.VoiceResponse();
     const stream = response.connect().stream({ url: this.options.endpoints.stream() });
     stream.parameter({ name: "token", value: this.streamToken(sid) });
@@ -227,20 +296,14 @@ export class TwilioProvider extends StreamCarrier {
   }
 }
 
-function twiml(response: twilio.twiml.VoiceResponse): WebhookReply {
+function twiml(response: TwiML): WebhookReply {
   return { status: 200, contentType: TWIML, body: response.toString() };
 }
 
-function hangupTwiml(): twilio.twiml.VoiceResponse {
-  const response = new twilio.twiml.VoiceResponse();
-  response.hangup();
-  return response;
-}
-
-function rejectTwiml(): twilio.twiml.VoiceResponse {
-  const response = new twilio.twiml.VoiceResponse();
-  response.reject({ reason: "rejected" });
-  return response;
+/** A document of the streaming-off mode; its webhook types mean nothing while audio streams. */
+function document(text: string | undefined): WebhookReply {
+  if (text === undefined) throw new VoiceCallError("INVALID_PARAMS", "type: only used with streaming.enabled false");
+  return { status: 200, contentType: TWIML, body: text };
 }
 
 /** The SDK's own HTTP client, with every request sent to `base` instead of Twilio's hosts. */
