@@ -13,7 +13,7 @@ import { VoiceCallError } from "../errors.js";
 import { MediaCarrier, type MediaCall, type MediaCarrierOptions } from "./media-carrier.js";
 import { MediaStreamTransport, type StreamEvent, type StreamWire } from "./media-stream.js";
 import type { PublicEndpoints } from "./public-url.js";
-import type { StreamConnection, StreamSession, TerminalState } from "./types.js";
+import type { ListenOptions, SpeakOptions, SpeakOutcome, StreamConnection, StreamSession, TerminalState } from "./types.js";
 
 export interface StreamCarrierOptions extends MediaCarrierOptions {
   endpoints: PublicEndpoints;
@@ -36,12 +36,25 @@ export interface StreamCall extends MediaCall {
   mediaReady?: Promise<void>;
 }
 
+/**
+ * The carrier's own voice and ears (`streaming.enabled: false`), used in
+ * place of our speech engines on the stream.
+ */
+export interface CarrierSpeech {
+  speak(callId: string, text: string, options: SpeakOptions): Promise<SpeakOutcome>;
+  listen(callId: string, turnToken: string): void | Promise<void>;
+  /** The call ended: what it was saying counts as cut off. */
+  ended(callId: string): void;
+}
+
 /** How long an inbound webhook waits for the manager to answer or refuse. */
 const DECISION_WAIT_MS = 3000;
 
 export abstract class StreamCarrier extends MediaCarrier<StreamCall> {
   /** Signs stream credentials; new each start (a stream asked for before a restart asks again). */
   private readonly streamKey = randomBytes(32);
+  /** Set by a carrier that speaks and listens itself when streaming is off. */
+  protected carrierSpeech?: CarrierSpeech;
 
   constructor(
     protected override readonly options: StreamCarrierOptions,
@@ -115,6 +128,18 @@ export abstract class StreamCarrier extends MediaCarrier<StreamCall> {
       );
     }, graceMs);
     call.graceTimer.unref();
+  }
+
+  override async speak(providerCallId: string, text: string, options: SpeakOptions): Promise<SpeakOutcome> {
+    if (!this.carrierSpeech) return super.speak(providerCallId, text, options);
+    this.live(providerCallId);
+    return this.carrierSpeech.speak(providerCallId, text, options);
+  }
+
+  override async listen(providerCallId: string, turnToken: string, options: ListenOptions = {}): Promise<void> {
+    if (!this.carrierSpeech) return super.listen(providerCallId, turnToken, options);
+    this.live(providerCallId);
+    await this.carrierSpeech.listen(providerCallId, turnToken);
   }
 
   async sendDtmf(providerCallId: string, digits: string): Promise<void> {
@@ -209,6 +234,7 @@ export abstract class StreamCarrier extends MediaCarrier<StreamCall> {
   protected async teardown(call: StreamCall): Promise<void> {
     if (call.ended) return;
     call.ended = true;
+    this.carrierSpeech?.ended(call.id);
     if (call.graceTimer) clearTimeout(call.graceTimer);
     call.transport.close();
     await this.endMedia(call);

@@ -19,7 +19,7 @@ import plivo from "plivo";
 import { VoiceCallError } from "../../errors.js";
 import { DOCUMENT_TYPES, DocumentSpeech } from "../document-speech.js";
 import { StreamCarrier, type StreamCall, type StreamCarrierOptions } from "../stream-carrier.js";
-import type { CarrierIngress, ListenOptions, PlaceCallRequest, ProviderCapabilities, RemoteCallStatus, SetupFinding, SpeakOptions, SpeakOutcome, TerminalState, WebhookReply, WebhookRequest, WebhookVerdict } from "../types.js";
+import type { CarrierIngress, PlaceCallRequest, ProviderCapabilities, RemoteCallStatus, SetupFinding, TerminalState, WebhookReply, WebhookRequest, WebhookVerdict } from "../types.js";
 import { PLIVO_WIRE, plivoStreamEvent, streamHeaders } from "./stream.js";
 import { plivoDocuments, plivoXml, type PlivoXml } from "./xml.js";
 
@@ -58,7 +58,7 @@ export class PlivoProvider extends StreamCarrier {
   private readonly callUuids = new Map<string, string>();
   private readonly requestUuids = new Map<string, string>();
   /** With streaming off: Plivo speaks (Speak) and listens (GetInput) itself. */
-  private readonly carrierSpeech?: DocumentSpeech;
+  protected declare carrierSpeech?: DocumentSpeech;
 
   constructor(protected override readonly options: PlivoProviderOptions) {
     super(options, "plivo", PLIVO_WIRE);
@@ -92,18 +92,6 @@ export class PlivoProvider extends StreamCarrier {
     if (!this.carrierSpeech) this.warmSpeech(8000);
   }
 
-  override async speak(providerCallId: string, text: string, options: SpeakOptions): Promise<SpeakOutcome> {
-    if (!this.carrierSpeech) return super.speak(providerCallId, text, options);
-    this.live(providerCallId);
-    return this.carrierSpeech.speak(providerCallId, text, options);
-  }
-
-  override async listen(providerCallId: string, turnToken: string, options: ListenOptions = {}): Promise<void> {
-    if (!this.carrierSpeech) return super.listen(providerCallId, turnToken, options);
-    this.live(providerCallId);
-    await this.carrierSpeech.listen(providerCallId, turnToken);
-  }
-
   /** Moves an answered call to the XML our webhook serves for `query` (Transfer API). */
   private async transfer(providerCallId: string, query: Record<string, string>): Promise<void> {
     const uuid = this.uuidOf(providerCallId);
@@ -111,11 +99,6 @@ export class PlivoProvider extends StreamCarrier {
     // The SDK's typing asks for the bridged leg's URL too; only our leg moves.
     const params = { legs: "aleg", alegUrl: this.options.endpoints.webhook(query), alegMethod: "POST" } as Parameters<PlivoClient["calls"]["transfer"]>[1];
     await sdk(this.client.calls.transfer(uuid, params));
-  }
-
-  protected override async teardown(call: StreamCall): Promise<void> {
-    this.carrierSpeech?.ended(call.id);
-    await super.teardown(call);
   }
 
   /** The id mapping goes with the call (late webhooks, Plivo's hangup after ours, still found it until now). */

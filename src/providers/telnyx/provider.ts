@@ -27,13 +27,10 @@ import { VoiceCallError, parseJsonOrThrow } from "../../errors.js";
 import { StreamCarrier, type StreamCall, type StreamCarrierOptions } from "../stream-carrier.js";
 import type {
   CarrierIngress,
-  ListenOptions,
   PlaceCallRequest,
   ProviderCapabilities,
   RemoteCallStatus,
   SetupFinding,
-  SpeakOptions,
-  SpeakOutcome,
   TerminalState,
   WebhookReply,
   WebhookRequest,
@@ -95,7 +92,7 @@ export class TelnyxProvider extends StreamCarrier {
   private readonly connectionId: string;
   private readonly publicKey?: string;
   /** With streaming off: Telnyx speaks (speak) and listens (transcription) itself. */
-  private readonly carrierSpeech?: TelnyxCarrierSpeech;
+  protected declare carrierSpeech?: TelnyxCarrierSpeech;
 
   constructor(protected override readonly options: TelnyxProviderOptions) {
     super(options, "telnyx", TELNYX_WIRE);
@@ -132,23 +129,6 @@ export class TelnyxProvider extends StreamCarrier {
 
   protected async open(): Promise<void> {
     if (!this.carrierSpeech) this.warmSpeech(8000);
-  }
-
-  override async speak(providerCallId: string, text: string, options: SpeakOptions): Promise<SpeakOutcome> {
-    if (!this.carrierSpeech) return super.speak(providerCallId, text, options);
-    this.live(providerCallId);
-    return this.carrierSpeech.speak(providerCallId, text, options);
-  }
-
-  override async listen(providerCallId: string, turnToken: string, options: ListenOptions = {}): Promise<void> {
-    if (!this.carrierSpeech) return super.listen(providerCallId, turnToken, options);
-    this.live(providerCallId);
-    this.carrierSpeech.listen(providerCallId, turnToken);
-  }
-
-  protected override async teardown(call: StreamCall): Promise<void> {
-    this.carrierSpeech?.ended(call.id);
-    await super.teardown(call);
   }
 
   protected parseStream(text: string) {

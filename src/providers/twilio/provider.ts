@@ -32,13 +32,10 @@ import { DOCUMENT_TYPES, DocumentSpeech } from "../document-speech.js";
 import { StreamCarrier, type StreamCall, type StreamCarrierOptions } from "../stream-carrier.js";
 import type {
   CarrierIngress,
-  ListenOptions,
   PlaceCallRequest,
   ProviderCapabilities,
   RemoteCallStatus,
   SetupFinding,
-  SpeakOptions,
-  SpeakOutcome,
   TerminalState,
   WebhookReply,
   WebhookRequest,
@@ -77,7 +74,7 @@ export class TwilioProvider extends StreamCarrier {
   private readonly accountSid: string;
   private readonly authToken: string;
   /** With streaming off: Twilio speaks (Say), listens (Gather) and presses keys (Play) itself. */
-  private readonly carrierSpeech?: DocumentSpeech;
+  protected declare carrierSpeech?: DocumentSpeech;
 
   constructor(protected override readonly options: TwilioProviderOptions) {
     super(options, "twilio", TWILIO_WIRE);
@@ -113,27 +110,10 @@ export class TwilioProvider extends StreamCarrier {
     if (!this.carrierSpeech) this.warmSpeech(8000);
   }
 
-  override async speak(providerCallId: string, text: string, options: SpeakOptions): Promise<SpeakOutcome> {
-    if (!this.carrierSpeech) return super.speak(providerCallId, text, options);
-    this.live(providerCallId);
-    return this.carrierSpeech.speak(providerCallId, text, options);
-  }
-
-  override async listen(providerCallId: string, turnToken: string, options: ListenOptions = {}): Promise<void> {
-    if (!this.carrierSpeech) return super.listen(providerCallId, turnToken, options);
-    this.live(providerCallId);
-    await this.carrierSpeech.listen(providerCallId, turnToken);
-  }
-
   override async sendDtmf(providerCallId: string, digits: string): Promise<void> {
     if (!this.carrierSpeech) return super.sendDtmf(providerCallId, digits);
     this.live(providerCallId);
     await this.carrierSpeech.press(providerCallId, digits);
-  }
-
-  protected override async teardown(call: StreamCall): Promise<void> {
-    this.carrierSpeech?.ended(call.id);
-    await super.teardown(call);
   }
 
   // ------------------------------------------------------------ call control
