@@ -220,6 +220,7 @@ describe("Twilio with streaming off: Twilio speaks (Say), listens (Gather) and p
   it("says each message with Say, hears the answer through Gather, presses keys with Play digits, never opening a stream", async () => {
     const { callId } = await manager().initiateCall({ to: "+15550001234", message: "Hello from Twilio's own voice.", mode: "conversation" });
     const sid = manager().getCall(callId)!.providerCallId!;
+    fake.calls.get(sid)!.status = "in-progress";
     const answer = await fake.webhook(`${webhookUrl}?type=voice`, params(sid));
     expect(answer.body).toMatch(/<Pause length="\d+"\/>/);
     expect(answer.body).not.toContain("<Stream");
@@ -260,12 +261,17 @@ describe("Twilio with streaming off: Twilio speaks (Say), listens (Gather) and p
     expect(fake.calls.get(sid)!.status).toBe("completed");
   }, 30_000);
 
-  it("answers an allowed caller with a Pause and greets them with Say; a stranger gets <Reject>", async () => {
+  it("answers an allowed caller with a Pause and greets them with Say once Twilio has the call up; a stranger gets <Reject>", async () => {
     const sid = callSid(900);
-    fake.calls.set(sid, { sid, status: "in-progress" });
+    // Still ringing while Twilio fetches the first TwiML: a redirect now is refused (21220).
+    fake.calls.set(sid, { sid, status: "ringing" });
     const answer = await fake.webhook(webhookUrl, fake.voiceParams(sid, "inbound"));
     expect(answer.body).toMatch(/<Pause length="\d+"\/>/);
+    await new Promise((r) => setTimeout(r, 300));
+    fake.calls.get(sid)!.status = "in-progress";
     const greeting = await nextDocument(sid, 0);
+    const refused = fake.made("POST", new RegExp(`/Calls/${sid}\\.json$`)).filter((r) => r.form.Url);
+    expect(refused.length).toBeGreaterThan(1);
     expect(greeting.xml).toContain("<Say>Hello, Twilio speaking.</Say>");
     const stranger = await fake.webhook(webhookUrl, fake.voiceParams(callSid(901), "inbound", "+15557770000"));
     expect(stranger.body).toContain('<Reject reason="rejected"/>');

@@ -33,7 +33,17 @@ export interface DocumentHost {
   waitSeconds: number;
   /** How long a turn listens. */
   listenSeconds: number;
+  /**
+   * Whether a failed move says the call is not up at the carrier yet (an
+   * inbound call whose answer is still being fetched): it is then tried
+   * again, for up to NOT_UP_WAIT_MS.
+   */
+  notUpYet?(err: unknown): boolean;
 }
+
+/** How long a move waits for a call the carrier has not put up yet, and how often it asks again. */
+const NOT_UP_WAIT_MS = 3000;
+const NOT_UP_RETRY_MS = 100;
 
 interface Pending {
   callId: string;
@@ -66,7 +76,7 @@ export class DocumentSpeech {
 
   /** Opens a turn: the carrier listens for speech and keys, and posts what it heard tagged with the turn. */
   async listen(callId: string, turnToken: string): Promise<void> {
-    await this.host.transfer(callId, { type: "listen", turn: turnToken });
+    await this.move(callId, { type: "listen", turn: turnToken });
   }
 
   /**
@@ -109,13 +119,25 @@ export class DocumentSpeech {
     const abort = () => this.finish(ref, false);
     signal?.addEventListener("abort", abort, { once: true });
     try {
-      await this.host.transfer(callId, { type: "speak", ref });
+      await this.move(callId, { type: "speak", ref });
     } catch (err) {
       this.playing.delete(ref);
       signal?.removeEventListener("abort", abort);
       throw err;
     }
     return played.finally(() => signal?.removeEventListener("abort", abort));
+  }
+
+  /** Moves the call, waiting briefly for one the carrier is still putting up. */
+  private async move(callId: string, query: Record<string, string>): Promise<void> {
+    for (let waited = 0; ; waited += NOT_UP_RETRY_MS) {
+      try {
+        return await this.host.transfer(callId, query);
+      } catch (err) {
+        if (waited >= NOT_UP_WAIT_MS || !this.host.notUpYet?.(err)) throw err;
+      }
+      await new Promise((resolve) => setTimeout(resolve, NOT_UP_RETRY_MS));
+    }
   }
 
   private finish(ref: string, played: boolean): void {

@@ -73,6 +73,8 @@ export class FakeTwilio extends FakeRestApi<RestRequest> {
     const one = path.match(new RegExp(`^${base}/(CA[0-9a-f]{32})\\.json$`));
     const call = one ? this.calls.get(one[1]!) : undefined;
     if (!call) return { status: 404, body: { code: 20404, message: "The requested resource was not found", status: 404 } };
+    // Twilio redirects only calls in progress.
+    if (req.method === "POST" && form.Url && call.status !== "in-progress") return { status: 400, body: { code: 21220, message: "Call is not in-progress. Cannot redirect.", status: 400 } };
     if (req.method === "POST") call.status = (form.Status as string) ?? call.status;
     return { status: 200, body: this.resource(call) };
   }

@@ -92,6 +92,8 @@ export class TwilioProvider extends StreamCarrier {
         documents: twilioDocuments,
         waitSeconds: options.config.maxDurationSeconds + 60,
         listenSeconds: 60,
+        // 21220: the call is not in progress yet (an inbound call's first TwiML is still being fetched).
+        notUpYet: (err) => (err as { code?: number }).code === 21220,
       });
     }
     this.ingress = {
