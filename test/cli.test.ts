@@ -168,8 +168,9 @@ describe("voicecall CLI against a running service", () => {
     const second = await serve(config);
     const after = cli(["--config", config, "--url", second.url, "status", "--call-id", callId, "--json"]).json.result.call;
     expect(after.transcript.map((t: any) => t.text)).toEqual(["question one", "first answer", "question two", "second answer"]);
-    // The mock carrier cannot say what became of the call: it is kept, never falsely ended.
-    expect(after.state).toBe("listening");
+    // The restarted mock carrier knows its calls died with the killed process: the call ends, saying so.
+    expect(after.state).toBe("completed");
+    expect(after.endReason).toMatch(/end with the process/);
   });
 });
 
