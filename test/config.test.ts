@@ -111,9 +111,22 @@ describe("the reference plugin's keys", () => {
     expect(config.tailscale.port).toBe(8443);
     expect(config.realtime.enabled).toBe(true);
     // Accepted but not built yet: said at start, naming each key, never a start failure.
-    for (const key of ["realtime.enabled", "agentId", "sessionScope", "numbers.+15550009999.tts", "numbers.+15550009999.agentId"]) {
+    for (const key of ["realtime.enabled", "agentId", "sessionScope", "numbers.+15550009999.agentId"]) {
       expect(warnings.some((w) => w.startsWith(`${key}:`)), key).toBe(true);
     }
+    // A number's own voice is applied, so nothing is said about it.
+    expect(warnings.filter((w) => w.startsWith("numbers.+15550009999.tts"))).toEqual([]);
+  });
+
+  it("checks a number's own voice like tts: an unknown engine or option is named under numbers.<n>.tts", () => {
+    const paths = issuesOf({
+      numbers: {
+        "+15550008888": { tts: { provider: "nope" } },
+        "+15550007777": { tts: { providers: { flite: { voice: "" }, festival: {} } } },
+      },
+    }).map((i) => i.path);
+    expect(paths).toEqual(expect.arrayContaining(["numbers.+15550008888.tts.provider", "numbers.+15550007777.tts.providers.flite.voice", "numbers.+15550007777.tts.providers.festival"]));
+    expect(paths.filter((p) => p.startsWith("tts."))).toEqual([]);
   });
 
   it("still checks those keys' values", () => {

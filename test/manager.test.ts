@@ -258,6 +258,24 @@ describe("inbound calls", () => {
     await waitFor(() => (h.manager.getCall(support)?.transcript.length ?? 0) >= 2, "support greeting");
     expect(h.manager.getCall(support)!.transcript[0]!.text).toBe("Support line.");
   });
+
+  it("speak to a caller in the voice of the number they dialled, where it has one; other lines and outbound calls in the default", async () => {
+    const h = await harness({
+      inboundPolicy: "open",
+      inboundGreeting: "Hello.",
+      numbers: { "+15550002000": { tts: { providers: { flite: { voice: "kal" } } } } },
+      outbound: { notifyHangupDelaySec: 0 },
+      mock: { ringMs: 5, replies: [] },
+    });
+    const line = h.mock.simulateInbound("+15550003333", "+15550002000");
+    const other = h.mock.simulateInbound("+15550003333", "+15550000000");
+    const { callId } = await h.manager.initiateCall({ to: "+15550002000", message: "Your table is ready" });
+    const out = h.manager.getCall(callId)!.providerCallId!;
+    await waitFor(() => [line, other, out].every((id) => h.mock.spokenTo(id).length > 0) || undefined, "all three spoken to");
+    expect(h.mock.voicesOf(line)).toEqual(["+15550002000"]);
+    expect(h.mock.voicesOf(other)).toEqual([undefined]);
+    expect(h.mock.voicesOf(out)).toEqual([undefined]);
+  });
 });
 
 describe("restore after a restart", () => {

@@ -5,9 +5,11 @@ import { Resampler } from "../src/audio/resample.js";
 import { toneRatio } from "../src/audio/goertzel.js";
 import { FliteSynthesizer } from "../src/speech/flite.js";
 import { PocketsphinxTranscriber } from "../src/speech/pocketsphinx.js";
-import { SpeechError, sentences, type TranscriptEvent } from "../src/speech/types.js";
+import { concatPcm } from "../src/audio/frame.js";
+import { createSynthesizer } from "../src/speech/index.js";
+import { SpeechError, sentences, type Synthesizer, type TranscriptEvent } from "../src/speech/types.js";
 import { wordErrorRate } from "../src/speech/wer.js";
-import { waitFor } from "./helpers.js";
+import { makeConfig, waitFor } from "./helpers.js";
 import { readWavPcm16 } from "../src/speech/wav.js";
 
 const fliteMissing = spawnSync("flite", ["-lv"]).status !== 0;
@@ -60,6 +62,26 @@ describe.skipIf(fliteMissing)("flite synthesizer (the rest: speech-conformance.t
     } finally {
       process.off("unhandledRejection", onUnhandled);
     }
+  });
+});
+
+describe.skipIf(fliteMissing)("per-number voices (numbers.<n>.tts)", () => {
+  const render = async (synthesizer: Synthesizer, text: string, voice?: string) => {
+    const parts: Int16Array[] = [];
+    for await (const f of synthesizer.synthesize(text, { sampleRate: 8000, voice })) parts.push(f.pcm);
+    return concatPcm(parts);
+  };
+
+  it("a number with its own tts speaks in its voice (merged over tts); every other number and no number in the default", async () => {
+    const text = "Hello, you reached the test line.";
+    const config = makeConfig({ tts: { providers: { flite: { voice: "rms" } } }, numbers: { "+15550008888": { tts: { providers: { flite: { voice: "kal" } } } }, "+15550007777": { inboundGreeting: "Hi." } } });
+    const book = createSynthesizer(config);
+    const kal = await render(new FliteSynthesizer({ voice: "kal" }), text);
+    const rms = await render(new FliteSynthesizer({ voice: "rms" }), text);
+    expect(kal).not.toEqual(rms);
+    expect(await render(book, text, "+15550008888")).toEqual(kal);
+    expect(await render(book, text, "+15550007777")).toEqual(rms);
+    expect(await render(book, text)).toEqual(rms);
   });
 });
 

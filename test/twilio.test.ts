@@ -9,6 +9,10 @@ import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningService } from "../src/server/service.js";
 import { DtmfDetector } from "../src/audio/dtmf.js";
+import { concatPcm } from "../src/audio/frame.js";
+import { decodeG711, encodeG711 } from "../src/audio/g711.js";
+import { FliteSynthesizer } from "../src/speech/flite.js";
+import { synthesizeAll } from "../src/speech/types.js";
 import { ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, MediaStreamClient, callSid, streamOf } from "./fakes/twilio.js";
 import { saidAndListening, startCloudService, tempDir, waitFor } from "./helpers.js";
 
@@ -31,6 +35,7 @@ describe("Twilio carrier (SDK against a local Twilio API, signed webhooks, Media
         inboundPolicy: "allowlist",
         allowFrom: ["+15550001234"],
         inboundGreeting: "Hello, you reached the test line.",
+        numbers: { "+15550008888": { tts: { providers: { flite: { voice: "kal" } } } } },
         streaming: { preStartTimeoutMs: 1000, maxPendingConnectionsPerIp: 4 },
       },
       storeDir,
@@ -132,6 +137,28 @@ describe("Twilio carrier (SDK against a local Twilio API, signed webhooks, Media
     const refused = await fake.webhook(webhookUrl, fake.voiceParams(stranger, "inbound", "+15557770000", "+15550009999"));
     expect(refused.body).toContain("<Reject");
     expect(manager().listCalls().find((c) => c.providerCallId === stranger)?.endReason).toMatch(/allowFrom/);
+  }, 30_000);
+
+  it("greets a caller who dialled a number with its own voice in that voice (numbers.<n>.tts), the others in the default", async () => {
+    const greeting = "Hello, you reached the test line.";
+    /** What a caller on `to` hears of the greeting, from its first loud sample on. */
+    const hear = async (n: number, to: string) => {
+      const sid = callSid(n);
+      const target = streamOf((await fake.webhook(webhookUrl, fake.voiceParams(sid, "inbound", "+15550001234", to))).body)!;
+      const stream = await MediaStreamClient.connect(target.url, { callSid: sid, token: target.token });
+      const call = await waitFor(() => manager().listCalls().find((c) => c.providerCallId === sid && c.state === "listening"), "greeted", 15_000);
+      await manager().endCall(call.callId);
+      stream.close();
+      return fromLoud(concatPcm(stream.received.filter((r) => r.event === "media").map((r) => r.pcm!)));
+    };
+    /** `voice` saying the greeting as a mu-law line carries it. */
+    const line = async (voice: string) => fromLoud(decodeG711("ulaw", encodeG711("ulaw", await synthesizeAll(new FliteSynthesizer({ voice }), greeting, 8000))));
+    const [kal, rms] = [await line("kal"), await line("rms")];
+    const same = (a: Int16Array, b: Int16Array) => a.subarray(0, 4000).every((v, i) => v === b[i]);
+    const ownLine = await hear(0xabc010, "+15550008888");
+    expect(same(ownLine, kal)).toBe(true);
+    expect(same(ownLine, rms)).toBe(false);
+    expect(same(await hear(0xabc011, "+15550009999"), rms)).toBe(true);
   }, 30_000);
 
   describe("webhook security", () => {
@@ -279,3 +306,9 @@ describe("Twilio with streaming off: Twilio speaks (Say), listens (Gather) and p
     await manager().endCall(call.callId);
   }, 30_000);
 });
+
+/** From the first clearly loud sample on (leading silence differs between a line and a rendering). */
+function fromLoud(pcm: Int16Array): Int16Array {
+  const start = pcm.findIndex((v) => Math.abs(v) > 500);
+  return start < 0 ? new Int16Array(0) : pcm.subarray(start);
+}

@@ -384,7 +384,7 @@ export class CallSession {
       this.bargeable = options.bargeIn;
       let outcome;
       try {
-        outcome = await provider.speak(this.providerCallId(), message, { signal: controller.signal, turnToken: token, expect: options.expect });
+        outcome = await provider.speak(this.providerCallId(), message, { signal: controller.signal, turnToken: token, expect: options.expect, voice: this.voice() });
       } catch (err) {
         // The line is not left "speaking" when the carrier could not play it.
         if (!this.ended) this.transition("listening");
@@ -407,6 +407,12 @@ export class CallSession {
     const next = this.speech.then(run, run);
     this.speech = next.catch(() => undefined);
     return next;
+  }
+
+  /** The number whose own voice speaks on this call: the one an inbound caller dialled, where it has one. */
+  private voice(): string | undefined {
+    const { direction, to } = this.record;
+    return direction === "inbound" && this.host.config.numbers[to]?.tts ? to : undefined;
   }
 
   /** Resolves when the caller stops talking, or after `maxMs` (a detector that never reports the end). */

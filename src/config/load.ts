@@ -57,7 +57,6 @@ function notBuiltYet(config: VoiceCallConfig): string[] {
   if (config.agentId) note("agentId", "agent-owned calls (responses come from responseModel)");
   if (config.sessionScope === "main") note("sessionScope", 'the "main" session scope');
   for (const [number, override] of Object.entries(config.numbers)) {
-    if (override.tts) note(`numbers.${number}.tts`, "a per-number voice");
     if (override.agentId) note(`numbers.${number}.agentId`, "a per-number agent");
   }
   return out;

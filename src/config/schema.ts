@@ -148,7 +148,7 @@ const NumberOverride = z.strictObject({
   provider: ProviderId.optional(),
   /** The gateway agent that answers this number (accepted; agent-driven inbound calls are not built yet). */
   agentId: z.string().min(1).optional(),
-  /** Deep-merged over `tts` for this number (accepted; per-number voices are not applied yet). */
+  /** This number's own voice, deep-merged over `tts`: inbound callers who dial it hear it (where our engines speak). */
   tts: z
     .strictObject({
       provider: z.string().min(1).optional(),

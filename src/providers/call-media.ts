@@ -60,11 +60,11 @@ export class CallMedia {
    * (greetings, kept by the synthesizer's sentence cache). Without it the
    * first callers of a busy minute all wait for that start.
    */
-  static async warm(options: { synthesizer: Synthesizer; transcriber: Transcriber; sampleRate: 8000 | 16000; lines: string[] }): Promise<void> {
+  static async warm(options: { synthesizer: Synthesizer; transcriber: Transcriber; sampleRate: 8000 | 16000; lines: Array<{ text: string; voice?: string }> }): Promise<void> {
     const stream = await options.transcriber.stream({ sampleRate: options.sampleRate, narrowband: true });
     stream.endInput();
     stream.close();
-    for (const line of options.lines) for await (const _frame of options.synthesizer.synthesize(line, { sampleRate: options.sampleRate })) void _frame;
+    for (const { text, voice } of options.lines) for await (const _frame of options.synthesizer.synthesize(text, { sampleRate: options.sampleRate, voice })) void _frame;
   }
 
   get transport(): MediaTransport {
@@ -92,7 +92,7 @@ export class CallMedia {
     const heard: string[] = [];
     const marks: Array<Promise<void>> = [];
     try {
-      for await (const frame of synthesizer.synthesize(text, { sampleRate: transport.sampleRate, signal: controller.signal })) {
+      for await (const frame of synthesizer.synthesize(text, { sampleRate: transport.sampleRate, signal: controller.signal, voice: options.voice })) {
         if (controller.signal.aborted || transport.closed) break;
         transport.write(frame);
         const sentence = frame.completes;

@@ -132,7 +132,14 @@ export abstract class MediaCarrier<C extends MediaCall> implements CallProvider 
     const rates = warmed.get(transcriber) ?? new Set<number>();
     if (rates.has(sampleRate)) return;
     warmed.set(transcriber, rates.add(sampleRate));
-    const lines = [...new Set([config.inboundGreeting, ...Object.values(config.numbers).map((n) => n.inboundGreeting)].filter((l): l is string => !!l))];
+    // Each number's greeting in the voice that will say it.
+    const lines = [
+      ...(config.inboundGreeting ? [{ text: config.inboundGreeting }] : []),
+      ...Object.entries(config.numbers).flatMap(([number, n]) => {
+        const text = n.inboundGreeting ?? config.inboundGreeting;
+        return text && (n.inboundGreeting || n.tts) ? [{ text, voice: n.tts ? number : undefined }] : [];
+      }),
+    ];
     const started = performance.now();
     this.background(
       CallMedia.warm({ synthesizer, transcriber, sampleRate, lines }).then(() =>

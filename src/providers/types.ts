@@ -81,6 +81,8 @@ export interface SpeakOptions {
   turnToken?: string;
   /** What answer the turn this message opens expects (see ListenOptions). */
   expect?: ListenOptions["expect"];
+  /** Whose voice says it: the number the caller dialled, where it has its own (numbers.<n>.tts). */
+  voice?: string;
 }
 
 export interface SpeakOutcome {

@@ -18,6 +18,7 @@ import { OpenAiSttOptions, OpenAiSynthesizer, OpenAiTranscriber, OpenAiTtsOption
 import { PocketsphinxTranscriber } from "./pocketsphinx.js";
 import { SentenceCache } from "./sentence-cache.js";
 import { SpeechError, type Synthesizer, type Transcriber } from "./types.js";
+import { VoiceBook } from "./voice-book.js";
 
 interface Entry<T> {
   options: z.ZodType;
@@ -64,7 +65,8 @@ const SYNTHESIZERS: Record<string, Entry<Synthesizer>> = {
 export const TRANSCRIBER_IDS = Object.keys(TRANSCRIBERS);
 export const SYNTHESIZER_IDS = Object.keys(SYNTHESIZERS);
 
-type Section = "streaming" | "tts";
+/** Where a choice is configured: streaming, tts, or numbers.<n>.tts. */
+type Section = string;
 
 /** Which engine a section selects, and its parsed options. */
 function choose<T>(registry: Record<string, Entry<T>>, section: Section, chosen: string | undefined, providers: Record<string, unknown>) {
@@ -106,11 +108,32 @@ export function createTranscriber(config: VoiceCallConfig): Transcriber {
   return build(`streaming.provider ${id}`, () => entry.create(options));
 }
 
-/** Synthesis: tts.provider, else the first configured in auto-select order (flite offline). */
+/**
+ * Synthesis: tts.provider, else the first configured in auto-select order
+ * (flite offline); numbers with their own `tts` (deep-merged over `tts`)
+ * get their own engine, picked by the number a caller dialled.
+ */
 export function createSynthesizer(config: VoiceCallConfig): Synthesizer {
-  const { id, entry, options } = choose(SYNTHESIZERS, "tts", config.tts.provider, config.tts.providers);
-  // Greetings and other repeated lines are made once, not once per caller.
-  return new SentenceCache(build(`tts.provider ${id}`, () => entry.create(options)));
+  const engine = (section: string, tts: { provider?: string; providers: Record<string, Record<string, unknown>> }) => {
+    const { id, entry, options } = choose(SYNTHESIZERS, section, tts.provider, tts.providers);
+    // Greetings and other repeated lines are made once, not once per caller.
+    return new SentenceCache(build(`${section}.provider ${id}`, () => entry.create(options)));
+  };
+  const fallback = engine("tts", config.tts);
+  const voices = new Map<string, Synthesizer>();
+  for (const [number, override] of Object.entries(config.numbers)) {
+    if (override.tts) voices.set(number, engine(`numbers.${number}.tts`, numberTts(config.tts, override.tts)));
+  }
+  return voices.size > 0 ? new VoiceBook(fallback, voices) : fallback;
+}
+
+type TtsSection = { provider?: string; providers?: Record<string, Record<string, unknown>> };
+
+/** A number's `tts` deep-merged over the global one: its provider, and each engine's options key by key. */
+function numberTts(base: TtsSection, own: TtsSection): { provider?: string; providers: Record<string, Record<string, unknown>> } {
+  const providers: Record<string, Record<string, unknown>> = { ...base.providers };
+  for (const [id, options] of Object.entries(own.providers ?? {})) providers[id] = { ...providers[id], ...options };
+  return { provider: own.provider ?? base.provider, providers };
 }
 
 /**
@@ -119,31 +142,36 @@ export function createSynthesizer(config: VoiceCallConfig): Synthesizer {
  */
 export function speechConfigIssues(raw: Record<string, unknown>): FieldIssue[] {
   const issues: FieldIssue[] = [];
-  const read = (section: Section) => {
-    const node = raw[section];
-    const obj = typeof node === "object" && node !== null ? (node as Record<string, unknown>) : {};
-    const providers = typeof obj.providers === "object" && obj.providers !== null ? (obj.providers as Record<string, unknown>) : {};
-    return [typeof obj.provider === "string" ? obj.provider : undefined, providers] as const;
+  const object = (node: unknown) => (typeof node === "object" && node !== null && !Array.isArray(node) ? (node as Record<string, unknown>) : {});
+  const read = (node: unknown): TtsSection => {
+    const obj = object(node);
+    return { provider: typeof obj.provider === "string" ? obj.provider : undefined, providers: object(obj.providers) as Record<string, Record<string, unknown>> };
   };
-  for (const [section, registry] of [
-    ["streaming", TRANSCRIBERS],
-    ["tts", SYNTHESIZERS],
-  ] as const) {
-    const [chosen, providers] = read(section);
+  const sections: Array<[string, Record<string, Entry<unknown>>, TtsSection, Record<string, unknown>]> = [
+    ["streaming", TRANSCRIBERS, read(raw.streaming), read(raw.streaming).providers ?? {}],
+    ["tts", SYNTHESIZERS, read(raw.tts), read(raw.tts).providers ?? {}],
+  ];
+  // A number's own voice: its tts over the global one; only the keys it sets are its own to report.
+  for (const [number, override] of Object.entries(object(raw.numbers))) {
+    const own = object(override).tts;
+    if (own === undefined) continue;
+    sections.push([`numbers.${number}.tts`, SYNTHESIZERS, numberTts(read(raw.tts), read(own)), read(own).providers ?? {}]);
+  }
+  for (const [section, registry, chosen, own] of sections) {
     try {
-      choose(registry as Record<string, Entry<unknown>>, section, chosen, providers);
+      choose(registry, section, chosen.provider, chosen.providers ?? {});
     } catch (err) {
       if (err instanceof VoiceCallError) issues.push(...err.issues);
     }
-    for (const [id, options] of Object.entries(providers)) {
-      const entry = (registry as Record<string, Entry<unknown>>)[id];
+    for (const [id, options] of Object.entries(own)) {
+      const entry = registry[id];
       if (!entry) {
         issues.push({ path: `${section}.providers.${id}`, message: `unknown speech provider (available: ${Object.keys(registry).join(", ")})` });
         continue;
       }
       // A cloud engine that is only partly configured (no key) is not an error unless chosen.
-      const parsed = entry.options.safeParse(options);
-      if (!parsed.success && id !== chosen) {
+      const parsed = entry.options.safeParse(chosen.providers?.[id] ?? options);
+      if (!parsed.success && id !== chosen.provider) {
         issues.push(...zodIssues(parsed.error, `${section}.providers.${id}`).filter((i) => !i.message.startsWith("required")));
       }
     }

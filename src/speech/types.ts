@@ -9,6 +9,8 @@ import { concatPcm, type AudioFrame, type SampleRate } from "../audio/frame.js";
 export interface SynthesizeOptions {
   sampleRate: SampleRate;
   signal?: AbortSignal;
+  /** The number whose own voice says it (numbers.<n>.tts); the default voice otherwise. */
+  voice?: string;
 }
 
 /** A frame of synthesized speech. */

@@ -30,6 +30,8 @@ interface MockCall {
   ended?: { state: TerminalState; reason?: string };
   answered: boolean;
   spoken: string[];
+  /** Whose voice said each line (SpeakOptions.voice). */
+  voices: Array<string | undefined>;
   dtmf: string[];
   /** When our speech was cut short (performance.now()), as a line's far end would notice. */
   cuts: number[];
@@ -95,6 +97,7 @@ export class MockProvider implements CallProvider {
   async speak(providerCallId: string, text: string, options: SpeakOptions): Promise<SpeakOutcome> {
     const call = this.live(providerCallId);
     call.spoken.push(text);
+    call.voices.push(options.voice);
     if (options.turnToken) call.turnToken = options.turnToken;
     // Sentence by sentence, like a real line: what played before an abort was heard.
     const heard: string[] = [];
@@ -194,6 +197,11 @@ export class MockProvider implements CallProvider {
     return [...(this.calls.get(providerCallId)?.spoken ?? [])];
   }
 
+  /** The voice each line to this call was asked for in (undefined: the default). */
+  voicesOf(providerCallId: string): Array<string | undefined> {
+    return [...(this.calls.get(providerCallId)?.voices ?? [])];
+  }
+
   dtmfSentTo(providerCallId: string): string[] {
     return [...(this.calls.get(providerCallId)?.dtmf ?? [])];
   }
@@ -206,7 +214,7 @@ export class MockProvider implements CallProvider {
   // ---- internals ----
 
   private newCall(): MockCall {
-    const call: MockCall = { id: `${this.prefix}${randomUUID()}`, answered: false, spoken: [], dtmf: [], cuts: [], replies: 0, timers: new Set() };
+    const call: MockCall = { id: `${this.prefix}${randomUUID()}`, answered: false, spoken: [], voices: [], dtmf: [], cuts: [], replies: 0, timers: new Set() };
     this.calls.set(call.id, call);
     return call;
   }
