@@ -15,6 +15,15 @@ import { saidAndListening, startCloudService, waitFor } from "./helpers.js";
 const CALLER = "+15550001234";
 const OURS = "+15550009999";
 
+/** Our number on the local Call Control API, answering only CALLER; keys end a turn after 0.5 s. */
+const lineFor = (fake: FakeTelnyx) => ({
+  fromNumber: OURS,
+  telnyx: { apiKey: API_KEY, connectionId: CONNECTION_ID, publicKey: fake.publicKey },
+  inboundPolicy: "allowlist",
+  allowFrom: [CALLER],
+  dtmfInterDigitTimeoutMs: 500,
+});
+
 describe("Telnyx carrier (SDK against a local Call Control API, Ed25519 webhooks, media streaming)", () => {
   let fake: FakeTelnyx;
   let service: RunningService;
@@ -23,15 +32,7 @@ describe("Telnyx carrier (SDK against a local Call Control API, Ed25519 webhooks
 
   beforeAll(async () => {
     fake = await FakeTelnyx.start();
-    ({ service, webhookUrl } = await startCloudService("telnyx", fake.baseUrl, {
-      fromNumber: OURS,
-      telnyx: { apiKey: API_KEY, connectionId: CONNECTION_ID, publicKey: fake.publicKey },
-      outbound: { defaultMode: "conversation" },
-      inboundPolicy: "allowlist",
-      allowFrom: [CALLER],
-      inboundGreeting: "Hello, you reached the test line.",
-      dtmfInterDigitTimeoutMs: 500,
-    }));
+    ({ service, webhookUrl } = await startCloudService("telnyx", fake.baseUrl, { ...lineFor(fake), outbound: { defaultMode: "conversation" }, inboundGreeting: "Hello, you reached the test line." }));
   }, 60_000);
 
   afterAll(async () => {
@@ -147,15 +148,7 @@ describe("Telnyx with streaming off: Telnyx speaks (speak) and listens (transcri
 
   beforeAll(async () => {
     fake = await FakeTelnyx.start();
-    ({ service, webhookUrl } = await startCloudService("telnyx", fake.baseUrl, {
-      fromNumber: OURS,
-      telnyx: { apiKey: API_KEY, connectionId: CONNECTION_ID, publicKey: fake.publicKey },
-      streaming: { enabled: false },
-      inboundPolicy: "allowlist",
-      allowFrom: [CALLER],
-      inboundGreeting: "Hello, Telnyx speaking.",
-      dtmfInterDigitTimeoutMs: 500,
-    }));
+    ({ service, webhookUrl } = await startCloudService("telnyx", fake.baseUrl, { ...lineFor(fake), streaming: { enabled: false }, inboundGreeting: "Hello, Telnyx speaking." }));
   }, 60_000);
 
   afterAll(async () => {
