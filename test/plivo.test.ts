@@ -120,7 +120,14 @@ describe("Plivo with streaming off: Plivo speaks (Speak) and listens (GetInput) 
 
   beforeAll(async () => {
     fake = await FakePlivo.start();
-    ({ service, webhookUrl } = await startCloudService("plivo", fake.baseUrl, { fromNumber: OURS, plivo: { authId: AUTH_ID, authToken: AUTH_TOKEN }, streaming: { enabled: false } }));
+    ({ service, webhookUrl } = await startCloudService("plivo", fake.baseUrl, {
+      fromNumber: OURS,
+      plivo: { authId: AUTH_ID, authToken: AUTH_TOKEN },
+      streaming: { enabled: false },
+      inboundPolicy: "allowlist",
+      allowFrom: [CALLER],
+      inboundGreeting: "Hello, Plivo speaking.",
+    }));
   }, 60_000);
 
   afterAll(async () => {
@@ -176,6 +183,21 @@ describe("Plivo with streaming off: Plivo speaks (Speak) and listens (GetInput) 
     expect((await code).transcript).toBe("[DTMF 4711]");
     await manager().endCall(callId);
     expect(fake.made("DELETE", new RegExp(`/Call/${callUuid}/$`))).toHaveLength(1);
+  }, 30_000);
+
+  it("greets an allowed caller with Speak once Plivo has the call up (a Transfer before that is tried again)", async () => {
+    const callUuid = "c0ffee00-0000-4000-8000-0000000000a1";
+    // Not live while Plivo fetches the answer XML: a Transfer now finds no call (404).
+    const answer = await fake.webhook(`${webhookUrl}?type=answer`, { CallUUID: callUuid, Direction: "inbound", From: CALLER, To: OURS, CallStatus: "ringing" });
+    expect(answer.body).toMatch(/<Wait length="\d+"\/>/);
+    await new Promise((r) => setTimeout(r, 300));
+    fake.calls.set(callUuid, "live");
+    const refused = await waitFor(() => fake.made("POST", new RegExp(`/Call/${callUuid}/$`)).length > 1 || undefined, "the Transfer tried again");
+    expect(refused).toBe(true);
+    const greeting = await nextDocument(callUuid, fake.made("POST", new RegExp(`/Call/${callUuid}/$`)).length - 1);
+    expect(greeting.xml).toContain("<Speak>Hello, Plivo speaking.</Speak>");
+    const call = manager().listCalls().find((c) => c.providerCallId === callUuid)!;
+    await manager().endCall(call.callId);
   }, 30_000);
 });
 

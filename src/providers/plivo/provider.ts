@@ -75,6 +75,8 @@ export class PlivoProvider extends StreamCarrier {
         waitSeconds: options.config.maxDurationSeconds + 60,
         // Plivo caps speech input at 60 s.
         listenSeconds: 60,
+        // Plivo's live-call API does not know a call it has not put up yet (an inbound call still being answered).
+        notUpYet: (err) => err instanceof PlivoFailure && err.status === 404,
       });
     }
     this.ingress = {
