@@ -5,8 +5,8 @@
  */
 import { resolveConfigWith, type ResolvedConfig } from "./config/load.js";
 import type { Env } from "./config/env.js";
-import { speechConfigIssues } from "./speech/index.js";
+import { speechConfigIssues, speechConfigNotes } from "./speech/index.js";
 
 export function resolveConfig(raw: unknown, env: Env = {}, source = "config"): ResolvedConfig {
-  return resolveConfigWith(raw, env, source, [speechConfigIssues]);
+  return resolveConfigWith(raw, env, source, [speechConfigIssues], [speechConfigNotes]);
 }

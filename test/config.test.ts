@@ -114,8 +114,12 @@ describe("the reference plugin's keys", () => {
     for (const key of ["realtime.enabled", "agentId", "sessionScope", "numbers.+15550009999.agentId"]) {
       expect(warnings.some((w) => w.startsWith(`${key}:`)), key).toBe(true);
     }
-    // A number's own voice is applied, so nothing is said about it.
-    expect(warnings.filter((w) => w.startsWith("numbers.+15550009999.tts"))).toEqual([]);
+    // A number's own voice is applied; one naming only engines that cannot run (no key) says what speaks instead.
+    expect(warnings.filter((w) => w.startsWith("numbers.+15550009999.tts"))).toEqual([
+      "numbers.+15550009999.tts: openai cannot run as configured (a cloud engine needs its key, e.g. OPENAI_API_KEY), so this number speaks with flite",
+    ]);
+    const keyed = resolveConfig({ numbers: { "+15550009999": { tts: { providers: { openai: { speakerVoice: "alloy" } } } } } }, { OPENAI_API_KEY: "sk-test" });
+    expect(keyed.warnings.filter((w) => w.startsWith("numbers."))).toEqual([]);
   });
 
   it("checks a number's own voice like tts: an unknown engine or option is named under numbers.<n>.tts", () => {

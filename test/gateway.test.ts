@@ -173,8 +173,8 @@ describe.skipIf(gatewayUnavailable !== undefined)(`inside the real gateway (open
     const { config, warnings } = resolveConfig(raw, {}, "documented example");
     expect(config).toMatchObject({ provider: "twilio", sessionScope: "per-phone", twilio: { accountSid: "ACxxxxxxxx" } });
     expect(config.numbers["+15550009999"]?.inboundGreeting).toBe("Silver Fox Cards, how can I help?");
-    // What is accepted but not built yet is said, naming the key.
-    expect(warnings.join("\n")).toContain("numbers.+15550009999.tts");
+    // The number's own voice names OpenAI, which has no key here: the start says what speaks instead.
+    expect(warnings.join("\n")).toContain("numbers.+15550009999.tts: openai cannot run as configured");
   });
 
   it.skipIf(labUnavailable !== undefined)("an agent's call to an extension is routed to the PBX lab: the lab phone answers and hears the message", async () => {

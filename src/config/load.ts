@@ -24,7 +24,7 @@ export type ConfigCheck = (raw: Record<string, unknown>) => FieldIssue[];
  * Validates a raw config with the schema, the cross-field rules and `checks`.
  * Callers use `resolveConfig` (src/configure.ts), which adds the speech engines' checks.
  */
-export function resolveConfigWith(raw: unknown, env: Env, source: string, checks: ConfigCheck[]): ResolvedConfig {
+export function resolveConfigWith(raw: unknown, env: Env, source: string, checks: ConfigCheck[], notes: Array<(config: VoiceCallConfig) => string[]> = []): ResolvedConfig {
   const input = raw ?? {};
   if (typeof input !== "object" || Array.isArray(input)) {
     throw configError(source, [{ path: "(root)", message: "expected an object" }]);
@@ -45,7 +45,12 @@ export function resolveConfigWith(raw: unknown, env: Env, source: string, checks
   if (cross.length > 0) throw configError(source, named(cross));
   return {
     config: parsed.data,
-    warnings: [...changes.map((c) => `legacy config key: ${c} (run "voicecall doctor --fix")`), ...notBuiltYet(parsed.data), ...setupIncomplete(parsed.data)],
+    warnings: [
+      ...changes.map((c) => `legacy config key: ${c} (run "voicecall doctor --fix")`),
+      ...notBuiltYet(parsed.data),
+      ...setupIncomplete(parsed.data),
+      ...notes.flatMap((note) => note(parsed.data)),
+    ],
   };
 }
 

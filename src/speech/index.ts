@@ -129,6 +129,25 @@ export function createSynthesizer(config: VoiceCallConfig): Synthesizer {
 
 type TtsSection = { provider?: string; providers?: Record<string, Record<string, unknown>> };
 
+/**
+ * What a valid config does that its author may not expect, said at start: a
+ * number whose own voice names engines none of which can run as configured
+ * (a cloud engine without its key) speaks with the engine picked instead.
+ */
+export function speechConfigNotes(config: VoiceCallConfig): string[] {
+  const out: string[] = [];
+  for (const [number, override] of Object.entries(config.numbers)) {
+    const named = Object.keys(override.tts?.providers ?? {});
+    if (!override.tts || override.tts.provider || named.length === 0) continue;
+    const merged = numberTts(config.tts, override.tts);
+    const { id } = choose(SYNTHESIZERS, `numbers.${number}.tts`, merged.provider, merged.providers);
+    if (!named.includes(id)) {
+      out.push(`numbers.${number}.tts: ${named.join(", ")} cannot run as configured (a cloud engine needs its key, e.g. OPENAI_API_KEY), so this number speaks with ${id}`);
+    }
+  }
+  return out;
+}
+
 /** A number's `tts` deep-merged over the global one: its provider, and each engine's options key by key. */
 function numberTts(base: TtsSection, own: TtsSection): { provider?: string; providers: Record<string, Record<string, unknown>> } {
   const providers: Record<string, Record<string, unknown>> = { ...base.providers };
