@@ -3,6 +3,9 @@
 import { Command } from "commander";
 import { registerVoicecallCommands } from "./gateway/cli.js";
 
+/** Who started this process: an npm script's npm, when run by one. */
+const parentAtStart = process.ppid;
+
 const program = new Command("voicecall").description("voice calls for AI agents").showHelpAfterError();
 registerVoicecallCommands(program, {
   env: process.env,
@@ -12,6 +15,8 @@ registerVoicecallCommands(program, {
     new Promise((resolve) => {
       process.once("SIGINT", () => resolve());
       process.once("SIGTERM", () => resolve());
+      // Under an npm script (npm start), npm does not pass a SIGTERM on: when npm is gone, so is the reason to run.
+      if (process.env.npm_lifecycle_event) setInterval(() => process.ppid !== parentAtStart && resolve(), 500).unref();
     }),
 });
 await program.parseAsync(process.argv);

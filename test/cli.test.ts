@@ -154,6 +154,32 @@ describe("voicecall CLI against a running service", () => {
     expect(cli(["--config", path, "doctor", "--json"]).json.result.changes).toEqual([]);
   });
 
+  it("run by an npm script, stops when npm is gone (npm does not pass SIGTERM on); run otherwise, an orphan keeps serving", async () => {
+    /** Starts a service (its own store) from a shell that exits 3 s later (as npm would when killed), leaving it an orphan; its pid. */
+    const orphan = (env: NodeJS.ProcessEnv) => {
+      const config = writeConfig(tempDir());
+      const out = spawnSync("sh", ["-c", `"${process.execPath}" "${CLI}" --config "${config}" serve >/dev/null 2>&1 & echo $!; sleep 3`], { encoding: "utf8", env });
+      return Number(out.stdout.trim());
+    };
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const { npm_lifecycle_event: _, ...plain } = process.env;
+    const underNpm = orphan({ ...plain, npm_lifecycle_event: "start" });
+    const standalone = orphan(plain);
+    try {
+      await waitFor(() => !alive(underNpm), "the service started by npm to stop", 8000);
+      expect(alive(standalone)).toBe(true);
+    } finally {
+      for (const pid of [underNpm, standalone]) if (alive(pid)) process.kill(pid, "SIGKILL");
+    }
+  }, 30_000);
+
   it("keeps the call record and every transcript line across kill -9", async () => {
     const dir = tempDir();
     const config = writeConfig(dir, { mock: { ringMs: 10, replyDelayMs: 10, speakMsPerChar: 0, replies: ["first answer", "second answer"] } });
