@@ -114,12 +114,21 @@ describe("the reference plugin's keys", () => {
     for (const key of ["realtime.enabled", "agentId", "sessionScope", "numbers.+15550009999.agentId"]) {
       expect(warnings.some((w) => w.startsWith(`${key}:`)), key).toBe(true);
     }
-    // A number's own voice is applied; one naming only engines that cannot run (no key) says what speaks instead.
-    expect(warnings.filter((w) => w.startsWith("numbers.+15550009999.tts"))).toEqual([
+    // A number's own voice is applied: nothing is said about it as a feature missing.
+    expect(warnings.filter((w) => w.includes("not available yet") && w.startsWith("numbers.+15550009999.tts"))).toEqual([]);
+  });
+
+  it("says at start when a number's own voice names only engines that cannot run, where our engines speak", () => {
+    const twilio = { provider: "twilio", fromNumber: "+15550001111", publicUrl: "https://voice.example.com/voice/webhook", twilio: { accountSid: "AC1", authToken: "t" } };
+    const numbers = { "+15550009999": { tts: { providers: { openai: { speakerVoice: "alloy" } } } } };
+    const notes = (raw: Record<string, unknown>, env = {}) => resolveConfig(raw, env).warnings.filter((w) => w.startsWith("numbers."));
+    expect(notes({ ...twilio, numbers })).toEqual([
       "numbers.+15550009999.tts: openai cannot run as configured (a cloud engine needs its key, e.g. OPENAI_API_KEY), so this number speaks with flite",
     ]);
-    const keyed = resolveConfig({ numbers: { "+15550009999": { tts: { providers: { openai: { speakerVoice: "alloy" } } } } } }, { OPENAI_API_KEY: "sk-test" });
-    expect(keyed.warnings.filter((w) => w.startsWith("numbers."))).toEqual([]);
+    // With the key it runs; with Twilio speaking itself, or only the Mock, our voices are not used at all.
+    expect(notes({ ...twilio, numbers }, { OPENAI_API_KEY: "sk-test" })).toEqual([]);
+    expect(notes({ ...twilio, numbers, streaming: { enabled: false } })).toEqual([]);
+    expect(notes({ numbers })).toEqual([]);
   });
 
   it("checks a number's own voice like tts: an unknown engine or option is named under numbers.<n>.tts", () => {

@@ -7,7 +7,8 @@
  * `streaming.providers.<id>` / `tts.providers.<id>`, owned by each engine.
  */
 import { z } from "zod";
-import type { VoiceCallConfig } from "../config/schema.js";
+import { providersInUse } from "../config/load.js";
+import type { ProviderId, VoiceCallConfig } from "../config/schema.js";
 import { VoiceCallError, zodIssues, type FieldIssue } from "../errors.js";
 import { DeepgramOptions, DeepgramTranscriber } from "./deepgram.js";
 import { ElevenLabsOptions, ElevenLabsSynthesizer } from "./elevenlabs.js";
@@ -136,6 +137,10 @@ type TtsSection = { provider?: string; providers?: Record<string, Record<string,
  */
 export function speechConfigNotes(config: VoiceCallConfig): string[] {
   const out: string[] = [];
+  // Only where our engines speak: Asterisk, and cloud carriers streaming to us (not the Mock, not a carrier's own voice).
+  const used = providersInUse(config);
+  const ours = used.has("asterisk") || (config.streaming.enabled && ["twilio", "telnyx", "plivo"].some((p) => used.has(p as ProviderId)));
+  if (!ours) return out;
   for (const [number, override] of Object.entries(config.numbers)) {
     const named = Object.keys(override.tts?.providers ?? {});
     if (!override.tts || override.tts.provider || named.length === 0) continue;
