@@ -8,7 +8,8 @@
  * carrier's speech plays to the end. Each carrier gives its document
  * language (TwiML, Plivo XML) and how a call is moved.
  */
-import type { SpeakOptions, SpeakOutcome } from "./types.js";
+import { VoiceCallError } from "../errors.js";
+import type { ProviderEventBody, SpeakOptions, SpeakOutcome, WebhookReply } from "./types.js";
 
 /** A carrier's documents, as text. */
 export interface Documents {
@@ -52,8 +53,26 @@ interface Pending {
   done: (played: boolean) => void;
 }
 
+/** A document as the webhook's answer (both carriers' documents are XML); a type of this mode asked of a streaming service is refused. */
+export function documentReply(text: string | undefined): WebhookReply {
+  if (text === undefined) throw new VoiceCallError("INVALID_PARAMS", "type: only used with streaming.enabled false");
+  return { status: 200, contentType: "text/xml", body: text };
+}
+
+/** What the carrier heard for a turn: keys (complete: it already waited for # or a pause), else words. */
+export function heardInput(speech: string | null, digits: string | null, turnToken: string): ProviderEventBody | undefined {
+  const keys = digits?.replace(/[^0-9A-D*#]/g, "");
+  if (keys) return { type: "dtmf", digits: keys.endsWith("#") ? keys : `${keys}#` };
+  const words = speech?.trim();
+  return words ? { type: "speech", text: words, isFinal: true, turnToken } : undefined;
+}
+
 /** The webhook types this mode serves: the `type` query parameter of its URLs. */
-export const DOCUMENT_TYPES = ["speak", "spoken", "listen", "input"] as const;
+const DOCUMENT_TYPES: readonly string[] = ["speak", "spoken", "listen", "input"];
+
+export function isDocumentType(type: string): boolean {
+  return DOCUMENT_TYPES.includes(type);
+}
 
 export class DocumentSpeech {
   private seq = 0;

@@ -94,11 +94,8 @@ export abstract class StreamCarrier extends MediaCarrier<StreamCall> {
     call.transport.attach(connection, event.streamId);
     if (call.graceTimer) clearTimeout(call.graceTimer);
     call.graceTimer = undefined;
-    if (!call.answered) {
-      call.answered = true;
-      // Audio flows both ways now: the greeting or opening message may play.
-      this.emit(call, { type: "answered" });
-    }
+    // Audio flows both ways now: the greeting or opening message may play.
+    this.up(call);
     return {
       message: (frame) => this.onStreamMessage(call, frame),
       closed: () => this.onStreamClosed(call, connection),
@@ -161,6 +158,13 @@ export abstract class StreamCarrier extends MediaCarrier<StreamCall> {
   /** A call record not (yet) kept in the table. */
   protected transient(id: string, direction: "inbound" | "outbound" = "outbound"): StreamCall {
     return { id, direction, answered: false, ended: false, hangupRequested: false, transport: new MediaStreamTransport(this.wire) };
+  }
+
+  /** The call is up (answered and ready for what we say): reported once. */
+  protected up(call: StreamCall): void {
+    if (call.answered || call.ended) return;
+    call.answered = true;
+    this.emit(call, { type: "answered" });
   }
 
   /** The manager answered or refused an inbound call. */

@@ -17,7 +17,7 @@ import { createHash } from "node:crypto";
 import { createRequire } from "node:module";
 import plivo from "plivo";
 import { VoiceCallError } from "../../errors.js";
-import { DOCUMENT_TYPES, DocumentSpeech } from "../document-speech.js";
+import { DocumentSpeech, documentReply, heardInput, isDocumentType } from "../document-speech.js";
 import { StreamCarrier, type StreamCall, type StreamCarrierOptions } from "../stream-carrier.js";
 import type { CarrierIngress, PlaceCallRequest, ProviderCapabilities, RemoteCallStatus, SetupFinding, TerminalState, WebhookReply, WebhookRequest, WebhookVerdict } from "../types.js";
 import { PLIVO_WIRE, plivoStreamEvent, streamHeaders } from "./stream.js";
@@ -239,11 +239,11 @@ export class PlivoProvider extends StreamCarrier {
       }
       case "input":
         this.onInput(id, request.query.get("turn") ?? "", form);
-        return xmlText(this.carrierSpeech?.reply(type, request.query));
+        return documentReply(this.carrierSpeech?.reply(type, request.query));
       case "speak":
       case "spoken":
       case "listen":
-        return xmlText(this.carrierSpeech?.reply(type, request.query));
+        return documentReply(this.carrierSpeech?.reply(type, request.query));
       case "hangup": {
         const call = this.calls.get(id) ?? this.transient(id);
         const status = form.get("CallStatus") ?? "";
@@ -263,31 +263,24 @@ export class PlivoProvider extends StreamCarrier {
     if (call === "refused") return xml(hangupXml("rejected"));
     if (this.carrierSpeech) {
       // Plivo speaks and listens: the call is up now; it waits for what we ask next.
-      if (!call.answered) {
-        call.answered = true;
-        this.emit(call, { type: "answered" });
-      }
-      return xmlText(this.carrierSpeech.wait());
+      this.up(call);
+      return documentReply(this.carrierSpeech.wait());
     }
     await this.prepareMedia(call);
     return xml(this.streamXml(call));
   }
 
-  /** What Plivo heard in a GetInput: speech, or keys (complete: Plivo already waited for # or a pause). */
+  /** What Plivo heard in a GetInput. */
   private onInput(id: string, turn: string, form: URLSearchParams): void {
     const call = this.calls.get(id);
-    if (call && !call.ended) {
-      const speech = form.get("Speech")?.trim();
-      const digits = form.get("Digits")?.replace(/[^0-9A-D*#]/g, "");
-      if (digits) this.emit(call, { type: "dtmf", digits: digits.endsWith("#") ? digits : `${digits}#` });
-      else if (speech) this.emit(call, { type: "speech", text: speech, isFinal: true, turnToken: turn });
-    }
+    const heard = heardInput(form.get("Speech"), form.get("Digits"), turn);
+    if (call && !call.ended && heard) this.emit(call, heard);
   }
 
   private replayReply(request: WebhookRequest): WebhookReply {
     const type = request.query.get("type") ?? "answer";
     // A retried document fetch gets the same document; nothing is acted on twice.
-    if ((DOCUMENT_TYPES as readonly string[]).includes(type)) return xmlText(this.carrierSpeech?.reply(type, request.query, true));
+    if (isDocumentType(type)) return documentReply(this.carrierSpeech?.reply(type, request.query, true));
     if (type !== "answer") return { status: 204 };
     const form = new URLSearchParams(request.rawBody.toString("utf8"));
     const call = this.calls.get(form.get("RequestUUID") ?? "") ?? this.calls.get(form.get("CallUUID") ?? "");
@@ -331,10 +324,6 @@ function sdk<T>(promise: Promise<T> | T): Promise<T> {
 }
 
 
-function xmlText(text: string | undefined): WebhookReply {
-  if (text === undefined) throw new VoiceCallError("INVALID_PARAMS", "type: only used with streaming.enabled false");
-  return { status: 200, contentType: XML, body: text };
-}
 
 function xml(response: PlivoXml): WebhookReply {
   return { status: 200, contentType: XML, body: response.toXML() };

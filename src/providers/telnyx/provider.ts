@@ -268,10 +268,7 @@ export class TelnyxProvider extends StreamCarrier {
       await this.client.calls.actions.startTranscription(call.id, { transcription_tracks: "inbound" });
     } finally {
       // Up either way: a transcription Telnyx refused is logged, and the call can still speak and take keys.
-      if (!call.answered && !call.ended) {
-        call.answered = true;
-        this.emit(call, { type: "answered" });
-      }
+      this.up(call);
     }
   }
 

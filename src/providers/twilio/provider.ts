@@ -28,7 +28,7 @@ type RequestResponse<T> = Awaited<ReturnType<RequestClient["request"]>> & { body
 
 type RequestOptions<T> = RequestClient.RequestOptions<T>;
 import { VoiceCallError } from "../../errors.js";
-import { DOCUMENT_TYPES, DocumentSpeech } from "../document-speech.js";
+import { DocumentSpeech, documentReply, heardInput, isDocumentType } from "../document-speech.js";
 import { StreamCarrier, type StreamCall, type StreamCarrierOptions } from "../stream-carrier.js";
 import type {
   CarrierIngress,
@@ -208,7 +208,7 @@ export class TwilioProvider extends StreamCarrier {
     if (type === "status") return this.onStatus(sid, form);
     if (type === "voice" || type === "resume") return this.onVoice(sid, form);
     if (type === "input") this.onInput(sid, request.query.get("turn") ?? "", form);
-    if ((DOCUMENT_TYPES as readonly string[]).includes(type)) return document(this.carrierSpeech?.reply(type, request.query));
+    if (isDocumentType(type)) return documentReply(this.carrierSpeech?.reply(type, request.query));
     throw new VoiceCallError("INVALID_PARAMS", `type: unknown webhook type ${type.slice(0, 32)}`);
   }
 
@@ -220,24 +220,18 @@ export class TwilioProvider extends StreamCarrier {
     if (call === "refused") return twiml(rejectTwiml());
     if (this.carrierSpeech) {
       // Twilio speaks and listens: the call is up now; it waits for what we ask next.
-      if (!call.answered) {
-        call.answered = true;
-        this.emit(call, { type: "answered" });
-      }
-      return document(this.carrierSpeech.wait());
+      this.up(call);
+      return documentReply(this.carrierSpeech.wait());
     }
     await this.prepareMedia(call);
     return twiml(this.streamTwiml(sid));
   }
 
-  /** What Twilio's Gather heard: speech, or keys (complete: Twilio already waited for # or a pause). */
+  /** What Twilio's Gather heard. */
   private onInput(sid: string, turn: string, form: URLSearchParams): void {
     const call = this.calls.get(sid);
-    if (!call || call.ended) return;
-    const speech = form.get("SpeechResult")?.trim();
-    const digits = form.get("Digits")?.replace(/[^0-9A-D*#]/g, "");
-    if (digits) this.emit(call, { type: "dtmf", digits: digits.endsWith("#") ? digits : `${digits}#` });
-    else if (speech) this.emit(call, { type: "speech", text: speech, isFinal: true, turnToken: turn });
+    const heard = heardInput(form.get("SpeechResult"), form.get("Digits"), turn);
+    if (call && !call.ended && heard) this.emit(call, heard);
   }
 
   private onStatus(sid: string, form: URLSearchParams): WebhookReply {
@@ -257,11 +251,11 @@ export class TwilioProvider extends StreamCarrier {
     const type = request.query.get("type") ?? "voice";
     if (type === "status") return { status: 204 };
     // A retried TwiML fetch gets the same answer; nothing new is started.
-    if ((DOCUMENT_TYPES as readonly string[]).includes(type)) return document(this.carrierSpeech?.reply(type, request.query, true));
+    if (isDocumentType(type)) return documentReply(this.carrierSpeech?.reply(type, request.query, true));
     const sid = new URLSearchParams(request.rawBody.toString("utf8")).get("CallSid") ?? "";
     const call = this.calls.get(sid);
     if (!call || call.ended || call.decision === "reject") return twiml(hangupTwiml());
-    return this.carrierSpeech ? document(this.carrierSpeech.wait()) : twiml(this.streamTwiml(sid));
+    return this.carrierSpeech ? documentReply(this.carrierSpeech.wait()) : twiml(this.streamTwiml(sid));
   }
 
   /** `<Connect><Stream>` with the credential for this CallSid, then back to us if the stream drops. */
@@ -280,12 +274,6 @@ export class TwilioProvider extends StreamCarrier {
 
 function twiml(response: TwiML): WebhookReply {
   return { status: 200, contentType: TWIML, body: response.toString() };
-}
-
-/** A document of the streaming-off mode; its webhook types mean nothing while audio streams. */
-function document(text: string | undefined): WebhookReply {
-  if (text === undefined) throw new VoiceCallError("INVALID_PARAMS", "type: only used with streaming.enabled false");
-  return { status: 200, contentType: TWIML, body: text };
 }
 
 /** The SDK's own HTTP client, with every request sent to `base` instead of Twilio's hosts. */
