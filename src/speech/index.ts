@@ -66,11 +66,8 @@ const SYNTHESIZERS: Record<string, Entry<Synthesizer>> = {
 export const TRANSCRIBER_IDS = Object.keys(TRANSCRIBERS);
 export const SYNTHESIZER_IDS = Object.keys(SYNTHESIZERS);
 
-/** Where a choice is configured: streaming, tts, or numbers.<n>.tts. */
-type Section = string;
-
-/** Which engine a section selects, and its parsed options. */
-function choose<T>(registry: Record<string, Entry<T>>, section: Section, chosen: string | undefined, providers: Record<string, unknown>) {
+/** Which engine a section (streaming, tts, numbers.<n>.tts) selects, and its parsed options. */
+function choose<T>(registry: Record<string, Entry<T>>, section: string, chosen: string | undefined, providers: Record<string, unknown>) {
   if (chosen !== undefined) {
     const entry = registry[chosen];
     if (!entry) {
@@ -171,15 +168,17 @@ export function speechConfigIssues(raw: Record<string, unknown>): FieldIssue[] {
     const obj = object(node);
     return { provider: typeof obj.provider === "string" ? obj.provider : undefined, providers: object(obj.providers) as Record<string, Record<string, unknown>> };
   };
+  const streaming = read(raw.streaming);
+  const tts = read(raw.tts);
   const sections: Array<[string, Record<string, Entry<unknown>>, TtsSection, Record<string, unknown>]> = [
-    ["streaming", TRANSCRIBERS, read(raw.streaming), read(raw.streaming).providers ?? {}],
-    ["tts", SYNTHESIZERS, read(raw.tts), read(raw.tts).providers ?? {}],
+    ["streaming", TRANSCRIBERS, streaming, streaming.providers ?? {}],
+    ["tts", SYNTHESIZERS, tts, tts.providers ?? {}],
   ];
   // A number's own voice: its tts over the global one; only the keys it sets are its own to report.
   for (const [number, override] of Object.entries(object(raw.numbers))) {
-    const own = object(override).tts;
-    if (own === undefined) continue;
-    sections.push([`numbers.${number}.tts`, SYNTHESIZERS, numberTts(read(raw.tts), read(own)), read(own).providers ?? {}]);
+    if (object(override).tts === undefined) continue;
+    const own = read(object(override).tts);
+    sections.push([`numbers.${number}.tts`, SYNTHESIZERS, numberTts(tts, own), own.providers ?? {}]);
   }
   for (const [section, registry, chosen, own] of sections) {
     try {
