@@ -4,7 +4,9 @@ import { afterEach, describe, expect, it } from "vitest";
 import { WebSocketServer } from "ws";
 import { createLogger } from "../src/log.js";
 import { AriClient, type AriEvent } from "../src/providers/asterisk/ari.js";
-import { waitFor } from "./helpers.js";
+import { AsteriskProvider } from "../src/providers/asterisk/provider.js";
+import { FakeSynthesizer, FakeTranscriber } from "../src/speech/fake.js";
+import { makeConfig, waitFor } from "./helpers.js";
 
 let server: Server | undefined;
 afterEach(async () => {
@@ -17,7 +19,8 @@ afterEach(async () => {
 async function fakeAri(refusals: number): Promise<{ url: string; wss: WebSocketServer; upgrades: () => number }> {
   const wss = new WebSocketServer({ noServer: true });
   let upgrades = 0;
-  server = createServer((_req, res) => res.writeHead(404).end());
+  // The REST the provider asks for right after connecting: no channels, no bridges.
+  server = createServer((req, res) => (req.method === "GET" && /^\/ari\/(channels|bridges)$/.test(req.url ?? "") ? res.writeHead(200).end("[]") : res.writeHead(404).end()));
   server.on("upgrade", (req, socket, head) => {
     upgrades += 1;
     if (upgrades <= refusals) {
@@ -73,5 +76,34 @@ describe("ARI events client", () => {
     expect(ari.isConnected).toBe(true);
     expect(upgrades()).toBe(1);
     ari.close();
+  });
+});
+
+describe("Asterisk carrier starting before Asterisk", () => {
+  const provider = (url: string) => {
+    const config = makeConfig({ provider: "asterisk", asterisk: { ari: { url, password: "p" } } });
+    const logged: string[] = [];
+    const logger = createLogger("info", { write: (line: string) => void logged.push(line) } as never);
+    return { logged, ast: new AsteriskProvider({ config, logger, synthesizer: new FakeSynthesizer(), transcriber: new FakeTranscriber() }) };
+  };
+
+  it("starts while ARI is not up yet, says so, and connects once Asterisk answers", async () => {
+    const { url, upgrades } = await fakeAri(3);
+    const { ast, logged } = provider(url);
+    await ast.start(() => undefined);
+    expect(logged.join("")).toMatch(/Asterisk ARI is not reachable yet/);
+    await waitFor(() => upgrades() >= 4 && ast.ari.isConnected, "the connection after three refusals", 10_000);
+    await waitFor(() => logged.some((l) => l.includes("Asterisk ARI answers now")), "the note that it answers");
+    await ast.stop();
+  });
+
+  it("fails the start when ARI refuses the credentials, naming them", async () => {
+    const wss = new WebSocketServer({ noServer: true });
+    server = createServer((_req, res) => res.writeHead(404).end());
+    server.on("upgrade", (_req, socket) => socket.end("HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"));
+    await new Promise<void>((r) => server!.listen(0, "127.0.0.1", () => r()));
+    const { ast } = provider(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    await expect(ast.start(() => undefined)).rejects.toMatchObject({ code: "UNAVAILABLE", message: expect.stringMatching(/HTTP 401.*asterisk\.ari\.username\/password/) });
+    wss.close();
   });
 });

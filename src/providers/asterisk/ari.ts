@@ -56,6 +56,14 @@ export interface AriOptions {
 
 type Query = Record<string, string | number | boolean | undefined>;
 
+/** The events socket came up or went down; `error` (and the HTTP `status`, when Asterisk answered one) only before the first connection. */
+export interface ConnectionState {
+  connected: boolean;
+  reconnected: boolean;
+  error?: string;
+  status?: number;
+}
+
 /**
  * Every ARI operation the client uses, as Asterisk's own /ari/api-docs name
  * them; a test checks this table against a running Asterisk.
@@ -88,7 +96,7 @@ export class AriClient {
   private everConnected = false;
   private readonly auth: string;
   private readonly eventListeners = new Set<(e: AriEvent) => void>();
-  private readonly connectionListeners = new Set<(state: { connected: boolean; reconnected: boolean; error?: string }) => void>();
+  private readonly connectionListeners = new Set<(state: ConnectionState) => void>();
 
   constructor(private readonly options: AriOptions) {
     this.auth = `Basic ${Buffer.from(`${options.username}:${options.password}`).toString("base64")}`;
@@ -114,12 +122,12 @@ export class AriClient {
     return () => this.eventListeners.delete(fn);
   }
 
-  onConnection(fn: (state: { connected: boolean; reconnected: boolean; error?: string }) => void): () => void {
+  onConnection(fn: (state: ConnectionState) => void): () => void {
     this.connectionListeners.add(fn);
     return () => this.connectionListeners.delete(fn);
   }
 
-  /** Opens the events WebSocket; resolves on the first successful connection. */
+  /** Opens the events WebSocket; resolves on the first successful connection, rejects (and stops) on a first failure. */
   connect(): Promise<void> {
     this.stopped = false;
     return new Promise((resolve, reject) => {
@@ -130,11 +138,18 @@ export class AriClient {
         } else if (!this.everConnected && s.error) {
           off();
           this.close();
-          reject(new AriError(0, s.error));
+          reject(new AriError(s.status ?? 0, s.error));
         }
       });
       this.open();
     });
+  }
+
+  /** Keeps trying to connect in the background (with backoff) until Asterisk answers; connection listeners hear when it does. */
+  connectInBackground(): void {
+    this.stopped = false;
+    this.attempt = 0;
+    this.scheduleReconnect();
   }
 
   close(): void {
@@ -272,7 +287,7 @@ export class AriClient {
       ws.on("error", () => undefined);
       const status = res.statusCode ?? 0;
       if (!this.everConnected) {
-        this.emitConnection({ connected: false, reconnected: false, error: `ARI events: HTTP ${status}${status === 401 ? " (check asterisk.ari.username/password)" : ""}` });
+        this.emitConnection({ connected: false, reconnected: false, status, error: `ARI events: HTTP ${status}${status === 401 ? " (check asterisk.ari.username/password)" : ""}` });
       }
       if (!this.stopped) this.scheduleReconnect();
     });
@@ -319,7 +334,7 @@ export class AriClient {
     for (const fn of this.eventListeners) this.guarded("event", () => fn(parsed.data));
   }
 
-  private emitConnection(state: { connected: boolean; reconnected: boolean; error?: string }): void {
+  private emitConnection(state: ConnectionState): void {
     for (const fn of this.connectionListeners) this.guarded("connection change", () => fn(state));
   }
 

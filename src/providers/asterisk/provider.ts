@@ -49,6 +49,8 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
   /** Our call channels found up at start (from before a restart), until taken back or hung up. */
   private readonly adoptable = new Set<string>();
   private graceTimer: NodeJS.Timeout | null = null;
+  /** Started before Asterisk answered: connecting in the background. */
+  private waitingForAsterisk = false;
   /**
    * Ids of what we create carry the app name, so the clean-up after a
    * reconnect touches only this service's objects, never those of another
@@ -72,11 +74,24 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
   }
 
   protected async open(): Promise<void> {
+    const { url } = this.options.config.asterisk.ari;
     try {
       await this.ari.connect();
     } catch (err) {
-      throw new VoiceCallError("UNAVAILABLE", `cannot connect to Asterisk ARI at ${this.options.config.asterisk.ari.url}: ${(err as Error).message}`);
+      const status = err instanceof AriError ? err.status : 0;
+      // Refused credentials, or a URL that is not ARI, will not mend themselves: the start fails, naming them.
+      if (status === 401 || status === 403 || status === 404) throw new VoiceCallError("UNAVAILABLE", `cannot connect to Asterisk ARI at ${url}: ${(err as Error).message}`);
+      // Asterisk not up yet (a PBX that starts after us, or restarts): serve meanwhile, and connect when it answers.
+      this.log.warn({ url, reason: (err as Error).message }, "Asterisk ARI is not reachable yet; calls through Asterisk fail until it answers, retrying in the background");
+      this.waitingForAsterisk = true;
+      this.ari.connectInBackground();
+      return;
     }
+    await this.connected();
+  }
+
+  /** What follows the first connection to Asterisk: calls to take back, our leftovers removed, speech readied. */
+  private async connected(): Promise<void> {
     // Our calls still up from before a restart wait to be taken back (readopt); the rest are hung up after a while.
     for (const ch of await this.ari.channels.list()) if (ch.id.startsWith(this.prefix.call)) this.adoptable.add(ch.id);
     if (this.adoptable.size > 0) {
@@ -389,6 +404,14 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
   // -------------------------------------------------------- reconnection
 
   private onConnection(connected: boolean, reconnected: boolean): void {
+    if (this.waitingForAsterisk) {
+      // Not connected once yet: nothing to lose, nothing to re-sync; only the first connection matters.
+      if (!connected) return;
+      this.waitingForAsterisk = false;
+      this.log.info({ url: this.options.config.asterisk.ari.url }, "Asterisk ARI answers now");
+      void this.connected().catch((err) => this.log.warn({ err: String(err) }, "setting up after connecting to Asterisk failed"));
+      return;
+    }
     if (!connected) {
       if (this.graceTimer) return;
       const grace = this.options.reconnectGraceMs ?? 15_000;
