@@ -15,6 +15,7 @@ import {
   defaultLabRoot,
   labInfo,
   labLockPath,
+  labSlot,
   labVariables,
   renderLabConfig,
   waitForAri,
@@ -71,8 +72,10 @@ export class ChrootLab implements Lab {
    */
   static async start(options: LabOptions = {}): Promise<ChrootLab> {
     const root = options.root ?? defaultLabRoot();
+    // One root runs one Asterisk: labs beside it run in containers on other slots.
+    if (labSlot(options) !== 0) throw new Error(`the chroot lab runs only on slot 0 (asked for slot ${options.slot}); other slots need the container lab`);
     await ensureLabRoot(root, options.onProgress);
-    const lock = await acquireLabLock(labLockPath(root), options.waitForLabMs ?? 0, (pid) =>
+    const lock = await acquireLabLock(labLockPath(0, root), options.waitForLabMs ?? 0, (pid) =>
       options.onProgress?.(`waiting for the lab that process ${pid} runs to stop`),
     );
     const lab = new ChrootLab(root, chrootInfo(root, options));

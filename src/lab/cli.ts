@@ -13,6 +13,7 @@ import { PocketsphinxTranscriber, transcribePcm } from "../speech/pocketsphinx.j
 import { synthesizeAll } from "../speech/types.js";
 import { readWavPcm16, writeWavPcm16 } from "../speech/wav.js";
 import { VoiceCallError } from "../errors.js";
+import { LAB_SLOTS } from "./config.js";
 import { defaultLabBackend, Lab, labUnavailableReason } from "./lab.js";
 import { labAnswer, labCall, type PhoneResult } from "./phone.js";
 import { formatLoad, runLoad } from "./load.js";
@@ -68,7 +69,7 @@ export function registerLabCommands(root: Command, io: LabIo, service: (cmd: Com
   const lab = root.command("lab").description("the local PBX lab's phone (start the lab with: voicecall serve --lab, or npm start)");
 
   const voiceOptions = (cmd: Command) =>
-    cmd
+    slotOption(cmd)
       .addOption(new Option("--say <text>", "what the phone says (spoken with flite)").conflicts("wav"))
       .option("--wav <file>", "a WAV file (PCM16 mono) for the phone to say")
       .option("--record <file>", "write what the phone heard to this WAV file");
@@ -76,30 +77,29 @@ export function registerLabCommands(root: Command, io: LabIo, service: (cmd: Com
   voiceOptions(lab.command("call").description("the lab phone calls the service and says something"))
     .option("--to <extension>", "number the phone dials", "100")
     .option("--hold <seconds>", "hang up after this many seconds", "15")
-    .action(async (o: { to: string; hold: string; say?: string; wav?: string; record?: string }) => {
-      await runPhone(io, o, async (say) => labCall(await Lab.running(), o.to, { say, holdMs: seconds("--hold", o.hold) * 1000, onProgress: io.err }));
+    .action(async (o: { to: string; hold: string; say?: string; wav?: string; record?: string; slot: string }) => {
+      await runPhone(io, o, async (say) => labCall(await Lab.running({ slot: slotOf(o.slot) }), o.to, { say, holdMs: seconds("--hold", o.hold) * 1000, onProgress: io.err }));
     });
 
   voiceOptions(lab.command("answer").description("the lab phone waits for the service's call (dial template PJSIP/{to}@lab-uas) and answers"))
     .option("--wait <seconds>", "give up when no call came within this time", "120")
-    .action(async (o: { wait: string; say?: string; wav?: string; record?: string }) => {
-      await runPhone(io, o, async (say) => labAnswer(await Lab.running(), { say, waitMs: seconds("--wait", o.wait) * 1000, onProgress: io.err }));
+    .action(async (o: { wait: string; say?: string; wav?: string; record?: string; slot: string }) => {
+      await runPhone(io, o, async (say) => labAnswer(await Lab.running({ slot: slotOf(o.slot) }), { say, waitMs: seconds("--wait", o.wait) * 1000, onProgress: io.err }));
     });
 
-  lab
-    .command("load")
+  slotOption(lab.command("load"))
     .description("N lab phones call the running service at once and each says a sentence: greeted? transcribed? how fast, how much memory, what was left behind")
     .option("--calls <n>", "phones calling at once", "20")
     .option("--say <text>", "what each phone says (spoken with flite)", "I would like to book a table for four people.")
     .option("--hold <seconds>", "each phone hangs up after this many seconds (if the service has not)", "15")
     .option("--json", "machine-readable output")
-    .action(async (o: { calls: string; say: string; hold: string; json?: boolean }, cmd: Command) => {
+    .action(async (o: { calls: string; say: string; hold: string; json?: boolean; slot: string }, cmd: Command) => {
       try {
         const calls = Number(o.calls);
         if (!Number.isInteger(calls) || calls < 1 || calls > 200) throw new VoiceCallError("INVALID_PARAMS", `--calls: expected 1-200, got ${JSON.stringify(o.calls)}`);
         const client = service(cmd);
         const say = await synthesizeAll(new FliteSynthesizer(), o.say, 8000);
-        const report = await runLoad(await Lab.running(), client, {
+        const report = await runLoad(await Lab.running({ slot: slotOf(o.slot) }), client, {
           calls,
           say,
           sayText: o.say,
@@ -116,6 +116,17 @@ export function registerLabCommands(root: Command, io: LabIo, service: (cmd: Com
         process.exitCode = 1;
       }
     });
+}
+
+/** Which lab on this machine the phone uses: the one npm start runs (slot 0), or another slot's (see docs/lab.md). */
+function slotOption(cmd: Command): Command {
+  return cmd.option("--slot <n>", `the lab's slot, 0-${LAB_SLOTS - 1} (each its own ports)`, "0");
+}
+
+function slotOf(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n >= LAB_SLOTS) throw new VoiceCallError("INVALID_PARAMS", `--slot: expected 0-${LAB_SLOTS - 1}, got ${JSON.stringify(value)}`);
+  return n;
 }
 
 function seconds(flag: string, value: string): number {

@@ -28,6 +28,12 @@ export interface LabOptions {
   ariApp?: string;
   labPhonePassword?: string;
   uasPort?: number;
+  /**
+   * Which set of loopback ports (and lock) the lab uses: labs on different
+   * slots run side by side. Slot 0 (the default) is the lab npm start runs,
+   * and the only one the chroot back-end has (one root, one Asterisk).
+   */
+  slot?: number;
   onProgress?: (line: string) => void;
   /** When another lab runs on this machine: wait this long for it to stop (default 0: refuse at once). */
   waitForLabMs?: number;
@@ -35,6 +41,7 @@ export interface LabOptions {
 
 export interface LabInfo {
   backend: LabBackend;
+  slot: number;
   ariUrl: string;
   ariUser: string;
   ariPassword: string;
@@ -56,27 +63,40 @@ export function defaultLabRoot(): string {
   return join(cacheDir(), "lab-root");
 }
 
+/** Slots a machine offers; each is its own ports: ARI 18088 + 100n, SIP 15060 + 100n, the callee 15070 + 100n, RTP 30000 + 1000n to +999. */
+export const LAB_SLOTS = 4;
+
+/** The slot `options` name, checked. */
+export function labSlot(options: Pick<LabOptions, "slot">): number {
+  const slot = options.slot ?? 0;
+  if (!Number.isInteger(slot) || slot < 0 || slot >= LAB_SLOTS) throw new Error(`lab slot ${slot}: expected 0 to ${LAB_SLOTS - 1}`);
+  return slot;
+}
+
 /**
- * One lab at a time on a machine, whichever back-end: they use the same
- * loopback ports. The chroot back-end's lock sits beside its root.
+ * One lab per slot at a time on a machine, whichever back-end: a slot's
+ * labs use the same loopback ports. Slot 0's lock sits beside the chroot root
+ * (npm start and the tests on slot 0 exclude each other); the others' in the cache folder.
  */
-export function labLockPath(root = defaultLabRoot()): string {
-  return `${root}.lock`;
+export function labLockPath(slot = 0, root = defaultLabRoot()): string {
+  return slot === 0 ? `${root}.lock` : join(cacheDir(), `lab-slot-${slot}.lock`);
 }
 
 export function labInfo(backend: LabBackend, options: LabOptions, version: string): LabInfo {
+  const slot = labSlot(options);
   return {
     backend,
-    ariUrl: `http://127.0.0.1:${options.httpPort ?? 18088}`,
+    slot,
+    ariUrl: `http://127.0.0.1:${options.httpPort ?? 18088 + 100 * slot}`,
     ariUser: options.ariUser ?? "voicecall",
     ariPassword: options.ariPassword ?? "voicecall-lab-secret",
     ariApp: options.ariApp ?? "voicecall",
     sipHost: "127.0.0.1",
-    sipPort: options.sipPort ?? 15060,
-    rtpStart: options.rtpStart ?? 30000,
-    rtpEnd: options.rtpEnd ?? 30999,
+    sipPort: options.sipPort ?? 15060 + 100 * slot,
+    rtpStart: options.rtpStart ?? 30000 + 1000 * slot,
+    rtpEnd: options.rtpEnd ?? 30999 + 1000 * slot,
     labPhonePassword: options.labPhonePassword ?? "lab-phone-6001",
-    uasPort: options.uasPort ?? 15070,
+    uasPort: options.uasPort ?? 15070 + 100 * slot,
     version,
   };
 }

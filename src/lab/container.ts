@@ -11,13 +11,14 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { acquireLabLock, type LabLock } from "./lock.js";
-import { ariHeaders, labInfo, labLockPath, labVariables, waitForAri, type LabInfo, type LabOptions } from "./config.js";
+import { ariHeaders, labInfo, labLockPath, labSlot, labVariables, waitForAri, type LabInfo, type LabOptions } from "./config.js";
 import type { ExecResult, Lab, LabTools } from "./lab.js";
 
 /** The lab image .ci/docker.sh builds (asterisk/lab/Dockerfile on the project's Asterisk image). */
 export const LAB_IMAGE = "voicecall-asterisk-lab:local";
 /** Containers this back-end starts carry this label (a lab another process started is found by it). */
-const LAB_LABEL = "openclaw-voice-call.lab";
+/** Marks lab containers; its value is the container's slot. */
+export const LAB_LABEL = "openclaw-voice-call.lab";
 
 function docker(args: string[], timeoutMs = 30_000): ExecResult {
   const r = spawnSync("docker", args, { encoding: "utf8", timeout: timeoutMs });
@@ -83,14 +84,15 @@ export class ContainerLab implements Lab {
   /** Starts the lab image (host network, the lab's ports), waits for ARI and for every module to load. */
   static async start(options: LabOptions = {}): Promise<ContainerLab> {
     const image = options.image ?? LAB_IMAGE;
-    const lock = await acquireLabLock(labLockPath(), options.waitForLabMs ?? 0, (pid) =>
+    const slot = labSlot(options);
+    const lock = await acquireLabLock(labLockPath(slot), options.waitForLabMs ?? 0, (pid) =>
       options.onProgress?.(`waiting for the lab that process ${pid} runs to stop`),
     );
     const tmp = mkdtempSync(join(tmpdir(), "voicecall-lab-"));
     try {
       const info = labInfo("container", options, "");
       // We hold the lab lock: a lab container still here was left by a process that died, and holds the lab's ports.
-      const leftover = docker(["ps", "-aq", "--filter", `label=${LAB_LABEL}`]).stdout.trim().split("\n").filter(Boolean);
+      const leftover = docker(["ps", "-aq", "--filter", `label=${LAB_LABEL}=${slot}`]).stdout.trim().split("\n").filter(Boolean);
       if (leftover.length) docker(["rm", "-f", ...leftover]);
       // The lab cleans up after itself (above, and at stop), so testcontainers' reaper (an image pulled from a
       // registry) is not needed; the lab uses the host network, so the engine's address is never looked up
@@ -105,7 +107,7 @@ export class ContainerLab implements Lab {
         .withNetworkMode("host")
         .withEnvironment(labVariables(info))
         .withBindMounts([{ source: tmp, target: "/tmp", mode: "rw" }])
-        .withLabels({ [LAB_LABEL]: "1" })
+        .withLabels({ [LAB_LABEL]: String(slot) })
         .withWaitStrategy(Wait.forLogMessage("Asterisk Ready."))
         .withStartupTimeout(60_000)
         .start()
@@ -132,7 +134,7 @@ export class ContainerLab implements Lab {
   /** The lab container another process started on this machine, if one runs. */
   static attach(options: LabOptions = {}): ContainerLab | undefined {
     if (docker(["info", "--format", "{{.ServerVersion}}"], 10_000).code !== 0) return undefined;
-    const id = docker(["ps", "-q", "--filter", `label=${LAB_LABEL}`]).stdout.trim().split("\n")[0];
+    const id = docker(["ps", "-q", "--filter", `label=${LAB_LABEL}=${labSlot(options)}`]).stdout.trim().split("\n")[0];
     if (!id) return undefined;
     const tmp = docker(["inspect", "-f", '{{range .Mounts}}{{if eq .Destination "/tmp"}}{{.Source}}{{end}}{{end}}', id]).stdout.trim();
     if (!tmp) return undefined;

@@ -57,8 +57,13 @@ export function labUnavailableReason(backend?: LabBackend): string | undefined {
   return `the chroot lab: ${chroot}; the container lab: ${container}`;
 }
 
-/** The back-end a lab starts on: VOICECALL_LAB_BACKEND when set, else the chroot one where it can run, else the container one. */
-export function defaultLabBackend(): LabBackend {
+/**
+ * The back-end a lab starts on: VOICECALL_LAB_BACKEND when set, else the
+ * chroot one where it can run, else the container one; on a slot other than
+ * 0, always the container one (the chroot root runs one Asterisk, on slot 0).
+ */
+export function defaultLabBackend(slot = 0): LabBackend {
+  if (slot !== 0) return "container";
   const chosen = process.env.VOICECALL_LAB_BACKEND;
   if (chosen === "chroot" || chosen === "container") return chosen;
   return chrootUnavailableReason() === undefined ? "chroot" : "container";
@@ -71,7 +76,7 @@ export const Lab = {
    * refuses, naming its process.
    */
   async start(options: LabOptions = {}): Promise<Lab> {
-    const backend = options.backend ?? defaultLabBackend();
+    const backend = options.backend ?? defaultLabBackend(options.slot);
     const reason = labUnavailableReason(backend);
     if (reason) throw new Error(`the ${backend} lab cannot run here: ${reason}`);
     return backend === "container" ? ContainerLab.start(options) : ChrootLab.start(options);
@@ -79,7 +84,8 @@ export const Lab = {
 
   /** The lab another process started (voicecall serve --lab), to run the lab phone against it. */
   async running(options: LabOptions = {}): Promise<Lab> {
-    const lab = ContainerLab.attach(options) ?? (chrootUnavailableReason() === undefined ? ChrootLab.attach(options) : undefined);
+    const onChroot = (options.slot ?? 0) === 0 && chrootUnavailableReason() === undefined;
+    const lab = ContainerLab.attach(options) ?? (onChroot ? ChrootLab.attach(options) : undefined);
     if (!lab) {
       const reason = labUnavailableReason();
       throw new Error(`the PBX lab is not running here: start it with npm start (voicecall serve --lab)${reason ? ` (${reason})` : ""}`);

@@ -1,58 +1,63 @@
 /**
  * The Asterisk provider against a real Asterisk 22 (the PBX lab) with sipp
- * as the phone, once on each lab back-end: the debootstrap'd root (chroot)
- * and the lab image under Docker (testcontainers). A back-end that cannot
- * run here is skipped, saying why.
+ * as the phone. One suite, run once per lab back-end by its own test file
+ * (asterisk-chroot.test.ts, asterisk-container.test.ts), each on its own lab
+ * slot so the two run side by side. A back-end that cannot run here is
+ * skipped, saying why.
  */
 import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runSetup } from "../src/setup.js";
-import { concatPcm } from "../src/audio/frame.js";
-import { encodeG711 } from "../src/audio/g711.js";
-import { toneRatio } from "../src/audio/goertzel.js";
-import type { CallView } from "../src/calls/types.js";
-import { Lab, LAB_BACKENDS, labUnavailableReason } from "../src/lab/lab.js";
-import { createLogger } from "../src/log.js";
-import type { AsteriskProvider } from "../src/providers/asterisk/provider.js";
-import { ARI_OPERATIONS } from "../src/providers/asterisk/ari.js";
-import { createRuntime, type VoiceCallRuntime } from "../src/runtime.js";
-import { FliteSynthesizer } from "../src/speech/flite.js";
-import { transcribePcm } from "../src/speech/pocketsphinx.js";
-import { synthesizeAll } from "../src/speech/types.js";
-import { readWavPcm16 } from "../src/speech/wav.js";
-import { wordErrorRate } from "../src/speech/wer.js";
-import { freePort, makeConfig, tempDir, waitFor } from "./helpers.js";
-import { ACCOUNT_SID as TWILIO_ACCOUNT, AUTH_TOKEN as TWILIO_TOKEN, FakeTwilio, MediaStreamClient, streamOf } from "./fakes/twilio.js";
-import { startService } from "../src/server/service.js";
-import { VoiceCallClient } from "../src/server/client.js";
-import { PhoneAudio } from "../src/lab/phone-audio.js";
-import { labAnswer } from "../src/lab/phone.js";
-import { FakeVendors } from "./fakes/vendors.js";
-import { callerScenario, calleeScenario, runSipp } from "../src/lab/sipp.js";
+import { runSetup } from "../../src/setup.js";
+import { concatPcm } from "../../src/audio/frame.js";
+import { encodeG711 } from "../../src/audio/g711.js";
+import { toneRatio } from "../../src/audio/goertzel.js";
+import type { CallView } from "../../src/calls/types.js";
+import { Lab, labUnavailableReason, type LabBackend } from "../../src/lab/lab.js";
+import { createLogger } from "../../src/log.js";
+import type { AsteriskProvider } from "../../src/providers/asterisk/provider.js";
+import { ARI_OPERATIONS } from "../../src/providers/asterisk/ari.js";
+import { createRuntime, type VoiceCallRuntime } from "../../src/runtime.js";
+import { FliteSynthesizer } from "../../src/speech/flite.js";
+import { transcribePcm } from "../../src/speech/pocketsphinx.js";
+import { synthesizeAll } from "../../src/speech/types.js";
+import { readWavPcm16 } from "../../src/speech/wav.js";
+import { wordErrorRate } from "../../src/speech/wer.js";
+import { freePort, makeConfig, tempDir, waitFor } from "../helpers.js";
+import { ACCOUNT_SID as TWILIO_ACCOUNT, AUTH_TOKEN as TWILIO_TOKEN, FakeTwilio, MediaStreamClient, streamOf } from "../fakes/twilio.js";
+import { startService } from "../../src/server/service.js";
+import { VoiceCallClient } from "../../src/server/client.js";
+import { PhoneAudio } from "../../src/lab/phone-audio.js";
+import { labAnswer } from "../../src/lab/phone.js";
+import { FakeVendors } from "../fakes/vendors.js";
+import { callerScenario, calleeScenario, runSipp } from "../../src/lab/sipp.js";
 
-const unavailable = new Map(LAB_BACKENDS.map((backend) => [backend, labUnavailableReason(backend)]));
-for (const [backend, reason] of unavailable) if (reason) console.warn(`skipping the PBX tests on the ${backend} lab: ${reason}`);
 
 /** What a phone heard, as words: its recording through the offline recogniser. */
 const transcribe = (audio: Int16Array) => transcribePcm(audio, 8000);
 /** flite speech at 8 kHz, as one buffer (what the phone says). */
 const fliteSpeech = (text: string) => synthesizeAll(new FliteSynthesizer(), text, 8000);
 
-for (const backend of LAB_BACKENDS) describe.skipIf(unavailable.get(backend) !== undefined)(`Asterisk provider on a real Asterisk 22 (${backend} lab)`, () => {
+/** The suite on one back-end, on lab slot `slot` (its ports, and the phones' ports below, its own). */
+export function asteriskSuite(backend: LabBackend, slot: number): void {
+const unavailable = labUnavailableReason(backend);
+if (unavailable) console.warn(`skipping the PBX tests on the ${backend} lab: ${unavailable}`);
+describe.skipIf(unavailable !== undefined)(`Asterisk provider on a real Asterisk 22 (${backend} lab)`, () => {
   let lab: Lab;
   let rt: VoiceCallRuntime;
   let ast: AsteriskProvider;
-  let sipPort = 15080;
-  let mediaPort = 16100;
+  // The phones' SIP, RTP and sipp media ports: a range per slot, so suites on two slots never meet.
+  let sipPort = 15080 + 2000 * slot;
+  let mediaPort = 16100 + 2000 * slot;
+  let sippMediaPort = 20000 + 2000 * slot;
 
   const calls = (): CallView[] => rt.manager.listCalls().map((c) => rt.manager.getCall(c.callId)!);
   const newInbound = async (known: Set<string>) =>
     waitFor(() => calls().find((c) => c.direction === "inbound" && !known.has(c.callId)), "an inbound call", 10_000);
   const stateOf = (callId: string) => rt.manager.getCall(callId)?.state;
   const dial = (scenario: string, extension: string) =>
-    runSipp(lab, `call-${sipPort}`, scenario, ["-s", extension, "-p", String(sipPort++), "-i", "127.0.0.1", `127.0.0.1:${lab.info.sipPort}`]);
+    runSipp(lab, `call-${sipPort}`, scenario, ["-s", extension, "-p", String(sipPort++), "-mp", String((sippMediaPort += 4)), "-i", "127.0.0.1", `127.0.0.1:${lab.info.sipPort}`]);
 
   let vendors: FakeVendors;
 
@@ -68,7 +73,7 @@ for (const backend of LAB_BACKENDS) describe.skipIf(unavailable.get(backend) !==
 
   beforeAll(async () => {
     // Other test files use the lab too: wait for theirs to stop rather than fail.
-    lab = await Lab.start({ backend, onProgress: (l) => console.log(`[lab ${backend}] ${l}`), waitForLabMs: 600_000 });
+    lab = await Lab.start({ backend, slot, onProgress: (l) => console.log(`[lab ${backend}] ${l}`), waitForLabMs: 600_000 });
     // Callers no test drives are answered by a response model (a local chat server), never hung up on.
     vendors = await FakeVendors.start();
     vendors.chatReply = () => '{"spoken": "I see."}';
@@ -377,7 +382,7 @@ for (const backend of LAB_BACKENDS) describe.skipIf(unavailable.get(backend) !==
   it("voicecall lab call: the lab phone calls in, says its sentence, records and reads back what it heard", async () => {
     const known = new Set(calls().map((c) => c.callId));
     const record = join(tempDir(), "heard.wav");
-    const cli = spawn(process.execPath, [join(import.meta.dirname, "..", "dist", "cli.js"), "lab", "call", "--to", "120", "--say", "Please call me back tomorrow morning at nine.", "--record", record, "--hold", "9"], {
+    const cli = spawn(process.execPath, [join(import.meta.dirname, "..", "..", "dist", "cli.js"), "lab", "call", "--slot", String(slot), "--to", "120", "--say", "Please call me back tomorrow morning at nine.", "--record", record, "--hold", "9"], {
       stdio: ["ignore", "pipe", "pipe"],
     });
     let out = "";
@@ -445,7 +450,7 @@ for (const backend of LAB_BACKENDS) describe.skipIf(unavailable.get(backend) !==
       }),
     );
     const serveOnce = async () => {
-      const child = spawn(process.execPath, [join(import.meta.dirname, "..", "dist", "cli.js"), "--config", configFile, "serve"], { stdio: ["ignore", "pipe", "pipe"] });
+      const child = spawn(process.execPath, [join(import.meta.dirname, "..", "..", "dist", "cli.js"), "--config", configFile, "serve"], { stdio: ["ignore", "pipe", "pipe"] });
       let err = "";
       child.stderr!.on("data", (d) => (err += d));
       child.stdout!.resume();
@@ -485,3 +490,4 @@ for (const backend of LAB_BACKENDS) describe.skipIf(unavailable.get(backend) !==
     expect(await ast.ari.bridges.list()).toEqual([]);
   });
 });
+}
