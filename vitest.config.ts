@@ -1,8 +1,32 @@
+import { BaseSequencer, type TestSpecification } from "vitest/node";
 import { defineConfig } from "vitest/config";
+
+/**
+ * The long files first, whatever vitest remembers of earlier runs (a fresh
+ * clone remembers nothing and would order by file size): each holds a lab
+ * slot or the gateway for minutes, and the short files fill the other
+ * workers meanwhile.
+ */
+const LONG_FIRST = ["gateway", "carriers", "asterisk-chroot", "asterisk-container", "cli", "compose", "twilio"];
+
+class LongFirst extends BaseSequencer {
+  override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
+    const rank = (f: TestSpecification) => {
+      const i = LONG_FIRST.findIndex((name) => f.moduleId.endsWith(`/test/${name}.test.ts`));
+      return i === -1 ? LONG_FIRST.length : i;
+    };
+    const sorted = await super.sort(files);
+    return sorted.map((f, i) => ({ f, i })).sort((a, b) => rank(a.f) - rank(b.f) || a.i - b.i).map(({ f }) => f);
+  }
+}
 
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    // Files run side by side: most of the suite waits on real time (calls, audio, the gateway's CLI),
+    // and the lab files each hold a lab slot of their own (src/lab/config.ts) only while they use it.
+    maxWorkers: 3,
+    sequence: { sequencer: LongFirst },
     testTimeout: 20_000,
     hookTimeout: 60_000,
     // Memory checks (the ingress fuzz) measure after a full collection, not whatever garbage is pending.

@@ -11,11 +11,9 @@
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { labUnavailableReason } from "../src/lab/lab.js";
-import { labLockPath } from "../src/lab/config.js";
 import { LAB_IMAGE, labImageTools } from "../src/lab/container.js";
-import { acquireLabLock, type LabLock } from "../src/lab/lock.js";
 import { labCall } from "../src/lab/phone.js";
 import { transcribePcm } from "../src/speech/pocketsphinx.js";
 import { wordErrorRate } from "../src/speech/wer.js";
@@ -74,17 +72,10 @@ describe.skipIf(unavailable !== undefined)("docker-compose deployment", () => {
   const containerOf = (service: string) => compose(["ps", "-q", service]).out.trim();
   const health = (service: string) => run("docker", ["inspect", "-f", "{{.State.Health.Status}}", containerOf(service)]).out.trim();
   const callCount = async () => ((await client.call("voicecall.list", {})) as { calls: unknown[] }).calls.length;
-  let lock: LabLock;
   let down = false;
-
-  beforeAll(async () => {
-    // The lab phone and the lab suites share loopback ports and CPU: one at a time.
-    lock = await acquireLabLock(labLockPath(), 900_000);
-  }, 900_000);
 
   afterAll(() => {
     if (!down) compose(["down", "-v", "-t", "5"]);
-    lock?.release();
   });
 
   it("comes up: ARI answers, both containers healthy, the service reaches Asterisk", async () => {
