@@ -1,8 +1,8 @@
 /**
  * CallManager: the one facade every surface calls. It holds the table of
  * calls (each a CallSession: turns, speech queue, barge-in), routes new
- * calls to a carrier, enforces capacity and the inbound policy, de-duplicates
- * carrier events and hands each to its call, reaps stale calls, and takes
+ * calls to a carrier, enforces capacity and the inbound policy, hands each
+ * carrier event to its call, reaps stale calls, and takes
  * calls back after a restart. Every change reaches the store as it happens.
  */
 import { randomUUID } from "node:crypto";
@@ -48,7 +48,6 @@ export interface CallManagerOptions {
 }
 
 const ORPHAN_TTL_MS = 10_000;
-const MAX_SEEN_EVENTS = 4096;
 const DTMF_PATTERN = /^[0-9A-D*#w]{1,64}$/;
 const DESTINATION_PATTERN = /^(\+[1-9]\d{1,14}|[0-9*#]{1,32}|sips?:[^\s]+|[A-Za-z0-9._-]{1,64})$/;
 
@@ -59,7 +58,6 @@ export class CallManager {
   private readonly log: Logger;
   private readonly calls = new Map<string, CallSession>();
   private readonly byProviderId = new Map<string, string>();
-  private readonly seenEvents = new Set<string>();
   private readonly orphans = new Map<string, { at: number; events: ProviderEvent[] }>();
   private readonly listeners = new Set<(event: ManagerEvent) => void>();
   /** What every session reaches the store, the listeners and the live count through. */
@@ -251,11 +249,6 @@ export class CallManager {
 
   private handleProviderEvent(provider: CallProvider, event: ProviderEvent): void {
     if (this.stopped) return;
-    if (this.seenEvents.has(event.eventId)) {
-      this.log.debug({ eventId: event.eventId }, "duplicate provider event ignored");
-      return;
-    }
-    this.remember(event.eventId);
     if (event.type === "inbound") return void this.onInbound(provider, event);
     const callId = this.byProviderId.get(event.providerCallId);
     const call = callId ? this.calls.get(callId) : undefined;
@@ -357,14 +350,6 @@ export class CallManager {
       if (now - Date.parse(call.record.createdAt) > limitMs) {
         call.endInBackground("timeout", `stale: not ended after ${this.config.staleCallReaperSeconds} s`);
       }
-    }
-  }
-
-  private remember(eventId: string): void {
-    this.seenEvents.add(eventId);
-    if (this.seenEvents.size > MAX_SEEN_EVENTS) {
-      const oldest = this.seenEvents.values().next().value;
-      if (oldest !== undefined) this.seenEvents.delete(oldest);
     }
   }
 

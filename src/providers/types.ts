@@ -30,7 +30,11 @@ export interface ProviderCapabilities {
 }
 
 interface EventBase {
-  /** Unique per provider event; a repeated id is a duplicate and is ignored. */
+  /**
+   * Unique per event, minted by the carrier shell. A carrier's repeated
+   * delivery never becomes a second event: the ingress acknowledges and
+   * skips replayed webhooks before carrier code runs.
+   */
   eventId: string;
   providerCallId: string;
   at: number;

@@ -183,11 +183,6 @@ export class MockProvider implements CallProvider {
     this.end(this.live(providerCallId), state, reason);
   }
 
-  /** Delivers a raw event, e.g. a replay of one seen before. */
-  simulateEvent(event: ProviderEvent): void {
-    this.sink?.(event);
-  }
-
   /** The token of the listening turn the mock last saw for this call. */
   currentTurnToken(providerCallId: string): string | undefined {
     return this.calls.get(providerCallId)?.turnToken;
