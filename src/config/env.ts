@@ -30,6 +30,12 @@ const ENV_KEYS: ReadonlyArray<readonly [string, readonly string[]]> = [
 
 export const ENV_VAR_NAMES = [...new Set(ENV_KEYS.map(([name]) => name)), "VOICECALL_TOKEN"];
 
+/** The environment variable that fills a config path (dotted), if any. */
+export function envVarFor(path: string): string | undefined {
+  if (path === "control.token") return "VOICECALL_TOKEN";
+  return ENV_KEYS.find(([, p]) => p.join(".") === path)?.[0];
+}
+
 /**
  * The config with environment values filled in, and which config paths came
  * from which variable (so a problem with one names the variable, not a key

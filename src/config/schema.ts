@@ -35,37 +35,38 @@ const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
 
 const TwilioConfig = z.strictObject({
-  accountSid: secret.optional(),
-  authToken: secret.optional(),
-  /** Twilio's REST region for non-US processing; credentials must be from that region. */
-  region: z.enum(["us1", "ie1", "au1"]).optional(),
+  accountSid: secret.optional().describe("Twilio account SID (AC…); required when Twilio is used"),
+  authToken: secret.optional().describe("Twilio auth token: signs webhooks and authenticates REST calls"),
+  region: z.enum(["us1", "ie1", "au1"]).optional().describe("Twilio's REST region for non-US processing; the credentials must be from that region"),
 });
 const TelnyxConfig = z.strictObject({
-  apiKey: secret.optional(),
-  connectionId: secret.optional(),
-  publicKey: secret.optional(),
+  apiKey: secret.optional().describe("Telnyx API key (KEY…); required when Telnyx is used"),
+  connectionId: secret.optional().describe("the Call Control application (connection) calls are placed on"),
+  publicKey: secret.optional().describe("the base64 Ed25519 key from Mission Control that verifies webhooks; required unless skipSignatureVerification"),
 });
-const PlivoConfig = z.strictObject({ authId: secret.optional(), authToken: secret.optional() });
+const PlivoConfig = z.strictObject({
+  authId: secret.optional().describe("Plivo auth id (MA…); required when Plivo is used"),
+  authToken: secret.optional().describe("Plivo auth token: signs webhooks (V3) and authenticates REST calls"),
+});
 
 const ServeConfig = z.strictObject({
-  port: z.number().int().min(0).max(65535).default(3334),
-  bind: z.string().min(1).default("127.0.0.1"),
-  path: z.string().startsWith("/", "must start with /").default("/voice/webhook"),
+  port: z.number().int().min(0).max(65535).default(3334).describe("port of the HTTP server: control API, webhooks and media streams (0: any free port)"),
+  bind: z.string().min(1).default("127.0.0.1").describe("address the HTTP server listens on"),
+  path: z.string().startsWith("/", "must start with /").default("/voice/webhook").describe("path of the carriers' webhooks"),
 });
 
 const TunnelConfig = z.strictObject({
-  provider: z.enum(["none", "ngrok", "tailscale-serve", "tailscale-funnel"]).default("none"),
-  ngrokAuthToken: secret.optional(),
-  ngrokDomain: z.string().min(1).optional(),
-  allowNgrokFreeTierLoopbackBypass: z.boolean().default(false),
+  provider: z.enum(["none", "ngrok", "tailscale-serve", "tailscale-funnel"]).default("none").describe("a tunnel opened at start so carriers reach the webhooks (publicUrl wins when set)"),
+  ngrokAuthToken: secret.optional().describe("ngrok's authtoken, for tunnel.provider ngrok"),
+  ngrokDomain: z.string().min(1).optional().describe("a reserved ngrok domain for the tunnel"),
+  allowNgrokFreeTierLoopbackBypass: z.boolean().default(false).describe("accepted for the reference plugin's configs; has no effect (signatures are always verified)"),
 });
 
 const TailscaleConfig = z
   .strictObject({
-    mode: z.enum(["off", "serve", "funnel"]).default("off"),
-    path: z.string().startsWith("/", "must start with /").default("/voice/webhook"),
-    /** External HTTPS port; Funnel accepts only 443, 8443 and 10000. */
-    port: z.number().int().min(1).max(65535).default(443),
+    mode: z.enum(["off", "serve", "funnel"]).default("off").describe("route the webhook and stream paths on the machine's tailnet name to this service: funnel (public) or serve (tailnet only)"),
+    path: z.string().startsWith("/", "must start with /").default("/voice/webhook").describe("the public path Tailscale routes to the webhook"),
+    port: z.number().int().min(1).max(65535).default(443).describe("external HTTPS port; Funnel accepts only 443, 8443 and 10000"),
   })
   .refine((t) => t.mode !== "funnel" || [443, 8443, 10000].includes(t.port), {
     message: "Tailscale Funnel accepts only ports 443, 8443 or 10000",
@@ -73,54 +74,48 @@ const TailscaleConfig = z
   });
 
 const WebhookSecurityConfig = z.strictObject({
-  allowedHosts: z.array(z.string().min(1)).default([]),
-  trustForwardingHeaders: z.boolean().default(false),
-  trustedProxyIPs: z.array(z.string().min(1)).default([]),
+  allowedHosts: z.array(z.string().min(1)).default([]).describe("without publicUrl: the only Host names a webhook's signed URL may be rebuilt from (empty: any)"),
+  trustForwardingHeaders: z.boolean().default(false).describe("without publicUrl: rebuild the signed URL from X-Forwarded-Host/-Proto"),
+  trustedProxyIPs: z.array(z.string().min(1)).default([]).describe("trust forwarding headers only from these addresses (empty: from anyone, when trustForwardingHeaders)"),
 });
 
 const OutboundConfig = z.strictObject({
-  defaultMode: CallMode.default("notify"),
-  /** Seconds to wait after the message before hanging up in notify mode. */
-  notifyHangupDelaySec: nonNegativeInt.default(3),
+  defaultMode: CallMode.default("notify").describe("notify: speak the message, then hang up; conversation: speak it, then listen"),
+  notifyHangupDelaySec: nonNegativeInt.default(3).describe("seconds between a notify message and the hang-up"),
 });
 
 const StreamingConfig = z.strictObject({
-  /** Carriers stream call audio to us (our speech engines). Off: the cloud carriers speak and listen themselves (Asterisk always streams to us). */
-  enabled: z.boolean().default(true),
-  /** Speech provider id; unset means the first registered one in auto-select order. */
-  provider: z.string().min(1).optional(),
-  /** Provider-owned options, keyed by provider id. */
-  providers: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
-  streamPath: z.string().startsWith("/", "must start with /").default("/voice/stream"),
-  /** A media stream must send its start frame within this time or it is closed. */
-  preStartTimeoutMs: positiveInt.default(5000),
-  maxPendingConnections: positiveInt.default(32),
-  maxPendingConnectionsPerIp: positiveInt.default(4),
-  maxConnections: positiveInt.default(128),
+  enabled: z
+    .boolean()
+    .default(true)
+    .describe("cloud carriers stream call audio to this service (our speech engines); false: Twilio, Telnyx and Plivo speak and listen themselves (Asterisk always streams)"),
+  provider: z.string().min(1).optional().describe("speech recognition engine: openai, deepgram or pocketsphinx; unset: the first configured in auto-select order (see docs/speech.md)"),
+  providers: z.record(z.string(), z.record(z.string(), z.unknown())).default({}).describe("each recognition engine's own options, by engine id (e.g. providers.openai.apiKey)"),
+  streamPath: z.string().startsWith("/", "must start with /").default("/voice/stream").describe("path of the carriers' media WebSockets"),
+  preStartTimeoutMs: positiveInt.default(5000).describe("a media socket that sends no valid start within this is closed"),
+  maxPendingConnections: positiveInt.default(32).describe("media sockets open but not started yet; more are refused (429)"),
+  maxPendingConnectionsPerIp: positiveInt.default(4).describe("the same, per source address"),
+  maxConnections: positiveInt.default(128).describe("media sockets open at once; more are refused (429)"),
 });
 
 const TtsConfig = z.strictObject({
-  /**
-   * Text-to-speech for carriers whose audio we produce (Asterisk): flite,
-   * espeak-ng, openai, elevenlabs. Unset: the first configured in auto-select
-   * order (openai, elevenlabs once a key is set; else offline flite).
-   */
-  provider: z.string().min(1).optional(),
-  /** Provider-owned options, e.g. providers.flite.voice ("rms", "awb", "slt", "kal16"). */
-  providers: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
+  provider: z
+    .string()
+    .min(1)
+    .optional()
+    .describe("text-to-speech engine where our engines speak: openai, elevenlabs, flite or espeak-ng; unset: openai or elevenlabs once a key is set, else flite"),
+  providers: z.record(z.string(), z.record(z.string(), z.unknown())).default({}).describe('each engine\'s own options, by engine id (e.g. providers.flite.voice "rms", "awb", "slt", "kal16")'),
 });
 
 const BargeInConfig = z.strictObject({
-  /** The caller talking over us stops our audio (never during an outbound call's opening message). */
-  enabled: z.boolean().default(true),
-  /** Quieter than this (dBFS) is never speech: room tone and line noise stay below it. */
-  energyThresholdDb: z.number().min(-90).max(0).default(-40),
-  /** Speech must last this long before it interrupts us. */
-  minSpeechMs: z.number().int().min(20).max(2000).default(120),
-  /** The voice detector: WebRTC's VAD, or Silero v5 (needs onnxruntime-node and @ricky0123/vad-web installed). */
-  vad: z.enum(["webrtc", "silero"]).default("webrtc"),
-  /** WebRTC VAD aggressiveness, 0 (lenient) to 3 (strict). */
-  vadMode: z.union([z.literal(0), z.literal(1), z.literal(2), z.literal(3)]).default(2),
+  enabled: z.boolean().default(true).describe("the caller talking over us stops our audio (never during an outbound call's opening message)"),
+  energyThresholdDb: z.number().min(-90).max(0).default(-40).describe("quieter than this (dBFS) is never speech: room tone and line noise stay below it"),
+  minSpeechMs: z.number().int().min(20).max(2000).default(120).describe("speech must last this long before it interrupts us"),
+  vad: z.enum(["webrtc", "silero"]).default("webrtc").describe("the voice detector: WebRTC's VAD, or Silero v5 (needs onnxruntime-node and @ricky0123/vad-web installed)"),
+  vadMode: z
+    .union([z.literal(0), z.literal(1), z.literal(2), z.literal(3)])
+    .default(2)
+    .describe("WebRTC VAD aggressiveness, 0 (lenient) to 3 (strict)"),
 });
 
 /**
@@ -129,62 +124,77 @@ const BargeInConfig = z.strictObject({
  * `realtime.enabled` is reported at start as not available.
  */
 const RealtimeConfig = z.looseObject({
-  enabled: z.boolean().default(false),
-  provider: z.string().min(1).optional(),
-  providers: z.record(z.string(), z.record(z.string(), z.unknown())).optional(),
-  consultPolicy: z.enum(["auto", "substantive", "always"]).optional(),
-  toolPolicy: z.enum(["safe-read-only", "owner", "none"]).optional(),
-  agentContext: z.looseObject({ enabled: z.boolean().optional(), maxChars: positiveInt.optional(), files: z.array(z.string()).optional() }).optional(),
-  fastContext: z.looseObject({ enabled: z.boolean().optional(), timeoutMs: positiveInt.optional(), fallbackToConsult: z.boolean().optional() }).optional(),
+  enabled: z.boolean().default(false).describe("a speech-to-speech model on the call (accepted, not available yet)"),
+  provider: z.string().min(1).optional().describe("realtime voice provider id"),
+  providers: z.record(z.string(), z.record(z.string(), z.unknown())).optional().describe("each realtime provider's own options, by id"),
+  consultPolicy: z.enum(["auto", "substantive", "always"]).optional().describe("when the realtime model asks the agent"),
+  toolPolicy: z.enum(["safe-read-only", "owner", "none"]).optional().describe("which of the agent's tools a consult may use"),
+  agentContext: z
+    .looseObject({
+      enabled: z.boolean().optional().describe("give the realtime model the agent's context"),
+      maxChars: positiveInt.optional().describe("at most this much of it"),
+      files: z.array(z.string()).optional().describe("the agent's files it is taken from"),
+    })
+    .optional()
+    .describe("the agent's context for the realtime model"),
+  fastContext: z
+    .looseObject({
+      enabled: z.boolean().optional().describe("look up context quickly before consulting"),
+      timeoutMs: positiveInt.optional().describe("how long the quick look-up may take"),
+      fallbackToConsult: z.boolean().optional().describe("consult the agent when the quick look-up finds nothing"),
+    })
+    .optional()
+    .describe("a quick context look-up before a consult"),
 });
 
 const NumberOverride = z.strictObject({
-  inboundPolicy: InboundPolicy.optional(),
-  allowFrom: z.array(CallerId).optional(),
-  inboundGreeting: z.string().min(1).optional(),
-  responseModel: z.string().min(1).optional(),
-  responseSystemPrompt: z.string().min(1).optional(),
-  responseTimeoutMs: positiveInt.optional(),
-  provider: ProviderId.optional(),
-  /** The gateway agent that answers this number (accepted; agent-driven inbound calls are not built yet). */
-  agentId: z.string().min(1).optional(),
-  /** This number's own voice, deep-merged over `tts`: inbound callers who dial it hear it (where our engines speak). */
+  inboundPolicy: InboundPolicy.optional().describe("inboundPolicy for callers who dial this number"),
+  allowFrom: z.array(CallerId).optional().describe("allowFrom for callers who dial this number"),
+  inboundGreeting: z.string().min(1).optional().describe("the greeting callers of this number hear"),
+  responseModel: z.string().min(1).optional().describe("responseModel for this number's callers"),
+  responseSystemPrompt: z.string().min(1).optional().describe("responseSystemPrompt for this number's callers"),
+  responseTimeoutMs: positiveInt.optional().describe("responseTimeoutMs for this number's callers"),
+  provider: ProviderId.optional().describe("the carrier this number is on"),
+  agentId: z.string().min(1).optional().describe("the gateway agent that answers this number (accepted, not applied yet)"),
   tts: z
     .strictObject({
-      provider: z.string().min(1).optional(),
-      providers: z.record(z.string(), z.record(z.string(), z.unknown())).optional(),
+      provider: z.string().min(1).optional().describe("this number's text-to-speech engine"),
+      providers: z.record(z.string(), z.record(z.string(), z.unknown())).optional().describe("its engines' options, merged key by key over tts.providers"),
     })
-    .optional(),
+    .optional()
+    .describe("this number's own voice, deep-merged over tts: inbound callers who dial it hear it where our engines speak"),
 });
 export type NumberOverride = z.infer<typeof NumberOverride>;
 
 const AsteriskConfig = z.strictObject({
   ari: z
     .strictObject({
-      url: z.url().default("http://127.0.0.1:8088"),
-      username: z.string().min(1).default("voicecall"),
-      password: secret.optional(),
-      app: z.string().regex(/^[A-Za-z0-9_-]+$/, "letters, digits, _ and - only").default("voicecall"),
-    })
-    .prefault({}),
-  media: z
-    .strictObject({
-      /**
-       * How audio reaches us: externalMedia over RTP/UDP, or over a WebSocket
-       * to Asterisk's HTTP port (chan_websocket, Asterisk 22.5+; carries slin16 both ways).
-       */
-      transport: z.enum(["rtp", "websocket"]).default("rtp"),
-      /** Where our RTP sockets bind. */
-      bindHost: z.string().min(1).default("127.0.0.1"),
-      /** The address Asterisk sends RTP to; defaults to bindHost. */
-      advertiseHost: z.string().min(1).optional(),
-      rtpPortMin: z.number().int().min(1024).max(65535).default(40000),
-      rtpPortMax: z.number().int().min(1024).max(65535).default(40999),
-      codec: z.enum(["ulaw", "alaw", "slin16"]).default("ulaw"),
-      /** Also read keys from the audio (trunks that send DTMF in-band); RFC 4733 keys arrive as ARI events either way. */
-      inbandDtmf: z.boolean().default(false),
+      url: z.url().default("http://127.0.0.1:8088").describe("Asterisk's HTTP server (ARI)"),
+      username: z.string().min(1).default("voicecall").describe("ARI user (ari.conf)"),
+      password: secret.optional().describe("ARI password; required when Asterisk is used"),
+      app: z
+        .string()
+        .regex(/^[A-Za-z0-9_-]+$/, "letters, digits, _ and - only")
+        .default("voicecall")
+        .describe("the Stasis application; everything we create in Asterisk has ids starting with it"),
     })
     .prefault({})
+    .describe("the ARI connection"),
+  media: z
+    .strictObject({
+      transport: z
+        .enum(["rtp", "websocket"])
+        .default("rtp")
+        .describe("how audio reaches us: externalMedia over RTP/UDP, or over a WebSocket to Asterisk's HTTP port (chan_websocket, Asterisk 22.5+; needed for slin16)"),
+      bindHost: z.string().min(1).default("127.0.0.1").describe("where our RTP sockets bind"),
+      advertiseHost: z.string().min(1).optional().describe("the address Asterisk sends RTP to; default bindHost"),
+      rtpPortMin: z.number().int().min(1024).max(65535).default(40000).describe("lowest port of our RTP sockets"),
+      rtpPortMax: z.number().int().min(1024).max(65535).default(40999).describe("highest port of our RTP sockets"),
+      codec: z.enum(["ulaw", "alaw", "slin16"]).default("ulaw").describe("the externalMedia codec; slin16 (16 kHz) needs transport websocket"),
+      inbandDtmf: z.boolean().default(false).describe("also read keys from the audio (trunks that send DTMF as tones); RFC 4733 keys arrive as ARI events either way"),
+    })
+    .prefault({})
+    .describe("the externalMedia audio channel")
     .refine((m) => m.rtpPortMin <= m.rtpPortMax, {
       message: "rtpPortMin must not exceed rtpPortMax",
       path: ["rtpPortMax"],
@@ -193,104 +203,107 @@ const AsteriskConfig = z.strictObject({
       message: 'slin16 needs transport "websocket": Asterisk 22 ignores slin16 it receives over externalMedia RTP (so the caller would hear nothing)',
       path: ["codec"],
     }),
-  /** Dial string for outbound calls; {to} is replaced by the destination. */
-  dialTemplate: z.string().includes("{to}", { message: "must contain {to}" }).default("PJSIP/{to}"),
+  dialTemplate: z
+    .string()
+    .includes("{to}", { message: "must contain {to}" })
+    .default("PJSIP/{to}")
+    .describe("dial string of outbound calls, {to} replaced by the destination: PJSIP/{to} for a registered phone, PJSIP/{to}@trunk for a SIP trunk"),
 });
 
 const RoutingRule = z.strictObject({
-  /** Destination prefix, e.g. "+1" or "sip:" or "2". */
-  prefix: z.string().min(1).optional(),
-  /** Regular expression tested against the whole destination. */
+  prefix: z.string().min(1).optional().describe('destination prefix, e.g. "+1", "sip:" or "2"'),
   pattern: z
     .string()
     .min(1)
     .refine(isValidRegex, "not a valid regular expression")
-    .optional(),
-  provider: ProviderId,
+    .optional()
+    .describe("regular expression matched against the whole destination"),
+  provider: ProviderId.describe("the carrier of destinations that match"),
 });
 
 const RoutingConfig = z.strictObject({
-  defaultProvider: ProviderId.optional(),
+  defaultProvider: ProviderId.optional().describe("the carrier of destinations no rule matches (default: provider)"),
   rules: z
     .array(
       RoutingRule.refine((r) => r.prefix !== undefined || r.pattern !== undefined, {
         message: "a rule needs prefix or pattern",
       }),
     )
-    .default([]),
+    .default([])
+    .describe("{prefix?, pattern?, provider}, tried in order; the first that fits picks the carrier"),
 });
 
 const MockConfig = z.strictObject({
-  /** What an outbound call does: answer, busy, no-answer, or fail. */
-  outcome: z.enum(["answer", "busy", "no-answer", "failed"]).default("answer"),
-  ringMs: nonNegativeInt.default(300),
-  /** Simulated time to speak one character of text. */
-  speakMsPerChar: nonNegativeInt.default(5),
-  /** What the simulated caller says in turn, one entry per listen; {message} is our last line. */
-  replies: z.array(z.string()).default(["I heard you say: {message}"]),
-  replyDelayMs: nonNegativeInt.default(200),
-  /** Hang up (as the caller) after this many replies; 0 never. */
-  hangupAfterReplies: nonNegativeInt.default(0),
+  outcome: z.enum(["answer", "busy", "no-answer", "failed"]).default("answer").describe("what a simulated outbound call does"),
+  ringMs: nonNegativeInt.default(300).describe("how long it rings first"),
+  speakMsPerChar: nonNegativeInt.default(5).describe("simulated time to speak one character"),
+  replies: z.array(z.string()).default(["I heard you say: {message}"]).describe("what the simulated caller says, one entry per turn; {message} is our last line"),
+  replyDelayMs: nonNegativeInt.default(200).describe("how long the simulated caller takes to answer"),
+  hangupAfterReplies: nonNegativeInt.default(0).describe("the simulated caller hangs up after this many replies; 0: never"),
 });
 
 const ControlConfig = z.strictObject({
-  /** Bearer token for POST /rpc; env VOICECALL_TOKEN wins. */
-  token: z.string().min(16, "must be at least 16 characters").optional(),
+  token: z
+    .string()
+    .min(16, "must be at least 16 characters")
+    .optional()
+    .describe("bearer token of the control API (VOICECALL_TOKEN wins); unset: generated on first start and kept in <store>/control-token"),
 });
 
 export const VoiceCallConfigSchema = z.strictObject({
-  enabled: z.boolean().default(true),
-  provider: ProviderId.default("mock"),
-  fromNumber: CallerId.optional(),
-  toNumber: E164.optional(),
-  twilio: TwilioConfig.optional(),
-  telnyx: TelnyxConfig.optional(),
-  plivo: PlivoConfig.optional(),
-  skipSignatureVerification: z.boolean().default(false),
-  serve: ServeConfig.prefault({}),
-  publicUrl: z.url().optional(),
-  tunnel: TunnelConfig.prefault({}),
-  tailscale: TailscaleConfig.prefault({}),
-  webhookSecurity: WebhookSecurityConfig.prefault({}),
-  outbound: OutboundConfig.prefault({}),
-  streaming: StreamingConfig.prefault({}),
-  tts: TtsConfig.prefault({}),
-  bargeIn: BargeInConfig.prefault({}),
-  inboundPolicy: InboundPolicy.default("disabled"),
-  /** Callers answered under allowlist/pairing: E.164 numbers, or PBX extensions (callers on Asterisk). */
-  allowFrom: z.array(CallerId).default([]),
-  inboundGreeting: z.string().min(1).optional(),
-  numbers: z.record(E164, NumberOverride).default({}),
-  maxDurationSeconds: positiveInt.default(300),
-  /** Calls not ended after this many seconds are reaped as timed out; 0 disables. */
-  staleCallReaperSeconds: nonNegativeInt.default(600),
-  /** Silence that ends the caller's utterance on the bus (the voice detector); cloud recognisers use their own. */
-  silenceTimeoutMs: positiveInt.default(600),
-  /** How long a conversation turn waits for the caller to say something. */
-  transcriptTimeoutMs: positiveInt.default(180_000),
-  /** Keys pressed form one answer until #, the expected count, or this long without a key. */
-  dtmfInterDigitTimeoutMs: positiveInt.default(3000),
-  ringTimeoutMs: positiveInt.default(30_000),
-  maxConcurrentCalls: positiveInt.default(10),
-  sessionScope: z.enum(["per-phone", "per-call", "main"]).default("per-phone"),
-  /** The gateway agent that owns calls (responses and sessions); unset: the only agent. */
-  agentId: z.string().min(1).optional(),
-  realtime: RealtimeConfig.prefault({}),
-  store: z.string().min(1).optional(),
-  /** Ended calls kept in the call log and restored at start; older ones move to dated files in the store folder. */
-  keepEndedCalls: positiveInt.default(1000),
-  responseModel: z.string().min(1).optional(),
-  responseSystemPrompt: z.string().min(1).optional(),
-  responseTimeoutMs: positiveInt.default(30_000),
-  /** OpenAI-compatible chat endpoint for responseModel (a local model server works too). */
-  responseBaseUrl: z.url().default("https://api.openai.com/v1"),
-  /** Bearer key for responseBaseUrl; env OPENAI_API_KEY. Local servers often need none. */
-  responseApiKey: secret.optional(),
-  asterisk: AsteriskConfig.prefault({}),
-  routing: RoutingConfig.prefault({}),
-  control: ControlConfig.prefault({}),
-  mock: MockConfig.prefault({}),
-  log: z.strictObject({ level: z.enum(["trace", "debug", "info", "warn", "error", "silent"]).default("info") }).prefault({}),
+  enabled: z.boolean().default(true).describe("inside the gateway: run the voice-call service"),
+  provider: ProviderId.default("mock").describe("the default carrier: twilio, telnyx, plivo, asterisk or mock (routing can pick another per call)"),
+  fromNumber: CallerId.optional().describe("our caller id: E.164 for cloud carriers, or a PBX extension / caller id name for Asterisk and Mock"),
+  toNumber: E164.optional().describe("the destination of calls that name none"),
+  twilio: TwilioConfig.optional().describe("Twilio credentials (docs/twilio.md)"),
+  telnyx: TelnyxConfig.optional().describe("Telnyx credentials (docs/telnyx.md)"),
+  plivo: PlivoConfig.optional().describe("Plivo credentials (docs/plivo.md)"),
+  skipSignatureVerification: z.boolean().default(false).describe("accept unsigned webhooks: development only"),
+  serve: ServeConfig.prefault({}).describe("the HTTP server"),
+  publicUrl: z.url().optional().describe("the full webhook URL carriers call (https://…/voice/webhook); wins over a tunnel"),
+  tunnel: TunnelConfig.prefault({}).describe("a tunnel opened at start (docs/internet.md)"),
+  tailscale: TailscaleConfig.prefault({}).describe("a Tailscale Funnel or Serve route opened at start (docs/internet.md)"),
+  webhookSecurity: WebhookSecurityConfig.prefault({}).describe("which Host and X-Forwarded-* headers rebuild a webhook's signed URL when publicUrl is unset"),
+  outbound: OutboundConfig.prefault({}).describe("outbound calls"),
+  streaming: StreamingConfig.prefault({}).describe("call audio streamed to us, and speech recognition"),
+  tts: TtsConfig.prefault({}).describe("text-to-speech where our engines speak (Asterisk, streamed cloud calls)"),
+  bargeIn: BargeInConfig.prefault({}).describe("the voice detector: barge-in and the end of the caller's utterances"),
+  inboundPolicy: InboundPolicy.default("disabled").describe(
+    "who may call in: disabled, allowlist (callers in allowFrom), pairing (as allowlist; others are told they are not paired) or open",
+  ),
+  allowFrom: z.array(CallerId).default([]).describe("callers answered under allowlist or pairing: E.164 numbers, or PBX extensions on Asterisk"),
+  inboundGreeting: z.string().min(1).optional().describe("what inbound callers hear first; unset: we listen at once"),
+  numbers: z.record(E164, NumberOverride).default({}).describe("per dialled number: its own policy, greeting, model and voice (keys are E.164 numbers)"),
+  maxDurationSeconds: positiveInt.default(300).describe("answered calls end (timeout) this long after the answer"),
+  staleCallReaperSeconds: nonNegativeInt.default(600).describe("calls not ended after this many seconds are reaped as timed out; 0 disables"),
+  silenceTimeoutMs: positiveInt
+    .default(600)
+    .describe("the silence that ends the caller's utterance on the bus (offline recognition); cloud recognisers use their own endpointing"),
+  transcriptTimeoutMs: positiveInt.default(180_000).describe("how long a conversation turn waits for the caller"),
+  dtmfInterDigitTimeoutMs: positiveInt.default(3000).describe("keys pressed form one answer until #, the expected count, or this long without a key"),
+  ringTimeoutMs: positiveInt.default(30_000).describe("unanswered outbound calls end as no-answer after this"),
+  maxConcurrentCalls: positiveInt.default(10).describe("calls at once; more are refused with LIMIT_REACHED (inbound ones rejected)"),
+  sessionScope: z.enum(["per-phone", "per-call", "main"]).default("per-phone").describe("the agent session of a call: one per caller number, one per call, or the agent's main session"),
+  agentId: z.string().min(1).optional().describe("the gateway agent that owns calls (accepted, not applied yet)"),
+  realtime: RealtimeConfig.prefault({}).describe("realtime voice: a speech-to-speech model on the call (accepted and checked, not available yet)"),
+  store: z.string().min(1).optional().describe("folder of the call log, control token and replay keys (default ~/.openclaw/voice-calls)"),
+  keepEndedCalls: positiveInt.default(1000).describe("ended calls kept in the call log, in memory and restored; older ones move to dated files in the store folder"),
+  responseModel: z.string().min(1).optional().describe('the model answering inbound callers no agent drives, e.g. "openai/gpt-4o-mini" or any name the endpoint knows'),
+  responseSystemPrompt: z.string().min(1).optional().describe("its system prompt"),
+  responseTimeoutMs: positiveInt.default(30_000).describe("how long a reply may take"),
+  responseBaseUrl: z
+    .url()
+    .default("https://api.openai.com/v1")
+    .describe("the OpenAI-compatible chat endpoint for responseModel (a local model server works); inside the gateway its model runtime answers unless this names another endpoint"),
+  responseApiKey: secret.optional().describe("bearer key for responseBaseUrl; local servers often need none"),
+  asterisk: AsteriskConfig.prefault({}).describe("the Asterisk carrier (docs/asterisk.md)"),
+  routing: RoutingConfig.prefault({}).describe("which carrier places each call"),
+  control: ControlConfig.prefault({}).describe("the control API"),
+  mock: MockConfig.prefault({}).describe("how the simulated carrier behaves"),
+  log: z
+    .strictObject({ level: z.enum(["trace", "debug", "info", "warn", "error", "silent"]).default("info").describe("pino log level") })
+    .prefault({})
+    .describe("logging"),
 });
 
 export type VoiceCallConfig = z.infer<typeof VoiceCallConfigSchema>;

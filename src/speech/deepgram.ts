@@ -11,13 +11,12 @@ import { WsTranscriberStream } from "./cloud.js";
 import type { Transcriber, TranscriberStream } from "./types.js";
 
 export const DeepgramOptions = z.strictObject({
-  apiKey: z.string({ error: "required (or set DEEPGRAM_API_KEY)" }).min(1, "required (or set DEEPGRAM_API_KEY)"),
-  baseUrl: z.url().default("wss://api.deepgram.com/v1"),
-  model: z.string().min(1).default("nova-3"),
-  language: z.string().min(2).default("en"),
-  /** Silence (ms) that ends an utterance. */
-  endpointingMs: z.number().int().min(10).max(5000).default(300),
-  connectTimeoutMs: z.number().int().positive().default(10_000),
+  apiKey: z.string({ error: "required (or set DEEPGRAM_API_KEY)" }).min(1, "required (or set DEEPGRAM_API_KEY)").describe("Deepgram API key"),
+  baseUrl: z.url().default("wss://api.deepgram.com/v1").describe("streaming API base"),
+  model: z.string().min(1).default("nova-3").describe("recognition model"),
+  language: z.string().min(2).default("en").describe("the callers' language"),
+  endpointingMs: z.number().int().min(10).max(5000).default(300).describe("the silence that ends an utterance"),
+  connectTimeoutMs: z.number().int().positive().default(10_000).describe("the socket must open within this"),
 });
 export type DeepgramOptions = z.infer<typeof DeepgramOptions>;
 

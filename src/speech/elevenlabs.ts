@@ -9,11 +9,11 @@ import { streamedSpeech } from "./cloud.js";
 import { sentences, withAliases, type SpokenFrame, type SynthesizeOptions, type Synthesizer } from "./types.js";
 
 export const ElevenLabsOptions = withAliases(z.strictObject({
-  apiKey: z.string({ error: "required (or set ELEVENLABS_API_KEY)" }).min(1, "required (or set ELEVENLABS_API_KEY)"),
-  baseUrl: z.url().default("https://api.elevenlabs.io/v1"),
-  voiceId: z.string().min(1).default("21m00Tcm4TlvDq8ikWAM"),
-  modelId: z.string().min(1).default("eleven_flash_v2_5"),
-  timeoutMs: z.number().int().positive().default(10_000),
+  apiKey: z.string({ error: "required (or set ELEVENLABS_API_KEY)" }).min(1, "required (or set ELEVENLABS_API_KEY)").describe("ElevenLabs API key"),
+  baseUrl: z.url().default("https://api.elevenlabs.io/v1").describe("API base"),
+  voiceId: z.string().min(1).default("21m00Tcm4TlvDq8ikWAM").describe("voice (the reference's speakerVoiceId is taken too)"),
+  modelId: z.string().min(1).default("eleven_flash_v2_5").describe("speech model"),
+  timeoutMs: z.number().int().positive().default(10_000).describe("the first audio must come within this"),
 }), { speakerVoiceId: "voiceId" });
 export type ElevenLabsOptions = z.infer<typeof ElevenLabsOptions>;
 

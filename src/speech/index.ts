@@ -33,34 +33,46 @@ const TRANSCRIBERS: Record<string, Entry<Transcriber>> = {
   deepgram: { options: DeepgramOptions, autoSelectOrder: 20, create: (o) => new DeepgramTranscriber(o) },
   pocketsphinx: {
     options: z.strictObject({
-      modelDir: z.string().min(1).optional(),
-      jsgf: z.string().min(1).optional(),
-      /** Recognition threads; one keeps up with about 8 callers talking at once on this project's test machine. */
-      workers: z.number().int().min(1).max(64).optional(),
-      /** Decoders per thread, lent per utterance (each ~100 MB); callers beyond them wait their turn. */
-      decoders: z.number().int().min(1).max(32).optional(),
-      /** Speech a call may hold while waiting for a decoder before it is given up (and recorded as unrecognised). */
-      maxWaitingSeconds: z.number().int().min(1).max(600).optional(),
+      modelDir: z.string().min(1).optional().describe("acoustic model folder (default Debian's pocketsphinx-en-us)"),
+      jsgf: z.string().min(1).optional().describe("a JSGF grammar file every turn is decoded with"),
+      workers: z.number().int().min(1).max(64).optional().describe("recognition threads (default 1; one keeps up with about 8 callers talking at once, see docs/performance.md)"),
+      decoders: z.number().int().min(1).max(32).optional().describe("decoders per thread, lent per utterance (default 4, each ~100 MB); callers beyond them wait their turn"),
+      maxWaitingSeconds: z
+        .number()
+        .int()
+        .min(1)
+        .max(600)
+        .optional()
+        .describe("speech a call may hold while waiting for a decoder before it is recorded as unrecognised (default 30)"),
     }),
     autoSelectOrder: 100,
     create: (o) => new PocketsphinxTranscriber(o),
   },
-  fake: { options: z.strictObject({ script: z.array(z.string()).min(1).optional() }), create: (o) => new FakeTranscriber(o.script) },
+  fake: {
+    options: z.strictObject({ script: z.array(z.string()).min(1).optional().describe("what it hears, one entry per utterance (tests and the bench)") }),
+    create: (o) => new FakeTranscriber(o.script),
+  },
 };
 
 const SYNTHESIZERS: Record<string, Entry<Synthesizer>> = {
   openai: { options: OpenAiTtsOptions, autoSelectOrder: 10, create: (o) => new OpenAiSynthesizer(o) },
   elevenlabs: { options: ElevenLabsOptions, autoSelectOrder: 20, create: (o) => new ElevenLabsSynthesizer(o) },
   flite: {
-    options: z.strictObject({ voice: z.string().min(1).optional() }),
+    options: z.strictObject({ voice: z.string().min(1).optional().describe('flite voice: rms (default), awb, slt, kal16 or kal') }),
     autoSelectOrder: 100,
     create: (o) => new FliteSynthesizer(o),
   },
   "espeak-ng": {
-    options: z.strictObject({ voice: z.string().min(1).optional(), speed: z.number().int().min(80).max(450).optional() }),
+    options: z.strictObject({
+      voice: z.string().min(1).optional().describe("espeak-ng voice, e.g. en-us"),
+      speed: z.number().int().min(80).max(450).optional().describe("words per minute"),
+    }),
     create: (o) => new EspeakSynthesizer(o),
   },
-  fake: { options: z.strictObject({ msPerChar: z.number().nonnegative().optional() }), create: (o) => new FakeSynthesizer(o.msPerChar) },
+  fake: {
+    options: z.strictObject({ msPerChar: z.number().nonnegative().optional().describe("silence made per character (tests and the bench)") }),
+    create: (o) => new FakeSynthesizer(o.msPerChar),
+  },
 };
 
 export const TRANSCRIBER_IDS = Object.keys(TRANSCRIBERS);
@@ -200,4 +212,11 @@ export function speechConfigIssues(raw: Record<string, unknown>): FieldIssue[] {
     }
   }
   return issues;
+}
+
+/** Each engine's options schema by section (streaming: recognisers, tts: synthesizers), for the generated config reference. */
+export function speechEngineOptions(): Array<{ section: "streaming" | "tts"; id: string; options: z.ZodType; autoSelectOrder?: number }> {
+  const list = (section: "streaming" | "tts", registry: Record<string, Entry<unknown>>) =>
+    Object.entries(registry).map(([id, e]) => ({ section, id, options: e.options, autoSelectOrder: e.autoSelectOrder }));
+  return [...list("streaming", TRANSCRIBERS), ...list("tts", SYNTHESIZERS)];
 }

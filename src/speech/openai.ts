@@ -13,24 +13,23 @@ import { streamedSpeech, WsTranscriberStream } from "./cloud.js";
 import { sentences, withAliases, type SpokenFrame, type SynthesizeOptions, type Synthesizer, type Transcriber, type TranscriberStream } from "./types.js";
 
 export const OpenAiSttOptions = z.strictObject({
-  apiKey: z.string({ error: "required (or set OPENAI_API_KEY)" }).min(1, "required (or set OPENAI_API_KEY)"),
-  baseUrl: z.url().default("https://api.openai.com/v1"),
-  model: z.string().min(1).default("gpt-4o-transcribe"),
-  language: z.string().min(2).optional(),
-  /** Server VAD: silence that ends an utterance. */
-  silenceDurationMs: z.number().int().min(100).max(5000).default(500),
-  vadThreshold: z.number().min(0).max(1).default(0.5),
-  connectTimeoutMs: z.number().int().positive().default(10_000),
+  apiKey: z.string({ error: "required (or set OPENAI_API_KEY)" }).min(1, "required (or set OPENAI_API_KEY)").describe("OpenAI API key"),
+  baseUrl: z.url().default("https://api.openai.com/v1").describe("API base; the realtime transcription socket is its wss:// form"),
+  model: z.string().min(1).default("gpt-4o-transcribe").describe("transcription model"),
+  language: z.string().min(2).optional().describe("the callers' language (ISO 639-1); unset: detected"),
+  silenceDurationMs: z.number().int().min(100).max(5000).default(500).describe("server VAD: the silence that ends an utterance"),
+  vadThreshold: z.number().min(0).max(1).default(0.5).describe("server VAD: speech probability threshold"),
+  connectTimeoutMs: z.number().int().positive().default(10_000).describe("the socket must open within this"),
 });
 export type OpenAiSttOptions = z.infer<typeof OpenAiSttOptions>;
 
 export const OpenAiTtsOptions = withAliases(z.strictObject({
-  apiKey: z.string({ error: "required (or set OPENAI_API_KEY)" }).min(1, "required (or set OPENAI_API_KEY)"),
-  baseUrl: z.url().default("https://api.openai.com/v1"),
-  model: z.string().min(1).default("gpt-4o-mini-tts"),
-  voice: z.string().min(1).default("alloy"),
-  instructions: z.string().min(1).optional(),
-  timeoutMs: z.number().int().positive().default(10_000),
+  apiKey: z.string({ error: "required (or set OPENAI_API_KEY)" }).min(1, "required (or set OPENAI_API_KEY)").describe("OpenAI API key"),
+  baseUrl: z.url().default("https://api.openai.com/v1").describe("API base (POST <baseUrl>/audio/speech)"),
+  model: z.string().min(1).default("gpt-4o-mini-tts").describe("speech model"),
+  voice: z.string().min(1).default("alloy").describe("voice (the reference's speakerVoice is taken too)"),
+  instructions: z.string().min(1).optional().describe("how to speak (tone, pace), for models that take it"),
+  timeoutMs: z.number().int().positive().default(10_000).describe("the first audio must come within this"),
 }), { speakerVoice: "voice" });
 export type OpenAiTtsOptions = z.infer<typeof OpenAiTtsOptions>;
 
