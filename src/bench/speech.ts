@@ -8,11 +8,13 @@
  */
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { spawnSync } from "node:child_process";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { mkdtempSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { concatPcm } from "../audio/frame.js";
 import { decodeG711, encodeG711 } from "../audio/g711.js";
+import { Resampler } from "../audio/resample.js";
 import { DEFAULT_DETECTOR } from "../audio/vad.js";
 import { CallManager } from "../calls/manager.js";
 import { Responder } from "../calls/responder.js";
@@ -27,7 +29,9 @@ import { EspeakSynthesizer } from "../speech/espeak.js";
 import { FakeSynthesizer, FakeTranscriber } from "../speech/fake.js";
 import { FliteSynthesizer } from "../speech/flite.js";
 import { PocketsphinxTranscriber, transcribePcm } from "../speech/pocketsphinx.js";
-import { synthesizeAll, type Synthesizer } from "../speech/types.js";
+import { SphinxDecoder } from "../speech/pocketsphinx-decoder.js";
+import { synthesizeAll, type Synthesizer, type TranscriptEvent } from "../speech/types.js";
+import { readWavPcm16 } from "../speech/wav.js";
 import { wordErrorRate } from "../speech/wer.js";
 import { percentile } from "../util/stats.js";
 
@@ -47,19 +51,31 @@ export interface TtsRow {
   wer: number;
 }
 
+/** The paragraph through our synthesizer, three times (its real-time factor and first frame: the medians), and the first run read back. */
 export async function benchTts(make: () => Synthesizer): Promise<TtsRow> {
   const tts = make();
-  const started = performance.now();
-  let first = 0;
-  const audio: Int16Array[] = [];
-  for await (const f of tts.synthesize(PARAGRAPH.join(" "), { sampleRate: 8000 })) {
-    first ||= performance.now() - started;
-    audio.push(decodeG711("ulaw", encodeG711("ulaw", f.pcm)));
+  const runs: Array<{ rtf: number; first: number; audio: Int16Array[] }> = [];
+  for (let i = 0; i < RUNS; i += 1) {
+    const started = performance.now();
+    let first = 0;
+    const audio: Int16Array[] = [];
+    for await (const f of tts.synthesize(PARAGRAPH.join(" "), { sampleRate: 8000 })) {
+      first ||= performance.now() - started;
+      audio.push(decodeG711("ulaw", encodeG711("ulaw", f.pcm)));
+    }
+    runs.push({ rtf: (performance.now() - started) / 1000 / ((audio.length * 20) / 1000), first, audio });
   }
-  const rtf = (performance.now() - started) / 1000 / ((audio.length * 20) / 1000);
-  const heard = await transcribePcm(concatPcm(audio), 8000);
-  return { engine: tts.id, rtf, firstFrameMs: first, wer: wordErrorRate(PARAGRAPH.join(" "), heard) };
+  const heard = await transcribePcm(concatPcm(runs[0]!.audio), 8000);
+  return {
+    engine: tts.id,
+    rtf: percentile(runs.map((r) => r.rtf), 0.5),
+    firstFrameMs: percentile(runs.map((r) => r.first), 0.5),
+    wer: wordErrorRate(PARAGRAPH.join(" "), heard),
+  };
 }
+
+/** Runs of each synthesis measure (ours and the command alone), whose median is printed: one run of a short job is noise. */
+const RUNS = 3;
 
 export interface SttRow {
   rtf: number;
@@ -68,13 +84,19 @@ export interface SttRow {
   audioSeconds: number;
 }
 
-/** pocketsphinx on flite speech sent through the phone path (8 kHz mu-law), as fast as it decodes. */
-export async function benchStt(): Promise<SttRow> {
+/** The paragraph as a caller's phone sends it: flite at 8 kHz through mu-law, 0.8 s of silence after each sentence. */
+async function phoneParagraph(): Promise<Int16Array[]> {
   const audio: Int16Array[] = [];
   for (const sentence of PARAGRAPH) {
     for await (const f of new FliteSynthesizer().synthesize(sentence, { sampleRate: 8000 })) audio.push(decodeG711("ulaw", encodeG711("ulaw", f.pcm)));
     for (let i = 0; i < 40; i += 1) audio.push(new Int16Array(160));
   }
+  return audio;
+}
+
+/** pocketsphinx on flite speech sent through the phone path (8 kHz mu-law), as fast as it decodes, through our recognition stream. */
+export async function benchStt(): Promise<SttRow> {
+  const audio = await phoneParagraph();
   const rss0 = process.memoryUsage().rss;
   const stream = await new PocketsphinxTranscriber().stream({ sampleRate: 8000 });
   const modelMb = (process.memoryUsage().rss - rss0) / 1e6;
@@ -90,6 +112,50 @@ export async function benchStt(): Promise<SttRow> {
   stream.close();
   const audioSeconds = (audio.length * 20) / 1000;
   return { rtf: seconds / audioSeconds, wer: wordErrorRate(PARAGRAPH.join(" "), finals.join(" ")), modelMb, audioSeconds };
+}
+
+/**
+ * The ceiling for recognition in the same run: the engine alone on one
+ * stream. The same audio, resampled to the model's 16 kHz beforehand, goes
+ * straight into one pocketsphinx decoder on this thread in the same 100 ms
+ * chunks: no recognition thread, messages, resampler or decoder lending.
+ */
+export async function benchSttAlone(): Promise<{ rtf: number; wer: number }> {
+  const audio = concatPcm(await phoneParagraph());
+  const resampler = await Resampler.create(8000, 16000);
+  const wide = resampler.process(audio);
+  resampler.destroy();
+  const decoder = new SphinxDecoder(new PocketsphinxTranscriber().decoderArgs({ sampleRate: 8000 }));
+  const finals: string[] = [];
+  const take = (events: TranscriptEvent[]) => events.forEach((e) => e.type === "final" && finals.push(e.text));
+  const started = performance.now();
+  for (let i = 0; i < wide.length; i += 1600) take(decoder.process(wide.subarray(i, i + 1600)));
+  take(decoder.endUtterance());
+  const seconds = (performance.now() - started) / 1000;
+  decoder.free();
+  return { rtf: seconds / (audio.length / 8000), wer: wordErrorRate(PARAGRAPH.join(" "), finals.join(" ")) };
+}
+
+/**
+ * The ceiling for synthesis in the same run: the engine's own command alone,
+ * the whole paragraph in one run to a WAV file (no sentence splitting, no
+ * process per sentence, no resampling or framing).
+ */
+export function benchTtsAlone(engine: string): { rtf: number } {
+  const out = join(mkdtempSync(join(tmpdir(), "voicecall-bench-")), "alone.wav");
+  const text = PARAGRAPH.join(" ");
+  const [command, args] = engine === "flite" ? ["flite", ["-voice", "rms", "-t", text, "-o", out]] : ["espeak-ng", ["-v", "en-us", "-w", out, text]];
+  const rtfs: number[] = [];
+  for (let i = 0; i < RUNS; i += 1) {
+    const started = performance.now();
+    const run = spawnSync(command, args);
+    const seconds = (performance.now() - started) / 1000;
+    if (run.status !== 0) throw new Error(`${command} failed: ${String(run.stderr).trim()}`);
+    const wav = readWavPcm16(readFileSync(out));
+    rtfs.push(seconds / (wav.pcm.length / wav.sampleRate));
+  }
+  rmSync(dirname(out), { recursive: true, force: true });
+  return { rtf: percentile(rtfs, 0.5) };
 }
 
 /** A carrier with one call whose media is a loopback RTP pair: the phone side is a PhoneAudio socket. */

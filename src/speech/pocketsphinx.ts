@@ -61,11 +61,11 @@ export class PocketsphinxTranscriber implements Transcriber {
     probePocketsphinx();
   }
 
-  async stream(options: StreamOptions): Promise<TranscriberStream> {
+  /** The decoder's arguments for a stream (the recognition threads build their decoders from them; so does the bench). */
+  decoderArgs(options: StreamOptions): string[] {
     // Telephone-band audio needs the phone-tuned model, also when it arrives upsampled to 16 kHz.
     const phone = options.sampleRate < MODEL_RATE || options.narrowband === true;
-    const resampler = options.sampleRate !== MODEL_RATE ? await Resampler.create(options.sampleRate, MODEL_RATE) : undefined;
-    const args = [
+    return [
       "-hmm", phone ? phoneModel(this.dir) : join(this.dir, "en-us"),
       "-dict", join(this.dir, "cmudict-en-us.dict"),
       ...(this.options.jsgf ? ["-jsgf", this.options.jsgf] : ["-lm", join(this.dir, "en-us.lm.bin")]),
@@ -74,6 +74,11 @@ export class PocketsphinxTranscriber implements Transcriber {
       "-fwdflat", "no", "-bestpath", "yes", "-maxhmmpf", "5000", "-maxwpf", "10", "-pl_window", "3",
       "-logfn", "/dev/null",
     ];
+  }
+
+  async stream(options: StreamOptions): Promise<TranscriberStream> {
+    const resampler = options.sampleRate !== MODEL_RATE ? await Resampler.create(options.sampleRate, MODEL_RATE) : undefined;
+    const args = this.decoderArgs(options);
     const stream = new PocketsphinxStream(
       recognitionWorker(this.options.workers ?? 1, { decoders: this.options.decoders ?? DEFAULT_DECODERS, maxWaitingSeconds: this.options.maxWaitingSeconds ?? 30 }),
       options.sampleRate,
