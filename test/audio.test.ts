@@ -1,3 +1,4 @@
+import { Worker } from "node:worker_threads";
 import { spawnSync } from "node:child_process";
 import { createSocket } from "node:dgram";
 import { afterEach, describe, expect, it, vi } from "vitest";
@@ -126,6 +127,61 @@ describe("RTP/UDP media transport", () => {
       t.close();
       peer.close();
       stranger.close();
+    }
+  });
+});
+
+describe("caller audio through a stalled event loop", () => {
+  it("puts no silence before the far side's packets that arrived while the loop was stalled", async () => {
+    const t = await RtpUdpTransport.open({ codec: "ulaw", bindHost: "127.0.0.1", portMin: 41000, portMax: 41999 });
+    // The far side sends from another thread, so its packets land in the socket while this thread is busy.
+    const far = new Worker(
+      `const { parentPort, workerData } = require("node:worker_threads");
+       const s = require("node:dgram").createSocket("udp4");
+       s.bind(0, "127.0.0.1", () => {
+         parentPort.postMessage(s.address().port);
+         parentPort.once("message", () => {
+           let seq = 0;
+           const next = () => {
+             const packet = Buffer.alloc(172, 0x11);
+             packet[0] = 0x80; packet[1] = 0; packet.writeUInt16BE(seq, 2); packet.writeUInt32BE(seq * 160, 4); packet.writeUInt32BE(7, 8);
+             s.send(packet, workerData, "127.0.0.1");
+             if (++seq < 7) setTimeout(next, 5);
+             else parentPort.postMessage("sent");
+           };
+           next();
+         });
+       });`,
+      { eval: true, workerData: t.localPort },
+    );
+    try {
+      const farPort = await new Promise<number>((r) => far.once("message", r));
+      await t.connect("127.0.0.1", farPort);
+      const frames: AudioFrame[] = [];
+      const reading = (async () => {
+        for await (const f of t.frames()) frames.push(f);
+      })();
+      // The far side is quiet at first: readers get its silence, as on a call.
+      await waitFor(() => frames.length >= 3, "the idle silence");
+      const sent = new Promise((r) => far.once("message", r));
+      const before = frames.length;
+      far.postMessage("go");
+      // A stall of 150 ms (a busy moment on a loaded machine) while its seven packets arrive.
+      const until = performance.now() + 150;
+      while (performance.now() < until);
+      await sent;
+      await waitFor(() => frames.filter((f) => f.pcm.some((v) => v !== 0)).length === 7, "the seven packets as frames");
+      t.close();
+      await reading;
+      const after = frames.slice(before).map((f) => f.pcm.some((v) => v !== 0));
+      const first = after.indexOf(true);
+      // The stall's catch-up ticks found no audio yet: their silence would have come before the packets
+      // (six or more frames). At most the silence already due before the stall may come first.
+      expect(first, `frames after the stall began: ${after.map((v) => (v ? "x" : ".")).join("")}`).toBeLessThanOrEqual(2);
+      expect(after.slice(first, first + 7).every(Boolean)).toBe(true);
+    } finally {
+      t.close();
+      await far.terminate();
     }
   });
 });

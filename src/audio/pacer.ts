@@ -17,6 +17,11 @@ export interface PacedStream {
   onTickError?(err: unknown): void;
 }
 
+/** Work a stream asks to run after the I/O that was waiting when its tick ran (see FramePacer.afterIo). */
+export interface AfterIo {
+  afterIo(): void;
+}
+
 export interface PacerStats {
   ticks: number;
   /** Ticks dropped because the process stalled longer than maxCatchUp ticks. */
@@ -32,6 +37,9 @@ export class FramePacer {
   private readonly phaseOf = new Map<PacedStream, number>();
   private readonly slotMs: number;
   private timer: NodeJS.Timeout | null = null;
+  /** Streams waiting for the I/O phase to pass, and whether its immediate is scheduled. */
+  private readonly waitingIo = new Set<AfterIo>();
+  private ioScheduled = false;
   private start = 0;
   private n = 0;
   readonly stats: PacerStats = { ticks: 0, skipped: 0, lateness: [], failed: 0 };
@@ -74,6 +82,32 @@ export class FramePacer {
 
   get size(): number {
     return this.phaseOf.size;
+  }
+
+  /**
+   * Runs `stream.afterIo()` once the event loop has polled for I/O. Ticks run
+   * in the timers phase, before the poll phase reads what arrived meanwhile:
+   * after a stall, catch-up ticks would otherwise find no audio from a far
+   * side whose packets are in fact waiting in the socket. One immediate per
+   * pacer run serves every stream, however many calls there are.
+   */
+  afterIo(stream: AfterIo): void {
+    this.waitingIo.add(stream);
+    if (this.ioScheduled) return;
+    this.ioScheduled = true;
+    setImmediate(() => {
+      this.ioScheduled = false;
+      const due = [...this.waitingIo];
+      this.waitingIo.clear();
+      for (const s of due) {
+        try {
+          s.afterIo();
+        } catch {
+          // One call's fault must not stop the others' audio: counted, as a failed tick is.
+          this.stats.failed += 1;
+        }
+      }
+    });
   }
 
   private schedule(): void {

@@ -5,7 +5,7 @@
  */
 import { AsyncQueue } from "../util/async-queue.js";
 import { silentFrame, type AudioFrame, type SampleRate } from "./frame.js";
-import type { FramePacer, PacedStream } from "./pacer.js";
+import type { AfterIo, FramePacer, PacedStream } from "./pacer.js";
 
 export interface MediaTransport {
   readonly sampleRate: SampleRate;
@@ -95,16 +95,20 @@ const IDLE_TICKS = 3;
  * frames sent one per tick of the shared 20 ms pacer (silence when there is
  * nothing to say), marks and clear(). The far side often sends nothing while
  * its caller is silent, so after IDLE_TICKS quiet ticks readers are given
- * silence (a recogniser's endpointer must hear the end of a sentence).
+ * silence (a recogniser's endpointer must hear the end of a sentence), once
+ * the event loop has read what arrived: a stalled loop's catch-up ticks must
+ * not put silence in the middle of words still waiting in the socket.
  * Subclasses move bytes: `send` one frame (undefined: silence) and call
  * `received` with each frame that arrives.
  */
-export abstract class PacedTransport implements MediaTransport, PacedStream {
+export abstract class PacedTransport implements MediaTransport, PacedStream, AfterIo {
   private readonly inputs = new Set<InputQueue>();
   private readonly output = new OutputQueue();
   private detach: (() => void) | null = null;
   private isClosed = false;
   private idleTicks = 0;
+  /** Quiet ticks whose silence waits for the I/O phase (anything arriving meanwhile cancels it). */
+  private quietDue = 0;
   /** One silent frame for readers, handed out again and again (readers never write into frames). */
   private quietFrame: AudioFrame | undefined;
 
@@ -130,6 +134,7 @@ export abstract class PacedTransport implements MediaTransport, PacedStream {
   /** A frame from the far side, in order. */
   protected received(frame: AudioFrame): void {
     this.idleTicks = 0;
+    this.quietDue = 0;
     for (const q of this.inputs) q.push(frame);
   }
 
@@ -176,10 +181,19 @@ export abstract class PacedTransport implements MediaTransport, PacedStream {
     if (this.isClosed) return;
     this.idleTicks += 1;
     if (this.idleTicks >= IDLE_TICKS) {
-      this.quietFrame ??= silentFrame(this.sampleRate);
-      for (const q of this.inputs) q.push(this.quietFrame);
+      this.quietDue += 1;
+      this.pacer.afterIo(this);
     }
     this.send(this.output.next());
+  }
+
+  /** The quiet ticks' silence, unless the far side's audio turned up when the loop read its sockets. */
+  afterIo(): void {
+    const due = this.quietDue;
+    this.quietDue = 0;
+    if (this.isClosed || this.idleTicks < IDLE_TICKS) return;
+    this.quietFrame ??= silentFrame(this.sampleRate);
+    for (let i = 0; i < due; i += 1) for (const q of this.inputs) q.push(this.quietFrame);
   }
 
   /** Our tick threw (a socket fault): the pacer took us off; the call's media ends, readers see the end. */
