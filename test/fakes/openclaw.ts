@@ -10,7 +10,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { homedir } from "node:os";
+import { homedir, setPriority } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
@@ -162,6 +162,13 @@ export class Gateway {
   cli(args: string[], timeoutMs = 120_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
     return new Promise((resolveRun) => {
       const child = spawn(openclawBin(this.dir), args, { env: gatewayEnv(this.options.home, this.dir), stdio: ["ignore", "pipe", "pipe"] });
+      // The gateway CLI spends ~20 s of CPU starting up; at a lower priority it yields the cores to the
+      // test files beside it that measure real-time audio (the command only takes longer).
+      try {
+        if (child.pid !== undefined) setPriority(child.pid, 10);
+      } catch {
+        // It exited already (a command that failed at once): nothing to lower.
+      }
       let stdout = "";
       let stderr = "";
       child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
