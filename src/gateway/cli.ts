@@ -172,7 +172,8 @@ export function registerVoicecallCommands(root: Command, io: CliIo): Command {
         io.err(service.tokenGenerated
           ? `voicecall: generated a control token, saved in ${service.runtime.storeDir}/control-token (mode 0600); the CLI on this machine reads it there, other machines need it as VOICECALL_TOKEN`
           : "voicecall: control token from config, VOICECALL_TOKEN or the store folder");
-        io.err(`voicecall: try  npx voicecall call --to +15550001234 --message "hello" --json`);
+        // The lab's own lines above say how to call there; a +1 number would go to its PBX and ring nobody.
+        if (!lab) io.err(`voicecall: try  npx voicecall call --to +15550001234 --message "hello" --json`);
         await io.untilSignal();
         io.err("voicecall: stopping");
         await service.close();
