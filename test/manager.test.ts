@@ -80,11 +80,15 @@ describe("CallManager over the Mock carrier", () => {
     expect(h.manager.getCall(callId)!.endReason).toContain("max duration");
   });
 
-  it("reaps calls that never end", async () => {
-    const h = await harness({ staleCallReaperSeconds: 1, ringTimeoutMs: 60_000, mock: { ringMs: 60_000 } });
+  it("reaps calls never answered, and never an answered conversation (maxDurationSeconds above the reaper)", async () => {
+    const h = await harness({ staleCallReaperSeconds: 1, maxDurationSeconds: 3600, ringTimeoutMs: 60_000, inboundPolicy: "open", mock: { ringMs: 60_000, replies: [] } });
+    // Started together: the same sweep finds both older than the reaper's limit.
+    const talking = h.mock.simulateInbound("+15550001111", "+15550002222");
     const { callId } = await h.manager.initiateCall({ to: TO, message: "hi" });
+    const live = await waitFor(() => h.manager.listCalls().find((c) => c.providerCallId === talking && c.state === "listening"), "the inbound call answered");
     await waitFor(() => stateOf(h, callId) === "timeout", "reaper", 4000);
-    expect(h.manager.getCall(callId)!.endReason).toContain("stale");
+    expect(h.manager.getCall(callId)!.endReason).toContain("never answered");
+    expect(stateOf(h, live.callId)).toBe("listening");
   });
 
   it("ignores speech for a stale turn", async () => {

@@ -32,6 +32,25 @@ describe("gateway compatibility methods", () => {
     expect(view.sessionKey).toBe("agent:main:voice:1");
   });
 
+  it("what Google Meet's delegation sends is accepted: start with a trusted agentId, speak with allowTwimlFallback false, status by sid", async () => {
+    const ctx = await context();
+    const placed = (await invoke(ctx, "voicecall.start", {
+      to: TO,
+      mode: "conversation",
+      dtmfSequence: "123456#",
+      requesterSessionKey: "agent:main:discord:channel:general",
+      sessionKey: "voice:google-meet:meet-1",
+      agentId: "meet-agent",
+    })) as { callId: string };
+    await waitFor(() => ctx.manager.getCall(placed.callId)?.state === "listening", "the call to listen");
+    expect(await invoke(ctx, "voicecall.speak", { callId: placed.callId, allowTwimlFallback: false, message: "Say exactly: I'm here and listening." })).toEqual({ success: true });
+    const byId = (await invoke(ctx, "voicecall.status", { sid: placed.callId })) as { found: boolean; call: { agentId?: string; transcript: Array<{ text: string }> } };
+    expect(byId).toMatchObject({ found: true, call: { agentId: "meet-agent", sessionKey: "voice:google-meet:meet-1" } });
+    expect(byId.call.transcript.map((t) => t.text)).toContain("Say exactly: I'm here and listening.");
+    expect(await errorOf(invoke(ctx, "voicecall.status", { callId: placed.callId, sid: "another" }))).toMatchObject({ code: "INVALID_PARAMS", issues: [{ path: "sid" }] });
+    expect(await errorOf(invoke(ctx, "voicecall.start", { to: TO, agentId: "no spaces allowed" }))).toMatchObject({ code: "INVALID_PARAMS", issues: [{ path: "agentId" }] });
+  });
+
   it("an agent's turn asked for at once waits behind the keys and the opening message, whatever the carrier's pace", async () => {
     const ctx = await context({ mock: { ringMs: 5, replyDelayMs: 5, speakMsPerChar: 0, replies: ["yes please"] } });
     const send = ctx.h.mock.sendDtmf.bind(ctx.h.mock);

@@ -94,6 +94,8 @@ describe("OpenClaw plugin entry", () => {
     expect(schema.properties.digits.description).toContain("send_dtmf");
     // Session keys are the gateway's to set, never the model's.
     expect(schema.properties).not.toHaveProperty("sessionKey");
+    // Trusted context and core callers' compatibility fields are never the model's to set.
+    for (const field of ["agentId", "requesterSessionKey", "allowTwimlFallback", "sid"]) expect(schema.properties).not.toHaveProperty(field);
     expect(tool.getExecutionTimeoutMs?.({ action: "continue_call" })).toBeGreaterThan(180_000);
   });
 

@@ -35,6 +35,8 @@ export interface InitiateRequest {
   /** The agent session the call belongs to; kept on the call record. */
   sessionKey?: string;
   requesterSessionKey?: string;
+  /** The gateway agent that owns the call: trusted callers only (operators, core), never a model's arguments. */
+  agentId?: string;
 }
 
 export interface CallManagerOptions {
@@ -159,6 +161,7 @@ export class CallManager {
       turn: 0,
       message: request.message,
       sessionKey: request.sessionKey ?? request.requesterSessionKey,
+      ...(request.agentId ? { agentId: request.agentId } : {}),
     });
     call.dtmfSequence = request.dtmfSequence;
     if (!this.store.health.writable) {
@@ -346,9 +349,10 @@ export class CallManager {
     const limitMs = this.config.staleCallReaperSeconds * 1000;
     if (limitMs === 0) return;
     for (const call of this.calls.values()) {
-      if (call.ended) continue;
+      // A call that was answered is a conversation: maxDurationSeconds bounds it, never the reaper.
+      if (call.ended || call.record.answeredAt || isAnsweredState(call.record.state)) continue;
       if (now - Date.parse(call.record.createdAt) > limitMs) {
-        call.endInBackground("timeout", `stale: not ended after ${this.config.staleCallReaperSeconds} s`);
+        call.endInBackground("timeout", `stale: never answered within ${this.config.staleCallReaperSeconds} s`);
       }
     }
   }

@@ -51,6 +51,8 @@ export interface CallRecord {
   message?: string;
   /** The agent session the call belongs to (gateway session key), when the request named one. */
   sessionKey?: string;
+  /** The gateway agent that owns the call, when a trusted caller named one (else the number's or the config's). */
+  agentId?: string;
 }
 
 export interface CallView extends CallRecord {

@@ -275,7 +275,9 @@ export const VoiceCallConfigSchema = z.strictObject({
   inboundGreeting: z.string().min(1).optional().describe("what inbound callers hear first; unset: we listen at once"),
   numbers: z.record(E164, NumberOverride).default({}).describe("per dialled number: its own policy, greeting, model and voice (keys are E.164 numbers)"),
   maxDurationSeconds: positiveInt.default(300).describe("answered calls end (timeout) this long after the answer"),
-  staleCallReaperSeconds: nonNegativeInt.default(600).describe("calls not ended after this many seconds are reaped as timed out; 0 disables"),
+  staleCallReaperSeconds: nonNegativeInt
+    .default(120)
+    .describe("calls never answered this many seconds after they started are reaped as timed out (answered calls end at maxDurationSeconds); 0 disables"),
   silenceTimeoutMs: positiveInt
     .default(600)
     .describe("the silence that ends the caller's utterance on the bus (offline recognition); cloud recognisers use their own endpointing"),

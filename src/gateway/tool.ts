@@ -21,18 +21,19 @@ const ACTIONS = {
 type Action = keyof typeof ACTIONS;
 const ACTION_NAMES = Object.keys(ACTIONS) as Action[];
 
-const variant = <A extends Exclude<Action, "initiate_call">>(action: A) => MethodParams[ACTIONS[action]].extend({ action: z.literal(action) });
+const variant = <A extends Exclude<Action, "initiate_call" | "speak_to_user" | "get_status">>(action: A) => MethodParams[ACTIONS[action]].extend({ action: z.literal(action) });
 
 const VARIANTS = {
-  // Session keys come from the gateway, never from the model.
+  // Session keys and the owning agent come from the gateway, never from the model.
   initiate_call: MethodParams["voicecall.initiate"]
-    .omit({ sessionKey: true, requesterSessionKey: true })
+    .omit({ sessionKey: true, requesterSessionKey: true, agentId: true })
     .extend({ action: z.literal("initiate_call") }),
   continue_call: variant("continue_call"),
-  speak_to_user: variant("speak_to_user"),
+  // Compatibility fields of core callers are not the model's business.
+  speak_to_user: MethodParams["voicecall.speak"].omit({ allowTwimlFallback: true }).extend({ action: z.literal("speak_to_user") }),
   send_dtmf: variant("send_dtmf"),
   end_call: variant("end_call"),
-  get_status: variant("get_status"),
+  get_status: z.strictObject({ callId: MethodParams["voicecall.status"].shape.callId, action: z.literal("get_status") }),
 } as const;
 
 export const ToolParams = z.discriminatedUnion("action", Object.values(VARIANTS) as unknown as [typeof VARIANTS.initiate_call, ...Array<(typeof VARIANTS)[Action]>]);

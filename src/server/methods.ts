@@ -24,6 +24,13 @@ const expect = z.enum(["digits", "yesno"]).optional();
 const digits = z.number({ error: "digits must be a number of keys" }).int("digits must be a whole number").min(1, "digits must be at least 1").max(64, "digits must be at most 64").optional()
   .describe("how many keys the caller's keypad answer has");
 
+/**
+ * The gateway agent that owns the call (its turns, session and tools). Trusted
+ * context only: operators and core callers (Google Meet's delegation) pass
+ * it; the agent tool never offers it to a model.
+ */
+const agentId = z.string().trim().min(1).max(128).regex(/^[A-Za-z0-9][A-Za-z0-9._:-]*$/, "letters, digits and . _ : - only").optional();
+
 const initiateFields = {
   to: text("to").optional(),
   mode: CallMode.optional(),
@@ -31,6 +38,7 @@ const initiateFields = {
   dtmfSequence,
   sessionKey,
   requesterSessionKey: sessionKey,
+  agentId,
 };
 
 export const MethodParams = {
@@ -40,11 +48,17 @@ export const MethodParams = {
   "voicecall.continue": z.strictObject({ callId, message, expect, digits }),
   "voicecall.continue.start": z.strictObject({ callId, message, expect, digits }),
   "voicecall.continue.result": z.strictObject({ operationId: text("operationId") }),
-  "voicecall.speak": z.strictObject({ callId, message }),
+  /**
+   * allowTwimlFallback (gateway compatibility, sent by Google Meet's delegation): false asks a realtime
+   * call not to fall back to the carrier's own speech; calls without a realtime model speak as always.
+   */
+  "voicecall.speak": z.strictObject({ callId, message, allowTwimlFallback: z.boolean().optional() }),
   "voicecall.dtmf": z.strictObject({ callId, digits: text("digits").describe("keys to press: 0-9, A-D, *, #; w pauses 0.5 s") }),
   "voicecall.end": z.strictObject({ callId }),
-  /** Without callId: the calls in progress (gateway compatibility). */
-  "voicecall.status": z.strictObject({ callId: callId.optional() }),
+  /** Without callId: the calls in progress (gateway compatibility); `sid` is the reference plugin's name for callId. */
+  "voicecall.status": z
+    .strictObject({ callId: callId.optional(), sid: text("sid").optional() })
+    .refine((p) => p.callId === undefined || p.sid === undefined || p.callId === p.sid, { message: "callId and sid name different calls", path: ["sid"] }),
   "voicecall.list": z.strictObject({}),
 } as const;
 
@@ -87,8 +101,9 @@ const handlers: { [M in MethodName]: (ctx: MethodContext, params: Params<M>) => 
   },
   "voicecall.end": async ({ manager }, p) => ({ success: true, ...(await manager.endCall(p.callId)) }),
   "voicecall.status": async ({ manager }, p) => {
-    if (p.callId === undefined) return { calls: manager.listCalls({ activeOnly: true }) };
-    const call = manager.getCall(p.callId);
+    const id = p.callId ?? p.sid;
+    if (id === undefined) return { calls: manager.listCalls({ activeOnly: true }) };
+    const call = manager.getCall(id);
     return call ? { found: true, call } : { found: false };
   },
   "voicecall.list": async ({ manager }) => ({ calls: manager.listCalls() }),
