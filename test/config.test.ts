@@ -242,3 +242,46 @@ describe("Asterisk media", () => {
     expect(resolveConfig({ provider: "asterisk", asterisk: { ari: { password: "x" }, media: { codec: "slin16", transport: "websocket" } } }).config.asterisk.media.transport).toBe("websocket");
   });
 });
+
+describe("secrets given as references (the gateway's SecretRef forms)", () => {
+  const twilio = (authToken: unknown) => ({ provider: "twilio", fromNumber: "+15550009999", publicUrl: "https://voice.example.com/voice/webhook", twilio: { accountSid: "AC123", authToken } });
+
+  it("resolves env SecretRefs and ${NAME} / $NAME strings from the environment, at every secret path", () => {
+    const env = { TW_TOKEN: "tw-secret", OA_KEY: "oa-secret", ARI_PW: "ari-secret" };
+    const { config } = resolveConfig(
+      {
+        ...twilio({ source: "env", provider: "default", id: "TW_TOKEN" }),
+        tts: { provider: "openai", providers: { openai: { apiKey: "${OA_KEY}" } } },
+        asterisk: { ari: { password: "$ARI_PW" } },
+        routing: { rules: [{ prefix: "1", provider: "asterisk" }] },
+        control: { token: { source: "env", provider: "default", id: "TW_TOKEN" } },
+      },
+      { ...env, TW_TOKEN: "a-token-of-sixteen-chars" },
+    );
+    expect(config.twilio?.authToken).toBe("a-token-of-sixteen-chars");
+    expect(config.control.token).toBe("a-token-of-sixteen-chars");
+    expect(config.tts.providers.openai?.apiKey).toBe("oa-secret");
+    expect(config.asterisk.ari.password).toBe("ari-secret");
+  });
+
+  it("names the key of a reference it cannot resolve, and never prints a value", () => {
+    const issues = issuesOf(twilio({ source: "env", provider: "default", id: "NOT_SET_ANYWHERE" }), { OTHER: "s3cr3t-value" });
+    expect(issues).toContainEqual({ path: "twilio.authToken", message: "refers to the environment variable NOT_SET_ANYWHERE, which is not set" });
+    const file = issuesOf(twilio({ source: "file", provider: "filemain", id: "/twilio/token" }));
+    expect(file).toContainEqual({ path: "twilio.authToken", message: expect.stringContaining("resolved by the OpenClaw gateway") });
+    expect(JSON.stringify(issuesOf(twilio({ source: "vault", provider: "x", id: "y" })))).not.toContain("s3cr3t");
+  });
+
+  it("lets the gateway check a source config with references (it resolves them itself), and declares every secret path in the manifest", async () => {
+    const { configSchema } = await import("../src/gateway/plugin.js");
+    const { buildManifest } = await import("../src/gateway/manifest.js");
+    expect(configSchema.safeParse(twilio({ source: "file", provider: "filemain", id: "/twilio/token" })).success).toBe(true);
+    expect(configSchema.safeParse(twilio({ source: "nope" })).success).toBe(false);
+    const manifest = buildManifest() as { configContracts: { secretInputs: { paths: Array<{ path: string }> } }; configSchema: any };
+    const paths = manifest.configContracts.secretInputs.paths.map((p) => p.path);
+    expect(paths).toEqual(expect.arrayContaining(["twilio.authToken", "plivo.authToken", "asterisk.ari.password", "streaming.providers.*.apiKey", "tts.providers.*.apiKey", "realtime.providers.*.apiKey"]));
+    // The JSON Schema the gateway validates with takes a SecretRef where a secret goes.
+    const authToken = manifest.configSchema.properties.twilio.properties.authToken;
+    expect(JSON.stringify(authToken)).toContain('"source"');
+  });
+});

@@ -9,6 +9,7 @@ import JSON5 from "json5";
 import { VoiceCallError, zodIssues, type FieldIssue } from "../errors.js";
 import { applyEnv, type Env } from "./env.js";
 import { migrateLegacyConfig } from "./migrate.js";
+import { resolveSecretRefs } from "./secrets.js";
 import { E164_PATTERN, PROVIDER_IDS, VoiceCallConfigSchema, type ProviderId, type VoiceCallConfig } from "./schema.js";
 
 export interface ResolvedConfig {
@@ -29,7 +30,9 @@ export function resolveConfigWith(raw: unknown, env: Env, source: string, checks
   if (typeof input !== "object" || Array.isArray(input)) {
     throw configError(source, [{ path: "(root)", message: "expected an object" }]);
   }
-  const { value, changes } = migrateLegacyConfig(input as Record<string, unknown>);
+  const { value: migrated, changes } = migrateLegacyConfig(input as Record<string, unknown>);
+  // Secret references first: what follows sees values (the gateway resolves its own before we get here).
+  const { value, issues: secretIssues } = resolveSecretRefs(migrated, env);
   const { value: withEnv, fromEnv } = applyEnv(value, env);
   const parsed = VoiceCallConfigSchema.safeParse(withEnv);
   // Cross-field rules read the raw input too, so one run reports every problem.
@@ -37,8 +40,10 @@ export function resolveConfigWith(raw: unknown, env: Env, source: string, checks
   // A value from the environment is reported under its variable: the file has no such key.
   const named = (issues: FieldIssue[]) =>
     issues.map((i) => (fromEnv.has(i.path) ? { path: fromEnv.get(i.path)!, message: `${i.message} (the environment variable sets ${i.path})` } : i));
-  if (!parsed.success) {
-    const issues = zodIssues(parsed.error);
+  if (!parsed.success || secretIssues.length > 0) {
+    // A reference that could not be resolved says why, rather than the schema's "not resolved".
+    const bySecret = new Set(secretIssues.map((i) => i.path));
+    const issues = [...secretIssues, ...(parsed.success ? [] : zodIssues(parsed.error).filter((i) => !bySecret.has(i.path)))];
     const seen = new Set(issues.map((i) => i.path));
     throw configError(source, named([...issues, ...cross.filter((i) => !seen.has(i.path))]));
   }

@@ -4,6 +4,7 @@
  * `mock` are this project's additions. Defaults live here and nowhere else.
  */
 import { z } from "zod";
+import { SecretRefSchema } from "./secrets.js";
 
 export const E164_PATTERN = /^\+[1-9]\d{1,14}$/;
 export const E164 = z.string().regex(E164_PATTERN, "expected an E.164 number such as +15550001234");
@@ -30,7 +31,14 @@ export type CallMode = z.infer<typeof CallMode>;
 export const InboundPolicy = z.enum(["disabled", "allowlist", "pairing", "open"]);
 export type InboundPolicy = z.infer<typeof InboundPolicy>;
 
-const secret = z.string().min(1);
+/**
+ * A secret, or a reference to one (a SecretRef object, or `${NAME}`): references are
+ * resolved before the config is parsed (config/secrets.ts), so what comes out is the
+ * value; one that reaches the schema unresolved is refused with that reason.
+ */
+const secretOf = (value: z.ZodString) =>
+  z.union([value, SecretRefSchema]).pipe(z.string({ error: "a SecretRef that was not resolved (standalone only env references resolve)" }).pipe(value));
+const secret = secretOf(z.string().min(1));
 const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
 
@@ -243,9 +251,7 @@ const MockConfig = z.strictObject({
 });
 
 const ControlConfig = z.strictObject({
-  token: z
-    .string()
-    .min(16, "must be at least 16 characters")
+  token: secretOf(z.string().min(16, "must be at least 16 characters"))
     .optional()
     .describe("bearer token of the control API (VOICECALL_TOKEN wins); unset: generated on first start and kept in <store>/control-token"),
 });

@@ -5,6 +5,7 @@
  */
 import { writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { secretInputsContract } from "../config/secrets.js";
 import entry from "./plugin.js";
 import { TOOL_NAME } from "./tool.js";
 
@@ -15,6 +16,8 @@ export function buildManifest(): Record<string, unknown> {
     name: entry.name,
     description: entry.description,
     contracts: { tools: [TOOL_NAME] },
+    // The gateway resolves SecretRefs at these paths before the plugin reads its config.
+    configContracts: { secretInputs: secretInputsContract() },
     activation: { onStartup: true },
     uiHints: entry.configSchema.uiHints,
     configSchema,

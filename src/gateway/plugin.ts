@@ -9,6 +9,7 @@ import type { Command } from "commander";
 import { z } from "zod";
 import { resolveConfig } from "../configure.js";
 import { VoiceCallConfigSchema, type VoiceCallConfig } from "../config/schema.js";
+import { resolveSecretRefs } from "../config/secrets.js";
 import { asVoiceCallError, zodIssues } from "../errors.js";
 import { createLogger, type Logger } from "../log.js";
 import type { ChatFn } from "../calls/responder.js";
@@ -70,7 +71,9 @@ export interface PluginApi {
 
 export const configSchema = {
   safeParse(value: unknown) {
-    const result = VoiceCallConfigSchema.safeParse(value ?? {});
+    // The gateway may check its source config, where secrets are still references it resolves later.
+    const checked = typeof value === "object" && value !== null && !Array.isArray(value) ? resolveSecretRefs(value as Record<string, unknown>, {}, "check").value : value;
+    const result = VoiceCallConfigSchema.safeParse(checked ?? {});
     return result.success
       ? { success: true as const, data: result.data }
       : { success: false as const, error: { issues: zodIssues(result.error).map((i) => ({ path: i.path.split("."), message: i.message })) } };
