@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { CallManager, UNATTENDED_MESSAGE } from "../src/calls/manager.js";
-import { Responder, spokenText } from "../src/calls/responder.js";
+import { Responder, spokenText, type CallerTurn, type TurnResponder } from "../src/calls/responder.js";
 import { CallStore } from "../src/calls/store.js";
 import { createLogger } from "../src/log.js";
 import { createProviders } from "../src/providers/index.js";
@@ -145,5 +145,81 @@ describe("a responder whose completions come from another runtime (the gateway's
       chat: ({ signal }) => new Promise((_, reject) => signal.addEventListener("abort", () => reject(new Error("aborted")))),
     });
     await expect(silent.reply({ model: undefined, transcript: [] })).rejects.toMatchObject({ code: "UNAVAILABLE" });
+  });
+});
+
+describe("answers said piece by piece (a responder that streams, like the gateway's agent)", () => {
+  const managers: CallManager[] = [];
+  afterEach(async () => {
+    for (const m of managers.splice(0)) await m.stop();
+  });
+
+  async function start(responder: TurnResponder) {
+    const config = makeConfig({ inboundPolicy: "open", inboundGreeting: "Hello, shop here.", mock: { replies: [], speakMsPerChar: 0 } });
+    const providers = createProviders(config, { logger: createLogger("silent") });
+    const { store, loaded } = CallStore.open(tempDir());
+    const manager = new CallManager({ config, providers, store, loaded, logger: createLogger("silent"), responder });
+    await manager.start();
+    managers.push(manager);
+    const mock = providers.get("mock") as MockProvider;
+    const listens: string[] = [];
+    const listen = mock.listen.bind(mock);
+    mock.listen = async (id, token, options) => {
+      listens.push(token);
+      return listen(id, token, options);
+    };
+    const pid = mock.simulateInbound("+15550009999", "+15550000001");
+    const call = await waitFor(() => manager.listCalls().find((c) => c.providerCallId === pid), "inbound call");
+    await waitFor(() => manager.getCall(call.callId)!.state === "listening", "greeting played");
+    return { manager, mock, pid, callId: call.callId, listens };
+  }
+
+  it("speaks the first piece while the answer is still being made, and the turn listens again after the last", async () => {
+    let finish!: () => void;
+    const turns: CallerTurn[] = [];
+    const { manager, mock, pid, callId, listens } = await start({
+      answers: () => true,
+      respond: async (turn) => {
+        turns.push(turn);
+        turn.say("We open at nine.");
+        await new Promise<void>((r) => (finish = r));
+        turn.say("<think>they may want the weekend too</think>And at ten on Saturdays.");
+      },
+    });
+    mock.simulateSpeech(pid, "when do you open");
+    await waitFor(() => mock.spokenTo(pid).length === 2, "the first piece, before the answer is complete");
+    expect(turns[0]).toMatchObject({ words: "when do you open", call: { callId, direction: "inbound" } });
+    finish();
+    await waitFor(() => mock.spokenTo(pid).length === 3, "the second piece");
+    expect(mock.spokenTo(pid)).toEqual(["Hello, shop here.", "We open at nine.", "And at ten on Saturdays."]);
+    // One turn for the whole answer (opened by its first piece), listened to again once the last had played.
+    await waitFor(() => listens.length >= 3, "the turn listening again");
+    const view = manager.getCall(callId)!;
+    expect(view.turn).toBe(2);
+    expect(listens.slice(-2)).toEqual([listens.at(-1), listens.at(-1)]);
+    expect(view.transcript.filter((t) => t.origin === "model").map((t) => t.text)).toEqual(["We open at nine.", "And at ten on Saturdays."]);
+  });
+
+  it("aborts the answer being made when the caller says more, and answers their newer words instead", async () => {
+    const seen: Array<{ words: string; aborted: () => boolean }> = [];
+    const { mock, pid } = await start({
+      answers: () => true,
+      respond: async (turn) => {
+        seen.push({ words: turn.words, aborted: () => turn.signal.aborted });
+        if (turn.words === "I want a cake") {
+          await new Promise((r) => turn.signal.addEventListener("abort", r, { once: true }));
+          turn.say("A cake, sure."); // too late: dropped
+          return;
+        }
+        turn.say(`About ${turn.words}.`);
+      },
+    });
+    mock.simulateSpeech(pid, "I want a cake");
+    await waitFor(() => seen.length === 1, "the first answer started");
+    mock.simulateSpeech(pid, "for twelve people");
+    await waitFor(() => mock.spokenTo(pid).length >= 2, "an answer");
+    await new Promise((r) => setTimeout(r, 200));
+    expect(seen.map((s) => [s.words, s.aborted()])).toEqual([["I want a cake", true], ["for twelve people", false]]);
+    expect(mock.spokenTo(pid)).toEqual(["Hello, shop here.", "About for twelve people."]);
   });
 });

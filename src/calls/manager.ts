@@ -12,7 +12,7 @@ import { VoiceCallError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { CallProvider, ProviderEvent } from "../providers/types.js";
 import type { Expectation } from "../speech/types.js";
-import type { Responder } from "./responder.js";
+import type { TurnResponder } from "./responder.js";
 import { routeCall } from "./routing.js";
 import { CallSession, type SessionHost } from "./session.js";
 import { isAnsweredState, isTerminal } from "./state.js";
@@ -46,7 +46,7 @@ export interface CallManagerOptions {
   loaded?: LoadedStore;
   logger: Logger;
   /** Answers inbound callers when no agent drives the call (responseModel). */
-  responder?: Responder;
+  responder?: TurnResponder;
 }
 
 const ORPHAN_TTL_MS = 10_000;

@@ -7,7 +7,36 @@
  * but meta text is not spoken at all.
  */
 import { VoiceCallError } from "../errors.js";
-import type { TranscriptEntry } from "./types.js";
+import type { CallRecord, TranscriptEntry } from "./types.js";
+
+/** A caller's words that no agent's continue_call waits for, handed to a responder to answer. */
+export interface CallerTurn {
+  call: Readonly<CallRecord>;
+  /** The call so far, the caller's newest words last. */
+  transcript: readonly TranscriptEntry[];
+  /** What the caller has just said. */
+  words: string;
+  /** responseModel / responseSystemPrompt / responseTimeoutMs of the number dialled, over the global ones. */
+  model: string | undefined;
+  systemPrompt: string | undefined;
+  timeoutMs: number;
+  /**
+   * Says one piece of the answer: queued at once behind what is being said,
+   * so a responder that has its first sentence early speaks it early. Text
+   * that is not fit to speak (reasoning, markup only) is dropped.
+   */
+  say(text: string): void;
+  /** Aborts when the caller says more (a newer turn answers them) or the call ends. */
+  signal: AbortSignal;
+}
+
+/** Who answers callers' turns no agent drives: a chat model (Responder), or inside the gateway its agent. */
+export interface TurnResponder {
+  /** Whether anything answers on this call; else the caller is told nobody can take it. */
+  answers(call: Readonly<CallRecord>, model: string | undefined): boolean;
+  /** Answers one turn through `turn.say`; resolves once the whole answer has been handed over. */
+  respond(turn: CallerTurn): Promise<void>;
+}
 
 /** A chat completion by someone else's transport (inside the gateway: its model runtime); returns the raw text. */
 export type ChatFn = (request: {
@@ -32,6 +61,8 @@ export interface ResponseRequest {
   systemPrompt?: string;
   transcript: readonly TranscriptEntry[];
   signal?: AbortSignal;
+  /** Overrides the responder's own timeout (a number's responseTimeoutMs). */
+  timeoutMs?: number;
 }
 
 const CONTRACT =
@@ -40,12 +71,22 @@ const CONTRACT =
 
 const DEFAULT_PROMPT = "You are a helpful assistant answering the phone.";
 
-export class Responder {
+export class Responder implements TurnResponder {
   constructor(private readonly options: ResponderOptions) {}
 
   /** Whether a reply can be had without naming a model (the gateway's runtime uses its agent's). */
   get hasDefaultModel(): boolean {
     return this.options.chat !== undefined;
+  }
+
+  answers(_call: Readonly<CallRecord>, model: string | undefined): boolean {
+    return model !== undefined || this.hasDefaultModel;
+  }
+
+  /** The whole reply in one piece (a chat completion is not streamed). */
+  async respond(turn: CallerTurn): Promise<void> {
+    const text = await this.reply({ model: turn.model, systemPrompt: turn.systemPrompt, transcript: turn.transcript, signal: turn.signal, timeoutMs: turn.timeoutMs });
+    if (text) turn.say(text);
   }
 
   /** The words to say next, or undefined when the model gave nothing speakable. */
@@ -56,7 +97,8 @@ export class Responder {
       .map((t) => ({ role: t.speaker === "bot" ? ("assistant" as const) : ("user" as const), content: t.kind === "dtmf" ? `[pressed ${t.text}]` : t.text }));
     const messages = [{ role: "system", content: system }, ...turns];
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), this.options.timeoutMs);
+    const timeoutMs = request.timeoutMs ?? this.options.timeoutMs;
+    const timer = setTimeout(() => controller.abort(), timeoutMs);
     const onAbort = () => controller.abort();
     request.signal?.addEventListener("abort", onAbort, { once: true });
     const url = `${this.options.baseUrl.replace(/\/$/, "")}/chat/completions`;
@@ -68,7 +110,7 @@ export class Responder {
         } catch (err) {
           if (request.signal?.aborted) return undefined;
           const which = request.model ?? "(the gateway's default)";
-          if (controller.signal.aborted) throw new VoiceCallError("UNAVAILABLE", `response model ${which}: no answer within ${this.options.timeoutMs} ms`);
+          if (controller.signal.aborted) throw new VoiceCallError("UNAVAILABLE", `response model ${which}: no answer within ${timeoutMs} ms`);
           throw new VoiceCallError("PROVIDER_ERROR", `response model ${which}: ${(err as Error).message}`);
         }
       }
@@ -83,7 +125,7 @@ export class Responder {
         });
       } catch (err) {
         if (request.signal?.aborted) return undefined;
-        const reason = controller.signal.aborted ? `no answer within ${this.options.timeoutMs} ms` : (err as Error).message;
+        const reason = controller.signal.aborted ? `no answer within ${timeoutMs} ms` : (err as Error).message;
         throw new VoiceCallError("UNAVAILABLE", `response model at ${url}: ${reason}`);
       }
       if (!res.ok) {

@@ -11,7 +11,7 @@ import { VoiceCallError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { CallProvider, ProviderEvent } from "../providers/types.js";
 import type { Expectation } from "../speech/types.js";
-import type { Responder } from "./responder.js";
+import { spokenText, type TurnResponder } from "./responder.js";
 import { canTransition, isAnsweredState, isTerminal } from "./state.js";
 import type { CallRecord, LiveState, TerminalState, TranscriptEntry } from "./types.js";
 
@@ -26,7 +26,7 @@ const FINAL_WORDS_GRACE_MS = 300;
 /** What a session needs from the manager: the config, the store and listeners, and the count of live calls. */
 export interface SessionHost {
   readonly config: VoiceCallConfig;
-  readonly responder?: Responder;
+  readonly responder?: TurnResponder;
   /** The record changed: written to the store and told to listeners. */
   persist(session: CallSession): void;
   /** A transcript line: stored and told to listeners. */
@@ -86,6 +86,8 @@ export class CallSession {
   private bargeIns = 0;
   /** The caller was told nobody can answer. */
   private unattended = false;
+  /** The answer being made for the caller's newest words (aborted when they say more), settled when handed over. */
+  private answering?: { controller: AbortController; done: Promise<void> };
   /** The caller is talking now (between a speech onset and its end). */
   private callerSpeaking = false;
   /** Resolved when the caller stops talking. */
@@ -319,15 +321,18 @@ export class CallSession {
   }
 
   /**
-   * Answers an inbound caller no agent is talking to: the responseModel's
-   * reply, unless the caller spoke again while it was being made (then the
-   * newer words get their own reply). Without a model the caller is told so.
+   * Answers an inbound caller no agent is talking to, through the responder
+   * (a chat model, or inside the gateway its agent). Each piece of the answer
+   * is said as soon as the responder has it, so a streamed answer starts with
+   * its first sentence. The caller saying more aborts the answer being made
+   * (their newer words get their own), and what was queued from it is not
+   * played. One answer is made at a time. Without a responder the caller is told so.
    */
   private async autoRespond(): Promise<void> {
     const { config, responder } = this.host;
     const override = config.numbers[this.record.to];
     const model = override?.responseModel ?? config.responseModel;
-    if (!responder || (!model && !responder.hasDefaultModel)) {
+    if (!responder || !responder.answers(this.record, model)) {
       if (this.unattended) return;
       this.unattended = true;
       this.log.info("no agent and no responseModel: telling the caller and hanging up");
@@ -335,20 +340,47 @@ export class CallSession {
       await this.hangupAndFinish("hangup-bot", "no agent or responseModel to answer the call");
       return;
     }
+    const previous = this.answering;
+    previous?.controller.abort("the caller said more");
+    const controller = new AbortController();
     const heardAt = this.callerWords;
-    const started = Date.now();
-    const text = await responder.reply({ model, systemPrompt: override?.responseSystemPrompt ?? config.responseSystemPrompt, transcript: this.transcript });
-    if (this.ended) return;
-    if (!text) {
-      this.log.warn("the response model gave nothing that can be spoken");
-      return;
-    }
-    this.log.info({ ms: Date.now() - started }, "auto-response ready");
-    try {
-      await this.say(text, { origin: "model", thenListen: true, bargeIn: true, staleAfter: heardAt });
-    } catch (err) {
-      if (!(err instanceof VoiceCallError && err.code === "INTERRUPTED")) throw err;
-    }
+    const words = this.transcript.findLast((t) => t.speaker === "caller" && t.kind === "speech")?.text ?? "";
+    const done = (async () => {
+      await previous?.done;
+      if (controller.signal.aborted || this.ended) return;
+      const started = Date.now();
+      const pieces: Array<Promise<unknown>> = [];
+      let turn: string | undefined;
+      await responder.respond({
+        call: this.record,
+        transcript: [...this.transcript],
+        words,
+        model,
+        systemPrompt: override?.responseSystemPrompt ?? config.responseSystemPrompt,
+        timeoutMs: override?.responseTimeoutMs ?? config.responseTimeoutMs,
+        signal: controller.signal,
+        say: (text) => {
+          const spoken = spokenText(text);
+          if (!spoken || controller.signal.aborted || this.ended) return;
+          if (pieces.length === 0) this.log.info({ ms: Date.now() - started }, "auto-response: first words ready");
+          // The first piece opens the turn the caller's answer belongs to; the rest continue it.
+          const said = this.say(spoken, { origin: "model", thenListen: pieces.length === 0, bargeIn: true, staleAfter: heardAt });
+          if (pieces.length === 0) void said.then((token) => (turn = token), () => undefined);
+          pieces.push(said.catch((err) => {
+            if (!(err instanceof VoiceCallError && err.code === "INTERRUPTED")) throw err;
+          }));
+        },
+      });
+      if (pieces.length === 0 && !controller.signal.aborted) this.log.warn("the responder gave nothing that can be spoken");
+      await Promise.all(pieces);
+      // Carriers that speak themselves stopped listening for the later pieces: the turn listens again.
+      if (pieces.length > 1 && turn !== undefined && turn === this.turnToken && !this.ended) {
+        const provider = this.providerOf();
+        await provider.listen(this.providerCallId(), turn).catch(carrierFailure(provider, "listen"));
+      }
+    })();
+    this.answering = { controller, done: done.catch(() => undefined) };
+    await done;
   }
 
   // ------------------------------------------------------------------ turns
@@ -474,6 +506,7 @@ export class CallSession {
     this.timers.clear();
     clearTimeout(this.keyTimer);
     this.speaking?.abort();
+    this.answering?.controller.abort(why.message);
     this.pending?.reply.reject(why);
     this.pending = undefined;
     this.answered.reject(why);
