@@ -7,7 +7,7 @@ import type { ProviderId, VoiceCallConfig } from "./config/schema.js";
 import { defaultStoreDir } from "./config/load.js";
 import { CallManager } from "./calls/manager.js";
 import { loadSilero } from "./audio/silero.js";
-import { Responder, type ChatFn } from "./calls/responder.js";
+import { Responder, type ChatFn, type TurnResponder } from "./calls/responder.js";
 import { VoiceCallError } from "./errors.js";
 import { CallStore } from "./calls/store.js";
 import { Operations } from "./calls/operations.js";
@@ -31,6 +31,8 @@ export interface VoiceCallRuntime {
 export interface RuntimeDeps extends Omit<ProviderDeps, "logger"> {
   /** Auto-responses through this instead of responseBaseUrl (the gateway's model runtime). */
   chat?: ChatFn;
+  /** Answers callers' turns instead of the chat-model Responder (inside the gateway: its agent). */
+  responder?: TurnResponder;
 }
 
 export async function createRuntime(config: VoiceCallConfig, logger: Logger, deps: RuntimeDeps = {}): Promise<VoiceCallRuntime> {
@@ -40,7 +42,7 @@ export async function createRuntime(config: VoiceCallConfig, logger: Logger, dep
       throw new VoiceCallError("UNAVAILABLE", err.message, [{ path: "bargeIn.vad", message: err.message }]);
     });
   }
-  const { chat, ...providerDeps } = deps;
+  const { chat, responder: given, ...providerDeps } = deps;
   const endpoints = providerDeps.endpoints ?? new PublicEndpoints(config);
   const providers = createProviders(config, { logger, ...providerDeps, endpoints });
   const storeDir = defaultStoreDir(config);
@@ -52,7 +54,7 @@ export async function createRuntime(config: VoiceCallConfig, logger: Logger, dep
         : logger.error({ store: storeDir, reason: h.reason, waiting: h.waiting }, "the call log cannot be written: calls go on, new calls are refused, lines wait in memory"),
   });
   if (archived > 0) logger.info({ archived, store: storeDir }, "moved calls ended beyond keepEndedCalls into a dated file");
-  const responder = new Responder({ baseUrl: config.responseBaseUrl, apiKey: config.responseApiKey, timeoutMs: config.responseTimeoutMs, chat });
+  const responder = given ?? new Responder({ baseUrl: config.responseBaseUrl, apiKey: config.responseApiKey, timeoutMs: config.responseTimeoutMs, chat });
   const manager = new CallManager({ config, providers, store, loaded, logger, responder });
   try {
     await manager.start();

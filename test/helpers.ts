@@ -37,13 +37,15 @@ export async function startManager(raw: Record<string, unknown> = {}, storeDir =
   return { manager, mock: providers.get("mock") as MockProvider, config, storeDir };
 }
 
-export async function waitFor<T>(probe: () => T | undefined | false, what: string, timeoutMs = 5000): Promise<T> {
+export async function waitFor<T>(probe: () => T | undefined | false | Promise<T | undefined | false>, what: string, timeoutMs = 5000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const value = probe();
+    const probed = probe();
+    const value = await probed;
     if (value) return value;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
+    // A probe that asks a server (a promise) is not sent a hundred times a second.
+    await new Promise((r) => setTimeout(r, probed instanceof Promise ? 100 : 10));
   }
 }
 

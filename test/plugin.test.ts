@@ -2,12 +2,15 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Command } from "commander";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import entry, { type GatewayRequest, type PluginApi } from "../src/gateway/plugin.js";
+import entry, { type GatewayRequest, type PluginApi, type PluginTool, type ToolFactoryContext } from "../src/gateway/plugin.js";
 import { buildManifest } from "../src/gateway/manifest.js";
 import { tempDir } from "./helpers.js";
 
 interface Registered {
-  tools: Array<Parameters<PluginApi["registerTool"]>[0]>;
+  /** The tool as a run outside any call sees it. */
+  tools: PluginTool[];
+  /** The tool as a run with this context sees it. */
+  toolFor: (ctx: ToolFactoryContext) => PluginTool | null | undefined;
   methods: Map<string, (opts: GatewayRequest) => Promise<void> | void>;
   scopes: Map<string, string | undefined>;
   cli: Array<{ registrar: (ctx: { program: Command }) => void | Promise<void>; opts?: { commands?: string[] } }>;
@@ -16,13 +19,17 @@ interface Registered {
 }
 
 function load(pluginConfig: Record<string, unknown>, registrationMode?: string, plugin: typeof entry = entry): Registered {
-  const r: Registered = { tools: [], methods: new Map(), scopes: new Map(), cli: [], services: [], logs: [] };
+  const r: Registered = { tools: [], toolFor: () => undefined, methods: new Map(), scopes: new Map(), cli: [], services: [], logs: [] };
   const log = (level: string) => (m: string) => r.logs.push(`${level}: ${m}`);
   plugin.register({
     pluginConfig,
     registrationMode,
     logger: { info: log("info"), warn: log("warn"), error: log("error"), debug: log("debug") },
-    registerTool: (t) => r.tools.push(t),
+    registerTool: (t) => {
+      r.toolFor = typeof t === "function" ? t : () => t;
+      const tool = r.toolFor({});
+      if (tool) r.tools.push(tool);
+    },
     registerGatewayMethod: (name, handler, opts) => {
       r.methods.set(name, handler);
       r.scopes.set(name, opts?.scope);
@@ -172,6 +179,32 @@ describe("OpenClaw plugin entry", () => {
     const badMethod = await callMethod(r, "voicecall.initiate", { to: "+15550001234" });
     expect(badMethod.ok).toBe(false);
     expect(badMethod.error).toMatchObject({ code: "INVALID_PARAMS", details: { issues: [{ path: "message" }] } });
+  });
+
+  it("a call placed from a run belongs to its agent and session; a run on a call gets the tool for that call only", async () => {
+    const r = load(goodConfig());
+    loaded.push(r);
+    await r.services[0]!.start();
+    const chat = r.toolFor({ agentId: "ops", sessionKey: "agent:ops:main" })!;
+    const placed = (await chat.execute("t1", { action: "initiate_call", to: "+15550001234", message: "hi", mode: "conversation" })) as any;
+    const callId = placed.details.callId as string;
+    const status = (await chat.execute("t2", { action: "get_status", callId })) as any;
+    expect(status.details.call).toMatchObject({ agentId: "ops", sessionKey: "agent:ops:main" });
+
+    const onCall = r.toolFor({ agentId: "ops", toolBindings: { "voice-call": { callId } } })!;
+    expect(onCall.description).toContain(callId);
+    const actions = (onCall.parameters as any).properties.action.enum as string[];
+    expect(actions.sort()).toEqual(["end_call", "get_status", "send_dtmf", "speak_to_user"]);
+    const placing = (await onCall.execute("t3", { action: "initiate_call", to: "+15550001234", message: "hi" })) as any;
+    expect(placing.details.error.issues[0].path).toBe("action");
+    const elsewhere = (await onCall.execute("t4", { action: "end_call", callId: "another-call" })) as any;
+    expect(elsewhere.details.error).toMatchObject({ code: "INVALID_PARAMS", issues: [{ path: "callId" }] });
+    const mine = (await onCall.execute("t5", { action: "get_status" })) as any;
+    expect(mine.details).toMatchObject({ found: true, call: { callId } });
+    const ended = (await onCall.execute("t6", { action: "end_call" })) as any;
+    expect(ended.details).toMatchObject({ success: true, state: "hangup-bot" });
+    const view = (await chat.execute("t7", { action: "get_status", callId })) as any;
+    expect(view.details.call.endReason).toBe("ended by the agent");
   });
 
   it("reports a bad config by key path in the log and on every call", async () => {

@@ -203,10 +203,12 @@ export class CallManager {
     await this.liveCall(callId).pressKeys(digits);
   }
 
-  async endCall(callId: string): Promise<{ state: CallState }> {
+  /** Hangs up a call; `afterSpeech`: once what is queued to be said has played (at most 30 s). */
+  async endCall(callId: string, options: { afterSpeech?: boolean; reason?: string } = {}): Promise<{ state: CallState }> {
     const call = this.calls.get(callId);
     if (!call) throw notFound(callId);
-    if (!call.ended) await call.hangupAndFinish("hangup-bot", "ended by request");
+    const why = options.reason ?? "ended by request";
+    if (!call.ended) await (options.afterSpeech ? call.hangupAfterSpeech(why, 30_000) : call.hangupAndFinish("hangup-bot", why));
     const { writable, reason } = this.store.health;
     if (!writable) {
       throw new VoiceCallError(

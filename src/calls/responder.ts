@@ -36,6 +36,8 @@ export interface TurnResponder {
   answers(call: Readonly<CallRecord>, model: string | undefined): boolean;
   /** Answers one turn through `turn.say`; resolves once the whole answer has been handed over. */
   respond(turn: CallerTurn): Promise<void>;
+  /** Hands over at once what is held back of the answer being made on `callId` (the call is about to end). */
+  flush?(callId: string): void;
 }
 
 /** A chat completion by someone else's transport (inside the gateway: its model runtime); returns the raw text. */

@@ -526,6 +526,23 @@ export class CallSession {
     }
   }
 
+  /**
+   * Hangs up once what is queued to be said has been said (an agent saying
+   * goodbye and hanging up in one answer), waiting at most `maxMs`. The
+   * answer being made is not aborted: the run that hung up finishes.
+   */
+  async hangupAfterSpeech(reason: string, maxMs: number): Promise<void> {
+    if (this.ended || this.ending) return;
+    // Words of the answer still held back (a sentence not known to be complete) are said first.
+    this.host.responder?.flush?.(this.record.callId);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.speech, new Promise<void>((resolve) => (timer = setTimeout(resolve, maxMs)))]);
+    clearTimeout(timer);
+    // The answer that asked for this (an agent's run) goes on after the call: it is not aborted with it.
+    this.answering = undefined;
+    await this.hangupAndFinish("hangup-bot", reason);
+  }
+
   /** Ends the call from a timer: nobody awaits it. */
   endInBackground(state: TerminalState, reason: string): void {
     this.host.background(this.hangupAndFinish(state, reason), "ending a call");

@@ -12,12 +12,14 @@ import { VoiceCallConfigSchema, type VoiceCallConfig } from "../config/schema.js
 import { resolveSecretRefs } from "../config/secrets.js";
 import { asVoiceCallError, zodIssues } from "../errors.js";
 import { createLogger, type Logger } from "../log.js";
-import type { ChatFn } from "../calls/responder.js";
+import { Responder, type ChatFn, type TurnResponder } from "../calls/responder.js";
+import { AgentResponder, TOOL_BINDING_KEY, type CallBinding } from "./agent-responder.js";
+import type { GatewayRuntime } from "./sdk.js";
 import { startService, type RunningService } from "../server/service.js";
 import { registerVoicecallCommands } from "./cli.js";
 import { ensureService, stopService } from "./holder.js";
 import { METHOD_NAMES, READ_METHODS, invoke } from "../server/methods.js";
-import { TOOL_DESCRIPTION, TOOL_NAME, runTool, toolParametersJsonSchema, toolResult, toolTimeoutMs } from "./tool.js";
+import { TOOL_DESCRIPTION, TOOL_NAME, boundToolDescription, runTool, toolParametersJsonSchema, toolResult, toolTimeoutMs } from "./tool.js";
 
 /** The parts of the gateway's plugin API this plugin uses. */
 export interface PluginLogger {
@@ -25,6 +27,25 @@ export interface PluginLogger {
   info: (message: string) => void;
   warn: (message: string) => void;
   error: (message: string) => void;
+}
+
+export interface PluginTool {
+  name: string;
+  label?: string;
+  description: string;
+  parameters: Record<string, unknown>;
+  /** Offered to the model as itself, not behind the gateway's tool-search bridge. */
+  catalogMode?: "direct-only";
+  getExecutionTimeoutMs?: (args: unknown) => number | undefined;
+  execute: (toolCallId: string, params: unknown) => Promise<unknown>;
+}
+
+/** What the gateway tells a tool factory about the run (trusted; never the model's arguments). */
+export interface ToolFactoryContext {
+  agentId?: string;
+  sessionKey?: string;
+  senderIsOwner?: boolean;
+  toolBindings?: Readonly<Record<string, unknown>>;
 }
 
 export interface GatewayRequest {
@@ -37,29 +58,10 @@ export interface PluginApi {
   /** "full" is the live gateway; "discovery", "cli-metadata", "setup-only", ... only collect what a plugin offers. */
   registrationMode?: string;
   /** The gateway's runtime helpers; read only when a call needs them, never during register(). */
-  runtime?: {
-    llm?: {
-      complete(params: {
-        messages: Array<{ role: "system" | "user" | "assistant"; content: string }>;
-        systemPrompt?: string;
-        model?: string;
-        maxTokens?: number;
-        purpose?: string;
-        signal?: AbortSignal;
-      }): Promise<{ text: string }>;
-    };
-  };
+  runtime?: GatewayRuntime;
   logger: PluginLogger;
-  registerTool: (tool: {
-    name: string;
-    label?: string;
-    description: string;
-    parameters: Record<string, unknown>;
-    /** Offered to the model as itself, not behind the gateway's tool-search bridge. */
-    catalogMode?: "direct-only";
-    getExecutionTimeoutMs?: (args: unknown) => number | undefined;
-    execute: (toolCallId: string, params: unknown) => Promise<unknown>;
-  }) => void;
+  /** A tool, or a factory the gateway calls with each run's context (the tool a run sees). */
+  registerTool: (tool: PluginTool | ((ctx: ToolFactoryContext) => PluginTool | null | undefined), opts?: { name?: string }) => void;
   registerGatewayMethod: (
     method: string,
     handler: (opts: GatewayRequest) => Promise<void> | void,
@@ -113,6 +115,12 @@ function bridgeLogger(api: PluginApi, level: string): Logger {
   return createLogger(level, sink);
 }
 
+/** The call a run's toolBindings bind the tool to (set by AgentResponder), if any. */
+function boundCall(bindings: Readonly<Record<string, unknown>> | undefined): CallBinding | undefined {
+  const bound = bindings?.[TOOL_BINDING_KEY] as { callId?: unknown } | undefined;
+  return typeof bound?.callId === "string" && bound.callId ? { callId: bound.callId } : undefined;
+}
+
 /** A chat completion by the gateway's model runtime, looked up when a reply is needed. */
 function gatewayChat(api: PluginApi): ChatFn {
   return async ({ model, system, messages, signal }) => {
@@ -152,17 +160,26 @@ const entry = {
       api.logger.error(`[voice-call] ${configError.message}`);
     }
 
-    // Auto-responses go through the gateway's own model runtime (its providers, keys and model
-    // names), unless responseBaseUrl names another endpoint (the gateway fills in the schema's
-    // default, so only a value other than the default says the user chose one).
+    // Callers' turns go to the gateway's agent (its session, tools and model), unless responseBaseUrl
+    // names another endpoint (the gateway fills in the schema's default, so only a value other than
+    // the default says the user chose one).
     const defaultBaseUrl = VoiceCallConfigSchema.shape.responseBaseUrl.parse(undefined);
-    const chat = config && config.responseBaseUrl !== defaultBaseUrl ? undefined : gatewayChat(api);
+    const ownEndpoint = config !== undefined && config.responseBaseUrl !== defaultBaseUrl;
+    const responderFor = (cfg: VoiceCallConfig, logger: Logger): TurnResponder | undefined => {
+      if (ownEndpoint) return undefined;
+      // A gateway without agent runs (older than the SDK this was built on) answers through its model runtime.
+      const fallback = new Responder({ baseUrl: cfg.responseBaseUrl, timeoutMs: cfg.responseTimeoutMs, chat: gatewayChat(api) });
+      return new AgentResponder({ config: cfg, runtime: () => api.runtime, fallback, logger });
+    };
 
     // Every registration (and every module copy) shares the process's one service.
     const ensure = async (): Promise<RunningService> => {
       if (!config) throw configError;
       const cfg = config;
-      return ensureService(() => startService(cfg, bridgeLogger(api, cfg.log.level), { chat }));
+      return ensureService(() => {
+        const logger = bridgeLogger(api, cfg.log.level);
+        return startService(cfg, logger, { responder: responderFor(cfg, logger) });
+      });
     };
 
     for (const method of METHOD_NAMES) {
@@ -181,22 +198,29 @@ const entry = {
       );
     }
 
-    api.registerTool({
-      name: TOOL_NAME,
-      label: "Voice Call",
-      description: TOOL_DESCRIPTION,
-      parameters: toolParametersJsonSchema(),
-      catalogMode: "direct-only",
-      getExecutionTimeoutMs: (args) => toolTimeoutMs(args, config?.transcriptTimeoutMs ?? 180_000),
-      async execute(_toolCallId, params) {
-        try {
-          const service = await ensure();
-          return await runTool(service.runtime, params);
-        } catch (err) {
-          return toolResult({ error: asVoiceCallError(err).toJSON() });
-        }
+    // A factory: a run answering a caller (its toolBindings name the call) gets the tool for that call only.
+    api.registerTool(
+      (ctx) => {
+        const call = boundCall(ctx.toolBindings);
+        return {
+          name: TOOL_NAME,
+          label: "Voice Call",
+          description: call ? boundToolDescription(call.callId) : TOOL_DESCRIPTION,
+          parameters: toolParametersJsonSchema(call !== undefined),
+          catalogMode: "direct-only",
+          getExecutionTimeoutMs: (args) => toolTimeoutMs(args, config?.transcriptTimeoutMs ?? 180_000),
+          async execute(_toolCallId, params) {
+            try {
+              const service = await ensure();
+              return await runTool(service.runtime, params, { agentId: ctx.agentId, sessionKey: ctx.sessionKey, call });
+            } catch (err) {
+              return toolResult({ error: asVoiceCallError(err).toJSON() });
+            }
+          },
+        };
       },
-    });
+      { name: TOOL_NAME },
+    );
 
     api.registerCli(
       ({ program }) => {

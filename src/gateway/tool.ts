@@ -4,10 +4,16 @@
  * see one flat object (`action` as an enum plus every action's fields): the
  * gateway flattens unions anyway, and merges a top-level `action` only when
  * the schema has one. Which fields an action takes is checked here, by zod.
+ *
+ * In an agent run answering a caller (the run's toolBindings name the call),
+ * the tool acts on that call only: end it (after what was said has played),
+ * press keys, say something at once, read its status. Placing calls and
+ * driving turns stay with runs that are not on a call.
  */
 import { z } from "zod";
-import { asVoiceCallError, parseOrThrow } from "../errors.js";
+import { VoiceCallError, asVoiceCallError, parseOrThrow } from "../errors.js";
 import { MethodParams, invoke, type MethodContext, type MethodName } from "../server/methods.js";
+import type { CallBinding } from "./agent-responder.js";
 
 const ACTIONS = {
   initiate_call: "voicecall.initiate",
@@ -38,6 +44,18 @@ const VARIANTS = {
 
 export const ToolParams = z.discriminatedUnion("action", Object.values(VARIANTS) as unknown as [typeof VARIANTS.initiate_call, ...Array<(typeof VARIANTS)[Action]>]);
 
+/** On a call: the call is the run's own, so callId may be left out (and names no other call). */
+const onCall = <S extends z.ZodObject>(schema: S) => schema.extend({ callId: z.string().trim().min(1).optional().describe("this call's id (the default)") });
+const BOUND_VARIANTS = {
+  end_call: onCall(VARIANTS.end_call),
+  send_dtmf: onCall(VARIANTS.send_dtmf),
+  speak_to_user: onCall(VARIANTS.speak_to_user),
+  get_status: onCall(VARIANTS.get_status),
+} as const;
+type BoundAction = keyof typeof BOUND_VARIANTS;
+const BOUND_ACTIONS = Object.keys(BOUND_VARIANTS) as BoundAction[];
+export const BoundToolParams = z.discriminatedUnion("action", Object.values(BOUND_VARIANTS) as unknown as [typeof BOUND_VARIANTS.end_call, ...Array<(typeof BOUND_VARIANTS)[BoundAction]>]);
+
 export const TOOL_NAME = "voice_call";
 export const TOOL_DESCRIPTION =
   "Place and manage phone calls. initiate_call speaks `message` when answered (mode notify hangs up after it, " +
@@ -47,11 +65,22 @@ export const TOOL_DESCRIPTION =
   "speak_to_user says something without waiting; send_dtmf presses keys; end_call hangs up; get_status returns " +
   "the state and transcript (without callId: the calls in progress).";
 
-/** JSON Schema for the tool's parameters: one object, `action` plus each action's fields. */
-export function toolParametersJsonSchema(): Record<string, unknown> {
-  const seen = new Map<string, Array<{ action: Action; prop: Record<string, unknown> }>>();
-  for (const action of ACTION_NAMES) {
-    const schema = z.toJSONSchema(VARIANTS[action], { target: "draft-07", io: "input" }) as { properties?: Record<string, Record<string, unknown>> };
+/** The tool as an agent answering a caller sees it. */
+export function boundToolDescription(callId: string): string {
+  return (
+    `Acts on the phone call you are on (${callId}); callId may be left out. end_call hangs up once what you said has been heard ` +
+    "(say goodbye first); send_dtmf presses keys (a phone menu); speak_to_user says `message` at once, before your answer " +
+    "(e.g. that you are looking something up); get_status returns the call's state and transcript."
+  );
+}
+
+/** JSON Schema for the tool's parameters: one object, `action` plus each action's fields (`bound`: the on-call tool's). */
+export function toolParametersJsonSchema(bound = false): Record<string, unknown> {
+  const variants: Record<string, z.ZodType> = bound ? BOUND_VARIANTS : VARIANTS;
+  const names = Object.keys(variants);
+  const seen = new Map<string, Array<{ action: string; prop: Record<string, unknown> }>>();
+  for (const action of names) {
+    const schema = z.toJSONSchema(variants[action]!, { target: "draft-07", io: "input" }) as { properties?: Record<string, Record<string, unknown>> };
     for (const [key, prop] of Object.entries(schema.properties ?? {})) {
       if (key !== "action") seen.set(key, [...(seen.get(key) ?? []), { action, prop }]);
     }
@@ -74,7 +103,7 @@ export function toolParametersJsonSchema(): Record<string, unknown> {
   }
   return {
     type: "object",
-    properties: { action: { type: "string", enum: ACTION_NAMES, description: "what to do" }, ...properties },
+    properties: { action: { type: "string", enum: names, description: "what to do" }, ...properties },
     required: ["action"],
   };
 }
@@ -84,16 +113,42 @@ export interface ToolResult {
   details: unknown;
 }
 
+/** What the gateway tells the tool about the run calling it (trusted, never the model's arguments). */
+export interface ToolRunContext {
+  agentId?: string;
+  sessionKey?: string;
+  /** The call this run answers a caller on. */
+  call?: CallBinding;
+}
+
 /** Runs one tool call; errors come back as a result the agent can read, never a throw. */
-export async function runTool(ctx: MethodContext, params: unknown): Promise<ToolResult> {
+export async function runTool(ctx: MethodContext, params: unknown, run: ToolRunContext = {}): Promise<ToolResult> {
   let details: unknown;
   try {
-    const { action, ...rest } = parseOrThrow(ToolParams, params, `${TOOL_NAME} params`);
-    details = await invoke(ctx, ACTIONS[action], rest);
+    details = run.call ? await runOnCall(ctx, params, run.call) : await runUnbound(ctx, params, run);
   } catch (err) {
     details = { error: asVoiceCallError(err).toJSON() };
   }
   return toolResult(details);
+}
+
+async function runUnbound(ctx: MethodContext, params: unknown, run: ToolRunContext): Promise<unknown> {
+  const { action, ...rest } = parseOrThrow(ToolParams, params, `${TOOL_NAME} params`);
+  // A call placed from a run belongs to its agent and session: the callee's words no run waits for go there.
+  const owner = action === "initiate_call" ? { ...(run.sessionKey ? { sessionKey: run.sessionKey } : {}), ...(run.agentId ? { agentId: run.agentId } : {}) } : {};
+  return invoke(ctx, ACTIONS[action], { ...rest, ...owner });
+}
+
+async function runOnCall(ctx: MethodContext, params: unknown, binding: CallBinding): Promise<unknown> {
+  const { action, callId: named, ...rest } = parseOrThrow(BoundToolParams, params, `${TOOL_NAME} params`);
+  if (named !== undefined && named !== binding.callId) {
+    throw new VoiceCallError("INVALID_PARAMS", `callId: this run is on call ${binding.callId} and acts on it only`, [
+      { path: "callId", message: `this run acts on call ${binding.callId} only` },
+    ]);
+  }
+  const callId = binding.callId;
+  if (action === "end_call") return { success: true, ...(await ctx.manager.endCall(callId, { afterSpeech: true, reason: "ended by the agent" })) };
+  return invoke(ctx, ACTIONS[action as BoundAction], { ...rest, callId });
 }
 
 export function toolResult(details: unknown): ToolResult {

@@ -83,6 +83,8 @@ export interface GatewayOptions {
   pluginConfig: Record<string, unknown>;
   /** More keys of plugins.entries.voice-call (e.g. llm trust settings). */
   pluginEntry?: Record<string, unknown>;
+  /** More top-level keys of the gateway's config (messages.tts, session, agents.list, ...). */
+  gatewayConfig?: Record<string, unknown>;
   onProgress?: (line: string) => void;
 }
 
@@ -121,6 +123,7 @@ export class Gateway {
       },
       agents: { defaults: { model: { primary: "fake/agent-model" } } },
       plugins: { load: { paths: [PACKAGE_ROOT] }, entries: { "voice-call": { enabled: true, ...options.pluginEntry, config: options.pluginConfig } } },
+      ...options.gatewayConfig,
     };
     writeFileSync(join(configDir, "openclaw.json"), JSON.stringify(config, null, 2));
     const child = spawn(openclawBin(dir), ["gateway", "run"], { env: gatewayEnv(options.home, dir), stdio: ["ignore", "pipe", "pipe"], detached: true });

@@ -1,0 +1,2 @@
+// The gateway's plugin SDK subpaths ship JavaScript without declarations; src/gateway/sdk.ts types what we use.
+declare module "openclaw/plugin-sdk/*";

@@ -1,0 +1,154 @@
+/**
+ * Typed adapters over the parts of the OpenClaw gateway this plugin uses at
+ * call time: `api.runtime` (agent runs, sessions, TTS) and the plugin SDK's
+ * JavaScript-only subpaths (routing, agent scope, realtime transcription,
+ * provider selection). Only the fields we read or pass are typed; the
+ * gateway's own types (dist/plugin-entry-*.d.ts of openclaw 2026.9.6) are the
+ * reference. The subpaths are imported when first needed, never at load, so
+ * the plugin loads (and its CLI runs) without the gateway installed.
+ */
+
+/** The gateway's config snapshot (`api.runtime.config.current()`); read for a few keys only. */
+export type GatewayConfig = Record<string, unknown> & {
+  session?: { store?: string; scope?: string };
+  messages?: { tts?: Record<string, unknown> };
+};
+
+/** One piece of an agent's answer (a final payload). */
+export interface ReplyPiece {
+  text?: string;
+  isReasoning?: boolean;
+  isCommentary?: boolean;
+  isError?: boolean;
+}
+
+export interface EmbeddedAgentParams {
+  sessionId: string;
+  sessionKey: string;
+  agentId: string;
+  runId: string;
+  workspaceDir: string;
+  agentDir?: string;
+  config: GatewayConfig;
+  prompt: string;
+  extraSystemPrompt?: string;
+  provider?: string;
+  model?: string;
+  timeoutMs: number;
+  lane?: string;
+  messageProvider?: string;
+  messageChannel?: string;
+  senderIsOwner?: boolean;
+  senderE164?: string | null;
+  senderId?: string | null;
+  trigger?: "user";
+  toolBindings?: Readonly<Record<string, unknown>>;
+  terminalReplyExpectation?: "required" | "optional";
+  abortSignal?: AbortSignal;
+  /** The answer as it is written: the message so far (`text`), what was added (`delta`). */
+  onPartialReply?: (payload: { text?: string; delta?: string; replace?: true }) => void;
+  onAssistantMessageStart?: () => void;
+  /**
+   * The run's events. Read here: `stream` "tool" with `data.phase` "start" (a tool call begins), and
+   * "item" with `data.kind` "preamble", `data.phase` "end" (the text written before a tool call, `data.progressText`).
+   */
+  onAgentEvent?: (event: { stream?: string; data?: { phase?: string } & Record<string, unknown> }) => void;
+  verboseLevel?: "off";
+}
+
+export interface EmbeddedAgentResult {
+  payloads?: ReplyPiece[];
+  meta?: { aborted?: boolean; error?: unknown } & Record<string, unknown>;
+}
+
+export interface AgentRuntime {
+  runEmbeddedAgent(params: EmbeddedAgentParams): Promise<EmbeddedAgentResult>;
+  resolveAgentDir(cfg: GatewayConfig, agentId: string): string;
+  resolveAgentWorkspaceDir(cfg: GatewayConfig, agentId: string): string;
+  ensureAgentWorkspace?(cfg: GatewayConfig): Promise<unknown>;
+  session: {
+    resolveStorePath(store: string | undefined, opts: { agentId: string }): string;
+    getSessionEntry(params: { agentId: string; sessionKey: string }): { sessionId?: string } | undefined;
+    runWithWorkAdmission<T>(target: { storePath: string; sessionKey: string }, work: (signal: AbortSignal) => Promise<T>): Promise<T>;
+  };
+}
+
+export interface TtsOutcome {
+  success?: boolean;
+  error?: string;
+  provider?: string;
+  outputFormat?: string;
+}
+
+export interface TtsRuntime {
+  prepareTtsRequest(params: { cfg: GatewayConfig; override?: Record<string, unknown>; text: string }): Promise<{
+    cfg: GatewayConfig;
+    directives: { cleanedText: string; ttsText?: string; overrides: Record<string, unknown> };
+  }>;
+  textToSpeechTelephony(params: { text: string; cfg: GatewayConfig; overrides?: Record<string, unknown>; timeoutMs?: number }): Promise<
+    TtsOutcome & { audioBuffer?: Buffer; sampleRate?: number }
+  >;
+}
+
+/** `api.runtime` as far as this plugin reads it. */
+export interface GatewayRuntime {
+  config?: { current(): GatewayConfig };
+  agent?: AgentRuntime;
+  tts?: TtsRuntime;
+  llm?: {
+    complete(params: {
+      messages: Array<{ role: "system" | "user" | "assistant"; content: string }>;
+      systemPrompt?: string;
+      model?: string;
+      maxTokens?: number;
+      purpose?: string;
+      signal?: AbortSignal;
+    }): Promise<{ text: string }>;
+  };
+}
+
+// ------------------------------------------------------------ SDK subpaths
+
+export interface RoutingSdk {
+  normalizeAgentId(id: string | undefined): string;
+  parseAgentSessionKey(key: string): { agentId: string; rest: string } | null;
+}
+
+export interface AgentScopeSdk {
+  resolveDefaultAgentId(cfg: GatewayConfig): string;
+}
+
+/** A realtime transcription session as the gateway's providers open it (G.711 mu-law 8 kHz in). */
+export interface RealtimeTranscriptionSession {
+  connect(): Promise<void>;
+  sendAudio(audio: Buffer): void;
+  close(): void;
+  isConnected?(): boolean;
+}
+
+export interface RealtimeTranscriptionProvider {
+  id: string;
+  label?: string;
+  autoSelectOrder?: number;
+  isConfigured(params: { cfg: GatewayConfig; providerConfig: Record<string, unknown> }): boolean;
+  resolveConfig?(params: { cfg: GatewayConfig; rawConfig: Record<string, unknown> }): Record<string, unknown>;
+  createSession(params: {
+    cfg?: GatewayConfig;
+    providerConfig: Record<string, unknown>;
+    onPartial?: (partial: string) => void;
+    onTranscript?: (transcript: string) => void;
+    onSpeechStart?: () => void;
+    onError?: (error: Error) => void;
+  }): RealtimeTranscriptionSession;
+}
+
+export interface RealtimeTranscriptionSdk {
+  getRealtimeTranscriptionProvider(id: string, cfg?: GatewayConfig): RealtimeTranscriptionProvider | undefined;
+  listRealtimeTranscriptionProviders(cfg?: GatewayConfig): RealtimeTranscriptionProvider[];
+}
+
+// Literal specifiers, so the gateway's loader (which maps openclaw/plugin-sdk/* to its own copy) sees them.
+export const loadRouting = (): Promise<RoutingSdk> => import("openclaw/plugin-sdk/routing") as Promise<RoutingSdk>;
+export const loadAgentScope = (): Promise<AgentScopeSdk> => import("openclaw/plugin-sdk/agent-scope-runtime") as Promise<AgentScopeSdk>;
+export const loadRealtimeTranscription = (): Promise<RealtimeTranscriptionSdk> =>
+  import("openclaw/plugin-sdk/realtime-transcription") as Promise<RealtimeTranscriptionSdk>;
