@@ -19,6 +19,8 @@ describe("sentences", () => {
   it("splits on sentence ends and drops empty pieces", () => {
     expect(sentences("Hello there. How are you?  Fine!\nBye")).toEqual(["Hello there.", "How are you?", "Fine!", "Bye"]);
     expect(sentences("...  !")).toEqual([]);
+    // Punctuation inside a number or a time is not a sentence end.
+    expect(sentences("It costs 3.50 a person. We open at 10:30; see you (soon.) Bye")).toEqual(["It costs 3.50 a person.", "We open at 10:30;", "see you (soon.)", "Bye"]);
   });
 });
 

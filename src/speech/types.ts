@@ -43,7 +43,8 @@ export async function synthesizeAll(synthesizer: Synthesizer, text: string, samp
 
 /** Splits text into sentences, so the first one can play while the rest is synthesized. */
 export function sentences(text: string): string[] {
-  const parts = text.match(/[^.!?;:\n]+[.!?;:]*|[.!?;:]+/g) ?? [];
+  // A sentence ends at punctuation followed by a space (so "3.50" and "10:30" stay whole), or at a line break.
+  const parts = text.split(/(?<=[.!?;:]["')\]]*)\s+|\n+/);
   return parts.map((s) => s.trim()).filter((s) => /[\p{L}\p{N}]/u.test(s));
 }
 
