@@ -14,6 +14,7 @@ import { Operations } from "./calls/operations.js";
 import type { Logger } from "./log.js";
 import { createProviders, type ProviderDeps } from "./providers/index.js";
 import { PublicEndpoints } from "./providers/public-url.js";
+import { speechChoice, type EngineChoice } from "./speech/index.js";
 import type { CallProvider } from "./providers/types.js";
 
 export interface VoiceCallRuntime {
@@ -25,14 +26,33 @@ export interface VoiceCallRuntime {
   /** Where carriers reach this service (publicUrl, or what expose found). */
   endpoints: PublicEndpoints;
   storeDir: string;
+  /** What speaks and what listens on calls whose audio this service makes, and why. */
+  speech?: SpeechChoice;
   stop(): Promise<void>;
 }
+
+export type SpeechChoice = { tts: EngineChoice; stt: EngineChoice };
 
 export interface RuntimeDeps extends Omit<ProviderDeps, "logger"> {
   /** Auto-responses through this instead of responseBaseUrl (the gateway's model runtime). */
   chat?: ChatFn;
   /** Answers callers' turns instead of the chat-model Responder (inside the gateway: its agent). */
   responder?: TurnResponder;
+  /** Which engines `synthesizer` / `transcriber` are and why (given with them, inside the gateway). */
+  speech?: SpeechChoice;
+}
+
+/** Whether a carrier in use makes its audio with this service's speech (not the Mock, not a carrier's own voice). */
+function usesOurAudio(providers: ReadonlyMap<ProviderId, CallProvider>): boolean {
+  return [...providers.keys()].some((id) => id !== "mock");
+}
+
+function ownSpeech(config: VoiceCallConfig): SpeechChoice | undefined {
+  try {
+    return speechChoice(config);
+  } catch {
+    return undefined;
+  }
 }
 
 export async function createRuntime(config: VoiceCallConfig, logger: Logger, deps: RuntimeDeps = {}): Promise<VoiceCallRuntime> {
@@ -42,7 +62,7 @@ export async function createRuntime(config: VoiceCallConfig, logger: Logger, dep
       throw new VoiceCallError("UNAVAILABLE", err.message, [{ path: "bargeIn.vad", message: err.message }]);
     });
   }
-  const { chat, responder: given, ...providerDeps } = deps;
+  const { chat, responder: given, speech: chosen, ...providerDeps } = deps;
   const endpoints = providerDeps.endpoints ?? new PublicEndpoints(config);
   const providers = createProviders(config, { logger, ...providerDeps, endpoints });
   const storeDir = defaultStoreDir(config);
@@ -63,5 +83,7 @@ export async function createRuntime(config: VoiceCallConfig, logger: Logger, dep
     throw err;
   }
   logger.info({ providers: [...providers.keys()], store: storeDir, restored: loaded.calls.size }, "voice-call runtime started");
-  return { config, manager, operations: new Operations(), providers, endpoints, storeDir, stop: () => manager.stop() };
+  const speech = usesOurAudio(providers) ? (chosen ?? ownSpeech(config)) : undefined;
+  if (speech) logger.info({ tts: `${speech.tts.engine}: ${speech.tts.why}`, stt: `${speech.stt.engine}: ${speech.stt.why}` }, "speech engines");
+  return { config, manager, operations: new Operations(), providers, endpoints, storeDir, speech, stop: () => manager.stop() };
 }

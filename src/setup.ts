@@ -2,12 +2,15 @@
  * `voicecall setup`: is this config ready for real calls? Checks the config,
  * each carrier it uses (credentials and caller id asked of the carrier
  * itself, PBX reachability), how carriers reach the webhook (refusing a
- * public URL on loopback or a private range), and whether the service runs.
- * Each finding says what to change. Places no call and starts nothing.
+ * public URL on loopback or a private range), what speaks and listens on
+ * calls (and why), and whether the service runs. Each finding says what to
+ * change. Places no call and starts nothing.
  */
 import type { VoiceCallConfig } from "./config/schema.js";
 import { createLogger } from "./log.js";
 import { createProviders, type ProviderDeps } from "./providers/index.js";
+import { createSynthesizer, createTranscriber, speechChoice } from "./speech/index.js";
+import type { Synthesizer, Transcriber } from "./speech/types.js";
 import { TERMINAL_STATES, type SetupFinding } from "./providers/types.js";
 import type { VoiceCallClient } from "./server/client.js";
 import { describePlan, exposurePlan } from "./server/exposure.js";
@@ -28,7 +31,22 @@ export interface SetupDeps {
   apiBaseUrls?: ProviderDeps["apiBaseUrls"];
   tailscaleBin?: string;
   resolve?: Resolve;
+  /** The plugin's config inside the gateway: its voices and recognisers are chosen when the service starts. */
+  gateway?: boolean;
 }
+
+/** Speech stand-ins for building carriers to check them: setup says nothing on a call (speech has its own finding). */
+const NO_SYNTHESIS: Synthesizer = {
+  id: "none",
+  synthesize: () => {
+    throw new Error("setup speaks on no call");
+  },
+};
+const NO_RECOGNITION: Transcriber = {
+  id: "none",
+  endpointing: "bus",
+  stream: () => Promise.reject(new Error("setup listens on no call")),
+};
 
 /** How long one carrier may take to answer its checks. */
 const CHECK_TIMEOUT_MS = 15_000;
@@ -39,7 +57,7 @@ export async function runSetup(config: VoiceCallConfig, warnings: string[], deps
 
   let providers: ReturnType<typeof createProviders>;
   try {
-    providers = createProviders(config, { logger: createLogger("silent"), apiBaseUrls: deps.apiBaseUrls });
+    providers = createProviders(config, { logger: createLogger("silent"), apiBaseUrls: deps.apiBaseUrls, synthesizer: NO_SYNTHESIS, transcriber: NO_RECOGNITION });
   } catch (err) {
     findings.push({ check: "carriers", status: "fail", detail: (err as Error).message });
     return { ok: false, findings: [...findings, await serviceFinding(deps.client)] };
@@ -55,8 +73,38 @@ export async function runSetup(config: VoiceCallConfig, warnings: string[], deps
   const public_ = [...providers.values()].filter((p) => p.ingress).map((p) => p.id);
   if (public_.length > 0) findings.push(await exposureFinding(config, public_.join(", "), deps));
 
-  findings.push(await serviceFinding(deps.client));
+  const service = await serviceFinding(deps.client);
+  if ([...providers.keys()].some((id) => id !== "mock")) findings.push(await speechFinding(config, deps, service.status === "ok"));
+  findings.push(service);
   return { ok: findings.every((f) => f.status !== "fail"), findings };
+}
+
+/**
+ * What speaks and what listens on calls: as the running service chose (its
+ * /healthz), else as this config would choose standalone, with the engines
+ * built to prove they can run here.
+ */
+async function speechFinding(config: VoiceCallConfig, deps: SetupDeps, running: boolean): Promise<SetupFinding> {
+  const check = "speech";
+  const describe = (s: { tts: { engine: string; why: string }; stt: { engine: string; why: string } }) =>
+    `speaks with ${s.tts.engine} (${s.tts.why}); listens with ${s.stt.engine} (${s.stt.why})`;
+  if (running && deps.client) {
+    try {
+      const health = (await (await fetch(`${deps.client.url}/healthz`, { signal: AbortSignal.timeout(5000) })).json()) as { speech?: Parameters<typeof describe>[0] };
+      if (health.speech) return { check, status: "ok", detail: `the running service ${describe(health.speech)}` };
+    } catch {
+      // An older service without the field: judged from the config below.
+    }
+  }
+  if (deps.gateway) return { check, status: "ok", detail: "chosen when the service starts inside the gateway: its voices (tts) and realtime transcription providers where configured, this service's own engines otherwise" };
+  try {
+    const choice = speechChoice(config);
+    createSynthesizer(config);
+    createTranscriber(config);
+    return { check, status: "ok", detail: describe(choice) };
+  } catch (err) {
+    return { check, status: "fail", detail: (err as Error).message, fix: "name an engine that runs here under tts.provider / streaming.provider, or give a cloud engine its key" };
+  }
 }
 
 async function exposureFinding(config: VoiceCallConfig, carriers: string, deps: SetupDeps): Promise<SetupFinding> {

@@ -10,16 +10,16 @@
  * what core's Google Meet delegation sends. Skips, saying why, where the
  * gateway cannot be installed.
  */
-import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { CallRecord, CallView } from "../src/calls/types.js";
+import type { CallView } from "../src/calls/types.js";
 import { VoiceCallClient } from "../src/server/client.js";
 import { FliteSynthesizer } from "../src/speech/flite.js";
 import { synthesizeAll } from "../src/speech/types.js";
 import { FakeAgentModel, type ModelRequest } from "./fakes/agent-model.js";
 import { Gateway, GATEWAY_NODE_VERSION, OPENCLAW_VERSION, ensureGateway } from "./fakes/openclaw.js";
-import { ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, MediaStreamClient, callSid, streamOf } from "./fakes/twilio.js";
+import { ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, callSid, loudMs, ringTwilio } from "./fakes/twilio.js";
 import { FakeVendors, GOOD_KEY } from "./fakes/vendors.js";
 import { freePort, tempDir, waitFor } from "./helpers.js";
 
@@ -49,6 +49,7 @@ describe.skipIf(gatewayUnavailable !== undefined)(`callers talk to the gateway's
   let twilio: FakeTwilio;
   let service: VoiceCallClient;
   let webhookUrl: string;
+  let serviceUrl: string;
   const ttsLog = join(tempDir("voicecall-tts-"), "spoken.txt");
   const controlToken = "control-token-for-the-agent-test";
   let sidSeq = 0x7000;
@@ -86,11 +87,12 @@ describe.skipIf(gatewayUnavailable !== undefined)(`callers talk to the gateway's
       },
       gatewayConfig: {
         agents: { defaults: { model: { primary: "fake/agent-model" } }, list: [{ id: "main", default: true }, { id: "sales" }] },
-        messages: { tts: { provider: "tts-local-cli", providers: { "tts-local-cli": { command: script, args: ["{{Text}}", "{{OutputPath}}"], outputFormat: "wav" } } } },
+        tts: { provider: "tts-local-cli", providers: { "tts-local-cli": { command: script, args: ["{{Text}}", "{{OutputPath}}"], outputFormat: "wav" } } },
       },
       onProgress: (l) => console.log(`[gateway] ${l}`),
     });
-    service = new VoiceCallClient({ url: `http://127.0.0.1:${servePort}`, token: controlToken });
+    serviceUrl = `http://127.0.0.1:${servePort}`;
+    service = new VoiceCallClient({ url: serviceUrl, token: controlToken });
   }, 900_000);
 
   afterAll(async () => {
@@ -102,19 +104,7 @@ describe.skipIf(gatewayUnavailable !== undefined)(`callers talk to the gateway's
   });
 
   /** A Twilio caller from `from` to `to`: webhook, media stream, greeting heard. */
-  const ringIn = async (from: string, to = LINE) => {
-    const sid = callSid(++sidSeq);
-    const reply = await twilio.webhook(webhookUrl, twilio.voiceParams(sid, "inbound", from, to));
-    const target = streamOf(reply.body);
-    expect(target, reply.body).toBeDefined();
-    const stream = await MediaStreamClient.connect(target!.url, { callSid: sid, token: target!.token });
-    const call = await waitFor(
-      async () => ((await service.call("voicecall.list", {})) as { calls: CallRecord[] }).calls.find((c) => c.providerCallId === sid && c.state === "listening"),
-      "the greeting played",
-      30_000,
-    );
-    return { sid, stream, callId: call.callId };
-  };
+  const ringIn = (from: string, to = LINE) => ringTwilio(twilio, { webhookUrl, service, sid: callSid(++sidSeq), from, to });
   const view = async (callId: string) => ((await service.call("voicecall.status", { callId })) as { call: CallView }).call;
   const botLines = async (callId: string) => (await view(callId)).transcript.filter((t) => t.speaker === "bot").map((t) => t.text);
 
@@ -127,7 +117,14 @@ describe.skipIf(gatewayUnavailable !== undefined)(`callers talk to the gateway's
     const before = model.requests.length;
     const { stream, callId } = await ringIn(CALLER);
     const listening = Date.now();
+    // The greeting, made by the gateway's TTS (flite's slt voice through tts-local-cli): as long as slt says it here.
+    const greeting = loudMs(stream.mediaAfter(0));
+    const slt = await synthesizeAll(new FliteSynthesizer({ voice: "slt" }), "Hello, you reached the agent line.", 8000);
+    const expected = loudMs(Array.from({ length: Math.floor(slt.length / 160) }, (_, i) => ({ pcm: slt.subarray(i * 160, i * 160 + 160) })));
+    expect(greeting).toBeGreaterThan(expected * 0.8);
+    expect(greeting).toBeLessThan(expected * 1.25);
     await stream.play(speech);
+    const spokeUntil = performance.now();
     await stream.silence(1500);
     await waitFor(async () => ((await botLines(callId)).includes("What time would you like to come?") ? true : undefined), "the whole answer said", 60_000);
     const request = model.requests.slice(before).find((r) => /book a table/.test(lastUser(r)));
@@ -147,10 +144,25 @@ describe.skipIf(gatewayUnavailable !== undefined)(`callers talk to the gateway's
     expect(first?.origin).toBe("model");
     expect(Date.parse(second!.at) - Date.parse(first!.at)).toBeGreaterThan(2000);
     expect(Date.parse(first!.at)).toBeGreaterThan(listening);
-    expect(stream.mediaAfter(0).length).toBeGreaterThan(50);
+    // The caller heard the answer: well over a second of speech after their own words ended.
+    expect(loudMs(stream.mediaAfter(spokeUntil))).toBeGreaterThan(1000);
     stream.close();
     await service.call("voicecall.end", { callId });
   }, 120_000);
+
+  it("calls speak with the gateway's TTS (tts-local-cli running flite) and listen with its Deepgram provider; the start log and /healthz say so", async () => {
+    // The gateway's local-CLI engine was asked for the greeting and the agent's sentences of the call before.
+    const asked = readFileSync(ttsLog, "utf8").split("\n");
+    expect(asked).toEqual(expect.arrayContaining(["Hello, you reached the agent line.", "Of course, I can book that for you.", "What time would you like to come?"]));
+    // The gateway's Deepgram provider (G.711 mu-law at 8 kHz, its default) reached the vendor fake; ours sends PCM.
+    const listens = vendors.requests.filter((r) => r.path.startsWith("/v1/listen?"));
+    expect(listens.length).toBeGreaterThan(0);
+    expect(listens.every((r) => /encoding=mulaw/.test(r.path) && /sample_rate=8000/.test(r.path))).toBe(true);
+    const health = (await (await fetch(`${serviceUrl}/healthz`)).json()) as { speech: Record<string, { engine: string; why: string }> };
+    expect(health.speech.tts).toMatchObject({ engine: "gateway:tts-local-cli", why: expect.stringContaining("the gateway's tts") });
+    expect(health.speech.stt).toMatchObject({ engine: "gateway:deepgram", why: expect.stringContaining("streaming.provider deepgram") });
+    expect(gateway.log).toMatch(/speech engines.*gateway:tts-local-cli.*gateway:deepgram/);
+  });
 
   it("a second call from the same number reaches a session holding the first call's words; another number's does not", async () => {
     vendors.script = ["what did I ask you last time"];

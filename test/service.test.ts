@@ -44,8 +44,8 @@ describe("control API", () => {
     const missing = await post(s, { method: "voicecall.initiate", params: { to: "+15550001234", mode: "shout" } });
     expect(missing.status).toBe(400);
     expect(missing.json.error.issues.map((i: { path: string }) => i.path).sort()).toEqual(["message", "mode"]);
-    const extra = await post(s, { method: "voicecall.status", params: { callId: "x", sid: "y" } });
-    expect(extra.json.error.issues).toEqual([{ path: "sid", message: "unknown key" }]);
+    const extra = await post(s, { method: "voicecall.status", params: { callId: "x", callSid: "y" } });
+    expect(extra.json.error.issues).toEqual([{ path: "callSid", message: "unknown key" }]);
     const notJson = await post(s, "{nope");
     expect(notJson.json.error).toMatchObject({ code: "INVALID_PARAMS", message: "body: not valid JSON" });
     for (const r of [unknown, missing, extra, notJson]) expect(JSON.stringify(r.json)).not.toMatch(/\.ts:\d+|\.js:\d+/);

@@ -64,11 +64,6 @@ function notBuiltYet(config: VoiceCallConfig): string[] {
   const out: string[] = [];
   const note = (path: string, what: string) => out.push(`${path}: ${what} is not available yet; the key is accepted and has no effect`);
   if (config.realtime.enabled) note("realtime.enabled", "realtime voice (a speech-to-speech model on the call)");
-  if (config.agentId) note("agentId", "agent-owned calls (responses come from responseModel)");
-  if (config.sessionScope === "main") note("sessionScope", 'the "main" session scope');
-  for (const [number, override] of Object.entries(config.numbers)) {
-    if (override.agentId) note(`numbers.${number}.agentId`, "a per-number agent");
-  }
   return out;
 }
 

@@ -163,7 +163,7 @@ const NumberOverride = z.strictObject({
   responseSystemPrompt: z.string().min(1).optional().describe("responseSystemPrompt for this number's callers"),
   responseTimeoutMs: positiveInt.optional().describe("responseTimeoutMs for this number's callers"),
   provider: ProviderId.optional().describe("the carrier this number is on"),
-  agentId: z.string().min(1).optional().describe("the gateway agent that answers this number (accepted, not applied yet)"),
+  agentId: z.string().min(1).optional().describe("the gateway agent that answers this number (inside the gateway; before the plugin's agentId)"),
   tts: z
     .strictObject({
       provider: z.string().min(1).optional().describe("this number's text-to-speech engine"),
@@ -291,8 +291,8 @@ export const VoiceCallConfigSchema = z.strictObject({
   dtmfInterDigitTimeoutMs: positiveInt.default(3000).describe("keys pressed form one answer until #, the expected count, or this long without a key"),
   ringTimeoutMs: positiveInt.default(30_000).describe("unanswered outbound calls end as no-answer after this"),
   maxConcurrentCalls: positiveInt.default(10).describe("calls at once; more are refused with LIMIT_REACHED (inbound ones rejected)"),
-  sessionScope: z.enum(["per-phone", "per-call", "main"]).default("per-phone").describe("the agent session of a call: one per caller number, one per call, or the agent's main session"),
-  agentId: z.string().min(1).optional().describe("the gateway agent that owns calls (accepted, not applied yet)"),
+  sessionScope: z.enum(["per-phone", "per-call", "main"]).default("per-phone").describe("the agent session a caller talks to, inside the gateway: per-phone agent:<id>:voice:<digits>, per-call agent:<id>:voice:call:<callId>, or main agent:<id>:main"),
+  agentId: z.string().min(1).optional().describe("the gateway agent that answers callers and owns calls (inside the gateway; else its default agent)"),
   realtime: RealtimeConfig.prefault({}).describe("realtime voice: a speech-to-speech model on the call (accepted and checked, not available yet)"),
   store: z.string().min(1).optional().describe("folder of the call log, control token and replay keys (default ~/.openclaw/voice-calls)"),
   keepEndedCalls: positiveInt.default(1000).describe("ended calls kept in the call log, in memory and restored; older ones move to dated files in the store folder"),

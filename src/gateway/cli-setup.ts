@@ -16,7 +16,7 @@ import { fail, printable, report, type OutputIo, type OutputOptions } from "./cl
 export interface SetupCommandContext {
   globals: (cmd: Command) => OutputOptions;
   client: (cmd: Command) => VoiceCallClient;
-  config: (cmd: Command) => { config: VoiceCallConfig; warnings: string[] };
+  config: (cmd: Command) => { config: VoiceCallConfig; warnings: string[]; gateway?: boolean };
 }
 
 const SMOKE_MESSAGE = "This is a short test call from your voice assistant. Goodbye.";
@@ -116,7 +116,7 @@ export function registerSetupCommands(root: Command, io: OutputIo & { env: Env }
 }
 
 async function setupReport(cmd: Command, ctx: SetupCommandContext): Promise<SetupReport> {
-  let loaded: { config: VoiceCallConfig; warnings: string[] };
+  let loaded: { config: VoiceCallConfig; warnings: string[]; gateway?: boolean };
   try {
     loaded = ctx.config(cmd);
   } catch (err) {
@@ -126,7 +126,7 @@ async function setupReport(cmd: Command, ctx: SetupCommandContext): Promise<Setu
       : [{ check: "config", status: "fail", detail: e.message }];
     return { ok: false, findings };
   }
-  return runSetup(loaded.config, loaded.warnings, { client: ctx.client(cmd) });
+  return runSetup(loaded.config, loaded.warnings, { client: ctx.client(cmd), gateway: loaded.gateway });
 }
 
 const MARK = { ok: "ok  ", warn: "warn", fail: "FAIL" } as const;

@@ -252,10 +252,10 @@ function loadConfig(file: string | undefined, env: Env): { config: VoiceCallConf
   return resolveConfig(raw, env, file ? `config ${file}` : "config");
 }
 
-/** The config a command works with: --config, else the gateway plugin's own, else defaults and the environment. */
-function configOf(g: GlobalOptions, io: CliIo): { config: VoiceCallConfig; warnings: string[] } {
+/** The config a command works with: --config, else the gateway plugin's own (`gateway`), else defaults and the environment. */
+function configOf(g: GlobalOptions, io: CliIo): { config: VoiceCallConfig; warnings: string[]; gateway?: boolean } {
   if (g.config) return loadConfig(g.config, io.env);
-  return io.defaultConfig ? { config: io.defaultConfig, warnings: [] } : resolveConfig({}, io.env);
+  return io.defaultConfig ? { config: io.defaultConfig, warnings: [], gateway: true } : resolveConfig({}, io.env);
 }
 
 function makeClient(g: GlobalOptions, io: CliIo): VoiceCallClient {

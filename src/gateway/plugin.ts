@@ -15,6 +15,7 @@ import { createLogger, type Logger } from "../log.js";
 import { Responder, type ChatFn, type TurnResponder } from "../calls/responder.js";
 import { AgentResponder, TOOL_BINDING_KEY, type CallBinding } from "./agent-responder.js";
 import type { GatewayRuntime } from "./sdk.js";
+import { gatewaySpeech } from "./voices.js";
 import { startService, type RunningService } from "../server/service.js";
 import { registerVoicecallCommands } from "./cli.js";
 import { ensureService, stopService } from "./holder.js";
@@ -152,7 +153,7 @@ const entry = {
     let config: VoiceCallConfig | undefined;
     let configError: Error | undefined;
     try {
-      const resolved = resolveConfig(api.pluginConfig ?? {}, process.env, "plugins.entries.voice-call.config");
+      const resolved = resolveConfig(api.pluginConfig ?? {}, process.env, "plugins.entries.voice-call.config", { gateway: true });
       config = resolved.config;
       for (const w of resolved.warnings) api.logger.warn(`[voice-call] ${w}`);
     } catch (err) {
@@ -176,9 +177,11 @@ const entry = {
     const ensure = async (): Promise<RunningService> => {
       if (!config) throw configError;
       const cfg = config;
-      return ensureService(() => {
+      return ensureService(async () => {
         const logger = bridgeLogger(api, cfg.log.level);
-        return startService(cfg, logger, { responder: responderFor(cfg, logger) });
+        // The gateway's voices and recognisers where it has them, ours otherwise (chosen now, at start).
+        const speech = await gatewaySpeech(cfg, api.runtime, logger);
+        return startService(cfg, logger, { responder: responderFor(cfg, logger), synthesizer: speech.synthesizer, transcriber: speech.transcriber, speech: speech.choice });
       });
     };
 

@@ -11,6 +11,8 @@
 /** The gateway's config snapshot (`api.runtime.config.current()`); read for a few keys only. */
 export type GatewayConfig = Record<string, unknown> & {
   session?: { store?: string; scope?: string };
+  /** The gateway's TTS (messages.tts in configs before 2026.9, which the gateway moves here). */
+  tts?: Record<string, unknown>;
   messages?: { tts?: Record<string, unknown> };
 };
 
@@ -147,8 +149,28 @@ export interface RealtimeTranscriptionSdk {
   listRealtimeTranscriptionProviders(cfg?: GatewayConfig): RealtimeTranscriptionProvider[];
 }
 
+/** What a capability provider selection returns (plugin-sdk/provider-selection-runtime). */
+export type ProviderSelection<P> =
+  | { ok: true; provider: P; providerConfig: Record<string, unknown>; configuredProviderId?: string }
+  | { ok: false; code: "missing-configured-provider" | "no-registered-provider" | "provider-unavailable" | "provider-not-configured"; provider?: P; configuredProviderId?: string };
+
+export interface ProviderSelectionSdk {
+  resolveConfiguredCapabilityProvider<P extends { id: string; autoSelectOrder?: number }>(params: {
+    configuredProviderId?: string;
+    providerConfigs?: Record<string, unknown>;
+    cfg: GatewayConfig;
+    cfgForResolve: GatewayConfig;
+    getConfiguredProvider(id: string): P | undefined;
+    listProviders(): Iterable<P>;
+    resolveProviderConfig(params: { provider: P; cfg: GatewayConfig; rawConfig: Record<string, unknown> }): Record<string, unknown>;
+    isProviderConfigured(params: { provider: P; cfg: GatewayConfig; providerConfig: Record<string, unknown> }): boolean;
+  }): ProviderSelection<P>;
+}
+
 // Literal specifiers, so the gateway's loader (which maps openclaw/plugin-sdk/* to its own copy) sees them.
 export const loadRouting = (): Promise<RoutingSdk> => import("openclaw/plugin-sdk/routing") as Promise<RoutingSdk>;
 export const loadAgentScope = (): Promise<AgentScopeSdk> => import("openclaw/plugin-sdk/agent-scope-runtime") as Promise<AgentScopeSdk>;
+export const loadProviderSelection = (): Promise<ProviderSelectionSdk> =>
+  import("openclaw/plugin-sdk/provider-selection-runtime") as Promise<ProviderSelectionSdk>;
 export const loadRealtimeTranscription = (): Promise<RealtimeTranscriptionSdk> =>
   import("openclaw/plugin-sdk/realtime-transcription") as Promise<RealtimeTranscriptionSdk>;

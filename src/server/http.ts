@@ -34,7 +34,7 @@ const STATUS: Record<ErrorCode, number> = {
 };
 
 export interface HttpServerOptions {
-  methods: MethodContext;
+  methods: MethodContext & { speech?: unknown };
   token: string;
   logger: Logger;
   /** Carrier webhooks and media sockets (serve.path, streaming.streamPath). */
@@ -58,7 +58,7 @@ export function createHttpServer({ methods, token, logger, ingress }: HttpServer
       // Unhealthy while the call log cannot be written: new calls are refused then.
       const store = manager.storeHealth();
       const proc = { pid: process.pid, rssBytes: process.memoryUsage().rss };
-      return sendJson(res, store.writable ? 200 : 503, { ok: store.writable, store, process: proc });
+      return sendJson(res, store.writable ? 200 : 503, { ok: store.writable, store, process: proc, ...(methods.speech ? { speech: methods.speech } : {}) });
     }
     if (url.pathname === "/rpc" || url.pathname === "/events") {
       if (!tokenMatches(token, bearer(req))) {

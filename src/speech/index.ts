@@ -78,29 +78,57 @@ const SYNTHESIZERS: Record<string, Entry<Synthesizer>> = {
 export const TRANSCRIBER_IDS = Object.keys(TRANSCRIBERS);
 export const SYNTHESIZER_IDS = Object.keys(SYNTHESIZERS);
 
-/** Which engine a section (streaming, tts, numbers.<n>.tts) selects, and its parsed options. */
-function choose<T>(registry: Record<string, Entry<T>>, section: string, chosen: string | undefined, providers: Record<string, unknown>) {
+/** Engines that run on this machine with nothing to configure. */
+const OFFLINE = new Set(["pocketsphinx", "flite", "espeak-ng", "fake"]);
+
+/**
+ * Which engine a section (streaming, tts, numbers.<n>.tts) selects, its
+ * parsed options, and why it was picked. `lenient`: a chosen engine this
+ * service does not have (inside the gateway, one of the gateway's), or whose
+ * options do not parse, falls back to auto-selection instead of failing.
+ */
+function choose<T>(registry: Record<string, Entry<T>>, section: string, chosen: string | undefined, providers: Record<string, unknown>, lenient = false) {
   if (chosen !== undefined) {
     const entry = registry[chosen];
-    if (!entry) {
-      const message = `unknown speech provider "${chosen}" (available: ${Object.keys(registry).join(", ")})`;
-      throw new VoiceCallError("INVALID_CONFIG", `${section}.provider: ${message}`, [{ path: `${section}.provider`, message }]);
-    }
-    const parsed = entry.options.safeParse(providers[chosen] ?? {});
-    if (!parsed.success) {
-      const issues = zodIssues(parsed.error, `${section}.providers.${chosen}`);
+    const parsed = entry?.options.safeParse(providers[chosen] ?? {});
+    if (entry && parsed?.success) return { id: chosen, entry, options: parsed.data, why: `${section}.provider names it` };
+    if (!lenient) {
+      if (!entry) {
+        const message = `unknown speech provider "${chosen}" (available: ${Object.keys(registry).join(", ")})`;
+        throw new VoiceCallError("INVALID_CONFIG", `${section}.provider: ${message}`, [{ path: `${section}.provider`, message }]);
+      }
+      const issues = zodIssues(parsed!.error!, `${section}.providers.${chosen}`);
       throw new VoiceCallError("INVALID_CONFIG", `${section}.provider ${chosen}: ${issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`, issues);
     }
-    return { id: chosen, entry, options: parsed.data };
   }
   const auto = Object.entries(registry)
     .filter(([, e]) => e.autoSelectOrder !== undefined)
     .sort(([, a], [, b]) => a.autoSelectOrder! - b.autoSelectOrder!);
   for (const [id, entry] of auto) {
     const parsed = entry.options.safeParse(providers[id] ?? {});
-    if (parsed.success) return { id, entry, options: parsed.data };
+    if (!parsed.success) continue;
+    const why = OFFLINE.has(id) ? "the offline default (no cloud engine has its key)" : `the first engine with its key configured (${section}.providers.${id})`;
+    return { id, entry, options: parsed.data, why: chosen === undefined ? why : `${section}.provider ${chosen} is not one of this service's engines; ${why}` };
   }
   throw new VoiceCallError("INVALID_CONFIG", `${section}: no speech provider is usable`);
+}
+
+/** The engine serving one direction, and why it was picked (the start log and `voicecall setup` say it). */
+export interface EngineChoice {
+  engine: string;
+  why: string;
+}
+
+/** What speaks and what listens: the service's own engines as the config picks them. */
+export function speechChoice(config: VoiceCallConfig, lenient = false): { tts: EngineChoice; stt: EngineChoice } {
+  const tts = choose(SYNTHESIZERS, "tts", config.tts.provider, config.tts.providers, lenient);
+  const stt = choose(TRANSCRIBERS, "streaming", config.streaming.provider, config.streaming.providers, lenient);
+  return { tts: { engine: tts.id, why: tts.why }, stt: { engine: stt.id, why: stt.why } };
+}
+
+/** Whether an engine id is one of this service's offline engines (run here even inside the gateway). */
+export function isOfflineEngine(id: string | undefined): boolean {
+  return id !== undefined && OFFLINE.has(id);
 }
 
 function build<T>(what: string, create: () => T): T {
@@ -113,8 +141,8 @@ function build<T>(what: string, create: () => T): T {
 }
 
 /** Recognition: streaming.provider, else the first configured in auto-select order (pocketsphinx offline). */
-export function createTranscriber(config: VoiceCallConfig): Transcriber {
-  const { id, entry, options } = choose(TRANSCRIBERS, "streaming", config.streaming.provider, config.streaming.providers);
+export function createTranscriber(config: VoiceCallConfig, lenient = false): Transcriber {
+  const { id, entry, options } = choose(TRANSCRIBERS, "streaming", config.streaming.provider, config.streaming.providers, lenient);
   return build(`streaming.provider ${id}`, () => entry.create(options));
 }
 
@@ -123,9 +151,9 @@ export function createTranscriber(config: VoiceCallConfig): Transcriber {
  * (flite offline); numbers with their own `tts` (deep-merged over `tts`)
  * get their own engine, picked by the number a caller dialled.
  */
-export function createSynthesizer(config: VoiceCallConfig): Synthesizer {
+export function createSynthesizer(config: VoiceCallConfig, lenient = false): Synthesizer {
   const engine = (section: string, tts: { provider?: string; providers: Record<string, Record<string, unknown>> }) => {
-    const { id, entry, options } = choose(SYNTHESIZERS, section, tts.provider, tts.providers);
+    const { id, entry, options } = choose(SYNTHESIZERS, section, tts.provider, tts.providers, lenient);
     // Greetings and other repeated lines are made once, not once per caller.
     return new SentenceCache(build(`${section}.provider ${id}`, () => entry.create(options)));
   };
@@ -163,17 +191,27 @@ export function speechConfigNotes(config: VoiceCallConfig): string[] {
 }
 
 /** A number's `tts` deep-merged over the global one: its provider, and each engine's options key by key. */
-function numberTts(base: TtsSection, own: TtsSection): { provider?: string; providers: Record<string, Record<string, unknown>> } {
+export function numberTts(base: TtsSection, own: TtsSection): { provider?: string; providers: Record<string, Record<string, unknown>> } {
   const providers: Record<string, Record<string, unknown>> = { ...base.providers };
   for (const [id, options] of Object.entries(own.providers ?? {})) providers[id] = { ...providers[id], ...options };
   return { provider: own.provider ?? base.provider, providers };
 }
 
 /**
+ * Speech config problems inside the gateway: engines other than this
+ * service's offline ones may be the gateway's (its TTS providers and
+ * realtime transcription providers own their options), so only sections
+ * that pick an offline engine, and offline engines' own options, are checked.
+ */
+export function gatewaySpeechConfigIssues(raw: Record<string, unknown>): FieldIssue[] {
+  return speechConfigIssues(raw, true);
+}
+
+/**
  * Config problems in speech options, for the config loader to report with
  * everything else. Reads raw input: wrong types are the schema's to report.
  */
-export function speechConfigIssues(raw: Record<string, unknown>): FieldIssue[] {
+export function speechConfigIssues(raw: Record<string, unknown>, offlineOnly = false): FieldIssue[] {
   const issues: FieldIssue[] = [];
   const object = (node: unknown) => (typeof node === "object" && node !== null && !Array.isArray(node) ? (node as Record<string, unknown>) : {});
   const read = (node: unknown): TtsSection => {
@@ -194,11 +232,12 @@ export function speechConfigIssues(raw: Record<string, unknown>): FieldIssue[] {
   }
   for (const [section, registry, chosen, own] of sections) {
     try {
-      choose(registry, section, chosen.provider, chosen.providers ?? {});
+      if (!offlineOnly || isOfflineEngine(chosen.provider)) choose(registry, section, chosen.provider, chosen.providers ?? {});
     } catch (err) {
       if (err instanceof VoiceCallError) issues.push(...err.issues);
     }
     for (const [id, options] of Object.entries(own)) {
+      if (offlineOnly && !isOfflineEngine(id)) continue;
       const entry = registry[id];
       if (!entry) {
         issues.push({ path: `${section}.providers.${id}`, message: `unknown speech provider (available: ${Object.keys(registry).join(", ")})` });

@@ -167,3 +167,9 @@ export class MediaStreamClient {
     return this.ws;
   }
 }
+
+/** Whether a 20 ms frame is louder than -40 dBFS (speech, not the silence a stream idles with). */
+export const isLoud = (pcm: Int16Array | undefined) => pcm !== undefined && pcm.length > 0 && 10 * Math.log10(pcm.reduce((sum, v) => sum + v * v, 0) / pcm.length / 32768 ** 2) > -40;
+
+/** Milliseconds of received media that are speech. */
+export const loudMs = (media: Array<{ pcm?: Int16Array }>) => media.filter(({ pcm }) => isLoud(pcm)).length * 20;

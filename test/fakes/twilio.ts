@@ -4,8 +4,12 @@
  * helper); the Media Streams client is test/fakes/media-stream.ts.
  */
 import type { IncomingMessage } from "node:http";
-import { FakeRestApi } from "./http.js";
 import twilio from "twilio";
+import type { CallRecord } from "../../src/calls/types.js";
+import type { VoiceCallClient } from "../../src/server/client.js";
+import { waitFor } from "../helpers.js";
+import { FakeRestApi } from "./http.js";
+import { MediaStreamClient } from "./media-stream.js";
 
 export const ACCOUNT_SID = `AC${"1".repeat(32)}`;
 export const AUTH_TOKEN = "test-auth-token-0123456789abcdef";
@@ -107,4 +111,24 @@ export function streamOf(twimlText: string): { url: string; token: string } | un
   return url && token ? { url: url.replace(/&amp;/g, "&"), token } : undefined;
 }
 
-export { MediaStreamClient, type Received } from "./media-stream.js";
+export { MediaStreamClient, isLoud, loudMs, type Received } from "./media-stream.js";
+
+/**
+ * A Twilio caller ringing a running service: the signed voice webhook, the
+ * media stream its TwiML names, and the call once its greeting has played.
+ */
+export async function ringTwilio(
+  twilio: FakeTwilio,
+  opts: { webhookUrl: string; service: VoiceCallClient; sid: string; from: string; to: string },
+): Promise<{ stream: MediaStreamClient; callId: string; twiml: string }> {
+  const reply = await twilio.webhook(opts.webhookUrl, twilio.voiceParams(opts.sid, "inbound", opts.from, opts.to));
+  const target = streamOf(reply.body);
+  if (!target) throw new Error(`the voice webhook answered without a media stream: ${reply.status} ${reply.body}`);
+  const stream = await MediaStreamClient.connect(target.url, { callSid: opts.sid, token: target.token });
+  const call = await waitFor(
+    async () => ((await opts.service.call("voicecall.list", {})) as { calls: CallRecord[] }).calls.find((c) => c.providerCallId === opts.sid && c.state === "listening"),
+    "the greeting played",
+    30_000,
+  );
+  return { stream, callId: call.callId, twiml: reply.body };
+}

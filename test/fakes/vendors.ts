@@ -1,7 +1,8 @@
 /**
  * Local servers that speak the speech vendors' wire protocols, for tests:
  * OpenAI realtime transcription (WebSocket), text-to-speech (streamed
- * HTTP) and chat completions (the auto-responder's endpoint), Deepgram streaming (WebSocket), ElevenLabs streamed TTS. They check
+ * HTTP) and chat completions (the auto-responder's endpoint), Deepgram streaming (WebSocket; PCM16 or
+ * G.711 mu-law, as the gateway's Deepgram provider sends), ElevenLabs streamed TTS. They check
  * keys and request shapes the way the vendors do, find utterances in the
  * audio they receive by its energy, and answer with scripted transcripts.
  * Speech they "synthesize" is a tone as long as the text, sent in odd-sized
@@ -154,10 +155,13 @@ export class FakeVendors {
 
   private deepgram(ws: WebSocket, query: URLSearchParams): void {
     const rate = Number(query.get("sample_rate"));
-    if (query.get("encoding") !== "linear16" || !rate) {
+    const encoding = query.get("encoding");
+    if ((encoding !== "linear16" && encoding !== "mulaw") || !rate) {
       ws.close(1008, "encoding and sample_rate are required for raw audio");
       return;
     }
+    const pcmOf = (bytes: Buffer) =>
+      encoding === "mulaw" ? decodeG711("ulaw", bytes) : new Int16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
     let words: string[] = [];
     let heard = 0;
     const results = (text: string, isFinal: boolean, speechFinal: boolean, fromFinalize = false) =>
@@ -189,7 +193,7 @@ export class FakeVendors {
     ws.on("message", (data, isBinary) => {
       if (isBinary) {
         const bytes = data as Buffer;
-        utterances.push(new Int16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length)), rate);
+        utterances.push(pcmOf(bytes), rate);
         // An interim result every 10 frames while speech goes on.
         if (words.length > 0 && ++heard % 10 === 0) results(words.slice(0, Math.min(words.length, heard / 10)).join(" "), false, false);
         return;
