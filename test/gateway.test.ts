@@ -2,7 +2,9 @@
  * The plugin inside the real OpenClaw gateway (installed from npm, cached):
  * an agent turn whose model calls voice_call, operator scopes, the gateway's
  * `openclaw voicecall` CLI, the documented compatibility methods, and calls
- * through the PBX lab. Skips, saying why, where the gateway cannot be
+ * through the PBX lab (out to a lab phone; in from one, answered by the
+ * gateway's agent). Callers talking to the agent over Twilio, its sessions,
+ * voices and recognisers: test/gateway-agent.test.ts. Skips, saying why, where the gateway cannot be
  * installed; the PBX cases skip where the lab cannot run.
  *
  * The PBX cases hold a lab only while they run: on a machine with Docker, a
@@ -83,7 +85,7 @@ describe.skipIf(gatewayUnavailable !== undefined)(`inside the real gateway (open
     if (!labUnavailable) {
       // Extensions go to the PBX, everything else to the default carrier: chosen per call.
       pluginConfig.routing = { rules: [{ pattern: "[0-9]{3,5}", provider: "asterisk" }] };
-      // Lab callers no agent drives are answered by the gateway's own model runtime (no responseBaseUrl set).
+      // Lab callers no agent drives are answered by the gateway's agent (no responseBaseUrl set).
       Object.assign(pluginConfig, { inboundPolicy: "open", inboundGreeting: "Hello.", responseModel: "fake/agent-model" });
       pluginConfig.asterisk = {
         ari: { url: LAB.ariUrl, username: LAB.ariUser, password: LAB.ariPassword, app: LAB.ariApp },
@@ -172,11 +174,20 @@ describe.skipIf(gatewayUnavailable !== undefined)(`inside the real gateway (open
     const findings = jsonLine(setup.stdout).result.findings as Array<{ check: string; status: string }>;
     expect(findings.find((f) => f.check === "config")).toMatchObject({ status: "ok" });
     expect(findings.find((f) => f.check === "service")).toMatchObject({ status: "ok" });
+    // With the PBX configured: which engine serves each direction, and why, as the running service chose them.
+    if (!labUnavailable) expect(findings.find((f) => f.check === "speech")).toMatchObject({ status: "ok", detail: expect.stringMatching(/^the running service speaks with .+ \(.+\); listens with .+ \(.+\)$/) });
     // The PBX the config names, when it is not up now (its lab runs only for the PBX cases): named, and setup exits 1.
     const pbxDown = !labUnavailable && !lab;
     if (pbxDown) expect(findings.find((f) => f.check === "asterisk-ari")).toMatchObject({ status: "fail", detail: expect.stringContaining("unreachable") });
     expect(setup.code, setup.stderr.slice(-2000)).toBe(pbxDown ? 1 : 0);
   }, 240_000);
+
+  it("the gateway finds the plugin's skill for its agents (`openclaw skills list`)", async () => {
+    const listed = await gateway.cli(["skills", "list", "--json"]);
+    expect(listed.code, listed.stderr.slice(-2000)).toBe(0);
+    const skills = JSON.parse(listed.stdout.slice(listed.stdout.indexOf("{"))).skills as Array<{ name: string; eligible: boolean }>;
+    expect(skills.find((s) => s.name === "voice-call")).toMatchObject({ eligible: true });
+  }, 60_000);
 
   it("the voice-call configuration documented with the gateway loads unchanged", () => {
     const doc = gatewayDoc(join("plugins", "voice-call", "configuration.md"));
@@ -222,8 +233,9 @@ describe.skipIf(gatewayUnavailable !== undefined)(`inside the real gateway (open
       expect(status.call).toMatchObject({ provider: "asterisk", to: "300" });
     }, 180_000);
 
-    it("a caller no agent drives is answered through the gateway's own model runtime (responseModel, no endpoint of ours)", async () => {
+    it("a lab phone's caller no agent drives is answered by the gateway's agent: an agent run on the caller's session, with voice_call bound to the call", async () => {
       const before = model.conversations.length;
+      const requestsBefore = model.requests.length;
       const said = await synthesizeAll(new FliteSynthesizer(), "I would like to book a table.", 8000);
       const started = new Date().toISOString();
       const phone = await labCall(lab!, "150", { say: said, holdMs: 12_000 });
@@ -239,6 +251,10 @@ describe.skipIf(gatewayUnavailable !== undefined)(`inside the real gateway (open
       const voiceLog = gateway.log.split("\n").filter((l) => l.includes("[voice-call]")).slice(-8).join("\n");
       expect(asked, `${JSON.stringify(model.conversations.slice(before)).slice(0, 800)}\n${voiceLog}`).toBeDefined();
       expect(view.transcript).toContainEqual(expect.objectContaining({ speaker: "bot", origin: "model", text: "Nothing to do." }));
+      // An agent run, not a bare completion: the agent's tools, voice_call bound to this call, on the caller's session.
+      const run = model.requests.slice(requestsBefore).find((r) => r.messages.some((m) => m.role === "user" && /table/.test(m.text)));
+      expect(run?.tools.find((t) => t.name === "voice_call")?.description).toContain(call!.callId);
+      expect(gateway.log).toMatch(new RegExp(`agent turn done.*"callId":"${call!.callId}".*"sessionKey":"agent:main:voice:`));
     }, 120_000);
   });
 });

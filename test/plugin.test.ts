@@ -229,4 +229,26 @@ describe("OpenClaw plugin entry", () => {
     const shipped = JSON.parse(readFileSync(join(import.meta.dirname, "..", "openclaw.plugin.json"), "utf8"));
     expect(shipped).toEqual(buildManifest());
   });
+
+  it("declares its skill, its CLI alias and a doctor contract whose files ship in the package", async () => {
+    const root = join(import.meta.dirname, "..");
+    const manifest = buildManifest() as any;
+    expect(manifest.commandAliases).toContainEqual({ name: "voicecall", kind: "cli" });
+    expect(manifest.doctorContract).toEqual({ configRepair: true });
+    const skill = readFileSync(join(root, manifest.skills[0], "voice-call", "SKILL.md"), "utf8");
+    expect(skill).toMatch(/^---\nname: voice-call\n/);
+    const files: string[] = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).files;
+    expect(files).toEqual(expect.arrayContaining(["skills", "doctor-contract-api.js", "openclaw.plugin.json"]));
+    // The file the gateway loads (it re-exports dist/, built by npm test's tsc step).
+    const contract = await import(join(root, "doctor-contract-api.js"));
+    const cfg = { plugins: { entries: { "voice-call": { enabled: true, config: { provider: "log", twilio: { from: "+15550001111" } } } } }, gateway: { port: 1 } };
+    expect(contract.legacyConfigRules[0].match(cfg.plugins.entries["voice-call"].config)).toBe(true);
+    const fixed = contract.normalizeCompatibilityConfig({ cfg });
+    expect(fixed.config).toEqual({ plugins: { entries: { "voice-call": { enabled: true, config: { provider: "mock", fromNumber: "+15550001111", twilio: {} } } } }, gateway: { port: 1 } });
+    expect(fixed.changes).toEqual(['plugins.entries.voice-call.config: provider "log" -> "mock"', "plugins.entries.voice-call.config: twilio.from -> fromNumber"]);
+    expect(cfg.plugins.entries["voice-call"].config.provider).toBe("log"); // the input is not changed
+    // A current config is left alone.
+    expect(contract.legacyConfigRules[0].match({ provider: "mock" })).toBe(false);
+    expect(contract.normalizeCompatibilityConfig({ cfg: fixed.config })).toEqual({ config: fixed.config, changes: [] });
+  });
 });

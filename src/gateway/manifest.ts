@@ -19,6 +19,13 @@ export function buildManifest(): Record<string, unknown> {
     // The gateway resolves SecretRefs at these paths before the plugin reads its config.
     configContracts: { secretInputs: secretInputsContract() },
     activation: { onStartup: true },
+    // How and when the agent should use voice_call (skills/voice-call/SKILL.md).
+    skills: ["./skills"],
+    // `openclaw voicecall ...` is this plugin's: named in --help and in diagnostics before it loads.
+    commandAliases: [{ name: "voicecall", kind: "cli" }],
+    cliCommands: [{ name: "voicecall", description: "Voice calls: place, follow and end calls; setup, smoke tests, the PBX lab", hasSubcommands: true }],
+    // doctor-contract-api.js: legacy keys reported by openclaw doctor and rewritten by --fix.
+    doctorContract: { configRepair: true },
     uiHints: entry.configSchema.uiHints,
     configSchema,
   };
