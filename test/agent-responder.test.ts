@@ -5,12 +5,12 @@
  * the fallback on a gateway without agent runs. The real gateway runs in
  * test/gateway-agent.test.ts.
  */
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import type { CallerTurn } from "../src/calls/responder.js";
 import type { CallRecord } from "../src/calls/types.js";
 import { AgentResponder, callSessionKey, splitModel } from "../src/gateway/agent-responder.js";
 import type { EmbeddedAgentParams, EmbeddedAgentResult, GatewayRuntime } from "../src/gateway/sdk.js";
-import { SentenceFeed } from "../src/gateway/sentence-feed.js";
+import { SETTLE_MS, SentenceFeed } from "../src/gateway/sentence-feed.js";
 import { makeConfig } from "./helpers.js";
 
 const inbound = (over: Partial<CallRecord> = {}): CallRecord => ({
@@ -68,6 +68,34 @@ describe("SentenceFeed", () => {
     feed.whole("It is open until nine. See you then.");
     expect(said).toEqual(["Of course.", "Let me check that for you.", "It is open until nine.", "See you then."]);
     expect(feed.count).toBe(4);
+  });
+
+  it("says a message that ends like a sentence once nothing is added to it for SETTLE_MS; text that goes on within it is not cut", () => {
+    vi.useFakeTimers();
+    try {
+      const said: string[] = [];
+      const feed = new SentenceFeed((t) => said.push(t));
+      feed.partial({ text: "Of course, I can book that." });
+      vi.advanceTimersByTime(SETTLE_MS - 1);
+      expect(said).toEqual([]);
+      vi.advanceTimersByTime(1);
+      expect(said).toEqual(["Of course, I can book that."]);
+      // A number's decimal point at the end of a partial: the rest comes within the settle time.
+      feed.partial({ text: "Of course, I can book that. It costs 3." });
+      vi.advanceTimersByTime(SETTLE_MS / 2);
+      feed.partial({ text: "Of course, I can book that. It costs 3.50 a person" });
+      vi.advanceTimersByTime(SETTLE_MS * 4);
+      expect(said).toEqual(["Of course, I can book that."]);
+      // Text that does not end a sentence waits for more; a closed feed says nothing later.
+      feed.partial({ text: "Of course, I can book that. It costs 3.50 a person. Shall I" });
+      expect(said).toEqual(["Of course, I can book that.", "It costs 3.50 a person."]);
+      feed.partial({ text: "Of course, I can book that. It costs 3.50 a person. Shall I book it?" });
+      feed.close();
+      vi.advanceTimersByTime(SETTLE_MS * 4);
+      expect(said).toEqual(["Of course, I can book that.", "It costs 3.50 a person."]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 

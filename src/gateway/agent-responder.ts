@@ -18,7 +18,7 @@ import { VoiceCallError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { CallerTurn, TurnResponder } from "../calls/responder.js";
 import type { CallRecord, TranscriptEntry } from "../calls/types.js";
-import { loadAgentScope, loadRouting, type AgentRuntime, type AgentScopeSdk, type GatewayConfig, type GatewayRuntime, type RoutingSdk } from "./sdk.js";
+import { loadAgentScope, loadRouting, type AgentRuntime, type EmbeddedAgentParams, type AgentScopeSdk, type GatewayConfig, type GatewayRuntime, type RoutingSdk } from "./sdk.js";
 import { SentenceFeed } from "./sentence-feed.js";
 
 /** What the bound voice_call tool reads from the run's toolBindings. */
@@ -46,6 +46,12 @@ export interface AgentResponderOptions {
   logger?: Logger;
   /** The SDK's routing and agent-scope helpers; loaded from the gateway unless given (tests). */
   sdk?: { routing?: RoutingSdk; agentScope?: AgentScopeSdk };
+  /**
+   * Say sentences while the run goes on (default). Off, the answer is said
+   * once the run ends: only for measuring what speaking early gains
+   * (`npm run bench` sets VOICECALL_AGENT_SPEAK_EARLY=0 for that).
+   */
+  speakEarly?: boolean;
 }
 
 export class AgentResponder implements TurnResponder {
@@ -81,6 +87,7 @@ export class AgentResponder implements TurnResponder {
     try {
       await this.run(turn, feed, { agent, cfg, agentId, sessionKey, storePath, provider, model, started });
     } finally {
+      feed.close();
       if (this.feeds.get(callId) === feed) this.feeds.delete(callId);
     }
   }
@@ -124,19 +131,7 @@ export class AgentResponder implements TurnResponder {
           toolBindings: { [TOOL_BINDING_KEY]: { callId: turn.call.callId } satisfies CallBinding },
           abortSignal: signal,
           verboseLevel: "off",
-          onPartialReply: (partial) => {
-            if (!signal.aborted) feed.partial(partial);
-          },
-          onAssistantMessageStart: () => feed.messageStart(),
-          // What the model wrote before a tool call (often "one moment", or a goodbye before hanging up)
-          // is said before the tool runs: the gateway reports it as the message's preamble, and the
-          // tool's start means nothing more is coming of that message.
-          onAgentEvent: (event) => {
-            if (signal.aborted) return;
-            const data = event.data;
-            if (event.stream === "item" && data?.kind === "preamble" && data.phase === "end" && typeof data.progressText === "string") feed.whole(data.progressText);
-            if (event.stream === "tool" && data?.phase === "start") feed.flush();
-          },
+          ...(this.options.speakEarly === false ? {} : earlySpeech(feed, signal)),
         });
       })
       .catch((err: unknown) => {
@@ -181,6 +176,25 @@ export class AgentResponder implements TurnResponder {
     if (this.options.sdk?.agentScope) return Promise.resolve(this.options.sdk.agentScope);
     return (this.agentScope ??= loadAgentScope().catch(() => undefined));
   }
+}
+
+/** The run's callbacks that hand each sentence to the call as the agent writes it. */
+function earlySpeech(feed: SentenceFeed, signal: AbortSignal): Pick<EmbeddedAgentParams, "onPartialReply" | "onAssistantMessageStart" | "onAgentEvent"> {
+  return {
+    onPartialReply: (partial) => {
+      if (!signal.aborted) feed.partial(partial);
+    },
+    onAssistantMessageStart: () => feed.messageStart(),
+    // What the model wrote before a tool call (often "one moment", or a goodbye before hanging up)
+    // is said before the tool runs: the gateway reports it as the message's preamble, and the
+    // tool's start means nothing more is coming of that message.
+    onAgentEvent: (event) => {
+      if (signal.aborted) return;
+      const data = event.data;
+      if (event.stream === "item" && data?.kind === "preamble" && data.phase === "end" && typeof data.progressText === "string") feed.whole(data.progressText);
+      if (event.stream === "tool" && data?.phase === "start") feed.flush();
+    },
+  };
 }
 
 /** The party on the other end: who called in, or who was called. */

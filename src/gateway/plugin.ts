@@ -170,7 +170,7 @@ const entry = {
       if (ownEndpoint) return undefined;
       // A gateway without agent runs (older than the SDK this was built on) answers through its model runtime.
       const fallback = new Responder({ baseUrl: cfg.responseBaseUrl, timeoutMs: cfg.responseTimeoutMs, chat: gatewayChat(api) });
-      return new AgentResponder({ config: cfg, runtime: () => api.runtime, fallback, logger });
+      return new AgentResponder({ config: cfg, runtime: () => api.runtime, fallback, logger, speakEarly: process.env.VOICECALL_AGENT_SPEAK_EARLY !== "0" });
     };
 
     // Every registration (and every module copy) shares the process's one service.

@@ -2,8 +2,11 @@
  * An agent's answer as it is written, cut into the sentences that are
  * complete, so each is spoken while the rest is still being written. The
  * gateway streams a run's text as partial replies (the message so far,
- * trimmed): a sentence is known to be complete once text follows it, or when
- * the model stops writing (it calls a tool, or a new message starts). Whole
+ * trimmed): a sentence is known to be complete once text follows it, when
+ * the model stops writing (it calls a tool, or a new message starts), or
+ * when the message ends in a sentence's end and nothing follows within
+ * SETTLE_MS (a model streams its tokens far faster than that; waiting for
+ * its next sentence would cost the caller the time it takes to write). Whole
  * texts reported later (a message's preamble, the run's final answer) may
  * repeat what was already spoken: only sentences not said yet are said.
  */
@@ -16,6 +19,10 @@ function completePrefix(text: string): number {
   return end;
 }
 
+/** A message that ends like a sentence and is not added to for this long is spoken as far as it goes. */
+export const SETTLE_MS = 150;
+const ENDS_SENTENCE = /[.!?]+["')\]]*$/;
+
 const normalise = (s: string) => s.toLowerCase().replace(/[^\p{L}\p{N}]+/gu, " ").trim();
 
 export class SentenceFeed {
@@ -26,6 +33,7 @@ export class SentenceFeed {
   private readonly said = new Set<string>();
   /** Pieces handed on. */
   count = 0;
+  private settle?: NodeJS.Timeout;
 
   constructor(private readonly say: (text: string) => void) {}
 
@@ -38,10 +46,17 @@ export class SentenceFeed {
     }
     this.current = text;
     this.handUpTo(completePrefix(text));
+    clearTimeout(this.settle);
+    if (this.handed < text.length && ENDS_SENTENCE.test(text)) {
+      this.settle = setTimeout(() => {
+        if (this.current === text) this.flush();
+      }, SETTLE_MS);
+    }
   }
 
   /** The model stopped writing this message (a tool call follows, or the message ended): the rest of it is complete. */
   flush(): void {
+    clearTimeout(this.settle);
     this.handUpTo(this.current.length);
   }
 
@@ -50,6 +65,11 @@ export class SentenceFeed {
     this.flush();
     this.current = "";
     this.handed = 0;
+  }
+
+  /** The run is over: nothing more is handed on from a pending settle. */
+  close(): void {
+    clearTimeout(this.settle);
   }
 
   /** A whole text (a message's preamble, the run's final answer): what of it has not been said yet. */
