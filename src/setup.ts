@@ -87,11 +87,11 @@ export async function runSetup(config: VoiceCallConfig, warnings: string[], deps
 async function speechFinding(config: VoiceCallConfig, deps: SetupDeps, running: boolean): Promise<SetupFinding> {
   const check = "speech";
   const describe = (s: { tts: { engine: string; why: string }; stt: { engine: string; why: string } }) =>
-    `speaks with ${s.tts.engine} (${s.tts.why}); listens with ${s.stt.engine} (${s.stt.why})`;
+    `speech out: ${s.tts.engine}, ${s.tts.why}; speech in: ${s.stt.engine}, ${s.stt.why}`;
   if (running && deps.client) {
     try {
       const health = (await (await fetch(`${deps.client.url}/healthz`, { signal: AbortSignal.timeout(5000) })).json()) as { speech?: Parameters<typeof describe>[0] };
-      if (health.speech) return { check, status: "ok", detail: `the running service ${describe(health.speech)}` };
+      if (health.speech) return { check, status: "ok", detail: `the running service: ${describe(health.speech)}` };
     } catch {
       // An older service without the field: judged from the config below.
     }

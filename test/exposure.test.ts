@@ -207,6 +207,8 @@ describe("voicecall setup's findings", () => {
       { check: "twilio-account", status: "ok", detail: `credentials accepted; account ${ACCOUNT_SID} is active (Full)` },
       { check: "twilio-from-number", status: "ok", detail: "fromNumber +15550009999 is a number on this account" },
       { check: "webhook-exposure", status: "ok", detail: "publicUrl https://voice.example.com/voice/webhook resolves to public addresses (203.0.113.7)" },
+      // Which engines this config's calls would speak and listen with, built to prove they run here.
+      { check: "speech", status: "ok", detail: "speech out: flite, the offline default (no cloud engine has its key); speech in: pocketsphinx, the offline default (no cloud engine has its key)" },
     ]);
     expect(report.ok).toBe(true);
     expect(report.findings.find((f) => f.check === "service")).toMatchObject({ status: "warn" });

@@ -175,7 +175,7 @@ describe.skipIf(gatewayUnavailable !== undefined)(`inside the real gateway (open
     expect(findings.find((f) => f.check === "config")).toMatchObject({ status: "ok" });
     expect(findings.find((f) => f.check === "service")).toMatchObject({ status: "ok" });
     // With the PBX configured: which engine serves each direction, and why, as the running service chose them.
-    if (!labUnavailable) expect(findings.find((f) => f.check === "speech")).toMatchObject({ status: "ok", detail: expect.stringMatching(/^the running service speaks with .+ \(.+\); listens with .+ \(.+\)$/) });
+    if (!labUnavailable) expect(findings.find((f) => f.check === "speech")).toMatchObject({ status: "ok", detail: expect.stringMatching(/^the running service: speech out: .+, .+; speech in: .+, .+$/) });
     // The PBX the config names, when it is not up now (its lab runs only for the PBX cases): named, and setup exits 1.
     const pbxDown = !labUnavailable && !lab;
     if (pbxDown) expect(findings.find((f) => f.check === "asterisk-ari")).toMatchObject({ status: "fail", detail: expect.stringContaining("unreachable") });
