@@ -7,7 +7,7 @@ import { encodeG711 } from "../src/audio/g711.js";
 import { toneRatio } from "../src/audio/goertzel.js";
 import { toFrames, type AudioFrame } from "../src/audio/frame.js";
 import { FramePacer } from "../src/audio/pacer.js";
-import { InputQueue, OutputQueue } from "../src/audio/transport.js";
+import { ITEMS_KEPT, InputQueue, OutputQueue } from "../src/audio/transport.js";
 import { SpeechDetector, frameDbfs } from "../src/audio/vad.js";
 import { loadSilero } from "../src/audio/silero.js";
 import { FliteSynthesizer } from "../src/speech/flite.js";
@@ -41,6 +41,28 @@ describe("output queue", () => {
     expect(await mark).toBe(false);
     expect(q.next()).toBeUndefined();
     expect(await q.mark()).toBe(true);
+  });
+
+  it("counts the milliseconds of each named item that went out: cleared frames never count, other items apart, the newest ITEMS_KEPT kept", () => {
+    const q = new OutputQueue();
+    for (let i = 0; i < 10; i += 1) q.write(frame(i), "reply-1");
+    q.write(frame(99));
+    for (let i = 0; i < 4; i += 1) q.next();
+    expect(q.playedMs("reply-1")).toBe(80);
+    // Barge-in: what was queued of it never played.
+    q.clear();
+    expect(q.playedMs("reply-1")).toBe(80);
+    q.write({ pcm: new Int16Array(320), sampleRate: 16000 }, "reply-2");
+    q.write(frame(1)); // unnamed: counted nowhere
+    q.next();
+    q.next();
+    expect([q.playedMs("reply-1"), q.playedMs("reply-2"), q.playedMs("unknown")]).toEqual([80, 20, 0]);
+    for (let i = 0; i < ITEMS_KEPT; i += 1) {
+      q.write(frame(i), `later-${i}`);
+      q.next();
+    }
+    expect(q.playedMs("reply-1")).toBe(0);
+    expect(q.playedMs(`later-${ITEMS_KEPT - 1}`)).toBe(20);
   });
 });
 
@@ -88,8 +110,10 @@ describe("RTP/UDP media transport", () => {
     try {
       await t.connect("127.0.0.1", peer.address().port);
       const tone = Int16Array.from({ length: 1600 }, (_, i) => Math.round(9000 * Math.sin((2 * Math.PI * 440 * i) / 8000)));
-      for (const f of toFrames(tone, 8000)) t.write(f);
+      for (const f of toFrames(tone, 8000)) t.write(f, "tone");
       expect(await t.mark()).toBe(true);
+      // Everything written of it went out at the pacer's pace: 200 ms.
+      expect(t.playedMs("tone")).toBe(200);
       await waitFor(() => received.length >= 14, "idle packets after the tone");
       // Ten tone frames, then silence; sequence numbers and timestamps advance by one frame each.
       for (let i = 1; i < received.length; i += 1) {

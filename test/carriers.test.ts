@@ -431,7 +431,11 @@ describe.each([mockKit(), twilioKit(), telnyxKit(), plivoKit(), asteriskKit()])(
     const cut = leg.cutAfter(onset);
     expect(cut, "our audio cut off").toBeDefined();
     expect(cut!).toBeLessThan(300);
-    expect(manager.getCall(callId)!.transcript.some((l) => l.kind === "interrupted")).toBe(true);
+    // How long our message played before the cut: about as long as the far end heard it (800 ms and the cut's delay).
+    const played = manager.getCall(callId)!.transcript.find((l) => l.kind === "interrupted")?.playedMs;
+    const heardFor = onset - asked;
+    expect(played, "the interrupted line's playedMs").toBeGreaterThan(heardFor - 600);
+    expect(played!).toBeLessThan(heardFor + 600);
     await manager.endCall(callId);
     leg.close();
   }, 60_000);

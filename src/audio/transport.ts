@@ -11,8 +11,15 @@ export interface MediaTransport {
   readonly sampleRate: SampleRate;
   /** Caller audio, in order, until the transport closes. */
   frames(): AsyncIterable<AudioFrame>;
-  /** Queues a frame to send; frames go out one per 20 ms tick. */
-  write(frame: AudioFrame): void;
+  /** Queues a frame to send; frames go out one per 20 ms tick. `item` names what it belongs to (a sentence, a model's reply) for playedMs. */
+  write(frame: AudioFrame, item?: string): void;
+  /**
+   * Milliseconds of `item` that have gone out to the far side at its real-time
+   * pace (what the caller has heard of it, give or take the far side's jitter
+   * buffer): frames cleared before their tick never count. 0 for an unknown
+   * item; the newest ITEMS_KEPT items are remembered.
+   */
+  playedMs(item: string): number;
   /** Resolves true once everything written before it was sent, false if cleared or closed first. */
   mark(): Promise<boolean>;
   /** Drops everything queued (barge-in); pending marks resolve false. */
@@ -21,15 +28,24 @@ export interface MediaTransport {
   readonly closed: boolean;
 }
 
-type Item = { frame: AudioFrame } | { mark: (sent: boolean) => void };
+type Item = { frame: AudioFrame; item?: string } | { mark: (sent: boolean) => void };
+
+/** How many named items' played time a transport remembers (a call's last few replies). */
+export const ITEMS_KEPT = 32;
 
 /** The outgoing half shared by transports: a queue drained one frame per tick. */
 export class OutputQueue {
   private items: Item[] = [];
   private head = 0;
+  /** Milliseconds sent of each named item, oldest first. */
+  private readonly played = new Map<string, number>();
 
-  write(frame: AudioFrame): void {
-    this.items.push({ frame });
+  write(frame: AudioFrame, item?: string): void {
+    this.items.push(item === undefined ? { frame } : { frame, item });
+  }
+
+  playedMs(item: string): number {
+    return this.played.get(item) ?? 0;
   }
 
   mark(): Promise<boolean> {
@@ -45,9 +61,16 @@ export class OutputQueue {
     const item = this.items[this.head];
     if (!item || !("frame" in item)) return undefined;
     this.head += 1;
+    if (item.item !== undefined) this.count(item.item, (item.frame.pcm.length / item.frame.sampleRate) * 1000);
     this.settleMarks();
     this.compact();
     return item.frame;
+  }
+
+  private count(item: string, ms: number): void {
+    const before = this.played.get(item);
+    if (before === undefined && this.played.size >= ITEMS_KEPT) this.played.delete(this.played.keys().next().value!);
+    this.played.set(item, (before ?? 0) + ms);
   }
 
   get pendingFrames(): number {
@@ -158,11 +181,15 @@ export abstract class PacedTransport implements MediaTransport, PacedStream, Aft
     };
   }
 
-  write(frame: AudioFrame): void {
+  write(frame: AudioFrame, item?: string): void {
     if (frame.sampleRate !== this.sampleRate) {
       throw new RangeError(`frame at ${frame.sampleRate} Hz on a ${this.sampleRate} Hz transport`);
     }
-    if (!this.isClosed) this.output.write(frame);
+    if (!this.isClosed) this.output.write(frame, item);
+  }
+
+  playedMs(item: string): number {
+    return this.output.playedMs(item);
   }
 
   mark(): Promise<boolean> {

@@ -427,8 +427,8 @@ export class CallSession {
       this.assertLive();
       if (controller.signal.reason === "barge-in") {
         this.bargeIns += 1;
-        // What the caller heard before cutting in: the sentences that played in full.
-        this.addTranscript("bot", "interrupted", outcome.heard);
+        // What the caller heard before cutting in: the sentences that played in full, and for how long it played.
+        this.addTranscript("bot", "interrupted", outcome.heard, undefined, outcome.playedMs);
       }
       this.transition("listening");
       if (token !== undefined && this.turnToken === token) {
@@ -558,8 +558,17 @@ export class CallSession {
     this.timers.add(timer);
   }
 
-  private addTranscript(speaker: TranscriptEntry["speaker"], kind: TranscriptEntry["kind"], text: string, origin?: TranscriptEntry["origin"]): void {
-    const entry: TranscriptEntry = { callId: this.callId, at: new Date().toISOString(), speaker, kind, text, turn: this.record.turn, ...(origin ? { origin } : {}) };
+  private addTranscript(speaker: TranscriptEntry["speaker"], kind: TranscriptEntry["kind"], text: string, origin?: TranscriptEntry["origin"], playedMs?: number): void {
+    const entry: TranscriptEntry = {
+      callId: this.callId,
+      at: new Date().toISOString(),
+      speaker,
+      kind,
+      text,
+      turn: this.record.turn,
+      ...(origin ? { origin } : {}),
+      ...(playedMs !== undefined ? { playedMs } : {}),
+    };
     this.transcript.push(entry);
     this.host.transcribed(entry);
   }

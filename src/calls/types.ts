@@ -29,6 +29,8 @@ export interface TranscriptEntry {
   turn: number;
   /** Our lines: composed by an agent, by the response model, or by the service itself (greetings, notices). */
   origin?: "agent" | "model" | "service";
+  /** An interrupted line: how many ms of its audio went out before the caller cut in. */
+  playedMs?: number;
 }
 
 export interface CallRecord {

@@ -37,6 +37,8 @@ export class CallMedia {
   private recognition: Promise<void> = Promise.resolve();
   /** The caller spoke since the recogniser last reported words. */
   private heardSince = false;
+  /** Messages spoken so far (each one's audio is a transport item, for its played time). */
+  private spoken = 0;
 
   private constructor(
     private readonly options: CallMediaOptions,
@@ -91,10 +93,11 @@ export class CallMedia {
     // A mark after each sentence: resolved true once its last frame went out.
     const heard: string[] = [];
     const marks: Array<Promise<void>> = [];
+    const item = `speech-${++this.spoken}`;
     try {
       for await (const frame of synthesizer.synthesize(text, { sampleRate: transport.sampleRate, signal: controller.signal, voice: options.voice })) {
         if (controller.signal.aborted || transport.closed) break;
-        transport.write(frame);
+        transport.write(frame, item);
         const sentence = frame.completes;
         if (sentence) marks.push(transport.mark().then((sent) => void (sent && heard.push(sentence))));
       }
@@ -103,7 +106,7 @@ export class CallMedia {
     } finally {
       options.signal?.removeEventListener("abort", abort);
     }
-    return { interrupted: controller.signal.aborted, heard: heard.join(" ") };
+    return { interrupted: controller.signal.aborted, heard: heard.join(" "), playedMs: transport.playedMs(item) };
   }
 
   /** Sends keys as tones on the line, after what is already queued; resolves once they went out. */

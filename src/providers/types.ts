@@ -94,6 +94,8 @@ export interface SpeakOutcome {
   interrupted: boolean;
   /** What the far end heard: the sentences that played to the end. */
   heard: string;
+  /** How much of the audio went out before the end or the cut, in ms (carriers whose audio we make, and the Mock). */
+  playedMs?: number;
 }
 
 export interface ListenOptions {

@@ -101,15 +101,16 @@ export class MockProvider implements CallProvider {
     if (options.turnToken) call.turnToken = options.turnToken;
     // Sentence by sentence, like a real line: what played before an abort was heard.
     const heard: string[] = [];
+    const started = performance.now();
     for (const sentence of sentences(text)) {
       await abortableDelay(sentence.length * this.options.speakMsPerChar, options.signal);
       if (options.signal?.aborted) {
         call.cuts.push(performance.now());
-        return { interrupted: true, heard: heard.join(" ") };
+        return { interrupted: true, heard: heard.join(" "), playedMs: Math.round(performance.now() - started) };
       }
       heard.push(sentence);
     }
-    return { interrupted: false, heard: heard.join(" ") };
+    return { interrupted: false, heard: heard.join(" "), playedMs: Math.round(performance.now() - started) };
   }
 
   async listen(providerCallId: string, turnToken: string, _options?: ListenOptions): Promise<void> {
