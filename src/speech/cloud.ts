@@ -156,6 +156,37 @@ export interface WsSessionOptions {
 }
 
 /**
+ * Opens a vendor's WebSocket; rejects with a SpeechError naming the vendor:
+ * the HTTP status and body it refused with (a bad key), unreachable, or no
+ * handshake within `connectTimeoutMs`.
+ */
+export function openVendorSocket(options: Pick<WsSessionOptions, "vendor" | "url" | "headers" | "connectTimeoutMs">): Promise<WebSocket> {
+  const { vendor, url, headers, connectTimeoutMs } = options;
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers, handshakeTimeout: connectTimeoutMs });
+    const timer = setTimeout(() => {
+      ws.terminate();
+      reject(new SpeechError("SPEECH_FAILED", `${vendor} did not accept the connection within ${connectTimeoutMs} ms`));
+    }, connectTimeoutMs);
+    ws.once("unexpected-response", (_req, res) => {
+      clearTimeout(timer);
+      let body = "";
+      res.on("data", (d: Buffer) => (body += d.toString()));
+      res.on("end", () => reject(httpRefusal(vendor, res.statusCode ?? 0, body)));
+      res.on("error", () => reject(httpRefusal(vendor, res.statusCode ?? 0, body)));
+    });
+    ws.once("error", (err) => {
+      clearTimeout(timer);
+      reject(new SpeechError("SPEECH_FAILED", `${vendor} is unreachable: ${err.message}`));
+    });
+    ws.once("open", () => {
+      clearTimeout(timer);
+      resolve(ws);
+    });
+  });
+}
+
+/**
  * One recognition stream over a vendor WebSocket. Subclasses say what to
  * send on open, how to send audio, and how to read messages; this class
  * queues audio until the socket is open, reconnects with backoff after an
@@ -218,37 +249,16 @@ export abstract class WsTranscriberStream implements TranscriberStream {
     this.close();
   }
 
-  private connect(): Promise<WebSocket> {
-    const { vendor, url, headers, connectTimeoutMs } = this.session;
-    return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url, { headers, handshakeTimeout: connectTimeoutMs });
-      const timer = setTimeout(() => {
-        ws.terminate();
-        reject(new SpeechError("SPEECH_FAILED", `${vendor} did not accept the connection within ${connectTimeoutMs} ms`));
-      }, connectTimeoutMs);
-      ws.once("unexpected-response", (_req, res) => {
-        clearTimeout(timer);
-        let body = "";
-        res.on("data", (d: Buffer) => (body += d.toString()));
-        res.on("end", () => reject(httpRefusal(vendor, res.statusCode ?? 0, body)));
-        res.on("error", () => reject(httpRefusal(vendor, res.statusCode ?? 0, body)));
-      });
-      ws.once("error", (err) => {
-        clearTimeout(timer);
-        reject(new SpeechError("SPEECH_FAILED", `${vendor} is unreachable: ${err.message}`));
-      });
-      ws.once("open", () => {
-        clearTimeout(timer);
-        this.onOpen(ws);
-        for (const frame of this.backlog) this.sendAudio(ws, frame);
-        this.backlog = [];
-        ws.on("message", (data, isBinary) => {
-          if (!isBinary) this.onMessage(data.toString());
-        });
-        ws.on("close", () => this.onClose(ws));
-        resolve(ws);
-      });
+  private async connect(): Promise<WebSocket> {
+    const ws = await openVendorSocket(this.session);
+    this.onOpen(ws);
+    for (const frame of this.backlog) this.sendAudio(ws, frame);
+    this.backlog = [];
+    ws.on("message", (data, isBinary) => {
+      if (!isBinary) this.onMessage(data.toString());
     });
+    ws.on("close", () => this.onClose(ws));
+    return ws;
   }
 
   private onClose(ws: WebSocket): void {

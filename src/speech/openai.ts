@@ -35,7 +35,7 @@ export type OpenAiTtsOptions = z.infer<typeof OpenAiTtsOptions>;
 
 const REALTIME_RATE = 24000;
 
-function wsUrl(baseUrl: string, path: string): string {
+export function wsUrl(baseUrl: string, path: string): string {
   const url = new URL(`${baseUrl.replace(/\/$/, "")}${path}`);
   url.protocol = url.protocol === "https:" ? "wss:" : url.protocol === "http:" ? "ws:" : url.protocol;
   return url.toString();

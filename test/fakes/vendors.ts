@@ -21,7 +21,7 @@ export interface VendorRequest {
 }
 
 /** Energy-based utterance finder: 20 ms blocks above -40 dBFS are speech; 500 ms below ends it. */
-class Utterances {
+export class Utterances {
   private inSpeech = false;
   private quietMs = 0;
   constructor(private readonly onEdge: (edge: "start" | "end") => void) {}
