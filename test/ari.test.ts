@@ -6,6 +6,7 @@ import { createLogger } from "../src/log.js";
 import { AriClient, type AriEvent } from "../src/providers/asterisk/ari.js";
 import { AsteriskProvider } from "../src/providers/asterisk/provider.js";
 import { FakeSynthesizer, FakeTranscriber } from "../src/speech/fake.js";
+import { CascadeVoices } from "../src/voice/cascade.js";
 import { makeConfig, waitFor } from "./helpers.js";
 
 let server: Server | undefined;
@@ -84,7 +85,7 @@ describe("Asterisk carrier starting before Asterisk", () => {
     const config = makeConfig({ provider: "asterisk", asterisk: { ari: { url, password: "p" } } });
     const logged: string[] = [];
     const logger = createLogger("info", { write: (line: string) => void logged.push(line) } as never);
-    return { logged, ast: new AsteriskProvider({ config, logger, synthesizer: new FakeSynthesizer(), transcriber: new FakeTranscriber() }) };
+    return { logged, ast: new AsteriskProvider({ config, logger, voice: new CascadeVoices(config, new FakeSynthesizer(), new FakeTranscriber()) }) };
   };
 
   it("starts while ARI is not up yet, says so, and connects once Asterisk answers", async () => {

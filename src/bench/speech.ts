@@ -3,7 +3,7 @@
  * bridge itself with instant fake recognition, model and synthesis: the time
  * from the end of caller speech to the first audio packet of the answer, and
  * how fast our audio stops when the caller cuts in. The bridge runs the real
- * path: RTP in, voice detector, CallMedia, CallManager, the auto-responder
+ * path: RTP in, the cascade pipeline (voice detector, recogniser, synthesizer), CallManager, the auto-responder
  * over HTTP, synthesizer, RTP out to a phone socket.
  */
 import { createServer } from "node:http";
@@ -27,6 +27,7 @@ import { MediaCarrier, type MediaCall } from "../providers/media-carrier.js";
 import { RtpUdpTransport } from "../rtp/udp-transport.js";
 import { EspeakSynthesizer } from "../speech/espeak.js";
 import { FakeSynthesizer, FakeTranscriber } from "../speech/fake.js";
+import { CascadeVoices } from "../voice/cascade.js";
 import { FliteSynthesizer } from "../speech/flite.js";
 import { PocketsphinxTranscriber, transcribePcm } from "../speech/pocketsphinx.js";
 import { SphinxDecoder } from "../speech/pocketsphinx-decoder.js";
@@ -168,7 +169,7 @@ class BenchCarrier extends MediaCarrier<MediaCall> {
     config: VoiceCallConfig,
     private readonly transport: RtpUdpTransport,
   ) {
-    super({ config, logger: createLogger("silent"), synthesizer: new FakeSynthesizer(60), transcriber: new FakeTranscriber(["what time do you open"]) }, "bench");
+    super({ config, logger: createLogger("silent"), voice: new CascadeVoices(config, new FakeSynthesizer(60), new FakeTranscriber(["what time do you open"])) }, "bench");
     this.calls.set(this.call.id, this.call);
   }
 

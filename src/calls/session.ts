@@ -187,7 +187,13 @@ export class CallSession {
         for (const resolve of this.quiet.splice(0)) resolve();
         return;
       case "speech":
-        this.onSpeech(event.text, event.isFinal, event.turnToken);
+        this.onSpeech(event.text, event.isFinal, event.turnToken, event.answered === true);
+        return;
+      case "said":
+        this.addTranscript("bot", "speech", event.text, "model");
+        return;
+      case "voice-closed":
+        void this.hangupAndFinish("error", `the voice pipeline closed: ${event.reason}`).catch(() => undefined);
         return;
       case "dtmf":
         this.onKeys(event.digits);
@@ -302,7 +308,7 @@ export class CallSession {
     this.speaking.abort("barge-in");
   }
 
-  private onSpeech(text: string, isFinal: boolean, token: string | undefined): void {
+  private onSpeech(text: string, isFinal: boolean, token: string | undefined, answered = false): void {
     const exact = this.provider?.capabilities.turnTokens ?? false;
     if (exact ? token !== this.turnToken : token !== undefined && token !== this.turnToken) {
       this.log.info({ turnToken: token }, "speech for a stale turn ignored");
@@ -313,7 +319,8 @@ export class CallSession {
     this.addTranscript("caller", "speech", text.trim());
     const pending = this.pending;
     if (pending && pending.token === this.turnToken) pending.reply.resolve(text.trim());
-    if (this.record.direction === "inbound" && !pending?.driven) {
+    // A realtime model on the line answers the caller itself.
+    if (this.record.direction === "inbound" && !pending?.driven && !answered) {
       void this.autoRespond().catch((err) => {
         if (!this.ended) this.log.warn({ err: err instanceof Error ? err.message : String(err) }, "auto-response failed");
       });

@@ -7,6 +7,8 @@ import { providersInUse } from "../config/load.js";
 import type { Logger } from "../log.js";
 import { createSynthesizer, createTranscriber } from "../speech/index.js";
 import type { Synthesizer, Transcriber } from "../speech/types.js";
+import { CascadeVoices } from "../voice/cascade.js";
+import type { VoiceLayer } from "../voice/pipeline.js";
 import { AsteriskProvider } from "./asterisk/provider.js";
 import { MockProvider } from "./mock/provider.js";
 import { PublicEndpoints } from "./public-url.js";
@@ -21,6 +23,8 @@ export interface ProviderDeps {
   synthesizer?: Synthesizer;
   /** Speech recognition for carriers whose audio we receive ourselves; default from config.streaming. */
   transcriber?: Transcriber;
+  /** The voice layer built from the two above (made once by createProviders, shared by the carriers). */
+  voice?: VoiceLayer;
   /** Where carriers reach this service; default from publicUrl. */
   endpoints?: PublicEndpoints;
   /** REST base URLs per carrier instead of the carrier's own hosts (local servers speaking their API). */
@@ -29,11 +33,10 @@ export interface ProviderDeps {
 
 type Factory = (config: VoiceCallConfig, deps: ProviderDeps) => CallProvider;
 
-/** Speech for carriers whose audio we handle: given, or made from config once and shared by them. */
-function speech(config: VoiceCallConfig, deps: ProviderDeps): { config: VoiceCallConfig; logger: Logger; synthesizer: Synthesizer; transcriber: Transcriber } {
-  deps.synthesizer ??= createSynthesizer(config);
-  deps.transcriber ??= createTranscriber(config);
-  return { config, logger: deps.logger, synthesizer: deps.synthesizer, transcriber: deps.transcriber };
+/** The voice layer of carriers whose audio we handle: speech given, or made from config once and shared by them. */
+function speech(config: VoiceCallConfig, deps: ProviderDeps): { config: VoiceCallConfig; logger: Logger; voice: VoiceLayer } {
+  deps.voice ??= new CascadeVoices(config, deps.synthesizer ?? createSynthesizer(config), deps.transcriber ?? createTranscriber(config));
+  return { config, logger: deps.logger, voice: deps.voice };
 }
 
 /** What a carrier streaming audio to us needs: speech, where it is reached, and its REST base in tests. */

@@ -1,16 +1,16 @@
 /**
  * The shell every carrier whose audio we handle ourselves shares (Asterisk's
  * externalMedia, the cloud carriers' media streams): the table of its calls,
- * speech on each call's audio (CallMedia), speak/listen, readying speech at
- * start, and event delivery that stops at a call's end (only the caller's
- * last words may still follow). A carrier adds its transport and control.
+ * a voice pipeline on each call's audio (src/voice/), speak/listen, readying
+ * speech at start, and event delivery that stops at a call's end (only the
+ * caller's last words may still follow). A carrier adds its transport and
+ * control.
  */
 import type { MediaTransport } from "../audio/transport.js";
 import type { VoiceCallConfig } from "../config/schema.js";
 import { VoiceCallError } from "../errors.js";
 import type { Logger } from "../log.js";
-import type { Synthesizer, Transcriber } from "../speech/types.js";
-import { CallMedia } from "./call-media.js";
+import type { VoiceLayer, VoicePipeline } from "../voice/pipeline.js";
 import type {
   CallProvider,
   ListenOptions,
@@ -28,10 +28,8 @@ import type {
 export interface MediaCarrierOptions {
   config: VoiceCallConfig;
   logger: Logger;
-  /** Speaks for us: the call's audio is ours to produce. */
-  synthesizer: Synthesizer;
-  /** Hears for us: caller audio becomes speech events. */
-  transcriber: Transcriber;
+  /** Hears the caller and speaks for us on each call's audio. */
+  voice: VoiceLayer;
 }
 
 /** What the shell keeps of a call; carriers extend it with their own handles. */
@@ -40,13 +38,10 @@ export interface MediaCall {
   answered: boolean;
   ended: boolean;
   /** Caller audio heard and our audio spoken, once media flows. */
-  media?: CallMedia;
+  media?: VoicePipeline;
   /** The ended event went out: nothing more is reported for this call. */
   reported?: boolean;
 }
-
-/** Speech engines already readied, with the sample rates they were readied at. */
-const warmed = new WeakMap<Transcriber, Set<number>>();
 
 /** How long an ended call's record is kept so late events for it are recognised. */
 const FORGET_AFTER_MS = 30_000;
@@ -105,13 +100,9 @@ export abstract class MediaCarrier<C extends MediaCall> implements CallProvider 
 
   /** Starts hearing and speaking on `transport` for `call`. */
   protected async startMedia(call: C, transport: MediaTransport, options: { narrowband: boolean; inbandDtmf: boolean }): Promise<void> {
-    const { config, synthesizer, transcriber } = this.options;
-    call.media = await CallMedia.start({
+    call.media = await this.options.voice.start({
       transport,
       narrowband: options.narrowband,
-      synthesizer,
-      transcriber,
-      detector: { ...config.bargeIn, minSilenceMs: config.silenceTimeoutMs },
       inbandDtmf: options.inbandDtmf,
       log: this.log.child({ callId: call.id }),
       emit: (body) => this.emit(call, body),
@@ -123,30 +114,9 @@ export abstract class MediaCarrier<C extends MediaCall> implements CallProvider 
     await call.media?.close();
   }
 
-  /**
-   * Recogniser and greetings ready before the first caller (in the background; calls work meanwhile).
-   * Carriers share the service's speech engines: each engine is readied once per sample rate.
-   */
+  /** Speech ready before the first caller, at this carrier's sample rate (in the background; calls work meanwhile). */
   protected warmSpeech(sampleRate: 8000 | 16000): void {
-    const { config, synthesizer, transcriber } = this.options;
-    const rates = warmed.get(transcriber) ?? new Set<number>();
-    if (rates.has(sampleRate)) return;
-    warmed.set(transcriber, rates.add(sampleRate));
-    // Each number's greeting in the voice that will say it.
-    const lines = [
-      ...(config.inboundGreeting ? [{ text: config.inboundGreeting }] : []),
-      ...Object.entries(config.numbers).flatMap(([number, n]) => {
-        const text = n.inboundGreeting ?? config.inboundGreeting;
-        return text && (n.inboundGreeting || n.tts) ? [{ text, voice: n.tts ? number : undefined }] : [];
-      }),
-    ];
-    const started = performance.now();
-    this.background(
-      CallMedia.warm({ synthesizer, transcriber, sampleRate, lines }).then(() =>
-        this.log.info({ ms: Math.round(performance.now() - started), greetings: lines.length }, "speech ready"),
-      ),
-      "readying speech",
-    );
+    this.options.voice.warm(sampleRate, this.log);
   }
 
   /** Keeps the ended call's record a little so late events for it are recognised, then forgets it. */
@@ -173,7 +143,7 @@ export abstract class MediaCarrier<C extends MediaCall> implements CallProvider 
     return call;
   }
 
-  protected mediaOf(providerCallId: string): CallMedia {
+  protected mediaOf(providerCallId: string): VoicePipeline {
     const media = this.live(providerCallId).media;
     if (!media) throw new VoiceCallError("INVALID_STATE", `call ${providerCallId} has no media yet`);
     return media;

@@ -3,7 +3,7 @@
  * carrier's name: differences are expressed as capability flags.
  */
 import type { ProviderId } from "../config/schema.js";
-import type { Expectation } from "../speech/types.js";
+import type { ListenOptions, SpeakOptions, SpeakOutcome } from "../voice/pipeline.js";
 
 /** How a call ended, as carriers report it and the call record keeps it. */
 export const TERMINAL_STATES = [
@@ -48,7 +48,12 @@ export type ProviderEvent =
   | (EventBase & { type: "speech-start"; turnToken?: string })
   /** The caller stopped talking (the silence that ends an utterance). */
   | (EventBase & { type: "speech-end" })
-  | (EventBase & { type: "speech"; text: string; isFinal: boolean; turnToken?: string })
+  /** The caller's words; `answered`: a realtime model on the line answers them itself. */
+  | (EventBase & { type: "speech"; text: string; isFinal: boolean; turnToken?: string; answered?: boolean })
+  /** What a realtime model on the line said, and how long it played. */
+  | (EventBase & { type: "said"; text: string; playedMs?: number })
+  /** The voice pipeline cannot go on (a realtime model closed its session). */
+  | (EventBase & { type: "voice-closed"; reason: string })
   | (EventBase & { type: "unrecognised"; reason: string })
   | (EventBase & { type: "dtmf"; digits: string })
   | (EventBase & { type: "ended"; state: TerminalState; reason?: string });
@@ -75,33 +80,7 @@ export type RemoteCallStatus =
   /** Transient error or not known to the carrier: the call is kept, never falsely ended. */
   | { status: "unknown"; reason?: string };
 
-export interface SpeakOptions {
-  /** Stops playback now: what is queued is dropped (barge-in, hang-up). */
-  signal?: AbortSignal;
-  /**
-   * The turn this message opens: caller speech from its start on belongs to
-   * it, so words said over the prompt answer it.
-   */
-  turnToken?: string;
-  /** What answer the turn this message opens expects (see ListenOptions). */
-  expect?: ListenOptions["expect"];
-  /** Whose voice says it: the number the caller dialled, where it has its own (numbers.<n>.tts). */
-  voice?: string;
-}
-
-export interface SpeakOutcome {
-  /** Playback was stopped before the end. */
-  interrupted: boolean;
-  /** What the far end heard: the sentences that played to the end. */
-  heard: string;
-  /** How much of the audio went out before the end or the cut, in ms (carriers whose audio we make, and the Mock). */
-  playedMs?: number;
-}
-
-export interface ListenOptions {
-  /** What answer the turn expects; recognisers with grammars use it (digits, yes/no). */
-  expect?: Expectation;
-}
+export type { ListenOptions, SpeakOptions, SpeakOutcome } from "../voice/pipeline.js";
 
 export interface CallProvider {
   readonly id: ProviderId;

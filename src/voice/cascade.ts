@@ -1,33 +1,68 @@
 /**
- * One call's audio, for carriers whose media we handle ourselves (through
- * MediaCarrier: Asterisk and the cloud media streams): caller frames go to
- * the voice detector (barge-in cue, utterance ends) and the recogniser, our
- * text goes out through the synthesizer with a mark per sentence, and caller
- * speech is attributed to the turn that was current when it began.
+ * The cascade: one call's conversation through a voice detector, a
+ * recogniser and a synthesizer. Caller frames go to the detector (barge-in
+ * cue, utterance ends) and the recogniser, our text goes out through the
+ * synthesizer with a mark per sentence, and caller speech is attributed to
+ * the turn that was current when it began.
  */
 import { DtmfDetector, dtmfTones } from "../audio/dtmf.js";
+import type { AudioFrame } from "../audio/frame.js";
 import type { MediaTransport } from "../audio/transport.js";
 import type { SpeechDetectorOptions } from "../audio/vad.js";
+import type { VoiceCallConfig } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import { SpeechGate } from "../speech/gate.js";
 import type { Synthesizer, Transcriber, TranscriberStream } from "../speech/types.js";
-import type { ListenOptions, ProviderEventBody, SpeakOptions, SpeakOutcome } from "./types.js";
+import type { ListenOptions, PipelineOptions, SpeakOptions, SpeakOutcome, VoiceLayer, VoicePipeline } from "./pipeline.js";
 
-export interface CallMediaOptions {
-  transport: MediaTransport;
+export interface CascadeOptions extends PipelineOptions {
   synthesizer: Synthesizer;
   transcriber: Transcriber;
   detector: Partial<SpeechDetectorOptions>;
-  /** Read DTMF from the audio too (carriers that send keys in-band). */
-  inbandDtmf: boolean;
-  /** The far end is telephone-band (G.711) even if the transport runs at 16 kHz. */
-  narrowband?: boolean;
-  log: Logger;
-  /** Speech, speech onsets and in-band keys, as provider events of this call. */
-  emit: (body: ProviderEventBody) => void;
 }
 
-export class CallMedia {
+/** Speech engines already readied, with the sample rates they were readied at. */
+const warmed = new WeakMap<Transcriber, Set<number>>();
+
+/** The cascade for every call of the carriers that share these engines. */
+export class CascadeVoices implements VoiceLayer {
+  constructor(
+    private readonly config: VoiceCallConfig,
+    readonly synthesizer: Synthesizer,
+    readonly transcriber: Transcriber,
+  ) {}
+
+  start(options: PipelineOptions): Promise<VoicePipeline> {
+    const { config, synthesizer, transcriber } = this;
+    return CascadePipeline.start({ ...options, synthesizer, transcriber, detector: { ...config.bargeIn, minSilenceMs: config.silenceTimeoutMs } });
+  }
+
+  /**
+   * Recogniser and greetings ready before the first caller (in the background; calls work meanwhile).
+   * Carriers share the service's speech engines: each engine is readied once per sample rate.
+   */
+  warm(sampleRate: 8000 | 16000, log: Logger): void {
+    const { config, synthesizer, transcriber } = this;
+    const rates = warmed.get(transcriber) ?? new Set<number>();
+    if (rates.has(sampleRate)) return;
+    warmed.set(transcriber, rates.add(sampleRate));
+    // Each number's greeting in the voice that will say it.
+    const lines = [
+      ...(config.inboundGreeting ? [{ text: config.inboundGreeting }] : []),
+      ...Object.entries(config.numbers).flatMap(([number, n]) => {
+        const text = n.inboundGreeting ?? config.inboundGreeting;
+        return text && (n.inboundGreeting || n.tts) ? [{ text, voice: n.tts ? number : undefined }] : [];
+      }),
+    ];
+    const started = performance.now();
+    CascadePipeline.warm({ synthesizer, transcriber, sampleRate, lines }).then(
+      () => log.info({ ms: Math.round(performance.now() - started), greetings: lines.length }, "speech ready"),
+      (err: unknown) => log.error({ err: err instanceof Error ? err.message : String(err) }, "readying speech failed"),
+    );
+  }
+}
+
+export class CascadePipeline implements VoicePipeline {
   /** The turn caller speech belongs to from now on (set when a prompt or a listen opens it). */
   private turnToken?: string;
   /** The turn of the utterance being heard: the one current when it began. */
@@ -41,17 +76,17 @@ export class CallMedia {
   private spoken = 0;
 
   private constructor(
-    private readonly options: CallMediaOptions,
+    private readonly options: CascadeOptions,
     private readonly recognizer: TranscriberStream,
   ) {}
 
   /** Starts hearing the caller. Subscribes to the audio before the recogniser loads, so the first words are kept. */
-  static async start(options: CallMediaOptions): Promise<CallMedia> {
+  static async start(options: CascadeOptions): Promise<CascadePipeline> {
     const { transport, transcriber } = options;
     const frames = transport.frames();
     const recognizer = await transcriber.stream({ sampleRate: transport.sampleRate, narrowband: options.narrowband });
     const gate = await SpeechGate.create(recognizer, { sampleRate: transport.sampleRate, endpointing: transcriber.endpointing, detector: options.detector });
-    const media = new CallMedia(options, recognizer);
+    const media = new CascadePipeline(options, recognizer);
     media.run(frames, gate);
     return media;
   }
@@ -148,7 +183,7 @@ export class CallMedia {
     if (!this.hearing.vad && !this.hearing.asr) this.utteranceToken = undefined;
   }
 
-  private run(frames: AsyncIterable<import("../audio/frame.js").AudioFrame>, gate: SpeechGate): void {
+  private run(frames: AsyncIterable<AudioFrame>, gate: SpeechGate): void {
     const { emit, log, transcriber } = this.options;
     const keys = this.options.inbandDtmf ? new DtmfDetector() : undefined;
     void (async () => {
