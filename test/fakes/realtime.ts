@@ -42,11 +42,19 @@ const SEND_AHEAD = 2;
 
 export class FakeRealtimeVoice {
   readonly sessions: RealtimeSessionLog[] = [];
-  /** The caller's words, one per utterance, in order (cycled). */
-  script: string[] = ["hello"];
+  private words: string[] = ["hello"];
   /** The model's answer; unset: it says "You said: <words>." */
   answer: (cause: AnswerCause) => RealtimeAnswer | undefined = (cause) => ("heard" in cause ? { say: `You said: ${cause.heard}.` } : undefined);
   private scriptIndex = 0;
+
+  /** The caller's words, one per utterance, in order (cycled from the first when set). */
+  get script(): string[] {
+    return this.words;
+  }
+  set script(words: string[]) {
+    this.words = words;
+    this.scriptIndex = 0;
+  }
   private seq = 0;
   private readonly sockets = new Set<WebSocket>();
   private readonly flite = new FliteSynthesizer();
@@ -114,7 +122,7 @@ export class FakeRealtimeVoice {
         return;
       }
       send({ type: "input_audio_buffer.speech_stopped", audio_end_ms: audioMs });
-      const heard = this.script[this.scriptIndex++ % this.script.length]!;
+      const heard = this.words[this.scriptIndex++ % this.words.length]!;
       const itemId = `item_in_${++this.seq}`;
       send({ type: "input_audio_buffer.committed", item_id: itemId });
       send({ type: "conversation.item.input_audio_transcription.completed", item_id: itemId, content_index: 0, transcript: heard });

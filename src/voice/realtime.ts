@@ -1,0 +1,199 @@
+/**
+ * A realtime pipeline: one call's conversation held by a speech-to-speech
+ * model. Caller frames go to the model as they arrive (G.711 mu-law straight
+ * through on 8 kHz narrowband lines, PCM16 24 kHz through our resampler
+ * otherwise); the model's audio is cut into 20 ms frames and paced out on the
+ * call's transport, each reply its own item. When the model hears the caller
+ * cut in, what is queued is cleared and the model's reply is truncated at
+ * the milliseconds that actually went out (the transport's playedMs, never
+ * the call's clock). Both sides' words are reported as events; the model's
+ * tool calls go to `onToolCall` and its result back to the model.
+ */
+import { dtmfTones } from "../audio/dtmf.js";
+import type { AudioFrame, SampleRate } from "../audio/frame.js";
+import { decodeG711, encodeG711 } from "../audio/g711.js";
+import { Resampler } from "../audio/resample.js";
+import type { MediaTransport } from "../audio/transport.js";
+import type { RealtimeEvent, RealtimeTool, RealtimeVoice, RealtimeVoiceSession } from "../realtime/types.js";
+import { PcmFramer } from "../speech/cloud.js";
+import type { ListenOptions, PipelineOptions, SpeakOptions, SpeakOutcome, VoicePipeline } from "./pipeline.js";
+
+const MODEL_RATE = 24000;
+
+/** PCM16 samples as their bytes (a view: samples may be carved from a shared pool). */
+const pcmBytes = (pcm: Int16Array) => Buffer.from(pcm.buffer, pcm.byteOffset, pcm.byteLength);
+
+export interface RealtimePipelineOptions extends PipelineOptions {
+  voice: RealtimeVoice;
+  instructions: string;
+  tools: RealtimeTool[];
+  /** Runs a tool the model called; what it returns (or the error's message) goes back to the model. */
+  onToolCall?: (name: string, args: Record<string, unknown>) => Promise<unknown>;
+}
+
+/** A reply being played: the model's item its audio belongs to. */
+interface Reply {
+  itemId: string;
+}
+
+export class RealtimePipeline implements VoicePipeline {
+  private turnToken?: string;
+  private playing?: Reply;
+  /** The speak() waiting for the model's next response to finish playing. */
+  private asked?: { resolve: (outcome: SpeakOutcome) => void; itemIds: string[]; said: string[] };
+  private readonly framer: PcmFramer;
+  private done: Promise<void> = Promise.resolve();
+
+  private constructor(
+    private readonly options: RealtimePipelineOptions,
+    private readonly session: RealtimeVoiceSession,
+    private readonly narrow: boolean,
+    framer: PcmFramer,
+    private readonly toModel: Resampler | undefined,
+  ) {
+    this.framer = framer;
+  }
+
+  static async start(options: RealtimePipelineOptions): Promise<RealtimePipeline> {
+    const { transport } = options;
+    // Subscribe before the model's session opens, so the caller's first words are kept.
+    const frames = transport.frames();
+    const narrow = transport.sampleRate === 8000;
+    const session = await options.voice.open({ instructions: options.instructions, tools: options.tools, audio: narrow ? "pcmu" : "pcm24k" });
+    const framer = await PcmFramer.create(narrow ? 8000 : MODEL_RATE, transport.sampleRate as SampleRate);
+    const toModel = narrow ? undefined : await Resampler.create(transport.sampleRate, MODEL_RATE);
+    const pipeline = new RealtimePipeline(options, session, narrow, framer, toModel);
+    pipeline.run(frames);
+    return pipeline;
+  }
+
+  get transport(): MediaTransport {
+    return this.options.transport;
+  }
+
+  /** The model says `text` now (a greeting, an operator's message); resolves once it has played or was cut. */
+  speak(text: string, options: SpeakOptions): Promise<SpeakOutcome> {
+    if (options.turnToken) this.openTurn(options.turnToken);
+    return new Promise<SpeakOutcome>((resolve) => {
+      this.asked?.resolve({ interrupted: true, heard: "", playedMs: 0 });
+      this.asked = { resolve, itemIds: [], said: [] };
+      // Our own barge-in (the session's detector, or a hang-up): the model is told to stop too.
+      options.signal?.addEventListener("abort", () => this.cutIn(true), { once: true });
+      this.session.respond(`Say this to the caller, word for word, and nothing else: ${text}`);
+    });
+  }
+
+  openTurn(turnToken: string, _options?: ListenOptions): void {
+    this.turnToken = turnToken;
+  }
+
+  async sendTones(digits: string): Promise<void> {
+    const { transport } = this.options;
+    for (const frame of dtmfTones(digits, transport.sampleRate === 16000 ? 16000 : 8000)) transport.write(frame);
+    await transport.mark();
+  }
+
+  async close(waitMs = 2000): Promise<void> {
+    this.session.close();
+    this.options.transport.close();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.done, new Promise<void>((r) => (timer = setTimeout(r, waitMs)))]);
+    clearTimeout(timer);
+    this.framer.destroy();
+    this.toModel?.destroy();
+  }
+
+  /**
+   * Stops the model's reply where the caller heard it: queued audio dropped,
+   * the item truncated at what played. `ours`: the cut is ours, so the
+   * response is cancelled too (the model's own detector cancels its own).
+   */
+  private cutIn(ours: boolean): void {
+    const reply = this.playing;
+    if (!reply) return;
+    const { transport } = this.options;
+    const playedMs = transport.playedMs(reply.itemId);
+    transport.clear();
+    this.framer.flush(); // the cut reply's last partial frame is dropped with the rest
+    if (ours) this.session.cancelResponse();
+    this.session.truncate(reply.itemId, playedMs);
+    this.playing = undefined;
+    if (this.asked?.itemIds.includes(reply.itemId)) {
+      this.asked.resolve({ interrupted: true, heard: "", playedMs });
+      this.asked = undefined;
+    }
+  }
+
+  private run(frames: AsyncIterable<AudioFrame>): void {
+    const { log } = this.options;
+    void (async () => {
+      for await (const frame of frames) {
+        const audio = this.narrow ? Buffer.from(encodeG711("ulaw", frame.pcm)) : pcmBytes(this.toModel!.process(frame.pcm));
+        this.session.appendAudio(audio);
+      }
+    })().catch((err) => log.warn({ err: String(err) }, "feeding the realtime model failed"));
+    this.done = (async () => {
+      for await (const event of this.session.events()) this.onEvent(event);
+    })().catch((err) => log.warn({ err: String(err) }, "reading the realtime model failed"));
+  }
+
+  private onEvent(event: RealtimeEvent): void {
+    const { emit, transport, log } = this.options;
+    switch (event.type) {
+      case "audio": {
+        if (this.playing?.itemId !== event.itemId) {
+          this.playing = { itemId: event.itemId };
+          this.asked?.itemIds.push(event.itemId);
+        }
+        const bytes = this.narrow ? pcmBytes(decodeG711("ulaw", event.audio)) : event.audio;
+        for (const frame of this.framer.push(bytes)) transport.write(frame, event.itemId);
+        return;
+      }
+      case "speech_started":
+        this.cutIn(false);
+        return emit({ type: "speech-start", turnToken: this.turnToken });
+      case "speech_stopped":
+        return emit({ type: "speech-end" });
+      case "input_transcript":
+        return emit({ type: "speech", text: event.text, isFinal: true, turnToken: this.turnToken, answered: true });
+      case "output_transcript":
+        if (this.asked?.itemIds.includes(event.itemId)) this.asked.said.push(event.text);
+        return emit({ type: "said", text: event.text, playedMs: transport.playedMs(event.itemId) });
+      case "tool_call":
+        return void this.callTool(event.callId, event.name, event.arguments);
+      case "response_done": {
+        const reply = this.playing;
+        for (const frame of this.framer.flush()) transport.write(frame, reply?.itemId);
+        void transport.mark().then((sent) => {
+          // Played to its end: a later cut-in has nothing of it to stop.
+          if (sent && this.playing === reply) this.playing = undefined;
+          const asked = this.asked;
+          if (!asked || !reply || !asked.itemIds.includes(reply.itemId)) return;
+          this.asked = undefined;
+          const interrupted = !sent || event.status === "cancelled";
+          asked.resolve({ interrupted, heard: interrupted ? "" : asked.said.join(" "), playedMs: transport.playedMs(reply.itemId) });
+        });
+        return;
+      }
+      case "error":
+        return log.warn({ reason: event.message }, "the realtime model refused a request");
+      case "closed":
+        log.info({ reason: event.reason }, "realtime session closed");
+        this.asked?.resolve({ interrupted: true, heard: "", playedMs: 0 });
+        this.asked = undefined;
+        return emit({ type: "voice-closed", reason: event.reason });
+    }
+  }
+
+  private async callTool(callId: string, name: string, rawArgs: string): Promise<void> {
+    let output: unknown;
+    try {
+      const args = JSON.parse(rawArgs || "{}") as Record<string, unknown>;
+      if (!this.options.onToolCall) throw new Error(`no tool ${name} here`);
+      output = await this.options.onToolCall(name, args);
+    } catch (err) {
+      output = { error: err instanceof Error ? err.message : String(err) };
+    }
+    this.session.toolResult(callId, output ?? { ok: true });
+  }
+}
