@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { envVarFor } from "./config/env.js";
 import { VoiceCallConfigSchema } from "./config/schema.js";
+import { realtimeProviderOptions } from "./realtime/index.js";
 import { speechEngineOptions } from "./speech/index.js";
 
 /** The JSON Schema subset zod emits for our config. */
@@ -104,6 +105,7 @@ export function configKeys(): Row[] {
   return [
     ...rows(jsonOf(VoiceCallConfigSchema), "", []),
     ...speechEngineOptions().flatMap((e) => rows(jsonOf(e.options), `${e.section}.providers.${e.id}`, [])),
+    ...realtimeProviderOptions().flatMap((p) => rows(jsonOf(p.options), `realtime.providers.${p.id}`, [])),
   ];
 }
 
@@ -147,6 +149,10 @@ export function configReference(): string {
       const list = rows(jsonOf(engine.options), `${section}.providers.${engine.id}`, []);
       out.push(...(list.length ? table(list) : ["No options."]));
     }
+  }
+  out.push("", "## Realtime voice providers: `realtime.providers.<id>`", "", "Chosen by `realtime.provider` (default `openai`) when `realtime.enabled` is set.");
+  for (const provider of realtimeProviderOptions()) {
+    out.push("", `### ${code(provider.id)}`, "", ...table(rows(jsonOf(provider.options), `realtime.providers.${provider.id}`, [])));
   }
   return `${out.join("\n")}\n`;
 }

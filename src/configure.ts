@@ -9,6 +9,7 @@
 import { resolveConfigWith, type ResolvedConfig } from "./config/load.js";
 import type { Env } from "./config/env.js";
 import type { VoiceCallConfig } from "./config/schema.js";
+import { realtimeConfigIssues } from "./realtime/index.js";
 import { gatewaySpeechConfigIssues, speechConfigIssues, speechConfigNotes } from "./speech/index.js";
 
 export interface ResolveOptions {
@@ -17,8 +18,8 @@ export interface ResolveOptions {
 }
 
 export function resolveConfig(raw: unknown, env: Env = {}, source = "config", options: ResolveOptions = {}): ResolvedConfig {
-  if (options.gateway) return resolveConfigWith(raw, env, source, [gatewaySpeechConfigIssues]);
-  return resolveConfigWith(raw, env, source, [speechConfigIssues], [speechConfigNotes, gatewayOnlyNotes]);
+  if (options.gateway) return resolveConfigWith(raw, env, source, [gatewaySpeechConfigIssues, realtimeConfigIssues]);
+  return resolveConfigWith(raw, env, source, [speechConfigIssues, realtimeConfigIssues], [speechConfigNotes, gatewayOnlyNotes]);
 }
 
 /** Keys that name the gateway's agents and sessions: standalone, calls are answered by responseModel. */

@@ -106,12 +106,12 @@ describe("the reference plugin's keys", () => {
       sessionScope: "main",
       realtime: { enabled: true, provider: "openai", consultPolicy: "substantive", providers: { openai: { voice: "cove" } }, agentContext: { enabled: true, maxChars: 6000 } },
       numbers: { "+15550009999": { agentId: "cards", responseTimeoutMs: 5000, tts: { providers: { openai: { speakerVoice: "alloy" } } } } },
-    });
+    }, { OPENAI_API_KEY: "sk-test" });
     expect(config.twilio?.region).toBe("ie1");
     expect(config.tailscale.port).toBe(8443);
     expect(config.realtime.enabled).toBe(true);
-    // Accepted but not built yet: said at start, naming each key, never a start failure.
-    for (const key of ["realtime.enabled", "agentId", "sessionScope", "numbers.+15550009999.agentId"]) {
+    // Keys of the gateway's agents, standalone: said at start, naming each key, never a start failure.
+    for (const key of ["agentId", "sessionScope", "numbers.+15550009999.agentId"]) {
       expect(warnings.some((w) => w.startsWith(`${key}:`)), key).toBe(true);
     }
     // A number's own voice is applied: nothing is said about it as a feature missing.
@@ -140,6 +140,16 @@ describe("the reference plugin's keys", () => {
     }).map((i) => i.path);
     expect(paths).toEqual(expect.arrayContaining(["numbers.+15550008888.tts.provider", "numbers.+15550007777.tts.providers.flite.voice", "numbers.+15550007777.tts.providers.festival"]));
     expect(paths.filter((p) => p.startsWith("tts."))).toEqual([]);
+  });
+
+  it("realtime voice, when enabled: its provider's options checked (the key, or OPENAI_API_KEY), a known provider, the call's audio through us", () => {
+    const issues = (raw: Record<string, unknown>) => issuesOf({ realtime: { enabled: true, ...raw } }).map((i) => `${i.path}: ${i.message}`);
+    expect(issues({})).toEqual(["realtime.providers.openai.apiKey: required (or set OPENAI_API_KEY)"]);
+    expect(issues({ provider: "gemini" })).toEqual(['realtime.provider: unknown realtime voice provider "gemini" (available: openai)']);
+    expect(issues({ providers: { openai: { apiKey: "sk-x", baseUrl: "not a url" } } })).toEqual([expect.stringMatching(/^realtime\.providers\.openai\.baseUrl: /)]);
+    expect(issuesOf({ realtime: { enabled: true, providers: { openai: { apiKey: "sk-x" } } }, streaming: { enabled: false } }).map((i) => i.path)).toEqual(["realtime.enabled"]);
+    // Disabled, its options are not looked at.
+    expect(() => resolveConfig({ realtime: { enabled: false, providers: { openai: { baseUrl: "not a url" } } } })).not.toThrow();
   });
 
   it("still checks those keys' values", () => {

@@ -195,6 +195,9 @@ export class CallSession {
       case "voice-closed":
         void this.hangupAndFinish("error", `the voice pipeline closed: ${event.reason}`).catch(() => undefined);
         return;
+      case "hangup-requested":
+        void this.hangupAndFinish("hangup-bot", event.reason).catch(() => undefined);
+        return;
       case "dtmf":
         this.onKeys(event.digits);
         return;

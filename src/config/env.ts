@@ -24,6 +24,7 @@ const ENV_KEYS: ReadonlyArray<readonly [string, readonly string[]]> = [
   ["OPENAI_API_KEY", ["streaming", "providers", "openai", "apiKey"]],
   ["OPENAI_API_KEY", ["tts", "providers", "openai", "apiKey"]],
   ["OPENAI_API_KEY", ["responseApiKey"]],
+  ["OPENAI_API_KEY", ["realtime", "providers", "openai", "apiKey"]],
   ["DEEPGRAM_API_KEY", ["streaming", "providers", "deepgram", "apiKey"]],
   ["ELEVENLABS_API_KEY", ["tts", "providers", "elevenlabs", "apiKey"]],
 ];

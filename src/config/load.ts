@@ -52,19 +52,10 @@ export function resolveConfigWith(raw: unknown, env: Env, source: string, checks
     config: parsed.data,
     warnings: [
       ...changes.map((c) => `legacy config key: ${c} (run "voicecall doctor --fix")`),
-      ...notBuiltYet(parsed.data),
       ...setupIncomplete(parsed.data),
       ...notes.flatMap((note) => note(parsed.data)),
     ],
   };
-}
-
-/** Keys of the reference plugin whose features this service does not have yet: accepted, and said so at start. */
-function notBuiltYet(config: VoiceCallConfig): string[] {
-  const out: string[] = [];
-  const note = (path: string, what: string) => out.push(`${path}: ${what} is not available yet; the key is accepted and has no effect`);
-  if (config.realtime.enabled) note("realtime.enabled", "realtime voice (a speech-to-speech model on the call)");
-  return out;
 }
 
 /**

@@ -127,14 +127,16 @@ const BargeInConfig = z.strictObject({
 });
 
 /**
- * Realtime voice (a full-duplex speech model on the call) is not built yet:
- * the keys are accepted and checked so a reference config loads, and
- * `realtime.enabled` is reported at start as not available.
+ * Realtime voice: a full-duplex speech model holds the conversation on calls
+ * whose audio we handle. Each provider's own options are checked by its
+ * schema (src/realtime/); the consult and context keys are the reference's,
+ * accepted and checked.
  */
 const RealtimeConfig = z.looseObject({
-  enabled: z.boolean().default(false).describe("a speech-to-speech model on the call (accepted, not available yet)"),
-  provider: z.string().min(1).optional().describe("realtime voice provider id"),
-  providers: z.record(z.string(), z.record(z.string(), z.unknown())).optional().describe("each realtime provider's own options, by id"),
+  enabled: z.boolean().default(false).describe("a speech-to-speech model holds the conversation on calls whose audio this service handles (instead of recogniser, responder and synthesizer)"),
+  provider: z.string().min(1).optional().describe("realtime voice provider: openai (our own GA Realtime client); unset: openai"),
+  providers: z.record(z.string(), z.record(z.string(), z.unknown())).optional().describe("each realtime provider's own options, by id (realtime.providers.openai: apiKey, baseUrl, model, voice, ...)"),
+  instructions: z.string().min(1).optional().describe("the realtime model's instructions; unset: responseSystemPrompt and the phone contract"),
   consultPolicy: z.enum(["auto", "substantive", "always"]).optional().describe("when the realtime model asks the agent"),
   toolPolicy: z.enum(["safe-read-only", "owner", "none"]).optional().describe("which of the agent's tools a consult may use"),
   agentContext: z
@@ -293,7 +295,7 @@ export const VoiceCallConfigSchema = z.strictObject({
   maxConcurrentCalls: positiveInt.default(10).describe("calls at once; more are refused with LIMIT_REACHED (inbound ones rejected)"),
   sessionScope: z.enum(["per-phone", "per-call", "main"]).default("per-phone").describe("the agent session a caller talks to, inside the gateway: per-phone agent:<id>:voice:<digits>, per-call agent:<id>:voice:call:<callId>, or main agent:<id>:main"),
   agentId: z.string().min(1).optional().describe("the gateway agent that answers callers and owns calls (inside the gateway; else its default agent)"),
-  realtime: RealtimeConfig.prefault({}).describe("realtime voice: a speech-to-speech model on the call (accepted and checked, not available yet)"),
+  realtime: RealtimeConfig.prefault({}).describe("realtime voice: a speech-to-speech model on the call"),
   store: z.string().min(1).optional().describe("folder of the call log, control token and replay keys (default ~/.openclaw/voice-calls)"),
   keepEndedCalls: positiveInt.default(1000).describe("ended calls kept in the call log, in memory and restored; older ones move to dated files in the store folder"),
   responseModel: z.string().min(1).optional().describe('the model answering inbound callers no agent drives, e.g. "openai/gpt-4o-mini" or any name the endpoint knows'),

@@ -7,7 +7,9 @@ import { providersInUse } from "../config/load.js";
 import type { Logger } from "../log.js";
 import { createSynthesizer, createTranscriber } from "../speech/index.js";
 import type { Synthesizer, Transcriber } from "../speech/types.js";
+import { createRealtimeVoice } from "../realtime/index.js";
 import { CascadeVoices } from "../voice/cascade.js";
+import { RealtimeVoices } from "../voice/realtime.js";
 import type { VoiceLayer } from "../voice/pipeline.js";
 import { AsteriskProvider } from "./asterisk/provider.js";
 import { MockProvider } from "./mock/provider.js";
@@ -35,7 +37,9 @@ type Factory = (config: VoiceCallConfig, deps: ProviderDeps) => CallProvider;
 
 /** The voice layer of carriers whose audio we handle: speech given, or made from config once and shared by them. */
 function speech(config: VoiceCallConfig, deps: ProviderDeps): { config: VoiceCallConfig; logger: Logger; voice: VoiceLayer } {
-  deps.voice ??= new CascadeVoices(config, deps.synthesizer ?? createSynthesizer(config), deps.transcriber ?? createTranscriber(config));
+  deps.voice ??= config.realtime.enabled
+    ? new RealtimeVoices(config, createRealtimeVoice(config))
+    : new CascadeVoices(config, deps.synthesizer ?? createSynthesizer(config), deps.transcriber ?? createTranscriber(config));
   return { config, logger: deps.logger, voice: deps.voice };
 }
 

@@ -54,6 +54,8 @@ export type ProviderEvent =
   | (EventBase & { type: "said"; text: string; playedMs?: number })
   /** The voice pipeline cannot go on (a realtime model closed its session). */
   | (EventBase & { type: "voice-closed"; reason: string })
+  /** The model on the line hung up, after its last words played. */
+  | (EventBase & { type: "hangup-requested"; reason: string })
   | (EventBase & { type: "unrecognised"; reason: string })
   | (EventBase & { type: "dtmf"; digits: string })
   | (EventBase & { type: "ended"; state: TerminalState; reason?: string });

@@ -16,7 +16,8 @@ import { wsUrl } from "../speech/openai.js";
 import { AsyncQueue } from "../util/async-queue.js";
 import type { RealtimeEvent, RealtimeSessionConfig, RealtimeVoice, RealtimeVoiceSession } from "./types.js";
 
-export const OpenAiRealtimeOptions = z.strictObject({
+/** Loose: the reference's other keys for this provider (e.g. azureEndpoint) load, and those named here are checked. */
+export const OpenAiRealtimeOptions = z.looseObject({
   apiKey: z.string({ error: "required (or set OPENAI_API_KEY)" }).min(1, "required (or set OPENAI_API_KEY)").describe("OpenAI API key"),
   baseUrl: z.url().default("https://api.openai.com/v1").describe("API base; the realtime socket is <baseUrl as wss://>/realtime?model=..."),
   model: z.string().min(1).default("gpt-realtime").describe("realtime model"),

@@ -53,7 +53,9 @@ export type VoiceEvent =
   /** What the pipeline said of its own accord (a realtime model's reply), and how long it played. */
   | { type: "said"; text: string; playedMs?: number }
   /** The pipeline cannot go on (a realtime model closed its session): the call ends with the reason. */
-  | { type: "voice-closed"; reason: string };
+  | { type: "voice-closed"; reason: string }
+  /** The model on the line hung up (its end-call tool), after its last words played. */
+  | { type: "hangup-requested"; reason: string };
 
 export interface PipelineOptions {
   /** The call's audio port. */

@@ -16,9 +16,21 @@ import { Resampler } from "../audio/resample.js";
 import type { MediaTransport } from "../audio/transport.js";
 import type { RealtimeEvent, RealtimeTool, RealtimeVoice, RealtimeVoiceSession } from "../realtime/types.js";
 import { PcmFramer } from "../speech/cloud.js";
-import type { ListenOptions, PipelineOptions, SpeakOptions, SpeakOutcome, VoicePipeline } from "./pipeline.js";
+import type { VoiceCallConfig } from "../config/schema.js";
+import type { Logger } from "../log.js";
+import type { ListenOptions, PipelineOptions, SpeakOptions, SpeakOutcome, VoiceLayer, VoicePipeline } from "./pipeline.js";
 
 const MODEL_RATE = 24000;
+
+/** The model's own way to hang up: bound to this call, no arguments. */
+export const END_CALL_TOOL: RealtimeTool = {
+  name: "openclaw_end_call",
+  description: "Hang up this phone call. Say your goodbye first: the call ends once it has played.",
+  parameters: { type: "object", properties: {}, additionalProperties: false },
+};
+
+/** How long the model's farewell may still play before its end_call hangs up. */
+const FAREWELL_MAX_MS = 2000;
 
 /** PCM16 samples as their bytes (a view: samples may be carved from a shared pool). */
 const pcmBytes = (pcm: Int16Array) => Buffer.from(pcm.buffer, pcm.byteOffset, pcm.byteLength);
@@ -157,7 +169,8 @@ export class RealtimePipeline implements VoicePipeline {
       case "input_transcript":
         return emit({ type: "speech", text: event.text, isFinal: true, turnToken: this.turnToken, answered: true });
       case "output_transcript":
-        if (this.asked?.itemIds.includes(event.itemId)) this.asked.said.push(event.text);
+        // A line speak() asked for is the session's to record; the model's own replies are reported here.
+        if (this.asked?.itemIds.includes(event.itemId)) return void this.asked.said.push(event.text);
         return emit({ type: "said", text: event.text, playedMs: transport.playedMs(event.itemId) });
       case "tool_call":
         return void this.callTool(event.callId, event.name, event.arguments);
@@ -186,6 +199,7 @@ export class RealtimePipeline implements VoicePipeline {
   }
 
   private async callTool(callId: string, name: string, rawArgs: string): Promise<void> {
+    if (name === END_CALL_TOOL.name) return this.endCall(callId);
     let output: unknown;
     try {
       const args = JSON.parse(rawArgs || "{}") as Record<string, unknown>;
@@ -195,5 +209,38 @@ export class RealtimePipeline implements VoicePipeline {
       output = { error: err instanceof Error ? err.message : String(err) };
     }
     this.session.toolResult(callId, output ?? { ok: true });
+  }
+
+  /** The model hangs up: its farewell plays out (at most FAREWELL_MAX_MS), then the call ends; nothing more is said. */
+  private async endCall(callId: string): Promise<void> {
+    const { transport, emit } = this.options;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([transport.mark(), new Promise((r) => (timer = setTimeout(r, FAREWELL_MAX_MS)))]);
+    clearTimeout(timer);
+    this.session.toolResult(callId, { ok: true, ended: true }, false);
+    emit({ type: "hangup-requested", reason: "ended by the model" });
+  }
+}
+
+const PHONE_CONTRACT =
+  "You are talking with a caller on the phone. Speak in short, natural sentences, one question at a time. " +
+  `When the conversation is over, say goodbye and then call ${END_CALL_TOOL.name}.`;
+
+/** Every call's pipeline is a realtime session with this voice (realtime.enabled). */
+export class RealtimeVoices implements VoiceLayer {
+  constructor(
+    private readonly config: VoiceCallConfig,
+    private readonly voice: RealtimeVoice,
+  ) {}
+
+  start(options: PipelineOptions): Promise<VoicePipeline> {
+    const { config } = this;
+    const persona = config.realtime.instructions ?? config.responseSystemPrompt ?? "You are a helpful assistant answering the phone.";
+    return RealtimePipeline.start({ ...options, voice: this.voice, instructions: `${persona}\n\n${PHONE_CONTRACT}`, tools: [END_CALL_TOOL] });
+  }
+
+  /** Nothing to ready: the model's session opens with each call's media. */
+  warm(_sampleRate: 8000 | 16000, log: Logger): void {
+    log.info({ provider: this.voice.id }, "calls speak with a realtime voice model");
   }
 }

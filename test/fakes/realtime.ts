@@ -17,7 +17,7 @@ import { FliteSynthesizer } from "../../src/speech/flite.js";
 import { synthesizeAll } from "../../src/speech/types.js";
 import { GOOD_KEY, Utterances } from "./vendors.js";
 
-/** What the model does next: say something, or call a tool. */
+/** What the model does next: say something, call a tool, or both (its words first, as a model says goodbye and hangs up). */
 export interface RealtimeAnswer {
   say?: string;
   toolCall?: { name: string; arguments: Record<string, unknown> };
@@ -181,10 +181,14 @@ export class FakeRealtimeVoice {
       done();
     };
     send({ type: "response.created", response: { id: responseId, status: "in_progress" } });
-    if (answer.toolCall) {
-      const callId = `call_${this.seq}`;
-      send({ type: "response.output_item.added", response_id: responseId, item: { id: itemId, type: "function_call", call_id: callId, name: answer.toolCall.name } });
-      send({ type: "response.function_call_arguments.done", response_id: responseId, item_id: itemId, call_id: callId, name: answer.toolCall.name, arguments: JSON.stringify(answer.toolCall.arguments) });
+    const callTool = (call: NonNullable<RealtimeAnswer["toolCall"]>) => {
+      const callId = `call_${++this.seq}`;
+      const toolItem = `item_out_${this.seq}`;
+      send({ type: "response.output_item.added", response_id: responseId, item: { id: toolItem, type: "function_call", call_id: callId, name: call.name } });
+      send({ type: "response.function_call_arguments.done", response_id: responseId, item_id: toolItem, call_id: callId, name: call.name, arguments: JSON.stringify(call.arguments) });
+    };
+    if (answer.toolCall && answer.say === undefined) {
+      callTool(answer.toolCall);
       finish("completed");
       return { cancel: () => undefined };
     }
@@ -206,6 +210,7 @@ export class FakeRealtimeVoice {
       if (cancelled) return;
       send({ type: "response.output_audio.done", response_id: responseId, item_id: itemId });
       send({ type: "response.output_audio_transcript.done", response_id: responseId, item_id: itemId, transcript: text });
+      if (answer.toolCall) callTool(answer.toolCall);
       finish("completed");
     })();
     return {

@@ -1,0 +1,58 @@
+/**
+ * The realtime voice providers this service has, their options checked with
+ * the rest of the config, and the provider a config picks.
+ */
+import type { z } from "zod";
+import type { VoiceCallConfig } from "../config/schema.js";
+import { VoiceCallError, zodIssues, type FieldIssue } from "../errors.js";
+import { OpenAiRealtime, OpenAiRealtimeOptions } from "./openai.js";
+import type { RealtimeVoice } from "./types.js";
+
+interface Entry {
+  options: z.ZodType;
+  create(options: never): RealtimeVoice;
+}
+
+const PROVIDERS: Record<string, Entry> = {
+  openai: { options: OpenAiRealtimeOptions, create: (o: OpenAiRealtimeOptions) => new OpenAiRealtime(o) },
+};
+
+const DEFAULT_PROVIDER = "openai";
+
+const object = (node: unknown) => (typeof node === "object" && node !== null && !Array.isArray(node) ? (node as Record<string, unknown>) : {});
+
+/** Problems with realtime voice in a raw config (with the environment applied); only when it is enabled. */
+export function realtimeConfigIssues(raw: Record<string, unknown>): FieldIssue[] {
+  const realtime = object(raw.realtime);
+  if (realtime.enabled !== true) return [];
+  const issues: FieldIssue[] = [];
+  if (object(raw.streaming).enabled === false) {
+    issues.push({ path: "realtime.enabled", message: "a realtime model needs the call's audio through this service; streaming.enabled: false has the carriers speak and listen themselves" });
+  }
+  const id = typeof realtime.provider === "string" ? realtime.provider : DEFAULT_PROVIDER;
+  const entry = PROVIDERS[id];
+  if (!entry) {
+    issues.push({ path: "realtime.provider", message: `unknown realtime voice provider "${id}" (available: ${Object.keys(PROVIDERS).join(", ")})` });
+    return issues;
+  }
+  const parsed = entry.options.safeParse(object(realtime.providers)[id] ?? {});
+  if (!parsed.success) issues.push(...zodIssues(parsed.error, `realtime.providers.${id}`));
+  return issues;
+}
+
+/** The realtime voice a config enables (its options already checked at load). */
+export function createRealtimeVoice(config: VoiceCallConfig): RealtimeVoice {
+  const id = config.realtime.provider ?? DEFAULT_PROVIDER;
+  const entry = PROVIDERS[id];
+  const parsed = entry?.options.safeParse(config.realtime.providers?.[id] ?? {});
+  if (!entry || !parsed?.success) {
+    const issues = entry && parsed && !parsed.success ? zodIssues(parsed.error, `realtime.providers.${id}`) : [{ path: "realtime.provider", message: `unknown realtime voice provider "${id}"` }];
+    throw new VoiceCallError("INVALID_CONFIG", `realtime: ${issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`, issues);
+  }
+  return entry.create(parsed.data as never);
+}
+
+/** Each provider's options schema, for the generated config reference. */
+export function realtimeProviderOptions(): Array<{ id: string; options: z.ZodType }> {
+  return Object.entries(PROVIDERS).map(([id, e]) => ({ id, options: e.options }));
+}

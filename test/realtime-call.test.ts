@@ -1,0 +1,144 @@
+/**
+ * Realtime voice on a call: `realtime.enabled` with our OpenAI GA client on
+ * the local protocol server, a Twilio caller (signed webhook, media stream
+ * in Twilio's protocol). The greeting is the model's, the caller's words
+ * reach the model as audio and its answer is heard at the phone; both sides
+ * are in the transcript; a caller cutting in stops the model at the phone
+ * and truncates its item at what played; the model hangs up after its
+ * farewell has played; keys pressed keep the call up.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { RunningService } from "../src/server/service.js";
+import { FliteSynthesizer } from "../src/speech/flite.js";
+import { synthesizeAll } from "../src/speech/types.js";
+import { FakeRealtimeVoice } from "./fakes/realtime.js";
+import { ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, MediaStreamClient, callSid, isLoud, loudMs, streamOf } from "./fakes/twilio.js";
+import { GOOD_KEY } from "./fakes/vendors.js";
+import { saidAndListening, startCloudService, tempDir, waitFor } from "./helpers.js";
+
+const GREETING = "Hello, you reached the model line.";
+const LONG = "Here is a long answer. It has many sentences in it. It goes on for quite a while. And then there is some more to say.";
+
+describe("realtime voice on a Twilio call (OpenAI GA protocol server, media streams)", () => {
+  let twilio: FakeTwilio;
+  let model: FakeRealtimeVoice;
+  let service: RunningService;
+  let webhookUrl: string;
+  let speech: Int16Array;
+  let sidSeq = 0x5100;
+  const manager = () => service.runtime.manager;
+
+  beforeAll(async () => {
+    twilio = await FakeTwilio.start();
+    model = await FakeRealtimeVoice.start();
+    speech = await synthesizeAll(new FliteSynthesizer(), "I would like to book a table.", 8000);
+    ({ service, webhookUrl } = await startCloudService(
+      "twilio",
+      twilio.baseUrl,
+      {
+        fromNumber: "+15550009999",
+        twilio: { accountSid: ACCOUNT_SID, authToken: AUTH_TOKEN },
+        inboundPolicy: "open",
+        inboundGreeting: GREETING,
+        realtime: { enabled: true, instructions: "You take table bookings.", providers: { openai: { apiKey: GOOD_KEY, baseUrl: model.baseUrl } } },
+      },
+      tempDir(),
+    ));
+  }, 60_000);
+
+  afterAll(async () => {
+    await service?.close();
+    await model?.close();
+    await twilio?.close();
+  });
+
+  /** A caller rings in; the model greets them (word for word what speak() asked); resolves once it has played. */
+  const ringIn = async () => {
+    model.answer = (cause) => ("instructions" in cause && cause.instructions ? { say: cause.instructions.slice(cause.instructions.lastIndexOf(": ") + 2) } : undefined);
+    const sid = callSid(++sidSeq);
+    const reply = await twilio.webhook(webhookUrl, twilio.voiceParams(sid, "inbound", "+15550001234", "+15550009999"));
+    const target = streamOf(reply.body);
+    expect(target, reply.body).toBeDefined();
+    const stream = await MediaStreamClient.connect(target!.url, { callSid: sid, token: target!.token });
+    const call = await waitFor(() => manager().listCalls().find((c) => c.providerCallId === sid), "the call");
+    await saidAndListening(manager(), call.callId, GREETING);
+    return { stream, callId: call.callId };
+  };
+
+  it("the model greets the caller, hears their words as audio and answers at the phone; both sides are in the transcript", async () => {
+    const { stream, callId } = await ringIn();
+    const session = model.sessions.at(-1)!;
+    expect(session.updates[0]).toMatchObject({ instructions: expect.stringContaining("You take table bookings."), audio: { input: { format: { type: "audio/pcmu" } } } });
+    expect(session.updates[0]!.tools.map((t: { name: string }) => t.name)).toEqual(["openclaw_end_call"]);
+    // The greeting was heard at the phone, as long as the model's audio of it.
+    expect(loudMs(stream.mediaAfter(0))).toBeGreaterThan(session.spoken[0]!.audioMs * 0.5);
+
+    model.script = ["I would like to book a table"];
+    model.answer = (cause) => ("heard" in cause ? { say: "Of course. For how many people?" } : undefined);
+    await stream.play(speech);
+    const lastWord = performance.now();
+    const quiet = stream.silence(4000);
+    await waitFor(() => manager().getCall(callId)!.transcript.find((l) => l.speaker === "bot" && l.text === "Of course. For how many people?"), "the model's answer recorded", 15_000);
+    await quiet;
+    expect(loudMs(stream.mediaAfter(lastWord))).toBeGreaterThan(model.sessions.at(-1)!.spoken[1]!.audioMs * 0.5);
+    const lines = manager().getCall(callId)!.transcript.map((l) => [l.speaker, l.text, l.origin]);
+    expect(lines).toEqual([
+      ["bot", GREETING, "service"],
+      ["caller", "I would like to book a table", undefined],
+      ["bot", "Of course. For how many people?", "model"],
+    ]);
+    // The model answered: the service did not (no "nobody can take your call"), and the call is up.
+    expect(manager().getCall(callId)!.state).toBe("listening");
+    await manager().endCall(callId);
+    stream.close();
+  }, 60_000);
+
+  it("a caller cutting in stops the model's audio at the phone and truncates its item at what played", async () => {
+    const { stream, callId } = await ringIn();
+    model.script = ["tell me everything", "wait"];
+    model.answer = (cause) => ("heard" in cause && cause.heard !== "wait" ? { say: LONG } : undefined);
+    await stream.play(speech);
+    const asked = performance.now();
+    const quiet = stream.silence(1500);
+    const firstLoud = await waitFor(() => stream.mediaAfter(asked).find((m) => isLoud(m.pcm))?.at, "the answer at the phone", 15_000);
+    await quiet;
+    const onset = performance.now();
+    await stream.play(speech);
+    const session = model.sessions.at(-1)!;
+    const truncate = await waitFor(() => session.truncates[0], "the truncate", 5000);
+    expect(truncate.item_id).toBe(session.spoken.at(-1)!.itemId);
+    await stream.silence(600);
+    // The phone got the answer's audio until the cut (only our audio is streamed): that is what played of it.
+    const playedAtPhone = stream.mediaAfter(asked).length * 20;
+    expect(playedAtPhone).toBeGreaterThan(onset - firstLoud);
+    expect(Math.abs(truncate.audio_end_ms - playedAtPhone)).toBeLessThanOrEqual(100);
+    // Within 300 ms of the caller's onset nothing more of it reaches the phone.
+    expect(stream.mediaAfter(onset + 300).filter((m) => isLoud(m.pcm))).toHaveLength(0);
+    await manager().endCall(callId);
+    stream.close();
+  }, 60_000);
+
+  it("keys pressed during the call keep it up; the model hangs up after its farewell has played", async () => {
+    const { stream, callId } = await ringIn();
+    stream.dtmf("5");
+    await waitFor(() => manager().getCall(callId)!.transcript.find((l) => l.kind === "dtmf"), "the key recorded", 10_000).catch(() => undefined);
+    expect(manager().getCall(callId)!.state).toBe("listening");
+    model.script = ["thanks that is all"];
+    const farewell = "Goodbye, have a nice day.";
+    model.answer = (cause) => ("heard" in cause ? { say: farewell, toolCall: { name: "openclaw_end_call", arguments: {} } } : undefined);
+    await stream.play(speech);
+    const asked = performance.now();
+    const quiet = stream.silence(6000);
+    const ended = await waitFor(() => {
+      const call = manager().getCall(callId)!;
+      return call.endedAt ? call : undefined;
+    }, "the call ended by the model", 15_000);
+    expect(ended).toMatchObject({ state: "hangup-bot", endReason: "ended by the model" });
+    // The farewell was heard in full before the hang-up.
+    const farewellMs = model.sessions.at(-1)!.spoken.at(-1)!.audioMs;
+    expect(loudMs(stream.mediaAfter(asked))).toBeGreaterThan(farewellMs * 0.6);
+    expect(ended.transcript.some((l) => l.speaker === "bot" && l.text === farewell)).toBe(true);
+    stream.close();
+    await quiet.catch(() => undefined);
+  }, 60_000);
+});
