@@ -27,7 +27,7 @@ describe("realtime pipeline", () => {
   let speech16k: Int16Array;
   /** How long LONG plays. */
   let longMs: number;
-  const open: Array<{ close(): Promise<void> }> = [];
+  const open: Array<{ close(waitMs?: number): Promise<void> }> = [];
   const log = createLogger("silent");
 
   const start = async (rate: 8000 | 16000, extra: Partial<Parameters<typeof RealtimePipeline.start>[0]> = {}) => {
@@ -167,5 +167,11 @@ describe("realtime pipeline", () => {
     await waitFor(() => session().updates[0], "session.update");
     fake.dropSessions(1011, "server error");
     expect(await waitFor(() => events.find((e) => e.type === "voice-closed"), "voice-closed")).toEqual({ type: "voice-closed", reason: "OpenAI realtime closed the session (1011 server error)" });
+    // Closed by us (the call's media ended): not reported as the model going away.
+    const ours = await start(8000);
+    await waitFor(() => ours.session().updates[0], "session.update");
+    await ours.pipeline.close(500);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(ours.events.filter((e) => e.type === "voice-closed")).toEqual([]);
   });
 });

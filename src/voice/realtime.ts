@@ -55,6 +55,8 @@ export class RealtimePipeline implements VoicePipeline {
   private asked?: { resolve: (outcome: SpeakOutcome) => void; itemIds: string[]; said: string[] };
   private readonly framer: PcmFramer;
   private done: Promise<void> = Promise.resolve();
+  /** We are closing it (the call's media ended): the session's close is not news. */
+  private closing = false;
 
   private constructor(
     private readonly options: RealtimePipelineOptions,
@@ -106,6 +108,7 @@ export class RealtimePipeline implements VoicePipeline {
   }
 
   async close(waitMs = 2000): Promise<void> {
+    this.closing = true;
     this.session.close();
     this.options.transport.close();
     let timer: NodeJS.Timeout | undefined;
@@ -194,7 +197,8 @@ export class RealtimePipeline implements VoicePipeline {
         log.info({ reason: event.reason }, "realtime session closed");
         this.asked?.resolve({ interrupted: true, heard: "", playedMs: 0 });
         this.asked = undefined;
-        return emit({ type: "voice-closed", reason: event.reason });
+        if (!this.closing) emit({ type: "voice-closed", reason: event.reason });
+        return;
     }
   }
 
