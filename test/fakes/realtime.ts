@@ -31,11 +31,15 @@ export interface RealtimeSessionLog {
   url: string;
   updates: Array<Record<string, any>>;
   audioInBytes: number;
+  /** When each input_audio_buffer.append arrived (performance.now()). */
+  appendsAt: number[];
   truncates: Array<{ item_id: string; content_index: number; audio_end_ms: number }>;
+  /** When each truncate arrived (performance.now()). */
+  truncatesAt: number[];
   cancels: number;
   toolOutputs: Array<{ call_id: string; output: string }>;
   /** Items the model spoke, with how many ms of audio were sent for each. */
-  spoken: Array<{ itemId: string; text: string; audioMs: number; cut: boolean }>;
+  spoken: Array<{ itemId: string; text: string; audioMs: number; cut: boolean; firstDeltaAt?: number }>;
 }
 
 const SEND_AHEAD = 2;
@@ -100,7 +104,7 @@ export class FakeRealtimeVoice {
   }
 
   private session(ws: WebSocket, url: string): void {
-    const log: RealtimeSessionLog = { url, updates: [], audioInBytes: 0, truncates: [], cancels: 0, toolOutputs: [], spoken: [] };
+    const log: RealtimeSessionLog = { url, updates: [], audioInBytes: 0, appendsAt: [], truncates: [], truncatesAt: [], cancels: 0, toolOutputs: [], spoken: [] };
     this.sessions.push(log);
     const send = (event: Record<string, unknown>) => {
       if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ event_id: `event_${++this.seq}`, ...event }));
@@ -140,6 +144,7 @@ export class FakeRealtimeVoice {
         case "input_audio_buffer.append": {
           const bytes = Buffer.from(String(event.audio), "base64");
           log.audioInBytes += bytes.length;
+          log.appendsAt.push(performance.now());
           const pcm = format === "pcmu" ? decodeG711("ulaw", bytes) : new Int16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
           const rate = format === "pcmu" ? 8000 : 24000;
           audioMs += (pcm.length / rate) * 1000;
@@ -148,6 +153,7 @@ export class FakeRealtimeVoice {
         }
         case "conversation.item.truncate":
           log.truncates.push({ item_id: event.item_id, content_index: event.content_index, audio_end_ms: event.audio_end_ms });
+          log.truncatesAt.push(performance.now());
           send({ type: "conversation.item.truncated", item_id: event.item_id, content_index: event.content_index, audio_end_ms: event.audio_end_ms });
           return;
         case "response.cancel":
@@ -193,7 +199,7 @@ export class FakeRealtimeVoice {
       return { cancel: () => undefined };
     }
     const text = answer.say ?? "";
-    const entry = { itemId, text, audioMs: 0, cut: false };
+    const entry: RealtimeSessionLog["spoken"][number] = { itemId, text, audioMs: 0, cut: false };
     log.spoken.push(entry);
     send({ type: "response.output_item.added", response_id: responseId, item: { id: itemId, type: "message", role: "assistant" } });
     void (async () => {
@@ -203,6 +209,7 @@ export class FakeRealtimeVoice {
       for (let i = 0; i < pcm.length && !cancelled; i += chunk) {
         const piece = pcm.subarray(i, Math.min(pcm.length, i + chunk));
         const bytes = format === "pcmu" ? Buffer.from(encodeG711("ulaw", piece)) : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+        entry.firstDeltaAt ??= performance.now();
         send({ type: "response.output_audio.delta", response_id: responseId, item_id: itemId, content_index: 0, delta: bytes.toString("base64") });
         entry.audioMs += (piece.length / rate) * 1000;
         await new Promise((r) => setTimeout(r, 100 / SEND_AHEAD));
