@@ -14,6 +14,7 @@ import { Operations } from "./calls/operations.js";
 import type { Logger } from "./log.js";
 import { createProviders, type ProviderDeps } from "./providers/index.js";
 import { PublicEndpoints } from "./providers/public-url.js";
+import { realtimeChoice } from "./realtime/index.js";
 import { speechChoice, type EngineChoice } from "./speech/index.js";
 import type { CallProvider } from "./providers/types.js";
 
@@ -49,7 +50,7 @@ function usesOurAudio(providers: ReadonlyMap<ProviderId, CallProvider>): boolean
 
 function ownSpeech(config: VoiceCallConfig): SpeechChoice | undefined {
   try {
-    return speechChoice(config);
+    return config.realtime.enabled ? realtimeChoice(config) : speechChoice(config);
   } catch {
     return undefined;
   }
@@ -83,7 +84,8 @@ export async function createRuntime(config: VoiceCallConfig, logger: Logger, dep
     throw err;
   }
   logger.info({ providers: [...providers.keys()], store: storeDir, restored: loaded.calls.size }, "voice-call runtime started");
-  const speech = usesOurAudio(providers) ? (chosen ?? ownSpeech(config)) : undefined;
+  // A realtime model replaces the engines given (inside the gateway, the gateway's voices) on every such call.
+  const speech = usesOurAudio(providers) ? (config.realtime.enabled ? realtimeChoice(config) : (chosen ?? ownSpeech(config))) : undefined;
   if (speech) logger.info({ tts: `${speech.tts.engine}: ${speech.tts.why}`, stt: `${speech.stt.engine}: ${speech.stt.why}` }, "speech engines");
   return { config, manager, operations: new Operations(), providers, endpoints, storeDir, speech, stop: () => manager.stop() };
 }

@@ -9,6 +9,7 @@
 import type { VoiceCallConfig } from "./config/schema.js";
 import { createLogger } from "./log.js";
 import { createProviders, type ProviderDeps } from "./providers/index.js";
+import { createRealtimeVoice, realtimeChoice } from "./realtime/index.js";
 import { createSynthesizer, createTranscriber, speechChoice } from "./speech/index.js";
 import type { Synthesizer, Transcriber } from "./speech/types.js";
 import { TERMINAL_STATES, type SetupFinding } from "./providers/types.js";
@@ -96,6 +97,7 @@ async function speechFinding(config: VoiceCallConfig, deps: SetupDeps, running: 
       // An older service without the field: judged from the config below.
     }
   }
+  if (config.realtime.enabled) return realtimeFinding(config, describe(realtimeChoice(config)));
   if (deps.gateway) return { check, status: "ok", detail: "chosen when the service starts inside the gateway: its voices (tts) and realtime transcription providers where configured, this service's own engines otherwise" };
   try {
     const choice = speechChoice(config);
@@ -104,6 +106,18 @@ async function speechFinding(config: VoiceCallConfig, deps: SetupDeps, running: 
     return { check, status: "ok", detail: describe(choice) };
   } catch (err) {
     return { check, status: "fail", detail: (err as Error).message, fix: "name an engine that runs here under tts.provider / streaming.provider, or give a cloud engine its key" };
+  }
+}
+
+/** A realtime model: its provider takes the key (a session opened and closed), named without the key. */
+async function realtimeFinding(config: VoiceCallConfig, detail: string): Promise<SetupFinding> {
+  const check = "speech";
+  try {
+    const session = await createRealtimeVoice(config).open({ instructions: "", tools: [], audio: "pcmu" });
+    session.close();
+    return { check, status: "ok", detail: `${detail}; the model's service accepted a session` };
+  } catch (err) {
+    return { check, status: "fail", detail: `${detail}; ${(err as Error).message}`, fix: "check realtime.providers.<id>.apiKey (or OPENAI_API_KEY) and baseUrl" };
   }
 }
 

@@ -13,7 +13,8 @@ import { FliteSynthesizer } from "../src/speech/flite.js";
 import { synthesizeAll } from "../src/speech/types.js";
 import { FakeRealtimeVoice } from "./fakes/realtime.js";
 import { GOOD_KEY } from "./fakes/vendors.js";
-import { waitFor } from "./helpers.js";
+import { runSetup } from "../src/setup.js";
+import { makeConfig, waitFor } from "./helpers.js";
 
 const tools = [{ name: "openclaw_end_call", description: "Hang up", parameters: { type: "object", properties: {} } }];
 
@@ -136,5 +137,21 @@ describe("OpenAI GA realtime client", () => {
     session.appendAudio(silence8k);
     session.close();
     expect(seen.filter((e) => e.type === "closed")).toHaveLength(1);
+  });
+
+  it("voicecall setup names the realtime model as what speaks and listens, and opens a session to check its key (never printing it)", async () => {
+    const config = (apiKey: string) =>
+      makeConfig({ provider: "asterisk", asterisk: { ari: { url: "http://127.0.0.1:1", password: "x" } }, realtime: { enabled: true, providers: { openai: { apiKey, baseUrl: fake.baseUrl } } } });
+    const ok = (await runSetup(config(GOOD_KEY), [])).findings.find((f) => f.check === "speech");
+    expect(ok).toEqual({
+      check: "speech",
+      status: "ok",
+      detail:
+        "speech out: realtime:openai, realtime.enabled: the speech-to-speech model gpt-realtime hears the caller and speaks; " +
+        "speech in: realtime:openai, realtime.enabled: the speech-to-speech model gpt-realtime hears the caller and speaks; the model's service accepted a session",
+    });
+    const refused = await runSetup(config("sk-wrong-secret"), []);
+    expect(refused.findings.find((f) => f.check === "speech")).toMatchObject({ status: "fail", detail: expect.stringContaining("OpenAI realtime refused the API key (HTTP 401)") });
+    expect(JSON.stringify(refused)).not.toContain("sk-wrong-secret");
   });
 });

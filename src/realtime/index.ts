@@ -52,6 +52,15 @@ export function createRealtimeVoice(config: VoiceCallConfig): RealtimeVoice {
   return entry.create(parsed.data as never);
 }
 
+/** What speaks and listens when realtime voice is on: the model, both ways, and why (the start log, /healthz, setup). */
+export function realtimeChoice(config: VoiceCallConfig): { tts: { engine: string; why: string }; stt: { engine: string; why: string } } {
+  const id = config.realtime.provider ?? DEFAULT_PROVIDER;
+  const options = config.realtime.providers?.[id] as { model?: unknown } | undefined;
+  const model = typeof options?.model === "string" ? options.model : id === "openai" ? OpenAiRealtimeOptions.parse({ apiKey: "-" }).model : undefined;
+  const choice = { engine: `realtime:${id}`, why: `realtime.enabled: the speech-to-speech model${model ? ` ${model}` : ""} hears the caller and speaks` };
+  return { tts: choice, stt: choice };
+}
+
 /** Each provider's options schema, for the generated config reference. */
 export function realtimeProviderOptions(): Array<{ id: string; options: z.ZodType }> {
   return Object.entries(PROVIDERS).map(([id, e]) => ({ id, options: e.options }));
