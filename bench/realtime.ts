@@ -49,7 +49,7 @@ const errors: number[] = [];
 /** A line: a pipeline on its own transport, and the model's session it opened. */
 async function open(): Promise<{ transport: LoopTransport; pipeline: RealtimePipeline; session: (typeof model.sessions)[number] }> {
   const transport = new LoopTransport(8000);
-  const pipeline = await RealtimePipeline.start({ transport, narrowband: true, inbandDtmf: false, log: createLogger("silent"), emit: () => {}, voice, instructions: "", tools: [] });
+  const pipeline = await RealtimePipeline.start({ providerCallId: "bench", transport, narrowband: true, inbandDtmf: false, log: createLogger("silent"), emit: () => {}, voice, instructions: "", tools: [] });
   const session = await until(() => (model.sessions.at(-1)?.updates.length ? model.sessions.at(-1) : undefined), "the session");
   return { transport, pipeline, session };
 }

@@ -14,7 +14,8 @@ import { Operations } from "./calls/operations.js";
 import type { Logger } from "./log.js";
 import { createProviders, type ProviderDeps } from "./providers/index.js";
 import { PublicEndpoints } from "./providers/public-url.js";
-import { realtimeChoice } from "./realtime/index.js";
+import { createRealtimeVoice, realtimeChoice } from "./realtime/index.js";
+import { RealtimeVoices } from "./voice/realtime.js";
 import { speechChoice, type EngineChoice } from "./speech/index.js";
 import type { CallProvider } from "./providers/types.js";
 
@@ -65,7 +66,9 @@ export async function createRuntime(config: VoiceCallConfig, logger: Logger, dep
   }
   const { chat, responder: given, speech: chosen, ...providerDeps } = deps;
   const endpoints = providerDeps.endpoints ?? new PublicEndpoints(config);
-  const providers = createProviders(config, { logger, ...providerDeps, endpoints });
+  // A realtime model on the line reaches the calls' responder (the agent, or responseModel) through consult.
+  const realtime = config.realtime.enabled && !providerDeps.voice ? new RealtimeVoices(config, createRealtimeVoice(config)) : undefined;
+  const providers = createProviders(config, { logger, ...providerDeps, endpoints, ...(realtime ? { voice: realtime } : {}) });
   const storeDir = defaultStoreDir(config);
   const { store, loaded, archived } = CallStore.open(storeDir, {
     keepEnded: config.keepEndedCalls,
@@ -77,6 +80,7 @@ export async function createRuntime(config: VoiceCallConfig, logger: Logger, dep
   if (archived > 0) logger.info({ archived, store: storeDir }, "moved calls ended beyond keepEndedCalls into a dated file");
   const responder = given ?? new Responder({ baseUrl: config.responseBaseUrl, apiKey: config.responseApiKey, timeoutMs: config.responseTimeoutMs, chat });
   const manager = new CallManager({ config, providers, store, loaded, logger, responder });
+  if (realtime) realtime.consult = (providerCallId, question) => manager.consult(providerCallId, question);
   try {
     await manager.start();
   } catch (err) {

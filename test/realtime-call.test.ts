@@ -4,7 +4,8 @@
  * in Twilio's protocol). The greeting is the model's, the caller's words
  * reach the model as audio and its answer is heard at the phone; both sides
  * are in the transcript; a caller cutting in stops the model at the phone
- * and truncates its item at what played; the model hangs up after its
+ * and truncates its item at what played; the model consults the
+ * responseModel, one consult per question; the model hangs up after its
  * farewell has played; keys pressed keep the call up.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,7 +14,7 @@ import { FliteSynthesizer } from "../src/speech/flite.js";
 import { synthesizeAll } from "../src/speech/types.js";
 import { FakeRealtimeVoice } from "./fakes/realtime.js";
 import { ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, MediaStreamClient, callSid, isLoud, loudMs, streamOf } from "./fakes/twilio.js";
-import { GOOD_KEY } from "./fakes/vendors.js";
+import { FakeVendors, GOOD_KEY } from "./fakes/vendors.js";
 import { saidAndListening, startCloudService, tempDir, waitFor } from "./helpers.js";
 
 const GREETING = "Hello, you reached the model line.";
@@ -22,6 +23,8 @@ const LONG = "Here is a long answer. It has many sentences in it. It goes on for
 describe("realtime voice on a Twilio call (OpenAI GA protocol server, media streams)", () => {
   let twilio: FakeTwilio;
   let model: FakeRealtimeVoice;
+  /** The responseModel's chat endpoint: what the model's consults reach. */
+  let chat: FakeVendors;
   let service: RunningService;
   let webhookUrl: string;
   let speech: Int16Array;
@@ -31,6 +34,7 @@ describe("realtime voice on a Twilio call (OpenAI GA protocol server, media stre
   beforeAll(async () => {
     twilio = await FakeTwilio.start();
     model = await FakeRealtimeVoice.start();
+    chat = await FakeVendors.start();
     speech = await synthesizeAll(new FliteSynthesizer(), "I would like to book a table.", 8000);
     ({ service, webhookUrl } = await startCloudService(
       "twilio",
@@ -40,6 +44,8 @@ describe("realtime voice on a Twilio call (OpenAI GA protocol server, media stre
         twilio: { accountSid: ACCOUNT_SID, authToken: AUTH_TOKEN },
         inboundPolicy: "open",
         inboundGreeting: GREETING,
+        responseModel: "consult-model",
+        responseBaseUrl: chat.httpUrl,
         realtime: { enabled: true, instructions: "You take table bookings.", providers: { openai: { apiKey: GOOD_KEY, baseUrl: model.baseUrl } } },
       },
       tempDir(),
@@ -49,6 +55,7 @@ describe("realtime voice on a Twilio call (OpenAI GA protocol server, media stre
   afterAll(async () => {
     await service?.close();
     await model?.close();
+    await chat?.close();
     await twilio?.close();
   });
 
@@ -69,7 +76,7 @@ describe("realtime voice on a Twilio call (OpenAI GA protocol server, media stre
     const { stream, callId } = await ringIn();
     const session = model.sessions.at(-1)!;
     expect(session.updates[0]).toMatchObject({ instructions: expect.stringContaining("You take table bookings."), audio: { input: { format: { type: "audio/pcmu" } } } });
-    expect(session.updates[0]!.tools.map((t: { name: string }) => t.name)).toEqual(["openclaw_end_call"]);
+    expect(session.updates[0]!.tools.map((t: { name: string }) => t.name)).toEqual(["openclaw_end_call", "openclaw_agent_consult"]);
     // The greeting was heard at the phone, as long as the model's audio of it.
     expect(loudMs(stream.mediaAfter(0))).toBeGreaterThan(session.spoken[0]!.audioMs * 0.5);
 
@@ -87,7 +94,8 @@ describe("realtime voice on a Twilio call (OpenAI GA protocol server, media stre
       ["caller", "I would like to book a table", undefined],
       ["bot", "Of course. For how many people?", "model"],
     ]);
-    // The model answered: the service did not (no "nobody can take your call"), and the call is up.
+    // The model answered: the service did not (its responseModel was never asked), and the call is up.
+    expect(chat.requests.filter((r) => r.path.startsWith("/v1/chat"))).toEqual([]);
     expect(manager().getCall(callId)!.state).toBe("listening");
     await manager().endCall(callId);
     stream.close();
@@ -114,6 +122,29 @@ describe("realtime voice on a Twilio call (OpenAI GA protocol server, media stre
     expect(Math.abs(truncate.audio_end_ms - playedAtPhone)).toBeLessThanOrEqual(100);
     // Within 300 ms of the caller's onset nothing more of it reaches the phone.
     expect(stream.mediaAfter(onset + 300).filter((m) => isLoud(m.pcm))).toHaveLength(0);
+    await manager().endCall(callId);
+    stream.close();
+  }, 60_000);
+
+  it("the model consults the responseModel, each question its own consult, with the call so far; the answer comes back to the model to say", async () => {
+    const { stream, callId } = await ringIn();
+    chat.chatReply = (messages) => JSON.stringify({ spoken: /open/.test(messages.at(-1)?.content ?? "") ? "We open at nine." : "We close at five." });
+    model.script = ["when do you open", "and when do you close"];
+    const questions: Record<string, string> = { "when do you open": "When does the restaurant open?", "and when do you close": "When does the restaurant close?" };
+    model.answer = (cause) =>
+      "heard" in cause ? { toolCall: { name: "openclaw_agent_consult", arguments: { question: questions[cause.heard] } } } : "toolOutput" in cause ? { say: JSON.parse(cause.toolOutput).answer } : undefined;
+    const before = chat.requests.length;
+    for (const words of ["We open at nine.", "We close at five."]) {
+      await stream.play(speech);
+      const quiet = stream.silence(1500);
+      await waitFor(() => manager().getCall(callId)!.transcript.find((l) => l.origin === "model" && l.text === words), `"${words}" said by the model`, 15_000);
+      await quiet;
+    }
+    const asked = chat.requests.slice(before).filter((r) => r.path.startsWith("/v1/chat")).map((r) => (r.body as { messages: Array<{ role: string; content: string }> }).messages);
+    expect(asked.map((m) => m.at(-1)!.content)).toEqual(["When does the restaurant open?", "When does the restaurant close?"]);
+    // With the call so far: the caller's words are in the second consult's messages.
+    expect(asked[1]!.some((m) => m.content.includes("when do you open"))).toBe(true);
+    expect(model.sessions.at(-1)!.toolOutputs.map((o) => JSON.parse(o.output))).toEqual([{ answer: "We open at nine." }, { answer: "We close at five." }]);
     await manager().endCall(callId);
     stream.close();
   }, 60_000);

@@ -34,7 +34,7 @@ describe("realtime pipeline", () => {
     const transport = new LoopTransport(rate);
     const events: VoiceEvent[] = [];
     const voice = new OpenAiRealtime(OpenAiRealtimeOptions.parse({ apiKey: GOOD_KEY, baseUrl: fake.baseUrl }));
-    const pipeline = await RealtimePipeline.start({ transport, narrowband: rate === 8000, inbandDtmf: false, log, emit: (e) => events.push(e), voice, instructions: "Be brief.", tools: [], ...extra });
+    const pipeline = await RealtimePipeline.start({ providerCallId: "call-1", transport, narrowband: rate === 8000, inbandDtmf: false, log, emit: (e) => events.push(e), voice, instructions: "Be brief.", tools: [], ...extra });
     open.push(pipeline);
     return { transport, events, pipeline, session: () => fake.sessions.at(-1)! };
   };

@@ -219,6 +219,14 @@ export class CallManager {
     return { state: call.record.state };
   }
 
+  /** A realtime model's question about the call it is on (by the carrier's call id): see CallSession.consult. */
+  async consult(providerCallId: string, question: string, signal?: AbortSignal): Promise<string> {
+    const callId = this.byProviderId.get(providerCallId);
+    const call = callId ? this.calls.get(callId) : undefined;
+    if (!call || call.ended) throw new VoiceCallError("CALL_ENDED", `no call in progress for ${providerCallId}`);
+    return call.consult(question, signal);
+  }
+
   getCall(idOrProviderId: string): CallView | undefined {
     const call = this.find(idOrProviderId);
     return call ? { ...call.record, transcript: [...call.transcript] } : undefined;

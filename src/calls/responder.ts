@@ -87,7 +87,13 @@ export class Responder implements TurnResponder {
 
   /** The whole reply in one piece (a chat completion is not streamed). */
   async respond(turn: CallerTurn): Promise<void> {
-    const text = await this.reply({ model: turn.model, systemPrompt: turn.systemPrompt, transcript: turn.transcript, signal: turn.signal, timeoutMs: turn.timeoutMs });
+    // Words that are not the caller's newest line (a realtime model's consult question) are asked after the call so far.
+    const newest = turn.transcript.findLast((t) => t.speaker === "caller" && t.kind === "speech")?.text;
+    const transcript =
+      turn.words && turn.words !== newest
+        ? [...turn.transcript, { callId: turn.call.callId, at: new Date().toISOString(), speaker: "caller" as const, kind: "speech" as const, text: turn.words, turn: turn.call.turn }]
+        : turn.transcript;
+    const text = await this.reply({ model: turn.model, systemPrompt: turn.systemPrompt, transcript, signal: turn.signal, timeoutMs: turn.timeoutMs });
     if (text) turn.say(text);
   }
 

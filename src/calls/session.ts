@@ -331,6 +331,45 @@ export class CallSession {
   }
 
   /**
+   * A question a realtime model on the line asks the responder (its
+   * openclaw_agent_consult): answered like a caller's turn, with the call so
+   * far, by the agent inside the gateway or the responseModel standalone;
+   * the answer comes back as text for the model to say, nothing is spoken
+   * here. Each question is its own consult.
+   */
+  async consult(question: string, signal?: AbortSignal): Promise<string> {
+    const { config, responder } = this.host;
+    const override = config.numbers[this.record.to];
+    const model = override?.responseModel ?? config.responseModel;
+    if (!responder || !responder.answers(this.record, model)) {
+      throw new VoiceCallError("UNAVAILABLE", "no agent and no responseModel to consult: set responseModel (with responseBaseUrl), or run inside the gateway");
+    }
+    const controller = new AbortController();
+    const stop = () => controller.abort("the call ended");
+    signal?.addEventListener("abort", stop, { once: true });
+    const pieces: string[] = [];
+    try {
+      await responder.respond({
+        call: this.record,
+        transcript: [...this.transcript],
+        words: question,
+        model,
+        systemPrompt: override?.responseSystemPrompt ?? config.responseSystemPrompt,
+        timeoutMs: override?.responseTimeoutMs ?? config.responseTimeoutMs,
+        signal: controller.signal,
+        say: (text) => {
+          const spoken = spokenText(text);
+          if (spoken) pieces.push(spoken);
+        },
+      });
+    } finally {
+      signal?.removeEventListener("abort", stop);
+    }
+    this.log.info({ chars: pieces.join(" ").length }, "realtime consult answered");
+    return pieces.join(" ");
+  }
+
+  /**
    * Answers an inbound caller no agent is talking to, through the responder
    * (a chat model, or inside the gateway its agent). Each piece of the answer
    * is said as soon as the responder has it, so a streamed answer starts with

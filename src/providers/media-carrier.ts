@@ -101,6 +101,7 @@ export abstract class MediaCarrier<C extends MediaCall> implements CallProvider 
   /** Starts hearing and speaking on `transport` for `call`. */
   protected async startMedia(call: C, transport: MediaTransport, options: { narrowband: boolean; inbandDtmf: boolean }): Promise<void> {
     call.media = await this.options.voice.start({
+      providerCallId: call.id,
       transport,
       narrowband: options.narrowband,
       inbandDtmf: options.inbandDtmf,

@@ -58,6 +58,8 @@ export type VoiceEvent =
   | { type: "hangup-requested"; reason: string };
 
 export interface PipelineOptions {
+  /** The carrier's id of the call. */
+  providerCallId: string;
   /** The call's audio port. */
   transport: MediaTransport;
   /** The far end is telephone-band (G.711) even if the transport runs at 16 kHz. */

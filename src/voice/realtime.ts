@@ -29,6 +29,26 @@ export const END_CALL_TOOL: RealtimeTool = {
   parameters: { type: "object", properties: {}, additionalProperties: false },
 };
 
+/** The agent, reachable from the model: the call's own agent inside the gateway, the responseModel standalone. */
+export const CONSULT_TOOL: RealtimeTool = {
+  name: "openclaw_agent_consult",
+  description:
+    "Ask the agent behind this line: for facts, memory, tools, bookings or anything you cannot answer yourself. " +
+    "One question per call of this tool; say a short holding phrase first if the caller is waiting.",
+  parameters: {
+    type: "object",
+    properties: { question: { type: "string", description: "the question, complete on its own" } },
+    required: ["question"],
+    additionalProperties: false,
+  },
+};
+
+const CONSULT_GUIDANCE: Record<string, string> = {
+  auto: "",
+  substantive: `Answer small talk yourself; call ${CONSULT_TOOL.name} before stating facts, using memory or tools.`,
+  always: `Call ${CONSULT_TOOL.name} before every substantive answer.`,
+};
+
 /** How long the model's farewell may still play before its end_call hangs up. */
 const FAREWELL_MAX_MS = 2000;
 
@@ -232,6 +252,9 @@ const PHONE_CONTRACT =
 
 /** Every call's pipeline is a realtime session with this voice (realtime.enabled). */
 export class RealtimeVoices implements VoiceLayer {
+  /** Answers the model's consult questions (set once the calls' manager exists). */
+  consult?: (providerCallId: string, question: string) => Promise<string>;
+
   constructor(
     private readonly config: VoiceCallConfig,
     private readonly voice: RealtimeVoice,
@@ -240,7 +263,22 @@ export class RealtimeVoices implements VoiceLayer {
   start(options: PipelineOptions): Promise<VoicePipeline> {
     const { config } = this;
     const persona = config.realtime.instructions ?? config.responseSystemPrompt ?? "You are a helpful assistant answering the phone.";
-    return RealtimePipeline.start({ ...options, voice: this.voice, instructions: `${persona}\n\n${PHONE_CONTRACT}`, tools: [END_CALL_TOOL] });
+    // toolPolicy "none": no consult; hanging up stays the model's.
+    const consults = config.realtime.toolPolicy !== "none";
+    const guidance = consults ? CONSULT_GUIDANCE[config.realtime.consultPolicy ?? "auto"] : "";
+    return RealtimePipeline.start({
+      ...options,
+      voice: this.voice,
+      instructions: [persona, PHONE_CONTRACT, guidance].filter(Boolean).join("\n\n"),
+      tools: consults ? [END_CALL_TOOL, CONSULT_TOOL] : [END_CALL_TOOL],
+      onToolCall: async (name, args) => {
+        if (name !== CONSULT_TOOL.name || !consults) throw new Error(`no tool ${name} here`);
+        const question = typeof args.question === "string" ? args.question.trim() : "";
+        if (!question) throw new Error("question: required");
+        if (!this.consult) throw new Error("nothing to consult on this line");
+        return { answer: await this.consult(options.providerCallId, question) };
+      },
+    });
   }
 
   /** Nothing to ready: the model's session opens with each call's media. */
