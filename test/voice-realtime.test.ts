@@ -162,6 +162,21 @@ describe("realtime pipeline", () => {
     expect(session().toolOutputs.map((o) => JSON.parse(o.output))).toEqual([{ time: "noon" }, { error: "no weather service" }]);
   });
 
+  it("a line that brings no caller audio for noMediaMs (and a 2 s grace) is reported gone; one whose audio keeps coming is not", async () => {
+    const quiet = await start(8000, { noMediaMs: 300 });
+    const talking = await start(8000, { noMediaMs: 300 });
+    quiet.transport.feed(speech8k.subarray(0, 1600));
+    const feeding = setInterval(() => talking.transport.feed(new Int16Array(800)), 100);
+    try {
+      const gone = await waitFor(() => quiet.events.find((e) => e.type === "voice-closed"), "the quiet line reported", 5000);
+      expect(gone).toEqual({ type: "voice-closed", reason: "no caller audio for 300 ms" });
+      await new Promise((r) => setTimeout(r, 500));
+      expect(talking.events.filter((e) => e.type === "voice-closed")).toEqual([]);
+    } finally {
+      clearInterval(feeding);
+    }
+  });
+
   it("a model session that closes is reported, with its reason", async () => {
     const { events, session } = await start(8000);
     await waitFor(() => session().updates[0], "session.update");

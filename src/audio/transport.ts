@@ -20,6 +20,8 @@ export interface MediaTransport {
    * item; the newest ITEMS_KEPT items are remembered.
    */
   playedMs(item: string): number;
+  /** When the far side's audio last arrived (performance.now()), undefined before any; idle silence given to readers does not count. */
+  readonly lastReceivedAt: number | undefined;
   /** Resolves true once everything written before it was sent, false if cleared or closed first. */
   mark(): Promise<boolean>;
   /** Drops everything queued (barge-in); pending marks resolve false. */
@@ -155,7 +157,11 @@ export abstract class PacedTransport implements MediaTransport, PacedStream, Aft
   }
 
   /** A frame from the far side, in order. */
+  /** When the far side's audio last arrived. */
+  lastReceivedAt: number | undefined;
+
   protected received(frame: AudioFrame): void {
+    this.lastReceivedAt = performance.now();
     this.idleTicks = 0;
     this.quietDue = 0;
     for (const q of this.inputs) q.push(frame);

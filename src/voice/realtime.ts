@@ -61,7 +61,13 @@ export interface RealtimePipelineOptions extends PipelineOptions {
   tools: RealtimeTool[];
   /** Runs a tool the model called; what it returns (or the error's message) goes back to the model. */
   onToolCall?: (name: string, args: Record<string, unknown>) => Promise<unknown>;
+  /** No caller audio for this long (and a 2 s grace) means the line is gone: an intermediary that never forwarded the hang-up. */
+  noMediaMs?: number;
 }
+
+/** How long a line may bring no caller audio before it is treated as gone (the reference's backstop). */
+export const NO_MEDIA_MS = 30_000;
+const NO_MEDIA_GRACE_MS = 2000;
 
 /** A reply being played: the model's item its audio belongs to. */
 interface Reply {
@@ -98,6 +104,7 @@ export class RealtimePipeline implements VoicePipeline {
     const toModel = narrow ? undefined : await Resampler.create(transport.sampleRate, MODEL_RATE);
     const pipeline = new RealtimePipeline(options, session, narrow, framer, toModel);
     pipeline.run(frames);
+    pipeline.watchMedia(options.noMediaMs ?? NO_MEDIA_MS);
     return pipeline;
   }
 
@@ -136,6 +143,21 @@ export class RealtimePipeline implements VoicePipeline {
     clearTimeout(timer);
     this.framer.destroy();
     this.toModel?.destroy();
+  }
+
+  /** Ends the line when the caller's audio stops coming (checked every second; from the start, if none ever came). */
+  private watchMedia(limitMs: number): void {
+    const since = performance.now();
+    const timer = setInterval(() => {
+      if (this.closing) return clearInterval(timer);
+      const last = this.options.transport.lastReceivedAt ?? since;
+      if (performance.now() - last < limitMs + NO_MEDIA_GRACE_MS) return;
+      clearInterval(timer);
+      const limit = limitMs >= 1000 ? `${Math.round(limitMs / 1000)} s` : `${limitMs} ms`;
+      this.options.log.warn({ limit }, "no caller audio: the line is treated as gone");
+      this.options.emit({ type: "voice-closed", reason: `no caller audio for ${limit}` });
+    }, Math.min(1000, limitMs / 4));
+    timer.unref();
   }
 
   /**
