@@ -11,7 +11,10 @@ import { VoiceCallError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { CallProvider, ProviderEvent } from "../providers/types.js";
 import type { Expectation } from "../speech/types.js";
-import { spokenText, type TurnResponder } from "./responder.js";
+import { deferred, delay, type Deferred } from "../util/deferred.js";
+import { Answering, type AnsweredLine } from "./answering.js";
+import { KeyCollector } from "./keys.js";
+import type { TurnResponder } from "./responder.js";
 import { canTransition, isAnsweredState, isTerminal } from "./state.js";
 import type { CallRecord, LiveState, TerminalState, TranscriptEntry } from "./types.js";
 
@@ -62,7 +65,7 @@ interface PendingTurn {
   digits?: number;
 }
 
-export class CallSession {
+export class CallSession implements AnsweredLine {
   readonly transcript: TranscriptEntry[];
   readonly log: Logger;
   /** Keys to press as soon as the call is answered. */
@@ -81,21 +84,18 @@ export class CallSession {
    * the count changed answers words the caller has since added to. Onsets
    * alone do not count, or a cough during composing would silence the reply.
    */
-  private callerWords = 0;
+  private utterances = 0;
   /** Messages the caller has interrupted so far. */
   private bargeIns = 0;
-  /** The caller was told nobody can answer. */
-  private unattended = false;
-  /** The answer being made for the caller's newest words (aborted when they say more), settled when handed over. */
-  private answering?: { controller: AbortController; done: Promise<void> };
+  /** Answers from the responder: the caller's turns no agent drives, a realtime model's consults. */
+  private readonly answers: Answering;
   /** The caller is talking now (between a speech onset and its end). */
   private callerSpeaking = false;
   /** Resolved when the caller stops talking. */
   private quiet: Array<() => void> = [];
   private readonly timers = new Set<NodeJS.Timeout>();
-  /** Keys pressed so far that form one answer, and the timer that completes it when no key follows. */
-  private keys = "";
-  private keyTimer?: NodeJS.Timeout;
+  /** Keys pressed, collected into answers. */
+  private readonly keys: KeyCollector;
   /** We are hanging up: how the call ends, whatever the carrier reports meanwhile. */
   private ending?: { state: TerminalState; reason: string };
 
@@ -110,6 +110,13 @@ export class CallSession {
     this.log = log.child({ callId: record.callId, provider: record.provider });
     this.answered.promise.catch(() => undefined);
     if (isAnsweredState(record.state)) this.answered.resolve();
+    this.answers = new Answering(this, host.config, host.responder);
+    this.keys = new KeyCollector(host.config.dtmfInterDigitTimeoutMs, (answer) => this.completeKeys(answer));
+  }
+
+  /** How many final utterances the caller has made. */
+  get callerWords(): number {
+    return this.utterances;
   }
 
   get callId(): string {
@@ -279,26 +286,11 @@ export class CallSession {
    * dtmfInterDigitTimeoutMs. A lone `#` is an answer of its own.
    */
   private onKeys(digits: string): void {
-    for (const key of digits) {
-      if (key === "#") {
-        this.completeKeys(this.keys || "#");
-        continue;
-      }
-      this.keys += key;
-      const wanted = this.pending?.token === this.turnToken ? this.pending?.digits : undefined;
-      if (wanted !== undefined && this.keys.length >= wanted) this.completeKeys(this.keys);
-    }
-    clearTimeout(this.keyTimer);
-    if (this.keys) {
-      this.keyTimer = setTimeout(() => this.completeKeys(this.keys), this.host.config.dtmfInterDigitTimeoutMs);
-      this.keyTimer.unref();
-    }
+    this.keys.push(digits, this.pending?.token === this.turnToken ? this.pending?.digits : undefined);
   }
 
   private completeKeys(answer: string): void {
-    clearTimeout(this.keyTimer);
-    this.keys = "";
-    if (!answer || this.ended) return;
+    if (this.ended) return;
     this.addTranscript("caller", "dtmf", answer);
     this.pending?.reply.resolve(`[DTMF ${answer}]`);
   }
@@ -318,118 +310,38 @@ export class CallSession {
       return;
     }
     if (!isFinal || text.trim() === "") return;
-    this.callerWords += 1;
+    this.utterances += 1;
     this.addTranscript("caller", "speech", text.trim());
     const pending = this.pending;
     if (pending && pending.token === this.turnToken) pending.reply.resolve(text.trim());
     // A realtime model on the line answers the caller itself.
     if (this.record.direction === "inbound" && !pending?.driven && !answered) {
-      void this.autoRespond().catch((err) => {
+      void this.answers.respond().catch((err) => {
         if (!this.ended) this.log.warn({ err: err instanceof Error ? err.message : String(err) }, "auto-response failed");
       });
     }
   }
 
-  /**
-   * A question a realtime model on the line asks the responder (its
-   * openclaw_agent_consult): answered like a caller's turn, with the call so
-   * far, by the agent inside the gateway or the responseModel standalone;
-   * the answer comes back as text for the model to say, nothing is spoken
-   * here. Each question is its own consult.
-   */
-  async consult(question: string, signal?: AbortSignal): Promise<string> {
-    const { config, responder } = this.host;
-    const override = config.numbers[this.record.to];
-    const model = override?.responseModel ?? config.responseModel;
-    if (!responder || !responder.answers(this.record, model)) {
-      throw new VoiceCallError("UNAVAILABLE", "no agent and no responseModel to consult: set responseModel (with responseBaseUrl), or run inside the gateway");
-    }
-    const controller = new AbortController();
-    const stop = () => controller.abort("the call ended");
-    signal?.addEventListener("abort", stop, { once: true });
-    const pieces: string[] = [];
-    try {
-      await responder.respond({
-        call: this.record,
-        transcript: [...this.transcript],
-        words: question,
-        model,
-        systemPrompt: override?.responseSystemPrompt ?? config.responseSystemPrompt,
-        timeoutMs: override?.responseTimeoutMs ?? config.responseTimeoutMs,
-        signal: controller.signal,
-        say: (text) => {
-          const spoken = spokenText(text);
-          if (spoken) pieces.push(spoken);
-        },
-      });
-    } finally {
-      signal?.removeEventListener("abort", stop);
-    }
-    this.log.info({ chars: pieces.join(" ").length }, "realtime consult answered");
-    return pieces.join(" ");
+  /** A realtime model's question about this call (see Answering.consult). */
+  consult(question: string, signal?: AbortSignal): Promise<string> {
+    return this.answers.consult(question, signal);
   }
 
-  /**
-   * Answers an inbound caller no agent is talking to, through the responder
-   * (a chat model, or inside the gateway its agent). Each piece of the answer
-   * is said as soon as the responder has it, so a streamed answer starts with
-   * its first sentence. The caller saying more aborts the answer being made
-   * (their newer words get their own), and what was queued from it is not
-   * played. One answer is made at a time. Without a responder the caller is told so.
-   */
-  private async autoRespond(): Promise<void> {
-    const { config, responder } = this.host;
-    const override = config.numbers[this.record.to];
-    const model = override?.responseModel ?? config.responseModel;
-    if (!responder || !responder.answers(this.record, model)) {
-      if (this.unattended) return;
-      this.unattended = true;
-      this.log.info("no agent and no responseModel: telling the caller and hanging up");
-      await this.say(UNATTENDED_MESSAGE, { origin: "service", thenListen: false, bargeIn: false });
-      await this.hangupAndFinish("hangup-bot", "no agent or responseModel to answer the call");
-      return;
-    }
-    const previous = this.answering;
-    previous?.controller.abort("the caller said more");
-    const controller = new AbortController();
-    const heardAt = this.callerWords;
-    const words = this.transcript.findLast((t) => t.speaker === "caller" && t.kind === "speech")?.text ?? "";
-    const done = (async () => {
-      await previous?.done;
-      if (controller.signal.aborted || this.ended) return;
-      const started = Date.now();
-      const pieces: Array<Promise<unknown>> = [];
-      let turn: string | undefined;
-      await responder.respond({
-        call: this.record,
-        transcript: [...this.transcript],
-        words,
-        model,
-        systemPrompt: override?.responseSystemPrompt ?? config.responseSystemPrompt,
-        timeoutMs: override?.responseTimeoutMs ?? config.responseTimeoutMs,
-        signal: controller.signal,
-        say: (text) => {
-          const spoken = spokenText(text);
-          if (!spoken || controller.signal.aborted || this.ended) return;
-          if (pieces.length === 0) this.log.info({ ms: Date.now() - started }, "auto-response: first words ready");
-          // The first piece opens the turn the caller's answer belongs to; the rest continue it.
-          const said = this.say(spoken, { origin: "model", thenListen: pieces.length === 0, bargeIn: true, staleAfter: heardAt });
-          if (pieces.length === 0) void said.then((token) => (turn = token), () => undefined);
-          pieces.push(said.catch((err) => {
-            if (!(err instanceof VoiceCallError && err.code === "INTERRUPTED")) throw err;
-          }));
-        },
-      });
-      if (pieces.length === 0 && !controller.signal.aborted) this.log.warn("the responder gave nothing that can be spoken");
-      await Promise.all(pieces);
-      // Carriers that speak themselves stopped listening for the later pieces: the turn listens again.
-      if (pieces.length > 1 && turn !== undefined && turn === this.turnToken && !this.ended) {
-        const provider = this.providerOf();
-        await provider.listen(this.providerCallId(), turn).catch(carrierFailure(provider, "listen"));
-      }
-    })();
-    this.answering = { controller, done: done.catch(() => undefined) };
-    await done;
+  // The session's side of answering (AnsweredLine).
+
+  sayAnswer(text: string, options: { opensTurn: boolean; staleAfter: number }): Promise<string | undefined> {
+    return this.say(text, { origin: "model", thenListen: options.opensTurn, bargeIn: true, staleAfter: options.staleAfter });
+  }
+
+  async sayUnattended(): Promise<void> {
+    await this.say(UNATTENDED_MESSAGE, { origin: "service", thenListen: false, bargeIn: false });
+    await this.hangupAndFinish("hangup-bot", "no agent or responseModel to answer the call");
+  }
+
+  async listenAgain(turn: string): Promise<void> {
+    if (turn !== this.turnToken || this.ended) return;
+    const provider = this.providerOf();
+    await provider.listen(this.providerCallId(), turn).catch(carrierFailure(provider, "listen"));
   }
 
   // ------------------------------------------------------------------ turns
@@ -539,7 +451,7 @@ export class CallSession {
   finish(state: TerminalState, reason: string): void {
     if (this.ended) return;
     // Keys pressed just before the end are still the caller's answer.
-    if (this.keys) this.completeKeys(this.keys);
+    this.keys.flush();
     this.record.state = state;
     this.record.endedAt = new Date().toISOString();
     this.record.endReason = reason;
@@ -553,9 +465,9 @@ export class CallSession {
   stopWaiting(why: VoiceCallError): void {
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
-    clearTimeout(this.keyTimer);
+    this.keys.stop();
     this.speaking?.abort();
-    this.answering?.controller.abort(why.message);
+    this.answers.drop(why.message);
     this.pending?.reply.reject(why);
     this.pending = undefined;
     this.answered.reject(why);
@@ -588,7 +500,7 @@ export class CallSession {
     await Promise.race([this.speech, new Promise<void>((resolve) => (timer = setTimeout(resolve, maxMs)))]);
     clearTimeout(timer);
     // The answer that asked for this (an agent's run) goes on after the call: it is not aborted with it.
-    this.answering = undefined;
+    this.answers.drop(reason, false);
     await this.hangupAndFinish("hangup-bot", reason);
   }
 
@@ -657,37 +569,4 @@ export function carrierFailure(provider: CallProvider, step: string): (err: unkn
     const message = err instanceof Error ? err.message : String(err);
     throw new VoiceCallError("PROVIDER_ERROR", `${provider.id} could not ${step}: ${message}`);
   };
-}
-
-interface Deferred<T> {
-  promise: Promise<T>;
-  resolve(value: T): void;
-  reject(err: Error): void;
-}
-
-function deferred<T>(): Deferred<T> {
-  let settled = false;
-  let resolve!: (value: T) => void;
-  let reject!: (err: Error) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return {
-    promise,
-    resolve(value) {
-      if (settled) return;
-      settled = true;
-      resolve(value);
-    },
-    reject(err) {
-      if (settled) return;
-      settled = true;
-      reject(err);
-    },
-  };
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
