@@ -178,10 +178,12 @@ describe("realtime pipeline", () => {
   });
 
   it("a model session that closes is reported, with its reason", async () => {
-    const { events, session } = await start(8000);
+    const { events, session, pipeline } = await start(8000);
     await waitFor(() => session().updates[0], "session.update");
     fake.dropSessions(1011, "server error");
     expect(await waitFor(() => events.find((e) => e.type === "voice-closed"), "voice-closed")).toEqual({ type: "voice-closed", reason: "OpenAI realtime closed the session (1011 server error)" });
+    // Nothing can be said any more: speak() says so at once instead of waiting for ever.
+    expect(await pipeline.speak("Are you still there?", {})).toEqual({ interrupted: true, heard: "", playedMs: 0 });
     // Closed by us (the call's media ended): not reported as the model going away.
     const ours = await start(8000);
     await waitFor(() => ours.session().updates[0], "session.update");

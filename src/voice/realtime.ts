@@ -83,6 +83,8 @@ export class RealtimePipeline implements VoicePipeline {
   private done: Promise<void> = Promise.resolve();
   /** We are closing it (the call's media ended): the session's close is not news. */
   private closing = false;
+  /** The model's session is over: nothing more can be said on this line. */
+  private gone = false;
 
   private constructor(
     private readonly options: RealtimePipelineOptions,
@@ -116,6 +118,7 @@ export class RealtimePipeline implements VoicePipeline {
   speak(text: string, options: SpeakOptions): Promise<SpeakOutcome> {
     if (options.turnToken) this.openTurn(options.turnToken);
     return new Promise<SpeakOutcome>((resolve) => {
+      if (this.gone || options.signal?.aborted) return resolve({ interrupted: true, heard: "", playedMs: 0 });
       this.asked?.resolve({ interrupted: true, heard: "", playedMs: 0 });
       this.asked = { resolve, itemIds: [], said: [] };
       // Our own barge-in (the session's detector, or a hang-up): the model is told to stop too.
@@ -236,6 +239,7 @@ export class RealtimePipeline implements VoicePipeline {
       case "error":
         return log.warn({ reason: event.message }, "the realtime model refused a request");
       case "closed":
+        this.gone = true;
         log.info({ reason: event.reason }, "realtime session closed");
         this.asked?.resolve({ interrupted: true, heard: "", playedMs: 0 });
         this.asked = undefined;
