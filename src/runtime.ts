@@ -12,9 +12,9 @@ import { VoiceCallError } from "./errors.js";
 import { CallStore } from "./calls/store.js";
 import { Operations } from "./calls/operations.js";
 import type { Logger } from "./log.js";
-import { createProviders, type ProviderDeps } from "./providers/index.js";
+import { createProviders, createVoiceLayer, type ProviderDeps } from "./providers/index.js";
 import { PublicEndpoints } from "./providers/public-url.js";
-import { createRealtimeVoice, realtimeChoice } from "./realtime/index.js";
+import { realtimeChoice } from "./realtime/index.js";
 import { RealtimeVoices } from "./voice/realtime.js";
 import { speechChoice, type EngineChoice } from "./speech/index.js";
 import type { CallProvider } from "./providers/types.js";
@@ -51,7 +51,7 @@ function usesOurAudio(providers: ReadonlyMap<ProviderId, CallProvider>): boolean
 
 function ownSpeech(config: VoiceCallConfig): SpeechChoice | undefined {
   try {
-    return config.realtime.enabled ? realtimeChoice(config) : speechChoice(config);
+    return speechChoice(config);
   } catch {
     return undefined;
   }
@@ -66,9 +66,10 @@ export async function createRuntime(config: VoiceCallConfig, logger: Logger, dep
   }
   const { chat, responder: given, speech: chosen, ...providerDeps } = deps;
   const endpoints = providerDeps.endpoints ?? new PublicEndpoints(config);
-  // A realtime model on the line reaches the calls' responder (the agent, or responseModel) through consult.
-  const realtime = config.realtime.enabled && !providerDeps.voice ? new RealtimeVoices(config, createRealtimeVoice(config)) : undefined;
-  const providers = createProviders(config, { logger, ...providerDeps, endpoints, ...(realtime ? { voice: realtime } : {}) });
+  // Made here only for a realtime model, which needs the calls' manager (its consults); the cascade is made by
+  // the carriers that handle audio, so a Mock-only config builds no speech engines.
+  const voice = providerDeps.voice ?? (config.realtime.enabled ? createVoiceLayer(config) : undefined);
+  const providers = createProviders(config, { logger, ...providerDeps, endpoints, ...(voice ? { voice } : {}) });
   const storeDir = defaultStoreDir(config);
   const { store, loaded, archived } = CallStore.open(storeDir, {
     keepEnded: config.keepEndedCalls,
@@ -80,7 +81,8 @@ export async function createRuntime(config: VoiceCallConfig, logger: Logger, dep
   if (archived > 0) logger.info({ archived, store: storeDir }, "moved calls ended beyond keepEndedCalls into a dated file");
   const responder = given ?? new Responder({ baseUrl: config.responseBaseUrl, apiKey: config.responseApiKey, timeoutMs: config.responseTimeoutMs, chat });
   const manager = new CallManager({ config, providers, store, loaded, logger, responder });
-  if (realtime) realtime.consult = (providerCallId, question) => manager.consult(providerCallId, question);
+  // A realtime model on the line reaches the calls' responder (the agent, or responseModel) through consult.
+  if (voice instanceof RealtimeVoices) voice.consult = (providerCallId, question) => manager.consult(providerCallId, question);
   try {
     await manager.start();
   } catch (err) {

@@ -35,11 +35,16 @@ export interface ProviderDeps {
 
 type Factory = (config: VoiceCallConfig, deps: ProviderDeps) => CallProvider;
 
-/** The voice layer of carriers whose audio we handle: speech given, or made from config once and shared by them. */
-function speech(config: VoiceCallConfig, deps: ProviderDeps): { config: VoiceCallConfig; logger: Logger; voice: VoiceLayer } {
-  deps.voice ??= config.realtime.enabled
+/** The voice layer a config asks for: a realtime model on every call, or the cascade with the speech given (else made from config). */
+export function createVoiceLayer(config: VoiceCallConfig, speech: Pick<ProviderDeps, "synthesizer" | "transcriber"> = {}): VoiceLayer {
+  return config.realtime.enabled
     ? new RealtimeVoices(config, createRealtimeVoice(config))
-    : new CascadeVoices(config, deps.synthesizer ?? createSynthesizer(config), deps.transcriber ?? createTranscriber(config));
+    : new CascadeVoices(config, speech.synthesizer ?? createSynthesizer(config), speech.transcriber ?? createTranscriber(config));
+}
+
+/** The voice layer of carriers whose audio we handle: given, or made from config once and shared by them. */
+function speech(config: VoiceCallConfig, deps: ProviderDeps): { config: VoiceCallConfig; logger: Logger; voice: VoiceLayer } {
+  deps.voice ??= createVoiceLayer(config, deps);
   return { config, logger: deps.logger, voice: deps.voice };
 }
 

@@ -40,8 +40,8 @@ export function realtimeConfigIssues(raw: Record<string, unknown>): FieldIssue[]
   return issues;
 }
 
-/** The realtime voice a config enables (its options already checked at load). */
-export function createRealtimeVoice(config: VoiceCallConfig): RealtimeVoice {
+/** The provider a config picks and its parsed options (checked at load, so a failure here names the key). */
+function chosenProvider(config: VoiceCallConfig): { entry: Entry; options: Record<string, unknown> } {
   const id = config.realtime.provider ?? DEFAULT_PROVIDER;
   const entry = PROVIDERS[id];
   const parsed = entry?.options.safeParse(config.realtime.providers?.[id] ?? {});
@@ -49,15 +49,25 @@ export function createRealtimeVoice(config: VoiceCallConfig): RealtimeVoice {
     const issues = entry && parsed && !parsed.success ? zodIssues(parsed.error, `realtime.providers.${id}`) : [{ path: "realtime.provider", message: `unknown realtime voice provider "${id}"` }];
     throw new VoiceCallError("INVALID_CONFIG", `realtime: ${issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`, issues);
   }
-  return entry.create(parsed.data as never);
+  return { entry, options: parsed.data as Record<string, unknown> };
+}
+
+/** The realtime voice a config enables. */
+export function createRealtimeVoice(config: VoiceCallConfig): RealtimeVoice {
+  const { entry, options } = chosenProvider(config);
+  return entry.create(options as never);
 }
 
 /** What speaks and listens when realtime voice is on: the model, both ways, and why (the start log, /healthz, setup). */
 export function realtimeChoice(config: VoiceCallConfig): { tts: { engine: string; why: string }; stt: { engine: string; why: string } } {
   const id = config.realtime.provider ?? DEFAULT_PROVIDER;
-  const options = config.realtime.providers?.[id] as { model?: unknown } | undefined;
-  const model = typeof options?.model === "string" ? options.model : id === "openai" ? OpenAiRealtimeOptions.parse({ apiKey: "-" }).model : undefined;
-  const choice = { engine: `realtime:${id}`, why: `realtime.enabled: the speech-to-speech model${model ? ` ${model}` : ""} hears the caller and speaks` };
+  let model: unknown;
+  try {
+    model = chosenProvider(config).options.model;
+  } catch {
+    // Options that do not parse are named at load; here the model is just not said.
+  }
+  const choice = { engine: `realtime:${id}`, why: `realtime.enabled: the speech-to-speech model${typeof model === "string" ? ` ${model}` : ""} hears the caller and speaks` };
   return { tts: choice, stt: choice };
 }
 
