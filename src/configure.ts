@@ -9,7 +9,7 @@
 import { resolveConfigWith, type ResolvedConfig } from "./config/load.js";
 import type { Env } from "./config/env.js";
 import type { VoiceCallConfig } from "./config/schema.js";
-import { realtimeConfigIssues } from "./realtime/index.js";
+import { gatewayRealtimeConfigIssues, realtimeConfigIssues } from "./realtime/index.js";
 import { gatewaySpeechConfigIssues, speechConfigIssues, speechConfigNotes } from "./speech/index.js";
 
 export interface ResolveOptions {
@@ -18,7 +18,7 @@ export interface ResolveOptions {
 }
 
 export function resolveConfig(raw: unknown, env: Env = {}, source = "config", options: ResolveOptions = {}): ResolvedConfig {
-  if (options.gateway) return resolveConfigWith(raw, env, source, [gatewaySpeechConfigIssues, realtimeConfigIssues]);
+  if (options.gateway) return resolveConfigWith(raw, env, source, [gatewaySpeechConfigIssues, gatewayRealtimeConfigIssues]);
   return resolveConfigWith(raw, env, source, [speechConfigIssues, realtimeConfigIssues], [speechConfigNotes, gatewayOnlyNotes]);
 }
 

@@ -90,8 +90,8 @@ export async function createRuntime(config: VoiceCallConfig, logger: Logger, dep
     throw err;
   }
   logger.info({ providers: [...providers.keys()], store: storeDir, restored: loaded.calls.size }, "voice-call runtime started");
-  // A realtime model replaces the engines given (inside the gateway, the gateway's voices) on every such call.
-  const speech = usesOurAudio(providers) ? (config.realtime.enabled ? realtimeChoice(config) : (chosen ?? ownSpeech(config))) : undefined;
+  // What was given (inside the gateway: its voices, or its realtime provider), else a realtime model or our engines.
+  const speech = usesOurAudio(providers) ? (chosen ?? (config.realtime.enabled ? realtimeChoice(config) : ownSpeech(config))) : undefined;
   if (speech) logger.info({ tts: `${speech.tts.engine}: ${speech.tts.why}`, stt: `${speech.stt.engine}: ${speech.stt.why}` }, "speech engines");
   return { config, manager, operations: new Operations(), providers, endpoints, storeDir, speech, stop: () => manager.stop() };
 }

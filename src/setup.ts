@@ -97,6 +97,7 @@ async function speechFinding(config: VoiceCallConfig, deps: SetupDeps, running: 
       // An older service without the field: judged from the config below.
     }
   }
+  if (deps.gateway && config.realtime.enabled) return { check, status: "ok", detail: "chosen when the service starts inside the gateway: a realtime voice provider of the gateway (realtime.provider, else the first configured); without one, its voices and recognisers as for other calls" };
   if (config.realtime.enabled) return realtimeFinding(config, describe(realtimeChoice(config)));
   if (deps.gateway) return { check, status: "ok", detail: "chosen when the service starts inside the gateway: its voices (tts) and realtime transcription providers where configured, this service's own engines otherwise" };
   try {

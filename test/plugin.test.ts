@@ -207,6 +207,17 @@ describe("OpenClaw plugin entry", () => {
     expect(view.details.call.endReason).toBe("ended by the agent");
   });
 
+  it("realtime.enabled names any of the gateway's providers; where the gateway offers none, the service starts and says calls use its voices", async () => {
+    // google is a provider of the gateway, not of the standalone service: accepted here, chosen at start.
+    const r = load({ ...goodConfig(), log: { level: "info" }, realtime: { enabled: true, provider: "google", providers: { google: { model: "gemini-live" } } } });
+    loaded.push(r);
+    expect(r.logs.filter((l) => l.startsWith("error"))).toEqual([]);
+    await r.services[0]!.start();
+    expect(r.logs.find((l) => l.includes("no realtime voice provider of the gateway can be used"))).toMatch(/^warn: .*this gateway offers no realtime voice providers to plugins/);
+    const placed = (await r.tools[0]!.execute("t1", { action: "initiate_call", to: "+15550001234", message: "hi", mode: "notify" })) as any;
+    expect(placed.details).toMatchObject({ initiated: true });
+  });
+
   it("reports a bad config by key path in the log and on every call", async () => {
     const r = load({ serve: { port: "nope" }, provider: "fax" });
     loaded.push(r);

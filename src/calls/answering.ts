@@ -111,6 +111,7 @@ export class Answering {
         transcript: [...line.transcript],
         words: question,
         signal: controller.signal,
+        toolPolicy: this.config.realtime.toolPolicy === "owner" ? "owner" : "safe-read-only",
         say: (text) => {
           const spoken = spokenText(text);
           if (spoken) pieces.push(spoken);

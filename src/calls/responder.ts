@@ -28,6 +28,8 @@ export interface CallerTurn {
   say(text: string): void;
   /** Aborts when the caller says more (a newer turn answers them) or the call ends. */
   signal: AbortSignal;
+  /** A realtime model's consult, under realtime.toolPolicy: which of the agent's tools it may use (inside the gateway). */
+  toolPolicy?: "safe-read-only" | "owner";
 }
 
 /** Who answers callers' turns no agent drives: a chat model (Responder), or inside the gateway its agent. */

@@ -134,11 +134,11 @@ const BargeInConfig = z.strictObject({
  */
 const RealtimeConfig = z.looseObject({
   enabled: z.boolean().default(false).describe("a speech-to-speech model holds the conversation on calls whose audio this service handles (instead of recogniser, responder and synthesizer)"),
-  provider: z.string().min(1).optional().describe("realtime voice provider: openai (our own GA Realtime client); unset: openai"),
+  provider: z.string().min(1).optional().describe("realtime voice provider: openai (our own GA Realtime client); unset: openai. Inside the gateway: one of the gateway's realtime voice providers (openai, google, xai, ...); unset: the first configured"),
   providers: z.record(z.string(), z.record(z.string(), z.unknown())).optional().describe("each realtime provider's own options, by id (realtime.providers.openai: apiKey, baseUrl, model, voice, ...)"),
   instructions: z.string().min(1).optional().describe("the realtime model's instructions; unset: responseSystemPrompt and the phone contract"),
   consultPolicy: z.enum(["auto", "substantive", "always"]).optional().describe("when the realtime model asks the agent"),
-  toolPolicy: z.enum(["safe-read-only", "owner", "none"]).optional().describe("which of the agent's tools a consult may use"),
+  toolPolicy: z.enum(["safe-read-only", "owner", "none"]).optional().describe("which of the agent's tools a consult may use: safe-read-only (unset: read, web_search, web_fetch, x_search, memory_search, memory_get), owner (the agent's own tool policy), none (no consult tool; openclaw_end_call stays)"),
   agentContext: z
     .looseObject({
       enabled: z.boolean().optional().describe("give the realtime model the agent's context"),

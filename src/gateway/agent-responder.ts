@@ -34,6 +34,9 @@ const PHONE_CONTRACT =
 
 const DEFAULT_PERSONA = "You are a helpful assistant answering the phone.";
 
+/** The tools a consult under toolPolicy safe-read-only may use (the gateway's voice-call docs list them). */
+export const SAFE_READ_ONLY_TOOLS = ["read", "web_search", "web_fetch", "x_search", "memory_search", "memory_get"] as const;
+
 /** Lines of the call repeated in the prompt: enough for the context of a turn, bounded on long calls. */
 const CONTEXT_LINES = 16;
 
@@ -129,6 +132,8 @@ export class AgentResponder implements TurnResponder {
           trigger: "user",
           terminalReplyExpectation: "required",
           toolBindings: { [TOOL_BINDING_KEY]: { callId: turn.call.callId } satisfies CallBinding },
+          // A realtime model's question under realtime.toolPolicy safe-read-only: only tools that read.
+          ...(turn.toolPolicy === "safe-read-only" ? { toolsAllow: [...SAFE_READ_ONLY_TOOLS] } : {}),
           abortSignal: signal,
           verboseLevel: "off",
           ...(this.options.speakEarly === false ? {} : earlySpeech(feed, signal)),

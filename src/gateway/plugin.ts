@@ -16,6 +16,9 @@ import { Responder, type ChatFn, type TurnResponder } from "../calls/responder.j
 import { AgentResponder, TOOL_BINDING_KEY, type CallBinding } from "./agent-responder.js";
 import type { GatewayRuntime } from "./sdk.js";
 import { gatewaySpeech } from "./voices.js";
+import { gatewayRealtimeVoice } from "./realtime-bridge.js";
+import { CascadeVoices } from "../voice/cascade.js";
+import { RealtimeVoices } from "../voice/realtime.js";
 import { startService, type RunningService } from "../server/service.js";
 import { registerVoicecallCommands } from "./cli.js";
 import { ensureService, stopService } from "./holder.js";
@@ -181,7 +184,13 @@ const entry = {
         const logger = bridgeLogger(api, cfg.log.level);
         // The gateway's voices and recognisers where it has them, ours otherwise (chosen now, at start).
         const speech = await gatewaySpeech(cfg, api.runtime, logger);
-        return startService(cfg, logger, { responder: responderFor(cfg, logger), synthesizer: speech.synthesizer, transcriber: speech.transcriber, speech: speech.choice });
+        const deps = { responder: responderFor(cfg, logger), synthesizer: speech.synthesizer, transcriber: speech.transcriber, speech: speech.choice };
+        if (!cfg.realtime.enabled) return startService(cfg, logger, deps);
+        // realtime.enabled: a realtime voice provider of the gateway on every call; without one, the cascade (as the gateway's docs say).
+        const realtime = await gatewayRealtimeVoice(cfg, api.runtime, logger);
+        if (realtime.voice) return startService(cfg, logger, { ...deps, voice: new RealtimeVoices(cfg, realtime.voice), speech: { tts: realtime.choice, stt: realtime.choice } });
+        logger.warn({ reason: realtime.choice.why }, "realtime.enabled, but no realtime voice provider of the gateway can be used: calls speak and listen with the voices above");
+        return startService(cfg, logger, { ...deps, voice: new CascadeVoices(cfg, speech.synthesizer, speech.transcriber) });
       });
     };
 

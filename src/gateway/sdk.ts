@@ -2,7 +2,7 @@
  * Typed adapters over the parts of the OpenClaw gateway this plugin uses at
  * call time: `api.runtime` (agent runs, sessions, TTS) and the plugin SDK's
  * JavaScript-only subpaths (routing, agent scope, realtime transcription,
- * provider selection). Only the fields we read or pass are typed; the
+ * realtime voice, provider selection). Only the fields we read or pass are typed; the
  * gateway's own types (dist/plugin-entry-*.d.ts of openclaw 2026.9.6) are the
  * reference. The subpaths are imported when first needed, never at load, so
  * the plugin loads (and its CLI runs) without the gateway installed.
@@ -45,6 +45,8 @@ export interface EmbeddedAgentParams {
   senderId?: string | null;
   trigger?: "user";
   toolBindings?: Readonly<Record<string, unknown>>;
+  /** Only these of the agent's tools (a realtime consult's toolPolicy); unset: its own tool policy. */
+  toolsAllow?: string[];
   terminalReplyExpectation?: "required" | "optional";
   abortSignal?: AbortSignal;
   /** The answer as it is written: the message so far (`text`), what was added (`delta`). */
@@ -149,6 +151,63 @@ export interface RealtimeTranscriptionSdk {
   listRealtimeTranscriptionProviders(cfg?: GatewayConfig): RealtimeTranscriptionProvider[];
 }
 
+/** An audio format of a realtime voice bridge (both ways). */
+export type BridgeAudioFormat = { encoding: "g711_ulaw"; sampleRateHz: 8000; channels: 1 } | { encoding: "pcm16"; sampleRateHz: 24000; channels: 1 };
+
+/** What a realtime voice provider's createBridge is given: the session's setup and our callbacks. */
+export interface RealtimeBridgeRequest {
+  cfg?: GatewayConfig;
+  agentId?: string;
+  providerConfig: Record<string, unknown>;
+  audioFormat?: BridgeAudioFormat;
+  instructions?: string;
+  tools?: Array<{ type: "function"; name: string; description: string; parameters: { type: "object"; properties: Record<string, unknown>; required?: string[] } }>;
+  onAudio(audio: Buffer, metadata?: { itemId: string }): void;
+  /** The items still held for playing, in order, with how much of each has played (an empty list: nothing is). */
+  getPlaybackState?(): ReadonlyArray<{ itemId: string; audioEndMs: number }>;
+  onClearAudio(reason?: "barge-in"): void;
+  onMark?(markName: string, acknowledge?: () => void): void;
+  onTranscript?(role: "user" | "assistant", text: string, isFinal: boolean): void;
+  onResponseDone?(outcome: { status: "completed" | "cancelled" | "failed" | "incomplete"; message?: string }): void;
+  onToolCall?(event: { itemId: string; callId: string; name: string; args: unknown }): void;
+  onReady?(): void;
+  onError?(error: Error): void;
+  onClose?(reason: "completed" | "error"): void;
+}
+
+/** A realtime voice bridge: one provider connection for one call. */
+export interface RealtimeBridge {
+  connect(): Promise<void>;
+  sendAudio(audio: Buffer): void;
+  setMediaTimestamp(ts: number): void;
+  sendUserMessage?(text: string): void;
+  triggerGreeting?(instructions?: string): void;
+  handleBargeIn?(options?: { audioPlaybackActive?: boolean; force?: boolean }): void;
+  submitToolResult(callId: string, result: unknown, options?: { suppressResponse?: boolean }): void | Promise<void>;
+  acknowledgeMark(markName?: string): void;
+  close(): void | Promise<void>;
+  isConnected(): boolean;
+}
+
+export interface RealtimeVoiceProvider {
+  id: string;
+  label?: string;
+  defaultModel?: string;
+  capabilities?: { supportsToolCalls?: boolean; handlesInputAudioBargeIn?: boolean; inputAudioFormats?: BridgeAudioFormat[] };
+  createBridge(request: RealtimeBridgeRequest): RealtimeBridge;
+}
+
+export interface RealtimeVoiceSdk {
+  /** The configured provider, or the first configured one; throws naming what is missing. */
+  resolveConfiguredRealtimeVoiceProvider(params: {
+    configuredProviderId?: string;
+    providerConfigs?: Record<string, unknown>;
+    cfg: GatewayConfig;
+    agentId?: string;
+    surface?: "bridge";
+  }): { provider: RealtimeVoiceProvider; providerConfig: Record<string, unknown>; capabilities?: RealtimeVoiceProvider["capabilities"] };
+}
+
 /** What a capability provider selection returns (plugin-sdk/provider-selection-runtime). */
 export type ProviderSelection<P> =
   | { ok: true; provider: P; providerConfig: Record<string, unknown>; configuredProviderId?: string }
@@ -174,3 +233,4 @@ export const loadProviderSelection = (): Promise<ProviderSelectionSdk> =>
   import("openclaw/plugin-sdk/provider-selection-runtime") as Promise<ProviderSelectionSdk>;
 export const loadRealtimeTranscription = (): Promise<RealtimeTranscriptionSdk> =>
   import("openclaw/plugin-sdk/realtime-transcription") as Promise<RealtimeTranscriptionSdk>;
+export const loadRealtimeVoice = (): Promise<RealtimeVoiceSdk> => import("openclaw/plugin-sdk/realtime-voice") as Promise<RealtimeVoiceSdk>;

@@ -25,10 +25,7 @@ const object = (node: unknown) => (typeof node === "object" && node !== null && 
 export function realtimeConfigIssues(raw: Record<string, unknown>): FieldIssue[] {
   const realtime = object(raw.realtime);
   if (realtime.enabled !== true) return [];
-  const issues: FieldIssue[] = [];
-  if (object(raw.streaming).enabled === false) {
-    issues.push({ path: "realtime.enabled", message: "a realtime model needs the call's audio through this service; streaming.enabled: false has the carriers speak and listen themselves" });
-  }
+  const issues = gatewayRealtimeConfigIssues(raw);
   const id = typeof realtime.provider === "string" ? realtime.provider : DEFAULT_PROVIDER;
   const entry = PROVIDERS[id];
   if (!entry) {
@@ -38,6 +35,15 @@ export function realtimeConfigIssues(raw: Record<string, unknown>): FieldIssue[]
   const parsed = entry.options.safeParse(object(realtime.providers)[id] ?? {});
   if (!parsed.success) issues.push(...zodIssues(parsed.error, `realtime.providers.${id}`));
   return issues;
+}
+
+/**
+ * Inside the gateway the providers are the gateway's (openai, google, xai, ...), their options theirs,
+ * chosen when the service starts: only what holds for any provider is checked here.
+ */
+export function gatewayRealtimeConfigIssues(raw: Record<string, unknown>): FieldIssue[] {
+  if (object(raw.realtime).enabled !== true || object(raw.streaming).enabled !== false) return [];
+  return [{ path: "realtime.enabled", message: "a realtime model needs the call's audio through this service; streaming.enabled: false has the carriers speak and listen themselves" }];
 }
 
 /** The provider a config picks and its parsed options (checked at load, so a failure here names the key). */

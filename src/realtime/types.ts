@@ -22,6 +22,12 @@ export interface RealtimeSessionConfig {
   instructions: string;
   tools: RealtimeTool[];
   audio: RealtimeAudio;
+  /**
+   * What of the model's audio is still held for the caller, with how many ms
+   * of each item have played (the transport's count): for providers that cut
+   * a reply themselves when the caller speaks (the gateway's bridges).
+   */
+  playback?: () => Array<{ itemId: string; playedMs: number }>;
 }
 
 export type RealtimeEvent =

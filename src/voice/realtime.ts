@@ -101,10 +101,13 @@ export class RealtimePipeline implements VoicePipeline {
     // Subscribe before the model's session opens, so the caller's first words are kept.
     const frames = transport.frames();
     const narrow = transport.sampleRate === 8000;
-    const session = await options.voice.open({ instructions: options.instructions, tools: options.tools, audio: narrow ? "pcmu" : "pcm24k" });
+    let pipeline: RealtimePipeline | undefined;
+    // What is playing and how much of it went out, for providers that cut a reply themselves.
+    const playback = () => (pipeline?.playing ? [{ itemId: pipeline.playing.itemId, playedMs: transport.playedMs(pipeline.playing.itemId) }] : []);
+    const session = await options.voice.open({ instructions: options.instructions, tools: options.tools, audio: narrow ? "pcmu" : "pcm24k", playback });
     const framer = await PcmFramer.create(narrow ? 8000 : MODEL_RATE, transport.sampleRate as SampleRate);
     const toModel = narrow ? undefined : await Resampler.create(transport.sampleRate, MODEL_RATE);
-    const pipeline = new RealtimePipeline(options, session, narrow, framer, toModel);
+    pipeline = new RealtimePipeline(options, session, narrow, framer, toModel);
     pipeline.run(frames);
     pipeline.watchMedia(options.noMediaMs ?? NO_MEDIA_MS);
     return pipeline;

@@ -112,6 +112,7 @@ export class FakeRealtimeVoice {
     let format: "pcmu" | "pcm24k" = "pcm24k";
     let speaking: { cancel(): void } | undefined;
     let audioMs = 0;
+    let told: string | undefined;
     const respond = (cause: AnswerCause) => {
       const answer = this.answer(cause);
       if (!answer) return;
@@ -136,11 +137,14 @@ export class FakeRealtimeVoice {
     ws.on("message", (data) => {
       const event = JSON.parse(data.toString()) as Record<string, any>;
       switch (event.type) {
-        case "session.update":
+        case "session.update": {
           log.updates.push(event.session);
-          format = event.session?.audio?.input?.format?.type === "audio/pcmu" ? "pcmu" : "pcm24k";
+          // A later update may change only part of the session (turn detection): the format stays.
+          const type = event.session?.audio?.input?.format?.type;
+          if (type) format = type === "audio/pcmu" ? "pcmu" : "pcm24k";
           send({ type: "session.updated", session: event.session });
           return;
+        }
         case "input_audio_buffer.append": {
           const bytes = Buffer.from(String(event.audio), "base64");
           log.audioInBytes += bytes.length;
@@ -162,10 +166,14 @@ export class FakeRealtimeVoice {
           return;
         case "conversation.item.create":
           if (event.item?.type === "function_call_output") log.toolOutputs.push({ call_id: event.item.call_id, output: event.item.output });
+          // A client's words as a user message (how some clients ask for a greeting): what the next response is told.
+          if (event.item?.type === "message" && event.item.role === "user") told = event.item.content?.find((c: { type?: string }) => c.type === "input_text")?.text;
           return;
         case "response.create": {
           const output = log.toolOutputs.at(-1);
-          respond(output && !(output as { answered?: boolean }).answered ? (Object.assign(output, { answered: true }), { toolOutput: output.output }) : { instructions: event.response?.instructions });
+          const instructions = event.response?.instructions ?? told;
+          told = undefined;
+          respond(output && !(output as { answered?: boolean }).answered ? (Object.assign(output, { answered: true }), { toolOutput: output.output }) : { instructions });
           return;
         }
         default:
@@ -180,10 +188,12 @@ export class FakeRealtimeVoice {
     const itemId = `item_out_${this.seq}`;
     let cancelled = false;
     let finished = false;
+    /** The response's items, listed again in response.done (where some clients read function calls). */
+    const output: Array<Record<string, unknown>> = [];
     const finish = (status: string) => {
       if (finished) return;
       finished = true;
-      send({ type: "response.done", response: { id: responseId, status } });
+      send({ type: "response.done", response: { id: responseId, status, output } });
       done();
     };
     send({ type: "response.created", response: { id: responseId, status: "in_progress" } });
@@ -192,6 +202,7 @@ export class FakeRealtimeVoice {
       const toolItem = `item_out_${this.seq}`;
       send({ type: "response.output_item.added", response_id: responseId, item: { id: toolItem, type: "function_call", call_id: callId, name: call.name } });
       send({ type: "response.function_call_arguments.done", response_id: responseId, item_id: toolItem, call_id: callId, name: call.name, arguments: JSON.stringify(call.arguments) });
+      output.push({ id: toolItem, type: "function_call", status: "completed", call_id: callId, name: call.name, arguments: JSON.stringify(call.arguments) });
     };
     if (answer.toolCall && answer.say === undefined) {
       callTool(answer.toolCall);
@@ -202,6 +213,7 @@ export class FakeRealtimeVoice {
     const entry: RealtimeSessionLog["spoken"][number] = { itemId, text, audioMs: 0, cut: false };
     log.spoken.push(entry);
     send({ type: "response.output_item.added", response_id: responseId, item: { id: itemId, type: "message", role: "assistant" } });
+    output.push({ id: itemId, type: "message", role: "assistant" });
     void (async () => {
       const rate = format === "pcmu" ? 8000 : 24000;
       const pcm = await synthesizeAll(this.flite, text, rate);
