@@ -82,7 +82,13 @@ export async function createRuntime(config: VoiceCallConfig, logger: Logger, dep
   const responder = given ?? new Responder({ baseUrl: config.responseBaseUrl, apiKey: config.responseApiKey, timeoutMs: config.responseTimeoutMs, chat });
   const manager = new CallManager({ config, providers, store, loaded, logger, responder });
   // A realtime model on the line reaches the calls' responder (the agent, or responseModel) through consult.
-  if (voice instanceof RealtimeVoices) voice.consult = (providerCallId, question) => manager.consult(providerCallId, question);
+  if (voice instanceof RealtimeVoices) {
+    voice.consult = (providerCallId, question) => manager.consult(providerCallId, question);
+    voice.callOf = (providerCallId) => {
+      const call = manager.getCall(providerCallId);
+      return call && { callId: call.callId, direction: call.direction, from: call.from, to: call.to, provider: call.provider };
+    };
+  }
   try {
     await manager.start();
   } catch (err) {

@@ -152,6 +152,16 @@ describe("the reference plugin's keys", () => {
     expect(() => resolveConfig({ realtime: { enabled: false, providers: { openai: { baseUrl: "not a url" } } } })).not.toThrow();
   });
 
+  it("realtime.tools: named as a model calls them, never a built-in's name or one name twice, the url a URL; the token a secret (a reference resolves)", () => {
+    const base = { enabled: true, providers: { openai: { apiKey: "sk-x" } } };
+    const tools = (list: unknown[], env = {}) => issuesOf({ realtime: { ...base, tools: list } }, env).map((i) => `${i.path}: ${i.message}`);
+    expect(tools([{ name: "openclaw_end_call" }])).toEqual([expect.stringMatching(/^realtime\.tools\[0\]\.name: .*built-in/)]);
+    expect(tools([{ name: "has space" }, { name: "ok", url: "nowhere" }])).toEqual([expect.stringMatching(/^realtime\.tools\[0\]\.name: /), expect.stringMatching(/^realtime\.tools\[1\]\.url: /)]);
+    expect(tools([{ name: "twice" }, { name: "twice" }])).toEqual(["realtime.tools: two tools with one name"]);
+    const { config } = resolveConfig({ realtime: { ...base, tools: [{ name: "check_booking", url: "http://127.0.0.1:9/booking", token: "${BOOKING_TOKEN}" }] } }, { BOOKING_TOKEN: "tok-1" });
+    expect(config.realtime.tools).toEqual([{ type: "function", name: "check_booking", description: "", parameters: { type: "object", properties: {} }, url: "http://127.0.0.1:9/booking", token: "tok-1", timeoutMs: 10_000 }]);
+  });
+
   it("still checks those keys' values", () => {
     const paths = issuesOf({
       twilio: { region: "eu9" },

@@ -6,13 +6,16 @@
  * item at the milliseconds that went out, speak() has the model say a line,
  * tools run and answer, a closed model session is reported.
  */
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { VoiceCallConfigSchema } from "../src/config/schema.js";
 import { createLogger } from "../src/log.js";
 import { OpenAiRealtime, OpenAiRealtimeOptions } from "../src/realtime/openai.js";
 import { FliteSynthesizer } from "../src/speech/flite.js";
 import { synthesizeAll } from "../src/speech/types.js";
 import type { VoiceEvent } from "../src/voice/pipeline.js";
-import { RealtimePipeline } from "../src/voice/realtime.js";
+import { RealtimePipeline, RealtimeVoices } from "../src/voice/realtime.js";
 import { LoopTransport } from "./fakes/loop-transport.js";
 import { FakeRealtimeVoice, type AnswerCause } from "./fakes/realtime.js";
 import { GOOD_KEY } from "./fakes/vendors.js";
@@ -160,6 +163,61 @@ describe("realtime pipeline", () => {
     await waitFor(() => events.filter((e) => e.type === "said").length === 2, "the second answer", 20_000);
     expect(calls).toEqual([["lookup_time", { zone: "UTC" }], ["weather", { zone: "UTC" }]]);
     expect(session().toolOutputs.map((o) => JSON.parse(o.output))).toEqual([{ time: "noon" }, { error: "no weather service" }]);
+  });
+
+  it("realtime.tools: offered as configured; each runs by POSTing the call and the arguments to its url (with its token), the JSON answer back to the model; no url, or a failing endpoint: an error naming it", async () => {
+    const hits: Array<{ path?: string; auth?: string; body: unknown }> = [];
+    const endpoint = createServer((req, res) => {
+      let body = "";
+      req.on("data", (d) => (body += d));
+      req.on("end", () => {
+        hits.push({ path: req.url, auth: req.headers.authorization, body: JSON.parse(body) });
+        if (req.url === "/down") return res.writeHead(503).end("maintenance");
+        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ available: true, tables: 3 }));
+      });
+    });
+    await new Promise<void>((r) => endpoint.listen(0, "127.0.0.1", r));
+    const url = `http://127.0.0.1:${(endpoint.address() as AddressInfo).port}`;
+    try {
+      const config = VoiceCallConfigSchema.parse({
+        realtime: {
+          enabled: true,
+          tools: [
+            { name: "check_booking", description: "is a table free", parameters: { type: "object", properties: { day: { type: "string" } } }, url: `${url}/booking`, token: "tool-token" },
+            { name: "no_handler", description: "nothing runs it" },
+            { name: "down", url: `${url}/down` },
+          ],
+        },
+      });
+      const voices = new RealtimeVoices(config, new OpenAiRealtime(OpenAiRealtimeOptions.parse({ apiKey: GOOD_KEY, baseUrl: fake.baseUrl })));
+      voices.callOf = (id) => ({ callId: `call-of-${id}`, direction: "inbound", from: "+15550001234", to: "+15550009999", provider: "twilio" });
+      const transport = new LoopTransport(8000);
+      const events: VoiceEvent[] = [];
+      open.push(await voices.start({ providerCallId: "carrier-7", transport, narrowband: true, inbandDtmf: false, log, emit: (e) => events.push(e) }));
+      const asks: Record<string, string> = { "is a table free": "check_booking", "without a handler": "no_handler", "while it is down": "down" };
+      fake.script = Object.keys(asks);
+      fake.answer = (cause) => ("heard" in cause ? { toolCall: { name: asks[cause.heard]!, arguments: { day: "friday" } } } : "toolOutput" in cause ? { say: "Noted." } : undefined);
+      for (let i = 1; i <= 3; i++) {
+        transport.feed(speech8k);
+        transport.feed(new Int16Array(8000 * 0.8));
+        await waitFor(() => events.filter((e) => e.type === "said").length >= i, `answer ${i}`, 20_000);
+      }
+      const session = fake.sessions.at(-1)!;
+      expect(session.updates[0]!.tools.map((t: { name: string }) => t.name)).toEqual(["openclaw_end_call", "openclaw_agent_consult", "check_booking", "no_handler", "down"]);
+      expect(session.updates[0]!.tools[2]).toMatchObject({ description: "is a table free", parameters: { properties: { day: { type: "string" } } } });
+      expect(hits[0]).toEqual({
+        path: "/booking",
+        auth: "Bearer tool-token",
+        body: { tool: "check_booking", arguments: { day: "friday" }, call: { callId: "call-of-carrier-7", direction: "inbound", from: "+15550001234", to: "+15550009999", provider: "twilio" } },
+      });
+      expect(session.toolOutputs.map((o) => JSON.parse(o.output))).toEqual([
+        { available: true, tables: 3 },
+        { error: "tool no_handler has no handler here (realtime.tools[1].url is not set)" },
+        { error: "tool down failed: HTTP 503 maintenance" },
+      ]);
+    } finally {
+      endpoint.close();
+    }
   });
 
   it("a line that brings no caller audio for noMediaMs (and a 2 s grace) is reported gone; one whose audio keeps coming is not", async () => {

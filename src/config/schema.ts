@@ -132,6 +132,29 @@ const BargeInConfig = z.strictObject({
  * schema (src/realtime/); the consult and context keys are the reference's,
  * accepted and checked.
  */
+/** Names the service's own realtime tools have: a configured tool cannot take them. */
+export const BUILT_IN_REALTIME_TOOLS = ["openclaw_end_call", "openclaw_agent_consult"] as const;
+
+/**
+ * A function the realtime model may call, as the reference's `realtime.tools` entries, plus how it
+ * runs: `url`, an HTTP endpoint this service POSTs the call and the arguments to (its JSON answer
+ * goes back to the model).
+ */
+const RealtimeTool = z.looseObject({
+  type: z.literal("function").default("function").describe('"function"'),
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/, "1-64 letters, digits, _ and -")
+    .refine((n) => !(BUILT_IN_REALTIME_TOOLS as readonly string[]).includes(n), "the name of a built-in tool (openclaw_end_call, openclaw_agent_consult)")
+    .describe("the function's name, as the model calls it"),
+  description: z.string().default("").describe("what it does, for the model"),
+  parameters: z.record(z.string(), z.unknown()).default({ type: "object", properties: {} }).describe("JSON Schema of its arguments"),
+  url: z.url().optional().describe("where it runs: POST {tool, arguments, call} as JSON, the JSON answer goes back to the model; unset: the model is told it has no handler"),
+  token: secret.optional().describe("bearer token sent to url"),
+  timeoutMs: positiveInt.default(10_000).describe("how long url may take before the model is told it failed"),
+});
+export type RealtimeToolConfig = z.infer<typeof RealtimeTool>;
+
 const RealtimeConfig = z.looseObject({
   enabled: z.boolean().default(false).describe("a speech-to-speech model holds the conversation on calls whose audio this service handles (instead of recogniser, responder and synthesizer)"),
   provider: z.string().min(1).optional().describe("realtime voice provider: openai (our own GA Realtime client); unset: openai. Inside the gateway: one of the gateway's realtime voice providers (openai, google, xai, ...); unset: the first configured"),
@@ -147,6 +170,11 @@ const RealtimeConfig = z.looseObject({
     })
     .optional()
     .describe("the agent's context for the realtime model"),
+  tools: z
+    .array(RealtimeTool)
+    .refine((tools) => new Set(tools.map((t) => t.name)).size === tools.length, "two tools with one name")
+    .optional()
+    .describe("functions of your own the realtime model may call, each run by its url"),
   fastContext: z
     .looseObject({
       enabled: z.boolean().optional().describe("look up context quickly before consulting"),

@@ -39,6 +39,7 @@ export const SECRET_PATHS: readonly string[] = [
   "tts.providers.*.apiKey",
   "numbers.*.tts.providers.*.apiKey",
   "realtime.providers.*.apiKey",
+  "realtime.tools.*.token",
 ];
 
 const ENV_NAME = /^[A-Z][A-Z0-9_]{0,127}$/;
@@ -62,7 +63,7 @@ function secretSlots(raw: Raw): Array<{ path: string; value: unknown; set(v: unk
       const value = node[key];
       if (rest.length === 0) {
         if (value !== undefined) out.push({ path: [...at, key].join("."), value, set: (v) => (node[key] = v) });
-      } else if (isObject(value)) walk(value, rest, [...at, key]);
+      } else if (isObject(value) || Array.isArray(value)) walk(value as Raw, rest, [...at, key]);
     }
   };
   for (const path of SECRET_PATHS) walk(raw, path.split("."), []);

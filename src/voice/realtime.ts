@@ -18,6 +18,7 @@ import type { RealtimeEvent, RealtimeTool, RealtimeVoice, RealtimeVoiceSession }
 import { PcmFramer } from "../speech/cloud.js";
 import type { VoiceCallConfig } from "../config/schema.js";
 import type { Logger } from "../log.js";
+import { offeredTool, runConfiguredTool, type ToolCallSubject } from "./realtime-tools.js";
 import type { ListenOptions, PipelineOptions, SpeakOptions, SpeakOutcome, VoiceLayer, VoicePipeline } from "./pipeline.js";
 
 const MODEL_RATE = 24000;
@@ -283,6 +284,8 @@ const PHONE_CONTRACT =
 export class RealtimeVoices implements VoiceLayer {
   /** Answers the model's consult questions (set once the calls' manager exists). */
   consult?: (providerCallId: string, question: string) => Promise<string>;
+  /** The call a carrier call id is (set with consult): what realtime.tools endpoints are told. */
+  callOf?: (providerCallId: string) => ToolCallSubject | undefined;
 
   constructor(
     private readonly config: VoiceCallConfig,
@@ -295,12 +298,15 @@ export class RealtimeVoices implements VoiceLayer {
     // toolPolicy "none": no consult; hanging up stays the model's.
     const consults = config.realtime.toolPolicy !== "none";
     const guidance = consults ? CONSULT_GUIDANCE[config.realtime.consultPolicy ?? "auto"] : "";
+    const own = config.realtime.tools ?? [];
     return RealtimePipeline.start({
       ...options,
       voice: this.voice,
       instructions: [persona, PHONE_CONTRACT, guidance].filter(Boolean).join("\n\n"),
-      tools: consults ? [END_CALL_TOOL, CONSULT_TOOL] : [END_CALL_TOOL],
+      tools: [END_CALL_TOOL, ...(consults ? [CONSULT_TOOL] : []), ...own.map(offeredTool)],
       onToolCall: async (name, args) => {
+        const index = own.findIndex((t) => t.name === name);
+        if (index >= 0) return runConfiguredTool(own[index]!, index, args, this.callOf?.(options.providerCallId));
         if (name !== CONSULT_TOOL.name || !consults) throw new Error(`no tool ${name} here`);
         const question = typeof args.question === "string" ? args.question.trim() : "";
         if (!question) throw new Error("question: required");
