@@ -26,6 +26,8 @@ import { callerScenario, calleeScenario, runSipp } from "../src/lab/sipp.js";
 import { AUTH_ID, AUTH_TOKEN as PLIVO_TOKEN, FakePlivo, plivoStreamOf } from "./fakes/plivo.js";
 import { API_KEY, CONNECTION_ID, FakeTelnyx } from "./fakes/telnyx.js";
 import { ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, callSid, streamOf } from "./fakes/twilio.js";
+import { FakeRealtimeVoice } from "./fakes/realtime.js";
+import { GOOD_KEY } from "./fakes/vendors.js";
 import { freePort, makeConfig, saidAndListening, tempDir, waitFor } from "./helpers.js";
 
 const CALLER = "+15550001234";
@@ -493,6 +495,58 @@ describe.each([mockKit(), twilioKit(), telnyxKit(), plivoKit(), asteriskKit()])(
     await kit.report(manager.getCall(callId)!.providerCallId!, how);
     await waitFor(() => manager.getCall(callId)!.state === state || undefined, state, 10_000);
   }, 20_000);
+
+  // Realtime voice on each carrier's stream (the PBX's: test/realtime-pbx.test.ts): a service of its own with a model on the line.
+  it.runIf(["twilio", "telnyx", "plivo"].includes(kit.id))("realtime: the model's greeting and answer reach the far end, the caller's words reach the model; a cut-in truncates at what went out; keys both ways keep the call up", async () => {
+    const model = await FakeRealtimeVoice.start();
+    const port = await freePort();
+    const ownUrl = webhookUrl;
+    webhookUrl = `http://127.0.0.1:${port}/voice/webhook`;
+    const realtime = await startService(config(port, { realtime: { enabled: true, providers: { openai: { apiKey: GOOD_KEY, baseUrl: model.baseUrl } } } }), createLogger("silent"), { apiBaseUrls: { [kit.id]: api.baseUrl } });
+    const calls = realtime.runtime.manager;
+    try {
+      model.answer = (cause) => ("instructions" in cause && cause.instructions ? { say: cause.instructions.slice(cause.instructions.lastIndexOf(": ") + 2) } : undefined);
+      const { callId } = await calls.initiateCall({ to: CALLER, message: "Hello from the model.", mode: "conversation" });
+      const leg = await kit.answer(calls.getCall(callId)!.providerCallId!);
+      await saidAndListening(calls, callId, "Hello from the model.");
+      const session = model.sessions.at(-1)!;
+      expect(session.updates[0]).toMatchObject({ audio: { input: { format: { type: "audio/pcmu" } } } });
+
+      model.script = ["I would like to book a table", "tell me everything", "wait"];
+      model.answer = (cause) => ("heard" in cause ? (cause.heard === "wait" ? undefined : { say: cause.heard === "tell me everything" ? "Here is a long answer. It has many sentences in it. It goes on for quite a while." : "Of course. For how many people?" }) : undefined);
+      const asked = performance.now();
+      await leg.say("I would like to book a table.");
+      await waitFor(() => calls.getCall(callId)!.transcript.find((l) => l.origin === "model" && l.text === "Of course. For how many people?"), "the model's answer", 15_000);
+      await waitFor(() => leg.hearsUsSince(asked + 1500) || undefined, "the answer at the far end", 10_000);
+      expect(session.audioInBytes).toBeGreaterThan(8000);
+
+      // The answer has played out (nothing sent for 400 ms) before the caller asks for more.
+      await waitFor(() => (performance.now() - (leg.wire!.media().at(-1)?.at ?? 0) > 400 ? true : undefined), "the answer played out", 10_000);
+      const told = await leg.say("Tell me everything.");
+      await waitFor(() => leg.hearsUsSince(told) || undefined, "the long answer at the far end", 10_000);
+      await new Promise((r) => setTimeout(r, 800));
+      const onset = await leg.say("Wait.");
+      const truncate = await waitFor(() => session.truncates[0], "the truncate", 5000);
+      expect(session.spoken.find((s) => s.itemId === truncate.item_id)?.text).toContain("long answer");
+      // What went out of the long answer before the cut (media messages are 20 ms each) is where the model's item was cut.
+      const sentOfIt = leg.wire!.media().filter((m) => m.at > told).length * 20;
+      expect(Math.abs(truncate.audio_end_ms - sentOfIt)).toBeLessThanOrEqual(100);
+      expect(leg.wire!.media().filter((m) => m.at > onset + 300).length).toBe(0);
+
+      leg.press("5");
+      await calls.sendDtmf(callId, "42#");
+      await waitFor(() => leg.keysGot() === "42#" || undefined, "keys at the far end", 5000);
+      // The key pressed is an answer once dtmfInterDigitTimeoutMs (500 ms here) passes without another.
+      await waitFor(() => calls.getCall(callId)!.transcript.find((l) => l.kind === "dtmf" && l.text === "5"), "the key pressed recorded", 5000);
+      expect(calls.getCall(callId)!.state).toBe("listening");
+      await calls.endCall(callId);
+      leg.close();
+    } finally {
+      await realtime.close();
+      await model.close();
+      webhookUrl = ownUrl;
+    }
+  }, 90_000);
 
   it("restore: after a restart the carrier is asked; a call it no longer has ends and frees its slot", async () => {
     const port = await freePort();
