@@ -123,6 +123,52 @@ describe("realtime voice on a Twilio call (OpenAI GA protocol server, media stre
     stream.close();
   }, 60_000);
 
+  it("the model's session opens while Twilio connects the stream: the webhook answers at once, the greeting plays once the session is ready", async () => {
+    model.readyDelayMs = 1500;
+    try {
+      model.answer = (cause) => ("instructions" in cause && cause.instructions ? { say: cause.instructions.slice(cause.instructions.lastIndexOf(": ") + 2) } : undefined);
+      const sid = callSid(++sidSeq);
+      const rang = performance.now();
+      const reply = await twilio.webhook(webhookUrl, twilio.voiceParams(sid, "inbound", "+15550001234", "+15550009999"));
+      const answeredAfter = performance.now() - rang;
+      // Answered well before the model's socket could open (its handshake takes 1.5 s): stream and session are set up at once.
+      expect(answeredAfter).toBeLessThan(1000);
+      const target = streamOf(reply.body)!;
+      const stream = await MediaStreamClient.connect(target.url, { callSid: sid, token: target.token });
+      const call = await waitFor(() => manager().listCalls().find((c) => c.providerCallId === sid), "the call");
+      await saidAndListening(manager(), call.callId, GREETING);
+      expect(model.sessions.at(-1)!.spoken[0]!.firstDeltaAt! - rang).toBeGreaterThan(1500);
+      await manager().endCall(call.callId);
+      stream.close();
+    } finally {
+      model.readyDelayMs = 0;
+    }
+  }, 30_000);
+
+  it("a model that refuses the key ends the call, saying why", async () => {
+    const refused = await startCloudService(
+      "twilio",
+      twilio.baseUrl,
+      {
+        fromNumber: "+15550009999",
+        twilio: { accountSid: ACCOUNT_SID, authToken: AUTH_TOKEN },
+        inboundPolicy: "open",
+        realtime: { enabled: true, providers: { openai: { apiKey: "sk-not-this-one", baseUrl: model.baseUrl } } },
+      },
+      tempDir(),
+    );
+    try {
+      const sid = callSid(++sidSeq);
+      const reply = await twilio.webhook(refused.webhookUrl, twilio.voiceParams(sid, "inbound", "+15550001234", "+15550009999"));
+      expect(streamOf(reply.body)).toBeDefined();
+      const ended = await waitFor(() => refused.service.runtime.manager.listCalls().find((c) => c.providerCallId === sid && c.endedAt), "the call ended", 10_000);
+      expect(ended).toMatchObject({ state: "error", endReason: expect.stringContaining("media setup failed: OpenAI realtime refused the API key (HTTP 401)") });
+      expect(ended.endReason).not.toContain("sk-not-this-one");
+    } finally {
+      await refused.service.close();
+    }
+  }, 30_000);
+
   it("keys pressed during the call keep it up; the model hangs up after its farewell has played", async () => {
     const { stream, callId } = await ringIn();
     stream.dtmf("5");

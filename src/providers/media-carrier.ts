@@ -100,7 +100,7 @@ export abstract class MediaCarrier<C extends MediaCall> implements CallProvider 
 
   /** Starts hearing and speaking on `transport` for `call`. */
   protected async startMedia(call: C, transport: MediaTransport, options: { narrowband: boolean; inbandDtmf: boolean }): Promise<void> {
-    call.media = await this.options.voice.start({
+    const media = await this.options.voice.start({
       providerCallId: call.id,
       transport,
       narrowband: options.narrowband,
@@ -108,6 +108,9 @@ export abstract class MediaCarrier<C extends MediaCall> implements CallProvider 
       log: this.log.child({ callId: call.id }),
       emit: (body) => this.emit(call, body),
     });
+    // The call ended while its pipeline started (its teardown found none to close).
+    if (call.ended) return void (await media.close());
+    call.media = media;
   }
 
   /** Closes the call's audio; resolves once the caller's last words are reported (or given up on). */

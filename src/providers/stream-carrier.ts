@@ -73,10 +73,25 @@ export abstract class StreamCarrier extends MediaCarrier<StreamCall> {
     return createHmac("sha256", this.streamKey).update(callId).digest("base64url");
   }
 
-  /** Opens the call's recogniser (once) while the carrier sets up the stream. */
-  protected prepareMedia(call: StreamCall): Promise<void> {
-    call.mediaReady ??= this.startMedia(call, call.transport, { narrowband: true, inbandDtmf: false });
-    return call.mediaReady;
+  /**
+   * Starts the call's voice pipeline (once: its recogniser, or a realtime
+   * model's session) while the carrier sets up the stream, without holding
+   * the carrier's request: the session opens while the stream connects. The
+   * call is up once both are ready; a pipeline that cannot start ends the
+   * call, saying why.
+   */
+  protected prepareMedia(call: StreamCall): void {
+    if (call.mediaReady) return;
+    call.mediaReady = this.startMedia(call, call.transport, { narrowband: true, inbandDtmf: false });
+    call.mediaReady.catch((err: Error) => {
+      if (call.ended) return;
+      const reason = `media setup failed: ${err.message}`;
+      this.log.warn({ callId: call.id, reason }, "the call's voice could not start; hanging up");
+      this.background(
+        this.hangup(call.id).finally(() => this.endWith(call, "error", reason)),
+        "ending a call",
+      );
+    });
   }
 
   /** A socket's first messages: lifecycle ones are skipped until a start whose token was issued for its call. */
@@ -94,8 +109,11 @@ export abstract class StreamCarrier extends MediaCarrier<StreamCall> {
     call.transport.attach(connection, event.streamId);
     if (call.graceTimer) clearTimeout(call.graceTimer);
     call.graceTimer = undefined;
-    // Audio flows both ways now: the greeting or opening message may play.
-    this.up(call);
+    // Audio flows both ways once the pipeline is ready too: then the greeting or opening message may play.
+    void call.mediaReady.then(
+      () => this.up(call),
+      () => undefined,
+    );
     return {
       message: (frame) => this.onStreamMessage(call, frame),
       closed: () => this.onStreamClosed(call, connection),

@@ -50,6 +50,8 @@ export class FakeRealtimeVoice {
   /** The model's answer; unset: it says "You said: <words>." */
   answer: (cause: AnswerCause) => RealtimeAnswer | undefined = (cause) => ("heard" in cause ? { say: `You said: ${cause.heard}.` } : undefined);
   private scriptIndex = 0;
+  /** How long the socket's handshake takes, as a far service's does. */
+  readyDelayMs = 0;
 
   /** The caller's words, one per utterance, in order (cycled from the first when set). */
   get script(): string[] {
@@ -80,11 +82,14 @@ export class FakeRealtimeVoice {
         socket.end(`HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
         return;
       }
-      wss.handleUpgrade(req, socket, head, (ws) => {
-        fake.sockets.add(ws);
-        ws.on("close", () => fake.sockets.delete(ws));
-        fake.session(ws, `${url.pathname}${url.search}`);
-      });
+      const upgrade = () =>
+        wss.handleUpgrade(req, socket, head, (ws) => {
+          fake.sockets.add(ws);
+          ws.on("close", () => fake.sockets.delete(ws));
+          fake.session(ws, `${url.pathname}${url.search}`);
+        });
+      if (fake.readyDelayMs > 0) setTimeout(upgrade, fake.readyDelayMs);
+      else upgrade();
     });
     return fake;
   }

@@ -266,7 +266,7 @@ export class PlivoProvider extends StreamCarrier {
       this.up(call);
       return documentReply(this.carrierSpeech.wait());
     }
-    await this.prepareMedia(call);
+    this.prepareMedia(call);
     return xml(this.streamXml(call));
   }
 

@@ -258,7 +258,7 @@ export class TelnyxProvider extends StreamCarrier {
     if (typeof call === "string") return;
     const webhook = { webhook_url: this.options.endpoints.webhook(), webhook_url_method: "POST" as const };
     if (this.carrierSpeech) return void (await this.client.calls.actions.answer(id, webhook));
-    await this.prepareMedia(call);
+    this.prepareMedia(call);
     await this.client.calls.actions.answer(id, { ...this.streamParams(id), ...webhook });
   }
 
@@ -274,7 +274,7 @@ export class TelnyxProvider extends StreamCarrier {
 
   /** An outbound call was answered: its audio streams to us, the recogniser already open. */
   private async startStream(call: StreamCall): Promise<void> {
-    await this.prepareMedia(call);
+    this.prepareMedia(call);
     await this.client.calls.actions.startStreaming(call.id, this.streamParams(call.id));
   }
 

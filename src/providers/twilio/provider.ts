@@ -223,7 +223,7 @@ export class TwilioProvider extends StreamCarrier {
       this.up(call);
       return documentReply(this.carrierSpeech.wait());
     }
-    await this.prepareMedia(call);
+    this.prepareMedia(call);
     return twiml(this.streamTwiml(sid));
   }
 
