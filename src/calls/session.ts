@@ -1,7 +1,8 @@
 /**
  * One call's conversation: its record and transcript, the speech queue (two
  * messages never overlap), listening turns with per-turn tokens, barge-in,
- * the opening script and auto-responses. The CallManager holds the table of
+ * and auto-responses (with answering.ts); what it does once answered is
+ * opening.ts. The CallManager holds the table of
  * sessions and everything across calls (routing, capacity, de-dup, reaper,
  * restore); a session reaches the store and the listeners through its host.
  */
@@ -13,8 +14,11 @@ import type { CallProvider, ProviderEvent } from "../providers/types.js";
 import type { Expectation } from "../speech/types.js";
 import { deferred, delay, type Deferred } from "../util/deferred.js";
 import { Answering, type AnsweredLine } from "./answering.js";
+import { CallerActivity } from "./caller-activity.js";
+import { openingScript, type OpeningLine } from "./opening.js";
 import { KeyCollector } from "./keys.js";
 import type { TurnResponder } from "./responder.js";
+import { carrierFailure } from "./carrier-failure.js";
 import { canTransition, isAnsweredState, isTerminal } from "./state.js";
 import type { CallRecord, LiveState, TerminalState, TranscriptEntry } from "./types.js";
 
@@ -89,10 +93,7 @@ export class CallSession implements AnsweredLine {
   private bargeIns = 0;
   /** Answers from the responder: the caller's turns no agent drives, a realtime model's consults. */
   private readonly answers: Answering;
-  /** The caller is talking now (between a speech onset and its end). */
-  private callerSpeaking = false;
-  /** Resolved when the caller stops talking. */
-  private quiet: Array<() => void> = [];
+  private readonly caller = new CallerActivity();
   private readonly timers = new Set<NodeJS.Timeout>();
   /** Keys pressed, collected into answers. */
   private readonly keys: KeyCollector;
@@ -190,8 +191,7 @@ export class CallSession implements AnsweredLine {
         this.onSpeechStart();
         return;
       case "speech-end":
-        this.callerSpeaking = false;
-        for (const resolve of this.quiet.splice(0)) resolve();
+        this.caller.stopped();
         return;
       case "speech":
         this.onSpeech(event.text, event.isFinal, event.turnToken, event.answered === true);
@@ -226,7 +226,16 @@ export class CallSession implements AnsweredLine {
     this.host.persist(this);
     this.answered.resolve();
     this.limitDuration();
-    void this.openingScript().catch((err) => {
+    const line: OpeningLine = {
+      record: this.record,
+      dtmfSequence: this.dtmfSequence,
+      isOver: () => this.ended,
+      say: (message, options) => this.say(message, options),
+      openTurn: () => this.openTurn(),
+      pressKeysFirst: (digits) => this.pressKeysFirst(digits),
+      hangupAndFinish: (state, reason) => this.hangupAndFinish(state, reason),
+    };
+    void openingScript(line, this.host.config).catch((err) => {
       // A call that ended meanwhile is not a failure of the script.
       const ended = this.ended || (err instanceof VoiceCallError && err.code === "CALL_ENDED");
       if (!ended) this.log.warn({ err: String(err) }, "opening script failed");
@@ -241,36 +250,12 @@ export class CallSession implements AnsweredLine {
     this.after(Math.max(0, left), () => this.endInBackground("timeout", `max duration ${maxDurationSeconds} s reached`));
   }
 
-  private async openingScript(): Promise<void> {
-    const { record } = this;
-    const { config } = this.host;
-    if (this.dtmfSequence) this.pressKeysFirst(this.dtmfSequence);
-    if (record.direction === "inbound") {
-      const greeting = config.numbers[record.to]?.inboundGreeting ?? config.inboundGreeting;
-      if (greeting) await this.say(greeting, { origin: "service", thenListen: true, bargeIn: true });
-      else await this.openTurn();
-      return;
-    }
-    if (!record.message) {
-      await this.openTurn();
-      return;
-    }
-    if (record.mode === "notify") {
-      await this.say(record.message, { origin: "agent", thenListen: false, bargeIn: false });
-      await delay(config.outbound.notifyHangupDelaySec * 1000);
-      if (!this.ended) await this.hangupAndFinish("hangup-bot", "notify message delivered");
-      return;
-    }
-    // The opening message plays to the end: people answer the phone with "hello?".
-    await this.say(record.message, { origin: "agent", thenListen: true, bargeIn: false });
-  }
-
   /**
    * An IVR's menu first: the keys go out before anything is said, in the
    * speech queue's order, claimed at once (an agent's continue_call waiting
    * for the answer must not get ahead of the opening script).
    */
-  private pressKeysFirst(digits: string): void {
+  pressKeysFirst(digits: string): void {
     const provider = this.providerOf();
     const providerCallId = this.providerCallId();
     const keys = this.speech.then(() => provider.sendDtmf(providerCallId, digits));
@@ -297,7 +282,7 @@ export class CallSession implements AnsweredLine {
 
   /** The caller started talking: a message that may be interrupted stops now. */
   private onSpeechStart(): void {
-    this.callerSpeaking = true;
+    this.caller.started();
     if (!this.host.config.bargeIn.enabled || !this.speaking || !this.bargeable) return;
     this.log.info("barge-in: the caller spoke over us");
     this.speaking.abort("barge-in");
@@ -359,8 +344,8 @@ export class CallSession implements AnsweredLine {
       this.assertLive();
       // Never start talking over the caller: wait until they stop, and for
       // their words to arrive, then decide whether this message still fits.
-      if (options.bargeIn && this.callerSpeaking) {
-        await this.untilCallerQuiet(CALLER_QUIET_WAIT_MS);
+      if (options.bargeIn && this.caller.speaking) {
+        await this.caller.untilQuiet(CALLER_QUIET_WAIT_MS);
         await delay(FINAL_WORDS_GRACE_MS);
         this.assertLive();
       }
@@ -406,19 +391,6 @@ export class CallSession implements AnsweredLine {
   private voice(): string | undefined {
     const { direction, to } = this.record;
     return direction === "inbound" && this.host.config.numbers[to]?.tts ? to : undefined;
-  }
-
-  /** Resolves when the caller stops talking, or after `maxMs` (a detector that never reports the end). */
-  private untilCallerQuiet(maxMs: number): Promise<void> {
-    if (!this.callerSpeaking) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, maxMs);
-      timer.unref();
-      this.quiet.push(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
   }
 
   /** Allocates the next turn and its token; any earlier pending turn is superseded. */
@@ -557,16 +529,4 @@ export class CallSession implements AnsweredLine {
     if (!id) throw new VoiceCallError("INVALID_STATE", `call ${this.callId} has not reached its carrier yet`);
     return id;
   }
-}
-
-/**
- * What a carrier or its speech engines threw, as PROVIDER_ERROR naming the
- * carrier and the step; our own typed errors (CALL_ENDED, ...) pass through.
- */
-export function carrierFailure(provider: CallProvider, step: string): (err: unknown) => never {
-  return (err) => {
-    if (err instanceof VoiceCallError) throw err;
-    const message = err instanceof Error ? err.message : String(err);
-    throw new VoiceCallError("PROVIDER_ERROR", `${provider.id} could not ${step}: ${message}`);
-  };
 }
