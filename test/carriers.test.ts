@@ -59,7 +59,7 @@ interface Kit {
   /** Why this carrier cannot run here (the suite is skipped, saying so). */
   unavailable?: string;
   /** Sets up the far end of the next outbound call: it answers (and later hangs up itself), or ends as given. */
-  prepare?(next: "answer" | "hangs-up" | Exclude<Ending, "callee-hangup">): Promise<void>;
+  prepare?(next: "answer" | "hangs-up" | Exclude<Ending, "callee-hangup">, holdMs?: number): Promise<void>;
   start(): Promise<{ baseUrl: string; close(): Promise<void> }>;
   /** The carrier's keys in the config. */
   keys(): Record<string, unknown>;
@@ -300,7 +300,7 @@ function asteriskKit(): Kit {
       asterisk: { ari: { url: lab.info.ariUrl, username: lab.info.ariUser, password: lab.info.ariPassword, app: lab.info.ariApp }, dialTemplate: "PJSIP/{to}@lab-uas" },
       ringTimeoutMs: 4000,
     }),
-    async prepare(next) {
+    async prepare(next, holdMs = 4000) {
       if (callee && callee.child.exitCode === null) {
         // The last call's BYE completes a moment after endCall returns: let that callee finish, then make room.
         await Promise.race([callee.done, new Promise((r) => setTimeout(r, 3000))]);
@@ -311,7 +311,7 @@ function asteriskKit(): Kit {
       const ear = await PhoneAudio.open(mediaPort);
       const scenario =
         next === "answer" || next === "hangs-up"
-          ? calleeScenario({ ringMs: 300, mediaPort: mediaPort++, holdMs: next === "hangs-up" ? 4000 : undefined })
+          ? calleeScenario({ ringMs: 300, mediaPort: mediaPort++, holdMs: next === "hangs-up" ? holdMs : undefined })
           : next === "no-answer"
             ? calleeScenario({ ringMs: 10_000, mediaPort: mediaPort++ })
             : calleeScenario({ ringMs: 200, status: statuses[next] });
@@ -495,6 +495,38 @@ describe.each([mockKit(), twilioKit(), telnyxKit(), plivoKit(), asteriskKit()])(
     await kit.report(manager.getCall(callId)!.providerCallId!, how);
     await waitFor(() => manager.getCall(callId)!.state === state || undefined, state, 10_000);
   }, 20_000);
+
+  // A blind transfer where the carrier has one (the cloud carriers' transfers are not built yet).
+  it.runIf(kit.id === "mock" || kit.id === "asterisk")("transfer (blind): a person who is busy leaves the caller with us; one who answers gets the caller (they hear them) and the call ends transferred", async () => {
+    const { id, leg } = await kit.ringIn(CALLER);
+    const call = await waitFor(() => manager.listCalls().find((c) => c.providerCallId === id && c.state === "listening"), "greeted", 15_000);
+    if (kit.id === "mock") {
+      // The Mock's person answers as mock.transferOutcome says (connected by default).
+      const done = await manager.transferCall(call.callId, { to: "201" });
+      expect(done).toMatchObject({ transferred: true, outcome: "connected", to: "201", mode: "blind", state: "transferred" });
+      expect(mock!.transfersOf(id)).toEqual(["201"]);
+      expect(manager.getCall(call.callId)!.transcript.at(-1)).toMatchObject({ kind: "transfer", text: "transfer to 201: connected" });
+      return;
+    }
+    await kit.prepare?.("busy");
+    const busy = await manager.transferCall(call.callId, { to: "201" });
+    expect(busy).toMatchObject({ transferred: false, outcome: "busy", to: "201", mode: "blind", state: "listening" });
+    // The person answers, and hangs up 10 s later: the caller is hung up with them.
+    await kit.prepare?.("hangs-up", 10_000);
+    const person = await kit.answer("");
+    const done = await manager.transferCall(call.callId, { to: "202", message: "Putting you through now." });
+    expect(done).toMatchObject({ transferred: true, outcome: "connected", state: "transferred" });
+    const record = manager.getCall(call.callId)!;
+    expect(record.transfers?.map((t) => [t.to, t.outcome])).toEqual([["201", "busy"], ["202", "connected"]]);
+    expect(record.transcript.filter((l) => l.kind === "transfer").map((l) => l.text)).toEqual([expect.stringMatching(/^transfer to 201: busy/), "transfer to 202: connected"]);
+    expect(record.transcript.some((l) => l.text === "Putting you through now.")).toBe(true);
+    await leg!.say("Hello, I would like to speak with a person please.");
+    expect(wordErrorRate("hello i would like to speak with a person please", await person.heard())).toBeLessThanOrEqual(0.35);
+    // The person hangs up: the caller's side goes too (Asterisk no longer has the channel).
+    const asterisk = service.runtime.providers.get("asterisk")!;
+    await waitFor(async () => ((await asterisk.getCallStatus(id)).status === "ended" ? true : undefined), "the caller hung up with the person", 20_000);
+    leg!.close();
+  }, 90_000);
 
   // Realtime voice on each carrier's stream (the PBX's: test/realtime-pbx.test.ts): a service of its own with a model on the line.
   it.runIf(["twilio", "telnyx", "plivo"].includes(kit.id))("realtime: the model's greeting and answer reach the far end, the caller's words reach the model; a cut-in truncates at what went out; keys both ways keep the call up", async () => {

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { Operations } from "../src/calls/operations.js";
 import { VoiceCallError } from "../src/errors.js";
 import { invoke, type MethodContext } from "../src/server/methods.js";
-import { startManager, waitFor, type Harness, errorOf } from "./helpers.js";
+import { startManager, tempDir, waitFor, type Harness, errorOf } from "./helpers.js";
 
 const TO = "+15550001234";
 const running: Harness[] = [];
@@ -11,8 +11,8 @@ afterEach(async () => {
   for (const h of running.splice(0)) await h.manager.stop();
 });
 
-async function context(raw: Record<string, unknown> = {}): Promise<MethodContext & { h: Harness }> {
-  const h = await startManager({ mock: { ringMs: 5, replyDelayMs: 5, speakMsPerChar: 0, replies: ["yes please"] }, ...raw });
+async function context(raw: Record<string, unknown> = {}, storeDir = tempDir()): Promise<MethodContext & { h: Harness }> {
+  const h = await startManager({ mock: { ringMs: 5, replyDelayMs: 5, speakMsPerChar: 0, replies: ["yes please"] }, ...raw }, storeDir);
   running.push(h);
   return { manager: h.manager, operations: new Operations(), h };
 }
@@ -63,6 +63,38 @@ describe("gateway compatibility methods", () => {
     expect(answer).toEqual({ success: true, transcript: "yes please" });
     const bot = ctx.manager.getCall(callId)!.transcript.filter((t) => t.speaker === "bot").map((t) => t.text);
     expect(bot).toEqual(["Hi there.", "Does Tuesday work?"]);
+  });
+
+  it("voicecall.transfer: a person who does not answer leaves the caller with us; one who does ends the call transferred; warm and bad targets are refused, naming the field", async () => {
+    const ctx = await context({ mock: { ringMs: 5, replyDelayMs: 5, speakMsPerChar: 0, replies: ["yes"], transferOutcome: "no-answer" } });
+    const { callId } = (await invoke(ctx, "voicecall.initiate", { to: TO, message: "Hello.", mode: "conversation" })) as { callId: string };
+    await waitFor(() => ctx.manager.getCall(callId)?.state === "listening", "the call to listen");
+    expect(await errorOf(invoke(ctx, "voicecall.transfer", { callId, to: "not a number!" }))).toMatchObject({ code: "INVALID_PARAMS", issues: [{ path: "to" }] });
+    expect(await errorOf(invoke(ctx, "voicecall.transfer", { callId, to: "+15550002222", mode: "warm" }))).toMatchObject({ code: "UNSUPPORTED", issues: [{ path: "mode" }] });
+    expect(await errorOf(invoke(ctx, "voicecall.transfer", { callId }))).toMatchObject({ code: "INVALID_PARAMS", issues: [{ path: "to" }] });
+    const missed = await invoke(ctx, "voicecall.transfer", { callId, to: "+15550002222", message: "One moment, I will put you through." });
+    expect(missed).toMatchObject({ success: true, transferred: false, outcome: "no-answer", to: "+15550002222", mode: "blind", state: "listening" });
+    // The caller is still ours: a turn goes on as before.
+    expect(await invoke(ctx, "voicecall.continue", { callId, message: "Anything else?" })).toEqual({ success: true, transcript: "yes" });
+    const view = ctx.manager.getCall(callId)!;
+    expect(view.transfers).toEqual([expect.objectContaining({ to: "+15550002222", outcome: "no-answer", reason: "mock transferOutcome no-answer" })]);
+    expect(view.transcript.map((t) => [t.kind, t.text])).toContainEqual(["transfer", "transfer to +15550002222: no-answer (mock transferOutcome no-answer)"]);
+    expect(view.transcript.findIndex((t) => t.text === "One moment, I will put you through.")).toBeLessThan(view.transcript.findIndex((t) => t.kind === "transfer"));
+  });
+
+  it("a call handed to a person ends transferred, with the attempt in its record after a restart", async () => {
+    const store = tempDir();
+    const ctx = await context({ mock: { ringMs: 5, replyDelayMs: 5, speakMsPerChar: 0, replies: ["yes"] } }, store);
+    const { callId } = (await invoke(ctx, "voicecall.initiate", { to: TO, message: "Hello.", mode: "conversation" })) as { callId: string };
+    await waitFor(() => ctx.manager.getCall(callId)?.state === "listening", "the call to listen");
+    const done = await invoke(ctx, "voicecall.transfer", { callId, to: "+15550003333" });
+    expect(done).toMatchObject({ transferred: true, outcome: "connected", state: "transferred" });
+    expect(ctx.manager.getCall(callId)).toMatchObject({ state: "transferred", endReason: "transferred to +15550003333" });
+    expect(await errorOf(invoke(ctx, "voicecall.speak", { callId, message: "still there?" }))).toMatchObject({ code: "CALL_ENDED" });
+    await ctx.h.manager.stop();
+    const again = await context({}, store);
+    expect(again.manager.getCall(callId)).toMatchObject({ state: "transferred", transfers: [{ to: "+15550003333", outcome: "connected", mode: "blind" }] });
+    expect(again.manager.getCall(callId)!.transcript.at(-1)).toMatchObject({ kind: "transfer", text: "transfer to +15550003333: connected" });
   });
 
   it("refuses a dtmfSequence on a notify call, naming the field, and places nothing", async () => {

@@ -65,7 +65,7 @@ describe("OpenClaw plugin entry", () => {
     expect(entry.id).toBe("voice-call");
     expect(r.tools.map((t) => t.name)).toEqual(["voice_call"]);
     const schema = JSON.stringify(r.tools[0]!.parameters);
-    for (const action of ["initiate_call", "continue_call", "speak_to_user", "send_dtmf", "end_call", "get_status"]) expect(schema).toContain(`"${action}"`);
+    for (const action of ["initiate_call", "continue_call", "speak_to_user", "send_dtmf", "end_call", "transfer_call", "get_status"]) expect(schema).toContain(`"${action}"`);
     expect([...r.methods.keys()].sort()).toEqual([
       "voicecall.continue",
       "voicecall.continue.result",
@@ -77,6 +77,7 @@ describe("OpenClaw plugin entry", () => {
       "voicecall.speak",
       "voicecall.start",
       "voicecall.status",
+      "voicecall.transfer",
     ]);
     // Reads need operator.read only; everything that changes a call needs operator.write (never admin).
     for (const [name, scope] of r.scopes) {
@@ -96,7 +97,7 @@ describe("OpenClaw plugin entry", () => {
     expect(schema.type).toBe("object");
     expect(schema.oneOf).toBeUndefined();
     expect(schema.required).toEqual(["action"]);
-    expect(schema.properties.action.enum).toEqual(["initiate_call", "continue_call", "speak_to_user", "send_dtmf", "end_call", "get_status"]);
+    expect(schema.properties.action.enum).toEqual(["initiate_call", "continue_call", "speak_to_user", "send_dtmf", "end_call", "transfer_call", "get_status"]);
     for (const field of ["to", "message", "mode", "dtmfSequence", "callId", "digits", "expect"]) expect(schema.properties, field).toHaveProperty(field);
     expect(schema.properties.digits.description).toContain("send_dtmf");
     // Session keys are the gateway's to set, never the model's.
@@ -136,7 +137,7 @@ describe("OpenClaw plugin entry", () => {
     const program = new Command("openclaw");
     await r.cli[0]!.registrar({ program });
     const voicecall = program.commands.find((c) => c.name() === "voicecall")!;
-    expect(voicecall.commands.map((c) => c.name()).sort()).toEqual(["call", "continue", "doctor", "dtmf", "end", "expose", "lab", "latency", "serve", "setup", "smoke", "speak", "status", "tail"]);
+    expect(voicecall.commands.map((c) => c.name()).sort()).toEqual(["call", "continue", "doctor", "dtmf", "end", "expose", "lab", "latency", "serve", "setup", "smoke", "speak", "status", "tail", "transfer"]);
     expect(voicecall.commands.find((c) => c.name() === "call")!.aliases()).toContain("start");
   });
 
@@ -194,7 +195,7 @@ describe("OpenClaw plugin entry", () => {
     const onCall = r.toolFor({ agentId: "ops", toolBindings: { "voice-call": { callId } } })!;
     expect(onCall.description).toContain(callId);
     const actions = (onCall.parameters as any).properties.action.enum as string[];
-    expect(actions.sort()).toEqual(["end_call", "get_status", "send_dtmf", "speak_to_user"]);
+    expect(actions.sort()).toEqual(["end_call", "get_status", "send_dtmf", "speak_to_user", "transfer_call"]);
     const placing = (await onCall.execute("t3", { action: "initiate_call", to: "+15550001234", message: "hi" })) as any;
     expect(placing.details.error.issues[0].path).toBe("action");
     const elsewhere = (await onCall.execute("t4", { action: "end_call", callId: "another-call" })) as any;

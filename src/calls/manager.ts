@@ -17,7 +17,7 @@ import { routeCall } from "./routing.js";
 import { CallSession, type SessionHost } from "./session.js";
 import { isAnsweredState, isTerminal } from "./state.js";
 import type { CallStore, LoadedStore, StoreHealth } from "./store.js";
-import type { CallRecord, CallState, CallView, TranscriptEntry } from "./types.js";
+import type { CallRecord, CallState, CallView, TranscriptEntry, TransferAttempt } from "./types.js";
 
 export { UNATTENDED_MESSAGE } from "./session.js";
 
@@ -201,6 +201,26 @@ export class CallManager {
       ]);
     }
     await this.liveCall(callId).pressKeys(digits);
+  }
+
+  /**
+   * Hands the caller to a person (blind): see CallSession.transfer. `to` is
+   * checked as a destination of the call's own carrier.
+   */
+  async transferCall(callId: string, request: { to: string; mode?: "blind" | "warm"; message?: string }): Promise<TransferAttempt & { callId: string; transferred: boolean; state: CallState }> {
+    if (request.mode === "warm") {
+      throw new VoiceCallError("UNSUPPORTED", "mode: warm transfer is not built yet; a blind transfer hands the caller over directly", [{ path: "mode", message: "warm transfer is not built yet" }]);
+    }
+    const call = this.liveCall(callId);
+    const { to } = request;
+    if (!DESTINATION_PATTERN.test(to)) {
+      throw new VoiceCallError("INVALID_PARAMS", "to: expected an E.164 number, an extension or a SIP URI", [{ path: "to", message: "expected an E.164 number, an extension or a SIP URI" }]);
+    }
+    if (call.provider?.capabilities.e164Only && !E164_PATTERN.test(to)) {
+      throw new VoiceCallError("INVALID_PARAMS", `to: provider ${call.provider.id} needs an E.164 number`, [{ path: "to", message: `provider ${call.provider.id} needs an E.164 number` }]);
+    }
+    const attempt = await call.transfer(to, { message: request.message, ringTimeoutMs: this.config.ringTimeoutMs });
+    return { callId, transferred: attempt.outcome === "connected", ...attempt, state: call.record.state };
   }
 
   /** Hangs up a call; `afterSpeech`: once what is queued to be said has played (at most 30 s). */

@@ -20,7 +20,7 @@ import { KeyCollector } from "./keys.js";
 import type { TurnResponder } from "./responder.js";
 import { carrierFailure } from "./carrier-failure.js";
 import { canTransition, isAnsweredState, isTerminal } from "./state.js";
-import type { CallRecord, LiveState, TerminalState, TranscriptEntry } from "./types.js";
+import type { CallRecord, LiveState, TerminalState, TranscriptEntry, TransferAttempt } from "./types.js";
 
 /** Said to an inbound caller when no agent drives the call and no responseModel is configured (latency.ts skips it). */
 export const UNATTENDED_MESSAGE = "Sorry, nobody can take your call right now. Please try again later. Goodbye.";
@@ -159,6 +159,37 @@ export class CallSession implements AnsweredLine {
     await this.waitAnswered();
     await provider.sendDtmf(this.providerCallId(), digits).catch(carrierFailure(provider, "send DTMF"));
     this.log.info({ digits: digits.length }, "sent DTMF");
+  }
+
+  /**
+   * Blind transfer: `message` is said to the caller first (when given), then
+   * the carrier dials `to`; once the person answers, the caller is with them
+   * and the call ends as transferred. Any other outcome leaves the caller
+   * with us, and says why. Each attempt is a leg of the call's record.
+   */
+  async transfer(to: string, options: { message?: string; ringTimeoutMs: number }): Promise<TransferAttempt> {
+    const provider = this.providerOf();
+    if (!provider.transfer) throw new VoiceCallError("UNSUPPORTED", `provider ${provider.id} cannot transfer calls`);
+    await this.waitAnswered();
+    if (options.message) await this.say(options.message, { origin: "agent", thenListen: false, bargeIn: false });
+    else await this.speech;
+    this.assertLive();
+    this.log.info("transferring the call");
+    const result = await provider.transfer(this.providerCallId(), { to, ringTimeoutMs: options.ringTimeoutMs }).catch(carrierFailure(provider, "transfer"));
+    const attempt: TransferAttempt = {
+      to,
+      mode: "blind",
+      at: new Date().toISOString(),
+      outcome: result.outcome,
+      ...(result.reason ? { reason: result.reason } : {}),
+      ...(result.legId ? { legId: result.legId } : {}),
+    };
+    (this.record.transfers ??= []).push(attempt);
+    this.addTranscript("bot", "transfer", `transfer to ${to}: ${result.outcome}${result.reason ? ` (${result.reason})` : ""}`, "agent");
+    this.log.info({ outcome: result.outcome, reason: result.reason }, "transfer done");
+    if (result.outcome === "connected") this.finish("transferred", `transferred to ${to}`);
+    else this.host.persist(this);
+    return attempt;
   }
 
   /** Opens a listening turn without saying anything first (an inbound call without a greeting, a call taken back). */

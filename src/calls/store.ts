@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { LIVE_STATES, TERMINAL_STATES, type CallRecord, type TranscriptEntry } from "./types.js";
 import { PROVIDER_IDS } from "../config/schema.js";
+import { TRANSFER_OUTCOMES } from "../providers/types.js";
 
 const FILE = "calls.jsonl";
 
@@ -34,16 +35,30 @@ const CallRecordSchema = z.object({
   turn: z.number().int().nonnegative(),
   message: z.string().optional(),
   sessionKey: z.string().optional(),
+  agentId: z.string().optional(),
+  transfers: z
+    .array(
+      z.object({
+        to: z.string(),
+        mode: z.literal("blind"),
+        at: z.string(),
+        outcome: z.enum(TRANSFER_OUTCOMES),
+        reason: z.string().optional(),
+        legId: z.string().optional(),
+      }),
+    )
+    .optional(),
 });
 
 const TranscriptEntrySchema = z.object({
   callId: z.string().min(1),
   at: z.string(),
   speaker: z.enum(["bot", "caller"]),
-  kind: z.enum(["speech", "dtmf", "interrupted", "unrecognised"]),
+  kind: z.enum(["speech", "dtmf", "interrupted", "unrecognised", "transfer"]),
   text: z.string(),
   turn: z.number().int().nonnegative(),
   origin: z.enum(["agent", "model", "service"]).optional(),
+  playedMs: z.number().nonnegative().optional(),
 });
 
 const Line = z.discriminatedUnion("t", [

@@ -1,5 +1,5 @@
 import type { CallMode, ProviderId } from "../config/schema.js";
-import { TERMINAL_STATES, type TerminalState } from "../providers/types.js";
+import { TERMINAL_STATES, type TerminalState, type TransferOutcome } from "../providers/types.js";
 
 export { TERMINAL_STATES, type TerminalState };
 export const LIVE_STATES = ["initiated", "ringing", "answered", "active", "speaking", "listening"] as const;
@@ -17,9 +17,10 @@ export interface TranscriptEntry {
   /**
    * speech: words said; dtmf: keys pressed; interrupted: our message was cut
    * short, text is what was heard of it; unrecognised: the caller spoke but
-   * recognition could not transcribe it, text says why.
+   * recognition could not transcribe it, text says why; transfer: a transfer
+   * was tried, text says to whom and how it went.
    */
-  kind: "speech" | "dtmf" | "interrupted" | "unrecognised";
+  kind: "speech" | "dtmf" | "interrupted" | "unrecognised" | "transfer";
   text: string;
   /**
    * The listening turn this line belongs to: a message that asks for an
@@ -55,6 +56,18 @@ export interface CallRecord {
   sessionKey?: string;
   /** The gateway agent that owns the call, when a trusted caller named one (else the number's or the config's). */
   agentId?: string;
+  /** Transfers tried on this call, in order: each is a leg of the call's record. */
+  transfers?: TransferAttempt[];
+}
+
+export interface TransferAttempt {
+  to: string;
+  mode: "blind";
+  at: string;
+  outcome: TransferOutcome;
+  reason?: string;
+  /** The carrier's id of the person's leg. */
+  legId?: string;
 }
 
 export interface CallView extends CallRecord {

@@ -278,6 +278,7 @@ const MockConfig = z.strictObject({
   replies: z.array(z.string()).default(["I heard you say: {message}"]).describe("what the simulated caller says, one entry per turn; {message} is our last line"),
   replyDelayMs: nonNegativeInt.default(200).describe("how long the simulated caller takes to answer"),
   hangupAfterReplies: nonNegativeInt.default(0).describe("the simulated caller hangs up after this many replies; 0: never"),
+  transferOutcome: z.enum(["connected", "declined", "no-answer", "busy", "voicemail", "failed"]).default("connected").describe("how a transfer goes: the person answers (connected), or why not"),
 });
 
 const ControlConfig = z.strictObject({

@@ -111,6 +111,21 @@ export function registerVoicecallCommands(root: Command, io: CliIo): Command {
     .action(rpc("voicecall.dtmf", (o) => ({ callId: o.callId, digits: o.digits }), () => "sent"));
 
   root
+    .command("transfer")
+    .description("put the caller through to a person (blind: once they answer, we leave the call)")
+    .requiredOption("--call-id <id>", "call id")
+    .requiredOption("--to <number>", "who takes the call: a number, or on the PBX an extension or SIP URI")
+    .option("--warm", "warm transfer (brief the person first; not built yet)")
+    .option("--message <text>", "said to the caller before the transfer")
+    .action(
+      rpc(
+        "voicecall.transfer",
+        (o) => ({ callId: o.callId, to: o.to, ...(o.warm ? { mode: "warm" } : {}), ...(o.message ? { message: o.message } : {}) }),
+        (r) => (r.transferred ? `transferred to ${r.to}` : `not transferred: ${r.outcome}${r.reason ? ` (${r.reason})` : ""}; the caller is still on the line`),
+      ),
+    );
+
+  root
     .command("end")
     .description("hang up a call")
     .requiredOption("--call-id <id>", "call id")
@@ -311,4 +326,4 @@ function formatStatus(r: any): string {
 }
 
 /** How transcript kinds other than plain speech are marked in human output. */
-const KIND_TAG: Record<string, string> = { dtmf: " [dtmf]", interrupted: " [interrupted; heard]", unrecognised: " [not transcribed]" };
+const KIND_TAG: Record<string, string> = { dtmf: " [dtmf]", interrupted: " [interrupted; heard]", unrecognised: " [not transcribed]", transfer: " [transfer]" };

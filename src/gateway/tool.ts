@@ -21,6 +21,7 @@ const ACTIONS = {
   speak_to_user: "voicecall.speak",
   send_dtmf: "voicecall.dtmf",
   end_call: "voicecall.end",
+  transfer_call: "voicecall.transfer",
   get_status: "voicecall.status",
 } as const satisfies Record<string, MethodName>;
 
@@ -39,6 +40,7 @@ const VARIANTS = {
   speak_to_user: MethodParams["voicecall.speak"].omit({ allowTwimlFallback: true }).extend({ action: z.literal("speak_to_user") }),
   send_dtmf: variant("send_dtmf"),
   end_call: variant("end_call"),
+  transfer_call: variant("transfer_call"),
   get_status: z.strictObject({ callId: MethodParams["voicecall.status"].shape.callId, action: z.literal("get_status") }),
 } as const;
 
@@ -50,6 +52,7 @@ const BOUND_VARIANTS = {
   end_call: onCall(VARIANTS.end_call),
   send_dtmf: onCall(VARIANTS.send_dtmf),
   speak_to_user: onCall(VARIANTS.speak_to_user),
+  transfer_call: onCall(VARIANTS.transfer_call),
   get_status: onCall(VARIANTS.get_status),
 } as const;
 type BoundAction = keyof typeof BOUND_VARIANTS;
@@ -62,7 +65,8 @@ export const TOOL_DESCRIPTION =
   "conversation keeps listening; dtmfSequence presses keys first, for phone menus); continue_call says something " +
   "and returns what the caller answered (expect: digits or yesno when that is the answer wanted; digits: how many " +
   "keys a keypad answer has, else keys complete at # or after a pause); " +
-  "speak_to_user says something without waiting; send_dtmf presses keys; end_call hangs up; get_status returns " +
+  "speak_to_user says something without waiting; send_dtmf presses keys; end_call hangs up; transfer_call puts " +
+  "the caller through to a person (`to`; `message` is said to the caller first) and returns the outcome; get_status returns " +
   "the state and transcript (without callId: the calls in progress).";
 
 /** The tool as an agent answering a caller sees it. */
@@ -70,7 +74,8 @@ export function boundToolDescription(callId: string): string {
   return (
     `Acts on the phone call you are on (${callId}); callId may be left out. end_call hangs up once what you said has been heard ` +
     "(say goodbye first); send_dtmf presses keys (a phone menu); speak_to_user says `message` at once, before your answer " +
-    "(e.g. that you are looking something up); get_status returns the call's state and transcript."
+    "(e.g. that you are looking something up); transfer_call puts the caller through to a person (`to`; the outcome " +
+    "says whether they took it); get_status returns the call's state and transcript."
   );
 }
 
@@ -158,5 +163,6 @@ export function toolResult(details: unknown): ToolResult {
 /** How long one tool call may take: a continue_call waits for the caller's answer. */
 export function toolTimeoutMs(params: unknown, transcriptTimeoutMs: number): number | undefined {
   const action = (params as { action?: unknown } | null)?.action;
-  return action === "continue_call" ? transcriptTimeoutMs + 60_000 : undefined;
+  // continue_call waits for the caller, transfer_call for the person's phone to be answered.
+  return action === "continue_call" || action === "transfer_call" ? transcriptTimeoutMs + 60_000 : undefined;
 }

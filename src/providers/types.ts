@@ -15,6 +15,8 @@ export const TERMINAL_STATES = [
   "hangup-bot",
   "timeout",
   "error",
+  /** Handed to a person by a blind transfer: the caller talks with them, we have left. */
+  "transferred",
 ] as const;
 export type TerminalState = (typeof TERMINAL_STATES)[number];
 
@@ -84,6 +86,25 @@ export type RemoteCallStatus =
 
 export type { ListenOptions, SpeakOptions, SpeakOutcome } from "../voice/pipeline.js";
 
+/** How a transfer went: the person took the call, or why not. */
+export const TRANSFER_OUTCOMES = ["connected", "declined", "no-answer", "busy", "voicemail", "failed"] as const;
+export type TransferOutcome = (typeof TRANSFER_OUTCOMES)[number];
+
+export interface TransferRequest {
+  /** Who takes the call: a number, or on the PBX an extension or SIP URI. */
+  to: string;
+  /** How long the person's phone may ring. */
+  ringTimeoutMs: number;
+}
+
+export interface TransferResult {
+  outcome: TransferOutcome;
+  /** In words, where the carrier said more (a cause, a status). */
+  reason?: string;
+  /** The carrier's id of the person's leg, where it has one. */
+  legId?: string;
+}
+
 export interface CallProvider {
   readonly id: ProviderId;
   readonly capabilities: ProviderCapabilities;
@@ -95,6 +116,13 @@ export interface CallProvider {
   /** Refuses an inbound call that has not been answered. */
   reject(providerCallId: string, reason: string): Promise<void>;
   hangup(providerCallId: string): Promise<void>;
+  /**
+   * Blind transfer: dials `to` and, once the person answers, connects the
+   * caller with them and leaves the call (our audio and listening stop; the
+   * carrier reports no end for it). Any other outcome leaves the call as it
+   * was. Absent: the carrier cannot transfer.
+   */
+  transfer?(providerCallId: string, request: TransferRequest): Promise<TransferResult>;
   /** Speaks `text`; resolves when it has been played, or early when `signal` aborts. */
   speak(providerCallId: string, text: string, options: SpeakOptions): Promise<SpeakOutcome>;
   /** Opens a listening turn; speech events for it carry `turnToken` where supported. */

@@ -55,6 +55,13 @@ export const MethodParams = {
   "voicecall.speak": z.strictObject({ callId, message, allowTwimlFallback: z.boolean().optional() }),
   "voicecall.dtmf": z.strictObject({ callId, digits: text("digits").describe("keys to press: 0-9, A-D, *, #; w pauses 0.5 s") }),
   "voicecall.end": z.strictObject({ callId }),
+  /** Hands the caller to a person: blind (connected, then we leave); warm is not built yet. */
+  "voicecall.transfer": z.strictObject({
+    callId,
+    to: text("to").describe("who takes the call: a number, or on the PBX an extension or SIP URI"),
+    mode: z.enum(["blind", "warm"]).optional().describe("blind (the default): the caller is put through and we leave"),
+    message: message.optional().describe("said to the caller before the transfer"),
+  }),
   /** Without callId: the calls in progress (gateway compatibility); `sid` is the reference plugin's name for callId. */
   "voicecall.status": z
     .strictObject({ callId: callId.optional(), sid: text("sid").optional() })
@@ -100,6 +107,7 @@ const handlers: { [M in MethodName]: (ctx: MethodContext, params: Params<M>) => 
     return { success: true };
   },
   "voicecall.end": async ({ manager }, p) => ({ success: true, ...(await manager.endCall(p.callId)) }),
+  "voicecall.transfer": async ({ manager }, p) => ({ success: true, ...(await manager.transferCall(p.callId, p)) }),
   "voicecall.status": async ({ manager }, p) => {
     const id = p.callId ?? p.sid;
     if (id === undefined) return { calls: manager.listCalls({ activeOnly: true }) };

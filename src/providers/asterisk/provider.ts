@@ -19,8 +19,9 @@ import { RtpUdpTransport } from "../../rtp/udp-transport.js";
 import type { PacedTransport } from "../../audio/transport.js";
 import { MediaCarrier, type MediaCall, type MediaCarrierOptions } from "../media-carrier.js";
 import { WebSocketMedia } from "./ws-media.js";
-import type { PlaceCallRequest, ProviderCapabilities, RemoteCallStatus, SetupFinding, TerminalState } from "../types.js";
+import type { PlaceCallRequest, ProviderCapabilities, RemoteCallStatus, SetupFinding, TerminalState, TransferRequest, TransferResult } from "../types.js";
 import { AriClient, AriError, type AriChannel, type AriEvent } from "./ari.js";
+import { AsteriskTransfers, transferOutcome } from "./transfer.js";
 
 /** How long our calls found up at start wait to be taken back before they are hung up. */
 const ADOPTION_WINDOW_MS = 30_000;
@@ -57,6 +58,8 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
    * service (or another app) on the same Asterisk.
    */
   private readonly prefix: { call: string; media: string; bridge: string };
+  /** Blind transfers: legs being dialled, and callers handed over to a person. */
+  private readonly transfers: AsteriskTransfers;
 
   constructor(protected override readonly options: AsteriskProviderOptions) {
     super(options, "asterisk");
@@ -69,6 +72,7 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
       app: ari.app,
       logger: this.log,
     });
+    this.transfers = new AsteriskTransfers(this.ari, `vcx-${ari.app}-`, this.log);
     this.ari.onEvent((e) => this.onAriEvent(e));
     this.ari.onConnection((s) => this.onConnection(s.connected, s.reconnected));
   }
@@ -93,7 +97,9 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
   /** What follows the first connection to Asterisk: calls to take back, our leftovers removed, speech readied. */
   private async connected(): Promise<void> {
     // Our calls still up from before a restart wait to be taken back (readopt); the rest are hung up after a while.
-    for (const ch of await this.ari.channels.list()) if (ch.id.startsWith(this.prefix.call)) this.adoptable.add(ch.id);
+    // A caller handed over to a person before the restart is theirs, not a call to take back.
+    const transferred = new Set((await this.ari.bridges.list()).filter((b) => this.transfers.keeps(b)).flatMap((b) => b.channels));
+    for (const ch of await this.ari.channels.list()) if (ch.id.startsWith(this.prefix.call) && !transferred.has(ch.id)) this.adoptable.add(ch.id);
     if (this.adoptable.size > 0) {
       setTimeout(() => {
         const left = [...this.adoptable];
@@ -164,6 +170,39 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
     call.hangupRequested = true;
     await this.ignoreGone(this.ari.channels.hangup(call.id, "normal"));
     await this.teardown(call, false);
+  }
+
+  /**
+   * Blind transfer: the person is dialled (asterisk.dialTemplate) into the
+   * app; once they answer they join the caller's bridge and our audio leaves
+   * it. Not answered: the caller is still with us, and the cause says why.
+   */
+  async transfer(providerCallId: string, request: TransferRequest): Promise<TransferResult> {
+    const call = this.live(providerCallId);
+    if (!call.bridgeId || !call.answered) throw new VoiceCallError("INVALID_STATE", `call ${providerCallId} has no audio bridge yet`);
+    const endpoint = this.options.config.asterisk.dialTemplate.replaceAll("{to}", request.to);
+    const dial = await this.transfers.dial(endpoint, { callerId: this.options.config.fromNumber, timeoutSec: Math.ceil(request.ringTimeoutMs / 1000) });
+    if (!dial.answered) return { outcome: transferOutcome(dial.cause), reason: dial.cause ? `${dial.causeText} (cause ${dial.cause})` : dial.causeText, legId: dial.legId };
+    if (call.ended) {
+      await this.ignoreGone(this.ari.channels.hangup(dial.legId, "normal")).catch(() => undefined);
+      return { outcome: "failed", reason: "the caller hung up while the person answered", legId: dial.legId };
+    }
+    await this.ari.bridges.addChannel(call.bridgeId, dial.legId);
+    this.transfers.handOver(call.id, dial.legId, call.bridgeId);
+    await this.leave(call);
+    return { outcome: "connected", legId: dial.legId };
+  }
+
+  /** Our part of a handed-over call goes (the pipeline, the externalMedia channel); the caller, the person and the bridge stay. */
+  private async leave(call: AstCall): Promise<void> {
+    call.ended = true;
+    call.transport?.close();
+    await this.endMedia(call);
+    if (call.mediaId) {
+      this.mediaOwners.delete(call.mediaId);
+      await this.ignoreGone(this.ari.channels.hangup(call.mediaId)).catch((err) => this.log.warn({ callId: call.id, err: String(err) }, "cleanup step failed"));
+    }
+    this.forgetLater(call);
   }
 
   /**
@@ -239,10 +278,12 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
         // After StasisEnd the app no longer hears of the channel (no
         // ChannelDestroyed), so leaving the app is the end of the call.
         const call = this.calls.get(e.channel.id);
+        if (this.transfers.gone(e.channel.id, call?.hangupCause ?? 16, "left the Stasis app")) return;
         if (call) this.background(this.onCallGone(call, call.hangupCause ?? 16, "left the Stasis app"), "ending a call");
         return;
       }
       case "ChannelDestroyed": {
+        if (this.transfers.gone(e.channel.id, e.cause, e.cause_txt)) return;
         const call = this.calls.get(e.channel.id);
         if (call) this.background(this.onCallGone(call, e.cause, e.cause_txt), "ending a call");
         const owner = this.mediaOwners.get(e.channel.id);
@@ -259,6 +300,8 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
   }
 
   private onStasisStart(channel: AriChannel, args: string[]): void {
+    // A person answering a transfer: their leg joins the caller's bridge (transfer()).
+    if (this.transfers.entered(channel.id)) return;
     const owner = this.mediaOwners.get(channel.id);
     if (owner) {
       this.mediaOwners.delete(channel.id);
@@ -442,12 +485,17 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
     }
     const ownedMedia = new Set([...this.calls.values()].map((c) => c.mediaId).filter(Boolean));
     const ownedBridges = new Set([...this.calls.values()].map((c) => c.bridgeId).filter(Boolean));
+    const bridges = await this.ari.bridges.list();
+    // Callers handed over to a person (a transfer leg in their bridge) are theirs: not left over, not ours to hang up.
+    const transferred = new Set(bridges.filter((b) => this.transfers.keeps(b)).flatMap((b) => b.channels));
     for (const ch of channels) {
+      if (transferred.has(ch.id)) continue;
       if (ch.id.startsWith(this.prefix.media) && !ownedMedia.has(ch.id)) await this.ignoreGone(this.ari.channels.hangup(ch.id));
       else if (ch.id.startsWith(this.prefix.call) && !this.calls.has(ch.id) && !this.adoptable.has(ch.id)) await this.ignoreGone(this.ari.channels.hangup(ch.id));
     }
-    for (const bridge of await this.ari.bridges.list()) {
-      if (bridge.id.startsWith(this.prefix.bridge) && !ownedBridges.has(bridge.id)) await this.ignoreGone(this.ari.bridges.destroy(bridge.id));
+    for (const bridge of bridges) {
+      // A transferred call's bridge is the caller's and the person's now.
+      if (bridge.id.startsWith(this.prefix.bridge) && !ownedBridges.has(bridge.id) && !this.transfers.keeps(bridge)) await this.ignoreGone(this.ari.bridges.destroy(bridge.id));
     }
   }
 

@@ -7,7 +7,7 @@
 import { randomUUID } from "node:crypto";
 import type { VoiceCallConfig } from "../../config/schema.js";
 import { VoiceCallError } from "../../errors.js";
-import type { TerminalState } from "../types.js";
+import type { TerminalState, TransferRequest, TransferResult } from "../types.js";
 import type {
   CallProvider,
   ListenOptions,
@@ -35,6 +35,8 @@ interface MockCall {
   dtmf: string[];
   /** When our speech was cut short (performance.now()), as a line's far end would notice. */
   cuts: number[];
+  /** Who each transfer dialled. */
+  transfers: string[];
   replies: number;
   turnToken?: string;
   timers: Set<NodeJS.Timeout>;
@@ -92,6 +94,18 @@ export class MockProvider implements CallProvider {
     const call = this.calls.get(providerCallId);
     if (!call || call.ended) return;
     this.end(call, "hangup-bot", "hung up by us");
+  }
+
+  /** A simulated transfer: the person's phone rings ringMs, then mock.transferOutcome; connected, the call is theirs (no end reported). */
+  async transfer(providerCallId: string, request: TransferRequest): Promise<TransferResult> {
+    const call = this.live(providerCallId);
+    await new Promise((r) => setTimeout(r, Math.min(this.options.ringMs, request.ringTimeoutMs)));
+    const outcome = this.options.transferOutcome;
+    call.transfers.push(request.to);
+    if (outcome !== "connected") return { outcome, reason: `mock transferOutcome ${outcome}` };
+    this.clearTimers(call);
+    call.ended = { state: "transferred", reason: `transferred to ${request.to}` };
+    return { outcome, legId: `${call.id}-transfer-${call.transfers.length}` };
   }
 
   async speak(providerCallId: string, text: string, options: SpeakOptions): Promise<SpeakOutcome> {
@@ -207,10 +221,15 @@ export class MockProvider implements CallProvider {
     return [...(this.calls.get(providerCallId)?.cuts ?? [])];
   }
 
+  /** Who each transfer of the call dialled. */
+  transfersOf(providerCallId: string): string[] {
+    return [...(this.calls.get(providerCallId)?.transfers ?? [])];
+  }
+
   // ---- internals ----
 
   private newCall(): MockCall {
-    const call: MockCall = { id: `${this.prefix}${randomUUID()}`, answered: false, spoken: [], voices: [], dtmf: [], cuts: [], replies: 0, timers: new Set() };
+    const call: MockCall = { id: `${this.prefix}${randomUUID()}`, answered: false, spoken: [], voices: [], dtmf: [], cuts: [], transfers: [], replies: 0, timers: new Set() };
     this.calls.set(call.id, call);
     return call;
   }

@@ -69,7 +69,7 @@ export class PlivoProvider extends StreamCarrier {
     this.client = plivoClient(authId, authToken, options.apiBaseUrl);
     if (!options.config.streaming.enabled) {
       this.carrierSpeech = new DocumentSpeech({
-        transfer: (id, query) => this.transfer(id, query),
+        transfer: (id, query) => this.moveTo(id, query),
         url: (query) => options.endpoints.webhook(query),
         documents: plivoDocuments,
         waitSeconds: options.config.maxDurationSeconds + 60,
@@ -95,7 +95,7 @@ export class PlivoProvider extends StreamCarrier {
   }
 
   /** Moves an answered call to the XML our webhook serves for `query` (Transfer API). */
-  private async transfer(providerCallId: string, query: Record<string, string>): Promise<void> {
+  private async moveTo(providerCallId: string, query: Record<string, string>): Promise<void> {
     const uuid = this.uuidOf(providerCallId);
     if (!uuid) throw new VoiceCallError("INVALID_STATE", `call ${providerCallId} is not answered yet`);
     // The SDK's typing asks for the bridged leg's URL too; only our leg moves.

@@ -1,0 +1,89 @@
+/**
+ * Blind transfers on Asterisk, over ARI: the person is dialled into our
+ * Stasis app; once their channel enters it (they answered), it joins the
+ * caller's bridge in place of our externalMedia channel, and the two talk
+ * through Asterisk. Channels in an ARI bridge stay in the app, so this
+ * keeps which two belong together and, when one of them leaves, hangs up
+ * the other and removes the bridge. After a restart (the pairs were in
+ * memory only) a pair's bridge is found by its transfer leg and left alone;
+ * who hangs up last then leaves the other in it until they hang up too.
+ */
+import { randomUUID } from "node:crypto";
+import type { Logger } from "../../log.js";
+import type { TransferOutcome } from "../types.js";
+import { AriError, type AriClient } from "./ari.js";
+
+export type DialResult = { legId: string; answered: true } | { legId: string; answered: false; cause: number; causeText: string };
+
+/** Q.850 causes of a dial that was not answered, as a transfer's outcome. */
+export function transferOutcome(cause: number): TransferOutcome {
+  if (cause === 17) return "busy";
+  if (cause === 18 || cause === 19) return "no-answer";
+  if (cause === 21) return "declined";
+  return "failed";
+}
+
+export class AsteriskTransfers {
+  /** Legs being dialled: told when the person answers or the dial ends. */
+  private readonly dialling = new Map<string, (result: DialResult) => void>();
+  /** Handed-over calls: each channel of a pair, with its bridge and the other channel. */
+  private readonly pairs = new Map<string, { bridgeId: string; other: string }>();
+
+  constructor(
+    private readonly ari: AriClient,
+    /** Ids of transfer legs start with this (ours, on a shared Asterisk). */
+    readonly legPrefix: string,
+    private readonly log: Logger,
+  ) {}
+
+  /** Dials `endpoint` into the app; resolves once the person answers or the dial ends (busy, unanswered, refused). */
+  async dial(endpoint: string, options: { callerId?: string; timeoutSec: number }): Promise<DialResult> {
+    const legId = `${this.legPrefix}${randomUUID()}`;
+    const done = new Promise<DialResult>((resolve) => this.dialling.set(legId, resolve));
+    try {
+      await this.ari.channels.originate({ endpoint, channelId: legId, appArgs: "transfer", ...(options.callerId ? { callerId: options.callerId } : {}), timeoutSec: options.timeoutSec });
+    } catch (err) {
+      this.dialling.delete(legId);
+      const status = err instanceof AriError ? err.status : 0;
+      return { legId, answered: false, cause: 0, causeText: status === 500 ? `Asterisk could not dial ${endpoint} (no such endpoint, or it has no registered contact)` : (err as Error).message };
+    }
+    return done;
+  }
+
+  /** The person's channel entered the app: they answered. True when it was a transfer leg. */
+  entered(channelId: string): boolean {
+    const resolve = this.dialling.get(channelId);
+    if (!resolve) return channelId.startsWith(this.legPrefix);
+    this.dialling.delete(channelId);
+    resolve({ legId: channelId, answered: true });
+    return true;
+  }
+
+  /** The caller and the person are in `bridgeId`, without us. */
+  handOver(callerId: string, legId: string, bridgeId: string): void {
+    this.pairs.set(callerId, { bridgeId, other: legId });
+    this.pairs.set(legId, { bridgeId, other: callerId });
+  }
+
+  /** A channel left or was destroyed. True when it was a transfer leg or one side of a pair (then handled here). */
+  gone(channelId: string, cause: number, causeText: string): boolean {
+    const resolve = this.dialling.get(channelId);
+    if (resolve) {
+      this.dialling.delete(channelId);
+      resolve({ legId: channelId, answered: false, cause, causeText });
+      return true;
+    }
+    const pair = this.pairs.get(channelId);
+    if (!pair) return channelId.startsWith(this.legPrefix);
+    this.pairs.delete(channelId);
+    this.pairs.delete(pair.other);
+    this.log.info({ channel: channelId, cause }, "one side of a transferred call hung up; ending the other");
+    void Promise.allSettled([this.ari.channels.hangup(pair.other, "normal"), this.ari.bridges.destroy(pair.bridgeId)]);
+    return true;
+  }
+
+  /** Whether a bridge or channel belongs to a transfer (kept by the clean-up after a reconnect or restart). */
+  keeps(bridge: { id: string; channels: string[] }): boolean {
+    return bridge.channels.some((c) => c.startsWith(this.legPrefix) || this.pairs.has(c)) || [...this.pairs.values()].some((p) => p.bridgeId === bridge.id);
+  }
+}
