@@ -106,6 +106,41 @@ describe("Twilio carrier (SDK against a local Twilio API, signed webhooks, Media
     second.stream.close();
   }, 90_000);
 
+  it("transfer (blind): the call's TwiML becomes a Dial of the person; busy brings the caller back on a new stream; answered, the call ends transferred", async () => {
+    const call = await connectedCall("Let me put you through.");
+    const updates = () => fake.made("POST", new RegExp(`${call.sid}\\.json$`));
+    const before = updates().length;
+    const busy = manager().transferCall(call.callId, { to: "+15550004444" });
+    const update = await waitFor(() => updates()[before], "the call's TwiML replaced");
+    const dial = String(update.form.Twiml);
+    expect(dial).toMatch(new RegExp(`<Dial action="${webhookUrl}\\?type=transfer-end" method="POST" timeout="\\d+" callerId="\\+15550009999">`));
+    expect(dial).toContain(`<Number statusCallback="${webhookUrl}?type=transfer-leg" statusCallbackEvent="answered" statusCallbackMethod="POST">+15550004444</Number>`);
+    // The new TwiML ends our stream; the call waits for the dial (well past the 5 s a dropped stream is given).
+    call.stream.drop();
+    await new Promise((r) => setTimeout(r, 5500));
+    expect(manager().getCall(call.callId)!.state).toBe("listening");
+    const back = await fake.webhook(`${webhookUrl}?type=transfer-end`, { ...fake.voiceParams(call.sid, "outbound-api"), DialCallStatus: "busy" });
+    expect(await busy).toMatchObject({ transferred: false, outcome: "busy", reason: "Twilio's Dial ended busy", state: "listening" });
+    // The caller is back with us, on a new stream of the same call.
+    const target = streamOf(back.body)!;
+    const again = await MediaStreamClient.connect(target.url, { callSid: call.sid, token: target.token });
+    const since = performance.now();
+    await manager().speak(call.callId, "Sorry, that line is busy.");
+    expect(again.mediaAfter(since).length).toBeGreaterThan(10);
+
+    const answered = manager().transferCall(call.callId, { to: "+15550005555" });
+    await waitFor(() => updates()[before + 1], "the second Dial");
+    again.drop();
+    const leg = callSid(0xabcdef);
+    await fake.webhook(`${webhookUrl}?type=transfer-leg`, { AccountSid: ACCOUNT_SID, CallSid: leg, ParentCallSid: call.sid, CallStatus: "in-progress", Direction: "outbound-dial" });
+    expect(await answered).toMatchObject({ transferred: true, outcome: "connected", legId: leg, state: "transferred" });
+    // When the two hang up, Twilio asks the Dial's action what next: the call is over; its end changes nothing.
+    expect((await fake.webhook(`${webhookUrl}?type=transfer-end`, { ...fake.voiceParams(call.sid, "outbound-api"), DialCallStatus: "completed" })).body).toContain("<Hangup/>");
+    await fake.webhook(`${webhookUrl}?type=status`, { ...fake.voiceParams(call.sid, "outbound-api"), CallStatus: "completed" });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(manager().getCall(call.callId)).toMatchObject({ state: "transferred", transfers: [{ outcome: "busy" }, { outcome: "connected", legId: leg }] });
+  }, 30_000);
+
   it("ends the call when the stream does not come back", async () => {
     const call = await connectedCall("Short one.");
     call.stream.drop();

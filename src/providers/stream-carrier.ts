@@ -34,6 +34,8 @@ export interface StreamCall extends MediaCall {
   hangupRequested: boolean;
   /** The recogniser, opened while the carrier sets up the stream (not after it starts). */
   mediaReady?: Promise<void>;
+  /** The stream is away on purpose (a transfer dialling the person): its close is not a drop, and it may come back. */
+  held?: boolean;
 }
 
 /**
@@ -106,6 +108,7 @@ export abstract class StreamCarrier extends MediaCarrier<StreamCall> {
     if (!call || call.ended || !call.mediaReady) throw new VoiceCallError("NOT_FOUND", "media stream: no call waiting for this stream");
     if (call.connection && call.connection !== connection) call.connection.close(1000, "replaced by a newer stream");
     call.connection = connection;
+    call.held = false;
     call.transport.attach(connection, event.streamId);
     if (call.graceTimer) clearTimeout(call.graceTimer);
     call.graceTimer = undefined;
@@ -132,7 +135,7 @@ export abstract class StreamCarrier extends MediaCarrier<StreamCall> {
     call.transport.unplug(connection);
     if (call.connection !== connection) return;
     call.connection = undefined;
-    if (call.ended) return;
+    if (call.ended || call.held) return;
     const graceMs = this.options.streamGraceMs ?? 5000;
     call.graceTimer = setTimeout(() => {
       if (call.ended || call.transport.attached) return;

@@ -37,6 +37,9 @@ import type {
   RemoteCallStatus,
   SetupFinding,
   TerminalState,
+  TransferOutcome,
+  TransferRequest,
+  TransferResult,
   WebhookReply,
   WebhookRequest,
   WebhookVerdict,
@@ -66,6 +69,9 @@ function endOf(status: string, answered: boolean): TerminalState | undefined {
   }
 }
 
+/** A Dial's DialCallStatus as a transfer's outcome. */
+const DIAL_OUTCOMES: Record<string, TransferOutcome> = { completed: "connected", answered: "connected", busy: "busy", "no-answer": "no-answer", failed: "failed", canceled: "failed" };
+
 export class TwilioProvider extends StreamCarrier {
   readonly id = "twilio" as const;
   readonly capabilities: ProviderCapabilities = { inbound: true, dtmfOut: true, e164Only: true, turnTokens: true };
@@ -75,6 +81,8 @@ export class TwilioProvider extends StreamCarrier {
   private readonly authToken: string;
   /** With streaming off: Twilio speaks (Say), listens (Gather) and presses keys (Play) itself. */
   protected declare carrierSpeech?: DocumentSpeech;
+  /** Calls being transferred: told the outcome when the person answers or the dial ends. */
+  private readonly transfers = new Map<string, (result: TransferResult) => void>();
 
   constructor(protected override readonly options: TwilioProviderOptions) {
     super(options, "twilio", TWILIO_WIRE);
@@ -134,6 +142,69 @@ export class TwilioProvider extends StreamCarrier {
     });
     this.callFor(created.sid, "outbound");
     return { providerCallId: created.sid };
+  }
+
+  /**
+   * Blind transfer: the call's TwiML becomes a `<Dial>` of the person (our
+   * stream ends with it). The person's leg reports its answer to
+   * `?type=transfer-leg`: the caller is theirs, we leave. A dial that ends
+   * unanswered asks `?type=transfer-end` what next: the stream again, so the
+   * caller is back with us.
+   */
+  async transfer(providerCallId: string, request: TransferRequest): Promise<TransferResult> {
+    if (this.carrierSpeech) throw new VoiceCallError("UNSUPPORTED", "transfer needs the media stream (streaming.enabled)");
+    const call = this.live(providerCallId);
+    if (this.transfers.has(call.id)) throw new VoiceCallError("INVALID_STATE", `call ${call.id} is being transferred already`);
+    const { endpoints, config } = this.options;
+    const response = new twilio.twiml.VoiceResponse();
+    const dial = response.dial({ action: endpoints.webhook({ type: "transfer-end" }), method: "POST", timeout: Math.max(5, Math.ceil(request.ringTimeoutMs / 1000)), ...(config.fromNumber ? { callerId: config.fromNumber } : {}) });
+    dial.number({ statusCallback: endpoints.webhook({ type: "transfer-leg" }), statusCallbackEvent: ["answered"], statusCallbackMethod: "POST" }, request.to);
+    const outcome = new Promise<TransferResult>((resolve) => this.transfers.set(call.id, resolve));
+    call.held = true;
+    try {
+      await this.client.calls(call.id).update({ twiml: response.toString() });
+    } catch (err) {
+      this.transfers.delete(call.id);
+      call.held = false;
+      throw err;
+    }
+    // Twilio reports either way within the ring time; a dial it never reports on is given up on.
+    const silence = setTimeout(() => this.settleTransfer(call.id, { outcome: "failed", reason: "Twilio did not report on the dial" }), request.ringTimeoutMs + 30_000);
+    const result = await outcome.finally(() => clearTimeout(silence));
+    // Put through: our part of the call ends here (the carrier reports no end of ours for it).
+    if (result.outcome === "connected") await this.teardown(call);
+    return result;
+  }
+
+  /** Tells a transfer in progress how it went (once). */
+  private settleTransfer(sid: string, result: TransferResult): boolean {
+    const resolve = this.transfers.get(sid);
+    if (!resolve) return false;
+    this.transfers.delete(sid);
+    resolve(result);
+    return true;
+  }
+
+  /** A call that ends while its transfer dials: the transfer failed with it. */
+  protected override async teardown(call: StreamCall): Promise<void> {
+    this.settleTransfer(call.id, { outcome: "failed", reason: "the call ended while the person's phone rang" });
+    await super.teardown(call);
+  }
+
+  /** The person's leg answered (its Number statusCallback): the transfer is done. */
+  private onTransferLeg(form: URLSearchParams): WebhookReply {
+    if (form.get("CallStatus") === "in-progress") this.settleTransfer(form.get("ParentCallSid") ?? "", { outcome: "connected", ...(form.get("CallSid") ? { legId: form.get("CallSid")! } : {}) });
+    return { status: 204 };
+  }
+
+  /** The Dial ended: unanswered, the caller comes back to us (a new stream); after a transfer that connected, the call is over. */
+  private onTransferEnd(sid: string, form: URLSearchParams): WebhookReply {
+    const call = this.calls.get(sid);
+    const status = form.get("DialCallStatus") ?? "failed";
+    const outcome = DIAL_OUTCOMES[status] ?? "failed";
+    const legId = form.get("DialCallSid");
+    if (!call || call.ended || !this.settleTransfer(sid, { outcome, reason: `Twilio's Dial ended ${status}`, ...(legId ? { legId } : {}) })) return twiml(hangupTwiml());
+    return outcome === "connected" ? twiml(hangupTwiml()) : twiml(this.streamTwiml(sid));
   }
 
   protected async hangUpAtCarrier(call: StreamCall): Promise<void> {
@@ -206,6 +277,8 @@ export class TwilioProvider extends StreamCarrier {
     if (!sid || !/^CA[0-9a-f]{32}$/i.test(sid)) throw new VoiceCallError("INVALID_PARAMS", "CallSid: missing or malformed");
     const type = request.query.get("type") ?? "voice";
     if (type === "status") return this.onStatus(sid, form);
+    if (type === "transfer-leg") return this.onTransferLeg(form);
+    if (type === "transfer-end") return this.onTransferEnd(sid, form);
     if (type === "voice" || type === "resume") return this.onVoice(sid, form);
     if (type === "input") this.onInput(sid, request.query.get("turn") ?? "", form);
     if (isDocumentType(type)) return documentReply(this.carrierSpeech?.reply(type, request.query));
@@ -249,7 +322,7 @@ export class TwilioProvider extends StreamCarrier {
 
   private replayReply(request: WebhookRequest): WebhookReply {
     const type = request.query.get("type") ?? "voice";
-    if (type === "status") return { status: 204 };
+    if (type === "status" || type === "transfer-leg") return { status: 204 };
     // A retried TwiML fetch gets the same answer; nothing new is started.
     if (isDocumentType(type)) return documentReply(this.carrierSpeech?.reply(type, request.query, true));
     const sid = new URLSearchParams(request.rawBody.toString("utf8")).get("CallSid") ?? "";
