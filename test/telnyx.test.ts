@@ -74,6 +74,37 @@ describe("Telnyx carrier (SDK against a local Call Control API, Ed25519 webhooks
     stream.close();
   }, 30_000);
 
+  it("transfer (blind): Call Control's transfer with the person's leg marked; busy leaves the caller on our stream; answered, the stream stops and the call ends transferred", async () => {
+    const { callId, id, stream } = await connectedCall("Let me put you through.");
+    const transfers = () => fake.made("POST", new RegExp(`/calls/${id}/actions/transfer$`));
+    const busy = manager().transferCall(callId, { to: "+15550004444" });
+    const sent = await waitFor(() => transfers()[0], "the transfer");
+    expect(sent.body).toMatchObject({ to: "+15550004444", from: OURS, timeout_secs: 30, webhook_url: webhookUrl, webhook_url_method: "POST" });
+    const legState = sent.body.target_leg_client_state as string;
+    expect(Buffer.from(legState, "base64").toString()).toBe(`transfer:${id}`);
+    // The person's leg: its own id, our call in its client_state; busy, it hangs up.
+    await fake.webhook(webhookUrl, event("call.initiated", "leg-1", { direction: "outgoing", client_state: legState }));
+    await fake.webhook(webhookUrl, event("call.hangup", "leg-1", { hangup_cause: "user_busy", client_state: legState }));
+    expect(await busy).toMatchObject({ transferred: false, outcome: "busy", reason: "Telnyx reports user_busy", legId: "leg-1", state: "listening" });
+    // Still ours, on the same stream.
+    const since = performance.now();
+    await manager().speak(callId, "Sorry, that line is busy.");
+    expect(stream.mediaAfter(since).length).toBeGreaterThan(10);
+
+    const answered = manager().transferCall(callId, { to: "+15550005555" });
+    await waitFor(() => transfers()[1], "the second transfer");
+    await fake.webhook(webhookUrl, event("call.answered", "leg-2", { client_state: legState }));
+    expect(await answered).toMatchObject({ transferred: true, outcome: "connected", legId: "leg-2", state: "transferred" });
+    await waitFor(() => fake.made("POST", new RegExp(`/calls/${id}/actions/streaming_stop$`))[0], "the stream stopped");
+    // The caller's later hang-up changes nothing; neither leg's events are taken for a call.
+    await fake.webhook(webhookUrl, event("call.hangup", "leg-2", { hangup_cause: "normal_clearing", client_state: legState }));
+    await fake.webhook(webhookUrl, event("call.hangup", id, { hangup_cause: "normal_clearing" }));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(manager().getCall(callId)).toMatchObject({ state: "transferred", transfers: [{ outcome: "busy" }, { outcome: "connected", legId: "leg-2" }] });
+    expect(manager().listCalls().filter((c) => c.providerCallId?.startsWith("leg-"))).toEqual([]);
+    stream.close();
+  }, 30_000);
+
   it("answers an allowed inbound caller with the stream and greets them; rejects others", async () => {
     const id = fake.newCallId();
     fake.alive.set(id, true);

@@ -13,7 +13,7 @@ import { VoiceCallError } from "../errors.js";
 import { MediaCarrier, type MediaCall, type MediaCarrierOptions } from "./media-carrier.js";
 import { MediaStreamTransport, type StreamEvent, type StreamWire } from "./media-stream.js";
 import type { PublicEndpoints } from "./public-url.js";
-import type { ListenOptions, SpeakOptions, SpeakOutcome, StreamConnection, StreamSession, TerminalState } from "./types.js";
+import type { ListenOptions, SpeakOptions, SpeakOutcome, StreamConnection, StreamSession, TerminalState, TransferResult } from "./types.js";
 
 export interface StreamCarrierOptions extends MediaCarrierOptions {
   endpoints: PublicEndpoints;
@@ -57,6 +57,8 @@ export abstract class StreamCarrier extends MediaCarrier<StreamCall> {
   private readonly streamKey = randomBytes(32);
   /** Set by a carrier that speaks and listens itself when streaming is off. */
   protected carrierSpeech?: CarrierSpeech;
+  /** Calls being transferred: told the outcome when the carrier reports the person's answer or the dial's end. */
+  private readonly transfers = new Map<string, (result: TransferResult) => void>();
 
   constructor(
     protected override readonly options: StreamCarrierOptions,
@@ -136,6 +138,11 @@ export abstract class StreamCarrier extends MediaCarrier<StreamCall> {
     if (call.connection !== connection) return;
     call.connection = undefined;
     if (call.ended || call.held) return;
+    this.awaitStream(call);
+  }
+
+  /** The call has no stream now: it must come back within the grace window, or the call is hung up. */
+  private awaitStream(call: StreamCall): void {
     const graceMs = this.options.streamGraceMs ?? 5000;
     call.graceTimer = setTimeout(() => {
       if (call.ended || call.transport.attached) return;
@@ -146,6 +153,46 @@ export abstract class StreamCarrier extends MediaCarrier<StreamCall> {
       );
     }, graceMs);
     call.graceTimer.unref();
+  }
+
+  /**
+   * A blind transfer's common part: `dial` asks the carrier to dial the
+   * person (our stream may end with it: it is held, not dropped meanwhile);
+   * the carrier's webhooks settle the outcome (settleTransfer). Connected, our
+   * part of the call ends here; otherwise the caller is ours again, and a
+   * stream that is not back within the grace window ends the call.
+   */
+  protected async transferWith(call: StreamCall, ringTimeoutMs: number, dial: () => Promise<void>): Promise<TransferResult> {
+    if (this.carrierSpeech) throw new VoiceCallError("UNSUPPORTED", "transfer needs the media stream (streaming.enabled)");
+    if (this.transfers.has(call.id)) throw new VoiceCallError("INVALID_STATE", `call ${call.id} is being transferred already`);
+    const outcome = new Promise<TransferResult>((resolve) => this.transfers.set(call.id, resolve));
+    call.held = true;
+    try {
+      await dial();
+    } catch (err) {
+      this.transfers.delete(call.id);
+      call.held = false;
+      throw err;
+    }
+    // The carrier reports either way within the ring time; a dial it never reports on is given up on.
+    const silence = setTimeout(() => this.settleTransfer(call.id, { outcome: "failed", reason: `${this.id} did not report on the dial` }), ringTimeoutMs + 30_000);
+    const result = await outcome.finally(() => clearTimeout(silence));
+    if (result.outcome === "connected") {
+      await this.teardown(call);
+    } else if (!call.ended) {
+      call.held = false;
+      if (!call.connection) this.awaitStream(call);
+    }
+    return result;
+  }
+
+  /** Tells a transfer in progress how it went (once); false when none was waiting. */
+  protected settleTransfer(callId: string, result: TransferResult): boolean {
+    const resolve = this.transfers.get(callId);
+    if (!resolve) return false;
+    this.transfers.delete(callId);
+    resolve(result);
+    return true;
   }
 
   override async speak(providerCallId: string, text: string, options: SpeakOptions): Promise<SpeakOutcome> {
@@ -259,6 +306,7 @@ export abstract class StreamCarrier extends MediaCarrier<StreamCall> {
   protected async teardown(call: StreamCall): Promise<void> {
     if (call.ended) return;
     call.ended = true;
+    this.settleTransfer(call.id, { outcome: "failed", reason: "the call ended while the person's phone rang" });
     this.carrierSpeech?.ended(call.id);
     if (call.graceTimer) clearTimeout(call.graceTimer);
     call.transport.close();

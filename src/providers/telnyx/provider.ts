@@ -32,6 +32,9 @@ import type {
   RemoteCallStatus,
   SetupFinding,
   TerminalState,
+  TransferOutcome,
+  TransferRequest,
+  TransferResult,
   WebhookReply,
   WebhookRequest,
   WebhookVerdict,
@@ -64,6 +67,9 @@ const Event = z.object({
       .passthrough(),
   }),
 });
+
+/** The hangup_cause of a transfer's leg that ended before it was answered, as the transfer's outcome. */
+const TRANSFER_CAUSES: Record<string, TransferOutcome> = { user_busy: "busy", timeout: "no-answer", no_answer: "no-answer", call_rejected: "declined" };
 
 /** Telnyx's hangup_cause to how a call ended. */
 function endOf(cause: string, answered: boolean, byUs: boolean): TerminalState {
@@ -215,6 +221,9 @@ export class TelnyxProvider extends StreamCarrier {
   private async onWebhook(request: WebhookRequest): Promise<WebhookReply> {
     const { event_type: type, payload } = parseJsonOrThrow(Event, request.rawBody.toString("utf8"), "webhook").data;
     const id = payload.call_control_id;
+    // The person's leg of a transfer carries the call it came from in its client_state.
+    const transferOf = Buffer.from(payload.client_state ?? "", "base64").toString("utf8").match(/^transfer:(.+)$/)?.[1];
+    if (transferOf) return this.onTransferLeg(transferOf, id, type, payload.hangup_cause);
     const known = this.calls.get(id);
     switch (type) {
       case "call.initiated":
@@ -248,6 +257,39 @@ export class TelnyxProvider extends StreamCarrier {
       default:
         break;
     }
+    return { status: 200 };
+  }
+
+  /**
+   * Blind transfer through Call Control's transfer: Telnyx dials the person
+   * and bridges them with the caller once they answer; the person's leg
+   * reports under its own id, with the call it came from in its client
+   * state. Unanswered, the caller is still on our stream.
+   */
+  async transfer(providerCallId: string, request: TransferRequest): Promise<TransferResult> {
+    const call = this.live(providerCallId);
+    const { config, endpoints } = this.options;
+    const result = await this.transferWith(call, request.ringTimeoutMs, async () => {
+      await this.client.calls.actions.transfer(call.id, {
+        to: request.to,
+        ...(config.fromNumber ? { from: config.fromNumber } : {}),
+        timeout_secs: Math.max(5, Math.ceil(request.ringTimeoutMs / 1000)),
+        target_leg_client_state: Buffer.from(`transfer:${call.id}`).toString("base64"),
+        webhook_url: endpoints.webhook(),
+        webhook_url_method: "POST",
+      });
+      // Our stream goes on while the person's phone rings: the caller can still be heard and spoken to.
+      call.held = false;
+    });
+    // Put through: our stream stops (the caller and the person are bridged at Telnyx).
+    if (result.outcome === "connected") await this.client.calls.actions.stopStreaming(call.id, {}).catch((err) => this.log.warn({ callId: call.id, err: String(err) }, "could not stop the stream after a transfer"));
+    return result;
+  }
+
+  /** An event of a transfer's leg: answered or bridged, the transfer is done; hung up first, it failed, saying why. */
+  private onTransferLeg(callId: string, legId: string, type: string, cause: string | undefined): WebhookReply {
+    if (type === "call.answered" || type === "call.bridged") this.settleTransfer(callId, { outcome: "connected", legId });
+    else if (type === "call.hangup") this.settleTransfer(callId, { outcome: TRANSFER_CAUSES[cause ?? ""] ?? "failed", reason: `Telnyx reports ${cause ?? "hangup"}`, legId });
     return { status: 200 };
   }
 

@@ -81,8 +81,6 @@ export class TwilioProvider extends StreamCarrier {
   private readonly authToken: string;
   /** With streaming off: Twilio speaks (Say), listens (Gather) and presses keys (Play) itself. */
   protected declare carrierSpeech?: DocumentSpeech;
-  /** Calls being transferred: told the outcome when the person answers or the dial ends. */
-  private readonly transfers = new Map<string, (result: TransferResult) => void>();
 
   constructor(protected override readonly options: TwilioProviderOptions) {
     super(options, "twilio", TWILIO_WIRE);
@@ -152,43 +150,14 @@ export class TwilioProvider extends StreamCarrier {
    * caller is back with us.
    */
   async transfer(providerCallId: string, request: TransferRequest): Promise<TransferResult> {
-    if (this.carrierSpeech) throw new VoiceCallError("UNSUPPORTED", "transfer needs the media stream (streaming.enabled)");
     const call = this.live(providerCallId);
-    if (this.transfers.has(call.id)) throw new VoiceCallError("INVALID_STATE", `call ${call.id} is being transferred already`);
     const { endpoints, config } = this.options;
     const response = new twilio.twiml.VoiceResponse();
     const dial = response.dial({ action: endpoints.webhook({ type: "transfer-end" }), method: "POST", timeout: Math.max(5, Math.ceil(request.ringTimeoutMs / 1000)), ...(config.fromNumber ? { callerId: config.fromNumber } : {}) });
     dial.number({ statusCallback: endpoints.webhook({ type: "transfer-leg" }), statusCallbackEvent: ["answered"], statusCallbackMethod: "POST" }, request.to);
-    const outcome = new Promise<TransferResult>((resolve) => this.transfers.set(call.id, resolve));
-    call.held = true;
-    try {
+    return this.transferWith(call, request.ringTimeoutMs, async () => {
       await this.client.calls(call.id).update({ twiml: response.toString() });
-    } catch (err) {
-      this.transfers.delete(call.id);
-      call.held = false;
-      throw err;
-    }
-    // Twilio reports either way within the ring time; a dial it never reports on is given up on.
-    const silence = setTimeout(() => this.settleTransfer(call.id, { outcome: "failed", reason: "Twilio did not report on the dial" }), request.ringTimeoutMs + 30_000);
-    const result = await outcome.finally(() => clearTimeout(silence));
-    // Put through: our part of the call ends here (the carrier reports no end of ours for it).
-    if (result.outcome === "connected") await this.teardown(call);
-    return result;
-  }
-
-  /** Tells a transfer in progress how it went (once). */
-  private settleTransfer(sid: string, result: TransferResult): boolean {
-    const resolve = this.transfers.get(sid);
-    if (!resolve) return false;
-    this.transfers.delete(sid);
-    resolve(result);
-    return true;
-  }
-
-  /** A call that ends while its transfer dials: the transfer failed with it. */
-  protected override async teardown(call: StreamCall): Promise<void> {
-    this.settleTransfer(call.id, { outcome: "failed", reason: "the call ended while the person's phone rang" });
-    await super.teardown(call);
+    });
   }
 
   /** The person's leg answered (its Number statusCallback): the transfer is done. */
