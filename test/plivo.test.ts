@@ -55,6 +55,46 @@ describe("Plivo carrier (SDK against a local Voice API, V3 signatures, Plivo XML
     stream.close();
   }, 30_000);
 
+  it("transfer (blind): the call moves to a Dial of the person; busy brings the caller back on the stream; answered, the call ends transferred", async () => {
+    const { callId } = await manager().initiateCall({ to: CALLER, message: "Let me put you through." });
+    const requestUuid = manager().getCall(callId)!.providerCallId!;
+    const callUuid = "c0ffee00-0000-4000-8000-0000000000aa";
+    fake.calls.set(callUuid, "live");
+    const answer = await fake.webhook(`${webhookUrl}?type=answer`, answerParams(callUuid, requestUuid));
+    const target = plivoStreamOf(answer.body)!;
+    const stream = await MediaStreamClient.connect(target.url, { callSid: callUuid, token: target.headers }, PLIVO);
+    await waitFor(() => manager().getCall(callId)?.state === "listening" || undefined, "the message played", 15_000);
+    const moves = () => fake.made("POST", new RegExp(`/Call/${callUuid}/$`));
+    const legParams = (extra: Record<string, string>) => ({ CallUUID: callUuid, Direction: "outbound", From: OURS, To: CALLER, ...extra });
+
+    const busy = manager().transferCall(callId, { to: "+15550004444" });
+    const moved = await waitFor(() => moves()[0], "the call moved");
+    expect(moved.body).toMatchObject({ legs: "aleg", aleg_url: `${webhookUrl}?type=transfer-dial`, aleg_method: "POST" });
+    stream.close();
+    // Plivo fetches the Dial our webhook serves.
+    const dial = await fake.webhook(`${webhookUrl}?type=transfer-dial`, legParams({ CallStatus: "in-progress" }));
+    expect(dial.body).toBe(
+      `<Response><Dial action="${webhookUrl}?type=transfer-end" method="POST" callbackUrl="${webhookUrl}?type=transfer-leg" callbackMethod="POST" timeout="30" callerId="${OURS}"><Number>+15550004444</Number></Dial></Response>`,
+    );
+    const back = await fake.webhook(`${webhookUrl}?type=transfer-end`, legParams({ DialStatus: "busy", DialBLegUUID: "b-leg-1" }));
+    expect(await busy).toMatchObject({ transferred: false, outcome: "busy", reason: "Plivo's Dial ended busy", legId: "b-leg-1", state: "listening" });
+    // Back with us: the stream again, on the same call.
+    const again = plivoStreamOf(back.body)!;
+    const resumed = await MediaStreamClient.connect(again.url, { callSid: callUuid, token: again.headers }, PLIVO);
+    const since = performance.now();
+    await manager().speak(callId, "Sorry, that line is busy.");
+    expect(resumed.mediaAfter(since).length).toBeGreaterThan(10);
+
+    const answered = manager().transferCall(callId, { to: "+15550005555" });
+    await waitFor(() => moves()[1], "the second move");
+    resumed.close();
+    await fake.webhook(`${webhookUrl}?type=transfer-dial`, legParams({ CallStatus: "in-progress" }));
+    await fake.webhook(`${webhookUrl}?type=transfer-leg`, legParams({ DialAction: "answer", DialBLegUUID: "b-leg-2", DialBLegStatus: "answer" }));
+    expect(await answered).toMatchObject({ transferred: true, outcome: "connected", legId: "b-leg-2", state: "transferred" });
+    expect((await fake.webhook(`${webhookUrl}?type=transfer-end`, legParams({ DialStatus: "completed", DialBLegUUID: "b-leg-2" }))).body).toContain("<Hangup");
+    expect(manager().getCall(callId)).toMatchObject({ state: "transferred", transfers: [{ outcome: "busy" }, { outcome: "connected", legId: "b-leg-2" }] });
+  }, 30_000);
+
   it("cancels a call request not answered yet", async () => {
     const { callId } = await manager().initiateCall({ to: CALLER, message: "Hello." });
     const requestUuid = manager().getCall(callId)!.providerCallId!;

@@ -19,13 +19,29 @@ import plivo from "plivo";
 import { VoiceCallError } from "../../errors.js";
 import { DocumentSpeech, documentReply, heardInput, isDocumentType } from "../document-speech.js";
 import { StreamCarrier, type StreamCall, type StreamCarrierOptions } from "../stream-carrier.js";
-import type { CarrierIngress, PlaceCallRequest, ProviderCapabilities, RemoteCallStatus, SetupFinding, TerminalState, WebhookReply, WebhookRequest, WebhookVerdict } from "../types.js";
+import type {
+  CarrierIngress,
+  PlaceCallRequest,
+  ProviderCapabilities,
+  RemoteCallStatus,
+  SetupFinding,
+  TerminalState,
+  TransferOutcome,
+  TransferRequest,
+  TransferResult,
+  WebhookReply,
+  WebhookRequest,
+  WebhookVerdict,
+} from "../types.js";
 import { PLIVO_WIRE, plivoStreamEvent, streamHeaders } from "./stream.js";
 import { plivoDocuments, plivoXml, type PlivoXml } from "./xml.js";
 
 export type PlivoProviderOptions = StreamCarrierOptions;
 
 const XML = "text/xml";
+
+/** A Dial's DialStatus as a transfer's outcome. */
+const DIAL_OUTCOMES: Record<string, TransferOutcome> = { completed: "connected", busy: "busy", timeout: "no-answer", "no-answer": "no-answer", failed: "failed" };
 
 /** Plivo's CallStatus on the hangup webhook to how a call ended. */
 function endOf(status: string, answered: boolean, byUs: boolean): TerminalState {
@@ -59,6 +75,8 @@ export class PlivoProvider extends StreamCarrier {
   private readonly requestUuids = new Map<string, string>();
   /** With streaming off: Plivo speaks (Speak) and listens (GetInput) itself. */
   protected declare carrierSpeech?: DocumentSpeech;
+  /** Calls whose transfer is dialling: who, for the Dial document Plivo fetches. */
+  private readonly dialling = new Map<string, TransferRequest>();
 
   constructor(protected override readonly options: PlivoProviderOptions) {
     super(options, "plivo", PLIVO_WIRE);
@@ -101,6 +119,51 @@ export class PlivoProvider extends StreamCarrier {
     // The SDK's typing asks for the bridged leg's URL too; only our leg moves.
     const params = { legs: "aleg", alegUrl: this.options.endpoints.webhook(query), alegMethod: "POST" } as Parameters<PlivoClient["calls"]["transfer"]>[1];
     await sdk(this.client.calls.transfer(uuid, params));
+  }
+
+  /**
+   * Blind transfer: the call moves (Transfer API) to a `<Dial>` of the
+   * person our webhook serves (our stream ends with it). The Dial's
+   * callbackUrl tells when the person answers: the caller is theirs, we
+   * leave. A Dial that ends unanswered asks its action URL what next: the
+   * stream again, so the caller is back with us.
+   */
+  async transfer(providerCallId: string, request: TransferRequest): Promise<TransferResult> {
+    const call = this.live(providerCallId);
+    this.dialling.set(call.id, request);
+    try {
+      return await this.transferWith(call, request.ringTimeoutMs, () => this.moveTo(call.id, { type: "transfer-dial" }));
+    } finally {
+      this.dialling.delete(call.id);
+    }
+  }
+
+  /** The Dial a transferred call moves to. */
+  private dialXml(call: StreamCall): WebhookReply {
+    const request = this.dialling.get(call.id);
+    if (!request || call.ended) return xml(hangupXml());
+    const { endpoints, config } = this.options;
+    const response = plivoXml();
+    response
+      .addDial({
+        action: endpoints.webhook({ type: "transfer-end" }),
+        method: "POST",
+        callbackUrl: endpoints.webhook({ type: "transfer-leg" }),
+        callbackMethod: "POST",
+        timeout: String(Math.max(5, Math.ceil(request.ringTimeoutMs / 1000))),
+        ...(config.fromNumber ? { callerId: config.fromNumber } : {}),
+      })
+      .addNumber(request.to);
+    return xml(response);
+  }
+
+  /** The Dial ended: unanswered, the caller comes back to us (the stream again); after a transfer that connected, the call is over. */
+  private onTransferEnd(call: StreamCall | undefined, form: URLSearchParams): WebhookReply {
+    const status = form.get("DialStatus") ?? "failed";
+    const outcome = DIAL_OUTCOMES[status] ?? "failed";
+    const legId = form.get("DialBLegUUID");
+    if (!call || call.ended || !this.settleTransfer(call.id, { outcome, reason: `Plivo's Dial ended ${status}`, ...(legId ? { legId } : {}) })) return xml(hangupXml());
+    return xml(outcome === "connected" ? hangupXml() : this.streamXml(call));
   }
 
   /** The id mapping goes with the call (late webhooks, Plivo's hangup after ours, still found it until now). */
@@ -244,6 +307,16 @@ export class PlivoProvider extends StreamCarrier {
       case "spoken":
       case "listen":
         return documentReply(this.carrierSpeech?.reply(type, request.query));
+      case "transfer-dial":
+        return this.dialXml(this.calls.get(id) ?? this.transient(id));
+      case "transfer-leg": {
+        // The Dial's callback: the person answered.
+        const legId = form.get("DialBLegUUID");
+        if (form.get("DialAction") === "answer") this.settleTransfer(id, { outcome: "connected", ...(legId ? { legId } : {}) });
+        return { status: 204 };
+      }
+      case "transfer-end":
+        return this.onTransferEnd(this.calls.get(id), form);
       case "hangup": {
         const call = this.calls.get(id) ?? this.transient(id);
         const status = form.get("CallStatus") ?? "";
@@ -281,9 +354,10 @@ export class PlivoProvider extends StreamCarrier {
     const type = request.query.get("type") ?? "answer";
     // A retried document fetch gets the same document; nothing is acted on twice.
     if (isDocumentType(type)) return documentReply(this.carrierSpeech?.reply(type, request.query, true));
-    if (type !== "answer") return { status: 204 };
+    if (type !== "answer" && type !== "transfer-dial") return { status: 204 };
     const form = new URLSearchParams(request.rawBody.toString("utf8"));
-    const call = this.calls.get(form.get("RequestUUID") ?? "") ?? this.calls.get(form.get("CallUUID") ?? "");
+    const call = this.calls.get(form.get("RequestUUID") ?? "") ?? this.calls.get(this.requestUuids.get(form.get("CallUUID") ?? "") ?? form.get("CallUUID") ?? "");
+    if (type === "transfer-dial") return call ? this.dialXml(call) : xml(hangupXml());
     return xml(call && !call.ended && call.decision !== "reject" ? this.streamXml(call) : hangupXml());
   }
 

@@ -9,6 +9,7 @@ export interface PlivoXml {
   addRedirect(url: string, attributes?: Record<string, string>): unknown;
   addWait(attributes: Record<string, string>): unknown;
   addGetInput(attributes: Record<string, string>): unknown;
+  addDial(attributes: Record<string, string>): { addNumber(number: string, attributes?: Record<string, string>): unknown };
   toXML(): string;
 }
 
