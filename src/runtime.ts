@@ -11,6 +11,7 @@ import { Responder, type ChatFn, type TurnResponder } from "./calls/responder.js
 import { VoiceCallError } from "./errors.js";
 import { CallStore } from "./calls/store.js";
 import { Operations } from "./calls/operations.js";
+import { pruneRecordings } from "./calls/recording.js";
 import type { Logger } from "./log.js";
 import { createProviders, createVoiceLayer, type ProviderDeps } from "./providers/index.js";
 import { PublicEndpoints } from "./providers/public-url.js";
@@ -79,6 +80,9 @@ export async function createRuntime(config: VoiceCallConfig, logger: Logger, dep
         : logger.error({ store: storeDir, reason: h.reason, waiting: h.waiting }, "the call log cannot be written: calls go on, new calls are refused, lines wait in memory"),
   });
   if (archived > 0) logger.info({ archived, store: storeDir }, "moved calls ended beyond keepEndedCalls into a dated file");
+  // Recordings go with their calls: those of calls the log no longer keeps are removed.
+  const pruned = pruneRecordings(storeDir, loaded.calls);
+  if (pruned > 0) logger.info({ pruned, store: storeDir }, "removed the recordings of calls beyond keepEndedCalls");
   const responder = given ?? new Responder({ baseUrl: config.responseBaseUrl, apiKey: config.responseApiKey, timeoutMs: config.responseTimeoutMs, chat });
   const manager = new CallManager({ config, providers, store, loaded, logger, responder });
   // A realtime model on the line reaches the calls' responder (the agent, or responseModel) through consult.

@@ -8,7 +8,9 @@
  * and the far end of each call (a Leg): what it heard, what it says, the
  * keys it gets.
  */
+import { readFileSync } from "node:fs";
 import { DtmfDetector } from "../src/audio/dtmf.js";
+import { readWav } from "../src/speech/wav.js";
 import { concatPcm } from "../src/audio/frame.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CallManager } from "../src/calls/manager.js";
@@ -308,12 +310,14 @@ function asteriskKit(): Kit {
         await callee.done;
       }
       callee?.ear.close();
-      const ear = await PhoneAudio.open(mediaPort);
+      // Each ear its own port: a callee that refuses keeps its ear open until the next one.
+      const port = mediaPort++;
+      const ear = await PhoneAudio.open(port);
       const scenario =
         next === "answer" || next === "hangs-up"
-          ? calleeScenario({ ringMs: 300, mediaPort: mediaPort++, holdMs: next === "hangs-up" ? holdMs : undefined })
+          ? calleeScenario({ ringMs: 300, mediaPort: port, holdMs: next === "hangs-up" ? holdMs : undefined })
           : next === "no-answer"
-            ? calleeScenario({ ringMs: 10_000, mediaPort: mediaPort++ })
+            ? calleeScenario({ ringMs: 10_000, mediaPort: port })
             : calleeScenario({ ringMs: 200, status: statuses[next] });
       const sipp = runSipp(lab, "conformance-callee", scenario, ["-p", String(lab.info.uasPort), "-i", "127.0.0.1"], 30);
       callee = { ear, done: sipp.done, child: sipp.child as never };
@@ -392,7 +396,7 @@ describe.each([mockKit(), twilioKit(), telnyxKit(), plivoKit(), asteriskKit()])(
 
   const said = (callId: string, line: string) => saidAndListening(manager, callId, line);
 
-  async function outbound(message: string, extra: { dtmfSequence?: string } = {}, far: "answer" | "hangs-up" = "answer") {
+  async function outbound(message: string, extra: { dtmfSequence?: string; record?: boolean } = {}, far: "answer" | "hangs-up" = "answer") {
     await kit.prepare?.(far);
     const { callId } = await manager.initiateCall({ to: CALLER, message, mode: "conversation", ...extra });
     const id = manager.getCall(callId)!.providerCallId!;
@@ -495,6 +499,25 @@ describe.each([mockKit(), twilioKit(), telnyxKit(), plivoKit(), asteriskKit()])(
     await kit.report(manager.getCall(callId)!.providerCallId!, how);
     await waitFor(() => manager.getCall(callId)!.state === state || undefined, state, 10_000);
   }, 20_000);
+
+  it.runIf(kit.id !== "mock")("recording: a call placed with record: true is a stereo WAV beside the call log, the far end's words on the left and ours on the right", async () => {
+    const { callId, leg } = await outbound("This call is recorded for the test.", { record: true });
+    await leg.say("Please call me back tomorrow morning.");
+    await manager.endCall(callId);
+    leg.close();
+    const recording = await waitFor(() => {
+      const r = manager.getCall(callId)!.recording;
+      return r?.durationMs !== undefined ? r : undefined;
+    }, "the recording closed", 10_000);
+    expect(recording).toMatchObject({ channels: "stereo", sampleRate: 8000 });
+    expect(recording.path.startsWith(service.runtime.storeDir)).toBe(true);
+    const wav = readWav(readFileSync(recording.path));
+    expect(wav.channels).toHaveLength(2);
+    expect(recording.durationMs).toBeCloseTo((wav.channels[0]!.length / 8000) * 1000, -1);
+    const [theirs, ours] = await Promise.all(wav.channels.map((pcm) => transcribePcm(pcm, 8000)));
+    expect(wordErrorRate("please call me back tomorrow morning", theirs!), `left: ${theirs}`).toBeLessThanOrEqual(0.35);
+    expect(wordErrorRate("this call is recorded for the test", ours!), `right: ${ours}`).toBeLessThanOrEqual(0.35);
+  }, 60_000);
 
   // A blind transfer where the carrier has one (the cloud carriers' transfers are not built yet).
   it.runIf(kit.id === "mock" || kit.id === "asterisk")("transfer (blind): a person who is busy leaves the caller with us; one who answers gets the caller (they hear them) and the call ends transferred", async () => {

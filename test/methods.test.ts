@@ -97,6 +97,33 @@ describe("gateway compatibility methods", () => {
     expect(again.manager.getCall(callId)!.transcript.at(-1)).toMatchObject({ kind: "transfer", text: "transfer to +15550003333: connected" });
   });
 
+  it("recording: the consent message is said first; a carrier whose audio does not pass through us, or a disk that fills, leaves a transcript line and the call goes on", async () => {
+    const ctx = await context({ recording: { consentMessage: "This call is recorded." }, mock: { ringMs: 5, replyDelayMs: 5, speakMsPerChar: 0, replies: ["yes"] } });
+    const { callId } = (await invoke(ctx, "voicecall.initiate", { to: TO, message: "Hello.", mode: "conversation", record: true })) as { callId: string };
+    await waitFor(() => ctx.manager.getCall(callId)?.state === "listening", "the call to listen");
+    const lines = () => ctx.manager.getCall(callId)!.transcript.map((t) => [t.kind, t.text]);
+    expect(lines().slice(0, 3)).toEqual([
+      ["recording", "not recorded: mock calls' audio does not pass through this service"],
+      ["speech", "This call is recorded."],
+      ["speech", "Hello."],
+    ]);
+    expect(await invoke(ctx, "voicecall.recording", { callId })).toEqual({ found: false, callId });
+    expect(await errorOf(invoke(ctx, "voicecall.recording", { callId: "nope" }))).toMatchObject({ code: "NOT_FOUND", issues: [{ path: "callId" }] });
+
+    // A carrier that records, on a disk that fills: the recording stops, the call does not.
+    ctx.h.mock.record = (_id, request) => void setTimeout(() => request.failed("ENOSPC: no space left on device, write"), 20);
+    const second = (await invoke(ctx, "voicecall.initiate", { to: TO, message: "Hello again.", mode: "conversation", record: true })) as { callId: string };
+    await waitFor(() => ctx.manager.getCall(second.callId)?.recording?.failed, "the recording to stop");
+    expect(await invoke(ctx, "voicecall.continue", { callId: second.callId, message: "Still there?" })).toEqual({ success: true, transcript: "yes" });
+    const view = ctx.manager.getCall(second.callId)!;
+    expect(view.transcript.map((t) => [t.kind, t.text])).toContainEqual(["recording", "recording stopped: ENOSPC: no space left on device, write"]);
+    expect(await invoke(ctx, "voicecall.recording", { callId: second.callId })).toMatchObject({ found: true, inProgress: true, channels: "stereo", failed: expect.stringContaining("ENOSPC") });
+    // Not asked and not configured: not recorded, and nothing said about it.
+    const third = (await invoke(ctx, "voicecall.initiate", { to: TO, message: "Hi.", mode: "conversation", record: false })) as { callId: string };
+    await waitFor(() => ctx.manager.getCall(third.callId)?.state === "listening", "the third call");
+    expect(ctx.manager.getCall(third.callId)!.transcript.map((t) => t.kind)).not.toContain("recording");
+  });
+
   it("refuses a dtmfSequence on a notify call, naming the field, and places nothing", async () => {
     const ctx = await context();
     const err = await errorOf(invoke(ctx, "voicecall.initiate", { to: TO, message: "hi", mode: "notify", dtmfSequence: "12" }));

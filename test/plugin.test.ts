@@ -74,6 +74,7 @@ describe("OpenClaw plugin entry", () => {
       "voicecall.end",
       "voicecall.initiate",
       "voicecall.list",
+      "voicecall.recording",
       "voicecall.speak",
       "voicecall.start",
       "voicecall.status",
@@ -81,7 +82,7 @@ describe("OpenClaw plugin entry", () => {
     ]);
     // Reads need operator.read only; everything that changes a call needs operator.write (never admin).
     for (const [name, scope] of r.scopes) {
-      const read = ["voicecall.status", "voicecall.list", "voicecall.continue.result"].includes(name);
+      const read = ["voicecall.status", "voicecall.list", "voicecall.recording", "voicecall.continue.result"].includes(name);
       expect(scope, name).toBe(read ? "operator.read" : "operator.write");
     }
     expect(r.cli[0]!.opts).toEqual({ commands: ["voicecall"] });
@@ -137,7 +138,7 @@ describe("OpenClaw plugin entry", () => {
     const program = new Command("openclaw");
     await r.cli[0]!.registrar({ program });
     const voicecall = program.commands.find((c) => c.name() === "voicecall")!;
-    expect(voicecall.commands.map((c) => c.name()).sort()).toEqual(["call", "continue", "doctor", "dtmf", "end", "expose", "lab", "latency", "serve", "setup", "smoke", "speak", "status", "tail", "transfer"]);
+    expect(voicecall.commands.map((c) => c.name()).sort()).toEqual(["call", "continue", "doctor", "dtmf", "end", "expose", "lab", "latency", "recording", "serve", "setup", "smoke", "speak", "status", "tail", "transfer"]);
     expect(voicecall.commands.find((c) => c.name() === "call")!.aliases()).toContain("start");
   });
 

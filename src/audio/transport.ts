@@ -6,6 +6,7 @@
 import { AsyncQueue } from "../util/async-queue.js";
 import { silentFrame, type AudioFrame, type SampleRate } from "./frame.js";
 import type { AfterIo, FramePacer, PacedStream } from "./pacer.js";
+import type { TransportTap } from "./recorder.js";
 
 export interface MediaTransport {
   readonly sampleRate: SampleRate;
@@ -28,6 +29,8 @@ export interface MediaTransport {
   clear(): void;
   close(): void;
   readonly closed: boolean;
+  /** Hands both directions, as heard, to `tap` from now on (a recording); undefined stops it. */
+  record?(tap: TransportTap | undefined): void;
 }
 
 type Item = { frame: AudioFrame; item?: string } | { mark: (sent: boolean) => void };
@@ -136,6 +139,8 @@ export abstract class PacedTransport implements MediaTransport, PacedStream, Aft
   private quietDue = 0;
   /** One silent frame for readers, handed out again and again (readers never write into frames). */
   private quietFrame: AudioFrame | undefined;
+  /** Both directions go here too, as heard (a recording). */
+  private tap: TransportTap | undefined;
 
   constructor(
     readonly sampleRate: SampleRate,
@@ -165,6 +170,11 @@ export abstract class PacedTransport implements MediaTransport, PacedStream, Aft
     this.idleTicks = 0;
     this.quietDue = 0;
     for (const q of this.inputs) q.push(frame);
+    this.tap?.caller(frame);
+  }
+
+  record(tap: TransportTap | undefined): void {
+    this.tap = tap;
   }
 
   frames(): AsyncIterable<AudioFrame> {
@@ -217,7 +227,9 @@ export abstract class PacedTransport implements MediaTransport, PacedStream, Aft
       this.quietDue += 1;
       this.pacer.afterIo(this);
     }
-    this.send(this.output.next());
+    const frame = this.output.next();
+    this.tap?.ours(frame);
+    this.send(frame);
   }
 
   /** The quiet ticks' silence, unless the far side's audio turned up when the loop read its sockets. */

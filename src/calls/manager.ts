@@ -37,6 +37,8 @@ export interface InitiateRequest {
   requesterSessionKey?: string;
   /** The gateway agent that owns the call: trusted callers only (operators, core), never a model's arguments. */
   agentId?: string;
+  /** Record this call (true) or not (false), whatever recording.* and its number say. */
+  record?: boolean;
 }
 
 export interface CallManagerOptions {
@@ -164,6 +166,7 @@ export class CallManager {
       ...(request.agentId ? { agentId: request.agentId } : {}),
     });
     call.dtmfSequence = request.dtmfSequence;
+    call.recordAsked = request.record;
     if (!this.store.health.writable) {
       // Not placed: a call the log cannot hold would be lost on a restart. Its end is queued with it.
       call.finish("failed", "not placed: the call log cannot be written");

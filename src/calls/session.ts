@@ -7,6 +7,7 @@
  * restore); a session reaches the store and the listeners through its host.
  */
 import { randomUUID } from "node:crypto";
+import { defaultStoreDir } from "../config/load.js";
 import type { VoiceCallConfig } from "../config/schema.js";
 import { VoiceCallError } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -16,6 +17,7 @@ import { deferred, delay, type Deferred } from "../util/deferred.js";
 import { Answering, type AnsweredLine } from "./answering.js";
 import { CallerActivity } from "./caller-activity.js";
 import { openingScript, type OpeningLine } from "./opening.js";
+import { recordingPlan, startRecording } from "./recording.js";
 import { KeyCollector } from "./keys.js";
 import type { TurnResponder } from "./responder.js";
 import { carrierFailure } from "./carrier-failure.js";
@@ -74,6 +76,8 @@ export class CallSession implements AnsweredLine {
   readonly log: Logger;
   /** Keys to press as soon as the call is answered. */
   dtmfSequence?: string;
+  /** The call's own choice to be recorded (or not), over the number's and the config's. */
+  recordAsked?: boolean;
   private readonly answered = deferred<void>();
   /** Token of the current listening turn; speech for any other token is stale. */
   private turnToken?: string;
@@ -257,9 +261,20 @@ export class CallSession implements AnsweredLine {
     this.host.persist(this);
     this.answered.resolve();
     this.limitDuration();
+    // Recorded calls: the recording starts before anything is said, the consent message first.
+    const consent = startRecording({
+      record: this.record,
+      provider: this.provider,
+      storeDir: defaultStoreDir(this.host.config),
+      plan: recordingPlan(this.host.config, this.record, this.recordAsked),
+      log: this.log,
+      note: (text) => this.addTranscript("bot", "recording", text),
+      persist: () => this.host.persist(this),
+    });
     const line: OpeningLine = {
       record: this.record,
       dtmfSequence: this.dtmfSequence,
+      ...(consent ? { consentMessage: consent } : {}),
       isOver: () => this.ended,
       say: (message, options) => this.say(message, options),
       openTurn: () => this.openTurn(),

@@ -48,13 +48,24 @@ const CallRecordSchema = z.object({
       }),
     )
     .optional(),
+  recording: z
+    .object({
+      path: z.string(),
+      channels: z.enum(["stereo", "mono"]),
+      startedAt: z.string(),
+      durationMs: z.number().nonnegative().optional(),
+      bytes: z.number().nonnegative().optional(),
+      sampleRate: z.number().positive().optional(),
+      failed: z.string().optional(),
+    })
+    .optional(),
 });
 
 const TranscriptEntrySchema = z.object({
   callId: z.string().min(1),
   at: z.string(),
   speaker: z.enum(["bot", "caller"]),
-  kind: z.enum(["speech", "dtmf", "interrupted", "unrecognised", "transfer"]),
+  kind: z.enum(["speech", "dtmf", "interrupted", "unrecognised", "transfer", "recording"]),
   text: z.string(),
   turn: z.number().int().nonnegative(),
   origin: z.enum(["agent", "model", "service"]).optional(),

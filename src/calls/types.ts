@@ -18,9 +18,10 @@ export interface TranscriptEntry {
    * speech: words said; dtmf: keys pressed; interrupted: our message was cut
    * short, text is what was heard of it; unrecognised: the caller spoke but
    * recognition could not transcribe it, text says why; transfer: a transfer
-   * was tried, text says to whom and how it went.
+   * was tried, text says to whom and how it went; recording: the recording
+   * could not start or stopped early, text says why.
    */
-  kind: "speech" | "dtmf" | "interrupted" | "unrecognised" | "transfer";
+  kind: "speech" | "dtmf" | "interrupted" | "unrecognised" | "transfer" | "recording";
   text: string;
   /**
    * The listening turn this line belongs to: a message that asks for an
@@ -58,6 +59,19 @@ export interface CallRecord {
   agentId?: string;
   /** Transfers tried on this call, in order: each is a leg of the call's record. */
   transfers?: TransferAttempt[];
+  /** The call's recording: where, how, and (once closed) what it holds. */
+  recording?: CallRecording;
+}
+
+export interface CallRecording {
+  path: string;
+  channels: "stereo" | "mono";
+  startedAt: string;
+  durationMs?: number;
+  bytes?: number;
+  sampleRate?: number;
+  /** Why it stopped before the call did (a full disk). */
+  failed?: string;
 }
 
 export interface TransferAttempt {

@@ -185,6 +185,12 @@ const RealtimeConfig = z.looseObject({
     .describe("a quick context look-up before a consult"),
 });
 
+const RecordingConfig = z.strictObject({
+  enabled: z.boolean().default(false).describe("record every call whose audio this service handles (a call's own record: true records it alone)"),
+  channels: z.enum(["stereo", "mono"]).default("stereo").describe("stereo: the caller left, us right; mono: both mixed"),
+  consentMessage: z.string().min(1).optional().describe("said first on every recorded call, e.g. that the call is recorded"),
+});
+
 const NumberOverride = z.strictObject({
   inboundPolicy: InboundPolicy.optional().describe("inboundPolicy for callers who dial this number"),
   allowFrom: z.array(CallerId).optional().describe("allowFrom for callers who dial this number"),
@@ -194,6 +200,13 @@ const NumberOverride = z.strictObject({
   responseTimeoutMs: positiveInt.optional().describe("responseTimeoutMs for this number's callers"),
   provider: ProviderId.optional().describe("the carrier this number is on"),
   agentId: z.string().min(1).optional().describe("the gateway agent that answers this number (inside the gateway; before the plugin's agentId)"),
+  recording: z
+    .strictObject({
+      enabled: z.boolean().optional().describe("record calls to or from this number (over recording.enabled)"),
+      consentMessage: z.string().min(1).optional().describe("this number's consent message (over recording.consentMessage)"),
+    })
+    .optional()
+    .describe("this number's recording, over recording"),
   tts: z
     .strictObject({
       provider: z.string().min(1).optional().describe("this number's text-to-speech engine"),
@@ -325,6 +338,7 @@ export const VoiceCallConfigSchema = z.strictObject({
   sessionScope: z.enum(["per-phone", "per-call", "main"]).default("per-phone").describe("the agent session a caller talks to, inside the gateway: per-phone agent:<id>:voice:<digits>, per-call agent:<id>:voice:call:<callId>, or main agent:<id>:main"),
   agentId: z.string().min(1).optional().describe("the gateway agent that answers callers and owns calls (inside the gateway; else its default agent)"),
   realtime: RealtimeConfig.prefault({}).describe("realtime voice: a speech-to-speech model on the call"),
+  recording: RecordingConfig.prefault({}).describe("recording calls: WAV files from our own audio, beside the call log (docs/recording.md)"),
   store: z.string().min(1).optional().describe("folder of the call log, control token and replay keys (default ~/.openclaw/voice-calls)"),
   keepEndedCalls: positiveInt.default(1000).describe("ended calls kept in the call log, in memory and restored; older ones move to dated files in the store folder"),
   responseModel: z.string().min(1).optional().describe('the model answering inbound callers no agent drives, e.g. "openai/gpt-4o-mini" or any name the endpoint knows'),

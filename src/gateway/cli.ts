@@ -85,7 +85,8 @@ export function registerVoicecallCommands(root: Command, io: CliIo): Command {
     .addOption(new Option("--mode <mode>", "notify (speak, hang up) or conversation").choices(CallMode.options))
     .addOption(new Option("--provider <id>", "carrier for this call (overrides routing)").choices(PROVIDER_IDS))
     .option("--dtmf-sequence <digits>", "keys to press once the call connects, before the message (conversation mode)")
-    .action(rpc("voicecall.initiate", (o) => ({ to: o.to, message: o.message, mode: o.mode, provider: o.provider, dtmfSequence: o.dtmfSequence }), (r) => `call ${r.callId} initiated via ${r.provider} (${r.state})`));
+    .option("--record", "record this call (recording.* in the config otherwise decides)")
+    .action(rpc("voicecall.initiate", (o) => ({ to: o.to, message: o.message, mode: o.mode, provider: o.provider, dtmfSequence: o.dtmfSequence, ...(o.record ? { record: true } : {}) }), (r) => `call ${r.callId} initiated via ${r.provider} (${r.state})`));
 
   root
     .command("continue")
@@ -109,6 +110,16 @@ export function registerVoicecallCommands(root: Command, io: CliIo): Command {
     .requiredOption("--call-id <id>", "call id")
     .requiredOption("--digits <digits>", "0-9, A-D, *, #; w pauses")
     .action(rpc("voicecall.dtmf", (o) => ({ callId: o.callId, digits: o.digits }), () => "sent"));
+
+  root
+    .command("recording")
+    .description("where a call's recording is, its length and channels")
+    .requiredOption("--call-id <id>", "call id")
+    .action(
+      rpc("voicecall.recording", (o) => ({ callId: o.callId }), (r) =>
+        r.found ? `${r.path} (${r.channels}, ${r.durationMs === undefined ? "still recording" : `${(r.durationMs / 1000).toFixed(1)} s`}${r.failed ? `; stopped early: ${r.failed}` : ""})` : `call ${r.callId} has no recording`,
+      ),
+    );
 
   root
     .command("transfer")

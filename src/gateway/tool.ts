@@ -33,7 +33,8 @@ const variant = <A extends Exclude<Action, "initiate_call" | "speak_to_user" | "
 const VARIANTS = {
   // Session keys and the owning agent come from the gateway, never from the model.
   initiate_call: MethodParams["voicecall.initiate"]
-    .omit({ sessionKey: true, requesterSessionKey: true, agentId: true })
+    // Recording is the operator's (config, RPC, CLI), with its consent message: not a model's choice.
+    .omit({ sessionKey: true, requesterSessionKey: true, agentId: true, record: true })
     .extend({ action: z.literal("initiate_call") }),
   continue_call: variant("continue_call"),
   // Compatibility fields of core callers are not the model's business.

@@ -6,6 +6,7 @@
  * caller's last words may still follow). A carrier adds its transport and
  * control.
  */
+import { CallRecorder, type RecordingSummary } from "../audio/recorder.js";
 import type { MediaTransport } from "../audio/transport.js";
 import type { VoiceCallConfig } from "../config/schema.js";
 import { VoiceCallError } from "../errors.js";
@@ -16,6 +17,7 @@ import type {
   ListenOptions,
   PlaceCallRequest,
   ProviderCapabilities,
+  RecordingRequest,
   ProviderEvent,
   ProviderEventBody,
   ProviderEventSink,
@@ -41,6 +43,8 @@ export interface MediaCall {
   media?: VoicePipeline;
   /** The ended event went out: nothing more is reported for this call. */
   reported?: boolean;
+  /** The call's recording, while it runs, and who is told when it closes. */
+  recording?: { recorder: CallRecorder; done: (summary: RecordingSummary) => void };
 }
 
 /** How long an ended call's record is kept so late events for it are recognised. */
@@ -116,6 +120,29 @@ export abstract class MediaCarrier<C extends MediaCall> implements CallProvider 
   /** Closes the call's audio; resolves once the caller's last words are reported (or given up on). */
   protected async endMedia(call: C): Promise<void> {
     await call.media?.close();
+    await this.stopRecording(call);
+  }
+
+  /** Records the call's audio, both directions as heard, until its media ends. */
+  record(providerCallId: string, request: RecordingRequest): void {
+    const call = this.live(providerCallId);
+    const transport = call.media?.transport;
+    if (!transport?.record) throw new VoiceCallError("UNSUPPORTED", `${this.label}: this call's audio cannot be recorded here`);
+    if (call.recording) throw new VoiceCallError("INVALID_STATE", `call ${providerCallId} is recorded already`);
+    const recorder = new CallRecorder(request.path, transport.sampleRate, request.channels, (reason) => {
+      transport.record?.(undefined);
+      request.failed(reason);
+    });
+    transport.record(recorder);
+    call.recording = { recorder, done: request.done };
+  }
+
+  private async stopRecording(call: C): Promise<void> {
+    const recording = call.recording;
+    if (!recording) return;
+    call.recording = undefined;
+    call.media?.transport.record?.(undefined);
+    recording.done(await recording.recorder.close());
   }
 
   /** Speech ready before the first caller, at this carrier's sample rate (in the background; calls work meanwhile). */

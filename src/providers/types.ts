@@ -2,6 +2,7 @@
  * The contract every carrier implements. Nothing outside providers/ knows a
  * carrier's name: differences are expressed as capability flags.
  */
+import type { RecordingChannels, RecordingSummary } from "../audio/recorder.js";
 import type { ProviderId } from "../config/schema.js";
 import type { ListenOptions, SpeakOptions, SpeakOutcome } from "../voice/pipeline.js";
 
@@ -105,6 +106,15 @@ export interface TransferResult {
   legId?: string;
 }
 
+export interface RecordingRequest {
+  path: string;
+  channels: RecordingChannels;
+  /** The recording stopped early (a write failed: a full disk); the call goes on. */
+  failed(reason: string): void;
+  /** The recording is closed: what it holds. */
+  done(summary: RecordingSummary): void;
+}
+
 export interface CallProvider {
   readonly id: ProviderId;
   readonly capabilities: ProviderCapabilities;
@@ -123,6 +133,12 @@ export interface CallProvider {
    * was. Absent: the carrier cannot transfer.
    */
   transfer?(providerCallId: string, request: TransferRequest): Promise<TransferResult>;
+  /**
+   * Records the call's audio from now on, both directions as heard, into a
+   * WAV at `request.path`, until its media ends (then `request.done` gets the
+   * summary). Absent: the carrier's audio does not pass through us.
+   */
+  record?(providerCallId: string, request: RecordingRequest): void;
   /** Speaks `text`; resolves when it has been played, or early when `signal` aborts. */
   speak(providerCallId: string, text: string, options: SpeakOptions): Promise<SpeakOutcome>;
   /** Opens a listening turn; speech events for it carry `turnToken` where supported. */

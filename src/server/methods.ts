@@ -39,6 +39,7 @@ const initiateFields = {
   sessionKey,
   requesterSessionKey: sessionKey,
   agentId,
+  record: z.boolean().optional().describe("record this call (true) or not (false), over recording.enabled and the number's"),
 };
 
 export const MethodParams = {
@@ -67,13 +68,15 @@ export const MethodParams = {
     .strictObject({ callId: callId.optional(), sid: text("sid").optional() })
     .refine((p) => p.callId === undefined || p.sid === undefined || p.callId === p.sid, { message: "callId and sid name different calls", path: ["sid"] }),
   "voicecall.list": z.strictObject({}),
+  /** Where a call's recording is, and what it holds. */
+  "voicecall.recording": z.strictObject({ callId }),
 } as const;
 
 export type MethodName = keyof typeof MethodParams;
 export const METHOD_NAMES = Object.keys(MethodParams) as MethodName[];
 
 /** Methods that change nothing: the gateway lets `operator.read` clients call them. */
-export const READ_METHODS: ReadonlySet<MethodName> = new Set<MethodName>(["voicecall.status", "voicecall.list", "voicecall.continue.result"]);
+export const READ_METHODS: ReadonlySet<MethodName> = new Set<MethodName>(["voicecall.status", "voicecall.list", "voicecall.continue.result", "voicecall.recording"]);
 
 /** What a method runs against: the running service's manager and its pending operations. */
 export interface MethodContext {
@@ -115,6 +118,11 @@ const handlers: { [M in MethodName]: (ctx: MethodContext, params: Params<M>) => 
     return call ? { found: true, call } : { found: false };
   },
   "voicecall.list": async ({ manager }) => ({ calls: manager.listCalls() }),
+  "voicecall.recording": async ({ manager }, p) => {
+    const call = manager.getCall(p.callId);
+    if (!call) throw new VoiceCallError("NOT_FOUND", `no call ${p.callId}`, [{ path: "callId", message: "no such call" }]);
+    return call.recording ? { found: true, callId: call.callId, ...call.recording, ...(call.endedAt ? {} : { inProgress: true }) } : { found: false, callId: call.callId };
+  },
 };
 
 export function isMethodName(name: unknown): name is MethodName {

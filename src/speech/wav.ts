@@ -1,5 +1,7 @@
-/** Minimal RIFF/WAVE reader for PCM16 mono files (what flite writes, and lab recordings). */
-export function readWavPcm16(buf: Uint8Array): { pcm: Int16Array; sampleRate: number } {
+/** Minimal RIFF/WAVE reading and writing for PCM16 (what flite writes, lab and call recordings). */
+
+/** Every channel of a PCM16 WAV, de-interleaved. */
+export function readWav(buf: Uint8Array): { channels: Int16Array[]; sampleRate: number } {
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const tag = (o: number) => String.fromCharCode(buf[o]!, buf[o + 1]!, buf[o + 2]!, buf[o + 3]!);
   if (buf.length < 12 || tag(0) !== "RIFF" || tag(8) !== "WAVE") throw new Error("not a RIFF/WAVE file");
@@ -18,32 +20,47 @@ export function readWavPcm16(buf: Uint8Array): { pcm: Int16Array; sampleRate: nu
       sampleRate = view.getUint32(body + 4, true);
       bits = view.getUint16(body + 14, true);
     } else if (id === "data") {
-      if (format !== 1 || bits !== 16 || channels !== 1) throw new Error(`WAV is not PCM16 mono (format ${format}, ${bits} bit, ${channels} ch)`);
+      if (format !== 1 || bits !== 16 || channels < 1) throw new Error(`WAV is not PCM16 (format ${format}, ${bits} bit, ${channels} ch)`);
       const end = Math.min(buf.length, body + size);
-      const pcm = new Int16Array((end - body) >> 1);
-      for (let i = 0; i < pcm.length; i += 1) pcm[i] = view.getInt16(body + i * 2, true);
-      return { pcm, sampleRate };
+      const frames = Math.floor((end - body) / (2 * channels));
+      const out = Array.from({ length: channels }, () => new Int16Array(frames));
+      for (let i = 0; i < frames; i += 1) for (let c = 0; c < channels; c += 1) out[c]![i] = view.getInt16(body + (i * channels + c) * 2, true);
+      return { channels: out, sampleRate };
     }
     offset = body + size + (size & 1);
   }
   throw new Error("WAV has no data chunk");
 }
 
+/** A PCM16 mono WAV's samples. */
+export function readWavPcm16(buf: Uint8Array): { pcm: Int16Array; sampleRate: number } {
+  const { channels, sampleRate } = readWav(buf);
+  if (channels.length !== 1) throw new Error(`WAV is not PCM16 mono (${channels.length} ch)`);
+  return { pcm: channels[0]!, sampleRate };
+}
+
+/** A canonical 44-byte PCM16 WAV header for `dataBytes` of samples. */
+export function wavHeader(sampleRate: number, channels: number, dataBytes: number): Buffer {
+  const header = Buffer.alloc(44);
+  header.write("RIFF", 0, "ascii");
+  header.writeUInt32LE(36 + dataBytes, 4);
+  header.write("WAVEfmt ", 8, "ascii");
+  header.writeUInt32LE(16, 16);
+  header.writeUInt16LE(1, 20);
+  header.writeUInt16LE(channels, 22);
+  header.writeUInt32LE(sampleRate, 24);
+  header.writeUInt32LE(sampleRate * channels * 2, 28);
+  header.writeUInt16LE(channels * 2, 32);
+  header.writeUInt16LE(16, 34);
+  header.write("data", 36, "ascii");
+  header.writeUInt32LE(dataBytes, 40);
+  return header;
+}
+
 /** PCM16 mono as a RIFF/WAVE file. */
 export function writeWavPcm16(pcm: Int16Array, sampleRate: number): Buffer {
   const out = Buffer.alloc(44 + pcm.length * 2);
-  out.write("RIFF", 0, "ascii");
-  out.writeUInt32LE(36 + pcm.length * 2, 4);
-  out.write("WAVEfmt ", 8, "ascii");
-  out.writeUInt32LE(16, 16);
-  out.writeUInt16LE(1, 20);
-  out.writeUInt16LE(1, 22);
-  out.writeUInt32LE(sampleRate, 24);
-  out.writeUInt32LE(sampleRate * 2, 28);
-  out.writeUInt16LE(2, 32);
-  out.writeUInt16LE(16, 34);
-  out.write("data", 36, "ascii");
-  out.writeUInt32LE(pcm.length * 2, 40);
+  wavHeader(sampleRate, 1, pcm.length * 2).copy(out, 0);
   for (let i = 0; i < pcm.length; i += 1) out.writeInt16LE(pcm[i]!, 44 + i * 2);
   return out;
 }
