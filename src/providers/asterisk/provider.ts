@@ -15,10 +15,9 @@
  */
 import { randomUUID } from "node:crypto";
 import { VoiceCallError } from "../../errors.js";
-import { RtpUdpTransport } from "../../rtp/udp-transport.js";
 import type { PacedTransport } from "../../audio/transport.js";
 import { MediaCarrier, type MediaCall, type MediaCarrierOptions } from "../media-carrier.js";
-import { WebSocketMedia } from "./ws-media.js";
+import { isNarrowband, rtpMedia, websocketMedia } from "./media.js";
 import type { PlaceCallRequest, ProviderCapabilities, RemoteCallStatus, SetupFinding, TerminalState, TransferRequest, TransferResult } from "../types.js";
 import { AriClient, AriError, type AriChannel, type AriEvent } from "./ari.js";
 import { AsteriskTransfers, transferOutcome } from "./transfer.js";
@@ -333,7 +332,8 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
       await this.ari.bridges.create(bridgeId, `voicecall ${call.id}`);
       const ready = new Promise<boolean>((resolve) => (call.mediaReady = resolve));
       this.mediaOwners.set(mediaId, call.id);
-      call.transport = this.options.config.asterisk.media.transport === "websocket" ? await this.websocketMedia(mediaId) : await this.rtpMedia(call, mediaId);
+      const { media } = this.options.config.asterisk;
+      call.transport = media.transport === "websocket" ? await websocketMedia(this.ari, media, mediaId) : await rtpMedia(this.ari, media, mediaId, (t) => (call.transport = t));
       const timeout = setTimeout(() => call.mediaReady?.(false), 5000);
       const ok = await ready;
       clearTimeout(timeout);
@@ -347,61 +347,11 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
     }
     const transport = call.transport;
     await this.startMedia(call, transport, {
-      narrowband: transport.sampleRate > 8000 ? await this.isNarrowband(call.id) : true,
+      narrowband: transport.sampleRate > 8000 ? await isNarrowband(this.ari, call.id, this.log) : true,
       inbandDtmf: this.options.config.asterisk.media.inbandDtmf,
     });
     call.answered = true;
     if (options.announce) this.emit(call, { type: "answered" });
-  }
-
-  /**
-   * Whether the caller's leg is telephone-band: a wideband transport then
-   * carries 8 kHz audio Asterisk upsampled, and recognisers tuned for phone
-   * audio must know. Unknown counts as wideband.
-   */
-  private async isNarrowband(channelId: string): Promise<boolean> {
-    try {
-      const format = await this.ari.channels.getVariable(channelId, "CHANNEL(audionativeformat)");
-      return /\b(ulaw|alaw|gsm|g729|ilbc|g726|slin)\b/.test(format) && !/g722|opus|slin16|siren|speex16/.test(format);
-    } catch (err) {
-      this.log.debug({ callId: channelId, err: String(err) }, "could not read the caller's codec");
-      return false;
-    }
-  }
-
-  /** externalMedia over RTP: our UDP socket, connected to the address Asterisk reports. */
-  private async rtpMedia(call: AstCall, mediaId: string): Promise<RtpUdpTransport> {
-    const { media } = this.options.config.asterisk;
-    const transport = await RtpUdpTransport.open({ codec: media.codec, bindHost: media.bindHost, portMin: media.rtpPortMin, portMax: media.rtpPortMax });
-    // Held by the call at once, so every failure below closes the socket in teardown.
-    call.transport = transport;
-    const host = media.advertiseHost ?? media.bindHost;
-    const channel = await this.ari.channels.externalMedia({
-      channelId: mediaId,
-      externalHost: `${host.includes(":") ? `[${host}]` : host}:${transport.localPort}`,
-      format: media.codec,
-    });
-    const address = channel.channelvars?.UNICASTRTP_LOCAL_ADDRESS;
-    const port = Number(channel.channelvars?.UNICASTRTP_LOCAL_PORT);
-    if (!address || !Number.isInteger(port)) throw new Error("Asterisk did not report UNICASTRTP_LOCAL_ADDRESS/PORT");
-    await transport.connect(address, port);
-    return transport;
-  }
-
-  /** externalMedia over a WebSocket (chan_websocket): Asterisk waits for us at /media/<connection id>. */
-  private async websocketMedia(mediaId: string): Promise<WebSocketMedia> {
-    const { codec } = this.options.config.asterisk.media;
-    const channel = await this.ari.channels.externalMedia({
-      channelId: mediaId,
-      externalHost: "INCOMING",
-      format: codec,
-      transport: "websocket",
-      encapsulation: "none",
-      connectionType: "server",
-    });
-    const connectionId = channel.channelvars?.MEDIA_WEBSOCKET_CONNECTION_ID;
-    if (!connectionId) throw new Error("Asterisk did not report MEDIA_WEBSOCKET_CONNECTION_ID (is chan_websocket loaded?)");
-    return WebSocketMedia.connect({ ...this.ari.mediaSocket(connectionId), codec });
   }
 
   private async onCallGone(call: AstCall, cause: number, causeText: string): Promise<void> {
