@@ -11,6 +11,7 @@
 import { readFileSync } from "node:fs";
 import { DtmfDetector } from "../src/audio/dtmf.js";
 import { readWav } from "../src/speech/wav.js";
+import { amdSet } from "../src/bench/amd-set.js";
 import { concatPcm } from "../src/audio/frame.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CallManager } from "../src/calls/manager.js";
@@ -43,8 +44,12 @@ interface Leg {
   heard(): Promise<string>;
   /** Our audio reached the far end after `since` (performance.now()). */
   hearsUsSince(since: number): boolean;
+  /** When our audio first reached the far end after `since`, if it has. */
+  firstHeardAfter(since: number): number | undefined;
   /** The far end says `text`; resolves with the time it started. */
   say(text: string): Promise<number>;
+  /** The far end sends this audio (8 kHz); resolves when it has been sent. */
+  play(pcm: Int16Array): Promise<void>;
   /** How long after `onset` our audio was cut off (barge-in), if it was. */
   cutAfter(onset: number): number | undefined;
   press(key: string): void;
@@ -87,11 +92,13 @@ function streamLeg(stream: MediaStreamClient, keys: (stream: MediaStreamClient) 
   return {
     heard: () => transcribePcm(concatPcm(stream.mediaAfter(0).map((m) => m.pcm!)), 8000),
     hearsUsSince: (since) => stream.mediaAfter(since).length > 0,
+    firstHeardAfter: (since) => stream.mediaAfter(since)[0]?.at,
     async say(text) {
       const onset = await stream.play(await fliteSpeech(text));
       await stream.silence(1200);
       return onset;
     },
+    play: async (pcm) => void (await stream.play(pcm)),
     cutAfter(onset) {
       const clear = stream.firstAfter("clear", onset);
       return clear && clear.at - onset;
@@ -217,6 +224,7 @@ function mockKit(): Kit {
   const leg = (id: string): Leg => ({
     heard: async () => carrier().spokenTo(id).join(" "),
     hearsUsSince: () => carrier().spokenTo(id).length > 0,
+    firstHeardAfter: () => undefined,
     async say(text) {
       const onset = performance.now();
       carrier().simulateSpeechStart(id);
@@ -225,6 +233,7 @@ function mockKit(): Kit {
       carrier().simulateSpeechEnd(id);
       return onset;
     },
+    play: async () => undefined,
     cutAfter(onset) {
       const cut = carrier().cutsOf(id).find((t) => t >= onset);
       return cut === undefined ? undefined : cut - onset;
@@ -277,10 +286,16 @@ function asteriskKit(): Kit {
   const phoneLeg = (ear: PhoneAudio): Leg => ({
     heard: () => transcribePcm(ear.audio(), 8000),
     hearsUsSince: (since) => ear.firstLoud(since) !== undefined,
+    firstHeardAfter: (since) => ear.firstLoud(since),
     async say(text) {
       const onset = await ear.say(await fliteSpeech(text));
       await ear.say(new Int16Array(8000 * 1.2));
       return onset;
+    },
+    async play(pcm) {
+      // A phone talks back once Asterisk's audio has told it where to (right after the answer).
+      await waitFor(() => ear.packets > 0 || undefined, "audio from Asterisk", 5000);
+      await ear.say(pcm);
     },
     cutAfter(onset) {
       const last = ear.lastLoud(onset - 200);
@@ -371,11 +386,12 @@ describe.each([mockKit(), twilioKit(), telnyxKit(), plivoKit(), asteriskKit()])(
       ...kit.keys(),
       publicUrl: `http://127.0.0.1:${port}/voice/webhook`,
       serve: { port, bind: "127.0.0.1" },
-      outbound: { defaultMode: "conversation" },
       inboundPolicy: "allowlist",
       allowFrom: [CALLER],
       inboundGreeting: "Hello, you reached the test line.",
       dtmfInterDigitTimeoutMs: 500,
+      // Answering-machine detection only on calls that ask for it (amd: true); a machine gets our message after its beep.
+      outbound: { defaultMode: "conversation", amd: { onMachine: "message" } },
       ...extra,
     }, tempDir());
 
@@ -396,7 +412,7 @@ describe.each([mockKit(), twilioKit(), telnyxKit(), plivoKit(), asteriskKit()])(
 
   const said = (callId: string, line: string) => saidAndListening(manager, callId, line);
 
-  async function outbound(message: string, extra: { dtmfSequence?: string; record?: boolean } = {}, far: "answer" | "hangs-up" = "answer") {
+  async function outbound(message: string, extra: { dtmfSequence?: string; record?: boolean; amd?: boolean } = {}, far: "answer" | "hangs-up" = "answer") {
     await kit.prepare?.(far);
     const { callId } = await manager.initiateCall({ to: CALLER, message, mode: "conversation", ...extra });
     const id = manager.getCall(callId)!.providerCallId!;
@@ -518,6 +534,42 @@ describe.each([mockKit(), twilioKit(), telnyxKit(), plivoKit(), asteriskKit()])(
     expect(wordErrorRate("please call me back tomorrow morning", theirs!), `left: ${theirs}`).toBeLessThanOrEqual(0.35);
     expect(wordErrorRate("this call is recorded for the test", ours!), `right: ${ours}`).toBeLessThanOrEqual(0.35);
   }, 60_000);
+
+  it.runIf(kit.id !== "mock")("answering machines: a person's \"hello?\" is human and hears the message; a voicemail greeting is a machine, and the message comes after its beep, then we hang up", async () => {
+    const greetings = await amdSet(1);
+    const human = greetings.find((g) => g.label === "human")!;
+    // A short greeting whose beep gives it away (the detector's other rules: test/amd.test.ts and the bench).
+    const machine = (await amdSet()).find((g) => g.label === "machine" && g.text === "Leave a message." && g.beepHz)!;
+
+    await kit.prepare?.("answer");
+    const person = await manager.initiateCall({ to: CALLER, message: "Hello, this is a test call.", mode: "conversation", amd: true });
+    const personLeg = await kit.answer(manager.getCall(person.callId)!.providerCallId!);
+    await personLeg.play(human.pcm.subarray(0, 8000 * 2));
+    await said(person.callId, "Hello, this is a test call.");
+    expect(manager.getCall(person.callId)!.amd).toMatchObject({ outcome: "human" });
+    const heardByPerson = await personLeg.heard();
+    expect(wordErrorRate("hello this is a test call", heardByPerson), heardByPerson).toBeLessThanOrEqual(0.35);
+    await manager.endCall(person.callId);
+    personLeg.close();
+
+    await kit.prepare?.("answer");
+    const box = await manager.initiateCall({ to: CALLER, message: "Please call me back tomorrow morning.", mode: "conversation", amd: true });
+    const boxLeg = await kit.answer(manager.getCall(box.callId)!.providerCallId!);
+    const playing = performance.now();
+    await boxLeg.play(machine.pcm.subarray(0, machine.pcm.length - 8000 * 2));
+    const greetingEnd = playing + ((machine.pcm.length - 8000 * 3) / 8000) * 1000;
+    const ended = await waitFor(() => {
+      const c = manager.getCall(box.callId)!;
+      return c.endedAt ? c : undefined;
+    }, "the machine's call ended", 30_000);
+    expect(ended).toMatchObject({ state: "hangup-bot", endReason: "message left on an answering machine", amd: { outcome: "machine" } });
+    // Nothing of ours before the greeting and its beep were over; then the message, understood.
+    expect(boxLeg.firstHeardAfter(playing)).toBeGreaterThan(greetingEnd - 300);
+    const heardByBox = await boxLeg.heard();
+    expect(wordErrorRate("please call me back tomorrow morning", heardByBox), heardByBox).toBeLessThanOrEqual(0.35);
+    expect(ended.transcript.find((l) => l.kind === "amd")?.text).toMatch(/^answered by a machine: /);
+    boxLeg.close();
+  }, 90_000);
 
   // A blind transfer where the carrier has one (the cloud carriers' transfers are not built yet).
   it.runIf(kit.id === "mock" || kit.id === "asterisk")("transfer (blind): a person who is busy leaves the caller with us; one who answers gets the caller (they hear them) and the call ends transferred", async () => {

@@ -124,6 +124,31 @@ describe("gateway compatibility methods", () => {
     expect(ctx.manager.getCall(third.callId)!.transcript.map((t) => t.kind)).not.toContain("recording");
   });
 
+  it("answering machines: the opening message waits for the verdict; a machine is hung up on, or gets the message and a hang-up; a person hears the message; the verdict is in the record", async () => {
+    const mock = { ringMs: 5, replyDelayMs: 5, speakMsPerChar: 0, replies: ["yes"] };
+    const hangsUp = await context({ mock: { ...mock, answeredBy: "machine" }, outbound: { amd: { enabled: true, onMachine: "hangup" } } });
+    const a = (await invoke(hangsUp, "voicecall.initiate", { to: TO, message: "Hello.", mode: "conversation" })) as { callId: string };
+    const hungUp = await waitFor(() => hangsUp.manager.getCall(a.callId)?.endedAt && hangsUp.manager.getCall(a.callId), "the hang-up");
+    expect(hungUp).toMatchObject({ state: "hangup-bot", endReason: "answered by a machine (mock answeredBy machine)", amd: { outcome: "machine" } });
+    expect(hungUp.transcript.map((t) => [t.kind, t.text])).toEqual([["amd", "answered by a machine: mock answeredBy machine (0.0 s)"]]);
+
+    const leaves = await context({ mock: { ...mock, answeredBy: "machine" }, outbound: { amd: { onMachine: "message", message: "Please call us back." } } });
+    const b = (await invoke(leaves, "voicecall.initiate", { to: TO, message: "Hello.", mode: "conversation", amd: true })) as { callId: string };
+    const left = await waitFor(() => leaves.manager.getCall(b.callId)?.endedAt && leaves.manager.getCall(b.callId), "the message left");
+    expect(left).toMatchObject({ state: "hangup-bot", endReason: "message left on an answering machine" });
+    expect(left.transcript.filter((t) => t.kind === "speech").map((t) => t.text)).toEqual(["Please call us back."]);
+    // Not asked for: no detection.
+    const plain = (await invoke(leaves, "voicecall.initiate", { to: TO, message: "Hello.", mode: "conversation" })) as { callId: string };
+    await waitFor(() => leaves.manager.getCall(plain.callId)?.state === "listening", "the plain call");
+    expect(leaves.manager.getCall(plain.callId)!.amd).toBeUndefined();
+
+    const person = await context({ mock, outbound: { amd: { enabled: true, onMachine: "hangup" } } });
+    const c = (await invoke(person, "voicecall.initiate", { to: TO, message: "Hello there.", mode: "conversation" })) as { callId: string };
+    await waitFor(() => person.manager.getCall(c.callId)?.state === "listening", "the person's call");
+    expect(person.manager.getCall(c.callId)).toMatchObject({ amd: { outcome: "human" } });
+    expect(person.manager.getCall(c.callId)!.transcript.map((t) => [t.speaker, t.kind]).slice(0, 2)).toEqual([["caller", "amd"], ["bot", "speech"]]);
+  });
+
   it("refuses a dtmfSequence on a notify call, naming the field, and places nothing", async () => {
     const ctx = await context();
     const err = await errorOf(invoke(ctx, "voicecall.initiate", { to: TO, message: "hi", mode: "notify", dtmfSequence: "12" }));

@@ -39,6 +39,8 @@ export interface InitiateRequest {
   agentId?: string;
   /** Record this call (true) or not (false), whatever recording.* and its number say. */
   record?: boolean;
+  /** Tell a person from an answering machine first (true) or not (false), whatever outbound.amd.enabled says. */
+  amd?: boolean;
 }
 
 export interface CallManagerOptions {
@@ -167,6 +169,7 @@ export class CallManager {
     });
     call.dtmfSequence = request.dtmfSequence;
     call.recordAsked = request.record;
+    call.amdAsked = request.amd;
     if (!this.store.health.writable) {
       // Not placed: a call the log cannot hold would be lost on a restart. Its end is queued with it.
       call.finish("failed", "not placed: the call log cannot be written");

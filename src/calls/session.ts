@@ -16,7 +16,7 @@ import type { Expectation } from "../speech/types.js";
 import { deferred, delay, type Deferred } from "../util/deferred.js";
 import { Answering, type AnsweredLine } from "./answering.js";
 import { CallerActivity } from "./caller-activity.js";
-import { openingScript, type OpeningLine } from "./opening.js";
+import { machineDetection, openingScript, type OpeningLine } from "./opening.js";
 import { recordingPlan, startRecording } from "./recording.js";
 import { KeyCollector } from "./keys.js";
 import type { TurnResponder } from "./responder.js";
@@ -78,6 +78,8 @@ export class CallSession implements AnsweredLine {
   dtmfSequence?: string;
   /** The call's own choice to be recorded (or not), over the number's and the config's. */
   recordAsked?: boolean;
+  /** The call's own choice of answering-machine detection (or not), over outbound.amd.enabled. */
+  amdAsked?: boolean;
   private readonly answered = deferred<void>();
   /** Token of the current listening turn; speech for any other token is stale. */
   private turnToken?: string;
@@ -275,6 +277,7 @@ export class CallSession implements AnsweredLine {
       record: this.record,
       dtmfSequence: this.dtmfSequence,
       ...(consent ? { consentMessage: consent } : {}),
+      ...machineDetection({ record: this.record, provider: this.provider, config: this.host.config, log: this.log, note: (text) => this.addTranscript("caller", "amd", text), persist: () => this.host.persist(this) }, this.amdAsked),
       isOver: () => this.ended,
       say: (message, options) => this.say(message, options),
       openTurn: () => this.openTurn(),

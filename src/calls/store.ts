@@ -48,6 +48,7 @@ const CallRecordSchema = z.object({
       }),
     )
     .optional(),
+  amd: z.object({ outcome: z.enum(["human", "machine", "unknown"]), ms: z.number().nonnegative(), reason: z.string() }).optional(),
   recording: z
     .object({
       path: z.string(),
@@ -65,7 +66,7 @@ const TranscriptEntrySchema = z.object({
   callId: z.string().min(1),
   at: z.string(),
   speaker: z.enum(["bot", "caller"]),
-  kind: z.enum(["speech", "dtmf", "interrupted", "unrecognised", "transfer", "recording"]),
+  kind: z.enum(["speech", "dtmf", "interrupted", "unrecognised", "transfer", "recording", "amd"]),
   text: z.string(),
   turn: z.number().int().nonnegative(),
   origin: z.enum(["agent", "model", "service"]).optional(),

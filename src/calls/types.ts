@@ -19,9 +19,10 @@ export interface TranscriptEntry {
    * short, text is what was heard of it; unrecognised: the caller spoke but
    * recognition could not transcribe it, text says why; transfer: a transfer
    * was tried, text says to whom and how it went; recording: the recording
-   * could not start or stopped early, text says why.
+   * could not start or stopped early, text says why; amd: who answered an
+   * outbound call (a person or a machine), and why.
    */
-  kind: "speech" | "dtmf" | "interrupted" | "unrecognised" | "transfer" | "recording";
+  kind: "speech" | "dtmf" | "interrupted" | "unrecognised" | "transfer" | "recording" | "amd";
   text: string;
   /**
    * The listening turn this line belongs to: a message that asks for an
@@ -61,6 +62,8 @@ export interface CallRecord {
   transfers?: TransferAttempt[];
   /** The call's recording: where, how, and (once closed) what it holds. */
   recording?: CallRecording;
+  /** Who answered an outbound call with answering-machine detection, how it was told, and how long it took. */
+  amd?: { outcome: "human" | "machine" | "unknown"; ms: number; reason: string };
 }
 
 export interface CallRecording {

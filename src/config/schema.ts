@@ -90,6 +90,16 @@ const WebhookSecurityConfig = z.strictObject({
 const OutboundConfig = z.strictObject({
   defaultMode: CallMode.default("notify").describe("notify: speak the message, then hang up; conversation: speak it, then listen"),
   notifyHangupDelaySec: nonNegativeInt.default(3).describe("seconds between a notify message and the hang-up"),
+  amd: z
+    .strictObject({
+      enabled: z.boolean().default(false).describe("tell a person from an answering machine before the opening message (a call's own amd wins)"),
+      onMachine: z.enum(["hangup", "message", "continue"]).default("continue").describe("a machine answered: hang up, leave `message` after its beep and hang up, or go on as with a person"),
+      message: z.string().min(1).optional().describe("what onMachine message leaves (unset: the call's own message)"),
+      timeoutMs: positiveInt.default(5000).describe("longest the opening message waits for the decision (then: unknown, and it is said)"),
+      beepWaitMs: positiveInt.default(20_000).describe("longest onMachine message waits for the greeting to end"),
+    })
+    .prefault({})
+    .describe("answering-machine detection on outbound calls, on our own audio"),
 });
 
 const StreamingConfig = z.strictObject({
@@ -292,6 +302,7 @@ const MockConfig = z.strictObject({
   replyDelayMs: nonNegativeInt.default(200).describe("how long the simulated caller takes to answer"),
   hangupAfterReplies: nonNegativeInt.default(0).describe("the simulated caller hangs up after this many replies; 0: never"),
   transferOutcome: z.enum(["connected", "declined", "no-answer", "busy", "voicemail", "failed"]).default("connected").describe("how a transfer goes: the person answers (connected), or why not"),
+  answeredBy: z.enum(["human", "machine", "unknown"]).default("human").describe("what answering-machine detection finds on a simulated call"),
 });
 
 const ControlConfig = z.strictObject({

@@ -86,7 +86,8 @@ export function registerVoicecallCommands(root: Command, io: CliIo): Command {
     .addOption(new Option("--provider <id>", "carrier for this call (overrides routing)").choices(PROVIDER_IDS))
     .option("--dtmf-sequence <digits>", "keys to press once the call connects, before the message (conversation mode)")
     .option("--record", "record this call (recording.* in the config otherwise decides)")
-    .action(rpc("voicecall.initiate", (o) => ({ to: o.to, message: o.message, mode: o.mode, provider: o.provider, dtmfSequence: o.dtmfSequence, ...(o.record ? { record: true } : {}) }), (r) => `call ${r.callId} initiated via ${r.provider} (${r.state})`));
+    .option("--amd", "tell a person from an answering machine before the message (outbound.amd otherwise decides)")
+    .action(rpc("voicecall.initiate", (o) => ({ to: o.to, message: o.message, mode: o.mode, provider: o.provider, dtmfSequence: o.dtmfSequence, ...(o.record ? { record: true } : {}), ...(o.amd ? { amd: true } : {}) }), (r) => `call ${r.callId} initiated via ${r.provider} (${r.state})`));
 
   root
     .command("continue")
@@ -337,4 +338,4 @@ function formatStatus(r: any): string {
 }
 
 /** How transcript kinds other than plain speech are marked in human output. */
-const KIND_TAG: Record<string, string> = { dtmf: " [dtmf]", interrupted: " [interrupted; heard]", unrecognised: " [not transcribed]", transfer: " [transfer]" };
+const KIND_TAG: Record<string, string> = { dtmf: " [dtmf]", interrupted: " [interrupted; heard]", unrecognised: " [not transcribed]", transfer: " [transfer]", recording: " [recording]", amd: " [answered by]" };

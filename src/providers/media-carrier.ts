@@ -6,6 +6,8 @@
  * caller's last words may still follow). A carrier adds its transport and
  * control.
  */
+import { BeepWaiter, MachineDetector, type AmdVerdict } from "../audio/amd.js";
+import type { AudioFrame } from "../audio/frame.js";
 import { CallRecorder, type RecordingSummary } from "../audio/recorder.js";
 import type { MediaTransport } from "../audio/transport.js";
 import type { VoiceCallConfig } from "../config/schema.js";
@@ -135,6 +137,37 @@ export abstract class MediaCarrier<C extends MediaCall> implements CallProvider 
     });
     transport.record(recorder);
     call.recording = { recorder, done: request.done };
+  }
+
+  /** Answering-machine detection on the call's audio (src/audio/amd.ts); after a machine, optionally until its beep. */
+  async detectMachine(providerCallId: string, options: { timeoutMs: number; awaitBeepMs?: number }): Promise<AmdVerdict> {
+    const transport = this.live(providerCallId).media?.transport;
+    if (!transport) throw new VoiceCallError("INVALID_STATE", `call ${providerCallId} has no media yet`);
+    const detector = new MachineDetector();
+    const started = performance.now();
+    const frames = transport.frames()[Symbol.asyncIterator]();
+    const next = (deadline: number) =>
+      Promise.race([frames.next(), new Promise<IteratorResult<AudioFrame>>((r) => setTimeout(() => r({ done: true, value: undefined }), Math.max(0, deadline - performance.now())).unref())]);
+    try {
+      let verdict: AmdVerdict | undefined;
+      const deadline = started + options.timeoutMs;
+      while (!verdict) {
+        const { value, done } = await next(deadline);
+        if (done) return { outcome: "unknown", ms: Math.round(performance.now() - started), reason: `no decision within ${options.timeoutMs} ms` };
+        verdict = detector.push(value);
+      }
+      if (verdict.outcome === "machine" && options.awaitBeepMs) {
+        const waiter = new BeepWaiter(verdict.reason === "a beep");
+        const until = performance.now() + options.awaitBeepMs;
+        for (;;) {
+          const { value, done } = await next(until);
+          if (done || waiter.push(value)) break;
+        }
+      }
+      return verdict;
+    } finally {
+      void frames.return?.();
+    }
   }
 
   private async stopRecording(call: C): Promise<void> {

@@ -2,6 +2,7 @@
  * The contract every carrier implements. Nothing outside providers/ knows a
  * carrier's name: differences are expressed as capability flags.
  */
+import type { AmdVerdict } from "../audio/amd.js";
 import type { RecordingChannels, RecordingSummary } from "../audio/recorder.js";
 import type { ProviderId } from "../config/schema.js";
 import type { ListenOptions, SpeakOptions, SpeakOutcome } from "../voice/pipeline.js";
@@ -139,6 +140,13 @@ export interface CallProvider {
    * summary). Absent: the carrier's audio does not pass through us.
    */
   record?(providerCallId: string, request: RecordingRequest): void;
+  /**
+   * Answering-machine detection on the far end's first seconds after the
+   * answer (within `timeoutMs`); with `awaitBeepMs`, after a machine it also
+   * waits (at most that long) for its greeting to end, so what follows is
+   * recorded by it. Absent: the carrier's audio does not pass through us.
+   */
+  detectMachine?(providerCallId: string, options: { timeoutMs: number; awaitBeepMs?: number }): Promise<AmdVerdict>;
   /** Speaks `text`; resolves when it has been played, or early when `signal` aborts. */
   speak(providerCallId: string, text: string, options: SpeakOptions): Promise<SpeakOutcome>;
   /** Opens a listening turn; speech events for it carry `turnToken` where supported. */

@@ -40,6 +40,7 @@ const initiateFields = {
   requesterSessionKey: sessionKey,
   agentId,
   record: z.boolean().optional().describe("record this call (true) or not (false), over recording.enabled and the number's"),
+  amd: z.boolean().optional().describe("tell a person from an answering machine before the message (true) or not (false), over outbound.amd.enabled"),
 };
 
 export const MethodParams = {

@@ -5,6 +5,7 @@
  * `simulate*` methods and read what was said with `spokenTo`.
  */
 import { randomUUID } from "node:crypto";
+import type { AmdVerdict } from "../../audio/amd.js";
 import type { VoiceCallConfig } from "../../config/schema.js";
 import { VoiceCallError } from "../../errors.js";
 import type { TerminalState, TransferRequest, TransferResult } from "../types.js";
@@ -94,6 +95,13 @@ export class MockProvider implements CallProvider {
     const call = this.calls.get(providerCallId);
     if (!call || call.ended) return;
     this.end(call, "hangup-bot", "hung up by us");
+  }
+
+  /** Answering-machine detection, simulated: mock.answeredBy after ringMs. */
+  async detectMachine(providerCallId: string, _options: { timeoutMs: number; awaitBeepMs?: number }): Promise<AmdVerdict> {
+    this.live(providerCallId);
+    await new Promise((r) => setTimeout(r, this.options.ringMs));
+    return { outcome: this.options.answeredBy, ms: this.options.ringMs, reason: `mock answeredBy ${this.options.answeredBy}` };
   }
 
   /** A simulated transfer: the person's phone rings ringMs, then mock.transferOutcome; connected, the call is theirs (no end reported). */

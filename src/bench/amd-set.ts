@@ -1,0 +1,98 @@
+/**
+ * A labelled set for answering-machine detection: people answering
+ * ("Hello?", "Hi, this is Sam.") who then wait, and voicemail greetings with
+ * and without a beep, in four flite voices, at 8 kHz with faint line noise.
+ * Used by the tests (a few) and the bench (all: the confusion matrix).
+ */
+import { MachineDetector, type AmdOutcome, type AmdVerdict } from "../audio/amd.js";
+import { FliteSynthesizer } from "../speech/flite.js";
+import { synthesizeAll } from "../speech/types.js";
+
+export interface AmdSample {
+  label: Exclude<AmdOutcome, "unknown">;
+  text: string;
+  voice: string;
+  beepHz?: number;
+  pcm: Int16Array;
+}
+
+export const HUMAN_ANSWERS = [
+  "Hello?",
+  "Hello, who is this?",
+  "Yes?",
+  "Hi, this is Sam.",
+  "Hello, Sam speaking.",
+  "Good morning?",
+  // A person who answers at length, as a business line does: the hard case for greeting-length rules.
+  "Good afternoon, Smith and Partners, Sam speaking, how may I help you?",
+];
+export const MACHINE_GREETINGS = [
+  "Hi, you've reached Sam. I can't take your call right now. Please leave a message after the tone.",
+  "The person you are calling is not available. Please leave your message after the beep.",
+  "Hello, this is the Smith family. We are not home right now. Leave a message and we will call you back.",
+  "You have reached the voicemail of extension two hundred. Please leave a message.",
+  // A short greeting: only its beep gives it away.
+  "Leave a message.",
+];
+export const VOICES = ["rms", "slt", "awb", "kal"];
+const BEEPS = [1000, 850, 1400, undefined];
+const RATE = 8000;
+
+function noise(samples: number, seed: number): Int16Array {
+  const out = new Int16Array(samples);
+  let x = seed;
+  for (let i = 0; i < samples; i += 1) {
+    x = (x * 1103515245 + 12345) & 0x7fffffff;
+    out[i] = ((x >> 16) % 61) - 30;
+  }
+  return out;
+}
+
+function tone(hz: number, ms: number): Int16Array {
+  const n = (RATE * ms) / 1000;
+  return Int16Array.from({ length: n }, (_, i) => Math.round(8000 * Math.sin((2 * Math.PI * hz * i) / RATE)));
+}
+
+function join(parts: Int16Array[], seed: number): Int16Array {
+  const total = parts.reduce((n, p) => n + p.length, 0);
+  const out = noise(total, seed);
+  let at = 0;
+  for (const p of parts) {
+    for (let i = 0; i < p.length; i += 1) out[at + i] = Math.max(-32768, Math.min(32767, out[at + i]! + p[i]!));
+    at += p.length;
+  }
+  return out;
+}
+
+/** The whole set (or `limit` of each label): what the far end sends from the answer on. */
+export async function amdSet(limit = Infinity): Promise<AmdSample[]> {
+  const out: AmdSample[] = [];
+  let seed = 1;
+  const silence = (ms: number) => new Int16Array((RATE * ms) / 1000);
+  for (const voice of VOICES) {
+    const flite = new FliteSynthesizer({ voice });
+    for (const text of HUMAN_ANSWERS) {
+      if (out.filter((s) => s.label === "human").length >= limit) break;
+      const speech = await synthesizeAll(flite, text, RATE);
+      out.push({ label: "human", text, voice, pcm: join([silence(300), speech, silence(4000)], seed++) });
+    }
+    for (const [i, text] of MACHINE_GREETINGS.entries()) {
+      if (out.filter((s) => s.label === "machine").length >= limit) break;
+      const speech = await synthesizeAll(flite, text, RATE);
+      const beepHz = BEEPS[(i + VOICES.indexOf(voice)) % BEEPS.length];
+      out.push({ label: "machine", text, voice, ...(beepHz ? { beepHz } : {}), pcm: join([silence(300), speech, silence(400), beepHz ? tone(beepHz, 400) : silence(0), silence(3000)], seed++) });
+    }
+  }
+  return out;
+}
+
+/** What the detector decides on a sample, fed as 20 ms frames (at most 10 s). */
+export function detect(pcm: Int16Array, sampleRate: 8000 | 16000 = RATE): AmdVerdict {
+  const detector = new MachineDetector();
+  const frame = sampleRate / 50;
+  for (let at = 0; at + frame <= pcm.length && at < sampleRate * 10; at += frame) {
+    const verdict = detector.push({ pcm: pcm.subarray(at, at + frame), sampleRate });
+    if (verdict) return verdict;
+  }
+  return { outcome: "unknown", ms: Math.round((pcm.length / sampleRate) * 1000), reason: "no decision" };
+}
