@@ -364,7 +364,7 @@ export class CallManager {
     }
   }
 
-  private persist(call: CallSession): void {
+  private persist(call: { record: CallRecord }): void {
     this.store.appendCall(call.record);
     this.emit({ type: "call", call: { ...call.record } });
   }

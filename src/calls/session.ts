@@ -1,14 +1,14 @@
 /**
- * One call's conversation: its record and transcript, the speech queue (two
- * messages never overlap), listening turns with per-turn tokens, barge-in,
- * and auto-responses (with answering.ts); what it does once answered is
- * opening.ts. The CallManager holds the table of
+ * One call's conversation, on its life (live-call.ts: record, states,
+ * timers, the end): the speech queue (two messages never overlap),
+ * listening turns with per-turn tokens, barge-in, keys, and auto-responses
+ * (answering.ts); what it does once answered is opening.ts, its recording
+ * recording.ts, a transfer transfer.ts. The CallManager holds the table of
  * sessions and everything across calls (routing, capacity, de-dup, reaper,
  * restore); a session reaches the store and the listeners through its host.
  */
 import { randomUUID } from "node:crypto";
 import { defaultStoreDir } from "../config/load.js";
-import type { VoiceCallConfig } from "../config/schema.js";
 import { VoiceCallError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { CallProvider, ProviderEvent } from "../providers/types.js";
@@ -17,12 +17,14 @@ import { deferred, delay, type Deferred } from "../util/deferred.js";
 import { Answering, type AnsweredLine } from "./answering.js";
 import { CallerActivity } from "./caller-activity.js";
 import { machineDetection, openingScript, type OpeningLine } from "./opening.js";
+import { transferCall } from "./transfer.js";
 import { recordingPlan, startRecording } from "./recording.js";
 import { KeyCollector } from "./keys.js";
-import type { TurnResponder } from "./responder.js";
 import { carrierFailure } from "./carrier-failure.js";
-import { canTransition, isAnsweredState, isTerminal } from "./state.js";
-import type { CallRecord, LiveState, TerminalState, TranscriptEntry, TransferAttempt } from "./types.js";
+import { LiveCall, type SessionHost } from "./live-call.js";
+
+export type { SessionHost } from "./live-call.js";
+import type { CallRecord, TranscriptEntry, TransferAttempt } from "./types.js";
 
 /** Said to an inbound caller when no agent drives the call and no responseModel is configured (latency.ts skips it). */
 export const UNATTENDED_MESSAGE = "Sorry, nobody can take your call right now. Please try again later. Goodbye.";
@@ -31,20 +33,6 @@ export const UNATTENDED_MESSAGE = "Sorry, nobody can take your call right now. P
 const CALLER_QUIET_WAIT_MS = 5000;
 /** After the caller stops, how long their final words may take to arrive (the recogniser's flush). */
 const FINAL_WORDS_GRACE_MS = 300;
-
-/** What a session needs from the manager: the config, the store and listeners, and the count of live calls. */
-export interface SessionHost {
-  readonly config: VoiceCallConfig;
-  readonly responder?: TurnResponder;
-  /** The record changed: written to the store and told to listeners. */
-  persist(session: CallSession): void;
-  /** A transcript line: stored and told to listeners. */
-  transcribed(entry: TranscriptEntry): void;
-  /** The call reached its end state. */
-  ended(session: CallSession): void;
-  /** Work nobody awaits: a failure is logged, never an unhandled rejection. */
-  background(work: Promise<unknown>, what: string): void;
-}
 
 interface SayOptions {
   /** Who composed it: an agent, the response model, or the service itself (greetings, notices). */
@@ -71,16 +59,13 @@ interface PendingTurn {
   digits?: number;
 }
 
-export class CallSession implements AnsweredLine {
-  readonly transcript: TranscriptEntry[];
-  readonly log: Logger;
+export class CallSession extends LiveCall implements AnsweredLine {
   /** Keys to press as soon as the call is answered. */
   dtmfSequence?: string;
   /** The call's own choice to be recorded (or not), over the number's and the config's. */
   recordAsked?: boolean;
   /** The call's own choice of answering-machine detection (or not), over outbound.amd.enabled. */
   amdAsked?: boolean;
-  private readonly answered = deferred<void>();
   /** Token of the current listening turn; speech for any other token is stale. */
   private turnToken?: string;
   private pending?: PendingTurn;
@@ -100,23 +85,11 @@ export class CallSession implements AnsweredLine {
   /** Answers from the responder: the caller's turns no agent drives, a realtime model's consults. */
   private readonly answers: Answering;
   private readonly caller = new CallerActivity();
-  private readonly timers = new Set<NodeJS.Timeout>();
   /** Keys pressed, collected into answers. */
   private readonly keys: KeyCollector;
-  /** We are hanging up: how the call ends, whatever the carrier reports meanwhile. */
-  private ending?: { state: TerminalState; reason: string };
 
-  constructor(
-    readonly record: CallRecord,
-    readonly provider: CallProvider | undefined,
-    private readonly host: SessionHost,
-    log: Logger,
-    restored?: TranscriptEntry[],
-  ) {
-    this.transcript = restored ?? [];
-    this.log = log.child({ callId: record.callId, provider: record.provider });
-    this.answered.promise.catch(() => undefined);
-    if (isAnsweredState(record.state)) this.answered.resolve();
+  constructor(record: CallRecord, provider: CallProvider | undefined, host: SessionHost, log: Logger, restored?: TranscriptEntry[]) {
+    super(record, provider, host, log, restored);
     this.answers = new Answering(this, host.config, host.responder);
     this.keys = new KeyCollector(host.config.dtmfInterDigitTimeoutMs, (answer) => this.completeKeys(answer));
   }
@@ -126,13 +99,6 @@ export class CallSession implements AnsweredLine {
     return this.utterances;
   }
 
-  get callId(): string {
-    return this.record.callId;
-  }
-
-  get ended(): boolean {
-    return isTerminal(this.record.state);
-  }
 
   // ---------------------------------------------------------------- commands
 
@@ -174,28 +140,24 @@ export class CallSession implements AnsweredLine {
    * with us, and says why. Each attempt is a leg of the call's record.
    */
   async transfer(to: string, options: { message?: string; ringTimeoutMs: number }): Promise<TransferAttempt> {
-    const provider = this.providerOf();
-    if (!provider.transfer) throw new VoiceCallError("UNSUPPORTED", `provider ${provider.id} cannot transfer calls`);
-    await this.waitAnswered();
-    if (options.message) await this.say(options.message, { origin: "agent", thenListen: false, bargeIn: false });
-    else await this.speech;
-    this.assertLive();
-    this.log.info("transferring the call");
-    const result = await provider.transfer(this.providerCallId(), { to, ringTimeoutMs: options.ringTimeoutMs }).catch(carrierFailure(provider, "transfer"));
-    const attempt: TransferAttempt = {
+    return transferCall(
+      {
+        record: this.record,
+        provider: this.provider,
+        log: this.log,
+        waitAnswered: () => this.waitAnswered(),
+        sayFirst: async (message) => {
+          if (message) await this.say(message, { origin: "agent", thenListen: false, bargeIn: false });
+          else await this.speech;
+        },
+        assertLive: () => this.assertLive(),
+        note: (text) => this.addTranscript("bot", "transfer", text, "agent"),
+        finish: (state, reason) => this.finish(state, reason),
+        persist: () => this.host.persist(this),
+      },
       to,
-      mode: "blind",
-      at: new Date().toISOString(),
-      outcome: result.outcome,
-      ...(result.reason ? { reason: result.reason } : {}),
-      ...(result.legId ? { legId: result.legId } : {}),
-    };
-    (this.record.transfers ??= []).push(attempt);
-    this.addTranscript("bot", "transfer", `transfer to ${to}: ${result.outcome}${result.reason ? ` (${result.reason})` : ""}`, "agent");
-    this.log.info({ outcome: result.outcome, reason: result.reason }, "transfer done");
-    if (result.outcome === "connected") this.finish("transferred", `transferred to ${to}`);
-    else this.host.persist(this);
-    return attempt;
+      options,
+    );
   }
 
   /** Opens a listening turn without saying anything first (an inbound call without a greeting, a call taken back). */
@@ -289,14 +251,6 @@ export class CallSession implements AnsweredLine {
       const ended = this.ended || (err instanceof VoiceCallError && err.code === "CALL_ENDED");
       if (!ended) this.log.warn({ err: String(err) }, "opening script failed");
     });
-  }
-
-  /** Ends the call at maxDurationSeconds from its answer (a restored call keeps its original deadline). */
-  limitDuration(): void {
-    const { maxDurationSeconds } = this.host.config;
-    const answeredAt = this.record.answeredAt ? Date.parse(this.record.answeredAt) : Date.now();
-    const left = answeredAt + maxDurationSeconds * 1000 - Date.now();
-    this.after(Math.max(0, left), () => this.endInBackground("timeout", `max duration ${maxDurationSeconds} s reached`));
   }
 
   /**
@@ -456,56 +410,17 @@ export class CallSession implements AnsweredLine {
 
   // ------------------------------------------------------------- lifecycle
 
-  transition(to: LiveState): boolean {
-    const from = this.record.state;
-    if (from === to) return true;
-    if (!canTransition(from, to)) {
-      this.log.debug({ from, to }, "state change refused");
-      return false;
-    }
-    this.record.state = to;
-    this.host.persist(this);
-    return true;
-  }
-
-  /** Records the end: timers stop, what is playing stops, whoever waits is told. */
-  finish(state: TerminalState, reason: string): void {
-    if (this.ended) return;
+  protected override beforeEnd(): void {
     // Keys pressed just before the end are still the caller's answer.
     this.keys.flush();
-    this.record.state = state;
-    this.record.endedAt = new Date().toISOString();
-    this.record.endReason = reason;
-    this.stopWaiting(new VoiceCallError("CALL_ENDED", `call ${this.callId} ended (${state}: ${reason})`));
-    this.log.info({ state, reason }, "call ended");
-    this.host.persist(this);
-    this.host.ended(this);
   }
 
-  /** Timers cleared, playback stopped, waiters rejected with `why` (the call ended, or the service is stopping). */
-  stopWaiting(why: VoiceCallError): void {
-    for (const t of this.timers) clearTimeout(t);
-    this.timers.clear();
+  protected stopConversation(why: VoiceCallError): void {
     this.keys.stop();
     this.speaking?.abort();
     this.answers.drop(why.message);
     this.pending?.reply.reject(why);
     this.pending = undefined;
-    this.answered.reject(why);
-  }
-
-  /** Hangs up at the carrier first, then records the end (ours, whatever the carrier reports meanwhile). */
-  async hangupAndFinish(state: TerminalState, reason: string): Promise<void> {
-    if (this.ended || this.ending) return;
-    this.ending = { state, reason };
-    const providerCallId = this.record.providerCallId;
-    try {
-      if (providerCallId && this.provider) await this.provider.hangup(providerCallId);
-    } catch (err) {
-      this.log.warn({ err: err instanceof Error ? err.message : String(err) }, "hang-up at the carrier failed");
-    } finally {
-      this.finish(state, reason);
-    }
   }
 
   /**
@@ -525,57 +440,7 @@ export class CallSession implements AnsweredLine {
     await this.hangupAndFinish("hangup-bot", reason);
   }
 
-  /** Ends the call from a timer: nobody awaits it. */
-  endInBackground(state: TerminalState, reason: string): void {
-    this.host.background(this.hangupAndFinish(state, reason), "ending a call");
-  }
-
-  /** Runs `fn` after `ms` unless the call ends first. */
-  after(ms: number, fn: () => void): void {
-    const timer = setTimeout(() => {
-      this.timers.delete(timer);
-      fn();
-    }, ms);
-    timer.unref();
-    this.timers.add(timer);
-  }
-
-  private addTranscript(speaker: TranscriptEntry["speaker"], kind: TranscriptEntry["kind"], text: string, origin?: TranscriptEntry["origin"], playedMs?: number): void {
-    const entry: TranscriptEntry = {
-      callId: this.callId,
-      at: new Date().toISOString(),
-      speaker,
-      kind,
-      text,
-      turn: this.record.turn,
-      ...(origin ? { origin } : {}),
-      ...(playedMs !== undefined ? { playedMs } : {}),
-    };
-    this.transcript.push(entry);
-    this.host.transcribed(entry);
-  }
-
   // ---------------------------------------------------------------- helpers
 
-  assertLive(): void {
-    if (this.ended) {
-      throw new VoiceCallError("CALL_ENDED", `call ${this.callId} has ended (${this.record.state}: ${this.record.endReason ?? "no reason"})`);
-    }
-  }
 
-  private async waitAnswered(): Promise<void> {
-    if (isAnsweredState(this.record.state)) return;
-    await this.answered.promise;
-  }
-
-  private providerOf(): CallProvider {
-    if (!this.provider) throw new VoiceCallError("UNAVAILABLE", `provider ${this.record.provider} is not available in this service`);
-    return this.provider;
-  }
-
-  private providerCallId(): string {
-    const id = this.record.providerCallId;
-    if (!id) throw new VoiceCallError("INVALID_STATE", `call ${this.callId} has not reached its carrier yet`);
-    return id;
-  }
 }
