@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { BeepWaiter } from "../src/audio/amd.js";
-import { amdSet, detect } from "../src/bench/amd-set.js";
+import { amdSet, detect, detectWithWords } from "../src/bench/amd-set.js";
 
 describe("answering-machine detection", () => {
   it("a person's short greeting and pause is human; a long greeting is a machine; a short one with a beep is a machine by its beep; silence is unknown", async () => {
@@ -19,6 +19,14 @@ describe("answering-machine detection", () => {
     expect(detect(pick("Hi, you've reached Sam. I can't take your call right now. Please leave a message after the tone.").pcm)).toMatchObject({ outcome: "machine", reason: "a greeting of over 2.6 s" });
     expect(detect(pick("Leave a message.").pcm)).toMatchObject({ outcome: "machine", reason: "a beep" });
     expect(detect(new Int16Array(8000 * 6))).toMatchObject({ outcome: "unknown", reason: "nothing said for 4 s", ms: 4000 });
+  });
+
+  it("with the recogniser's words: a person answering at length is heard out to their pause and is a person; a short greeting is still a person", async () => {
+    const set = await amdSet();
+    const business = set.find((s) => s.voice === "rms" && s.text.startsWith("Good afternoon, Smith and Partners"))!;
+    expect(detect(business.pcm)).toMatchObject({ outcome: "machine" });
+    expect(await detectWithWords(business.pcm)).toMatchObject({ outcome: "human", reason: expect.stringMatching(/^a person's words, then a pause/) });
+    expect(await detectWithWords(set.find((s) => s.voice === "rms" && s.text === "Hello?")!.pcm)).toMatchObject({ outcome: "human" });
   });
 
   it("after a machine, what follows waits for the end of its beep (or of its greeting, when it has none)", async () => {

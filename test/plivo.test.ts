@@ -3,7 +3,7 @@
  * server, Plivo XML from the SDK, V3 signatures (signed here with Plivo's
  * documented algorithm, checked by the SDK), refusals and replays. The
  * behaviour every carrier shares (audio, barge-in, keys, hang-ups, restore)
- * is in carriers.test.ts.
+ * is in the carrier suite (test/suites/carriers.ts).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningService } from "../src/server/service.js";

@@ -6,7 +6,7 @@
  * are in the transcript; the model consults the
  * responseModel, one consult per question; the model hangs up after its
  * farewell has played; keys pressed keep the call up. A caller cutting in,
- * on Twilio, Telnyx and Plivo alike: the carrier suite (test/carriers.test.ts).
+ * on Twilio, Telnyx and Plivo alike: the carrier suite (test/suites/carriers.ts).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningService } from "../src/server/service.js";

@@ -3,7 +3,7 @@
  * speaking Call Control v2, webhooks signed with a real Ed25519 key pair made
  * here, refusals and replays, the stream started with the answer. What every
  * carrier shares (audio, barge-in, keys, hang-ups, restore) is in
- * carriers.test.ts.
+ * the carrier suite (test/suites/carriers.ts).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { resolveConfig } from "../src/configure.js";

@@ -3,7 +3,7 @@
  * speaking Twilio's Calls API, webhooks signed with the SDK's own helper,
  * TwiML, a dropped stream coming back through the Redirect, the webhook's
  * limits. What every carrier shares (audio, barge-in, keys, hang-ups,
- * restore) is in carriers.test.ts.
+ * restore) is in the carrier suite (test/suites/carriers.ts).
  */
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

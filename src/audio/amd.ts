@@ -107,3 +107,80 @@ export class BeepWaiter {
     return this.silenceRun >= quietMs;
   }
 }
+
+/** Words a voicemail greeting has, and words a person answering (a business line) says. */
+const MACHINE_WORDS = [/\bleave (a|your) message\b/, /\bnot available\b/, /\bvoice ?mail\b/, /\bafter the (tone|beep)\b/, /\bcan'?t (take|come to)\b/, /\byou('ve| have) reached\b/, /\brecord (a|your) message\b/, /\bmailbox\b/, /\bnot (at )?home\b/];
+const PERSON_WORDS = [/\b(can|may) (i|we) help\b/, /\bhelp you\b/, /\bspeaking\b/, /\bwho('s| is) (this|calling)\b/];
+/** How long a long greeting is heard out for its words before its length decides. */
+const HEAR_OUT_MS = 6000;
+
+/** The recogniser on a greeting (batch): its words, lower case. */
+export type Transcribe = (pcm: Int16Array, sampleRate: 8000 | 16000) => Promise<string>;
+
+const concat = (parts: Int16Array[]) => {
+  const out = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+};
+
+/**
+ * The detector with the recogniser's words on the greeting, for what
+ * cadence alone gets wrong: a short voicemail greeting without a beep
+ * ("Leave a message."), and a person answering at length ("Smith and
+ * Partners, Sam speaking, how may I help you?"), heard out to its pause
+ * (at most HEAR_OUT_MS) unless its words already say machine. `next` gives
+ * the far end's frames (undefined: none within the time left); without
+ * `transcribe`, cadence and the beep alone decide. `ms` counts the audio
+ * heard and the recogniser's time.
+ */
+export async function detectAnsweredBy(next: () => Promise<AudioFrame | undefined>, transcribe?: Transcribe): Promise<AmdVerdict> {
+  const detector = new MachineDetector();
+  const greeting: Int16Array[] = [];
+  let rate: 8000 | 16000 = 8000;
+  let audioMs = 0;
+  let verdict: AmdVerdict | undefined;
+  while (!verdict) {
+    const frame = await next();
+    if (!frame) return { outcome: "unknown", ms: Math.round(audioMs), reason: "no decision in time" };
+    rate = frame.sampleRate === 16000 ? 16000 : 8000;
+    greeting.push(frame.pcm);
+    audioMs += (frame.pcm.length * 1000) / frame.sampleRate;
+    verdict = detector.push(frame);
+  }
+  if (!transcribe || verdict.outcome === "unknown" || verdict.reason === "a beep") return verdict;
+  let spentMs = 0;
+  const words = async () => {
+    const started = performance.now();
+    const heard = (await transcribe(concat(greeting), rate).catch(() => "")).toLowerCase();
+    spentMs += performance.now() - started;
+    return heard;
+  };
+  const says = (heard: string, phrases: RegExp[]) => phrases.some((p) => p.test(heard));
+  const at = () => Math.round(audioMs + spentMs);
+  let heard = await words();
+  if (says(heard, MACHINE_WORDS)) return { outcome: "machine", ms: at(), reason: `${verdict.outcome === "machine" ? `${verdict.reason}, and ` : ""}a voicemail's words ("${heard}")` };
+  if (verdict.outcome === "human") return { ...verdict, ms: at() };
+  // Long, and no voicemail words yet: heard out to its pause, its beep, or HEAR_OUT_MS.
+  let silence = 0;
+  let tone = 0;
+  while (audioMs < HEAR_OUT_MS) {
+    const frame = await next();
+    if (!frame) break;
+    greeting.push(frame.pcm);
+    const frameMs = (frame.pcm.length * 1000) / frame.sampleRate;
+    audioMs += frameMs;
+    const loud = frameDbfs(frame.pcm) >= SPEECH_DB;
+    tone = loud && toneShare(frame) >= BEEP_RATIO ? tone + frameMs : 0;
+    if (tone >= BEEP_MS) return { outcome: "machine", ms: at(), reason: "a beep" };
+    silence = loud ? 0 : silence + frameMs;
+    if (silence >= HUMAN_PAUSE_MS) break;
+  }
+  heard = await words();
+  if (says(heard, MACHINE_WORDS)) return { outcome: "machine", ms: at(), reason: `a voicemail's words ("${heard}")` };
+  if (silence >= HUMAN_PAUSE_MS && says(heard, PERSON_WORDS)) return { outcome: "human", ms: at(), reason: `a person's words, then a pause ("${heard}")` };
+  return { ...verdict, ms: at() };
+}

@@ -4,7 +4,8 @@
  * and without a beep, in four flite voices, at 8 kHz with faint line noise.
  * Used by the tests (a few) and the bench (all: the confusion matrix).
  */
-import { MachineDetector, type AmdOutcome, type AmdVerdict } from "../audio/amd.js";
+import { detectAnsweredBy, MachineDetector, type AmdOutcome, type AmdVerdict } from "../audio/amd.js";
+import { transcribePcm } from "../speech/pocketsphinx.js";
 import { FliteSynthesizer } from "../speech/flite.js";
 import { synthesizeAll } from "../speech/types.js";
 
@@ -86,7 +87,7 @@ export async function amdSet(limit = Infinity): Promise<AmdSample[]> {
   return out;
 }
 
-/** What the detector decides on a sample, fed as 20 ms frames (at most 10 s). */
+/** What cadence and the beep alone decide on a sample, fed as 20 ms frames (at most 10 s). */
 export function detect(pcm: Int16Array, sampleRate: 8000 | 16000 = RATE): AmdVerdict {
   const detector = new MachineDetector();
   const frame = sampleRate / 50;
@@ -95,4 +96,17 @@ export function detect(pcm: Int16Array, sampleRate: 8000 | 16000 = RATE): AmdVer
     if (verdict) return verdict;
   }
   return { outcome: "unknown", ms: Math.round((pcm.length / sampleRate) * 1000), reason: "no decision" };
+}
+
+/** What the whole detection decides (with the offline recogniser's words, as on a call). */
+export function detectWithWords(pcm: Int16Array, sampleRate: 8000 | 16000 = RATE): Promise<AmdVerdict> {
+  const frame = sampleRate / 50;
+  let at = 0;
+  const next = async () => {
+    if (at + frame > pcm.length || at >= sampleRate * 10) return undefined;
+    const out = { pcm: pcm.subarray(at, at + frame), sampleRate };
+    at += frame;
+    return out;
+  };
+  return detectAnsweredBy(next, transcribePcm);
 }

@@ -6,7 +6,8 @@
  * caller's last words may still follow). A carrier adds its transport and
  * control.
  */
-import { BeepWaiter, MachineDetector, type AmdVerdict } from "../audio/amd.js";
+import { BeepWaiter, detectAnsweredBy, type AmdVerdict } from "../audio/amd.js";
+import { transcribePcm } from "../speech/pocketsphinx.js";
 import type { AudioFrame } from "../audio/frame.js";
 import { CallRecorder, type RecordingSummary } from "../audio/recorder.js";
 import type { MediaTransport } from "../audio/transport.js";
@@ -139,29 +140,31 @@ export abstract class MediaCarrier<C extends MediaCall> implements CallProvider 
     call.recording = { recorder, done: request.done };
   }
 
-  /** Answering-machine detection on the call's audio (src/audio/amd.ts); after a machine, optionally until its beep. */
+  /**
+   * Answering-machine detection on the call's audio (src/audio/amd.ts: the
+   * greeting's cadence, the beep, and the offline recogniser's words on it);
+   * after a machine, optionally until its beep is over.
+   */
   async detectMachine(providerCallId: string, options: { timeoutMs: number; awaitBeepMs?: number }): Promise<AmdVerdict> {
     const transport = this.live(providerCallId).media?.transport;
     if (!transport) throw new VoiceCallError("INVALID_STATE", `call ${providerCallId} has no media yet`);
-    const detector = new MachineDetector();
-    const started = performance.now();
     const frames = transport.frames()[Symbol.asyncIterator]();
-    const next = (deadline: number) =>
-      Promise.race([frames.next(), new Promise<IteratorResult<AudioFrame>>((r) => setTimeout(() => r({ done: true, value: undefined }), Math.max(0, deadline - performance.now())).unref())]);
+    let deadline = performance.now() + options.timeoutMs;
+    const next = async (): Promise<AudioFrame | undefined> => {
+      let timer: NodeJS.Timeout | undefined;
+      const gone = new Promise<IteratorResult<AudioFrame>>((r) => (timer = setTimeout(() => r({ done: true, value: undefined }), Math.max(0, deadline - performance.now()))));
+      const got = await Promise.race([frames.next(), gone]);
+      clearTimeout(timer);
+      return got.done ? undefined : got.value;
+    };
     try {
-      let verdict: AmdVerdict | undefined;
-      const deadline = started + options.timeoutMs;
-      while (!verdict) {
-        const { value, done } = await next(deadline);
-        if (done) return { outcome: "unknown", ms: Math.round(performance.now() - started), reason: `no decision within ${options.timeoutMs} ms` };
-        verdict = detector.push(value);
-      }
+      const verdict = await detectAnsweredBy(next, (pcm, rate) => transcribePcm(pcm, rate));
       if (verdict.outcome === "machine" && options.awaitBeepMs) {
         const waiter = new BeepWaiter(verdict.reason === "a beep");
-        const until = performance.now() + options.awaitBeepMs;
+        deadline = performance.now() + options.awaitBeepMs;
         for (;;) {
-          const { value, done } = await next(until);
-          if (done || waiter.push(value)) break;
+          const frame = await next();
+          if (!frame || waiter.push(frame)) break;
         }
       }
       return verdict;

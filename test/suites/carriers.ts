@@ -1,5 +1,6 @@
 /**
- * The carrier conformance suite: one set of behaviour tests every cloud
+ * The carrier conformance suite (run by test/carriers-cloud.test.ts and
+ * test/carriers-pbx.test.ts): one set of behaviour tests every cloud
  * carrier runs, each against its own protocol server (its REST API on
  * loopback, webhooks signed its way, its media stream's message names):
  * outbound, inbound (and refused), speak, listen, barge-in, keys in and out,
@@ -9,29 +10,29 @@
  * keys it gets.
  */
 import { readFileSync } from "node:fs";
-import { DtmfDetector } from "../src/audio/dtmf.js";
-import { readWav } from "../src/speech/wav.js";
-import { amdSet } from "../src/bench/amd-set.js";
-import { concatPcm } from "../src/audio/frame.js";
+import { DtmfDetector } from "../../src/audio/dtmf.js";
+import { readWav } from "../../src/speech/wav.js";
+import { amdSet } from "../../src/bench/amd-set.js";
+import { concatPcm } from "../../src/audio/frame.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { CallManager } from "../src/calls/manager.js";
-import { createLogger } from "../src/log.js";
-import { startService, type RunningService } from "../src/server/service.js";
-import { FliteSynthesizer } from "../src/speech/flite.js";
-import { transcribePcm } from "../src/speech/pocketsphinx.js";
-import { synthesizeAll } from "../src/speech/types.js";
-import { wordErrorRate } from "../src/speech/wer.js";
-import { MediaStreamClient, PLIVO, TELNYX, TWILIO, type Received } from "./fakes/media-stream.js";
-import type { MockProvider } from "../src/providers/mock/provider.js";
-import { Lab, labUnavailableReason } from "../src/lab/lab.js";
-import { PhoneAudio } from "../src/lab/phone-audio.js";
-import { callerScenario, calleeScenario, runSipp } from "../src/lab/sipp.js";
-import { AUTH_ID, AUTH_TOKEN as PLIVO_TOKEN, FakePlivo, plivoStreamOf } from "./fakes/plivo.js";
-import { API_KEY, CONNECTION_ID, FakeTelnyx } from "./fakes/telnyx.js";
-import { ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, callSid, streamOf } from "./fakes/twilio.js";
-import { FakeRealtimeVoice } from "./fakes/realtime.js";
-import { GOOD_KEY } from "./fakes/vendors.js";
-import { freePort, makeConfig, saidAndListening, tempDir, waitFor } from "./helpers.js";
+import type { CallManager } from "../../src/calls/manager.js";
+import { createLogger } from "../../src/log.js";
+import { startService, type RunningService } from "../../src/server/service.js";
+import { FliteSynthesizer } from "../../src/speech/flite.js";
+import { transcribePcm } from "../../src/speech/pocketsphinx.js";
+import { synthesizeAll } from "../../src/speech/types.js";
+import { wordErrorRate } from "../../src/speech/wer.js";
+import { MediaStreamClient, PLIVO, TELNYX, TWILIO, type Received } from "../fakes/media-stream.js";
+import type { MockProvider } from "../../src/providers/mock/provider.js";
+import { Lab, labUnavailableReason } from "../../src/lab/lab.js";
+import { PhoneAudio } from "../../src/lab/phone-audio.js";
+import { callerScenario, calleeScenario, runSipp } from "../../src/lab/sipp.js";
+import { AUTH_ID, AUTH_TOKEN as PLIVO_TOKEN, FakePlivo, plivoStreamOf } from "../fakes/plivo.js";
+import { API_KEY, CONNECTION_ID, FakeTelnyx } from "../fakes/telnyx.js";
+import { ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, callSid, streamOf } from "../fakes/twilio.js";
+import { FakeRealtimeVoice } from "../fakes/realtime.js";
+import { GOOD_KEY } from "../fakes/vendors.js";
+import { freePort, makeConfig, saidAndListening, tempDir, waitFor } from "../helpers.js";
 
 const CALLER = "+15550001234";
 const OURS = "+15550009999";
@@ -370,7 +371,11 @@ const seenInbound = new Set<string>();
 let currentService: RunningService | undefined;
 const service = () => currentService!;
 
-describe.each([mockKit(), twilioKit(), telnyxKit(), plivoKit(), asteriskKit()])("carrier conformance: $id", (kit) => {
+const KITS = { mock: mockKit, twilio: twilioKit, telnyx: telnyxKit, plivo: plivoKit, asterisk: asteriskKit };
+
+/** The suite on the carriers named (two files run it: the cloud carriers and the PBX, side by side). */
+export function carrierSuite(ids: Array<keyof typeof KITS>): void {
+describe.each(ids.map((id) => KITS[id]()))("carrier conformance: $id", (kit) => {
   if (kit.unavailable) {
     it.skip(`${kit.id} cannot run here: ${kit.unavailable}`, () => undefined);
     return;
@@ -674,3 +679,4 @@ describe.each([mockKit(), twilioKit(), telnyxKit(), plivoKit(), asteriskKit()])(
     }
   }, 30_000);
 });
+}
