@@ -210,13 +210,10 @@ export class CallManager {
   }
 
   /**
-   * Hands the caller to a person (blind): see CallSession.transfer. `to` is
+   * Hands the caller to a person (blind, or warm where the carrier has it): see calls/transfer.ts. `to` is
    * checked as a destination of the call's own carrier.
    */
   async transferCall(callId: string, request: { to: string; mode?: "blind" | "warm"; message?: string }): Promise<TransferAttempt & { callId: string; transferred: boolean; state: CallState }> {
-    if (request.mode === "warm") {
-      throw new VoiceCallError("UNSUPPORTED", "mode: warm transfer is not built yet; a blind transfer hands the caller over directly", [{ path: "mode", message: "warm transfer is not built yet" }]);
-    }
     const call = this.liveCall(callId);
     const { to } = request;
     if (!DESTINATION_PATTERN.test(to)) {
@@ -225,7 +222,7 @@ export class CallManager {
     if (call.provider?.capabilities.e164Only && !E164_PATTERN.test(to)) {
       throw new VoiceCallError("INVALID_PARAMS", `to: provider ${call.provider.id} needs an E.164 number`, [{ path: "to", message: `provider ${call.provider.id} needs an E.164 number` }]);
     }
-    const attempt = await call.transfer(to, { message: request.message, ringTimeoutMs: this.config.ringTimeoutMs });
+    const attempt = await call.transfer(to, { mode: request.mode, message: request.message, ringTimeoutMs: this.config.ringTimeoutMs });
     return { callId, transferred: attempt.outcome === "connected", ...attempt, state: call.record.state };
   }
 

@@ -139,7 +139,7 @@ export class CallSession extends LiveCall implements AnsweredLine {
    * and the call ends as transferred. Any other outcome leaves the caller
    * with us, and says why. Each attempt is a leg of the call's record.
    */
-  async transfer(to: string, options: { message?: string; ringTimeoutMs: number }): Promise<TransferAttempt> {
+  async transfer(to: string, options: { mode?: "blind" | "warm"; message?: string; ringTimeoutMs: number }): Promise<TransferAttempt> {
     return transferCall(
       {
         record: this.record,

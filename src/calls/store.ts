@@ -40,7 +40,7 @@ const CallRecordSchema = z.object({
     .array(
       z.object({
         to: z.string(),
-        mode: z.literal("blind"),
+        mode: z.enum(["blind", "warm"]),
         at: z.string(),
         outcome: z.enum(TRANSFER_OUTCOMES),
         reason: z.string().optional(),

@@ -1,7 +1,9 @@
 /**
- * A blind transfer on one call: what is queued to be said first (or the
- * transfer's own message to the caller), then the carrier dials the person;
- * each attempt is a leg of the call's record and a line of its transcript;
+ * A transfer on one call. Blind: what is queued to be said first (or the
+ * transfer's own message to the caller), then the carrier dials the person
+ * and puts them through once they answer. Warm: the caller holds while the
+ * person is dialled and told the message alone, and accepts or declines.
+ * Each attempt is a leg of the call's record and a line of its transcript;
  * connected, the call ends as transferred, otherwise the caller stays.
  */
 import { VoiceCallError } from "../errors.js";
@@ -25,20 +27,30 @@ export interface TransferredLine {
   persist(): void;
 }
 
-export async function transferCall(line: TransferredLine, to: string, options: { message?: string; ringTimeoutMs: number }): Promise<TransferAttempt> {
+/** What a warm transfer's person hears when the agent gives no message. */
+const DEFAULT_BRIEFING = "You have a call being transferred to you.";
+
+export async function transferCall(line: TransferredLine, to: string, options: { mode?: "blind" | "warm"; message?: string; ringTimeoutMs: number }): Promise<TransferAttempt> {
   const { record, provider } = line;
+  const mode = options.mode ?? "blind";
   if (!provider) throw new VoiceCallError("UNAVAILABLE", `provider ${record.provider} is not available in this service`);
   if (!provider.transfer) throw new VoiceCallError("UNSUPPORTED", `provider ${provider.id} cannot transfer calls`);
+  if (mode === "warm" && !provider.capabilities.warmTransfer) {
+    throw new VoiceCallError("UNSUPPORTED", `mode: provider ${provider.id} has no warm transfer yet (Asterisk has); a blind transfer hands the caller over directly`, [{ path: "mode", message: `no warm transfer on ${provider.id}` }]);
+  }
   await line.waitAnswered();
-  await line.sayFirst(options.message);
+  // Blind: the message is the caller's; warm: it is the person's briefing, and the caller holds.
+  await line.sayFirst(mode === "blind" ? options.message : undefined);
   line.assertLive();
   const providerCallId = record.providerCallId;
   if (!providerCallId) throw new VoiceCallError("INVALID_STATE", `call ${record.callId} has not reached its carrier yet`);
   line.log.info("transferring the call");
-  const result = await provider.transfer(providerCallId, { to, ringTimeoutMs: options.ringTimeoutMs }).catch(carrierFailure(provider, "transfer"));
+  const result = await provider
+    .transfer(providerCallId, { to, ringTimeoutMs: options.ringTimeoutMs, mode, ...(mode === "warm" ? { briefing: options.message ?? DEFAULT_BRIEFING } : {}) })
+    .catch(carrierFailure(provider, "transfer"));
   const attempt: TransferAttempt = {
     to,
-    mode: "blind",
+    mode,
     at: new Date().toISOString(),
     outcome: result.outcome,
     ...(result.reason ? { reason: result.reason } : {}),

@@ -79,7 +79,7 @@ export interface CallRecording {
 
 export interface TransferAttempt {
   to: string;
-  mode: "blind";
+  mode: "blind" | "warm";
   at: string;
   outcome: TransferOutcome;
   reason?: string;

@@ -48,6 +48,8 @@ export interface MediaCall {
   reported?: boolean;
   /** The call's recording, while it runs, and who is told when it closes. */
   recording?: { recorder: CallRecorder; done: (summary: RecordingSummary) => void };
+  /** A line of the carrier's own (a warm transfer's person): its events go here, never to the calls' manager. */
+  listener?: (body: ProviderEventBody) => void;
 }
 
 /** How long an ended call's record is kept so late events for it are recognised. */
@@ -222,6 +224,7 @@ export abstract class MediaCarrier<C extends MediaCall> implements CallProvider 
   }
 
   protected emit(call: C, body: ProviderEventBody): void {
+    if (call.listener) return call.listener(body);
     // After the end only the caller's last words (or why they could not be transcribed) still go out.
     if (call.reported && body.type !== "speech" && body.type !== "unrecognised") return;
     if (body.type === "ended") call.reported = true;

@@ -31,6 +31,8 @@ export interface ProviderCapabilities {
   e164Only: boolean;
   /** Echoes the turn token on speech events, so stale turns are rejected exactly. */
   turnTokens: boolean;
+  /** Can brief the person of a transfer alone before putting the caller through (a warm transfer). */
+  warmTransfer?: boolean;
 }
 
 interface EventBase {
@@ -97,6 +99,10 @@ export interface TransferRequest {
   to: string;
   /** How long the person's phone may ring. */
   ringTimeoutMs: number;
+  /** blind: put through as soon as they answer; warm: the caller holds, the person hears `briefing` alone and accepts (1) or declines (2). */
+  mode: "blind" | "warm";
+  /** What a warm transfer's person hears first. */
+  briefing?: string;
 }
 
 export interface TransferResult {

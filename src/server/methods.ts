@@ -57,12 +57,12 @@ export const MethodParams = {
   "voicecall.speak": z.strictObject({ callId, message, allowTwimlFallback: z.boolean().optional() }),
   "voicecall.dtmf": z.strictObject({ callId, digits: text("digits").describe("keys to press: 0-9, A-D, *, #; w pauses 0.5 s") }),
   "voicecall.end": z.strictObject({ callId }),
-  /** Hands the caller to a person: blind (connected, then we leave); warm is not built yet. */
+  /** Hands the caller to a person: blind (connected, then we leave), or warm where the carrier has it (the person briefed first). */
   "voicecall.transfer": z.strictObject({
     callId,
     to: text("to").describe("who takes the call: a number, or on the PBX an extension or SIP URI"),
-    mode: z.enum(["blind", "warm"]).optional().describe("blind (the default): the caller is put through and we leave"),
-    message: message.optional().describe("said to the caller before the transfer"),
+    mode: z.enum(["blind", "warm"]).optional().describe("blind (the default): the caller is put through and we leave; warm (Asterisk): the caller holds while the person hears `message` and accepts or declines"),
+    message: message.optional().describe("blind: said to the caller before the transfer; warm: what the person is told first"),
   }),
   /** Without callId: the calls in progress (gateway compatibility); `sid` is the reference plugin's name for callId. */
   "voicecall.status": z

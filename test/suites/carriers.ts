@@ -608,6 +608,39 @@ describe.each(ids.map((id) => KITS[id]()))("carrier conformance: $id", (kit) => 
     leg!.close();
   }, 90_000);
 
+  it.runIf(kit.id === "asterisk")("warm transfer: the caller holds while the person hears the briefing alone; 2 declines and the caller stays with us; 1 accepts and the person gets the caller", async () => {
+    const { id, leg } = await kit.ringIn(CALLER);
+    const call = await waitFor(() => manager.listCalls().find((c) => c.providerCallId === id && c.state === "listening"), "greeted", 15_000);
+    const briefing = "Hello, this is a test call.";
+    for (const key of ["2", "1"]) {
+      await kit.prepare?.("hangs-up", 20_000);
+      const transfer = manager.transferCall(call.callId, { to: "203", mode: "warm", message: briefing });
+      const person = await kit.answer("");
+      // The person answers "hello?", hears the briefing (and how to answer it), and presses a key.
+      await person.play((await amdSet(1)).find((g) => g.label === "human")!.pcm.subarray(0, 8000 * 1.5));
+      await waitFor(() => person.hearsUsSince(0) || undefined, "the briefing at the person's phone", 15_000);
+      await waitFor(async () => (/press/.test(await person.heard()) ? true : undefined), "the briefing's question", 20_000);
+      // The rest of it ("to take the call, or two to decline") plays out before the key.
+      await new Promise((r) => setTimeout(r, 3000));
+      const briefed = await person.heard();
+      expect(wordErrorRate("hello this is a test call press one to take the call or two to decline", briefed), briefed).toBeLessThanOrEqual(0.35);
+      person.press(key);
+      const result = await transfer;
+      if (key === "2") {
+        expect(result).toMatchObject({ transferred: false, mode: "warm", outcome: "declined", reason: "the person pressed 2", state: "listening" });
+        // The caller heard the hold chime meanwhile, and nothing of the briefing.
+        expect(await leg!.heard()).not.toMatch(/press|decline/);
+        continue;
+      }
+      expect(result).toMatchObject({ transferred: true, mode: "warm", outcome: "connected", state: "transferred" });
+      await leg!.say("Hello, I would like to speak with a person please.");
+      const heard = await person.heard();
+      expect(wordErrorRate("hello this is a test call press one to take the call or two to decline hello i would like to speak with a person please", heard), heard).toBeLessThanOrEqual(0.35);
+    }
+    expect(manager.getCall(call.callId)!.transfers?.map((t) => [t.mode, t.outcome])).toEqual([["warm", "declined"], ["warm", "connected"]]);
+    leg!.close();
+  }, 120_000);
+
   // Realtime voice on each carrier's stream (the PBX's: test/realtime-pbx.test.ts): a service of its own with a model on the line.
   it.runIf(["twilio", "telnyx", "plivo"].includes(kit.id))("realtime: the model's greeting and answer reach the far end, the caller's words reach the model; a cut-in truncates at what went out; keys both ways keep the call up", async () => {
     const model = await FakeRealtimeVoice.start();

@@ -17,6 +17,7 @@ import { randomUUID } from "node:crypto";
 import { VoiceCallError } from "../../errors.js";
 import type { PacedTransport } from "../../audio/transport.js";
 import { MediaCarrier, type MediaCall, type MediaCarrierOptions } from "../media-carrier.js";
+import { holdOn } from "../../audio/hold.js";
 import { isNarrowband, rtpMedia, websocketMedia } from "./media.js";
 import type { PlaceCallRequest, ProviderCapabilities, RemoteCallStatus, SetupFinding, TerminalState, TransferRequest, TransferResult } from "../types.js";
 import { AriClient, AriError, type AriChannel, type AriEvent } from "./ari.js";
@@ -42,7 +43,7 @@ interface AstCall extends MediaCall {
 
 export class AsteriskProvider extends MediaCarrier<AstCall> {
   readonly id = "asterisk" as const;
-  readonly capabilities: ProviderCapabilities = { inbound: true, dtmfOut: true, e164Only: false, turnTokens: true };
+  readonly capabilities: ProviderCapabilities = { inbound: true, dtmfOut: true, e164Only: false, turnTokens: true, warmTransfer: true };
   readonly ari: AriClient;
   /** externalMedia channel id -> call id, until its StasisStart. */
   private readonly mediaOwners = new Map<string, string>();
@@ -178,18 +179,82 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
    */
   async transfer(providerCallId: string, request: TransferRequest): Promise<TransferResult> {
     const call = this.live(providerCallId);
-    if (!call.bridgeId || !call.answered) throw new VoiceCallError("INVALID_STATE", `call ${providerCallId} has no audio bridge yet`);
-    const endpoint = this.options.config.asterisk.dialTemplate.replaceAll("{to}", request.to);
-    const dial = await this.transfers.dial(endpoint, { callerId: this.options.config.fromNumber, timeoutSec: Math.ceil(request.ringTimeoutMs / 1000) });
-    if (!dial.answered) return { outcome: transferOutcome(dial.cause), reason: dial.cause ? `${dial.causeText} (cause ${dial.cause})` : dial.causeText, legId: dial.legId };
-    if (call.ended) {
-      await this.ignoreGone(this.ari.channels.hangup(dial.legId, "normal")).catch(() => undefined);
-      return { outcome: "failed", reason: "the caller hung up while the person answered", legId: dial.legId };
+    if (!call.bridgeId || !call.answered || !call.media) throw new VoiceCallError("INVALID_STATE", `call ${providerCallId} has no audio bridge yet`);
+    // Warm: the caller hears the hold chime while the person is dialled and briefed.
+    const hold = request.mode === "warm" ? holdOn(call.media.transport) : undefined;
+    try {
+      const endpoint = this.options.config.asterisk.dialTemplate.replaceAll("{to}", request.to);
+      const dial = await this.transfers.dial(endpoint, { callerId: this.options.config.fromNumber, timeoutSec: Math.ceil(request.ringTimeoutMs / 1000) });
+      if (!dial.answered) return { outcome: transferOutcome(dial.cause), reason: dial.cause ? `${dial.causeText} (cause ${dial.cause})` : dial.causeText, legId: dial.legId };
+      if (call.ended) {
+        await this.ignoreGone(this.ari.channels.hangup(dial.legId, "normal")).catch(() => undefined);
+        return { outcome: "failed", reason: "the caller hung up while the person answered", legId: dial.legId };
+      }
+      if (request.mode === "warm") {
+        const refused = await this.brief(dial.legId, request.briefing ?? "");
+        if (refused) return { ...refused, legId: dial.legId };
+        if (call.ended) {
+          await this.ignoreGone(this.ari.channels.hangup(dial.legId, "normal")).catch(() => undefined);
+          return { outcome: "failed", reason: "the caller hung up while the person was told about the call", legId: dial.legId };
+        }
+      }
+      hold?.stop();
+      await this.ari.bridges.addChannel(call.bridgeId, dial.legId);
+      this.transfers.handOver(call.id, dial.legId, call.bridgeId);
+      await this.leave(call);
+      return { outcome: "connected", legId: dial.legId };
+    } finally {
+      hold?.stop();
     }
-    await this.ari.bridges.addChannel(call.bridgeId, dial.legId);
-    this.transfers.handOver(call.id, dial.legId, call.bridgeId);
-    await this.leave(call);
-    return { outcome: "connected", legId: dial.legId };
+  }
+
+  /**
+   * A warm transfer's person, alone with us: a bridge, audio and a voice of
+   * their own; a voicemail is recognised (answering-machine detection), the
+   * person hears the briefing and accepts with 1 (or declines with 2, hangs
+   * up, or says nothing within 15 s). Accepted: their line is free to join
+   * the caller (undefined); otherwise why not, their leg hung up.
+   */
+  private async brief(legId: string, briefing: string): Promise<Omit<TransferResult, "legId"> | undefined> {
+    const keys: string[] = [];
+    let wake: (() => void) | undefined;
+    const person: AstCall = {
+      id: legId,
+      answered: true,
+      ended: false,
+      hangupRequested: false,
+      listener: (event) => {
+        if (event.type === "dtmf") keys.push(event.digits);
+        if (event.type === "dtmf" || event.type === "ended") wake?.();
+      },
+    };
+    this.calls.set(legId, person);
+    const refuse = async (outcome: TransferResult["outcome"], reason: string) => {
+      person.hangupRequested = true;
+      await this.ignoreGone(this.ari.channels.hangup(legId, "normal")).catch(() => undefined);
+      await this.teardown(person, false);
+      return { outcome, reason };
+    };
+    try {
+      await this.attachMedia(person, { announce: false });
+      const verdict = await this.detectMachine(legId, { timeoutMs: 4000 });
+      if (verdict.outcome === "machine") return await refuse("voicemail", `a voicemail answered (${verdict.reason})`);
+      await person.media!.speak(`${briefing} Press 1 to take the call, or 2 to decline.`, {});
+      const until = performance.now() + 15_000;
+      while (!person.ended && keys.length === 0 && performance.now() < until) {
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          setTimeout(resolve, Math.max(0, until - performance.now())).unref();
+        });
+      }
+      if (person.ended) return { outcome: "declined", reason: "the person hung up" };
+      if (keys[0] !== "1") return await refuse(keys.length ? "declined" : "no-answer", keys.length ? `the person pressed ${keys[0]}` : "the person did not answer the briefing within 15 s");
+      // Accepted: their own bridge and our audio on their line go; their channel stays, for the caller's bridge.
+      await this.teardown(person, false);
+      return undefined;
+    } catch (err) {
+      return await refuse("failed", `the briefing failed: ${(err as Error).message}`);
+    }
   }
 
   /** Our part of a handed-over call goes (the pipeline, the externalMedia channel); the caller, the person and the bridge stay. */

@@ -74,7 +74,8 @@ export class AsteriskTransfers {
       return true;
     }
     const pair = this.pairs.get(channelId);
-    if (!pair) return channelId.startsWith(this.legPrefix);
+    // A leg answered and not yet handed over (a warm transfer's person being briefed) is a line of the carrier's own.
+    if (!pair) return false;
     this.pairs.delete(channelId);
     this.pairs.delete(pair.other);
     this.log.info({ channel: channelId, cause }, "one side of a transferred call hung up; ending the other");
