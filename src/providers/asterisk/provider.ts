@@ -21,7 +21,7 @@ import { holdOn } from "../../audio/hold.js";
 import { isNarrowband, rtpMedia, websocketMedia } from "./media.js";
 import type { PlaceCallRequest, ProviderCapabilities, RemoteCallStatus, SetupFinding, TerminalState, TransferRequest, TransferResult } from "../types.js";
 import { AriClient, AriError, type AriChannel, type AriEvent } from "./ari.js";
-import { AsteriskTransfers, transferOutcome } from "./transfer.js";
+import { AsteriskTransfers, briefPerson, transferOutcome } from "./transfer.js";
 
 /** How long our calls found up at start wait to be taken back before they are hung up. */
 const ADOPTION_WINDOW_MS = 30_000;
@@ -208,53 +208,26 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
     }
   }
 
-  /**
-   * A warm transfer's person, alone with us: a bridge, audio and a voice of
-   * their own; a voicemail is recognised (answering-machine detection), the
-   * person hears the briefing and accepts with 1 (or declines with 2, hangs
-   * up, or says nothing within 15 s). Accepted: their line is free to join
-   * the caller (undefined); otherwise why not, their leg hung up.
-   */
-  private async brief(legId: string, briefing: string): Promise<Omit<TransferResult, "legId"> | undefined> {
-    const keys: string[] = [];
-    let wake: (() => void) | undefined;
-    const person: AstCall = {
-      id: legId,
-      answered: true,
-      ended: false,
-      hangupRequested: false,
-      listener: (event) => {
-        if (event.type === "dtmf") keys.push(event.digits);
-        if (event.type === "dtmf" || event.type === "ended") wake?.();
+  /** A warm transfer's person, alone with us, briefed (asterisk/transfer.ts): undefined once they accept, else why not. */
+  private brief(legId: string, briefing: string): Promise<Omit<TransferResult, "legId"> | undefined> {
+    return briefPerson(
+      {
+        open: async (listener) => {
+          const person: AstCall = { id: legId, answered: true, ended: false, hangupRequested: false, listener };
+          this.calls.set(legId, person);
+          await this.attachMedia(person, { announce: false });
+          return person;
+        },
+        detectMachine: (options) => this.detectMachine(legId, options),
+        hangUp: async (person) => {
+          (person as AstCall).hangupRequested = true;
+          await this.ignoreGone(this.ari.channels.hangup(legId, "normal")).catch(() => undefined);
+          await this.teardown(person as AstCall, false);
+        },
+        release: (person) => this.teardown(person as AstCall, false),
       },
-    };
-    this.calls.set(legId, person);
-    const refuse = async (outcome: TransferResult["outcome"], reason: string) => {
-      person.hangupRequested = true;
-      await this.ignoreGone(this.ari.channels.hangup(legId, "normal")).catch(() => undefined);
-      await this.teardown(person, false);
-      return { outcome, reason };
-    };
-    try {
-      await this.attachMedia(person, { announce: false });
-      const verdict = await this.detectMachine(legId, { timeoutMs: 4000 });
-      if (verdict.outcome === "machine") return await refuse("voicemail", `a voicemail answered (${verdict.reason})`);
-      await person.media!.speak(`${briefing} Press 1 to take the call, or 2 to decline.`, {});
-      const until = performance.now() + 15_000;
-      while (!person.ended && keys.length === 0 && performance.now() < until) {
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-          setTimeout(resolve, Math.max(0, until - performance.now())).unref();
-        });
-      }
-      if (person.ended) return { outcome: "declined", reason: "the person hung up" };
-      if (keys[0] !== "1") return await refuse(keys.length ? "declined" : "no-answer", keys.length ? `the person pressed ${keys[0]}` : "the person did not answer the briefing within 15 s");
-      // Accepted: their own bridge and our audio on their line go; their channel stays, for the caller's bridge.
-      await this.teardown(person, false);
-      return undefined;
-    } catch (err) {
-      return await refuse("failed", `the briefing failed: ${(err as Error).message}`);
-    }
+      briefing,
+    );
   }
 
   /** Our part of a handed-over call goes (the pipeline, the externalMedia channel); the caller, the person and the bridge stay. */
