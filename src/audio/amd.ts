@@ -15,7 +15,7 @@
  * the end of its speech) so a message left after it is heard.
  */
 import { toneRatio } from "./goertzel.js";
-import type { AudioFrame } from "./frame.js";
+import { concatPcm, type AudioFrame } from "./frame.js";
 import { frameDbfs } from "./vad.js";
 
 export type AmdOutcome = "human" | "machine" | "unknown";
@@ -117,16 +117,6 @@ const HEAR_OUT_MS = 6000;
 /** The recogniser on a greeting (batch): its words, lower case. */
 export type Transcribe = (pcm: Int16Array, sampleRate: 8000 | 16000) => Promise<string>;
 
-const concat = (parts: Int16Array[]) => {
-  const out = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-};
-
 /**
  * The detector with the recogniser's words on the greeting, for what
  * cadence alone gets wrong: a short voicemail greeting without a beep
@@ -155,7 +145,7 @@ export async function detectAnsweredBy(next: () => Promise<AudioFrame | undefine
   let spentMs = 0;
   const words = async () => {
     const started = performance.now();
-    const heard = (await transcribe(concat(greeting), rate).catch(() => "")).toLowerCase();
+    const heard = (await transcribe(concatPcm(greeting), rate).catch(() => "")).toLowerCase();
     spentMs += performance.now() - started;
     return heard;
   };

@@ -3,7 +3,7 @@
  * written to the call's transport until stopped (its queue cleared). Made
  * here, so holding needs no file and no carrier feature.
  */
-import type { AudioFrame, SampleRate } from "./frame.js";
+import { toFrames, type AudioFrame, type SampleRate } from "./frame.js";
 import type { MediaTransport } from "./transport.js";
 
 const CYCLE_MS = 2000;
@@ -20,8 +20,7 @@ export function holdFrames(rate: SampleRate): AudioFrame[] {
       pcm[start + i] = Math.round(2500 * fade * Math.sin((2 * Math.PI * hz * i) / rate));
     }
   }
-  const frame = rate / 50;
-  return Array.from({ length: total / frame }, (_, i) => ({ pcm: pcm.subarray(i * frame, (i + 1) * frame), sampleRate: rate }));
+  return toFrames(pcm, rate);
 }
 
 /** Plays the chime on `transport` until the returned stop() (or the transport closes). */

@@ -10,7 +10,7 @@
  */
 import { closeSync, createWriteStream, openSync, writeSync, type WriteStream } from "node:fs";
 import { wavHeader } from "../speech/wav.js";
-import type { AudioFrame, SampleRate } from "./frame.js";
+import { samplesPerFrame, type AudioFrame, type SampleRate } from "./frame.js";
 
 export type RecordingChannels = "stereo" | "mono";
 
@@ -56,6 +56,8 @@ export class CallRecorder implements TransportTap {
   private stopped = false;
   private readonly slack: number;
   private readonly frameSamples: number;
+  /** A tick with nothing of ours: one silent frame, shared (sides are only read from, never written into). */
+  private readonly quiet: Int16Array;
 
   constructor(
     readonly path: string,
@@ -65,7 +67,8 @@ export class CallRecorder implements TransportTap {
     private readonly onFailure: (reason: string) => void = () => undefined,
   ) {
     this.slack = (sampleRate * SLACK_MS) / 1000;
-    this.frameSamples = sampleRate / 50;
+    this.frameSamples = samplesPerFrame(sampleRate);
+    this.quiet = new Int16Array(this.frameSamples);
     this.out = createWriteStream(path, { flags: "w" });
     this.out.on("error", (err) => this.fail(err));
     this.out.write(wavHeader(sampleRate, channels === "stereo" ? 2 : 1, 0));
@@ -80,7 +83,7 @@ export class CallRecorder implements TransportTap {
 
   ours(frame: AudioFrame | undefined): void {
     if (this.stopped) return;
-    const pcm = frame?.pcm ?? new Int16Array(this.frameSamples);
+    const pcm = frame?.pcm ?? this.quiet;
     this.catchUp("right", pcm.length);
     this.push("right", pcm);
     // A caller who sends nothing (a far side quiet while its caller is) is silence meanwhile, not audio held back.
