@@ -14,7 +14,7 @@ import { EspeakSynthesizer } from "../src/speech/espeak.js";
 import { FakeSynthesizer, FakeTranscriber } from "../src/speech/fake.js";
 import { FliteSynthesizer } from "../src/speech/flite.js";
 import { SpeechGate } from "../src/speech/gate.js";
-import { OpenAiSynthesizer, OpenAiTranscriber } from "../src/speech/openai.js";
+import { OpenAiSttOptions, OpenAiSynthesizer, OpenAiTranscriber } from "../src/speech/openai.js";
 import { PocketsphinxTranscriber } from "../src/speech/pocketsphinx.js";
 import { SpeechError, sentences, type SpokenFrame, type Synthesizer, type TranscriptEvent, type Transcriber } from "../src/speech/types.js";
 import { wordErrorRate } from "../src/speech/wer.js";
@@ -129,7 +129,7 @@ synthesizerConformance("openai (local server)", () => new OpenAiSynthesizer({ ap
 synthesizerConformance("elevenlabs (local server)", () => new ElevenLabsSynthesizer({ apiKey: GOOD_KEY, baseUrl: vendors.httpUrl, voiceId: "voice1", modelId: "eleven_flash_v2_5", timeoutMs: 5000 }));
 
 const openAiStt = (apiKey = GOOD_KEY) =>
-  new OpenAiTranscriber({ apiKey, baseUrl: vendors.httpUrl, model: "gpt-4o-transcribe", silenceDurationMs: 500, vadThreshold: 0.5, connectTimeoutMs: 3000 });
+  new OpenAiTranscriber(OpenAiSttOptions.parse({ apiKey, baseUrl: vendors.httpUrl, model: "gpt-4o-transcribe", connectTimeoutMs: 3000 }));
 const deepgramStt = (apiKey = GOOD_KEY) =>
   new DeepgramTranscriber({ apiKey, baseUrl: vendors.httpUrl.replace("http", "ws"), model: "nova-3", language: "en", endpointingMs: 300, connectTimeoutMs: 3000 });
 
@@ -165,14 +165,21 @@ describe("cloud speech: keys, wire format, reconnects", () => {
     expect(Date.now() - started).toBeLessThan(3000);
   });
 
-  it("sends phone audio to OpenAI as G.711 mu-law and asks for its server VAD", async () => {
-    vendors.requests.length = 0;
-    await hear(openAiStt(), [new Int16Array(160)]);
-    const update = vendors.requests.find((r) => (r.body as { type?: string })?.type === "transcription_session.update")!.body as {
-      session: { input_audio_format: string; turn_detection: { type: string } };
+  it("sends phone audio to OpenAI as G.711 mu-law and asks for its semantic VAD, or the fixed-silence one a config tunes", async () => {
+    const sessionOf = async (options: Record<string, unknown>) => {
+      vendors.requests.length = 0;
+      await hear(new OpenAiTranscriber(OpenAiSttOptions.parse({ apiKey: GOOD_KEY, baseUrl: vendors.httpUrl, connectTimeoutMs: 3000, ...options })), [new Int16Array(160)]);
+      const update = vendors.requests.find((r) => (r.body as { type?: string })?.type === "transcription_session.update")!.body as {
+        session: { input_audio_format: string; turn_detection: Record<string, unknown> };
+      };
+      return update.session;
     };
-    expect(update.session.input_audio_format).toBe("g711_ulaw");
-    expect(update.session.turn_detection.type).toBe("server_vad");
+    const semantic = await sessionOf({});
+    expect(semantic.input_audio_format).toBe("g711_ulaw");
+    expect(semantic.turn_detection).toEqual({ type: "semantic_vad", eagerness: "auto" });
+    // The reference's silenceDurationMs keeps its meaning: a fixed silence.
+    expect(await sessionOf({ silenceDurationMs: 700 }).then((s) => s.turn_detection)).toEqual({ type: "server_vad", threshold: 0.5, prefix_padding_ms: 300, silence_duration_ms: 700 });
+    expect(await sessionOf({ turnDetection: "semantic_vad", eagerness: "low", silenceDurationMs: 700 }).then((s) => s.turn_detection)).toEqual({ type: "semantic_vad", eagerness: "low" });
   });
 
   it.each([

@@ -8,6 +8,7 @@ import { detectAnsweredBy, MachineDetector, type AmdOutcome, type AmdVerdict } f
 import { transcribePcm } from "../speech/pocketsphinx.js";
 import { FliteSynthesizer } from "../speech/flite.js";
 import { synthesizeAll } from "../speech/types.js";
+import { LINE_RATE, onLine as join, silence, tone } from "./line-audio.js";
 
 export interface AmdSample {
   label: Exclude<AmdOutcome, "unknown">;
@@ -37,39 +38,12 @@ export const MACHINE_GREETINGS = [
 ];
 export const VOICES = ["rms", "slt", "awb", "kal"];
 const BEEPS = [1000, 850, 1400, undefined];
-const RATE = 8000;
-
-function noise(samples: number, seed: number): Int16Array {
-  const out = new Int16Array(samples);
-  let x = seed;
-  for (let i = 0; i < samples; i += 1) {
-    x = (x * 1103515245 + 12345) & 0x7fffffff;
-    out[i] = ((x >> 16) % 61) - 30;
-  }
-  return out;
-}
-
-function tone(hz: number, ms: number): Int16Array {
-  const n = (RATE * ms) / 1000;
-  return Int16Array.from({ length: n }, (_, i) => Math.round(8000 * Math.sin((2 * Math.PI * hz * i) / RATE)));
-}
-
-function join(parts: Int16Array[], seed: number): Int16Array {
-  const total = parts.reduce((n, p) => n + p.length, 0);
-  const out = noise(total, seed);
-  let at = 0;
-  for (const p of parts) {
-    for (let i = 0; i < p.length; i += 1) out[at + i] = Math.max(-32768, Math.min(32767, out[at + i]! + p[i]!));
-    at += p.length;
-  }
-  return out;
-}
+const RATE = LINE_RATE;
 
 /** The whole set (or `limit` of each label): what the far end sends from the answer on. */
 export async function amdSet(limit = Infinity): Promise<AmdSample[]> {
   const out: AmdSample[] = [];
   let seed = 1;
-  const silence = (ms: number) => new Int16Array((RATE * ms) / 1000);
   for (const voice of VOICES) {
     const flite = new FliteSynthesizer({ voice });
     for (const text of HUMAN_ANSWERS) {

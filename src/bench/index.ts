@@ -12,6 +12,12 @@ import { benchBridge, benchStt, benchSttAlone, benchSttLoad, benchTts, benchTtsA
 import { benchLabLoad, benchRestore, LOAD_SENTENCE } from "./load.js";
 import { percentile } from "../util/stats.js";
 import { amdSet, detect, detectWithWords } from "./amd-set.js";
+import { benchTurnRule, PAUSED, turnSet, type TurnRuleReport } from "./turn-set.js";
+import { PocketsphinxTranscriber } from "../speech/pocketsphinx.js";
+import { FakeSynthesizer } from "../speech/fake.js";
+import { CascadePipeline } from "../voice/cascade.js";
+import { DEFAULT_TURN_TAKING } from "../voice/turn-taking.js";
+import { DEFAULT_DETECTOR } from "../audio/vad.js";
 
 const TARGET_CALLS_PER_CORE = 1000;
 const TARGET_BARGE_IN_MS = 300;
@@ -177,4 +183,38 @@ console.log("Answering-machine detection on the bus: the labelled set (src/bench
   for (const s of set) worded.push({ label: s.label, verdict: await detectWithWords(s.pcm) });
   report("with the recogniser's words (as on a call)", worded);
   console.log("a synthetic set: real greetings, line noise and people are harder; the times include the recogniser's");
+}
+
+console.log("");
+console.log(
+  "Turn-taking: the labelled pause set (src/bench/turn-set.ts: complete sentences, and sentences with a 400-1,200 ms pause after a function word, a filler, " +
+    "a verb waiting for its object or at a phrase boundary; four flite voices, 8 kHz mu-law over line noise) through the cascade (detector, pocketsphinx, turn-taking) at the line's pace, each turn answered at once",
+);
+try {
+  const set = await turnSet();
+  const transcriber = new PocketsphinxTranscriber({ workers: 2 });
+  await CascadePipeline.warm({ synthesizer: new FakeSynthesizer(), transcriber, sampleRate: 8000, lines: [] });
+  const concurrency = Number(process.env.BENCH_TURN_STREAMS ?? 4);
+  const fixed = DEFAULT_DETECTOR.minSilenceMs;
+  const rules: TurnRuleReport[] = [
+    await benchTurnRule(`semantic (${DEFAULT_TURN_TAKING.completeMs}/${DEFAULT_TURN_TAKING.openMs}/${DEFAULT_TURN_TAKING.trailingMs} ms)`, set, transcriber, DEFAULT_TURN_TAKING, fixed, concurrency),
+    await benchTurnRule(`silence ${fixed} ms (before)`, set, transcriber, { ...DEFAULT_TURN_TAKING, mode: "silence" }, fixed, concurrency),
+  ];
+  const kinds = [...new Set(PAUSED.map((p) => p.kind))];
+  for (const r of rules) {
+    const p50 = percentile(r.replyMs, 0.5);
+    const cut = r.cutOffs / r.paused;
+    console.log(
+      `${r.rule.padEnd(28)} false cut-offs ${r.cutOffs}/${r.paused} paused (${(cut * 100).toFixed(1)}%, target 5%: ratio ${ratio(cut, 0.05)}; ` +
+        kinds.map((k) => `${k} ${r.cutOffsByKind[k]?.cut ?? 0}/${r.cutOffsByKind[k]?.of ?? 0}`).join(", ") +
+        `), complete ones split ${r.split}; caller's last word -> our first audio p50 ${p50.toFixed(0)} ms (target 350 ms: ratio ${ratio(p50, 350)}), p95 ${percentile(r.replyMs, 0.95).toFixed(0)} ms over ${r.replyMs.length}`,
+    );
+  }
+  const [semantic, silence] = rules as [TurnRuleReport, TurnRuleReport];
+  console.log(
+    `semantic against silence in this run: cut-offs ${ratio(semantic.cutOffs || 0.5, silence.cutOffs || 0.5)}, reply p50 ${ratio(percentile(semantic.replyMs, 0.5), percentile(silence.replyMs, 0.5))} ` +
+      `(${concurrency} samples at once; pocketsphinx's misheard words are most of what the semantic rule still gets wrong)`,
+  );
+} catch (err) {
+  skipped("turn-taking", err);
 }

@@ -137,6 +137,29 @@ const BargeInConfig = z.strictObject({
 });
 
 /**
+ * When the caller's turn ends (src/voice/turn-taking.ts): by what they said,
+ * within bounds, or after a fixed pause (silenceTimeoutMs, the reference's rule).
+ */
+const TurnTakingConfig = z
+  .strictObject({
+    mode: z
+      .enum(["semantic", "silence"])
+      .default("semantic")
+      .describe("semantic: the recogniser's words pick the pause that ends the turn; silence: silenceTimeoutMs of silence ends every utterance"),
+    completeMs: z.number().int().min(100).max(5000).default(200).describe("semantic: the pause that ends a turn that sounds complete (a sentence, a yes or no)"),
+    openMs: z.number().int().min(100).max(5000).default(350).describe("semantic: the pause that ends a turn with no cue either way"),
+    trailingMs: z
+      .number()
+      .int()
+      .min(100)
+      .max(10_000)
+      .default(1500)
+      .describe('semantic: the longest pause held for a turn that trails off (a filler, "and", "for", "the"); what follows joins it'),
+  })
+  .refine((t) => t.completeMs <= t.openMs, { path: ["openMs"], message: "must be at least completeMs" })
+  .refine((t) => t.openMs <= t.trailingMs, { path: ["trailingMs"], message: "must be at least openMs" });
+
+/**
  * Realtime voice: a full-duplex speech model holds the conversation on calls
  * whose audio we handle. Each provider's own options are checked by its
  * schema (src/realtime/); the consult and context keys are the reference's,
@@ -341,7 +364,8 @@ export const VoiceCallConfigSchema = z.strictObject({
     .describe("calls never answered this many seconds after they started are reaped as timed out (answered calls end at maxDurationSeconds); 0 disables"),
   silenceTimeoutMs: positiveInt
     .default(600)
-    .describe("the silence that ends the caller's utterance on the bus (offline recognition); cloud recognisers use their own endpointing"),
+    .describe("with turnTaking.mode silence: the silence that ends the caller's utterance on the bus (offline recognition); cloud recognisers use their own endpointing"),
+  turnTaking: TurnTakingConfig.prefault({}).describe("when the caller's turn ends: by their words (semantic) or after a fixed pause (docs/speech.md)"),
   transcriptTimeoutMs: positiveInt.default(180_000).describe("how long a conversation turn waits for the caller"),
   dtmfInterDigitTimeoutMs: positiveInt.default(3000).describe("keys pressed form one answer until #, the expected count, or this long without a key"),
   ringTimeoutMs: positiveInt.default(30_000).describe("unanswered outbound calls end as no-answer after this"),

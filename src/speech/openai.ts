@@ -1,6 +1,6 @@
 /**
- * OpenAI speech: realtime transcription over a WebSocket (server VAD finds
- * utterance ends; phone audio goes as G.711 mu-law, wideband as PCM16 at
+ * OpenAI speech: realtime transcription over a WebSocket (its semantic VAD,
+ * or a fixed-silence server VAD, finds utterance ends; phone audio goes as G.711 mu-law, wideband as PCM16 at
  * 24 kHz), and text-to-speech over streamed HTTP (raw PCM16 at 24 kHz).
  * `baseUrl` points both at any server that speaks the same protocol.
  */
@@ -12,15 +12,30 @@ import { Resampler } from "../audio/resample.js";
 import { streamedSpeech, WsTranscriberStream } from "./cloud.js";
 import { sentences, withAliases, type SpokenFrame, type SynthesizeOptions, type Synthesizer, type Transcriber, type TranscriberStream } from "./types.js";
 
-export const OpenAiSttOptions = z.strictObject({
+/**
+ * A config that tunes the fixed-silence VAD (the reference's silenceDurationMs
+ * or vadThreshold) keeps it: semantic_vad is the default only where neither is set.
+ */
+const keepsServerVad = (value: unknown) => {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return value;
+  const v = value as Record<string, unknown>;
+  return v.turnDetection === undefined && (v.silenceDurationMs !== undefined || v.vadThreshold !== undefined) ? { ...v, turnDetection: "server_vad" } : v;
+};
+
+export const OpenAiSttOptions = z.preprocess(keepsServerVad, z.strictObject({
   apiKey: z.string({ error: "required (or set OPENAI_API_KEY)" }).min(1, "required (or set OPENAI_API_KEY)").describe("OpenAI API key"),
   baseUrl: z.url().default("https://api.openai.com/v1").describe("API base; the realtime transcription socket is its wss:// form"),
   model: z.string().min(1).default("gpt-4o-transcribe").describe("transcription model"),
   language: z.string().min(2).optional().describe("the callers' language (ISO 639-1); unset: detected"),
+  turnDetection: z
+    .enum(["semantic_vad", "server_vad"])
+    .default("semantic_vad")
+    .describe("how OpenAI ends the caller's utterance: semantic_vad (by what was said: waits through a trailing \"and ...\") or server_vad (a fixed silence)"),
+  eagerness: z.enum(["low", "medium", "high", "auto"]).default("auto").describe("semantic_vad: how soon it ends a turn (low waits longest)"),
   silenceDurationMs: z.number().int().min(100).max(5000).default(500).describe("server VAD: the silence that ends an utterance"),
   vadThreshold: z.number().min(0).max(1).default(0.5).describe("server VAD: speech probability threshold"),
   connectTimeoutMs: z.number().int().positive().default(10_000).describe("the socket must open within this"),
-});
+}));
 export type OpenAiSttOptions = z.infer<typeof OpenAiSttOptions>;
 
 export const OpenAiTtsOptions = withAliases(z.strictObject({
@@ -80,14 +95,18 @@ class OpenAiStream extends WsTranscriberStream {
   }
 
   protected onOpen(ws: WebSocket): void {
-    const { model, language, silenceDurationMs, vadThreshold } = this.opts;
+    const { model, language, silenceDurationMs, vadThreshold, turnDetection, eagerness } = this.opts;
+    const turn_detection =
+      turnDetection === "semantic_vad"
+        ? { type: "semantic_vad", eagerness }
+        : { type: "server_vad", threshold: vadThreshold, prefix_padding_ms: 300, silence_duration_ms: silenceDurationMs };
     ws.send(
       JSON.stringify({
         type: "transcription_session.update",
         session: {
           input_audio_format: this.resampler ? "pcm16" : "g711_ulaw",
           input_audio_transcription: { model, ...(language ? { language } : {}) },
-          turn_detection: { type: "server_vad", threshold: vadThreshold, prefix_padding_ms: 300, silence_duration_ms: silenceDurationMs },
+          turn_detection,
         },
       }),
     );

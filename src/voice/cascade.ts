@@ -14,11 +14,13 @@ import type { Logger } from "../log.js";
 import { SpeechGate } from "../speech/gate.js";
 import type { Synthesizer, Transcriber, TranscriberStream } from "../speech/types.js";
 import type { ListenOptions, PipelineOptions, SpeakOptions, SpeakOutcome, VoiceLayer, VoicePipeline } from "./pipeline.js";
+import { TurnTaker, type TurnTakingOptions } from "./turn-taking.js";
 
 export interface CascadeOptions extends PipelineOptions {
   synthesizer: Synthesizer;
   transcriber: Transcriber;
   detector: Partial<SpeechDetectorOptions>;
+  turnTaking: TurnTakingOptions;
 }
 
 /** Speech engines already readied, with the sample rates they were readied at. */
@@ -34,7 +36,10 @@ export class CascadeVoices implements VoiceLayer {
 
   start(options: PipelineOptions): Promise<VoicePipeline> {
     const { config, synthesizer, transcriber } = this;
-    return CascadePipeline.start({ ...options, synthesizer, transcriber, detector: { ...config.bargeIn, minSilenceMs: config.silenceTimeoutMs } });
+    const turnTaking = config.turnTaking;
+    // The detector ends an utterance at the shortest pause that can end a turn; the words decide the rest.
+    const minSilenceMs = turnTaking.mode === "semantic" ? turnTaking.completeMs : config.silenceTimeoutMs;
+    return CascadePipeline.start({ ...options, synthesizer, transcriber, turnTaking, detector: { ...config.bargeIn, minSilenceMs } });
   }
 
   /**
@@ -75,18 +80,34 @@ export class CascadePipeline implements VoicePipeline {
   /** Messages spoken so far (each one's audio is a transport item, for its played time). */
   private spoken = 0;
 
+  private readonly turns: TurnTaker;
+  private gate?: SpeechGate;
+
   private constructor(
     private readonly options: CascadeOptions,
     private readonly recognizer: TranscriberStream,
-  ) {}
+  ) {
+    const { emit, transcriber, turnTaking, detector } = options;
+    this.turns = new TurnTaker(
+      { ...turnTaking, endpointing: transcriber.endpointing, detectorSilenceMs: detector.minSilenceMs ?? turnTaking.completeMs },
+      {
+        turn: (turn) => emit({ type: "speech", text: turn.text, isFinal: true, turnToken: turn.turnToken }),
+        quiet: () => emit({ type: "speech-end" }),
+        flush: () => this.gate?.flush(),
+      },
+    );
+  }
 
   /** Starts hearing the caller. Subscribes to the audio before the recogniser loads, so the first words are kept. */
   static async start(options: CascadeOptions): Promise<CascadePipeline> {
     const { transport, transcriber } = options;
     const frames = transport.frames();
     const recognizer = await transcriber.stream({ sampleRate: transport.sampleRate, narrowband: options.narrowband });
-    const gate = await SpeechGate.create(recognizer, { sampleRate: transport.sampleRate, endpointing: transcriber.endpointing, detector: options.detector });
+    // Semantic turn-taking flushes the recogniser when the turn ends, not at every pause.
+    const flushAtPause = options.turnTaking.mode === "silence";
+    const gate = await SpeechGate.create(recognizer, { sampleRate: transport.sampleRate, endpointing: transcriber.endpointing, detector: options.detector, flushAtPause });
     const media = new CascadePipeline(options, recognizer);
+    media.gate = gate;
     media.run(frames, gate);
     return media;
   }
@@ -112,6 +133,7 @@ export class CascadePipeline implements VoicePipeline {
   openTurn(turnToken: string, options: ListenOptions = {}): void {
     this.turnToken = turnToken;
     this.recognizer.expect?.(options.expect);
+    this.turns.expect(options.expect);
   }
 
   /** Speaks `text`; stops at once (queued audio dropped) when the signal aborts. */
@@ -192,9 +214,11 @@ export class CascadePipeline implements VoicePipeline {
         if (edge) this.hear("vad", edge === "start");
         if (edge === "start") {
           this.heardSince = true;
+          this.turns.started(this.utteranceToken);
           emit({ type: "speech-start", turnToken: this.utteranceToken });
         }
-        if (edge === "end") emit({ type: "speech-end" });
+        if (edge === "end") this.turns.stopped();
+        this.turns.tick((frame.pcm.length * 1000) / frame.sampleRate);
         const key = keys?.push(frame);
         if (key) emit({ type: "dtmf", digits: key });
       }
@@ -210,11 +234,14 @@ export class CascadePipeline implements VoicePipeline {
           emit({ type: "unrecognised", reason: event.reason });
         }
         if (event.type === "speech_started" || event.type === "speech_ended") this.hear("asr", event.type === "speech_started");
+        if (event.type === "interim") this.turns.interim(event.text);
         if (event.type === "final") {
           this.heardSince = false;
-          emit({ type: "speech", text: event.text, isFinal: true, turnToken: this.utteranceToken ?? this.turnToken });
+          this.turns.final(event.text, this.utteranceToken ?? this.turnToken);
         }
       }
+      // The line closed: words held for a pause are the caller's last turn.
+      this.turns.end();
       this.recognizer.close();
     })().catch((err) => log.warn({ err: String(err) }, "recognition failed"));
   }
