@@ -8,7 +8,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { toneRatio } from "../src/audio/goertzel.js";
-import { DeepgramTranscriber } from "../src/speech/deepgram.js";
+import { DeepgramOptions, DeepgramTranscriber } from "../src/speech/deepgram.js";
 import { ElevenLabsSynthesizer } from "../src/speech/elevenlabs.js";
 import { EspeakSynthesizer } from "../src/speech/espeak.js";
 import { FakeSynthesizer, FakeTranscriber } from "../src/speech/fake.js";
@@ -137,6 +137,8 @@ transcriberConformance("pocketsphinx", () => new PocketsphinxTranscriber(), miss
 transcriberConformance("fake", () => new FakeTranscriber(["I would like to book a table for two people"]), missing.flite);
 transcriberConformance("openai (local server)", () => openAiStt(), missing.flite);
 transcriberConformance("deepgram (local server)", () => deepgramStt(), missing.flite);
+const fluxStt = () => new DeepgramTranscriber(DeepgramOptions.parse({ apiKey: GOOD_KEY, baseUrl: vendors.httpUrl.replace("http", "ws"), model: "flux-general-en", connectTimeoutMs: 3000 }));
+transcriberConformance("deepgram flux (local server)", () => fluxStt(), missing.flite);
 
 // ------------------------------------------------ cloud-specific behaviour
 
@@ -180,6 +182,27 @@ describe("cloud speech: keys, wire format, reconnects", () => {
     // The reference's silenceDurationMs keeps its meaning: a fixed silence.
     expect(await sessionOf({ silenceDurationMs: 700 }).then((s) => s.turn_detection)).toEqual({ type: "server_vad", threshold: 0.5, prefix_padding_ms: 300, silence_duration_ms: 700 });
     expect(await sessionOf({ turnDetection: "semantic_vad", eagerness: "low", silenceDurationMs: 700 }).then((s) => s.turn_detection)).toEqual({ type: "semantic_vad", eagerness: "low" });
+  });
+
+  it("Deepgram Flux: its v2 API with the end-of-turn settings; its EndOfTurn is the turn, through a pause after \"and\"; a flush is a ForceEndTurn", async () => {
+    vendors.requests.length = 0;
+    vendors.script = ["a table for two and", "a high chair"];
+    const tone = (ms: number) => Array.from({ length: ms / 20 }, () => Int16Array.from({ length: 160 }, (_, i) => Math.round(6000 * Math.sin(i / 3))));
+    const quiet = (ms: number) => Array.from({ length: ms / 20 }, () => new Int16Array(160));
+    const transcriber = fluxStt();
+    expect(transcriber.endsTurns).toBe(true);
+    const events = await hear(transcriber, [...tone(600), ...quiet(800), ...tone(600), ...quiet(800)], 2);
+    expect(events.filter((e) => e.type === "final")).toEqual([{ type: "final", text: "a table for two and a high chair" }]);
+    const opened = vendors.requests.find((r) => r.path.startsWith("/v2/listen?"))!.path;
+    expect(new URL(opened, "ws://x").searchParams.get("eot_threshold")).toBe("0.7");
+    expect(new URL(opened, "ws://x").searchParams.get("model")).toBe("flux-general-en");
+    const stream = await transcriber.stream({ sampleRate: 8000 });
+    stream.flush();
+    stream.endInput();
+    for await (const _e of stream.events()) void _e;
+    expect(vendors.requests.some((r) => r.path === "/v2/listen#control" && (r.body as { type: string }).type === "ForceEndTurn")).toBe(true);
+    // A nova model stays on v1 and ends no turns itself.
+    expect(deepgramStt().endsTurns).toBe(false);
   });
 
   it.each([

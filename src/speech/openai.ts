@@ -59,8 +59,12 @@ export function wsUrl(baseUrl: string, path: string): string {
 export class OpenAiTranscriber implements Transcriber {
   readonly id = "openai";
   readonly endpointing = "engine" as const;
+  /** Its semantic VAD ends utterances by what was said. */
+  readonly endsTurns: boolean;
 
-  constructor(private readonly options: OpenAiSttOptions) {}
+  constructor(private readonly options: OpenAiSttOptions) {
+    this.endsTurns = options.turnDetection === "semantic_vad";
+  }
 
   async stream(options: { sampleRate: number }): Promise<TranscriberStream> {
     const resampler = options.sampleRate === 8000 ? undefined : await Resampler.create(options.sampleRate, REALTIME_RATE);

@@ -91,6 +91,12 @@ export interface Transcriber {
    */
   readonly endpointing: "bus" | "engine";
   /**
+   * Its finals are ends of turns, judged by a model of its own (Deepgram
+   * Flux's EndOfTurn, OpenAI's semantic VAD): turn-taking takes them as they
+   * come rather than holding one that trails off.
+   */
+  readonly endsTurns?: boolean;
+  /**
    * Opens a stream for audio at `sampleRate` (resampled inside as the engine
    * needs). `narrowband`: the far end is a telephone-band line (G.711) even
    * if the stream runs at 16 kHz; engines tuned for phone audio use it.

@@ -102,6 +102,8 @@ export interface TurnTakerOptions extends TurnTakingOptions {
   endpointing: "bus" | "engine";
   /** The silence the voice detector needs before it reports the caller stopped. */
   detectorSilenceMs: number;
+  /** The engine's finals are already ends of turns (its own end-of-turn model): none is held. */
+  endsTurns?: boolean;
 }
 
 export interface TurnTakerEvents {
@@ -232,7 +234,7 @@ export class TurnTaker {
       return;
     }
     if (this.held.length === 0) return;
-    if (this.options.mode === "silence") return this.release();
+    if (this.options.mode === "silence" || this.options.endsTurns) return this.release();
     if (this.options.endpointing === "engine") {
       // An engine's final came after its own pause: silence counts from now if our detector still hears speech.
       if (this.speaking) this.silentSince = this.now;

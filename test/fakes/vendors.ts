@@ -55,9 +55,18 @@ export class FakeVendors {
   chatReply: (messages: Array<{ role: string; content: string }>) => string = (messages) =>
     JSON.stringify({ spoken: `You said: ${messages.at(-1)?.content ?? ""}` });
   chatDelayMs = 0;
-  /** Transcripts handed out, one per utterance, in order (cycled). */
-  script: string[] = ["hello"];
+  private lines: string[] = ["hello"];
   private scriptIndex = 0;
+
+  /** Transcripts handed out, one per utterance, in order (cycled); setting it starts from its first line. */
+  get script(): string[] {
+    return this.lines;
+  }
+
+  set script(lines: string[]) {
+    this.lines = lines;
+    this.scriptIndex = 0;
+  }
   private readonly sockets = new Set<WebSocket>();
 
   private constructor(
@@ -76,7 +85,7 @@ export class FakeVendors {
       const ok =
         url.pathname === "/v1/realtime"
           ? req.headers.authorization === `Bearer ${GOOD_KEY}`
-          : url.pathname === "/v1/listen"
+          : url.pathname === "/v1/listen" || url.pathname === "/v2/listen"
             ? req.headers.authorization === `Token ${GOOD_KEY}`
             : false;
       if (!ok) {
@@ -89,6 +98,7 @@ export class FakeVendors {
         ws.on("close", () => vendors.sockets.delete(ws));
         vendors.requests.push({ path: `${url.pathname}${url.search}` });
         if (url.pathname === "/v1/realtime") vendors.openAiRealtime(ws);
+        else if (url.pathname === "/v2/listen") vendors.flux(ws, url.searchParams);
         else vendors.deepgram(ws, url.searchParams);
       });
     });
@@ -110,7 +120,7 @@ export class FakeVendors {
   }
 
   private nextTranscript(): string {
-    return this.script[this.scriptIndex++ % this.script.length]!;
+    return this.lines[this.scriptIndex++ % this.lines.length]!;
   }
 
   // ------------------------------------------------------------ OpenAI
@@ -205,6 +215,51 @@ export class FakeVendors {
         finish(true);
       } else if (msg.type === "CloseStream") {
         utterances.end();
+        ws.close(1000);
+      }
+    });
+  }
+
+  /**
+   * Deepgram Flux (v2): TurnInfo events. A transcript ending in "and" is not
+   * the end of a turn to its model: the turn goes on into the next utterance.
+   */
+  private flux(ws: WebSocket, query: URLSearchParams): void {
+    const rate = Number(query.get("sample_rate"));
+    if (query.get("encoding") !== "linear16" || !rate || !query.get("model")?.startsWith("flux")) {
+      ws.close(1008, "flux takes linear16 at a sample_rate");
+      return;
+    }
+    let words: string[] = [];
+    let inTurn = false;
+    let heard = 0;
+    const turnInfo = (event: string) => ws.send(JSON.stringify({ type: "TurnInfo", event, turn_index: 0, transcript: words.join(" "), end_of_turn_confidence: 0.9 }));
+    const endTurn = () => {
+      if (!inTurn) return;
+      turnInfo("EndOfTurn");
+      inTurn = false;
+      words = [];
+    };
+    const utterances = new Utterances((edge) => {
+      if (edge === "start") {
+        if (!inTurn) turnInfo("StartOfTurn");
+        inTurn = true;
+        words.push(...this.nextTranscript().split(" "));
+        heard = 0;
+      } else if (words.at(-1) !== "and") endTurn();
+    });
+    ws.on("message", (data, isBinary) => {
+      if (isBinary) {
+        const bytes = data as Buffer;
+        utterances.push(new Int16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length)), rate);
+        if (inTurn && ++heard % 10 === 0) turnInfo("Update");
+        return;
+      }
+      const msg = JSON.parse(data.toString()) as { type: string };
+      this.requests.push({ path: "/v2/listen#control", body: msg });
+      if (msg.type === "ForceEndTurn") endTurn();
+      else if (msg.type === "CloseStream") {
+        endTurn();
         ws.close(1000);
       }
     });
