@@ -87,6 +87,26 @@ describe("turn-taking on the bus (the recogniser is flushed when the turn is ove
     expect(h.flushes).toEqual([1300, 1700]);
   });
 
+  it("a final that ends on a trailing word its partial lacked is held after all, and joined with what follows", () => {
+    const h = harness();
+    h.taker.started();
+    h.run(800);
+    h.taker.interim("could you send it");
+    h.taker.stopped();
+    h.run(160);
+    expect(h.flushes).toEqual([960]);
+    h.taker.final("could you send it to", undefined);
+    h.run(400);
+    expect(h.turns).toEqual([]);
+    h.taker.started();
+    h.run(600);
+    h.taker.interim("my office");
+    h.taker.stopped();
+    h.run(200);
+    h.taker.final("my office", undefined);
+    expect(h.turns.map((t) => t.text)).toEqual(["could you send it to my office"]);
+  });
+
   it("judges the pause by a partial result that arrives after it began", () => {
     const h = harness();
     h.taker.started();

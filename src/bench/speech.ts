@@ -15,7 +15,6 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { concatPcm } from "../audio/frame.js";
 import { decodeG711, encodeG711 } from "../audio/g711.js";
 import { Resampler } from "../audio/resample.js";
-import { DEFAULT_DETECTOR } from "../audio/vad.js";
 import { CallManager } from "../calls/manager.js";
 import { Responder } from "../calls/responder.js";
 import { CallStore } from "../calls/store.js";
@@ -274,7 +273,8 @@ export async function benchBridge(turns: number): Promise<BridgeRow> {
     turns: answers.length,
     answerP50Ms: percentile(answers, 0.5),
     answerP95Ms: percentile(answers, 0.95),
-    endpointingMs: DEFAULT_DETECTOR.minSilenceMs,
+    // The fake recogniser's words carry no cue either way: turn-taking waits openMs (semantic) or the fixed silence.
+    endpointingMs: config.turnTaking.mode === "semantic" ? config.turnTaking.openMs : config.silenceTimeoutMs,
     bargeIns: stops.length,
     stopP50Ms: percentile(stops, 0.5),
     stopP95Ms: percentile(stops, 0.95),

@@ -60,13 +60,15 @@ const AUXILIARY = "is|are|was|were|am|be|been|have|has|had|do|does|did|will|woul
  * a noun, whose predicate is still to come ("my name is", "the problem was").
  */
 const HOLDING = [
-  /\blet me (see|think|check)$/,
+  /\blet me( see| think| check)?$/,
   /\bi mean$/,
   /\bwhat (is|was) it$/,
   /\bhang on$/,
   /\bone (second|moment|sec)$/,
   /\b(i|we)('d| would)? (want|need|like|wanted|needed|wish)$/,
   /\b(i'm|we're|i am|we are|i was|we were) (wondering|hoping|trying|going|planning|wanting|calling to)$/,
+  // As recognisers often spell "wondering".
+  /\b(i was|we were) wandering$/,
   new RegExp(`\\b(?!(?:${PRONOUN})\\b)[\\p{L}']+ (?:${AUXILIARY})$`, "u"),
 ];
 const YES_NO = /\b(yes|yeah|yep|no|nope|nah|sure|correct|right)\b/;
@@ -229,6 +231,11 @@ export class TurnTaker {
     if (this.options.endpointing === "bus" && (this.flushed || this.options.mode === "silence")) {
       this.flushed = false;
       this.quietDue = undefined;
+      // The final can show a trailing word its partial had not yet (the last word of a partial lags): then it is held after all.
+      if (this.semanticBus && !this.speaking && this.held.length > 0 && turnCue(this.held.join(" "), this.expectation) === "trailing" && this.now < this.silentSince + this.options.trailingMs) {
+        this.due = this.silentSince + this.options.trailingMs;
+        return;
+      }
       if (this.held.length > 0) this.release();
       else if (!this.speaking) this.events.quiet();
       return;
