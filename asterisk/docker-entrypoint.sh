@@ -6,6 +6,8 @@ set -eu
 : "${LAB_PHONE_PASSWORD:=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
 export LAB_PHONE_PASSWORD
 mkdir -p /etc/asterisk
+# ARI records bridges (a recorded call after a transfer) here; the package does not make it.
+mkdir -p /var/spool/asterisk/recording
 for f in /usr/local/share/voicecall-asterisk/*; do
   out="/etc/asterisk/$(basename "$f")"
   cp "$f" "$out"

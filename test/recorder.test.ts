@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { CallRecorder } from "../src/audio/recorder.js";
-import { pruneRecordings, recordingPath, recordingsDir } from "../src/calls/recording.js";
+import { pruneRecordings, recordingPath, recordingsDir, transferredRecordingPath } from "../src/calls/recording.js";
 import { readWav } from "../src/speech/wav.js";
 import { tempDir } from "./helpers.js";
 
@@ -87,11 +87,16 @@ describe("call recorder", () => {
   it("the recordings of calls the log no longer keeps are removed; the others stay", () => {
     const store = tempDir();
     mkdirSync(recordingsDir(store));
-    for (const id of ["kept", "gone"]) writeFileSync(recordingPath(store, id), "RIFF");
+    for (const id of ["kept", "gone"]) {
+      writeFileSync(recordingPath(store, id), "RIFF");
+      writeFileSync(transferredRecordingPath(recordingPath(store, id)), "RIFF");
+    }
     writeFileSync(join(recordingsDir(store), "notes.txt"), "not a recording");
-    expect(pruneRecordings(store, new Map([["kept", {}]]))).toBe(1);
+    expect(pruneRecordings(store, new Map([["kept", {}]]))).toBe(2);
     expect(existsSync(recordingPath(store, "kept"))).toBe(true);
+    expect(existsSync(transferredRecordingPath(recordingPath(store, "kept")))).toBe(true);
     expect(existsSync(recordingPath(store, "gone"))).toBe(false);
+    expect(existsSync(transferredRecordingPath(recordingPath(store, "gone")))).toBe(false);
     expect(existsSync(join(recordingsDir(store), "notes.txt"))).toBe(true);
     expect(pruneRecordings(tempDir(), new Map())).toBe(0);
   });

@@ -213,7 +213,7 @@ try {
   const [semantic, silence] = rules as [TurnRuleReport, TurnRuleReport];
   console.log(
     `semantic against silence in this run: cut-offs ${ratio(semantic.cutOffs || 0.5, silence.cutOffs || 0.5)}, reply p50 ${ratio(percentile(semantic.replyMs, 0.5), percentile(silence.replyMs, 0.5))} ` +
-      `(${concurrency} samples at once; pocketsphinx's misheard words are most of what the semantic rule still gets wrong)`,
+      `(${concurrency} samples at once; what the semantic rule still gets wrong: pauses at a phrase boundary, where the words before are a whole sentence, and words pocketsphinx mishears)`,
   );
 } catch (err) {
   skipped("turn-taking", err);

@@ -29,6 +29,8 @@ export function recordingPlan(config: VoiceCallConfig, call: Pick<CallRecord, "d
 
 export const recordingsDir = (storeDir: string) => join(storeDir, "recordings");
 export const recordingPath = (storeDir: string, callId: string) => join(recordingsDir(storeDir), `${callId}.wav`);
+/** Where a recorded call goes on being recorded after a transfer put it through (the carrier's mix), beside its first file. */
+export const transferredRecordingPath = (path: string) => `${path.replace(/\.wav$/, "")}.transferred.wav`;
 
 /** Removes the recordings of calls the log no longer keeps; returns how many. */
 export function pruneRecordings(storeDir: string, kept: ReadonlyMap<string, unknown>): number {
@@ -40,7 +42,7 @@ export function pruneRecordings(storeDir: string, kept: ReadonlyMap<string, unkn
   }
   let removed = 0;
   for (const name of names) {
-    const callId = name.endsWith(".wav") ? name.slice(0, -4) : undefined;
+    const callId = /^(.+?)(\.transferred)?\.wav$/.exec(name)?.[1];
     if (!callId || kept.has(callId)) continue;
     rmSync(join(recordingsDir(storeDir), name), { force: true });
     removed += 1;

@@ -58,6 +58,10 @@ const CallRecordSchema = z.object({
       bytes: z.number().nonnegative().optional(),
       sampleRate: z.number().positive().optional(),
       failed: z.string().optional(),
+      /** After a transfer put the caller through: the caller and the person, as the carrier (the PBX) mixed them. */
+      afterTransfer: z
+        .object({ path: z.string(), durationMs: z.number().nonnegative().optional(), bytes: z.number().nonnegative().optional(), failed: z.string().optional() })
+        .optional(),
     })
     .optional(),
 });

@@ -8,9 +8,10 @@
  */
 import { VoiceCallError } from "../errors.js";
 import type { Logger } from "../log.js";
-import type { CallProvider } from "../providers/types.js";
+import type { CallProvider, TransferRequest } from "../providers/types.js";
 import { carrierFailure } from "./carrier-failure.js";
-import type { CallRecord, TerminalState, TransferAttempt } from "./types.js";
+import { transferredRecordingPath } from "./recording.js";
+import type { CallRecord, CallRecording, TerminalState, TransferAttempt } from "./types.js";
 
 /** What a transfer needs of its call (the session). */
 export interface TransferredLine {
@@ -46,7 +47,13 @@ export async function transferCall(line: TransferredLine, to: string, options: {
   if (!providerCallId) throw new VoiceCallError("INVALID_STATE", `call ${record.callId} has not reached its carrier yet`);
   line.log.info("transferring the call");
   const result = await provider
-    .transfer(providerCallId, { to, ringTimeoutMs: options.ringTimeoutMs, mode, ...(mode === "warm" ? { briefing: options.message ?? DEFAULT_BRIEFING } : {}) })
+    .transfer(providerCallId, {
+      to,
+      ringTimeoutMs: options.ringTimeoutMs,
+      mode,
+      ...(mode === "warm" ? { briefing: options.message ?? DEFAULT_BRIEFING } : {}),
+      ...(record.recording && !record.recording.failed ? { record: afterTransfer(line, record.recording) } : {}),
+    })
     .catch(carrierFailure(provider, "transfer"));
   const attempt: TransferAttempt = {
     to,
@@ -62,4 +69,22 @@ export async function transferCall(line: TransferredLine, to: string, options: {
   if (result.outcome === "connected") line.finish("transferred", `transferred to ${to}`);
   else line.persist();
   return attempt;
+}
+
+/**
+ * A recorded call goes on being recorded once put through: our audio has
+ * left it, so the carrier records the caller and the person (the PBX mixes
+ * its bridge) into a second file beside the first.
+ */
+function afterTransfer(line: TransferredLine, recording: CallRecording): NonNullable<TransferRequest["record"]> {
+  const path = transferredRecordingPath(recording.path);
+  return {
+    path,
+    done: (summary) => {
+      recording.afterTransfer = { path, ...summary };
+      if (summary.failed) line.log.warn({ reason: summary.failed }, "the transferred call was not recorded");
+      else line.log.info({ path, durationMs: summary.durationMs }, "recorded the transferred call");
+      line.persist();
+    },
+  };
 }

@@ -75,6 +75,8 @@ export interface CallRecording {
   sampleRate?: number;
   /** Why it stopped before the call did (a full disk). */
   failed?: string;
+  /** After a transfer put the caller through: the caller and the person, as the carrier (the PBX) mixed them; `failed` says why not. */
+  afterTransfer?: { path: string; durationMs?: number; bytes?: number; failed?: string };
 }
 
 export interface TransferAttempt {

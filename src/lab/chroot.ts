@@ -101,7 +101,8 @@ export class ChrootLab implements Lab {
     killProcessesIn(this.root);
     const proc = join(this.root, "proc");
     if (spawnSync("mountpoint", ["-q", proc]).status !== 0) run("mount", ["-t", "proc", "proc", proc]);
-    for (const dir of ["var/run/asterisk", "var/log/asterisk", "var/lib/asterisk", "var/spool/asterisk"]) {
+    // ARI records bridges into the spool's recording folder, which the package does not make.
+    for (const dir of ["var/run/asterisk", "var/log/asterisk", "var/lib/asterisk", "var/spool/asterisk/recording"]) {
       mkdirSync(join(this.root, dir), { recursive: true });
     }
     rmSync(join(this.root, "var/run/asterisk/asterisk.ctl"), { force: true });

@@ -103,6 +103,12 @@ export interface TransferRequest {
   mode: "blind" | "warm";
   /** What a warm transfer's person hears first. */
   briefing?: string;
+  /**
+   * A recorded call: once put through, the carrier records the caller and
+   * the person (our audio has left the call) into a WAV at `path`; `done`
+   * when the file is there, or why not. Carriers that cannot ignore it.
+   */
+  record?: { path: string; done(summary: { durationMs?: number; bytes?: number; failed?: string }): void };
 }
 
 export interface TransferResult {

@@ -116,7 +116,7 @@ describe.skipIf(unavailable !== undefined)(`Asterisk provider on a real Asterisk
   it("uses only operations and parameters that this Asterisk's /ari/api-docs declare", async () => {
     const auth = lab.ariHeaders;
     const apis: Array<{ path: string; operations: Array<{ httpMethod: string; parameters?: Array<{ name: string }> }> }> = [];
-    for (const resource of ["channels", "bridges", "asterisk"]) {
+    for (const resource of ["channels", "bridges", "recordings", "asterisk"]) {
       const res = await fetch(`${lab.info.ariUrl}/ari/api-docs/${resource}.json`, { headers: auth });
       apis.push(...((await res.json()) as { apis: typeof apis }).apis);
     }

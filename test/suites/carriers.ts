@@ -608,6 +608,36 @@ describe.each(ids.map((id) => KITS[id]()))("carrier conformance: $id", (kit) => 
     leg!.close();
   }, 90_000);
 
+  it.runIf(kit.id === "asterisk")("recording after a blind transfer: the PBX records the caller and the person once we leave, into a second WAV beside the first", async () => {
+    // An inbound call (the lab's answering phone is the person), recorded as every call is with recording.enabled.
+    const recording0 = service.runtime.config.recording.enabled;
+    service.runtime.config.recording.enabled = true;
+    let ringing: Awaited<ReturnType<Kit["ringIn"]>>;
+    try {
+      ringing = await kit.ringIn(CALLER);
+    } finally {
+      service.runtime.config.recording.enabled = recording0;
+    }
+    const leg = ringing.leg!;
+    const { callId } = await waitFor(() => manager.listCalls().find((c) => c.providerCallId === ringing.id && c.state === "listening"), "greeted", 15_000);
+    await kit.prepare?.("hangs-up", 8000);
+    const transfer = manager.transferCall(callId, { to: "202" });
+    const person = await kit.answer("");
+    expect(await transfer).toMatchObject({ transferred: true, outcome: "connected", state: "transferred" });
+    await leg.say("Hello, I would like to speak with a person please.");
+    expect(wordErrorRate("hello i would like to speak with a person please", await person.heard())).toBeLessThanOrEqual(0.35);
+    // The person hangs up: the bridge goes, and its recording comes from Asterisk's spool.
+    const after = await waitFor(() => manager.getCall(callId)!.recording?.afterTransfer, "the transferred call's recording", 30_000);
+    expect(after.failed, after.failed).toBeUndefined();
+    const recording = manager.getCall(callId)!.recording!;
+    expect(after.path).toBe(`${recording.path.slice(0, -".wav".length)}.transferred.wav`);
+    const wav = readWav(readFileSync(after.path));
+    expect(after.durationMs).toBeCloseTo((wav.channels[0]!.length / wav.sampleRate) * 1000, -1);
+    const words = await transcribePcm(wav.channels[0]!, wav.sampleRate === 16000 ? 16000 : 8000);
+    expect(wordErrorRate("hello i would like to speak with a person please", words), words).toBeLessThanOrEqual(0.5);
+    leg.close();
+  }, 90_000);
+
   it.runIf(kit.id === "asterisk")("warm transfer: the caller holds while the person hears the briefing alone; 2 declines and the caller stays with us; 1 accepts and the person gets the caller", async () => {
     const { id, leg } = await kit.ringIn(CALLER);
     const call = await waitFor(() => manager.listCalls().find((c) => c.providerCallId === id && c.state === "listening"), "greeted", 15_000);

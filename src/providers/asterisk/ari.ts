@@ -85,6 +85,9 @@ export const ARI_OPERATIONS = {
   createBridge: { method: "POST", path: "/bridges/{bridgeId}", query: ["type", "name"] },
   addChannel: { method: "POST", path: "/bridges/{bridgeId}/addChannel", query: ["channel"] },
   destroyBridge: { method: "DELETE", path: "/bridges/{bridgeId}", query: [] },
+  recordBridge: { method: "POST", path: "/bridges/{bridgeId}/record", query: ["name", "format", "ifExists", "maxDurationSeconds"] },
+  getStoredFile: { method: "GET", path: "/recordings/stored/{recordingName}/file", query: [] },
+  deleteStored: { method: "DELETE", path: "/recordings/stored/{recordingName}", query: [] },
   info: { method: "GET", path: "/asterisk/info", query: [] },
 } as const satisfies Record<string, { method: string; path: string; query: readonly string[] }>;
 
@@ -214,6 +217,18 @@ export class AriClient {
     addChannel: async (bridgeId: string, channelId: string): Promise<void> =>
       void (await this.op("addChannel", { bridgeId }, { channel: channelId })),
     destroy: async (bridgeId: string): Promise<void> => void (await this.op("destroyBridge", { bridgeId })),
+    /** Records the bridge's mix as `name` (a WAV in Asterisk's recording spool) until the bridge goes. */
+    record: async (bridgeId: string, name: string, maxDurationSeconds: number): Promise<void> =>
+      void (await this.op("recordBridge", { bridgeId }, { name, format: "wav", ifExists: "overwrite", maxDurationSeconds })),
+  };
+
+  readonly recordings = {
+    /** A finished recording's file, as Asterisk stored it. */
+    file: async (name: string): Promise<Buffer> => {
+      const spec = ARI_OPERATIONS.getStoredFile;
+      return this.requestBytes(spec.method, spec.path.replace("{recordingName}", enc(name)));
+    },
+    delete: async (name: string): Promise<void> => void (await this.op("deleteStored", { recordingName: name })),
   };
 
   /** GET /asterisk/info: cheap liveness check. */
@@ -233,6 +248,16 @@ export class AriClient {
   }
 
   async request(method: string, path: string, query: Query = {}): Promise<unknown> {
+    const text = (await this.fetchOk(method, path, query)).toString("utf8");
+    return text ? JSON.parse(text) : undefined;
+  }
+
+  /** A response body as bytes (a recording's file). */
+  async requestBytes(method: string, path: string): Promise<Buffer> {
+    return this.fetchOk(method, path, {});
+  }
+
+  private async fetchOk(method: string, path: string, query: Query): Promise<Buffer> {
     const url = new URL(`${this.options.url.replace(/\/$/, "")}/ari${path}`);
     for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, String(v));
     let res: Response;
@@ -246,8 +271,9 @@ export class AriClient {
       const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
       throw new AriError(0, `ARI ${method} ${path}: Asterisk unreachable at ${this.options.url} (${cause})`);
     }
-    const text = await res.text();
+    const body = Buffer.from(await res.arrayBuffer());
     if (!res.ok) {
+      const text = body.toString("utf8");
       let message = text;
       try {
         message = (JSON.parse(text) as { message?: string }).message ?? text;
@@ -257,7 +283,7 @@ export class AriClient {
       const hint = res.status === 401 ? " (check asterisk.ari.username/password)" : "";
       throw new AriError(res.status, `ARI ${method} ${path}: HTTP ${res.status} ${message}${hint}`);
     }
-    return text ? JSON.parse(text) : undefined;
+    return body;
   }
 
   // ---------------------------------------------------------- events

@@ -8,14 +8,20 @@
  * memory only) a pair's bridge is found by its transfer leg and left alone;
  * then, when one of them hangs up, the other stays in the silent bridge
  * until they hang up too. A warm transfer's person is briefed first, on a
- * line of their own (briefPerson).
+ * line of their own (briefPerson). A recorded call's bridge is recorded by
+ * Asterisk once we leave it, and the file fetched when it goes.
  */
 import { randomUUID } from "node:crypto";
+import { writeFile } from "node:fs/promises";
 import type { Logger } from "../../log.js";
 import type { AmdVerdict } from "../../audio/amd.js";
 import type { MediaCall } from "../media-carrier.js";
-import type { ProviderEventBody, TransferOutcome, TransferResult } from "../types.js";
+import { readWavPcm16 } from "../../speech/wav.js";
+import type { ProviderEventBody, TransferOutcome, TransferRequest, TransferResult } from "../types.js";
 import { AriError, type AriClient } from "./ari.js";
+
+/** A transferred call's recording stops after this long whatever happens (Asterisk's own bound). */
+const MAX_RECORDING_SECONDS = 4 * 3600;
 
 export type DialResult = { legId: string; answered: true } | { legId: string; answered: false; cause: number; causeText: string };
 
@@ -32,6 +38,8 @@ export class AsteriskTransfers {
   private readonly dialling = new Map<string, (result: DialResult) => void>();
   /** Handed-over calls: each channel of a pair, with its bridge and the other channel. */
   private readonly pairs = new Map<string, { bridgeId: string; other: string }>();
+  /** Bridges of recorded calls being recorded by Asterisk: the recording's name, and where its file goes. */
+  private readonly recordings = new Map<string, { name: string; record: NonNullable<TransferRequest["record"]> }>();
 
   constructor(
     private readonly ari: AriClient,
@@ -63,10 +71,59 @@ export class AsteriskTransfers {
     return true;
   }
 
-  /** The caller and the person are in `bridgeId`, without us. */
-  handOver(callerId: string, legId: string, bridgeId: string): void {
+  /** The caller and the person are in `bridgeId`, without us; a recorded call goes on being recorded (the bridge's mix). */
+  handOver(callerId: string, legId: string, bridgeId: string, record?: TransferRequest["record"]): void {
     this.pairs.set(callerId, { bridgeId, other: legId });
     this.pairs.set(legId, { bridgeId, other: callerId });
+    if (record) void this.recordBridge(bridgeId, record);
+  }
+
+  private async recordBridge(bridgeId: string, record: NonNullable<TransferRequest["record"]>): Promise<void> {
+    const name = `${this.legPrefix}rec-${randomUUID()}`;
+    try {
+      await this.ari.bridges.record(bridgeId, name, MAX_RECORDING_SECONDS);
+      this.recordings.set(bridgeId, { name, record });
+    } catch (err) {
+      record.done({
+        failed: `Asterisk did not record the bridge: ${(err as Error).message} (it needs format_wav, chan_bridge_media and res_ari_recordings loaded, and its spool's recording folder)`,
+      });
+    }
+  }
+
+  /**
+   * The bridge is gone, so its recording is finished: its file comes from
+   * Asterisk's spool (over ARI, so a PBX on another host works the same) to
+   * `path`, and leaves the spool. Asterisk closes the file a moment after
+   * the bridge goes: a missing one is asked for again for a few seconds.
+   */
+  private async collect(bridgeId: string): Promise<void> {
+    const rec = this.recordings.get(bridgeId);
+    if (!rec) return;
+    this.recordings.delete(bridgeId);
+    const { name, record } = rec;
+    let last = "";
+    for (let attempt = 0; attempt < 15; attempt += 1) {
+      let wav: Buffer;
+      try {
+        wav = await this.ari.recordings.file(name);
+      } catch (err) {
+        last = (err as Error).message;
+        if (!(err instanceof AriError) || err.status !== 404) break;
+        await new Promise((r) => setTimeout(r, 200));
+        continue;
+      }
+      try {
+        await writeFile(record.path, wav);
+      } catch (err) {
+        // A full disk: the file is lost here, the call was not.
+        return record.done({ failed: `could not write ${record.path}: ${(err as Error).message}` });
+      } finally {
+        await this.ari.recordings.delete(name).catch((err: unknown) => this.log.warn({ name, err: String(err) }, "could not remove a recording from Asterisk's spool"));
+      }
+      const { pcm, sampleRate } = readWavPcm16(wav);
+      return record.done({ durationMs: Math.round((pcm.length / sampleRate) * 1000), bytes: wav.length });
+    }
+    record.done({ failed: `Asterisk's recording of the transferred call was not found (${last})` });
   }
 
   /** A channel left or was destroyed. True when it was a transfer leg or one side of a pair (then handled here). */
@@ -83,7 +140,7 @@ export class AsteriskTransfers {
     this.pairs.delete(channelId);
     this.pairs.delete(pair.other);
     this.log.info({ channel: channelId, cause }, "one side of a transferred call hung up; ending the other");
-    void Promise.allSettled([this.ari.channels.hangup(pair.other, "normal"), this.ari.bridges.destroy(pair.bridgeId)]);
+    void Promise.allSettled([this.ari.channels.hangup(pair.other, "normal"), this.ari.bridges.destroy(pair.bridgeId)]).then(() => this.collect(pair.bridgeId));
     return true;
   }
 
