@@ -107,6 +107,25 @@ describe("auto-responses for inbound calls no agent drives", () => {
     expect(mock.spokenTo(pid)).toEqual(["Hello, shop here.", "You said: for twelve people"]);
   });
 
+  it("a warm transfer without a message briefs the person with the model's summary of the call; without a model, with the caller's own words", async () => {
+    const withModel = await start({ responseModel: "openai/gpt-4o-mini", responseApiKey: GOOD_KEY });
+    withModel.mock.simulateSpeech(withModel.pid, "I need to change my delivery address");
+    await waitFor(() => withModel.mock.spokenTo(withModel.pid).length === 2, "the reply");
+    const warm = await withModel.manager.transferCall(withModel.callId, { to: "+15550001111", mode: "warm" });
+    expect(warm).toMatchObject({ transferred: true, mode: "warm", outcome: "connected" });
+    // The fake model answers "You said: <the question>": the briefing is its answer to the summary question.
+    expect(withModel.mock.briefingsOf(withModel.pid)).toEqual([expect.stringMatching(/^You said: .*transferred to a person.*who is calling and what the caller wants/)]);
+
+    // No model to ask: an outbound call the agent drives, briefed with who it is and the caller's last words.
+    const { manager, mock } = await start({});
+    const { callId } = await manager.initiateCall({ to: "+15550002222", message: "Hello, this is the shop.", mode: "conversation" });
+    const pid = await waitFor(() => (manager.getCall(callId)!.state === "listening" ? manager.getCall(callId)!.providerCallId : undefined), "the outbound call listening");
+    mock.simulateSpeech(pid, "I need to change my delivery address");
+    await waitFor(() => manager.getCall(callId)!.transcript.some((t) => t.speaker === "caller"), "the caller's words");
+    await manager.transferCall(callId, { to: "+15550001111", mode: "warm" });
+    expect(mock.briefingsOf(pid)).toEqual(["You have a call with +15550002222 being transferred to you. They said: I need to change my delivery address."]);
+  });
+
   it("tells the caller plainly when there is no model, and hangs up", async () => {
     const { manager, mock, pid, callId } = await start({});
     mock.simulateSpeech(pid, "hello?");

@@ -33,6 +33,10 @@ export const UNATTENDED_MESSAGE = "Sorry, nobody can take your call right now. P
 const CALLER_QUIET_WAIT_MS = 5000;
 /** After the caller stops, how long their final words may take to arrive (the recogniser's flush). */
 const FINAL_WORDS_GRACE_MS = 300;
+/** What the agent is asked for a warm transfer's briefing when it gave no message, and how long it may take. */
+const TRANSFER_SUMMARY =
+  "This call is being transferred to a person, who will hear your answer alone before taking it. In one or two short sentences, tell them who is calling and what the caller wants.";
+const TRANSFER_SUMMARY_MS = 8000;
 
 interface SayOptions {
   /** Who composed it: an agent, the response model, or the service itself (greetings, notices). */
@@ -136,13 +140,15 @@ export class CallSession extends LiveCall implements AnsweredLine {
   /**
    * Blind transfer: `message` is said to the caller first (when given), then
    * the carrier dials `to`; once the person answers, the caller is with them
-   * and the call ends as transferred. Any other outcome leaves the caller
-   * with us, and says why. Each attempt is a leg of the call's record.
+   * and the call ends as transferred. Warm: the person hears `message` (or
+   * the agent's summary of the call) alone first. Any other outcome leaves
+   * the caller with us, and says why. Each attempt is a leg of the call's record.
    */
   async transfer(to: string, options: { mode?: "blind" | "warm"; message?: string; ringTimeoutMs: number }): Promise<TransferAttempt> {
     return transferCall(
       {
         record: this.record,
+        transcript: this.transcript,
         provider: this.provider,
         log: this.log,
         waitAnswered: () => this.waitAnswered(),
@@ -154,6 +160,7 @@ export class CallSession extends LiveCall implements AnsweredLine {
         note: (text) => this.addTranscript("bot", "transfer", text, "agent"),
         finish: (state, reason) => this.finish(state, reason),
         persist: () => this.host.persist(this),
+        summarise: () => this.answers.consult(TRANSFER_SUMMARY, AbortSignal.timeout(TRANSFER_SUMMARY_MS)),
       },
       to,
       options,

@@ -11,11 +11,13 @@ import type { Logger } from "../log.js";
 import type { CallProvider, TransferRequest } from "../providers/types.js";
 import { carrierFailure } from "./carrier-failure.js";
 import { transferredRecordingPath } from "./recording.js";
-import type { CallRecord, CallRecording, TerminalState, TransferAttempt } from "./types.js";
+import type { CallRecord, CallRecording, TerminalState, TranscriptEntry, TransferAttempt } from "./types.js";
 
 /** What a transfer needs of its call (the session). */
 export interface TransferredLine {
   readonly record: CallRecord;
+  /** The call so far (the briefing's words when the agent has no summary). */
+  readonly transcript: readonly TranscriptEntry[];
   readonly provider: CallProvider | undefined;
   readonly log: Logger;
   waitAnswered(): Promise<void>;
@@ -26,10 +28,31 @@ export interface TransferredLine {
   note(text: string): void;
   finish(state: TerminalState, reason: string): void;
   persist(): void;
+  /** The agent's summary of the call for a warm transfer's person (inside the gateway its agent, else the responseModel); rejects when there is none. */
+  summarise?(): Promise<string>;
 }
 
-/** What a warm transfer's person hears when the agent gives no message. */
+/** What a warm transfer's person hears when the agent gives no message and no summary can be made. */
 const DEFAULT_BRIEFING = "You have a call being transferred to you.";
+
+/**
+ * A warm transfer's briefing when the agent gave no message: the agent's
+ * summary of the call, else one made from the transcript (who calls, and
+ * their last words), else a bare "a call for you".
+ */
+async function summaryOf(line: TransferredLine): Promise<string> {
+  const summary = await line.summarise?.().catch((err: unknown) => {
+    line.log.info({ reason: err instanceof Error ? err.message : String(err) }, "no summary of the call for the briefing; the transcript's words instead");
+    return undefined;
+  });
+  if (summary?.trim()) return summary.trim();
+  const { record } = line;
+  const said = line.transcript.filter((t) => t.speaker === "caller" && t.kind === "speech").slice(-2).map((t) => t.text).join(" ");
+  const who = record.direction === "inbound" ? (record.from ? ` from ${record.from}` : "") : record.to ? ` with ${record.to}` : "";
+  if (!said) return who ? `You have a call${who} being transferred to you.` : DEFAULT_BRIEFING;
+  const words = said.length > 200 ? `${said.slice(0, 200).replace(/\s+\S*$/, "")} ...` : said.replace(/[.!?]+$/, "");
+  return `You have a call${who} being transferred to you. They said: ${words}.`;
+}
 
 export async function transferCall(line: TransferredLine, to: string, options: { mode?: "blind" | "warm"; message?: string; ringTimeoutMs: number }): Promise<TransferAttempt> {
   const { record, provider } = line;
@@ -42,6 +65,7 @@ export async function transferCall(line: TransferredLine, to: string, options: {
   await line.waitAnswered();
   // Blind: the message is the caller's; warm: it is the person's briefing, and the caller holds.
   await line.sayFirst(mode === "blind" ? options.message : undefined);
+  const briefing = mode === "warm" ? (options.message ?? (await summaryOf(line))) : undefined;
   line.assertLive();
   const providerCallId = record.providerCallId;
   if (!providerCallId) throw new VoiceCallError("INVALID_STATE", `call ${record.callId} has not reached its carrier yet`);
@@ -51,7 +75,7 @@ export async function transferCall(line: TransferredLine, to: string, options: {
       to,
       ringTimeoutMs: options.ringTimeoutMs,
       mode,
-      ...(mode === "warm" ? { briefing: options.message ?? DEFAULT_BRIEFING } : {}),
+      ...(briefing !== undefined ? { briefing } : {}),
       ...(record.recording && !record.recording.failed ? { record: afterTransfer(line, record.recording) } : {}),
     })
     .catch(carrierFailure(provider, "transfer"));

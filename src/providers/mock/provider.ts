@@ -38,6 +38,8 @@ interface MockCall {
   cuts: number[];
   /** Who each transfer dialled. */
   transfers: string[];
+  /** What each warm transfer's person heard first. */
+  briefings: string[];
   replies: number;
   turnToken?: string;
   timers: Set<NodeJS.Timeout>;
@@ -45,7 +47,7 @@ interface MockCall {
 
 export class MockProvider implements CallProvider {
   readonly id = "mock" as const;
-  readonly capabilities: ProviderCapabilities = { inbound: true, dtmfOut: true, e164Only: false, turnTokens: true };
+  readonly capabilities: ProviderCapabilities = { inbound: true, dtmfOut: true, e164Only: false, turnTokens: true, warmTransfer: true };
   private sink: ProviderEventSink | null = null;
   private readonly calls = new Map<string, MockCall>();
   /** Ids of ended calls, oldest first. */
@@ -104,12 +106,13 @@ export class MockProvider implements CallProvider {
     return { outcome: this.options.answeredBy, ms: this.options.ringMs, reason: `mock answeredBy ${this.options.answeredBy}` };
   }
 
-  /** A simulated transfer: the person's phone rings ringMs, then mock.transferOutcome; connected, the call is theirs (no end reported). */
+  /** A simulated transfer: the person's phone rings ringMs, then mock.transferOutcome (a warm one's briefing kept); connected, the call is theirs (no end reported). */
   async transfer(providerCallId: string, request: TransferRequest): Promise<TransferResult> {
     const call = this.live(providerCallId);
     await new Promise((r) => setTimeout(r, Math.min(this.options.ringMs, request.ringTimeoutMs)));
     const outcome = this.options.transferOutcome;
     call.transfers.push(request.to);
+    if (request.briefing !== undefined) call.briefings.push(request.briefing);
     if (outcome !== "connected") return { outcome, reason: `mock transferOutcome ${outcome}` };
     this.clearTimers(call);
     call.ended = { state: "transferred", reason: `transferred to ${request.to}` };
@@ -234,10 +237,15 @@ export class MockProvider implements CallProvider {
     return [...(this.calls.get(providerCallId)?.transfers ?? [])];
   }
 
+  /** What each warm transfer's person was told, in order. */
+  briefingsOf(providerCallId: string): string[] {
+    return [...(this.calls.get(providerCallId)?.briefings ?? [])];
+  }
+
   // ---- internals ----
 
   private newCall(): MockCall {
-    const call: MockCall = { id: `${this.prefix}${randomUUID()}`, answered: false, spoken: [], voices: [], dtmf: [], cuts: [], transfers: [], replies: 0, timers: new Set() };
+    const call: MockCall = { id: `${this.prefix}${randomUUID()}`, answered: false, spoken: [], voices: [], dtmf: [], cuts: [], transfers: [], briefings: [], replies: 0, timers: new Set() };
     this.calls.set(call.id, call);
     return call;
   }
