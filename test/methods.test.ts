@@ -66,7 +66,7 @@ describe("gateway compatibility methods", () => {
   });
 
   it("voicecall.transfer: a person who does not answer leaves the caller with us; one who does ends the call transferred; warm and bad targets are refused, naming the field", async () => {
-    const ctx = await context({ mock: { ringMs: 5, replyDelayMs: 5, speakMsPerChar: 0, replies: ["yes"], transferOutcome: "no-answer" } });
+    const ctx = await context({ mock: { ringMs: 5, replyDelayMs: 5, speakMsPerChar: 0, replies: ["yes"], transferOutcome: "no-answer", warmTransfer: false } });
     const { callId } = (await invoke(ctx, "voicecall.initiate", { to: TO, message: "Hello.", mode: "conversation" })) as { callId: string };
     await waitFor(() => ctx.manager.getCall(callId)?.state === "listening", "the call to listen");
     expect(await errorOf(invoke(ctx, "voicecall.transfer", { callId, to: "not a number!" }))).toMatchObject({ code: "INVALID_PARAMS", issues: [{ path: "to" }] });

@@ -325,6 +325,7 @@ const MockConfig = z.strictObject({
   replyDelayMs: nonNegativeInt.default(200).describe("how long the simulated caller takes to answer"),
   hangupAfterReplies: nonNegativeInt.default(0).describe("the simulated caller hangs up after this many replies; 0: never"),
   transferOutcome: z.enum(["connected", "declined", "no-answer", "busy", "voicemail", "failed"]).default("connected").describe("how a transfer goes: the person answers (connected), or why not"),
+  warmTransfer: z.boolean().default(true).describe("whether it takes warm transfers (false: refuses them, as the cloud carriers do)"),
   answeredBy: z.enum(["human", "machine", "unknown"]).default("human").describe("what answering-machine detection finds on a simulated call"),
 });
 

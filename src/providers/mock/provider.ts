@@ -47,7 +47,7 @@ interface MockCall {
 
 export class MockProvider implements CallProvider {
   readonly id = "mock" as const;
-  readonly capabilities: ProviderCapabilities = { inbound: true, dtmfOut: true, e164Only: false, turnTokens: true, warmTransfer: true };
+  readonly capabilities: ProviderCapabilities;
   private sink: ProviderEventSink | null = null;
   private readonly calls = new Map<string, MockCall>();
   /** Ids of ended calls, oldest first. */
@@ -56,7 +56,9 @@ export class MockProvider implements CallProvider {
   /** Starts every call id this instance makes: a call id without it was made by another process. */
   private readonly prefix = `mock-${randomUUID().slice(0, 8)}-`;
 
-  constructor(private readonly options: MockOptions) {}
+  constructor(private readonly options: MockOptions) {
+    this.capabilities = { inbound: true, dtmfOut: true, e164Only: false, turnTokens: true, warmTransfer: options.warmTransfer };
+  }
 
   async start(sink: ProviderEventSink): Promise<void> {
     this.sink = sink;
