@@ -179,6 +179,28 @@ describe("turn-taking on the bus (the recogniser is flushed when the turn is ove
     expect(h.quiet).toEqual([360]);
   });
 
+  it("a flushed utterance the recogniser closes without words: the caller is quiet at once, not after the final's wait", () => {
+    const h = harness();
+    h.taker.started();
+    h.run(400);
+    h.taker.interim("uh");
+    h.taker.stopped();
+    h.run(1300);
+    expect(h.flushes).toEqual([1700]);
+    h.taker.recognised();
+    expect([h.turns, h.quiet]).toEqual([[], [1700]]);
+    // Its speech_ended after a final with words is nothing more.
+    h.taker.started();
+    h.run(400);
+    h.taker.interim("hello there");
+    h.taker.stopped();
+    h.run(200);
+    h.taker.final("hello there", undefined);
+    h.taker.recognised();
+    expect(h.turns.map((t) => t.text)).toEqual(["hello there"]);
+    expect(h.quiet).toEqual([1700, 2300]);
+  });
+
   it("hands on held words when the line closes mid-thought", () => {
     const h = harness();
     h.taker.started();

@@ -234,6 +234,7 @@ export class CascadePipeline implements VoicePipeline {
           emit({ type: "unrecognised", reason: event.reason });
         }
         if (event.type === "speech_started" || event.type === "speech_ended") this.hear("asr", event.type === "speech_started");
+        if (event.type === "speech_ended") this.turns.recognised();
         if (event.type === "interim") this.turns.interim(event.text);
         if (event.type === "final") {
           this.heardSince = false;

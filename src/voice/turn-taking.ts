@@ -249,6 +249,19 @@ export class TurnTaker {
     } else if (!this.speaking) this.schedule();
   }
 
+  /**
+   * The recogniser closed an utterance (its speech_ended, after any final).
+   * A flush it answered with no words at all (it heard only a filler or
+   * noise) is over now, not after FINAL_WAIT_MS.
+   */
+  recognised(): void {
+    if (!this.flushed) return;
+    this.flushed = false;
+    this.quietDue = undefined;
+    if (this.held.length > 0) this.release();
+    else if (!this.speaking) this.events.quiet();
+  }
+
   /** No more audio: whatever is held is the turn. */
   end(): void {
     if (this.held.length > 0) this.release();
