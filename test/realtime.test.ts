@@ -39,7 +39,7 @@ describe("OpenAI GA realtime client", () => {
   });
   afterAll(() => fake.close());
 
-  it("configures the session: the model in the URL, G.711 mu-law both ways on an 8 kHz line, server VAD that answers and can be cut in on, the caller transcribed, our tools", async () => {
+  it("configures the session: the model in the URL, G.711 mu-law both ways on an 8 kHz line, semantic VAD that answers and can be cut in on, the caller transcribed, our tools", async () => {
     const session = await voice({ model: "gpt-realtime-test", voice: "cedar" }).open({ instructions: "Be brief.", tools, audio: "pcmu" });
     await waitFor(() => fake.sessions.at(-1)?.updates[0], "session.update");
     const log = fake.sessions.at(-1)!;
@@ -49,12 +49,23 @@ describe("OpenAI GA realtime client", () => {
       instructions: "Be brief.",
       output_modalities: ["audio"],
       audio: {
-        input: { format: { type: "audio/pcmu" }, transcription: { model: "gpt-4o-mini-transcribe" }, turn_detection: { type: "server_vad", create_response: true, interrupt_response: true } },
+        input: { format: { type: "audio/pcmu" }, transcription: { model: "gpt-4o-mini-transcribe" }, turn_detection: { type: "semantic_vad", eagerness: "auto", create_response: true, interrupt_response: true } },
         output: { format: { type: "audio/pcmu" }, voice: "cedar" },
       },
       tools: [{ type: "function", name: "openclaw_end_call", description: "Hang up", parameters: { type: "object", properties: {} } }],
     });
     session.close();
+    // The reference's silenceDurationMs keeps its meaning: the fixed-silence server VAD.
+    const fixed = await voice({ silenceDurationMs: 700 }).open({ instructions: "Be brief.", tools, audio: "pcmu" });
+    await waitFor(() => fake.sessions.at(-1)?.updates[0] && fake.sessions.at(-1) !== log ? true : undefined, "the second session.update");
+    expect((fake.sessions.at(-1)!.updates[0] as { audio: { input: { turn_detection: unknown } } }).audio.input.turn_detection).toEqual({
+      type: "server_vad",
+      threshold: 0.5,
+      silence_duration_ms: 700,
+      create_response: true,
+      interrupt_response: true,
+    });
+    fixed.close();
   });
 
   it("the caller's words reach the model as audio; its answer comes back as mu-law audio with both sides' words as text", async () => {

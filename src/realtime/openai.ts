@@ -2,7 +2,7 @@
  * OpenAI's GA Realtime API over a WebSocket, our own client: one session
  * per call at `<baseUrl as ws(s)>/realtime?model=...`, configured with
  * `session.update` (audio in and out as G.711 mu-law on 8 kHz lines, PCM16
- * 24 kHz otherwise; server VAD that answers and lets the caller cut in; the
+ * 24 kHz otherwise; its semantic VAD (or a fixed-silence one) that answers and lets the caller cut in; the
  * caller's words transcribed; our tools). Server events become
  * RealtimeEvents; a session the server closes is over (it is not reopened:
  * the model's conversation would be lost, so the call ends with the reason).
@@ -12,21 +12,22 @@ import { randomUUID } from "node:crypto";
 import type WebSocket from "ws";
 import { z } from "zod";
 import { openVendorSocket } from "../speech/cloud.js";
-import { wsUrl } from "../speech/openai.js";
+import { keepsServerVad, OPENAI_TURN_DETECTION, wsUrl } from "../speech/openai.js";
 import { AsyncQueue } from "../util/async-queue.js";
 import type { RealtimeEvent, RealtimeSessionConfig, RealtimeVoice, RealtimeVoiceSession } from "./types.js";
 
 /** Loose: the reference's other keys for this provider (e.g. azureEndpoint) load, and those named here are checked. */
-export const OpenAiRealtimeOptions = z.looseObject({
+export const OpenAiRealtimeOptions = z.preprocess(keepsServerVad, z.looseObject({
   apiKey: z.string({ error: "required (or set OPENAI_API_KEY)" }).min(1, "required (or set OPENAI_API_KEY)").describe("OpenAI API key"),
   baseUrl: z.url().default("https://api.openai.com/v1").describe("API base; the realtime socket is <baseUrl as wss://>/realtime?model=..."),
   model: z.string().min(1).default("gpt-realtime").describe("realtime model"),
   voice: z.string().min(1).default("marin").describe("the model's voice"),
   transcriptionModel: z.string().min(1).default("gpt-4o-mini-transcribe").describe("transcribes the caller's words for the call's transcript"),
+  ...OPENAI_TURN_DETECTION,
   silenceDurationMs: z.number().int().min(100).max(5000).default(500).describe("server VAD: the silence that ends the caller's turn"),
   vadThreshold: z.number().min(0).max(1).default(0.5).describe("server VAD: speech probability threshold"),
   connectTimeoutMs: z.number().int().positive().default(10_000).describe("the socket must open within this"),
-});
+}));
 export type OpenAiRealtimeOptions = z.infer<typeof OpenAiRealtimeOptions>;
 
 const VENDOR = "OpenAI realtime";
@@ -92,7 +93,13 @@ class OpenAiRealtimeSession implements RealtimeVoiceSession {
           input: {
             format,
             transcription: { model: options.transcriptionModel },
-            turn_detection: { type: "server_vad", threshold: options.vadThreshold, silence_duration_ms: options.silenceDurationMs, create_response: true, interrupt_response: true },
+            turn_detection: {
+              ...(options.turnDetection === "semantic_vad"
+                ? { type: "semantic_vad", eagerness: options.eagerness }
+                : { type: "server_vad", threshold: options.vadThreshold, silence_duration_ms: options.silenceDurationMs }),
+              create_response: true,
+              interrupt_response: true,
+            },
           },
           output: { format, voice: options.voice },
         },

@@ -16,10 +16,19 @@ import { sentences, withAliases, type SpokenFrame, type SynthesizeOptions, type 
  * A config that tunes the fixed-silence VAD (the reference's silenceDurationMs
  * or vadThreshold) keeps it: semantic_vad is the default only where neither is set.
  */
-const keepsServerVad = (value: unknown) => {
+export const keepsServerVad = (value: unknown) => {
   if (typeof value !== "object" || value === null || Array.isArray(value)) return value;
   const v = value as Record<string, unknown>;
   return v.turnDetection === undefined && (v.silenceDurationMs !== undefined || v.vadThreshold !== undefined) ? { ...v, turnDetection: "server_vad" } : v;
+};
+
+/** How OpenAI's sessions (transcription and realtime) end the caller's turn. */
+export const OPENAI_TURN_DETECTION = {
+  turnDetection: z
+    .enum(["semantic_vad", "server_vad"])
+    .default("semantic_vad")
+    .describe("how OpenAI ends the caller's turn: semantic_vad (by what was said: waits through a trailing \"and ...\") or server_vad (a fixed silence)"),
+  eagerness: z.enum(["low", "medium", "high", "auto"]).default("auto").describe("semantic_vad: how soon it ends a turn (low waits longest)"),
 };
 
 export const OpenAiSttOptions = z.preprocess(keepsServerVad, z.strictObject({
@@ -27,11 +36,7 @@ export const OpenAiSttOptions = z.preprocess(keepsServerVad, z.strictObject({
   baseUrl: z.url().default("https://api.openai.com/v1").describe("API base; the realtime transcription socket is its wss:// form"),
   model: z.string().min(1).default("gpt-4o-transcribe").describe("transcription model"),
   language: z.string().min(2).optional().describe("the callers' language (ISO 639-1); unset: detected"),
-  turnDetection: z
-    .enum(["semantic_vad", "server_vad"])
-    .default("semantic_vad")
-    .describe("how OpenAI ends the caller's utterance: semantic_vad (by what was said: waits through a trailing \"and ...\") or server_vad (a fixed silence)"),
-  eagerness: z.enum(["low", "medium", "high", "auto"]).default("auto").describe("semantic_vad: how soon it ends a turn (low waits longest)"),
+  ...OPENAI_TURN_DETECTION,
   silenceDurationMs: z.number().int().min(100).max(5000).default(500).describe("server VAD: the silence that ends an utterance"),
   vadThreshold: z.number().min(0).max(1).default(0.5).describe("server VAD: speech probability threshold"),
   connectTimeoutMs: z.number().int().positive().default(10_000).describe("the socket must open within this"),
