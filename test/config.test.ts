@@ -20,7 +20,7 @@ describe("config", () => {
     const { config } = resolveConfig({});
     expect(config.provider).toBe("mock");
     expect(config.serve).toEqual({ port: 3334, bind: "127.0.0.1", path: "/voice/webhook" });
-    expect(config.outbound).toEqual({ defaultMode: "notify", notifyHangupDelaySec: 3, amd: { enabled: false, onMachine: "continue", timeoutMs: 5000, beepWaitMs: 20_000 } });
+    expect(config.outbound).toEqual({ defaultMode: "notify", notifyHangupDelaySec: 3, amd: { enabled: false, onMachine: "continue", timeoutMs: 5000, beepWaitMs: 20_000, detector: "carrier" } });
     expect(config.inboundPolicy).toBe("disabled");
     expect(config.maxDurationSeconds).toBe(300);
     expect(config.streaming.streamPath).toBe("/voice/stream");

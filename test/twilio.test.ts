@@ -74,6 +74,30 @@ describe("Twilio carrier (SDK against a local Twilio API, signed webhooks, Media
     expect(fake.made("POST", new RegExp(`${sid}\\.json$`)).at(-1)?.form.Status).toBe("canceled");
   });
 
+  it("answering machines: a call asking for detection has Twilio's own (async AMD); the opening message waits for its AnsweredBy, kept in the call record", async () => {
+    const before = fake.made("POST", /Calls\.json$/).length;
+    const { callId } = await manager().initiateCall({ to: "+15550001234", message: "Hello from the test.", amd: true });
+    const created = fake.made("POST", /Calls\.json$/)[before]!;
+    expect(created.form).toMatchObject({ MachineDetection: "Enable", AsyncAmd: "true", AsyncAmdStatusCallback: `${webhookUrl}?type=amd`, AsyncAmdStatusCallbackMethod: "POST", MachineDetectionTimeout: "5" });
+    const sid = manager().getCall(callId)!.providerCallId!;
+    const target = streamOf((await fake.webhook(webhookUrl + "?type=voice", fake.voiceParams(sid, "outbound-api"))).body)!;
+    const stream = await MediaStreamClient.connect(target.url, { callSid: sid, token: target.token });
+    await waitFor(() => manager().getCall(callId)!.state === "answered" || undefined, "answered");
+    await new Promise((r) => setTimeout(r, 300));
+    // Nothing said before the verdict.
+    expect(manager().getCall(callId)!.transcript.filter((t) => t.speaker === "bot" && t.kind === "speech")).toEqual([]);
+    const amd = await fake.webhook(webhookUrl + "?type=amd", { ...fake.voiceParams(sid, "outbound-api"), AnsweredBy: "machine_start", MachineDetectionDuration: "1800" });
+    expect(amd.status).toBe(204);
+    await said(callId, "Hello from the test.");
+    expect(manager().getCall(callId)!.amd).toEqual({ outcome: "machine", ms: 1800, reason: "Twilio: machine_start" });
+    // A call that does not ask has none.
+    const { callId: plain } = await manager().initiateCall({ to: "+15550001234", message: "Hi" });
+    expect(fake.made("POST", /Calls\.json$/).at(-1)!.form.MachineDetection).toBeUndefined();
+    await manager().endCall(plain);
+    await manager().endCall(callId);
+    stream.close();
+  });
+
   it("keeps the call when the stream drops and comes back within the grace window; a second call works after", async () => {
     const first = await connectedCall("Hello again.");
     first.stream.drop();

@@ -177,7 +177,8 @@ export class CallManager {
     }
     call.log.info({ to, mode, route: route.reason }, "placing call");
     try {
-      const { providerCallId } = await provider.placeCall({ callId: call.callId, to, from: this.config.fromNumber });
+      const amd = request.amd ?? this.config.outbound.amd.enabled;
+      const { providerCallId } = await provider.placeCall({ callId: call.callId, to, from: this.config.fromNumber, ...(amd ? { amd } : {}) });
       this.bindProviderId(call, providerCallId);
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);

@@ -97,9 +97,13 @@ const OutboundConfig = z.strictObject({
       message: z.string().min(1).optional().describe("what onMachine message leaves (unset: the call's own message)"),
       timeoutMs: positiveInt.default(5000).describe("longest the opening message waits for the decision (then: unknown, and it is said)"),
       beepWaitMs: positiveInt.default(20_000).describe("longest onMachine message waits for the greeting to end"),
+      detector: z
+        .enum(["carrier", "bus"])
+        .default("carrier")
+        .describe("carrier: the carrier's own detection where it has one (Twilio's async AMD), ours elsewhere; bus: ours on our audio on every carrier"),
     })
     .prefault({})
-    .describe("answering-machine detection on outbound calls, on our own audio"),
+    .describe("answering-machine detection on outbound calls: the carrier's own, or ours on our audio"),
 });
 
 const StreamingConfig = z.strictObject({

@@ -80,6 +80,8 @@ export interface PlaceCallRequest {
   callId: string;
   to: string;
   from?: string;
+  /** The call asks for answering-machine detection: a carrier with its own (outbound.amd.detector "carrier") starts it with the call. */
+  amd?: boolean;
 }
 
 export type RemoteCallStatus =

@@ -396,7 +396,8 @@ describe.each(ids.map((id) => KITS[id]()))("carrier conformance: $id", (kit) => 
       inboundGreeting: "Hello, you reached the test line.",
       dtmfInterDigitTimeoutMs: 500,
       // Answering-machine detection only on calls that ask for it (amd: true); a machine gets our message after its beep.
-      outbound: { defaultMode: "conversation", amd: { onMachine: "message" } },
+      // Ours on every carrier (detector "bus"): Twilio's own detection is tested in twilio.test.ts.
+      outbound: { defaultMode: "conversation", amd: { onMachine: "message", detector: "bus" } },
       ...extra,
     }, tempDir());
 

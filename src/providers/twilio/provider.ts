@@ -46,6 +46,9 @@ import type {
 } from "../types.js";
 import { TWILIO_WIRE, twilioStreamEvent } from "./stream.js";
 import { hangupTwiml, rejectTwiml, twilioDocuments, type TwiML } from "./twiml.js";
+import { twilioAmdParams, twilioVerdict } from "./amd.js";
+import { CarrierVerdicts } from "../carrier-amd.js";
+import type { AmdVerdict } from "../../audio/amd.js";
 
 export type TwilioProviderOptions = StreamCarrierOptions;
 
@@ -79,6 +82,8 @@ export class TwilioProvider extends StreamCarrier {
   private readonly client: twilio.Twilio;
   private readonly accountSid: string;
   private readonly authToken: string;
+  /** Calls Twilio was asked to tell people from machines on (outbound.amd.detector "carrier"). */
+  private readonly verdicts = new CarrierVerdicts();
   /** With streaming off: Twilio speaks (Say), listens (Gather) and presses keys (Play) itself. */
   protected declare carrierSpeech?: DocumentSpeech;
 
@@ -128,6 +133,8 @@ export class TwilioProvider extends StreamCarrier {
 
   async placeCall(request: PlaceCallRequest): Promise<{ providerCallId: string }> {
     const { endpoints, config } = this.options;
+    // Twilio's own detection where the call asks for one (ours needs the stream; with Twilio's speech there is none).
+    const carrierAmd = request.amd === true && (config.outbound.amd.detector === "carrier" || this.carrierSpeech !== undefined);
     const created = await this.client.calls.create({
       to: request.to,
       from: request.from ?? config.fromNumber ?? "",
@@ -137,9 +144,18 @@ export class TwilioProvider extends StreamCarrier {
       statusCallbackMethod: "POST",
       statusCallbackEvent: ["initiated", "ringing", "answered", "completed"],
       timeout: Math.max(5, Math.ceil(config.ringTimeoutMs / 1000)),
+      ...(carrierAmd ? twilioAmdParams(config.outbound.amd, endpoints.webhook({ type: "amd" })) : {}),
     });
+    if (carrierAmd) this.verdicts.expect(created.sid);
     this.callFor(created.sid, "outbound");
     return { providerCallId: created.sid };
+  }
+
+  /** Twilio's own verdict where it was asked to detect (within the call's bound), else ours on the stream. */
+  override async detectMachine(providerCallId: string, options: { timeoutMs: number; awaitBeepMs?: number }): Promise<AmdVerdict> {
+    if (!this.verdicts.has(providerCallId)) return super.detectMachine(providerCallId, options);
+    const ms = options.timeoutMs + (options.awaitBeepMs ?? 0);
+    return (await this.verdicts.wait(providerCallId, ms)) ?? { outcome: "unknown", ms, reason: `Twilio's detection did not answer within ${Math.round(ms / 1000)} s` };
   }
 
   /**
@@ -246,6 +262,10 @@ export class TwilioProvider extends StreamCarrier {
     if (!sid || !/^CA[0-9a-f]{32}$/i.test(sid)) throw new VoiceCallError("INVALID_PARAMS", "CallSid: missing or malformed");
     const type = request.query.get("type") ?? "voice";
     if (type === "status") return this.onStatus(sid, form);
+    if (type === "amd") {
+      this.verdicts.settle(sid, twilioVerdict(form));
+      return { status: 204 };
+    }
     if (type === "transfer-leg") return this.onTransferLeg(form);
     if (type === "transfer-end") return this.onTransferEnd(sid, form);
     if (type === "voice" || type === "resume") return this.onVoice(sid, form);
@@ -283,6 +303,7 @@ export class TwilioProvider extends StreamCarrier {
     if (status === "ringing") this.emit(call, { type: "ringing" });
     const end = endOf(status, call.answered);
     if (end) {
+      this.verdicts.forget(sid);
       const detail = [status, form.get("SipResponseCode") && `SIP ${form.get("SipResponseCode")}`].filter(Boolean).join(", ");
       this.background(this.endWith(call, call.hangupRequested ? "hangup-bot" : end, `Twilio reports ${detail}`), "ending a call");
     }
@@ -291,7 +312,7 @@ export class TwilioProvider extends StreamCarrier {
 
   private replayReply(request: WebhookRequest): WebhookReply {
     const type = request.query.get("type") ?? "voice";
-    if (type === "status" || type === "transfer-leg") return { status: 204 };
+    if (type === "status" || type === "transfer-leg" || type === "amd") return { status: 204 };
     // A retried TwiML fetch gets the same answer; nothing new is started.
     if (isDocumentType(type)) return documentReply(this.carrierSpeech?.reply(type, request.query, true));
     const sid = new URLSearchParams(request.rawBody.toString("utf8")).get("CallSid") ?? "";

@@ -1,0 +1,45 @@
+/**
+ * A carrier's own answering-machine detection: started with the call, its
+ * verdict arrives by webhook; the call's detectMachine waits for it (within
+ * the call's bound) instead of listening on our audio.
+ */
+import type { AmdVerdict } from "../audio/amd.js";
+
+export class CarrierVerdicts {
+  private readonly pending = new Map<string, { verdict: Promise<AmdVerdict>; resolve(verdict: AmdVerdict): void }>();
+
+  /** The carrier was asked to detect on this call. */
+  expect(providerCallId: string): void {
+    let resolve!: (verdict: AmdVerdict) => void;
+    const verdict = new Promise<AmdVerdict>((r) => (resolve = r));
+    this.pending.set(providerCallId, { verdict, resolve });
+  }
+
+  has(providerCallId: string): boolean {
+    return this.pending.has(providerCallId);
+  }
+
+  /** The carrier's verdict came; false when nobody asked for it. */
+  settle(providerCallId: string, verdict: AmdVerdict): boolean {
+    const entry = this.pending.get(providerCallId);
+    entry?.resolve(verdict);
+    return entry !== undefined;
+  }
+
+  /** The verdict, or undefined when it did not come within `ms`; the call's entry goes either way. */
+  async wait(providerCallId: string, ms: number): Promise<AmdVerdict | undefined> {
+    const entry = this.pending.get(providerCallId);
+    if (!entry) return undefined;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([entry.verdict, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), ms)))]);
+    } finally {
+      clearTimeout(timer);
+      this.pending.delete(providerCallId);
+    }
+  }
+
+  forget(providerCallId: string): void {
+    this.pending.delete(providerCallId);
+  }
+}
