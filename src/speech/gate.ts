@@ -58,7 +58,7 @@ export class SpeechGate {
     // whole pause instead made its partial results worse on the bench's pause set: 29 cut-offs against 22.)
     if (this.detector.inSpeech || edge === "end") {
       this.stream.pushFrame(frame);
-      if (edge === "end" && this.flushAtPause) this.flush();
+      if (edge === "end" && this.flushAtPause) this.stream.flush();
       return edge;
     }
     this.preroll.push(frame);
@@ -68,11 +68,6 @@ export class SpeechGate {
       this.prerollMs -= (old.pcm.length * 1000) / old.sampleRate;
     }
     return edge;
-  }
-
-  /** Ends the recogniser's utterance now (its final follows). */
-  flush(): void {
-    this.stream.flush();
   }
 
   close(): void {

@@ -81,7 +81,6 @@ export class CascadePipeline implements VoicePipeline {
   private spoken = 0;
 
   private readonly turns: TurnTaker;
-  private gate?: SpeechGate;
 
   private constructor(
     private readonly options: CascadeOptions,
@@ -93,7 +92,7 @@ export class CascadePipeline implements VoicePipeline {
       {
         turn: (turn) => emit({ type: "speech", text: turn.text, isFinal: true, turnToken: turn.turnToken }),
         quiet: () => emit({ type: "speech-end" }),
-        flush: () => this.gate?.flush(),
+        flush: () => recognizer.flush(),
       },
     );
   }
@@ -107,7 +106,6 @@ export class CascadePipeline implements VoicePipeline {
     const flushAtPause = options.turnTaking.mode === "silence";
     const gate = await SpeechGate.create(recognizer, { sampleRate: transport.sampleRate, endpointing: transcriber.endpointing, detector: options.detector, flushAtPause });
     const media = new CascadePipeline(options, recognizer);
-    media.gate = gate;
     media.run(frames, gate);
     return media;
   }
