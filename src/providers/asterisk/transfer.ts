@@ -20,6 +20,17 @@ import { readWavPcm16 } from "../../speech/wav.js";
 import type { ProviderEventBody, TransferOutcome, TransferRequest, TransferResult } from "../types.js";
 import { AriError, type AriClient } from "./ari.js";
 
+/** How long a WAV plays; nothing when it cannot be read as one (the file is kept all the same). */
+function wavDuration(wav: Buffer): { durationMs?: number } {
+  try {
+    const { pcm, sampleRate } = readWavPcm16(wav);
+    return { durationMs: Math.round((pcm.length / sampleRate) * 1000) };
+  } catch {
+    // Not PCM16 mono as Asterisk writes it: the bytes are saved, without a duration.
+    return {};
+  }
+}
+
 /** A transferred call's recording stops after this long whatever happens (Asterisk's own bound). */
 const MAX_RECORDING_SECONDS = 4 * 3600;
 
@@ -115,13 +126,11 @@ export class AsteriskTransfers {
       try {
         await writeFile(record.path, wav);
       } catch (err) {
-        // A full disk: the file is lost here, the call was not.
-        return record.done({ failed: `could not write ${record.path}: ${(err as Error).message}` });
-      } finally {
-        await this.ari.recordings.delete(name).catch((err: unknown) => this.log.warn({ name, err: String(err) }, "could not remove a recording from Asterisk's spool"));
+        // A full disk here: the recording stays in Asterisk's spool, where it can still be had.
+        return record.done({ failed: `could not write ${record.path}: ${(err as Error).message} (kept in Asterisk's spool as ${name}.wav)` });
       }
-      const { pcm, sampleRate } = readWavPcm16(wav);
-      return record.done({ durationMs: Math.round((pcm.length / sampleRate) * 1000), bytes: wav.length });
+      await this.ari.recordings.delete(name).catch((err: unknown) => this.log.warn({ name, err: String(err) }, "could not remove a recording from Asterisk's spool"));
+      return record.done({ ...wavDuration(wav), bytes: wav.length });
     }
     record.done({ failed: `Asterisk's recording of the transferred call was not found (${last})` });
   }
