@@ -1,10 +1,15 @@
 #!/usr/bin/env node
 /** The `voicecall` binary. */
-import { Command } from "commander";
-import { registerVoicecallCommands } from "./gateway/cli.js";
 
-/** Who started this process: an npm script's npm, when run by one. */
+/**
+ * Who started this process: an npm script's npm, when run by one. Read
+ * before the rest is loaded (imports below are dynamic for this): on a
+ * loaded machine loading takes seconds, and an npm gone by then would never
+ * be seen to go.
+ */
 const parentAtStart = process.ppid;
+const { Command } = await import("commander");
+const { registerVoicecallCommands } = await import("./gateway/cli.js");
 
 const program = new Command("voicecall").description("voice calls for AI agents").showHelpAfterError();
 registerVoicecallCommands(program, {
