@@ -5,6 +5,7 @@
  * limits. What every carrier shares (audio, barge-in, keys, hang-ups,
  * restore) is in the carrier suite (test/suites/carriers.ts).
  */
+import { readFileSync } from "node:fs";
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningService } from "../src/server/service.js";
@@ -13,7 +14,8 @@ import { concatPcm } from "../src/audio/frame.js";
 import { decodeG711, encodeG711 } from "../src/audio/g711.js";
 import { FliteSynthesizer } from "../src/speech/flite.js";
 import { synthesizeAll } from "../src/speech/types.js";
-import { ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, MediaStreamClient, callSid, streamOf } from "./fakes/twilio.js";
+import { writeWavPcm16 } from "../src/speech/wav.js";
+import { ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, MediaStreamClient, callSid, loudMs, streamOf } from "./fakes/twilio.js";
 import { saidAndListening, startCloudService, tempDir, waitFor } from "./helpers.js";
 
 describe("Twilio carrier (SDK against a local Twilio API, signed webhooks, Media Streams)", () => {
@@ -50,8 +52,8 @@ describe("Twilio carrier (SDK against a local Twilio API, signed webhooks, Media
   const said = (callId: string, line: string) => saidAndListening(manager(), callId, line);
 
   /** Places a call and plays Twilio's part up to a started media stream. */
-  async function connectedCall(message: string): Promise<{ callId: string; sid: string; stream: MediaStreamClient; token: string; url: string }> {
-    const { callId } = await manager().initiateCall({ to: "+15550001234", message });
+  async function connectedCall(message: string, options: { record?: boolean } = {}): Promise<{ callId: string; sid: string; stream: MediaStreamClient; token: string; url: string }> {
+    const { callId } = await manager().initiateCall({ to: "+15550001234", message, ...options });
     const sid = manager().getCall(callId)!.providerCallId!;
     const twiml = await fake.webhook(webhookUrl + "?type=voice", fake.voiceParams(sid, "outbound-api"));
     expect(twiml.status).toBe(200);
@@ -163,6 +165,96 @@ describe("Twilio carrier (SDK against a local Twilio API, signed webhooks, Media
     await fake.webhook(`${webhookUrl}?type=status`, { ...fake.voiceParams(call.sid, "outbound-api"), CallStatus: "completed" });
     await new Promise((r) => setTimeout(r, 100));
     expect(manager().getCall(call.callId)).toMatchObject({ state: "transferred", transfers: [{ outcome: "busy" }, { outcome: "connected", legId: leg }] });
+  }, 30_000);
+
+  it("transfer (warm): the caller holds on our stream while the person, a call of ours, hears the briefing alone; a voicemail and a 2 leave the caller with us; a 1 joins both in one Conference, which Twilio records and we fetch", async () => {
+    const call = await connectedCall("One moment please.", { record: true });
+    const briefing = "Ann is calling about her order.";
+    /** Plays Twilio's part of the person's call: answered, streamed to us, Twilio's AMD verdict. */
+    const person = async (to: string, answeredBy: string) => {
+      const created = await waitFor(() => fake.made("POST", /Calls\.json$/).find((r) => r.form.To === to), `the call to ${to}`);
+      expect(created.form).toMatchObject({ From: "+15550009999", MachineDetection: "Enable", AsyncAmd: "true" });
+      const sid = [...fake.calls.values()].find((c) => c.to === to)!.sid;
+      const twiml = await fake.webhook(`${webhookUrl}?type=voice`, fake.voiceParams(sid, "outbound-api", "+15550009999", to));
+      const target = streamOf(twiml.body)!;
+      const stream = await MediaStreamClient.connect(target.url, { callSid: sid, token: target.token });
+      const at = performance.now();
+      await fake.webhook(`${webhookUrl}?type=amd`, { ...fake.voiceParams(sid, "outbound-api"), AnsweredBy: answeredBy, MachineDetectionDuration: "900" });
+      return { sid, stream, at };
+    };
+    const hungUp = (sid: string) => waitFor(() => fake.made("POST", new RegExp(`${sid}\\.json$`)).find((r) => r.form.Status === "completed"), `${sid} hung up`);
+
+    // A voicemail answers: the person's call is hung up, unbriefed.
+    const voicemail = manager().transferCall(call.callId, { to: "+15550006001", mode: "warm", message: briefing });
+    const machine = await person("+15550006001", "machine_end_beep");
+    expect(await voicemail).toMatchObject({ transferred: false, mode: "warm", outcome: "voicemail", legId: machine.sid, state: "listening" });
+    await hungUp(machine.sid);
+    expect(loudMs(machine.stream.mediaAfter(0))).toBe(0);
+
+    // The person hears the briefing alone and presses 2; the caller hears the hold chime meanwhile.
+    const since = performance.now();
+    const declined = manager().transferCall(call.callId, { to: "+15550006002", mode: "warm", message: briefing });
+    const no = await person("+15550006002", "human");
+    await waitFor(() => loudMs(no.stream.mediaAfter(no.at)) > 1500 || undefined, "the briefing played to the person", 20_000);
+    expect(loudMs(call.stream.mediaAfter(since))).toBeGreaterThan(200);
+    no.stream.dtmf("2");
+    expect(await declined).toMatchObject({ transferred: false, outcome: "declined", reason: "the person pressed 2", state: "listening" });
+    await hungUp(no.sid);
+    const back = performance.now();
+    await manager().speak(call.callId, "They cannot take the call.");
+    expect(loudMs(call.stream.mediaAfter(back))).toBeGreaterThan(300);
+
+    // Pressing 1: both calls move to one Conference named after the caller, recorded.
+    const accepted = manager().transferCall(call.callId, { to: "+15550006003", mode: "warm", message: briefing });
+    const yes = await person("+15550006003", "human");
+    await waitFor(() => loudMs(yes.stream.mediaAfter(yes.at)) > 1500 || undefined, "the briefing played", 20_000);
+    yes.stream.dtmf("1");
+    expect(await accepted).toMatchObject({ transferred: true, mode: "warm", outcome: "connected", legId: yes.sid, state: "transferred" });
+    const room = (sid: string) => String(fake.made("POST", new RegExp(`${sid}\\.json$`)).find((r) => r.form.Twiml)?.form.Twiml);
+    const callback = `${webhookUrl}?type=recording&amp;call=${call.sid}`;
+    for (const sid of [yes.sid, call.sid]) {
+      expect(room(sid)).toContain(`<Conference beep="false" startConferenceOnEnter="true" endConferenceOnExit="true" waitUrl="" record="record-from-start" recordingStatusCallback="${callback}" recordingStatusCallbackMethod="POST" recordingStatusCallbackEvent="completed">transfer-${call.sid}</Conference>`);
+    }
+    // The person's events never reached the calls' manager as a call of its own.
+    expect(manager().listCalls().some((c) => [machine.sid, no.sid, yes.sid].includes(c.providerCallId ?? ""))).toBe(false);
+    expect(manager().getCall(call.callId)!.transfers?.map((t) => t.outcome)).toEqual(["voicemail", "declined", "connected"]);
+
+    // The conference ends: Twilio's recording is fetched beside ours.
+    const recordingSid = `RE${"7".repeat(32)}`;
+    fake.recordings.set(recordingSid, writeWavPcm16(new Int16Array(8000 * 3), 8000));
+    const recorded = { AccountSid: ACCOUNT_SID, ConferenceSid: `CF${"2".repeat(32)}`, RecordingSid: recordingSid, RecordingStatus: "completed", RecordingDuration: "3", RecordingChannels: "1" };
+    // A callback naming a file elsewhere is not fetched with the account's credentials.
+    const elsewhere = await fake.webhook(`${webhookUrl}?type=recording&call=${call.sid}`, { ...recorded, RecordingUrl: `https://example.com/2010-04-01/Accounts/${ACCOUNT_SID}/Recordings/${recordingSid}` });
+    expect(elsewhere.status).toBe(204);
+    const failed = await waitFor(() => manager().getCall(call.callId)!.recording?.afterTransfer, "the refused recording noted");
+    expect(failed.failed).toMatch(/named no recording of this account/);
+    fake.recordings.clear();
+  }, 90_000);
+
+  it("transfer recording: a recorded call's blind Dial is recorded dual-channel by Twilio; its WAV is fetched beside ours with its duration", async () => {
+    const call = await connectedCall("Putting you through.", { record: true });
+    const transfer = manager().transferCall(call.callId, { to: "+15550006010" });
+    const update = await waitFor(() => fake.made("POST", new RegExp(`${call.sid}\\.json$`)).find((r) => r.form.Twiml), "the Dial");
+    expect(String(update.form.Twiml)).toContain(`record="record-from-answer-dual" recordingStatusCallback="${webhookUrl}?type=recording&amp;call=${call.sid}"`);
+    call.stream.drop();
+    await fake.webhook(`${webhookUrl}?type=transfer-leg`, { AccountSid: ACCOUNT_SID, CallSid: callSid(0xfeed), ParentCallSid: call.sid, CallStatus: "in-progress", Direction: "outbound-dial" });
+    expect(await transfer).toMatchObject({ transferred: true, outcome: "connected" });
+    const recordingSid = `RE${"8".repeat(32)}`;
+    const wav = writeWavPcm16(new Int16Array(8000 * 2), 8000);
+    fake.recordings.set(recordingSid, wav);
+    await fake.webhook(`${webhookUrl}?type=recording&call=${call.sid}`, {
+      AccountSid: ACCOUNT_SID,
+      CallSid: call.sid,
+      RecordingSid: recordingSid,
+      RecordingUrl: `https://api.twilio.com/2010-04-01/Accounts/${ACCOUNT_SID}/Recordings/${recordingSid}`,
+      RecordingStatus: "completed",
+      RecordingDuration: "2",
+      RecordingChannels: "2",
+    });
+    const record = manager().getCall(call.callId)!;
+    const after = await waitFor(() => manager().getCall(call.callId)!.recording?.afterTransfer, "the transferred call's recording");
+    expect(after).toMatchObject({ path: record.recording!.path.replace(/\.wav$/, ".transferred.wav"), durationMs: 2000, bytes: wav.length });
+    expect(readFileSync(after.path).equals(wav)).toBe(true);
   }, 30_000);
 
   it("ends the call when the stream does not come back", async () => {

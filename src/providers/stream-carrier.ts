@@ -9,11 +9,13 @@
  * its webhooks and its stream message names.
  */
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { holdOn } from "../audio/hold.js";
 import { VoiceCallError } from "../errors.js";
 import { MediaCarrier, type MediaCall, type MediaCarrierOptions } from "./media-carrier.js";
 import { MediaStreamTransport, type StreamEvent, type StreamWire } from "./media-stream.js";
 import type { PublicEndpoints } from "./public-url.js";
-import type { ListenOptions, SpeakOptions, SpeakOutcome, StreamConnection, StreamSession, TerminalState, TransferResult } from "./types.js";
+import type { ListenOptions, ProviderEventBody, SpeakOptions, SpeakOutcome, StreamConnection, StreamSession, TerminalState, TransferRequest, TransferResult } from "./types.js";
+import { briefPerson, unansweredOutcome } from "./warm-transfer.js";
 
 export interface StreamCarrierOptions extends MediaCarrierOptions {
   endpoints: PublicEndpoints;
@@ -59,6 +61,8 @@ export abstract class StreamCarrier extends MediaCarrier<StreamCall> {
   protected carrierSpeech?: CarrierSpeech;
   /** Calls being transferred: told the outcome when the carrier reports the person's answer or the dial's end. */
   private readonly transfers = new Map<string, (result: TransferResult) => void>();
+  /** Calls whose warm transfer is calling or briefing the person. */
+  private readonly briefing = new Set<string>();
 
   constructor(
     protected override readonly options: StreamCarrierOptions,
@@ -164,7 +168,7 @@ export abstract class StreamCarrier extends MediaCarrier<StreamCall> {
    */
   protected async transferWith(call: StreamCall, ringTimeoutMs: number, dial: () => Promise<void>): Promise<TransferResult> {
     if (this.carrierSpeech) throw new VoiceCallError("UNSUPPORTED", "transfer needs the media stream (streaming.enabled)");
-    if (this.transfers.has(call.id)) throw new VoiceCallError("INVALID_STATE", `call ${call.id} is being transferred already`);
+    if (this.transfers.has(call.id) || this.briefing.has(call.id)) throw new VoiceCallError("INVALID_STATE", `call ${call.id} is being transferred already`);
     const outcome = new Promise<TransferResult>((resolve) => this.transfers.set(call.id, resolve));
     call.held = true;
     try {
@@ -184,6 +188,94 @@ export abstract class StreamCarrier extends MediaCarrier<StreamCall> {
       if (!call.connection) this.awaitStream(call);
     }
     return result;
+  }
+
+  /**
+   * Puts a warm transfer's caller and person together at the carrier (both
+   * calls leave our streams); with `record`, the carrier records the two.
+   * Carriers without it have no warm transfer.
+   */
+  protected join?(caller: StreamCall, person: StreamCall, record?: TransferRequest["record"]): Promise<void>;
+
+  /**
+   * A warm transfer on a cloud carrier: the caller hears the hold chime on
+   * our stream while the person is called as a call of our own (their stream
+   * to us, their events to the transfer, never to the calls' manager) and
+   * briefed alone (warm-transfer.ts). Accepted: the carrier joins the two
+   * and our part of both calls ends. Otherwise the person's leg is hung up
+   * and the caller is with us again, unheld.
+   */
+  protected async warmTransferWith(call: StreamCall, request: TransferRequest): Promise<TransferResult> {
+    if (this.carrierSpeech || !this.join) throw new VoiceCallError("UNSUPPORTED", "warm transfer needs the media stream (streaming.enabled)");
+    if (!call.media) throw new VoiceCallError("INVALID_STATE", `call ${call.id} has no media yet`);
+    if (this.transfers.has(call.id) || this.briefing.has(call.id)) throw new VoiceCallError("INVALID_STATE", `call ${call.id} is being transferred already`);
+    this.briefing.add(call.id);
+    const hold = holdOn(call.media.transport);
+    try {
+      const dialled = await this.dialPerson(request);
+      if ("outcome" in dialled) return dialled;
+      const { person, events } = dialled;
+      const hangUpPerson = () => this.hangup(person.id).catch((err: unknown) => this.log.warn({ callId: person.id, err: String(err) }, "could not hang up the transfer's person"));
+      if (call.ended) {
+        await hangUpPerson();
+        return { outcome: "failed", reason: "the caller hung up while the person answered", legId: person.id };
+      }
+      const refused = await briefPerson(
+        {
+          open: async (listener) => ((events.forward = listener), person),
+          detectMachine: (options) => this.detectMachine(person.id, options),
+          hangUp: async () => void (await hangUpPerson()),
+          release: async () => undefined,
+        },
+        request.briefing ?? "",
+      );
+      if (refused) return { ...refused, legId: person.id };
+      if (call.ended) {
+        await hangUpPerson();
+        return { outcome: "failed", reason: "the caller hung up while the person was told about the call", legId: person.id };
+      }
+      hold.stop();
+      // Both streams end as the carrier moves the calls: neither is a drop.
+      call.held = true;
+      person.held = true;
+      try {
+        await this.join(call, person, request.record);
+      } catch (err) {
+        call.held = false;
+        await hangUpPerson();
+        if (!call.ended && !call.connection) this.awaitStream(call);
+        return { outcome: "failed", reason: `${this.id} could not join the caller and the person: ${(err as Error).message}`, legId: person.id };
+      }
+      await Promise.all([this.teardown(person), this.teardown(call)]);
+      return { outcome: "connected", legId: person.id };
+    } finally {
+      hold.stop();
+      this.briefing.delete(call.id);
+    }
+  }
+
+  /**
+   * Calls a warm transfer's person as a call of our own: resolves once their
+   * stream is up (answered), or with the outcome when the call ends first or
+   * is not answered within the ring time (then it is hung up).
+   */
+  private async dialPerson(request: TransferRequest): Promise<{ person: StreamCall; events: { forward?: (body: ProviderEventBody) => void } } | TransferResult> {
+    const events: { forward?: (body: ProviderEventBody) => void } = {};
+    let settle: (end?: { state: TerminalState; reason: string }) => void = () => undefined;
+    const answered = new Promise<{ state: TerminalState; reason: string } | undefined>((resolve) => (settle = resolve));
+    const { providerCallId } = await this.placeCall({ callId: `transfer-${request.to}`, to: request.to, amd: true, ringTimeoutMs: request.ringTimeoutMs });
+    const person = this.calls.get(providerCallId) ?? this.callFor(providerCallId, "outbound");
+    person.listener = (body) => {
+      if (body.type === "answered") settle();
+      else if (body.type === "ended") settle({ state: body.state, reason: body.reason ?? body.state });
+      events.forward?.(body);
+    };
+    // The carrier ends an unanswered call at the ring time; one it never reports on is given up on.
+    const timer = setTimeout(() => settle({ state: "no-answer", reason: `not answered within ${Math.round(request.ringTimeoutMs / 1000)} s` }), request.ringTimeoutMs + 5000);
+    const end = await answered.finally(() => clearTimeout(timer));
+    if (!end) return { person, events };
+    if (!person.ended) await this.hangup(person.id).catch(() => undefined);
+    return { outcome: unansweredOutcome(end.state), reason: end.reason, legId: person.id };
   }
 
   /** Tells a transfer in progress how it went (once); false when none was waiting. */

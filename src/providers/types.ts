@@ -82,6 +82,8 @@ export interface PlaceCallRequest {
   from?: string;
   /** The call asks for answering-machine detection: a carrier with its own (outbound.amd.detector "carrier") starts it with the call. */
   amd?: boolean;
+  /** How long the phone may ring, where not the config's ringTimeoutMs (a transfer's person). */
+  ringTimeoutMs?: number;
 }
 
 export type RemoteCallStatus =

@@ -39,6 +39,16 @@ export function readWavPcm16(buf: Uint8Array): { pcm: Int16Array; sampleRate: nu
   return { pcm: channels[0]!, sampleRate };
 }
 
+/** How long a PCM16 WAV (any channels) plays, in ms; nothing when it cannot be read as one. */
+export function wavDurationMs(buf: Uint8Array): number | undefined {
+  try {
+    const { channels, sampleRate } = readWav(buf);
+    return sampleRate > 0 ? Math.round((channels[0]!.length / sampleRate) * 1000) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A canonical 44-byte PCM16 WAV header for `dataBytes` of samples. */
 export function wavHeader(sampleRate: number, channels: number, dataBytes: number): Buffer {
   const header = Buffer.alloc(44);

@@ -14,8 +14,10 @@ export async function startJsonServer(handle: (req: IncomingMessage, body: strin
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () =>
       void handle(req, Buffer.concat(chunks).toString()).then(({ status, body }) => {
-        res.writeHead(status, { "content-type": "application/json" });
-        res.end(JSON.stringify(body));
+        // Bytes (a recording's file) go as they are; anything else as JSON.
+        const raw = Buffer.isBuffer(body);
+        res.writeHead(status, { "content-type": raw ? "audio/wav" : "application/json" });
+        res.end(raw ? body : JSON.stringify(body));
       }),
     );
   });

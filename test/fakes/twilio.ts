@@ -25,6 +25,7 @@ interface FakeCall {
   status: string;
   url?: string;
   statusCallback?: string;
+  to?: string;
 }
 
 export function callSid(n: number): string {
@@ -38,6 +39,8 @@ export class FakeTwilio extends FakeRestApi<RestRequest> {
   /** Numbers the account owns (IncomingPhoneNumbers) and verified caller ids (OutgoingCallerIds). */
   owned = ["+15550009999"];
   verified: string[] = [];
+  /** The account's recordings (RecordingSid -> WAV), served at Recordings/<sid>.wav. */
+  readonly recordings = new Map<string, Buffer>();
   private seq = 0;
 
   static start(): Promise<FakeTwilio> {
@@ -67,10 +70,15 @@ export class FakeTwilio extends FakeRestApi<RestRequest> {
       const items = pool.filter((n) => !wanted || n === wanted).map((n, i) => ({ sid: `PN${String(i).padStart(32, "0")}`, phone_number: n, account_sid: ACCOUNT_SID }));
       return { status: 200, body: { [key]: items, page: 0, page_size: 50, next_page_uri: null, uri: path } };
     }
+    const recording = path.match(new RegExp(`^${account}/Recordings/(RE[0-9a-f]{32})\\.wav$`));
+    if (req.method === "GET" && recording) {
+      const wav = this.recordings.get(recording[1]!);
+      return wav ? { status: 200, body: wav } : { status: 404, body: { code: 20404, message: "The requested resource was not found", status: 404 } };
+    }
     const base = `${account}/Calls`;
     if (req.method === "POST" && path === `${base}.json`) {
       this.seq += 1;
-      const call: FakeCall = { sid: callSid(this.seq), status: "queued", url: form.Url as string, statusCallback: form.StatusCallback as string };
+      const call: FakeCall = { sid: callSid(this.seq), status: "queued", url: form.Url as string, statusCallback: form.StatusCallback as string, to: form.To as string };
       this.calls.set(call.sid, call);
       return { status: 201, body: this.resource(call) };
     }

@@ -21,7 +21,8 @@ import { holdOn } from "../../audio/hold.js";
 import { isNarrowband, rtpMedia, websocketMedia } from "./media.js";
 import type { PlaceCallRequest, ProviderCapabilities, RemoteCallStatus, SetupFinding, TerminalState, TransferRequest, TransferResult } from "../types.js";
 import { AriClient, AriError, type AriChannel, type AriEvent } from "./ari.js";
-import { AsteriskTransfers, briefPerson, transferOutcome } from "./transfer.js";
+import { AsteriskTransfers, transferOutcome } from "./transfer.js";
+import { briefPerson } from "../warm-transfer.js";
 
 /** How long our calls found up at start wait to be taken back before they are hung up. */
 const ADOPTION_WINDOW_MS = 30_000;

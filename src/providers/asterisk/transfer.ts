@@ -8,28 +8,15 @@
  * memory only) a pair's bridge is found by its transfer leg and left alone;
  * then, when one of them hangs up, the other stays in the silent bridge
  * until they hang up too. A warm transfer's person is briefed first, on a
- * line of their own (briefPerson). A recorded call's bridge is recorded by
+ * line of their own (../warm-transfer.ts). A recorded call's bridge is recorded by
  * Asterisk once we leave it, and the file fetched when it goes.
  */
 import { randomUUID } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import type { Logger } from "../../log.js";
-import type { AmdVerdict } from "../../audio/amd.js";
-import type { MediaCall } from "../media-carrier.js";
-import { readWavPcm16 } from "../../speech/wav.js";
-import type { ProviderEventBody, TransferOutcome, TransferRequest, TransferResult } from "../types.js";
+import { wavDurationMs } from "../../speech/wav.js";
+import type { TransferOutcome, TransferRequest } from "../types.js";
 import { AriError, type AriClient } from "./ari.js";
-
-/** How long a WAV plays; nothing when it cannot be read as one (the file is kept all the same). */
-function wavDuration(wav: Buffer): { durationMs?: number } {
-  try {
-    const { pcm, sampleRate } = readWavPcm16(wav);
-    return { durationMs: Math.round((pcm.length / sampleRate) * 1000) };
-  } catch {
-    // Not PCM16 mono as Asterisk writes it: the bytes are saved, without a duration.
-    return {};
-  }
-}
 
 /** A transferred call's recording stops after this long whatever happens (Asterisk's own bound). */
 const MAX_RECORDING_SECONDS = 4 * 3600;
@@ -130,7 +117,8 @@ export class AsteriskTransfers {
         return record.done({ failed: `could not write ${record.path}: ${(err as Error).message} (kept in Asterisk's spool as ${name}.wav)` });
       }
       await this.ari.recordings.delete(name).catch((err: unknown) => this.log.warn({ name, err: String(err) }, "could not remove a recording from Asterisk's spool"));
-      return record.done({ ...wavDuration(wav), bytes: wav.length });
+      const durationMs = wavDurationMs(wav);
+      return record.done({ ...(durationMs !== undefined ? { durationMs } : {}), bytes: wav.length });
     }
     record.done({ failed: `Asterisk's recording of the transferred call was not found (${last})` });
   }
@@ -156,58 +144,5 @@ export class AsteriskTransfers {
   /** Whether a bridge or channel belongs to a transfer (kept by the clean-up after a reconnect or restart). */
   keeps(bridge: { id: string; channels: string[] }): boolean {
     return bridge.channels.some((c) => c.startsWith(this.legPrefix) || this.pairs.has(c)) || [...this.pairs.values()].some((p) => p.bridgeId === bridge.id);
-  }
-}
-
-/** What briefing a warm transfer's person needs of the carrier: their line opened with audio and a voice, and closed. */
-export interface BriefedLine {
-  /** Their own bridge, audio and pipeline; their events go to `listener`. */
-  open(listener: (event: ProviderEventBody) => void): Promise<MediaCall>;
-  detectMachine(options: { timeoutMs: number }): Promise<AmdVerdict>;
-  /** Refused: their leg is hung up and their line closed. */
-  hangUp(person: MediaCall): Promise<void>;
-  /** Accepted: their line closes, their channel stays (for the caller's bridge). */
-  release(person: MediaCall): Promise<void>;
-}
-
-/** How long a briefed person has to press 1 or 2. */
-const ANSWER_MS = 15_000;
-
-/**
- * A warm transfer's person, alone with us: a voicemail is recognised
- * (answering-machine detection), the person hears the briefing and accepts
- * with 1 (or declines with 2, hangs up, or says nothing within 15 s).
- * Accepted: undefined (their channel is free to join the caller); otherwise
- * why not, their leg hung up.
- */
-export async function briefPerson(line: BriefedLine, briefing: string): Promise<Omit<TransferResult, "legId"> | undefined> {
-  const keys: string[] = [];
-  let wake: (() => void) | undefined;
-  let person: MediaCall | undefined;
-  const refuse = async (outcome: TransferOutcome, reason: string) => {
-    if (person) await line.hangUp(person);
-    return { outcome, reason };
-  };
-  try {
-    person = await line.open((event) => {
-      if (event.type === "dtmf") keys.push(event.digits);
-      if (event.type === "dtmf" || event.type === "ended") wake?.();
-    });
-    const verdict = await line.detectMachine({ timeoutMs: 4000 });
-    if (verdict.outcome === "machine") return await refuse("voicemail", `a voicemail answered (${verdict.reason})`);
-    await person.media!.speak(`${briefing} Press 1 to take the call, or 2 to decline.`, {});
-    const until = performance.now() + ANSWER_MS;
-    while (!person.ended && keys.length === 0 && performance.now() < until) {
-      await new Promise<void>((resolve) => {
-        wake = resolve;
-        setTimeout(resolve, Math.max(0, until - performance.now())).unref();
-      });
-    }
-    if (person.ended) return { outcome: "declined", reason: "the person hung up" };
-    if (keys[0] !== "1") return await refuse(keys.length ? "declined" : "no-answer", keys.length ? `the person pressed ${keys[0]}` : `the person did not answer the briefing within ${ANSWER_MS / 1000} s`);
-    await line.release(person);
-    return undefined;
-  } catch (err) {
-    return await refuse("failed", `the briefing failed: ${(err as Error).message}`);
   }
 }

@@ -192,7 +192,7 @@ export class PlivoProvider extends StreamCarrier {
       hangupMethod: "POST",
       ringUrl: endpoints.webhook({ type: "ring" }),
       ringMethod: "POST",
-      ringTimeout: Math.max(5, Math.ceil(config.ringTimeoutMs / 1000)),
+      ringTimeout: Math.max(5, Math.ceil((request.ringTimeoutMs ?? config.ringTimeoutMs) / 1000)),
     }));
     const id = Array.isArray(created.requestUuid) ? created.requestUuid[0] : created.requestUuid;
     if (!id) throw new VoiceCallError("PROVIDER_ERROR", "Plivo accepted the call without a request_uuid");

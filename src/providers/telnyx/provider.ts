@@ -151,7 +151,7 @@ export class TelnyxProvider extends StreamCarrier {
       from: request.from ?? config.fromNumber ?? "",
       webhook_url: endpoints.webhook(),
       webhook_url_method: "POST",
-      timeout_secs: Math.max(5, Math.ceil(config.ringTimeoutMs / 1000)),
+      timeout_secs: Math.max(5, Math.ceil((request.ringTimeoutMs ?? config.ringTimeoutMs) / 1000)),
     });
     const id = data?.call_control_id;
     if (!id) throw new VoiceCallError("PROVIDER_ERROR", "Telnyx accepted the call without a call_control_id");

@@ -48,6 +48,7 @@ import { TWILIO_WIRE, twilioStreamEvent } from "./stream.js";
 import { hangupTwiml, rejectTwiml, twilioDocuments, type TwiML } from "./twiml.js";
 import { twilioAmdParams, twilioVerdict } from "./amd.js";
 import { CarrierVerdicts } from "../carrier-amd.js";
+import { TwilioRecordings, recordingAttributes } from "./recordings.js";
 import type { AmdVerdict } from "../../audio/amd.js";
 
 export type TwilioProviderOptions = StreamCarrierOptions;
@@ -77,13 +78,15 @@ const DIAL_OUTCOMES: Record<string, TransferOutcome> = { completed: "connected",
 
 export class TwilioProvider extends StreamCarrier {
   readonly id = "twilio" as const;
-  readonly capabilities: ProviderCapabilities = { inbound: true, dtmfOut: true, e164Only: true, turnTokens: true };
+  readonly capabilities: ProviderCapabilities;
   readonly ingress: CarrierIngress;
   private readonly client: twilio.Twilio;
   private readonly accountSid: string;
   private readonly authToken: string;
   /** Calls Twilio was asked to tell people from machines on (outbound.amd.detector "carrier"). */
   private readonly verdicts = new CarrierVerdicts();
+  /** Twilio's recordings of transferred calls, fetched when done. */
+  private readonly recordings: TwilioRecordings;
   /** With streaming off: Twilio speaks (Say), listens (Gather) and presses keys (Play) itself. */
   protected declare carrierSpeech?: DocumentSpeech;
 
@@ -94,6 +97,9 @@ export class TwilioProvider extends StreamCarrier {
     this.accountSid = accountSid;
     this.authToken = authToken;
     this.client = twilio(accountSid, authToken, { region, httpClient: options.apiBaseUrl ? redirectedClient(options.apiBaseUrl) : undefined, autoRetry: true, maxRetries: 2 });
+    this.recordings = new TwilioRecordings(accountSid, authToken, options.apiBaseUrl, this.log);
+    // A warm transfer briefs the person on a stream of ours: not with Twilio's own speech.
+    this.capabilities = { inbound: true, dtmfOut: true, e164Only: true, turnTokens: true, warmTransfer: options.config.streaming.enabled };
     if (!options.config.streaming.enabled) {
       this.carrierSpeech = new DocumentSpeech({
         transfer: async (id, query) => {
@@ -143,7 +149,7 @@ export class TwilioProvider extends StreamCarrier {
       statusCallback: endpoints.webhook({ type: "status" }),
       statusCallbackMethod: "POST",
       statusCallbackEvent: ["initiated", "ringing", "answered", "completed"],
-      timeout: Math.max(5, Math.ceil(config.ringTimeoutMs / 1000)),
+      timeout: Math.max(5, Math.ceil((request.ringTimeoutMs ?? config.ringTimeoutMs) / 1000)),
       ...(carrierAmd ? twilioAmdParams(config.outbound.amd, endpoints.webhook({ type: "amd" })) : {}),
     });
     if (carrierAmd) this.verdicts.expect(created.sid);
@@ -163,17 +169,55 @@ export class TwilioProvider extends StreamCarrier {
    * stream ends with it). The person's leg reports its answer to
    * `?type=transfer-leg`: the caller is theirs, we leave. A dial that ends
    * unanswered asks `?type=transfer-end` what next: the stream again, so the
-   * caller is back with us.
+   * caller is back with us. A recorded call's Dial is recorded by Twilio
+   * (both sides, dual channel). Warm: the person is a call of ours first
+   * (stream-carrier.ts), then both join one Conference.
    */
   async transfer(providerCallId: string, request: TransferRequest): Promise<TransferResult> {
     const call = this.live(providerCallId);
+    if (request.mode === "warm") return this.warmTransferWith(call, request);
     const { endpoints, config } = this.options;
     const response = new twilio.twiml.VoiceResponse();
-    const dial = response.dial({ action: endpoints.webhook({ type: "transfer-end" }), method: "POST", timeout: Math.max(5, Math.ceil(request.ringTimeoutMs / 1000)), ...(config.fromNumber ? { callerId: config.fromNumber } : {}) });
+    const dial = response.dial({
+      action: endpoints.webhook({ type: "transfer-end" }),
+      method: "POST",
+      timeout: Math.max(5, Math.ceil(request.ringTimeoutMs / 1000)),
+      ...(config.fromNumber ? { callerId: config.fromNumber } : {}),
+      ...(request.record ? recordingAttributes(this.recordingCallback(call.id)).dial : {}),
+    });
     dial.number({ statusCallback: endpoints.webhook({ type: "transfer-leg" }), statusCallbackEvent: ["answered"], statusCallbackMethod: "POST" }, request.to);
     return this.transferWith(call, request.ringTimeoutMs, async () => {
+      if (request.record) this.recordings.expect(call.id, request.record);
       await this.client.calls(call.id).update({ twiml: response.toString() });
     });
+  }
+
+  /**
+   * A warm transfer's caller and person into one Conference, named after
+   * the caller's CallSid: the person first, so the caller never waits alone;
+   * when either leaves, it ends for both. A recorded call's Conference is
+   * recorded by Twilio (one mixed channel, as Twilio records conferences).
+   */
+  protected override async join(caller: StreamCall, person: StreamCall, record?: TransferRequest["record"]): Promise<void> {
+    const room = new twilio.twiml.VoiceResponse();
+    room.dial().conference(
+      {
+        beep: "false",
+        startConferenceOnEnter: true,
+        endConferenceOnExit: true,
+        waitUrl: "",
+        ...(record ? recordingAttributes(this.recordingCallback(caller.id)).conference : {}),
+      },
+      `transfer-${caller.id}`,
+    );
+    room.hangup();
+    await this.client.calls(person.id).update({ twiml: room.toString() });
+    if (record) this.recordings.expect(caller.id, record);
+    await this.client.calls(caller.id).update({ twiml: room.toString() });
+  }
+
+  private recordingCallback(callSid: string): string {
+    return this.options.endpoints.webhook({ type: "recording", call: callSid });
   }
 
   /** The person's leg answered (its Number statusCallback): the transfer is done. */
@@ -258,9 +302,14 @@ export class TwilioProvider extends StreamCarrier {
   private async onWebhook(request: WebhookRequest): Promise<WebhookReply> {
     const form = new URLSearchParams(request.rawBody.toString("utf8"));
     if (form.get("AccountSid") !== this.accountSid) throw new VoiceCallError("UNAUTHORIZED", "AccountSid is not this account's");
+    const type = request.query.get("type") ?? "voice";
+    // A Conference's recording callback names the conference, not a call: our call is in the query.
+    if (type === "recording") {
+      this.background(this.recordings.completed(request.query.get("call") ?? "", form), "fetching a recording");
+      return { status: 204 };
+    }
     const sid = form.get("CallSid");
     if (!sid || !/^CA[0-9a-f]{32}$/i.test(sid)) throw new VoiceCallError("INVALID_PARAMS", "CallSid: missing or malformed");
-    const type = request.query.get("type") ?? "voice";
     if (type === "status") return this.onStatus(sid, form);
     if (type === "amd") {
       this.verdicts.settle(sid, twilioVerdict(form));
@@ -312,7 +361,7 @@ export class TwilioProvider extends StreamCarrier {
 
   private replayReply(request: WebhookRequest): WebhookReply {
     const type = request.query.get("type") ?? "voice";
-    if (type === "status" || type === "transfer-leg" || type === "amd") return { status: 204 };
+    if (type === "status" || type === "transfer-leg" || type === "amd" || type === "recording") return { status: 204 };
     // A retried TwiML fetch gets the same answer; nothing new is started.
     if (isDocumentType(type)) return documentReply(this.carrierSpeech?.reply(type, request.query, true));
     const sid = new URLSearchParams(request.rawBody.toString("utf8")).get("CallSid") ?? "";
