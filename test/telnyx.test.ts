@@ -5,10 +5,15 @@
  * carrier shares (audio, barge-in, keys, hang-ups, restore) is in
  * the carrier suite (test/suites/carriers.ts).
  */
+import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { decodeG711, encodeG711 } from "../src/audio/g711.js";
+import { FliteSynthesizer } from "../src/speech/flite.js";
+import { synthesizeAll } from "../src/speech/types.js";
+import { writeWavPcm16 } from "../src/speech/wav.js";
 import { resolveConfig } from "../src/configure.js";
 import type { RunningService } from "../src/server/service.js";
-import { MediaStreamClient, TELNYX } from "./fakes/media-stream.js";
+import { MediaStreamClient, TELNYX, loudMs } from "./fakes/media-stream.js";
 import { API_KEY, CONNECTION_ID, FakeTelnyx } from "./fakes/telnyx.js";
 import { saidAndListening, startCloudService, waitFor } from "./helpers.js";
 
@@ -52,8 +57,8 @@ describe("Telnyx carrier (SDK against a local Call Control API, Ed25519 webhooks
     return MediaStreamClient.connect(url, { callSid: id, token: Buffer.from(state, "base64").toString("utf8") }, TELNYX);
   }
 
-  async function connectedCall(message: string): Promise<{ callId: string; id: string; stream: MediaStreamClient }> {
-    const { callId } = await manager().initiateCall({ to: CALLER, message });
+  async function connectedCall(message: string, options: { record?: boolean } = {}): Promise<{ callId: string; id: string; stream: MediaStreamClient }> {
+    const { callId } = await manager().initiateCall({ to: CALLER, message, ...options });
     const id = manager().getCall(callId)!.providerCallId!;
     expect((await fake.webhook(webhookUrl, event("call.initiated", id, { direction: "outgoing" }))).status).toBe(200);
     expect((await fake.webhook(webhookUrl, event("call.answered", id))).status).toBe(200);
@@ -104,6 +109,50 @@ describe("Telnyx carrier (SDK against a local Call Control API, Ed25519 webhooks
     expect(manager().listCalls().filter((c) => c.providerCallId?.startsWith("leg-"))).toEqual([]);
     stream.close();
   }, 30_000);
+
+  it("transfer (warm): the person, a call of ours, is briefed alone while the caller holds on our stream; busy leaves the caller with us; a 1 bridges the two, our streams stop, and Telnyx's dual-channel recording is fetched beside ours", async () => {
+    const { callId, id, stream } = await connectedCall("One moment please.", { record: true });
+    const briefing = "Ann is calling about her order.";
+    const hello = decodeG711("ulaw", encodeG711("ulaw", await synthesizeAll(new FliteSynthesizer(), "Hello?", 8000)));
+
+    // The first person's phone is busy: the caller is still ours.
+    const busy = manager().transferCall(callId, { to: "+15550007001", mode: "warm", message: briefing });
+    const first = await waitFor(() => fake.dialled.get("+15550007001"), "the person dialled");
+    expect(fake.made("POST", /^\/calls$/).at(-1)!.body).toMatchObject({ to: "+15550007001", from: OURS, connection_id: CONNECTION_ID, webhook_url: webhookUrl });
+    await fake.webhook(webhookUrl, event("call.hangup", first, { hangup_cause: "user_busy", to: "+15550007001" }));
+    expect(await busy).toMatchObject({ transferred: false, mode: "warm", outcome: "busy", legId: first, state: "listening" });
+
+    // The second answers, says hello, hears the briefing (the caller the hold chime) and presses 1.
+    const since = performance.now();
+    const accepted = manager().transferCall(callId, { to: "+15550007002", mode: "warm", message: briefing });
+    const second = await waitFor(() => fake.dialled.get("+15550007002"), "the second person dialled");
+    await fake.webhook(webhookUrl, event("call.initiated", second, { direction: "outgoing", to: "+15550007002" }));
+    await fake.webhook(webhookUrl, event("call.answered", second, { to: "+15550007002" }));
+    const person = await streamFor(second, "streaming_start");
+    const at = performance.now();
+    await person.play(hello);
+    await person.silence(1500);
+    await waitFor(() => loudMs(person.mediaAfter(at)) > 1500 || undefined, "the briefing played to the person", 20_000);
+    expect(loudMs(stream.mediaAfter(since))).toBeGreaterThan(200);
+    person.dtmf("1");
+    expect(await accepted).toMatchObject({ transferred: true, mode: "warm", outcome: "connected", legId: second, state: "transferred" });
+    expect(fake.made("POST", new RegExp(`/calls/${id}/actions/bridge$`))[0]?.body).toEqual({ call_control_id: second });
+    for (const leg of [id, second]) expect(fake.made("POST", new RegExp(`/calls/${leg}/actions/streaming_stop$`))).toHaveLength(1);
+    expect(fake.made("POST", new RegExp(`/calls/${id}/actions/record_start$`))[0]?.body).toEqual({ format: "wav", channels: "dual" });
+    expect(manager().listCalls().some((c) => c.providerCallId === first || c.providerCallId === second)).toBe(false);
+
+    // They hang up; Telnyx saves the recording and links it.
+    const wav = writeWavPcm16(new Int16Array(8000 * 2), 8000);
+    fake.files.set("rec.wav", wav);
+    await fake.webhook(webhookUrl, event("call.hangup", second, { hangup_cause: "normal_clearing" }));
+    await fake.webhook(webhookUrl, event("call.recording.saved", id, { recording_urls: { wav: `${fake.baseUrl}/files/rec.wav`, mp3: null }, channels: "dual", recording_started_at: "2026-12-02T10:00:00.000Z", recording_ended_at: "2026-12-02T10:00:02.000Z" }));
+    const after = await waitFor(() => manager().getCall(callId)!.recording?.afterTransfer, "the transferred call's recording");
+    expect(after).toMatchObject({ durationMs: 2000, bytes: wav.length });
+    expect(readFileSync(after.path).equals(wav)).toBe(true);
+    expect(manager().getCall(callId)!.transfers?.map((t) => t.outcome)).toEqual(["busy", "connected"]);
+    stream.close();
+    person.close();
+  }, 60_000);
 
   it("answers an allowed inbound caller with the stream and greets them; rejects others", async () => {
     const id = fake.newCallId();

@@ -15,6 +15,10 @@ export const CONNECTION_ID = "1684641123236054244";
 export class FakeTelnyx extends FakeRestApi<JsonRequest> {
   /** Calls dialled or known, by call_control_id, and whether each is alive. */
   readonly alive = new Map<string, boolean>();
+  /** The call_control_id of the last call dialled to each number. */
+  readonly dialled = new Map<string, string>();
+  /** Files served at <baseUrl>/files/<name> (a saved recording's link). */
+  readonly files = new Map<string, Buffer>();
   readonly publicKey: string;
   private readonly privateKey: KeyObject;
   private seq = 0;
@@ -39,11 +43,18 @@ export class FakeTelnyx extends FakeRestApi<JsonRequest> {
   protected async handle(req: IncomingMessage, text: string): Promise<{ status: number; body: unknown }> {
     const path = decodeURIComponent((req.url ?? "").split("?")[0]!.replace(/^\/v2/, ""));
     this.requests.push({ method: req.method ?? "", path, body: text ? JSON.parse(text) : {} });
+    // A saved recording's link is presigned: no API key.
+    const file = path.match(/^\/files\/([^/]+)$/);
+    if (req.method === "GET" && file) {
+      const bytes = this.files.get(file[1]!);
+      return bytes ? { status: 200, body: bytes } : { status: 404, body: { errors: [{ code: "10005", title: "Resource not found" }] } };
+    }
     if (req.headers.authorization !== `Bearer ${API_KEY}`) return { status: 401, body: { errors: [{ code: "10009", title: "Authentication failed" }] } };
     if (req.method === "GET" && path === "/balance") return { status: 200, body: { data: { balance: "10.00", currency: "USD", record_type: "balance" } } };
     if (req.method === "POST" && path === "/calls") {
       const id = this.newCallId();
       this.alive.set(id, true);
+      this.dialled.set(JSON.parse(text).to, id);
       return { status: 200, body: { data: { call_control_id: id, call_leg_id: `leg-${this.seq}`, call_session_id: `session-${this.seq}`, is_alive: false, record_type: "call" } } };
     }
     const action = path.match(/^\/calls\/([^/]+)\/actions\/([a-z_]+)$/);

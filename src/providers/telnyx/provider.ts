@@ -41,6 +41,7 @@ import type {
 } from "../types.js";
 import { TelnyxCarrierSpeech } from "./carrier-speech.js";
 import { TELNYX_WIRE, telnyxStreamEvent } from "./stream.js";
+import { fetchBytes, keepCarrierRecording, type TransferRecording } from "../carrier-recording.js";
 
 export type TelnyxProviderOptions = StreamCarrierOptions;
 
@@ -63,6 +64,9 @@ const Event = z.object({
         status: z.string().max(32).optional(),
         digit: z.string().max(8).optional(),
         transcription_data: z.object({ transcript: z.string().max(10_000).optional(), is_final: z.boolean().optional() }).passthrough().optional(),
+        recording_urls: z.object({ wav: z.string().max(4096).nullable().optional() }).passthrough().optional(),
+        recording_started_at: z.string().max(64).nullable().optional(),
+        recording_ended_at: z.string().max(64).nullable().optional(),
       })
       .passthrough(),
   }),
@@ -92,8 +96,10 @@ function endOf(cause: string, answered: boolean, byUs: boolean): TerminalState {
 
 export class TelnyxProvider extends StreamCarrier {
   readonly id = "telnyx" as const;
-  readonly capabilities: ProviderCapabilities = { inbound: true, dtmfOut: true, e164Only: true, turnTokens: true };
+  readonly capabilities: ProviderCapabilities;
   readonly ingress: CarrierIngress;
+  /** Transferred calls Telnyx records, by the caller's call_control_id, until call.recording.saved. */
+  private readonly recordings = new Map<string, TransferRecording>();
   private readonly client: Telnyx;
   private readonly connectionId: string;
   private readonly publicKey?: string;
@@ -108,6 +114,8 @@ export class TelnyxProvider extends StreamCarrier {
     this.publicKey = publicKey;
     // Everything given explicitly: the SDK would otherwise read TELNYX_* variables itself.
     this.client = new Telnyx({ apiKey, publicKey: publicKey ?? null, baseURL: options.apiBaseUrl ?? API_BASE, maxRetries: 2, timeout: 15_000 });
+    // A warm transfer briefs the person on a stream of ours: not with Telnyx's own speech.
+    this.capabilities = { inbound: true, dtmfOut: true, e164Only: true, turnTokens: true, warmTransfer: options.config.streaming.enabled };
     if (!options.config.streaming.enabled) {
       this.carrierSpeech = new TelnyxCarrierSpeech({
         speak: async (id, text, ref) => {
@@ -247,6 +255,9 @@ export class TelnyxProvider extends StreamCarrier {
         // With the stream, keys arrive as its dtmf frames instead.
         if (this.carrierSpeech && known && !known.ended && payload.digit && /^[0-9A-D*#]$/.test(payload.digit)) this.emit(known, { type: "dtmf", digits: payload.digit });
         break;
+      case "call.recording.saved":
+        this.background(this.recordingSaved(id, payload.recording_urls?.wav ?? undefined, payload.recording_started_at, payload.recording_ended_at), "fetching a recording");
+        break;
       case "call.hangup": {
         const call = known ?? this.transient(id);
         const state = endOf(payload.hangup_cause ?? "", call.answered, call.hangupRequested);
@@ -264,10 +275,12 @@ export class TelnyxProvider extends StreamCarrier {
    * Blind transfer through Call Control's transfer: Telnyx dials the person
    * and bridges them with the caller once they answer; the person's leg
    * reports under its own id, with the call it came from in its client
-   * state. Unanswered, the caller is still on our stream.
+   * state. Unanswered, the caller is still on our stream. Warm: the person
+   * is a call of ours first (stream-carrier.ts), then the two are bridged.
    */
   async transfer(providerCallId: string, request: TransferRequest): Promise<TransferResult> {
     const call = this.live(providerCallId);
+    if (request.mode === "warm") return this.warmTransferWith(call, request);
     const { config, endpoints } = this.options;
     const result = await this.transferWith(call, request.ringTimeoutMs, async () => {
       await this.client.calls.actions.transfer(call.id, {
@@ -282,8 +295,38 @@ export class TelnyxProvider extends StreamCarrier {
       call.held = false;
     });
     // Put through: our stream stops (the caller and the person are bridged at Telnyx).
-    if (result.outcome === "connected") await this.client.calls.actions.stopStreaming(call.id, {}).catch((err) => this.log.warn({ callId: call.id, err: String(err) }, "could not stop the stream after a transfer"));
+    if (result.outcome === "connected") await this.putThrough([call.id], request.record);
     return result;
+  }
+
+  /** A warm transfer's caller and person bridged at Telnyx (when either hangs up, Telnyx hangs up the other). */
+  protected override async join(caller: StreamCall, person: StreamCall, record?: TransferRequest["record"]): Promise<void> {
+    await this.client.calls.actions.bridge(caller.id, { call_control_id_to_bridge_with: person.id });
+    await this.putThrough([caller.id, person.id], record);
+  }
+
+  /** Our streams of bridged calls stop; a recorded call is recorded by Telnyx (both sides, dual channel) until it ends. */
+  private async putThrough(ids: string[], record: TransferRequest["record"]): Promise<void> {
+    await Promise.all(ids.map((id) => this.client.calls.actions.stopStreaming(id, {}).catch((err) => this.log.warn({ callId: id, err: String(err) }, "could not stop the stream after a transfer"))));
+    if (!record) return;
+    const callerId = ids[0]!;
+    this.recordings.set(callerId, record);
+    try {
+      await this.client.calls.actions.startRecording(callerId, { format: "wav", channels: "dual" });
+    } catch (err) {
+      this.recordings.delete(callerId);
+      record.done({ failed: `Telnyx did not record the transferred call: ${(err as Error).message}` });
+    }
+  }
+
+  /** Telnyx saved a transferred call's recording: its WAV is fetched (a signed link, no credentials sent) beside ours. */
+  private async recordingSaved(id: string, wavUrl: string | undefined, startedAt?: string | null, endedAt?: string | null): Promise<void> {
+    const record = this.recordings.get(id);
+    if (!record) return;
+    this.recordings.delete(id);
+    if (!wavUrl || !/^https?:\/\//.test(wavUrl)) return record.done({ failed: "Telnyx saved the recording without a WAV link" });
+    const span = startedAt && endedAt ? Date.parse(endedAt) - Date.parse(startedAt) : NaN;
+    await keepCarrierRecording(record, () => fetchBytes(wavUrl), { carrier: "Telnyx", ...(Number.isFinite(span) && span >= 0 ? { durationMs: span } : {}) });
   }
 
   /** An event of a transfer's leg: answered or bridged, the transfer is done; hung up first, it failed, saying why. */

@@ -7,12 +7,8 @@
  * credentials, only from Twilio's API hosts, and written where the call's
  * record says.
  */
-import { writeFile } from "node:fs/promises";
 import type { Logger } from "../../log.js";
-import { wavDurationMs } from "../../speech/wav.js";
-import type { TransferRequest } from "../types.js";
-
-type Record = NonNullable<TransferRequest["record"]>;
+import { fetchBytes, keepCarrierRecording, type TransferRecording } from "../carrier-recording.js";
 
 /** What makes a `<Dial>` (dual: each side a channel) or a `<Conference>` (one mix) recorded, with its callback. */
 export function recordingAttributes(callbackUrl: string) {
@@ -22,7 +18,7 @@ export function recordingAttributes(callbackUrl: string) {
 
 export class TwilioRecordings {
   /** Transferred calls whose recording is awaited, by the caller's CallSid. */
-  private readonly awaited = new Map<string, Record>();
+  private readonly awaited = new Map<string, TransferRecording>();
 
   constructor(
     private readonly accountSid: string,
@@ -32,7 +28,7 @@ export class TwilioRecordings {
     private readonly log: Logger,
   ) {}
 
-  expect(callSid: string, record: Record): void {
+  expect(callSid: string, record: TransferRecording): void {
     this.awaited.set(callSid, record);
   }
 
@@ -45,22 +41,9 @@ export class TwilioRecordings {
     if (status !== "completed") return record.done({ failed: `Twilio's recording of the transferred call is ${status || "missing"}${form.get("ErrorCode") ? ` (error ${form.get("ErrorCode")})` : ""}` });
     const source = this.source(form.get("RecordingUrl") ?? "");
     if (!source) return record.done({ failed: "Twilio's recording callback named no recording of this account" });
-    let wav: Buffer;
-    try {
-      const res = await fetch(source, { headers: { authorization: `Basic ${Buffer.from(`${this.accountSid}:${this.authToken}`).toString("base64")}` } });
-      if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      wav = Buffer.from(await res.arrayBuffer());
-    } catch (err) {
-      return record.done({ failed: `could not fetch Twilio's recording ${form.get("RecordingSid") ?? ""}: ${(err as Error).message} (it stays in the account's Recordings)` });
-    }
-    try {
-      await writeFile(record.path, wav);
-    } catch (err) {
-      return record.done({ failed: `could not write ${record.path}: ${(err as Error).message} (it stays in the account's Recordings)` });
-    }
-    const durationMs = wavDurationMs(wav) ?? (Number(form.get("RecordingDuration")) * 1000 || undefined);
-    this.log.info({ callId: callSid, recording: form.get("RecordingSid") }, "fetched Twilio's recording of the transferred call");
-    record.done({ ...(durationMs !== undefined ? { durationMs } : {}), bytes: wav.length });
+    const auth = { authorization: `Basic ${Buffer.from(`${this.accountSid}:${this.authToken}`).toString("base64")}` };
+    this.log.info({ callId: callSid, recording: form.get("RecordingSid") }, "fetching Twilio's recording of the transferred call");
+    await keepCarrierRecording(record, () => fetchBytes(source, auth), { carrier: "Twilio", durationMs: Number(form.get("RecordingDuration")) * 1000 || undefined });
   }
 
   /** The WAV of a recording URL, when it is one of this account's on a Twilio API host (a signed callback could still name any URL). */
