@@ -5,10 +5,15 @@
  * behaviour every carrier shares (audio, barge-in, keys, hang-ups, restore)
  * is in the carrier suite (test/suites/carriers.ts).
  */
+import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { decodeG711, encodeG711 } from "../src/audio/g711.js";
+import { FliteSynthesizer } from "../src/speech/flite.js";
+import { synthesizeAll } from "../src/speech/types.js";
+import { writeWavPcm16 } from "../src/speech/wav.js";
 import type { RunningService } from "../src/server/service.js";
 import { runSetup } from "../src/setup.js";
-import { MediaStreamClient, PLIVO } from "./fakes/media-stream.js";
+import { MediaStreamClient, PLIVO, loudMs } from "./fakes/media-stream.js";
 import { AUTH_ID, AUTH_TOKEN, FakePlivo, plivoStreamOf } from "./fakes/plivo.js";
 import { makeConfig, startCloudService, waitFor } from "./helpers.js";
 
@@ -94,6 +99,49 @@ describe("Plivo carrier (SDK against a local Voice API, V3 signatures, Plivo XML
     expect((await fake.webhook(`${webhookUrl}?type=transfer-end`, legParams({ DialStatus: "completed", DialBLegUUID: "b-leg-2" }))).body).toContain("<Hangup");
     expect(manager().getCall(callId)).toMatchObject({ state: "transferred", transfers: [{ outcome: "busy" }, { outcome: "connected", legId: "b-leg-2" }] });
   }, 30_000);
+
+  it("transfer (warm): the person, a call of ours, hears the briefing alone while the caller holds; a 1 moves both into one Conference, which Plivo records and we fetch", async () => {
+    const { callId } = await manager().initiateCall({ to: CALLER, message: "One moment please.", mode: "conversation", record: true });
+    const requestUuid = manager().getCall(callId)!.providerCallId!;
+    const callUuid = "c0ffee00-0000-4000-8000-0000000000c1";
+    fake.calls.set(callUuid, "live");
+    const answer = await fake.webhook(`${webhookUrl}?type=answer`, answerParams(callUuid, requestUuid));
+    const caller = await MediaStreamClient.connect(plivoStreamOf(answer.body)!.url, { callSid: callUuid, token: plivoStreamOf(answer.body)!.headers }, PLIVO);
+    await waitFor(() => manager().getCall(callId)?.state === "listening" || undefined, "the message played", 15_000);
+
+    const since = performance.now();
+    const accepted = manager().transferCall(callId, { to: "+15550007003", mode: "warm", message: "Ann is calling about her order." });
+    const personRequest = await waitFor(() => fake.dialled.get("+15550007003"), "the person called");
+    const personUuid = "c0ffee00-0000-4000-8000-0000000000c2";
+    fake.calls.set(personUuid, "live");
+    const personAnswer = await fake.webhook(`${webhookUrl}?type=answer`, { ...answerParams(personUuid, personRequest), To: "+15550007003" });
+    const target = plivoStreamOf(personAnswer.body)!;
+    const person = await MediaStreamClient.connect(target.url, { callSid: personUuid, token: target.headers }, PLIVO);
+    const at = performance.now();
+    await person.play(decodeG711("ulaw", encodeG711("ulaw", await synthesizeAll(new FliteSynthesizer(), "Hello?", 8000))));
+    await person.silence(1500);
+    await waitFor(() => loudMs(person.mediaAfter(at)) > 1500 || undefined, "the briefing played to the person", 20_000);
+    expect(loudMs(caller.mediaAfter(since))).toBeGreaterThan(200);
+    person.dtmf("1");
+    const result = await accepted;
+    expect(result, `${result.reason}: ${manager().getCall(callId)!.endReason}`).toMatchObject({ transferred: true, mode: "warm", outcome: "connected", legId: personRequest, state: "transferred" });
+    const room = `${webhookUrl}?type=transfer-room&room=${requestUuid}`;
+    for (const uuid of [personUuid, callUuid]) expect(fake.made("POST", new RegExp(`^/Call/${uuid}/$`)).at(-1)?.body).toMatchObject({ legs: "aleg", aleg_url: room, aleg_method: "POST" });
+    const conference = await fake.webhook(room, { CallUUID: callUuid, Direction: "outbound", CallStatus: "in-progress" });
+    expect(conference.body).toBe(
+      `<Response><Conference beep="false" startConferenceOnEnter="true" endConferenceOnExit="true" waitSound="" record="true" recordFileFormat="wav" callbackUrl="${webhookUrl}?type=transfer-recorded&amp;room=${requestUuid}" callbackMethod="POST">transfer-${requestUuid}</Conference></Response>`,
+    );
+    expect(manager().listCalls().some((c) => c.providerCallId === personRequest)).toBe(false);
+
+    const wav = writeWavPcm16(new Int16Array(8000 * 2), 8000);
+    fake.files.set("conference.wav", wav);
+    await fake.webhook(`${webhookUrl}?type=transfer-recorded&room=${requestUuid}`, { CallUUID: callUuid, ConferenceAction: "record", ConferenceName: `transfer-${requestUuid}`, RecordUrl: `${fake.baseUrl}/files/conference.wav`, RecordingDurationMs: "2000" });
+    const after = await waitFor(() => manager().getCall(callId)!.recording?.afterTransfer, "the transferred call's recording");
+    expect(after).toMatchObject({ durationMs: 2000, bytes: wav.length });
+    expect(readFileSync(after.path).equals(wav)).toBe(true);
+    caller.close();
+    person.close();
+  }, 60_000);
 
   it("cancels a call request not answered yet", async () => {
     const { callId } = await manager().initiateCall({ to: CALLER, message: "Hello." });

@@ -60,7 +60,7 @@ export async function transferCall(line: TransferredLine, to: string, options: {
   if (!provider) throw new VoiceCallError("UNAVAILABLE", `provider ${record.provider} is not available in this service`);
   if (!provider.transfer) throw new VoiceCallError("UNSUPPORTED", `provider ${provider.id} cannot transfer calls`);
   if (mode === "warm" && !provider.capabilities.warmTransfer) {
-    throw new VoiceCallError("UNSUPPORTED", `mode: provider ${provider.id} has no warm transfer yet (Asterisk has); a blind transfer hands the caller over directly`, [{ path: "mode", message: `no warm transfer on ${provider.id}` }]);
+    throw new VoiceCallError("UNSUPPORTED", `mode: provider ${provider.id} has no warm transfer here (it needs our audio on the call: streaming.enabled on the cloud carriers); a blind transfer hands the caller over directly`, [{ path: "mode", message: `no warm transfer on ${provider.id}` }]);
   }
   await line.waitAnswered();
   // Blind: the message is the caller's; warm: it is the person's briefing, and the caller holds.

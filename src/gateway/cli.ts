@@ -127,7 +127,7 @@ export function registerVoicecallCommands(root: Command, io: CliIo): Command {
     .description("put the caller through to a person (blind: once they answer, we leave the call)")
     .requiredOption("--call-id <id>", "call id")
     .requiredOption("--to <number>", "who takes the call: a number, or on the PBX an extension or SIP URI")
-    .option("--warm", "warm transfer (Asterisk): the caller holds while the person hears --message and accepts or declines")
+    .option("--warm", "warm transfer: the caller holds while the person hears --message and accepts or declines")
     .option("--message <text>", "blind: said to the caller first; warm: what the person is told")
     .action(
       rpc(

@@ -61,7 +61,7 @@ export const MethodParams = {
   "voicecall.transfer": z.strictObject({
     callId,
     to: text("to").describe("who takes the call: a number, or on the PBX an extension or SIP URI"),
-    mode: z.enum(["blind", "warm"]).optional().describe("blind (the default): the caller is put through and we leave; warm (Asterisk): the caller holds while the person hears `message` and accepts or declines"),
+    mode: z.enum(["blind", "warm"]).optional().describe("blind (the default): the caller is put through and we leave; warm: the caller holds while the person hears `message` and accepts or declines"),
     message: message.optional().describe("blind: said to the caller before the transfer; warm: what the person is told first"),
   }),
   /** Without callId: the calls in progress (gateway compatibility); `sid` is the reference plugin's name for callId. */

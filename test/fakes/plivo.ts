@@ -31,6 +31,10 @@ export class FakePlivo extends FakeRestApi<JsonRequest> {
   /** Calls by id: "queued" (request made, not answered), "live", or "ended". */
   readonly calls = new Map<string, "queued" | "live" | "ended">();
   owned = ["15550009999"];
+  /** The request_uuid of the last call made to each number. */
+  readonly dialled = new Map<string, string>();
+  /** Files served at <baseUrl>/files/<name> (a recording's RecordUrl), without credentials. */
+  readonly files = new Map<string, Buffer>();
 
   static start(): Promise<FakePlivo> {
     return new FakePlivo().listen();
@@ -47,12 +51,18 @@ export class FakePlivo extends FakeRestApi<JsonRequest> {
       body = {};
     }
     this.requests.push({ method: req.method ?? "", path: search ? `${path}?${search}` : path, body });
+    const file = path.match(/^\/files\/([^/]+)$/);
+    if (req.method === "GET" && file) {
+      const bytes = this.files.get(file[1]!);
+      return bytes ? { status: 200, body: bytes } : { status: 404, body: { api_id: "x", error: "not found" } };
+    }
     if (req.headers.authorization !== `Basic ${Buffer.from(`${AUTH_ID}:${AUTH_TOKEN}`).toString("base64")}`) return { status: 401, body: { api_id: "x", error: "authentication failed" } };
     const notFound = { status: 404, body: { api_id: "x", error: "not found" } };
     if (req.method === "GET" && (path === "/" || path === "//")) return { status: 200, body: { api_id: "x", account_type: "standard", auth_id: AUTH_ID, name: "test" } };
     if (req.method === "POST" && path === "/Call/") {
       const id = randomUUID();
       this.calls.set(id, "queued");
+      this.dialled.set(body.to, id);
       return { status: 201, body: { api_id: "x", message: "call fired", request_uuid: id } };
     }
     const number = path.match(/^\/Number\/(\d+)\/$/);

@@ -35,6 +35,7 @@ import type {
 } from "../types.js";
 import { PLIVO_WIRE, plivoStreamEvent, streamHeaders } from "./stream.js";
 import { plivoDocuments, plivoXml, type PlivoXml } from "./xml.js";
+import { fetchBytes, keepCarrierRecording, type TransferRecording } from "../carrier-recording.js";
 
 export type PlivoProviderOptions = StreamCarrierOptions;
 
@@ -65,7 +66,7 @@ type PlivoClient = InstanceType<typeof plivo.Client>;
 
 export class PlivoProvider extends StreamCarrier {
   readonly id = "plivo" as const;
-  readonly capabilities: ProviderCapabilities = { inbound: true, dtmfOut: true, e164Only: true, turnTokens: true };
+  readonly capabilities: ProviderCapabilities;
   readonly ingress: CarrierIngress;
   private readonly client: PlivoClient;
   private readonly authId: string;
@@ -77,6 +78,8 @@ export class PlivoProvider extends StreamCarrier {
   protected declare carrierSpeech?: DocumentSpeech;
   /** Calls whose transfer is dialling: who, for the Dial document Plivo fetches. */
   private readonly dialling = new Map<string, TransferRequest>();
+  /** Warm transfers' Conferences, by the caller's id: whether Plivo records it, and the recording awaited. */
+  private readonly rooms = new Map<string, { record?: TransferRecording }>();
 
   constructor(protected override readonly options: PlivoProviderOptions) {
     super(options, "plivo", PLIVO_WIRE);
@@ -85,6 +88,8 @@ export class PlivoProvider extends StreamCarrier {
     this.authId = authId;
     this.authToken = authToken;
     this.client = plivoClient(authId, authToken, options.apiBaseUrl);
+    // A warm transfer briefs the person on a stream of ours: not with Plivo's own speech.
+    this.capabilities = { inbound: true, dtmfOut: true, e164Only: true, turnTokens: true, warmTransfer: options.config.streaming.enabled };
     if (!options.config.streaming.enabled) {
       this.carrierSpeech = new DocumentSpeech({
         transfer: (id, query) => this.moveTo(id, query),
@@ -130,12 +135,59 @@ export class PlivoProvider extends StreamCarrier {
    */
   async transfer(providerCallId: string, request: TransferRequest): Promise<TransferResult> {
     const call = this.live(providerCallId);
+    if (request.mode === "warm") return this.warmTransferWith(call, request);
     this.dialling.set(call.id, request);
     try {
       return await this.transferWith(call, request.ringTimeoutMs, () => this.moveTo(call.id, { type: "transfer-dial" }));
     } finally {
       this.dialling.delete(call.id);
     }
+  }
+
+  /**
+   * A warm transfer's caller and person move (Transfer API) into one
+   * Conference named after the caller: the person first, so the caller never
+   * waits alone; when either leaves, it ends for both. A recorded call's
+   * Conference is recorded by Plivo (WAV), its file fetched when Plivo says.
+   */
+  protected override async join(caller: StreamCall, person: StreamCall, record?: TransferRequest["record"]): Promise<void> {
+    this.rooms.set(caller.id, record ? { record } : {});
+    await this.moveTo(person.id, { type: "transfer-room", room: caller.id });
+    await this.moveTo(caller.id, { type: "transfer-room", room: caller.id });
+  }
+
+  /** The Conference a warm transfer's two move to. */
+  private roomXml(room: string): WebhookReply {
+    const kept = this.rooms.get(room);
+    if (!kept) return xml(hangupXml());
+    const response = plivoXml();
+    response.addConference(`transfer-${room}`, {
+      beep: "false",
+      startConferenceOnEnter: "true",
+      endConferenceOnExit: "true",
+      waitSound: "",
+      ...(kept.record ? { record: "true", recordFileFormat: "wav", callbackUrl: this.options.endpoints.webhook({ type: "transfer-recorded", room }), callbackMethod: "POST" } : {}),
+    });
+    return xml(response);
+  }
+
+  /** A Conference's callback: a recording done is fetched beside ours; the room is forgotten once its recording is in (or it had none). */
+  private onRoomEvent(room: string, form: URLSearchParams): WebhookReply {
+    const kept = this.rooms.get(room);
+    if (!kept?.record || form.get("ConferenceAction") !== "record") return { status: 204 };
+    const record = kept.record;
+    this.rooms.delete(room);
+    const url = form.get("RecordUrl") ?? "";
+    if (!/^https?:\/\//.test(url)) {
+      record.done({ failed: "Plivo's recording callback named no file" });
+      return { status: 204 };
+    }
+    // Plivo's own media host may ask for the account's credentials (secured recordings); nothing is sent elsewhere.
+    const ours = /(^|\.)plivo\.com$/.test(new URL(url).hostname);
+    const auth = ours ? { authorization: `Basic ${Buffer.from(`${this.authId}:${this.authToken}`).toString("base64")}` } : undefined;
+    const ms = Number(form.get("RecordingDurationMs")) || Number(form.get("RecordingDuration")) * 1000 || undefined;
+    this.background(keepCarrierRecording(record, () => fetchBytes(url, auth), { carrier: "Plivo", ...(ms ? { durationMs: ms } : {}) }), "fetching a recording");
+    return { status: 204 };
   }
 
   /** The Dial a transferred call moves to. */
@@ -168,6 +220,8 @@ export class PlivoProvider extends StreamCarrier {
 
   /** The id mapping goes with the call (late webhooks, Plivo's hangup after ours, still found it until now). */
   protected override forgotten(call: StreamCall): void {
+    // A Conference whose recording is awaited stays until Plivo's callback.
+    if (!this.rooms.get(call.id)?.record) this.rooms.delete(call.id);
     const uuid = this.callUuids.get(call.id);
     this.callUuids.delete(call.id);
     if (uuid) this.requestUuids.delete(uuid);
@@ -317,6 +371,10 @@ export class PlivoProvider extends StreamCarrier {
       }
       case "transfer-end":
         return this.onTransferEnd(this.calls.get(id), form);
+      case "transfer-room":
+        return this.roomXml(request.query.get("room") ?? "");
+      case "transfer-recorded":
+        return this.onRoomEvent(request.query.get("room") ?? "", form);
       case "hangup": {
         const call = this.calls.get(id) ?? this.transient(id);
         const status = form.get("CallStatus") ?? "";
@@ -354,6 +412,7 @@ export class PlivoProvider extends StreamCarrier {
     const type = request.query.get("type") ?? "answer";
     // A retried document fetch gets the same document; nothing is acted on twice.
     if (isDocumentType(type)) return documentReply(this.carrierSpeech?.reply(type, request.query, true));
+    if (type === "transfer-room") return this.roomXml(request.query.get("room") ?? "");
     if (type !== "answer" && type !== "transfer-dial") return { status: 204 };
     const form = new URLSearchParams(request.rawBody.toString("utf8"));
     const call = this.calls.get(form.get("RequestUUID") ?? "") ?? this.calls.get(this.requestUuids.get(form.get("CallUUID") ?? "") ?? form.get("CallUUID") ?? "");

@@ -10,6 +10,7 @@ export interface PlivoXml {
   addWait(attributes: Record<string, string>): unknown;
   addGetInput(attributes: Record<string, string>): unknown;
   addDial(attributes: Record<string, string>): { addNumber(number: string, attributes?: Record<string, string>): unknown };
+  addConference(name: string, attributes: Record<string, string>): unknown;
   toXML(): string;
 }
 
