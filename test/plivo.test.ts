@@ -143,6 +143,27 @@ describe("Plivo carrier (SDK against a local Voice API, V3 signatures, Plivo XML
     person.close();
   }, 60_000);
 
+  it("answering machines: a call asking for detection has Plivo's own (asynchronous); the opening message waits for its Machine verdict, kept in the call record", async () => {
+    const { callId } = await manager().initiateCall({ to: CALLER, message: "Hello from the test.", amd: true });
+    expect(fake.made("POST", /^\/Call\/$/).at(-1)!.body).toMatchObject({ machine_detection: "true", machine_detection_time: 5000, machine_detection_url: `${webhookUrl}?type=amd`, machine_detection_method: "POST" });
+    const requestUuid = manager().getCall(callId)!.providerCallId!;
+    const callUuid = "c0ffee00-0000-4000-8000-0000000000d1";
+    fake.calls.set(callUuid, "live");
+    const answer = await fake.webhook(`${webhookUrl}?type=answer`, answerParams(callUuid, requestUuid));
+    const stream = await MediaStreamClient.connect(plivoStreamOf(answer.body)!.url, { callSid: callUuid, token: plivoStreamOf(answer.body)!.headers }, PLIVO);
+    await waitFor(() => manager().getCall(callId)!.state === "answered" || undefined, "answered");
+    await new Promise((r) => setTimeout(r, 300));
+    expect(manager().getCall(callId)!.transcript.filter((t) => t.speaker === "bot" && t.kind === "speech")).toEqual([]);
+    expect((await fake.webhook(`${webhookUrl}?type=amd`, { CallUUID: callUuid, RequestUUID: requestUuid, Machine: "false" })).status).toBe(204);
+    await waitFor(() => manager().getCall(callId)!.transcript.find((t) => t.speaker === "bot" && t.text === "Hello from the test."), "the message said");
+    expect(manager().getCall(callId)!.amd).toMatchObject({ outcome: "human", reason: "Plivo: Machine false" });
+    const { callId: plain } = await manager().initiateCall({ to: CALLER, message: "Hi" });
+    expect(fake.made("POST", /^\/Call\/$/).at(-1)!.body.machine_detection).toBeUndefined();
+    await manager().endCall(plain);
+    await manager().endCall(callId);
+    stream.close();
+  }, 30_000);
+
   it("cancels a call request not answered yet", async () => {
     const { callId } = await manager().initiateCall({ to: CALLER, message: "Hello." });
     const requestUuid = manager().getCall(callId)!.providerCallId!;

@@ -11,11 +11,12 @@ import { decodeG711, encodeG711 } from "../src/audio/g711.js";
 import { FliteSynthesizer } from "../src/speech/flite.js";
 import { synthesizeAll } from "../src/speech/types.js";
 import { writeWavPcm16 } from "../src/speech/wav.js";
+import { telnyxAmdParams, telnyxVerdict } from "../src/providers/telnyx/amd.js";
 import { resolveConfig } from "../src/configure.js";
 import type { RunningService } from "../src/server/service.js";
 import { MediaStreamClient, TELNYX, loudMs } from "./fakes/media-stream.js";
 import { API_KEY, CONNECTION_ID, FakeTelnyx } from "./fakes/telnyx.js";
-import { saidAndListening, startCloudService, waitFor } from "./helpers.js";
+import { makeConfig, saidAndListening, startCloudService, waitFor } from "./helpers.js";
 
 const CALLER = "+15550001234";
 const OURS = "+15550009999";
@@ -78,6 +79,37 @@ describe("Telnyx carrier (SDK against a local Call Control API, Ed25519 webhooks
     expect(fake.made("POST", new RegExp(`${id}/actions/hangup$`))).toHaveLength(1);
     stream.close();
   }, 30_000);
+
+  it("answering machines: a call asking for detection has Telnyx's own; the opening message waits for call.machine.detection.ended, kept in the call record", async () => {
+    const { callId } = await manager().initiateCall({ to: CALLER, message: "Hello from the test.", amd: true });
+    const id = manager().getCall(callId)!.providerCallId!;
+    expect(fake.made("POST", /^\/calls$/).at(-1)!.body).toMatchObject({ answering_machine_detection: "detect", answering_machine_detection_config: { total_analysis_time_millis: 5000 } });
+    await fake.webhook(webhookUrl, event("call.initiated", id, { direction: "outgoing" }));
+    await fake.webhook(webhookUrl, event("call.answered", id));
+    const stream = await streamFor(id, "streaming_start");
+    await waitFor(() => manager().getCall(callId)!.state === "answered" || undefined, "answered");
+    await new Promise((r) => setTimeout(r, 300));
+    // Nothing said before the verdict.
+    expect(manager().getCall(callId)!.transcript.filter((t) => t.speaker === "bot" && t.kind === "speech")).toEqual([]);
+    await fake.webhook(webhookUrl, event("call.machine.detection.ended", id, { result: "human" }));
+    await said(callId, "Hello from the test.");
+    expect(manager().getCall(callId)!.amd).toMatchObject({ outcome: "human", reason: "Telnyx: human" });
+    // A call that does not ask has none.
+    const { callId: plain } = await manager().initiateCall({ to: CALLER, message: "Hi" });
+    expect(fake.made("POST", /^\/calls$/).at(-1)!.body.answering_machine_detection).toBeUndefined();
+    await manager().endCall(plain);
+    await manager().endCall(callId);
+    stream.close();
+  }, 30_000);
+
+  it("answering machines: leaving a message asks for greeting_end, bounded by the greeting's wait; Telnyx's results read as verdicts", () => {
+    const amd = makeConfig({ outbound: { amd: { onMachine: "message" } } }).outbound.amd;
+    expect(telnyxAmdParams(amd)).toEqual({ answering_machine_detection: "greeting_end", answering_machine_detection_config: { total_analysis_time_millis: 5000, greeting_total_analysis_time_millis: 25_000 } });
+    expect(telnyxVerdict("human_residence", 900)).toEqual({ outcome: "human", ms: 900, reason: "Telnyx: human_residence" });
+    expect(telnyxVerdict("fax_detected", 1200).outcome).toBe("machine");
+    expect(telnyxVerdict("not_sure", 3000).outcome).toBe("unknown");
+    expect(telnyxVerdict(undefined, 3000)).toEqual({ outcome: "unknown", ms: 3000, reason: "Telnyx: not_sure" });
+  });
 
   it("transfer (blind): Call Control's transfer with the person's leg marked; busy leaves the caller on our stream; answered, the stream stops and the call ends transferred", async () => {
     const { callId, id, stream } = await connectedCall("Let me put you through.");

@@ -100,7 +100,7 @@ const OutboundConfig = z.strictObject({
       detector: z
         .enum(["carrier", "bus"])
         .default("carrier")
-        .describe("carrier: the carrier's own detection where it has one (Twilio's async AMD), ours elsewhere; bus: ours on our audio on every carrier"),
+        .describe("carrier: the carrier's own detection where it has one (Twilio's async AMD, Telnyx's answering_machine_detection, Plivo's machine_detection), ours elsewhere; bus: ours on our audio on every carrier"),
     })
     .prefault({})
     .describe("answering-machine detection on outbound calls: the carrier's own, or ours on our audio"),

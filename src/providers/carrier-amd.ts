@@ -4,6 +4,10 @@
  * the call's bound) instead of listening on our audio.
  */
 import type { AmdVerdict } from "../audio/amd.js";
+import type { VoiceCallConfig } from "../config/schema.js";
+
+/** How long a carrier's detection may take: the decision's bound, and the greeting's when a message is left after it. */
+export const carrierAmdWaitMs = (amd: VoiceCallConfig["outbound"]["amd"]) => amd.timeoutMs + (amd.onMachine === "message" ? amd.beepWaitMs : 0);
 
 export class CarrierVerdicts {
   private readonly pending = new Map<string, { verdict: Promise<AmdVerdict>; resolve(verdict: AmdVerdict): void }>();

@@ -52,6 +52,22 @@ export interface MediaCall {
   listener?: (body: ProviderEventBody) => void;
 }
 
+/** A call's audio for detection: frames until a deadline. */
+interface Frames {
+  until(ms: number): void;
+  next(): Promise<AudioFrame | undefined>;
+  close(): void;
+}
+
+/** Reads frames until a machine's beep is over (or they run out at the deadline). */
+async function beepOver(frames: Frames, heard: boolean): Promise<void> {
+  const waiter = new BeepWaiter(heard);
+  for (;;) {
+    const frame = await frames.next();
+    if (!frame || waiter.push(frame)) return;
+  }
+}
+
 /** How long an ended call's record is kept so late events for it are recognised. */
 const FORGET_AFTER_MS = 30_000;
 
@@ -148,31 +164,48 @@ export abstract class MediaCarrier<C extends MediaCall> implements CallProvider 
    * after a machine, optionally until its beep is over.
    */
   async detectMachine(providerCallId: string, options: { timeoutMs: number; awaitBeepMs?: number }): Promise<AmdVerdict> {
-    const transport = this.live(providerCallId).media?.transport;
-    if (!transport) throw new VoiceCallError("INVALID_STATE", `call ${providerCallId} has no media yet`);
-    const frames = transport.frames()[Symbol.asyncIterator]();
-    let deadline = performance.now() + options.timeoutMs;
-    const next = async (): Promise<AudioFrame | undefined> => {
-      let timer: NodeJS.Timeout | undefined;
-      const gone = new Promise<IteratorResult<AudioFrame>>((r) => (timer = setTimeout(() => r({ done: true, value: undefined }), Math.max(0, deadline - performance.now()))));
-      const got = await Promise.race([frames.next(), gone]);
-      clearTimeout(timer);
-      return got.done ? undefined : got.value;
-    };
+    const frames = this.framesOf(providerCallId);
     try {
-      const verdict = await detectAnsweredBy(next, (pcm, rate) => transcribePcm(pcm, rate));
+      frames.until(options.timeoutMs);
+      const verdict = await detectAnsweredBy(() => frames.next(), (pcm, rate) => transcribePcm(pcm, rate));
       if (verdict.outcome === "machine" && options.awaitBeepMs) {
-        const waiter = new BeepWaiter(verdict.reason === "a beep");
-        deadline = performance.now() + options.awaitBeepMs;
-        for (;;) {
-          const frame = await next();
-          if (!frame || waiter.push(frame)) break;
-        }
+        frames.until(options.awaitBeepMs);
+        await beepOver(frames, verdict.reason === "a beep");
       }
       return verdict;
     } finally {
-      void frames.return?.();
+      frames.close();
     }
+  }
+
+  /** After a machine's verdict from the carrier, waits at most `ms` on the call's audio for its greeting's beep to be over. */
+  protected async awaitBeep(providerCallId: string, ms: number): Promise<void> {
+    const frames = this.framesOf(providerCallId);
+    try {
+      frames.until(ms);
+      await beepOver(frames, false);
+    } finally {
+      frames.close();
+    }
+  }
+
+  /** The call's audio frame by frame; next() gives up (undefined) at the deadline until() set. */
+  private framesOf(providerCallId: string): Frames {
+    const transport = this.live(providerCallId).media?.transport;
+    if (!transport) throw new VoiceCallError("INVALID_STATE", `call ${providerCallId} has no media yet`);
+    const frames = transport.frames()[Symbol.asyncIterator]();
+    let deadline = Infinity;
+    return {
+      until: (ms) => void (deadline = performance.now() + ms),
+      next: async () => {
+        let timer: NodeJS.Timeout | undefined;
+        const gone = new Promise<IteratorResult<AudioFrame>>((r) => (timer = setTimeout(() => r({ done: true, value: undefined }), Math.max(0, deadline - performance.now()))));
+        const got = await Promise.race([frames.next(), gone]);
+        clearTimeout(timer);
+        return got.done ? undefined : got.value;
+      },
+      close: () => void frames.return?.(),
+    };
   }
 
   private async stopRecording(call: C): Promise<void> {

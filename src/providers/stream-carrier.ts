@@ -9,12 +9,14 @@
  * its webhooks and its stream message names.
  */
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import type { AmdVerdict } from "../audio/amd.js";
 import { holdOn } from "../audio/hold.js";
 import { VoiceCallError } from "../errors.js";
+import { CarrierVerdicts } from "./carrier-amd.js";
 import { MediaCarrier, type MediaCall, type MediaCarrierOptions } from "./media-carrier.js";
 import { MediaStreamTransport, type StreamEvent, type StreamWire } from "./media-stream.js";
 import type { PublicEndpoints } from "./public-url.js";
-import type { ListenOptions, ProviderEventBody, SpeakOptions, SpeakOutcome, StreamConnection, StreamSession, TerminalState, TransferRequest, TransferResult } from "./types.js";
+import type { ListenOptions, PlaceCallRequest, ProviderEventBody, SpeakOptions, SpeakOutcome, StreamConnection, StreamSession, TerminalState, TransferRequest, TransferResult } from "./types.js";
 import { briefPerson, unansweredOutcome } from "./warm-transfer.js";
 
 export interface StreamCarrierOptions extends MediaCarrierOptions {
@@ -61,6 +63,8 @@ export abstract class StreamCarrier extends MediaCarrier<StreamCall> {
   protected carrierSpeech?: CarrierSpeech;
   /** Calls being transferred: told the outcome when the carrier reports the person's answer or the dial's end. */
   private readonly transfers = new Map<string, (result: TransferResult) => void>();
+  /** Calls the carrier was asked to tell people from machines on (its own detection): their verdicts, by webhook. */
+  protected readonly verdicts = new CarrierVerdicts();
   /** Calls whose warm transfer is calling or briefing the person. */
   private readonly briefing = new Set<string>();
 
@@ -71,6 +75,28 @@ export abstract class StreamCarrier extends MediaCarrier<StreamCall> {
     private readonly wire: StreamWire,
   ) {
     super(options, label);
+  }
+
+  /**
+   * Whether a call asking for detection gets the carrier's own
+   * (outbound.amd.detector "carrier"); ours needs the stream, so with the
+   * carrier's own speech it is always the carrier's.
+   */
+  protected carrierDetects(request: PlaceCallRequest): boolean {
+    return request.amd === true && (this.options.config.outbound.amd.detector === "carrier" || this.carrierSpeech !== undefined);
+  }
+
+  /** Whether the carrier's own detection, asked to, reports a machine only once its greeting is over (else the beep is waited for on our audio). */
+  protected readonly carrierAmdWaitsForGreeting: boolean = true;
+
+  /** The carrier's own verdict where it was asked to detect (within the call's bound), else ours on the stream. */
+  override async detectMachine(providerCallId: string, options: { timeoutMs: number; awaitBeepMs?: number }): Promise<AmdVerdict> {
+    if (!this.verdicts.has(providerCallId)) return super.detectMachine(providerCallId, options);
+    const ms = options.timeoutMs + (this.carrierAmdWaitsForGreeting ? (options.awaitBeepMs ?? 0) : 0);
+    const verdict = await this.verdicts.wait(providerCallId, ms);
+    if (!verdict) return { outcome: "unknown", ms, reason: `${this.id}'s detection did not answer within ${Math.round(ms / 1000)} s` };
+    if (verdict.outcome === "machine" && options.awaitBeepMs && !this.carrierAmdWaitsForGreeting && this.calls.get(providerCallId)?.media) await this.awaitBeep(providerCallId, options.awaitBeepMs);
+    return verdict;
   }
 
   /** One text frame of this carrier's stream protocol; INVALID_PARAMS naming the field when it is not. */
@@ -398,6 +424,7 @@ export abstract class StreamCarrier extends MediaCarrier<StreamCall> {
   protected async teardown(call: StreamCall): Promise<void> {
     if (call.ended) return;
     call.ended = true;
+    this.verdicts.forget(call.id);
     this.settleTransfer(call.id, { outcome: "failed", reason: "the call ended while the person's phone rang" });
     this.carrierSpeech?.ended(call.id);
     if (call.graceTimer) clearTimeout(call.graceTimer);

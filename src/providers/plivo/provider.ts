@@ -35,7 +35,7 @@ import type {
 } from "../types.js";
 import { PLIVO_WIRE, plivoStreamEvent, streamHeaders } from "./stream.js";
 import { plivoDocuments, plivoXml, type PlivoXml } from "./xml.js";
-import { fetchBytes, keepCarrierRecording, type TransferRecording } from "../carrier-recording.js";
+import { PlivoRooms } from "./conference.js";
 
 export type PlivoProviderOptions = StreamCarrierOptions;
 
@@ -78,8 +78,12 @@ export class PlivoProvider extends StreamCarrier {
   protected declare carrierSpeech?: DocumentSpeech;
   /** Calls whose transfer is dialling: who, for the Dial document Plivo fetches. */
   private readonly dialling = new Map<string, TransferRequest>();
-  /** Warm transfers' Conferences, by the caller's id: whether Plivo records it, and the recording awaited. */
-  private readonly rooms = new Map<string, { record?: TransferRecording }>();
+  /** When each call Plivo detects on was answered (its verdict's time is counted from there). */
+  private readonly answeredAt = new Map<string, number>();
+  /** Plivo says a machine as soon as it knows: a message left on it waits for the beep on our audio. */
+  protected override readonly carrierAmdWaitsForGreeting = false;
+  /** Warm transfers' Conferences. */
+  private readonly rooms: PlivoRooms;
 
   constructor(protected override readonly options: PlivoProviderOptions) {
     super(options, "plivo", PLIVO_WIRE);
@@ -88,6 +92,7 @@ export class PlivoProvider extends StreamCarrier {
     this.authId = authId;
     this.authToken = authToken;
     this.client = plivoClient(authId, authToken, options.apiBaseUrl);
+    this.rooms = new PlivoRooms(authId, authToken, options.endpoints, (work) => this.background(work, "fetching a recording"));
     // A warm transfer briefs the person on a stream of ours: not with Plivo's own speech.
     this.capabilities = { inbound: true, dtmfOut: true, e164Only: true, turnTokens: true, warmTransfer: options.config.streaming.enabled };
     if (!options.config.streaming.enabled) {
@@ -151,43 +156,9 @@ export class PlivoProvider extends StreamCarrier {
    * Conference is recorded by Plivo (WAV), its file fetched when Plivo says.
    */
   protected override async join(caller: StreamCall, person: StreamCall, record?: TransferRequest["record"]): Promise<void> {
-    this.rooms.set(caller.id, record ? { record } : {});
+    this.rooms.open(caller.id, record);
     await this.moveTo(person.id, { type: "transfer-room", room: caller.id });
     await this.moveTo(caller.id, { type: "transfer-room", room: caller.id });
-  }
-
-  /** The Conference a warm transfer's two move to. */
-  private roomXml(room: string): WebhookReply {
-    const kept = this.rooms.get(room);
-    if (!kept) return xml(hangupXml());
-    const response = plivoXml();
-    response.addConference(`transfer-${room}`, {
-      beep: "false",
-      startConferenceOnEnter: "true",
-      endConferenceOnExit: "true",
-      waitSound: "",
-      ...(kept.record ? { record: "true", recordFileFormat: "wav", callbackUrl: this.options.endpoints.webhook({ type: "transfer-recorded", room }), callbackMethod: "POST" } : {}),
-    });
-    return xml(response);
-  }
-
-  /** A Conference's callback: a recording done is fetched beside ours; the room is forgotten once its recording is in (or it had none). */
-  private onRoomEvent(room: string, form: URLSearchParams): WebhookReply {
-    const kept = this.rooms.get(room);
-    if (!kept?.record || form.get("ConferenceAction") !== "record") return { status: 204 };
-    const record = kept.record;
-    this.rooms.delete(room);
-    const url = form.get("RecordUrl") ?? "";
-    if (!/^https?:\/\//.test(url)) {
-      record.done({ failed: "Plivo's recording callback named no file" });
-      return { status: 204 };
-    }
-    // Plivo's own media host may ask for the account's credentials (secured recordings); nothing is sent elsewhere.
-    const ours = /(^|\.)plivo\.com$/.test(new URL(url).hostname);
-    const auth = ours ? { authorization: `Basic ${Buffer.from(`${this.authId}:${this.authToken}`).toString("base64")}` } : undefined;
-    const ms = Number(form.get("RecordingDurationMs")) || Number(form.get("RecordingDuration")) * 1000 || undefined;
-    this.background(keepCarrierRecording(record, () => fetchBytes(url, auth), { carrier: "Plivo", ...(ms ? { durationMs: ms } : {}) }), "fetching a recording");
-    return { status: 204 };
   }
 
   /** The Dial a transferred call moves to. */
@@ -220,8 +191,9 @@ export class PlivoProvider extends StreamCarrier {
 
   /** The id mapping goes with the call (late webhooks, Plivo's hangup after ours, still found it until now). */
   protected override forgotten(call: StreamCall): void {
+    this.answeredAt.delete(call.id);
     // A Conference whose recording is awaited stays until Plivo's callback.
-    if (!this.rooms.get(call.id)?.record) this.rooms.delete(call.id);
+    this.rooms.forget(call.id);
     const uuid = this.callUuids.get(call.id);
     this.callUuids.delete(call.id);
     if (uuid) this.requestUuids.delete(uuid);
@@ -247,9 +219,14 @@ export class PlivoProvider extends StreamCarrier {
       ringUrl: endpoints.webhook({ type: "ring" }),
       ringMethod: "POST",
       ringTimeout: Math.max(5, Math.ceil((request.ringTimeoutMs ?? config.ringTimeoutMs) / 1000)),
+      // Plivo's own detection, asynchronous: its verdict is posted to ?type=amd while the call is up.
+      ...(this.carrierDetects(request)
+        ? { machineDetection: "true", machineDetectionTime: Math.min(10_000, Math.max(2000, config.outbound.amd.timeoutMs)), machineDetectionUrl: endpoints.webhook({ type: "amd" }), machineDetectionMethod: "POST" }
+        : {}),
     }));
     const id = Array.isArray(created.requestUuid) ? created.requestUuid[0] : created.requestUuid;
     if (!id) throw new VoiceCallError("PROVIDER_ERROR", "Plivo accepted the call without a request_uuid");
+    if (this.carrierDetects(request)) this.verdicts.expect(id);
     this.callFor(id, "outbound");
     return { providerCallId: id };
   }
@@ -371,10 +348,19 @@ export class PlivoProvider extends StreamCarrier {
       }
       case "transfer-end":
         return this.onTransferEnd(this.calls.get(id), form);
+      case "amd": {
+        // Machine: true or false; Plivo says nothing of the time it took, counted here from the answer.
+        const machine = form.get("Machine");
+        const ms = Date.now() - (this.answeredAt.get(id) ?? Date.now());
+        const reason = `Plivo: Machine ${(machine ?? "missing").slice(0, 16)}`;
+        this.verdicts.settle(id, { outcome: machine === "true" ? "machine" : machine === "false" ? "human" : "unknown", ms, reason });
+        return { status: 204 };
+      }
       case "transfer-room":
-        return this.roomXml(request.query.get("room") ?? "");
+        return xml(this.rooms.document(request.query.get("room") ?? "") ?? hangupXml());
       case "transfer-recorded":
-        return this.onRoomEvent(request.query.get("room") ?? "", form);
+        this.rooms.event(request.query.get("room") ?? "", form);
+        return { status: 204 };
       case "hangup": {
         const call = this.calls.get(id) ?? this.transient(id);
         const status = form.get("CallStatus") ?? "";
@@ -389,6 +375,7 @@ export class PlivoProvider extends StreamCarrier {
 
   /** Plivo asks what to do with an answered (outbound) or ringing-in (inbound) call: stream it to us, or refuse it. */
   private async onAnswer(id: string, form: URLSearchParams): Promise<WebhookReply> {
+    if (this.verdicts.has(id)) this.answeredAt.set(id, Date.now());
     const call = await this.admit(id, { inbound: form.get("Direction") === "inbound", from: form.get("From"), to: form.get("To") }, "CallUUID");
     if (call === "ended") return xml(hangupXml());
     if (call === "refused") return xml(hangupXml("rejected"));
@@ -412,7 +399,7 @@ export class PlivoProvider extends StreamCarrier {
     const type = request.query.get("type") ?? "answer";
     // A retried document fetch gets the same document; nothing is acted on twice.
     if (isDocumentType(type)) return documentReply(this.carrierSpeech?.reply(type, request.query, true));
-    if (type === "transfer-room") return this.roomXml(request.query.get("room") ?? "");
+    if (type === "transfer-room") return xml(this.rooms.document(request.query.get("room") ?? "") ?? hangupXml());
     if (type !== "answer" && type !== "transfer-dial") return { status: 204 };
     const form = new URLSearchParams(request.rawBody.toString("utf8"));
     const call = this.calls.get(form.get("RequestUUID") ?? "") ?? this.calls.get(this.requestUuids.get(form.get("CallUUID") ?? "") ?? form.get("CallUUID") ?? "");

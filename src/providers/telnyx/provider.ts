@@ -42,6 +42,8 @@ import type {
 import { TelnyxCarrierSpeech } from "./carrier-speech.js";
 import { TELNYX_WIRE, telnyxStreamEvent } from "./stream.js";
 import { fetchBytes, keepCarrierRecording, type TransferRecording } from "../carrier-recording.js";
+import type { AmdVerdict } from "../../audio/amd.js";
+import { telnyxAmdParams, telnyxVerdict } from "./amd.js";
 
 export type TelnyxProviderOptions = StreamCarrierOptions;
 
@@ -64,6 +66,7 @@ const Event = z.object({
         status: z.string().max(32).optional(),
         digit: z.string().max(8).optional(),
         transcription_data: z.object({ transcript: z.string().max(10_000).optional(), is_final: z.boolean().optional() }).passthrough().optional(),
+        result: z.string().max(64).optional(),
         recording_urls: z.object({ wav: z.string().max(4096).nullable().optional() }).passthrough().optional(),
         recording_started_at: z.string().max(64).nullable().optional(),
         recording_ended_at: z.string().max(64).nullable().optional(),
@@ -100,6 +103,10 @@ export class TelnyxProvider extends StreamCarrier {
   readonly ingress: CarrierIngress;
   /** Transferred calls Telnyx records, by the caller's call_control_id, until call.recording.saved. */
   private readonly recordings = new Map<string, TransferRecording>();
+  /** When each call Telnyx detects on was answered (its verdict's time is counted from there). */
+  private readonly answeredAt = new Map<string, number>();
+  /** A machine's verdict waiting for its greeting to end (greeting_end), by call. */
+  private readonly greetings = new Map<string, AmdVerdict>();
   private readonly client: Telnyx;
   private readonly connectionId: string;
   private readonly publicKey?: string;
@@ -160,9 +167,11 @@ export class TelnyxProvider extends StreamCarrier {
       webhook_url: endpoints.webhook(),
       webhook_url_method: "POST",
       timeout_secs: Math.max(5, Math.ceil((request.ringTimeoutMs ?? config.ringTimeoutMs) / 1000)),
+      ...(this.carrierDetects(request) ? telnyxAmdParams(config.outbound.amd) : {}),
     });
     const id = data?.call_control_id;
     if (!id) throw new VoiceCallError("PROVIDER_ERROR", "Telnyx accepted the call without a call_control_id");
+    if (this.carrierDetects(request)) this.verdicts.expect(id);
     this.callFor(id, "outbound");
     return { providerCallId: id };
   }
@@ -240,6 +249,7 @@ export class TelnyxProvider extends StreamCarrier {
         break;
       case "call.answered":
         if (!known || known.ended) break;
+        if (this.verdicts.has(id)) this.answeredAt.set(id, Date.now());
         if (this.carrierSpeech) this.background(this.startListening(known), "starting transcription");
         else if (known.direction === "outbound") this.background(this.startStream(known), "starting the media stream");
         break;
@@ -254,6 +264,10 @@ export class TelnyxProvider extends StreamCarrier {
       case "call.dtmf.received":
         // With the stream, keys arrive as its dtmf frames instead.
         if (this.carrierSpeech && known && !known.ended && payload.digit && /^[0-9A-D*#]$/.test(payload.digit)) this.emit(known, { type: "dtmf", digits: payload.digit });
+        break;
+      case "call.machine.detection.ended":
+      case "call.machine.greeting.ended":
+        this.onMachineDetection(id, type, payload.result);
         break;
       case "call.recording.saved":
         this.background(this.recordingSaved(id, payload.recording_urls?.wav ?? undefined, payload.recording_started_at, payload.recording_ended_at), "fetching a recording");
@@ -300,6 +314,12 @@ export class TelnyxProvider extends StreamCarrier {
   }
 
   /** A warm transfer's caller and person bridged at Telnyx (when either hangs up, Telnyx hangs up the other). */
+  /** What was kept for a call's detection goes with it. */
+  protected override forgotten(call: StreamCall): void {
+    this.answeredAt.delete(call.id);
+    this.greetings.delete(call.id);
+  }
+
   protected override async join(caller: StreamCall, person: StreamCall, record?: TransferRequest["record"]): Promise<void> {
     await this.client.calls.actions.bridge(caller.id, { call_control_id_to_bridge_with: person.id });
     await this.putThrough([caller.id, person.id], record);
@@ -334,6 +354,26 @@ export class TelnyxProvider extends StreamCarrier {
     if (type === "call.answered" || type === "call.bridged") this.settleTransfer(callId, { outcome: "connected", legId });
     else if (type === "call.hangup") this.settleTransfer(callId, { outcome: TRANSFER_CAUSES[cause ?? ""] ?? "failed", reason: `Telnyx reports ${cause ?? "hangup"}`, legId });
     return { status: 200 };
+  }
+
+  /**
+   * Telnyx's verdict: a person or an unknown settles it; a machine too,
+   * unless a message is to be left after its greeting (greeting_end): then
+   * it settles when the greeting ends.
+   */
+  private onMachineDetection(id: string, type: string, result: string | undefined): void {
+    const ms = Date.now() - (this.answeredAt.get(id) ?? Date.now());
+    if (type === "call.machine.greeting.ended") {
+      const machine = this.greetings.get(id) ?? telnyxVerdict("machine", ms);
+      this.greetings.delete(id);
+      this.answeredAt.delete(id);
+      this.verdicts.settle(id, { ...machine, reason: `${machine.reason}, greeting ${(result ?? "ended").slice(0, 40)}` });
+      return;
+    }
+    const verdict = telnyxVerdict(result, ms);
+    if (verdict.outcome === "machine" && this.options.config.outbound.amd.onMachine === "message") return void this.greetings.set(id, verdict);
+    this.answeredAt.delete(id);
+    this.verdicts.settle(id, verdict);
   }
 
   /** A caller rings in: the manager decides; answered calls stream to us from the answer on. */

@@ -7,17 +7,15 @@
  */
 import type { AmdVerdict } from "../../audio/amd.js";
 import type { VoiceCallConfig } from "../../config/schema.js";
+import { carrierAmdWaitMs } from "../carrier-amd.js";
 
 type Amd = VoiceCallConfig["outbound"]["amd"];
-
-/** How long our side waits for the verdict: the decision's bound, and the greeting's when a message is left after it. */
-export const twilioAmdWaitMs = (amd: Amd) => amd.timeoutMs + (amd.onMachine === "message" ? amd.beepWaitMs : 0);
 
 /** The create request's detection parameters (Twilio takes a timeout of 3 to 59 s). */
 export function twilioAmdParams(amd: Amd, callbackUrl: string) {
   return {
     machineDetection: amd.onMachine === "message" ? "DetectMessageEnd" : "Enable",
-    machineDetectionTimeout: Math.min(59, Math.max(3, Math.ceil(twilioAmdWaitMs(amd) / 1000))),
+    machineDetectionTimeout: Math.min(59, Math.max(3, Math.ceil(carrierAmdWaitMs(amd) / 1000))),
     asyncAmd: "true",
     asyncAmdStatusCallback: callbackUrl,
     asyncAmdStatusCallbackMethod: "POST",

@@ -47,9 +47,7 @@ import type {
 import { TWILIO_WIRE, twilioStreamEvent } from "./stream.js";
 import { hangupTwiml, rejectTwiml, twilioDocuments, type TwiML } from "./twiml.js";
 import { twilioAmdParams, twilioVerdict } from "./amd.js";
-import { CarrierVerdicts } from "../carrier-amd.js";
 import { TwilioRecordings, recordingAttributes } from "./recordings.js";
-import type { AmdVerdict } from "../../audio/amd.js";
 
 export type TwilioProviderOptions = StreamCarrierOptions;
 
@@ -83,8 +81,6 @@ export class TwilioProvider extends StreamCarrier {
   private readonly client: twilio.Twilio;
   private readonly accountSid: string;
   private readonly authToken: string;
-  /** Calls Twilio was asked to tell people from machines on (outbound.amd.detector "carrier"). */
-  private readonly verdicts = new CarrierVerdicts();
   /** Twilio's recordings of transferred calls, fetched when done. */
   private readonly recordings: TwilioRecordings;
   /** With streaming off: Twilio speaks (Say), listens (Gather) and presses keys (Play) itself. */
@@ -139,8 +135,7 @@ export class TwilioProvider extends StreamCarrier {
 
   async placeCall(request: PlaceCallRequest): Promise<{ providerCallId: string }> {
     const { endpoints, config } = this.options;
-    // Twilio's own detection where the call asks for one (ours needs the stream; with Twilio's speech there is none).
-    const carrierAmd = request.amd === true && (config.outbound.amd.detector === "carrier" || this.carrierSpeech !== undefined);
+    const carrierAmd = this.carrierDetects(request);
     const created = await this.client.calls.create({
       to: request.to,
       from: request.from ?? config.fromNumber ?? "",
@@ -155,13 +150,6 @@ export class TwilioProvider extends StreamCarrier {
     if (carrierAmd) this.verdicts.expect(created.sid);
     this.callFor(created.sid, "outbound");
     return { providerCallId: created.sid };
-  }
-
-  /** Twilio's own verdict where it was asked to detect (within the call's bound), else ours on the stream. */
-  override async detectMachine(providerCallId: string, options: { timeoutMs: number; awaitBeepMs?: number }): Promise<AmdVerdict> {
-    if (!this.verdicts.has(providerCallId)) return super.detectMachine(providerCallId, options);
-    const ms = options.timeoutMs + (options.awaitBeepMs ?? 0);
-    return (await this.verdicts.wait(providerCallId, ms)) ?? { outcome: "unknown", ms, reason: `Twilio's detection did not answer within ${Math.round(ms / 1000)} s` };
   }
 
   /**
