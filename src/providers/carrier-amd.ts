@@ -10,13 +10,25 @@ import type { VoiceCallConfig } from "../config/schema.js";
 export const carrierAmdWaitMs = (amd: VoiceCallConfig["outbound"]["amd"]) => amd.timeoutMs + (amd.onMachine === "message" ? amd.beepWaitMs : 0);
 
 export class CarrierVerdicts {
-  private readonly pending = new Map<string, { verdict: Promise<AmdVerdict>; resolve(verdict: AmdVerdict): void }>();
+  private readonly pending = new Map<string, { verdict: Promise<AmdVerdict>; resolve(verdict: AmdVerdict): void; answeredAt?: number }>();
 
   /** The carrier was asked to detect on this call. */
   expect(providerCallId: string): void {
     let resolve!: (verdict: AmdVerdict) => void;
     const verdict = new Promise<AmdVerdict>((r) => (resolve = r));
     this.pending.set(providerCallId, { verdict, resolve });
+  }
+
+  /** The call was answered: a carrier that does not say how long its detection took is timed from here. */
+  answered(providerCallId: string): void {
+    const entry = this.pending.get(providerCallId);
+    if (entry) entry.answeredAt ??= Date.now();
+  }
+
+  /** Milliseconds since the call was answered (0 when not known). */
+  since(providerCallId: string): number {
+    const at = this.pending.get(providerCallId)?.answeredAt;
+    return at === undefined ? 0 : Date.now() - at;
   }
 
   has(providerCallId: string): boolean {

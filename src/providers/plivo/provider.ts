@@ -78,8 +78,6 @@ export class PlivoProvider extends StreamCarrier {
   protected declare carrierSpeech?: DocumentSpeech;
   /** Calls whose transfer is dialling: who, for the Dial document Plivo fetches. */
   private readonly dialling = new Map<string, TransferRequest>();
-  /** When each call Plivo detects on was answered (its verdict's time is counted from there). */
-  private readonly answeredAt = new Map<string, number>();
   /** Plivo says a machine as soon as it knows: a message left on it waits for the beep on our audio. */
   protected override readonly carrierAmdWaitsForGreeting = false;
   /** Warm transfers' Conferences. */
@@ -191,7 +189,6 @@ export class PlivoProvider extends StreamCarrier {
 
   /** The id mapping goes with the call (late webhooks, Plivo's hangup after ours, still found it until now). */
   protected override forgotten(call: StreamCall): void {
-    this.answeredAt.delete(call.id);
     // A Conference whose recording is awaited stays until Plivo's callback.
     this.rooms.forget(call.id);
     const uuid = this.callUuids.get(call.id);
@@ -351,7 +348,7 @@ export class PlivoProvider extends StreamCarrier {
       case "amd": {
         // Machine: true or false; Plivo says nothing of the time it took, counted here from the answer.
         const machine = form.get("Machine");
-        const ms = Date.now() - (this.answeredAt.get(id) ?? Date.now());
+        const ms = this.verdicts.since(id);
         const reason = `Plivo: Machine ${(machine ?? "missing").slice(0, 16)}`;
         this.verdicts.settle(id, { outcome: machine === "true" ? "machine" : machine === "false" ? "human" : "unknown", ms, reason });
         return { status: 204 };
@@ -375,7 +372,7 @@ export class PlivoProvider extends StreamCarrier {
 
   /** Plivo asks what to do with an answered (outbound) or ringing-in (inbound) call: stream it to us, or refuse it. */
   private async onAnswer(id: string, form: URLSearchParams): Promise<WebhookReply> {
-    if (this.verdicts.has(id)) this.answeredAt.set(id, Date.now());
+    this.verdicts.answered(id);
     const call = await this.admit(id, { inbound: form.get("Direction") === "inbound", from: form.get("From"), to: form.get("To") }, "CallUUID");
     if (call === "ended") return xml(hangupXml());
     if (call === "refused") return xml(hangupXml("rejected"));

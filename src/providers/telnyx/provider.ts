@@ -103,8 +103,6 @@ export class TelnyxProvider extends StreamCarrier {
   readonly ingress: CarrierIngress;
   /** Transferred calls Telnyx records, by the caller's call_control_id, until call.recording.saved. */
   private readonly recordings = new Map<string, TransferRecording>();
-  /** When each call Telnyx detects on was answered (its verdict's time is counted from there). */
-  private readonly answeredAt = new Map<string, number>();
   /** A machine's verdict waiting for its greeting to end (greeting_end), by call. */
   private readonly greetings = new Map<string, AmdVerdict>();
   private readonly client: Telnyx;
@@ -249,7 +247,7 @@ export class TelnyxProvider extends StreamCarrier {
         break;
       case "call.answered":
         if (!known || known.ended) break;
-        if (this.verdicts.has(id)) this.answeredAt.set(id, Date.now());
+        this.verdicts.answered(id);
         if (this.carrierSpeech) this.background(this.startListening(known), "starting transcription");
         else if (known.direction === "outbound") this.background(this.startStream(known), "starting the media stream");
         break;
@@ -316,7 +314,6 @@ export class TelnyxProvider extends StreamCarrier {
   /** A warm transfer's caller and person bridged at Telnyx (when either hangs up, Telnyx hangs up the other). */
   /** What was kept for a call's detection goes with it. */
   protected override forgotten(call: StreamCall): void {
-    this.answeredAt.delete(call.id);
     this.greetings.delete(call.id);
   }
 
@@ -362,17 +359,15 @@ export class TelnyxProvider extends StreamCarrier {
    * it settles when the greeting ends.
    */
   private onMachineDetection(id: string, type: string, result: string | undefined): void {
-    const ms = Date.now() - (this.answeredAt.get(id) ?? Date.now());
+    const ms = this.verdicts.since(id);
     if (type === "call.machine.greeting.ended") {
       const machine = this.greetings.get(id) ?? telnyxVerdict("machine", ms);
       this.greetings.delete(id);
-      this.answeredAt.delete(id);
       this.verdicts.settle(id, { ...machine, reason: `${machine.reason}, greeting ${(result ?? "ended").slice(0, 40)}` });
       return;
     }
     const verdict = telnyxVerdict(result, ms);
     if (verdict.outcome === "machine" && this.options.config.outbound.amd.onMachine === "message") return void this.greetings.set(id, verdict);
-    this.answeredAt.delete(id);
     this.verdicts.settle(id, verdict);
   }
 
