@@ -201,7 +201,7 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
       }
       hold?.stop();
       await this.ari.bridges.addChannel(call.bridgeId, dial.legId);
-      this.transfers.handOver(call.id, dial.legId, call.bridgeId, request.record);
+      await this.transfers.handOver(call.id, dial.legId, call.bridgeId, request.record);
       await this.leave(call);
       return { outcome: "connected", legId: dial.legId };
     } finally {

@@ -69,11 +69,15 @@ export class AsteriskTransfers {
     return true;
   }
 
-  /** The caller and the person are in `bridgeId`, without us; a recorded call goes on being recorded (the bridge's mix). */
-  handOver(callerId: string, legId: string, bridgeId: string, record?: TransferRequest["record"]): void {
+  /**
+   * The caller and the person are in `bridgeId`, without us; a recorded call
+   * goes on being recorded (the bridge's mix), from before the transfer is
+   * reported done, so their first words are in it.
+   */
+  async handOver(callerId: string, legId: string, bridgeId: string, record?: TransferRequest["record"]): Promise<void> {
     this.pairs.set(callerId, { bridgeId, other: legId });
     this.pairs.set(legId, { bridgeId, other: callerId });
-    if (record) void this.recordBridge(bridgeId, record);
+    if (record) await this.recordBridge(bridgeId, record);
   }
 
   private async recordBridge(bridgeId: string, record: NonNullable<TransferRequest["record"]>): Promise<void> {
