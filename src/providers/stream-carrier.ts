@@ -194,7 +194,7 @@ export abstract class StreamCarrier extends MediaCarrier<StreamCall> {
    */
   protected async transferWith(call: StreamCall, ringTimeoutMs: number, dial: () => Promise<void>): Promise<TransferResult> {
     if (this.carrierSpeech) throw new VoiceCallError("UNSUPPORTED", "transfer needs the media stream (streaming.enabled)");
-    if (this.transfers.has(call.id) || this.briefing.has(call.id)) throw new VoiceCallError("INVALID_STATE", `call ${call.id} is being transferred already`);
+    this.assertNotTransferring(call);
     const outcome = new Promise<TransferResult>((resolve) => this.transfers.set(call.id, resolve));
     call.held = true;
     try {
@@ -216,6 +216,11 @@ export abstract class StreamCarrier extends MediaCarrier<StreamCall> {
     return result;
   }
 
+  /** One transfer at a time per call, blind or warm. */
+  private assertNotTransferring(call: StreamCall): void {
+    if (this.transfers.has(call.id) || this.briefing.has(call.id)) throw new VoiceCallError("INVALID_STATE", `call ${call.id} is being transferred already`);
+  }
+
   /**
    * Puts a warm transfer's caller and person together at the carrier (both
    * calls leave our streams); with `record`, the carrier records the two.
@@ -234,7 +239,7 @@ export abstract class StreamCarrier extends MediaCarrier<StreamCall> {
   protected async warmTransferWith(call: StreamCall, request: TransferRequest): Promise<TransferResult> {
     if (this.carrierSpeech || !this.join) throw new VoiceCallError("UNSUPPORTED", "warm transfer needs the media stream (streaming.enabled)");
     if (!call.media) throw new VoiceCallError("INVALID_STATE", `call ${call.id} has no media yet`);
-    if (this.transfers.has(call.id) || this.briefing.has(call.id)) throw new VoiceCallError("INVALID_STATE", `call ${call.id} is being transferred already`);
+    this.assertNotTransferring(call);
     this.briefing.add(call.id);
     const hold = holdOn(call.media.transport);
     try {
