@@ -9,7 +9,7 @@ import { CallManager } from "./calls/manager.js";
 import { loadSilero } from "./audio/silero.js";
 import { Responder, type ChatFn, type TurnResponder } from "./calls/responder.js";
 import { VoiceCallError } from "./errors.js";
-import { CallStore } from "./calls/store.js";
+import { openStore } from "./store/index.js";
 import { Operations } from "./calls/operations.js";
 import { pruneRecordings } from "./calls/recording.js";
 import type { Logger } from "./log.js";
@@ -72,12 +72,12 @@ export async function createRuntime(config: VoiceCallConfig, logger: Logger, dep
   const voice = providerDeps.voice ?? (config.realtime.enabled ? createVoiceLayer(config) : undefined);
   const providers = createProviders(config, { logger, ...providerDeps, endpoints, ...(voice ? { voice } : {}) });
   const storeDir = defaultStoreDir(config);
-  const { store, loaded, archived } = CallStore.open(storeDir, {
+  const { store, loaded, archived } = await openStore(config, {
     keepEnded: config.keepEndedCalls,
     onHealth: (h) =>
       h.writable
-        ? logger.info({ store: storeDir }, "the call log is writable again; waiting lines written")
-        : logger.error({ store: storeDir, reason: h.reason, waiting: h.waiting }, "the call log cannot be written: calls go on, new calls are refused, lines wait in memory"),
+        ? logger.info({ store: store.where }, "the call store is writable again; waiting lines written")
+        : logger.error({ store: store.where, reason: h.reason, waiting: h.waiting }, "the call store cannot be written: calls go on, new calls are refused, lines wait in memory"),
   });
   if (archived > 0) logger.info({ archived, store: storeDir }, "moved calls ended beyond keepEndedCalls into a dated file");
   // Recordings go with their calls: those of calls the log no longer keeps are removed.
@@ -99,7 +99,7 @@ export async function createRuntime(config: VoiceCallConfig, logger: Logger, dep
     await manager.stop();
     throw err;
   }
-  logger.info({ providers: [...providers.keys()], store: storeDir, restored: loaded.calls.size }, "voice-call runtime started");
+  logger.info({ providers: [...providers.keys()], store: store.where, restored: loaded.calls.size }, "voice-call runtime started");
   // What was given (inside the gateway: its voices, or its realtime provider), else a realtime model or our engines.
   const speech = usesOurAudio(providers) ? (chosen ?? (config.realtime.enabled ? realtimeChoice(config) : ownSpeech(config))) : undefined;
   if (speech) logger.info({ tts: `${speech.tts.engine}: ${speech.tts.why}`, stt: `${speech.stt.engine}: ${speech.stt.why}` }, "speech engines");

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { FramePacer } from "../src/audio/pacer.js";
 import { CallManager } from "../src/calls/manager.js";
-import { CallStore } from "../src/calls/store.js";
+import { JsonlStore } from "../src/store/jsonl.js";
 import type { CallRecord, TranscriptEntry } from "../src/calls/types.js";
 import { createLogger } from "../src/log.js";
 import { createProviders } from "../src/providers/index.js";
@@ -45,7 +45,7 @@ describe.skipIf(typeof disk === "string")("a full disk under the call log", () =
     const providers = createProviders(config, { logger: createLogger("silent") });
     const mock = providers.get("mock") as MockProvider;
     const health: boolean[] = [];
-    const { store, loaded } = CallStore.open(storeDir, { retryMs: 50, onHealth: (h) => health.push(h.writable) });
+    const { store, loaded } = JsonlStore.open(storeDir, { retryMs: 50, onHealth: (h) => health.push(h.writable) });
     const manager = new CallManager({ config, providers, store, loaded, logger: createLogger("silent") });
     await manager.start();
     try {
@@ -102,7 +102,7 @@ describe.skipIf(typeof disk === "string")("a full disk under the call log", () =
       expect((await errorOf(manager.initiateCall({ to: TO, message: "third" }))).code).toBe("LIMIT_REACHED");
       expect([a.callId, b.callId]).toHaveLength(2);
 
-      const reread = CallStore.read(storeDir);
+      const reread = JsonlStore.read(storeDir);
       expect(reread.warnings).toEqual([]);
       expect(reread.calls.get(live.callId)).toMatchObject({ state: "hangup-bot", endReason: "ended by request" });
       expect(reread.transcripts.get(live.callId)!.map((t) => t.text)).toEqual(["before the disk filled", "yes", "are you still there?", "yes"]);
@@ -139,7 +139,7 @@ describe("a long call log", () => {
       if (i % 1000 !== 999) lines.push(JSON.stringify({ t: "call", call: record(id, "completed", i) }));
     }
     writeFileSync(join(dir, "calls.jsonl"), `${lines.join("\n")}\n`);
-    const { store, loaded, archived } = CallStore.open(dir, { keepEnded: 500 });
+    const { store, loaded, archived } = JsonlStore.open(dir, { keepEnded: 500 });
     store.close();
     const live = [...loaded.calls.values()].filter((c) => c.state === "initiated");
     expect(live).toHaveLength(20);
@@ -151,7 +151,7 @@ describe("a long call log", () => {
     expect(loaded.transcripts.get("call-19998")!.map((t) => t.text)).toEqual(["message 19998"]);
     const archive = readdirSync(dir).filter((f) => /^calls-.+\.jsonl$/.test(f));
     expect(archive).toHaveLength(1);
-    const moved = CallStore.read(dir); // the live log only
+    const moved = JsonlStore.read(dir); // the live log only
     expect(moved.calls.size).toBe(520);
     const archivedLines = readFileSync(join(dir, archive[0]!), "utf8").trim().split("\n");
     expect(archivedLines).toHaveLength((20_000 - 20 - 500) * 3);
@@ -210,7 +210,7 @@ describe("one fault never reaches every call", () => {
     const config = makeConfig({ mock: { ringMs: 1, replyDelayMs: 1, speakMsPerChar: 0 } });
     const providers = createProviders(config, { logger: createLogger("silent") });
     const mock = providers.get("mock") as MockProvider;
-    const { store, loaded } = CallStore.open(tempDir());
+    const { store, loaded } = JsonlStore.open(tempDir());
     const manager = new CallManager({ config, providers, store, loaded, logger: createLogger("silent") });
     await manager.start();
     try {

@@ -3,7 +3,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CallManager } from "../src/calls/manager.js";
-import { CallStore } from "../src/calls/store.js";
+import { JsonlStore } from "../src/store/jsonl.js";
 import { resolveConfig } from "../src/configure.js";
 import type { ProviderId, VoiceCallConfig } from "../src/config/schema.js";
 import { VoiceCallError } from "../src/errors.js";
@@ -31,7 +31,7 @@ export interface Harness {
 export async function startManager(raw: Record<string, unknown> = {}, storeDir = tempDir()): Promise<Harness> {
   const config = makeConfig(raw, storeDir);
   const providers = createProviders(config, { logger: createLogger("silent") });
-  const { store, loaded } = CallStore.open(storeDir);
+  const { store, loaded } = JsonlStore.open(storeDir);
   const manager = new CallManager({ config, providers, store, loaded, logger: createLogger("silent") });
   await manager.start();
   return { manager, mock: providers.get("mock") as MockProvider, config, storeDir };

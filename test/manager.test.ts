@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { CallManager } from "../src/calls/manager.js";
-import { CallStore } from "../src/calls/store.js";
+import { JsonlStore } from "../src/store/jsonl.js";
 import { createLogger } from "../src/log.js";
 import type { CallProvider, RemoteCallStatus } from "../src/providers/types.js";
 import { makeConfig, startManager, tempDir, waitFor, type Harness, errorOf } from "./helpers.js";
@@ -319,7 +319,7 @@ describe("restore after a restart", () => {
       [pids[1]!]: { status: "active" },
       [pids[2]!]: new Error("carrier API timed out"),
     });
-    const { store, loaded } = CallStore.open(dir);
+    const { store, loaded } = JsonlStore.open(dir);
     const restored = new CallManager({ config, providers: new Map([["mock", provider]]), store, loaded, logger: createLogger("silent") });
     await restored.start();
     try {

@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { CallManager, UNATTENDED_MESSAGE } from "../src/calls/manager.js";
 import { Responder, spokenText, type CallerTurn, type TurnResponder } from "../src/calls/responder.js";
-import { CallStore } from "../src/calls/store.js";
+import { JsonlStore } from "../src/store/jsonl.js";
 import { createLogger } from "../src/log.js";
 import { createProviders } from "../src/providers/index.js";
 import type { MockProvider } from "../src/providers/mock/provider.js";
@@ -39,7 +39,7 @@ describe("auto-responses for inbound calls no agent drives", () => {
   async function start(raw: Record<string, unknown>) {
     const config = makeConfig({ inboundPolicy: "open", inboundGreeting: "Hello, shop here.", mock: { replies: [], speakMsPerChar: 0 }, responseBaseUrl: vendors.httpUrl, ...raw });
     const providers = createProviders(config, { logger: createLogger("silent") });
-    const { store, loaded } = CallStore.open(tempDir());
+    const { store, loaded } = JsonlStore.open(tempDir());
     const responder = new Responder({ baseUrl: config.responseBaseUrl, apiKey: config.responseApiKey, timeoutMs: 3000 });
     const manager = new CallManager({ config, providers, store, loaded, logger: createLogger("silent"), responder });
     await manager.start();
@@ -176,7 +176,7 @@ describe("answers said piece by piece (a responder that streams, like the gatewa
   async function start(responder: TurnResponder) {
     const config = makeConfig({ inboundPolicy: "open", inboundGreeting: "Hello, shop here.", mock: { replies: [], speakMsPerChar: 0 } });
     const providers = createProviders(config, { logger: createLogger("silent") });
-    const { store, loaded } = CallStore.open(tempDir());
+    const { store, loaded } = JsonlStore.open(tempDir());
     const manager = new CallManager({ config, providers, store, loaded, logger: createLogger("silent"), responder });
     await manager.start();
     managers.push(manager);

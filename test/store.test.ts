@@ -2,7 +2,7 @@ import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { latencyReport, turnLatencies } from "../src/calls/latency.js";
-import { CallStore } from "../src/calls/store.js";
+import { JsonlStore } from "../src/store/jsonl.js";
 import type { CallRecord } from "../src/calls/types.js";
 import { tempDir } from "./helpers.js";
 
@@ -20,13 +20,13 @@ const record = (callId: string, state: CallRecord["state"]): CallRecord => ({
 describe("call store", () => {
   it("keeps the newest snapshot per call and every transcript line", () => {
     const dir = tempDir();
-    const { store } = CallStore.open(dir);
+    const { store } = JsonlStore.open(dir);
     store.appendCall(record("a", "initiated"));
     store.appendTranscript({ callId: "a", at: "t1", speaker: "bot", kind: "speech", text: "hello", turn: 0 });
     store.appendCall(record("a", "listening"));
     store.appendTranscript({ callId: "a", at: "t2", speaker: "caller", kind: "speech", text: "hi", turn: 1 });
     store.close();
-    const { loaded } = CallStore.open(dir);
+    const { loaded } = JsonlStore.open(dir);
     expect(loaded.calls.get("a")?.state).toBe("listening");
     expect(loaded.transcripts.get("a")?.map((t) => t.text)).toEqual(["hello", "hi"]);
     expect(loaded.warnings).toEqual([]);
@@ -34,19 +34,19 @@ describe("call store", () => {
 
   it("skips corrupt and truncated lines with a warning naming the line", () => {
     const dir = tempDir();
-    const { store } = CallStore.open(dir);
+    const { store } = JsonlStore.open(dir);
     store.appendCall(record("a", "ringing"));
     store.close();
     const path = join(dir, "calls.jsonl");
     appendFileSync(path, 'garbage\n{"t":"call","call":{"callId":"b"}}\n{"t":"transcript","entry":{"callId":"a","at":"x","speak');
-    const { store: reopened, loaded } = CallStore.open(dir);
+    const { store: reopened, loaded } = JsonlStore.open(dir);
     expect(loaded.calls.size).toBe(1);
     expect(loaded.warnings).toHaveLength(3);
     expect(loaded.warnings[0]).toMatch(/^calls\.jsonl:2: /);
     // The next record must not be glued onto the truncated line.
     reopened.appendCall(record("c", "initiated"));
     reopened.close();
-    const again = CallStore.open(dir).loaded;
+    const again = JsonlStore.open(dir).loaded;
     expect([...again.calls.keys()].sort()).toEqual(["a", "c"]);
     expect(readFileSync(path, "utf8").endsWith("\n")).toBe(true);
   });
@@ -54,15 +54,15 @@ describe("call store", () => {
   it("opens an empty or missing file", () => {
     const dir = tempDir();
     writeFileSync(join(dir, "calls.jsonl"), "");
-    expect(CallStore.open(dir).loaded.calls.size).toBe(0);
-    expect(CallStore.open(tempDir()).loaded.calls.size).toBe(0);
+    expect(JsonlStore.open(dir).loaded.calls.size).toBe(0);
+    expect(JsonlStore.open(tempDir()).loaded.calls.size).toBe(0);
   });
 });
 
 describe("turn latency from the store", () => {
   it("measures from the caller's last words to the start of our reply, skipping greetings", () => {
     const dir = tempDir();
-    const { store } = CallStore.open(dir);
+    const { store } = JsonlStore.open(dir);
     const line = (callId: string, speaker: "bot" | "caller", ms: number, kind: "speech" | "interrupted" = "speech", origin?: "agent" | "model" | "service") =>
       store.appendTranscript({ callId, at: new Date(Date.UTC(2026, 0, 1) + ms).toISOString(), speaker, kind, text: "x", turn: 1, ...(origin ? { origin } : {}) });
     line("a", "bot", 0); // greeting: no caller words before it
@@ -78,7 +78,7 @@ describe("turn latency from the store", () => {
     line("c", "caller", 0);
     line("c", "bot", 5, "speech", "service");
     store.close();
-    expect(turnLatencies(CallStore.read(dir))).toEqual({ calls: 2, samples: [400, 900, 1500] });
-    expect(latencyReport(CallStore.read(dir))).toMatchObject({ calls: 2, turns: 3, p50Ms: 900, maxMs: 1500 });
+    expect(turnLatencies(JsonlStore.read(dir))).toEqual({ calls: 2, samples: [400, 900, 1500] });
+    expect(latencyReport(JsonlStore.read(dir))).toMatchObject({ calls: 2, turns: 3, p50Ms: 900, maxMs: 1500 });
   });
 });

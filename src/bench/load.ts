@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { CallStore } from "../calls/store.js";
+import { JsonlStore } from "../store/jsonl.js";
 import { VoiceCallClient } from "../server/client.js";
 import { Lab, labUnavailableReason } from "../lab/lab.js";
 import { runLoad, type LoadReport } from "../lab/load.js";
@@ -86,7 +86,7 @@ export function benchRestore(calls: number, keepEnded = 1000): { ms: number; bar
   global.gc?.();
   const rss = process.memoryUsage().rss;
   const start = performance.now();
-  const { store, loaded, archived } = CallStore.open(dir, { keepEnded });
+  const { store, loaded, archived } = JsonlStore.open(dir, { keepEnded });
   const ms = performance.now() - start;
   const rssMb = (process.memoryUsage().rss - rss) / 1e6;
   store.close();

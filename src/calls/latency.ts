@@ -8,7 +8,7 @@
  * replies anyone waited for.
  */
 import { percentile } from "../util/stats.js";
-import type { LoadedStore } from "./store.js";
+import type { LoadedStore } from "../store/records.js";
 import type { TranscriptEntry } from "./types.js";
 
 import { UNATTENDED_MESSAGE } from "./session.js";

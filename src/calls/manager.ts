@@ -16,7 +16,7 @@ import type { TurnResponder } from "./responder.js";
 import { routeCall } from "./routing.js";
 import { CallSession, type SessionHost } from "./session.js";
 import { isAnsweredState, isTerminal } from "./state.js";
-import type { CallStore, LoadedStore, StoreHealth } from "./store.js";
+import type { CallRepository, LoadedStore, StoreHealth } from "../store/records.js";
 import type { CallRecord, CallState, CallView, TranscriptEntry, TransferAttempt } from "./types.js";
 
 export { UNATTENDED_MESSAGE } from "./session.js";
@@ -46,7 +46,7 @@ export interface InitiateRequest {
 export interface CallManagerOptions {
   config: VoiceCallConfig;
   providers: ReadonlyMap<ProviderId, CallProvider>;
-  store: CallStore;
+  store: CallRepository;
   loaded?: LoadedStore;
   logger: Logger;
   /** Answers inbound callers when no agent drives the call (responseModel). */
@@ -60,7 +60,7 @@ const DESTINATION_PATTERN = /^(\+[1-9]\d{1,14}|[0-9*#]{1,32}|sips?:[^\s]+|[A-Za-
 export class CallManager {
   private readonly config: VoiceCallConfig;
   private readonly providers: ReadonlyMap<ProviderId, CallProvider>;
-  private readonly store: CallStore;
+  private readonly store: CallRepository;
   private readonly log: Logger;
   private readonly calls = new Map<string, CallSession>();
   private readonly byProviderId = new Map<string, string>();
@@ -110,7 +110,7 @@ export class CallManager {
     const stopping = new VoiceCallError("UNAVAILABLE", "the service is stopping");
     for (const call of this.calls.values()) call.stopWaiting(stopping);
     for (const provider of this.providers.values()) await provider.stop();
-    this.store.close();
+    await this.store.close();
   }
 
   /** How many listeners receive call events (control API subscribers among them). */

@@ -3,14 +3,14 @@
  * VoiceCallConfig. Every problem is reported at once, each naming its key path.
  */
 import { readFileSync } from "node:fs";
-import { homedir } from "node:os";
+import { homedir, hostname } from "node:os";
 import { join } from "node:path";
 import JSON5 from "json5";
 import { VoiceCallError, zodIssues, type FieldIssue } from "../errors.js";
 import { applyEnv, type Env } from "./env.js";
 import { migrateLegacyConfig } from "./migrate.js";
 import { resolveSecretRefs } from "./secrets.js";
-import { E164_PATTERN, PROVIDER_IDS, VoiceCallConfigSchema, type ProviderId, type VoiceCallConfig } from "./schema.js";
+import { E164_PATTERN, POSTGRES_URL, PROVIDER_IDS, VoiceCallConfigSchema, type ProviderId, type VoiceCallConfig } from "./schema.js";
 
 export interface ResolvedConfig {
   config: VoiceCallConfig;
@@ -92,8 +92,30 @@ export function readConfigFile(path: string): unknown {
   }
 }
 
+/** Where calls are kept: the JSONL log in a folder, or a PostgreSQL database (with a folder for this machine's files). */
+export type StoreSettings =
+  | { kind: "jsonl"; dir: string }
+  | { kind: "postgres"; dir: string; url: string; password?: string; poolSize: number; connectTimeoutMs: number };
+
+export function storeSettings(config: VoiceCallConfig): StoreSettings {
+  const fallback = join(homedir(), ".openclaw", "voice-calls");
+  const store = config.store;
+  if (store === undefined) return { kind: "jsonl", dir: fallback };
+  if (typeof store === "string") {
+    return POSTGRES_URL.test(store) ? { kind: "postgres", dir: fallback, url: store, poolSize: 4, connectTimeoutMs: 5000 } : { kind: "jsonl", dir: store };
+  }
+  const { dir, ...db } = store;
+  return { kind: "postgres", dir: dir ?? fallback, ...db };
+}
+
+/** The folder of this machine's files: the JSONL log (when it is the store), recordings, the control token, replay keys. */
 export function defaultStoreDir(config: VoiceCallConfig): string {
-  return config.store ?? join(homedir(), ".openclaw", "voice-calls");
+  return storeSettings(config).dir;
+}
+
+/** This instance's name on a shared store. */
+export function nodeIdOf(config: VoiceCallConfig): string {
+  return config.cluster.nodeId ?? (hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64) || "voicecall");
 }
 
 /**

@@ -42,6 +42,24 @@ const secret = secretOf(z.string().min(1));
 const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
 
+export const POSTGRES_URL = /^postgres(ql)?:\/\/[^\s]+$/;
+
+const StoreConfig = z.strictObject({
+  url: z.string().regex(POSTGRES_URL, "expected a PostgreSQL address: postgres://user@host:5432/database").describe("the PostgreSQL database (postgres://user@host:5432/database); a password here is never logged, but store.password or PGPASSWORD keeps it out of the file"),
+  password: secret.optional().describe("the database password (else the url's, else PGPASSWORD)"),
+  dir: z.string().min(1).optional().describe("folder for what stays on this machine: recordings, the control token, replay keys (default ~/.openclaw/voice-calls)"),
+  poolSize: positiveInt.max(100).default(4).describe("connections to the database this instance keeps at most"),
+  connectTimeoutMs: positiveInt.default(5000).describe("how long a connection attempt may take before the store counts as unavailable"),
+});
+
+const ClusterConfig = z.strictObject({
+  nodeId: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,64}$/, "expected 1-64 letters, digits, dots, dashes or underscores")
+    .optional()
+    .describe("this instance's name on a shared store: the calls it places and answers are its own, and it restores only those (default: the hostname)"),
+});
+
 const TwilioConfig = z.strictObject({
   accountSid: secret.optional().describe("Twilio account SID (AC…); required when Twilio is used"),
   authToken: secret.optional().describe("Twilio auth token: signs webhooks and authenticates REST calls"),
@@ -379,7 +397,14 @@ export const VoiceCallConfigSchema = z.strictObject({
   agentId: z.string().min(1).optional().describe("the gateway agent that answers callers and owns calls (inside the gateway; else its default agent)"),
   realtime: RealtimeConfig.prefault({}).describe("realtime voice: a speech-to-speech model on the call"),
   recording: RecordingConfig.prefault({}).describe("recording calls: WAV files from our own audio, beside the call log (docs/recording.md)"),
-  store: z.string().min(1).optional().describe("folder of the call log, control token and replay keys (default ~/.openclaw/voice-calls)"),
+  store: z
+    .union([
+      z.string().min(1),
+      StoreConfig,
+    ])
+    .optional()
+    .describe('where calls are kept: a folder (the JSONL call log, with the control token and replay keys; default ~/.openclaw/voice-calls), or a PostgreSQL database shared by several instances ("postgres://user@host:5432/db", or { url, password, dir }; docs/cluster.md)'),
+  cluster: ClusterConfig.prefault({}).describe("this instance among others on a shared store (docs/cluster.md)"),
   keepEndedCalls: positiveInt.default(1000).describe("ended calls kept in the call log, in memory and restored; older ones move to dated files in the store folder"),
   responseModel: z.string().min(1).optional().describe('the model answering inbound callers no agent drives, e.g. "openai/gpt-4o-mini" or any name the endpoint knows'),
   responseSystemPrompt: z.string().min(1).optional().describe("its system prompt"),

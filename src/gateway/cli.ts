@@ -6,7 +6,7 @@
 import { writeFileSync, copyFileSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { clientEnv, type Env } from "../config/env.js";
-import { defaultStoreDir, readConfigFile } from "../config/load.js";
+import { defaultStoreDir, readConfigFile, storeSettings } from "../config/load.js";
 import { resolveConfig } from "../configure.js";
 import { migrateLegacyConfig } from "../config/migrate.js";
 import { CallMode, PROVIDER_IDS, type VoiceCallConfig } from "../config/schema.js";
@@ -16,7 +16,8 @@ import { startService } from "../server/service.js";
 import { readSavedToken } from "../server/token.js";
 import { VoiceCallClient } from "../server/client.js";
 import { latencyReport } from "../calls/latency.js";
-import { CallStore } from "../calls/store.js";
+import { readStore } from "../store/index.js";
+import { redactUrl } from "../store/postgres.js";
 import type { Lab } from "../lab/lab.js";
 import { labHowTo, registerLabCommands, startLab } from "../lab/cli.js";
 import type { MethodName } from "../server/methods.js";
@@ -221,12 +222,15 @@ export function registerVoicecallCommands(root: Command, io: CliIo): Command {
   root
     .command("latency")
     .description("turn latency p50/p95/p99 from the call store: caller's last words to the start of our reply")
-    .option("--store <dir>", "store folder (default: the config's store)")
+    .option("--store <dir>", "store folder or postgres:// address (default: the config's store)")
     .action(async (o: { store?: string }, cmd: Command) => {
       const g = globals(cmd);
       await report(io, g, async () => {
-        const dir = o.store ?? defaultStoreDir(g.config ? loadConfig(g.config, io.env).config : (io.defaultConfig ?? loadConfig(undefined, io.env).config));
-        return { store: dir, ...latencyReport(CallStore.read(dir)) };
+        const base = g.config ? loadConfig(g.config, io.env).config : (io.defaultConfig ?? loadConfig(undefined, io.env).config);
+        const config = o.store ? { ...base, store: o.store } : base;
+        const settings = storeSettings(config);
+        const where = settings.kind === "jsonl" ? settings.dir : redactUrl(settings.url);
+        return { store: where, ...latencyReport(await readStore(config)) };
       }, (r) =>
         r.turns === 0
           ? `no answered turns in ${r.store} yet`

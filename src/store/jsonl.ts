@@ -13,117 +13,38 @@
 import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { LIVE_STATES, TERMINAL_STATES, type CallRecord, type TranscriptEntry } from "./types.js";
-import { PROVIDER_IDS } from "../config/schema.js";
-import { TRANSFER_OUTCOMES } from "../providers/types.js";
+import type { CallRecord, TranscriptEntry } from "../calls/types.js";
+import {
+  CallRecordSchema,
+  emptyLoad,
+  TERMINAL,
+  TranscriptEntrySchema,
+  WriteHealth,
+  type CallRepository,
+  type LoadedStore,
+  type OpenedStore,
+  type StoreHealth,
+  type StoreOptions,
+} from "./records.js";
+
+export type { LoadedStore, StoreHealth } from "./records.js";
 
 const FILE = "calls.jsonl";
-
-const CallRecordSchema = z.object({
-  callId: z.string().min(1),
-  provider: z.enum(PROVIDER_IDS),
-  providerCallId: z.string().optional(),
-  direction: z.enum(["outbound", "inbound"]),
-  mode: z.enum(["notify", "conversation"]),
-  from: z.string().optional(),
-  to: z.string(),
-  state: z.enum([...LIVE_STATES, ...TERMINAL_STATES]),
-  createdAt: z.string(),
-  answeredAt: z.string().optional(),
-  endedAt: z.string().optional(),
-  endReason: z.string().optional(),
-  turn: z.number().int().nonnegative(),
-  message: z.string().optional(),
-  sessionKey: z.string().optional(),
-  agentId: z.string().optional(),
-  transfers: z
-    .array(
-      z.object({
-        to: z.string(),
-        mode: z.enum(["blind", "warm"]),
-        at: z.string(),
-        outcome: z.enum(TRANSFER_OUTCOMES),
-        reason: z.string().optional(),
-        legId: z.string().optional(),
-      }),
-    )
-    .optional(),
-  amd: z.object({ outcome: z.enum(["human", "machine", "unknown"]), ms: z.number().nonnegative(), reason: z.string() }).optional(),
-  recording: z
-    .object({
-      path: z.string(),
-      channels: z.enum(["stereo", "mono"]),
-      startedAt: z.string(),
-      durationMs: z.number().nonnegative().optional(),
-      bytes: z.number().nonnegative().optional(),
-      sampleRate: z.number().positive().optional(),
-      failed: z.string().optional(),
-      /** After a transfer put the caller through: the caller and the person, as the carrier (the PBX) mixed them. */
-      afterTransfer: z
-        .object({ path: z.string(), durationMs: z.number().nonnegative().optional(), bytes: z.number().nonnegative().optional(), failed: z.string().optional() })
-        .optional(),
-    })
-    .optional(),
-});
-
-const TranscriptEntrySchema = z.object({
-  callId: z.string().min(1),
-  at: z.string(),
-  speaker: z.enum(["bot", "caller"]),
-  kind: z.enum(["speech", "dtmf", "interrupted", "unrecognised", "transfer", "recording", "amd"]),
-  text: z.string(),
-  turn: z.number().int().nonnegative(),
-  origin: z.enum(["agent", "model", "service"]).optional(),
-  playedMs: z.number().nonnegative().optional(),
-});
 
 const Line = z.discriminatedUnion("t", [
   z.object({ t: z.literal("call"), call: CallRecordSchema }),
   z.object({ t: z.literal("transcript"), entry: TranscriptEntrySchema }),
 ]);
 
-export interface LoadedStore {
-  calls: Map<string, CallRecord>;
-  transcripts: Map<string, TranscriptEntry[]>;
-  /** One line per skipped line: "calls.jsonl:17: ...". */
-  warnings: string[];
-}
-
-export interface StoreHealth {
-  writable: boolean;
-  /** Why the last write failed, e.g. "ENOSPC: no space left on device". */
-  reason?: string;
-  /** Lines waiting in memory for the disk. */
-  waiting: number;
-  /** Lines given up because too many were waiting. */
-  dropped: number;
-}
-
-export interface CallStoreOptions {
-  /** Ended calls kept in the log (and restored); older ones move to dated files. */
-  keepEnded?: number;
-  /** Told when the store becomes unwritable or writable again. */
-  onHealth?: (health: StoreHealth) => void;
-  /** Lines kept in memory while the disk refuses them. */
-  maxWaiting?: number;
-  retryMs?: number;
-}
-
-const TERMINAL: ReadonlySet<string> = new Set(TERMINAL_STATES);
-
-export class CallStore {
+export class JsonlStore implements CallRepository {
   private fd: number | null;
   /** Encoded lines the disk has not taken yet, oldest first. */
   private waiting: Buffer[] = [];
   /** Bytes of the first waiting line already on disk (a short write). */
   private partial = 0;
-  private reason: string | undefined;
-  private dropped = 0;
-  private retryTimer: NodeJS.Timeout | null = null;
+  private readonly writes: WriteHealth;
   private readonly keepEnded: number;
   private readonly maxWaiting: number;
-  private readonly retryMs: number;
-  private readonly onHealth?: (health: StoreHealth) => void;
   /** Calls seen ending since the last compaction. */
   private endedSince = new Set<string>();
   private compactPending = false;
@@ -131,24 +52,27 @@ export class CallStore {
   private constructor(
     readonly dir: string,
     fd: number,
-    options: CallStoreOptions,
+    options: StoreOptions,
   ) {
     this.fd = fd;
     this.keepEnded = options.keepEnded ?? 1000;
     this.maxWaiting = options.maxWaiting ?? 50_000;
-    this.retryMs = options.retryMs ?? 5000;
-    this.onHealth = options.onHealth;
+    this.writes = new WriteHealth({ retryMs: options.retryMs ?? 5000, retry: () => this.flush(), waiting: () => this.waiting.length, onHealth: options.onHealth });
   }
 
   get path(): string {
     return join(this.dir, FILE);
   }
 
+  get where(): string {
+    return this.path;
+  }
+
   /**
    * Opens (creating if needed) the store in `dir`, compacts it when it holds
    * more ended calls than it keeps, and reads what is left.
    */
-  static open(dir: string, options: CallStoreOptions = {}): { store: CallStore; loaded: LoadedStore; archived: number } {
+  static open(dir: string, options: StoreOptions = {}): OpenedStore & { store: JsonlStore } {
     mkdirSync(dir, { recursive: true });
     const path = join(dir, FILE);
     let archived = 0;
@@ -162,7 +86,7 @@ export class CallStore {
     const { loaded, endsWithNewline } = existsSync(path) ? readLog(path) : { loaded: emptyLoad(), endsWithNewline: true };
     if (compactFailure) loaded.warnings.push(compactFailure);
     const fd = openSync(path, "a", 0o600);
-    const store = new CallStore(dir, fd, options);
+    const store = new JsonlStore(dir, fd, options);
     // A line cut short by a crash must not swallow the next record.
     if (!endsWithNewline) store.enqueue(Buffer.from("\n"));
     return { store, loaded, archived };
@@ -175,7 +99,7 @@ export class CallStore {
   }
 
   get health(): StoreHealth {
-    return { writable: this.reason === undefined, reason: this.reason, waiting: this.waiting.length, dropped: this.dropped };
+    return this.writes.health;
   }
 
   appendCall(call: CallRecord): void {
@@ -208,7 +132,7 @@ export class CallStore {
     try {
       moved = compact(this.dir, this.keepEnded);
     } catch (err) {
-      this.setReason(describe(err));
+      this.writes.set(describe(err));
     } finally {
       this.fd = openSync(this.path, "a", 0o600);
     }
@@ -216,8 +140,7 @@ export class CallStore {
   }
 
   close(): void {
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.retryTimer = null;
+    this.writes.stop();
     this.flush();
     if (this.fd !== null) closeSync(this.fd);
     this.fd = null;
@@ -229,7 +152,7 @@ export class CallStore {
       // Bounded: the oldest waiting line goes (never one half-written).
       const i = this.partial > 0 ? 1 : 0;
       this.waiting.splice(i, 1);
-      this.dropped += 1;
+      this.writes.dropped += 1;
     }
     this.waiting.push(line);
     if (this.waiting.length === 1) this.flush();
@@ -243,14 +166,14 @@ export class CallStore {
       try {
         wrote = writeSync(this.fd, line, this.partial, line.length - this.partial);
       } catch (err) {
-        this.setReason(describe(err));
+        this.writes.set(describe(err));
         return;
       }
       this.partial += wrote;
       if (this.partial < line.length) {
         // A short write: the rest goes next time, so the line is never glued to the next one.
         if (wrote === 0) {
-          this.setReason("short write: the disk took 0 bytes");
+          this.writes.set("short write: the disk took 0 bytes");
           return;
         }
         continue;
@@ -258,20 +181,7 @@ export class CallStore {
       this.waiting.shift();
       this.partial = 0;
     }
-    if (this.reason !== undefined && this.waiting.length === 0) this.setReason(undefined);
-  }
-
-  private setReason(reason: string | undefined): void {
-    const changed = (reason === undefined) !== (this.reason === undefined);
-    this.reason = reason;
-    if (reason !== undefined && !this.retryTimer) {
-      this.retryTimer = setTimeout(() => {
-        this.retryTimer = null;
-        this.flush();
-      }, this.retryMs);
-      this.retryTimer.unref();
-    }
-    if (changed) this.onHealth?.(this.health);
+    if (this.writes.failing && this.waiting.length === 0) this.writes.set(undefined);
   }
 }
 
@@ -282,10 +192,6 @@ function encode(line: z.infer<typeof Line>): Buffer {
 function describe(err: unknown): string {
   const e = err as NodeJS.ErrnoException;
   return e.code ? `${e.code}: ${e.message.replace(/^[A-Z]+: /, "").split(",")[0]}` : String(e.message ?? err);
-}
-
-function emptyLoad(): LoadedStore {
-  return { calls: new Map(), transcripts: new Map(), warnings: [] };
 }
 
 /** Calls each complete line of the file in order, reading it in chunks (a log may exceed a string's size). */
