@@ -155,8 +155,9 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
 
   async answer(providerCallId: string): Promise<void> {
     const call = this.live(providerCallId);
-    await this.ari.channels.answer(call.id);
-    await this.attachMedia(call);
+    // The audio path first, then the answer: answered first, the caller's first words fell into the gap
+    // while the bridge and the media channel were made (all of a 2 s greeting on a busy machine).
+    await this.attachMedia(call, { announce: true, answer: true });
   }
 
   async reject(providerCallId: string, _reason: string): Promise<void> {
@@ -359,8 +360,11 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
     this.emit(call, { type: "inbound", from: channel.caller?.number || "anonymous", to });
   }
 
-  /** Bridge + externalMedia channel + our end of its audio; the call counts as answered once audio can flow. */
-  private async attachMedia(call: AstCall, options: { announce: boolean } = { announce: true }): Promise<void> {
+  /**
+   * Bridge + externalMedia channel + our end of its audio; the call counts as answered once audio can flow.
+   * `answer`: the channel is answered once all that is ready (an inbound call).
+   */
+  private async attachMedia(call: AstCall, options: { announce: boolean; answer?: boolean } = { announce: true }): Promise<void> {
     if (call.bridgeId || call.ended) return;
     const suffix = randomUUID();
     const bridgeId = `${this.prefix.bridge}${suffix}`;
@@ -389,6 +393,14 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
       narrowband: transport.sampleRate > 8000 ? await isNarrowband(this.ari, call.id, this.log) : true,
       inbandDtmf: this.options.config.asterisk.media.inbandDtmf,
     });
+    if (options.answer) {
+      try {
+        await this.ari.channels.answer(call.id);
+      } catch (err) {
+        await this.teardown(call, false);
+        throw err;
+      }
+    }
     call.answered = true;
     if (options.announce) this.emit(call, { type: "answered" });
   }
