@@ -21,6 +21,8 @@ export class PhoneAudio {
   private seq = 0;
   private closed = false;
   private clockStart?: number;
+  /** The RTP timestamp after the last frame or key sent. */
+  private nextTimestamp = 0;
   /** When the last frame louder than -40 dBFS went out (the end of what the phone said). */
   lastVoicedAt?: number;
 
@@ -90,6 +92,12 @@ export class PhoneAudio {
     return this.chunks.find((c) => c.at >= since && frameDbfs(c.pcm) > dbfs)?.at;
   }
 
+  /** The RTP clock at the start of a talk spurt: the time since the first one, never behind what was sent. */
+  private spurtStart(now: number): number {
+    this.clockStart ??= now;
+    return Math.max(this.nextTimestamp, Math.round(((now - this.clockStart) * 8000) / 1000));
+  }
+
   /**
    * Speaks 8 kHz PCM into the call, one 20 ms packet per 20 ms; resolves with
    * the time (performance.now()) its first frame louder than -40 dBFS went out.
@@ -99,7 +107,9 @@ export class PhoneAudio {
     if (!far) throw new Error("the phone has heard nothing yet, so it does not know where to talk");
     // One stream for the whole call, as a phone sends: same SSRC, sequence and clock across talk spurts.
     const start = performance.now();
-    this.clockStart ??= start;
+    // Within a talk spurt the clock moves 160 per frame, as a phone's does, whenever the packet leaves: a
+    // test process that falls behind sends the late frames together, never with overlapping timestamps.
+    const base = this.spurtStart(start);
     let onset: number | undefined;
     for (let i = 0, n = 0; i < pcm.length; i += 160, n += 1) {
       const wait = start + n * 20 - performance.now();
@@ -107,7 +117,8 @@ export class PhoneAudio {
       const frame = new Int16Array(160);
       frame.set(pcm.subarray(i, i + 160));
       const payload = encodeG711("ulaw", frame);
-      const timestamp = Math.round(((performance.now() - this.clockStart) * 8000) / 1000);
+      const timestamp = (base + n * 160) >>> 0;
+      this.nextTimestamp = base + (n + 1) * 160;
       const packet = buildRtp({ payloadType: 0, marker: n === 0, sequenceNumber: this.seq++ & 0xffff, timestamp, ssrc: this.ssrc, payload });
       this.socket.send(packet, far.port, far.address);
       if (frameDbfs(frame) > -40) {
@@ -127,8 +138,8 @@ export class PhoneAudio {
     const event = "0123456789*#ABCD".indexOf(key);
     if (!far) throw new Error("the phone has heard nothing yet, so it does not know where to send keys");
     if (event < 0) throw new Error(`not a key: ${key}`);
-    this.clockStart ??= performance.now();
-    const timestamp = Math.round(((performance.now() - this.clockStart) * 8000) / 1000);
+    const timestamp = this.spurtStart(performance.now()) >>> 0;
+    this.nextTimestamp = timestamp + 800;
     const send = (duration: number, end: boolean, first: boolean) => {
       const payload = Buffer.from([event, (end ? 0x80 : 0) | 10, duration >> 8, duration & 0xff]);
       this.socket.send(buildRtp({ payloadType: 101, marker: first, sequenceNumber: this.seq++ & 0xffff, timestamp, ssrc: this.ssrc, payload }), far.port, far.address);
