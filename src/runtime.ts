@@ -10,6 +10,8 @@ import { loadSilero } from "./audio/silero.js";
 import { Responder, type ChatFn, type TurnResponder } from "./calls/responder.js";
 import { VoiceCallError } from "./errors.js";
 import { openStore } from "./store/index.js";
+import { PostgresStore } from "./store/postgres.js";
+import { ClusterMember } from "./calls/cluster.js";
 import { Operations } from "./calls/operations.js";
 import { pruneRecordings } from "./calls/recording.js";
 import type { Logger } from "./log.js";
@@ -93,9 +95,16 @@ export async function createRuntime(config: VoiceCallConfig, logger: Logger, dep
       return call && { callId: call.callId, direction: call.direction, from: call.from, to: call.to, provider: call.provider };
     };
   }
+  // On a shared store: the lease, taking over the calls of instances that stopped, handing out inbound calls.
+  const member = store instanceof PostgresStore ? new ClusterMember(store, manager, providers, config, logger) : undefined;
+  if (store instanceof PostgresStore) {
+    store.onLost = (callId) => logger.error({ callId }, "another instance took this call over (this one's lease had run out): its later records are not written");
+  }
   try {
     await manager.start();
+    await member?.start();
   } catch (err) {
+    await member?.stop();
     await manager.stop();
     throw err;
   }
@@ -103,5 +112,9 @@ export async function createRuntime(config: VoiceCallConfig, logger: Logger, dep
   // What was given (inside the gateway: its voices, or its realtime provider), else a realtime model or our engines.
   const speech = usesOurAudio(providers) ? (chosen ?? (config.realtime.enabled ? realtimeChoice(config) : ownSpeech(config))) : undefined;
   if (speech) logger.info({ tts: `${speech.tts.engine}: ${speech.tts.why}`, stt: `${speech.stt.engine}: ${speech.stt.why}` }, "speech engines");
-  return { config, manager, operations: new Operations(), providers, endpoints, storeDir, speech, stop: () => manager.stop() };
+  return { config, manager, operations: new Operations(), providers, endpoints, storeDir, speech, stop: async () => {
+      await member?.stop();
+      await manager.stop();
+    },
+  };
 }

@@ -134,13 +134,50 @@ describe.skipIf(unavailable !== undefined)("the PostgreSQL call store (a real Po
     const opened = await Promise.all(["a", "b", "c"].map((nodeId) => PostgresStore.open(settingsOf(url), { nodeId })));
     for (const o of opened) await o.store.close();
     const db = `voicecall_${databases}`;
-    expect(await pg.sql(db, "SELECT version FROM voicecall_migrations ORDER BY version")).toEqual(["1"]);
+    expect(await pg.sql(db, "SELECT version FROM voicecall_migrations ORDER BY version")).toEqual(["1", "2"]);
     await pg.sql(db, `INSERT INTO voicecall_transcript (line_id, call_id, entry) VALUES (gen_random_uuid(), 'x', '{}')`);
     await expect(pg.sql(db, "UPDATE voicecall_transcript SET entry = '{}'")).rejects.toThrow(/append-only/);
     // A database migrated by a newer release is refused, not written to.
     await pg.sql(db, "INSERT INTO voicecall_migrations (version) VALUES (99)");
     const newer = await errorOf(PostgresStore.open(settingsOf(url), { nodeId: "a" }));
     expect(newer).toMatchObject({ code: "STORE_UNAVAILABLE", message: expect.stringContaining("newer than this release knows") });
+  });
+
+  it("an instance whose lease ran out: each of its live calls is claimed by one of two instances trying at once; its later writes are refused, and it is told", async () => {
+    const url = await database();
+    const a = await PostgresStore.open(settingsOf(url), { nodeId: "a" });
+    const lost: string[] = [];
+    a.store.onLost = (callId) => lost.push(callId);
+    expect(await a.store.renewLease(200, { capacity: 10 })).toEqual(["a"]);
+    for (let i = 0; i < 6; i += 1) a.store.appendCall(record(`live-${i}`, "listening", i));
+    a.store.appendCall(record("ended", "completed"));
+    a.store.appendTranscript(line("live-0", "said on a"));
+    await waitFor(async () => (await pg.sql(`voicecall_${databases}`, "SELECT count(*) FROM voicecall_calls"))[0] === "7", "a's calls in the database");
+    const b = await PostgresStore.open(settingsOf(url), { nodeId: "b" });
+    const c = await PostgresStore.open(settingsOf(url), { nodeId: "c" });
+    await Promise.all([b.store.renewLease(10_000, { capacity: 10 }), c.store.renewLease(10_000, { capacity: 10 })]);
+    // While a's lease holds, nothing is taken.
+    expect((await b.store.claimOrphaned(10)).calls.size).toBe(0);
+    await new Promise((r) => setTimeout(r, 300));
+    const [byB, byC] = await Promise.all([b.store.claimOrphaned(4), c.store.claimOrphaned(10)]);
+    const taken = [...byB.calls.keys(), ...byC.calls.keys()].sort();
+    expect(taken).toEqual(["live-0", "live-1", "live-2", "live-3", "live-4", "live-5"]);
+    expect(byB.calls.size).toBeLessThanOrEqual(4);
+    const holder = byB.calls.has("live-0") ? byB : byC;
+    expect(holder.transcripts.get("live-0")!.map((t) => t.text)).toEqual(["said on a"]);
+    expect(holder.from.get("live-0")).toBe("a");
+    // a, cut off meanwhile, writes again: the calls are not its own any more.
+    a.store.appendCall(record("live-0", "completed"));
+    await waitFor(() => lost.length > 0, "a to be told");
+    expect(lost).toEqual(["live-0"]);
+    expect(await pg.sql(`voicecall_${databases}`, "SELECT state FROM voicecall_calls WHERE call_id = 'live-0'")).toEqual(["listening"]);
+    // The instance with most room gets the next call; one at capacity is never picked.
+    expect(await b.store.pickNode()).toBe(byB.calls.size <= byC.calls.size ? "b" : "c");
+    await c.store.renewLease(10_000, { capacity: byC.calls.size });
+    expect(await b.store.pickNode()).toBe("b");
+    for (const s of [a, b, c]) await s.store.close();
+    // A clean stop ends the lease at once.
+    expect(await pg.sql(`voicecall_${databases}`, "SELECT count(*) FROM voicecall_nodes WHERE lease_until > now()")).toEqual(["0"]);
   });
 
   it("a database that cannot be reached stops the start with STORE_UNAVAILABLE naming the store, never its password", async () => {

@@ -413,44 +413,67 @@ export class CallManager {
   }
 
   private async reconcileRestored(): Promise<void> {
-    for (const call of this.calls.values()) {
-      if (call.ended) continue;
-      const provider = call.provider;
-      const providerCallId = call.record.providerCallId;
-      if (!provider || !providerCallId) {
-        call.log.warn("restored call cannot be checked with its carrier; kept until it ends or is reaped");
-        continue;
-      }
-      let status;
-      try {
-        status = await provider.getCallStatus(providerCallId);
-      } catch (err) {
-        status = { status: "unknown" as const, reason: err instanceof Error ? err.message : String(err) };
-      }
-      if (status.status === "ended") {
-        call.finish(status.state, `ended while the service was down${status.reason ? `: ${status.reason}` : ""}`);
-        continue;
-      } else if (status.status === "unknown") {
-        call.log.warn({ reason: status.reason }, "restored call status unknown; kept");
-        continue;
-      }
-      if (provider.readopt && !isAnsweredState(call.record.state)) {
-        // Its setup (ring timer, answer) went with the old process.
-        await call.hangupAndFinish("error", "was still ringing when the service stopped");
-        continue;
-      }
-      if (provider.readopt) {
-        const taken = await provider.readopt(providerCallId);
-        if (!taken.ok) {
-          await call.hangupAndFinish("error", `could not take the call back after a restart: ${taken.reason}`);
-          continue;
-        }
-        // What was said before is in the transcript; from now on the caller is heard again.
-        call.log.info("took the call back after a restart; listening");
-        this.background(call.openTurn(), "listening after a restart");
-      }
-      if (call.record.answeredAt) call.limitDuration();
+    for (const call of [...this.calls.values()]) if (!call.ended) await this.reconcile(call);
+  }
+
+  /**
+   * On a shared store: calls another instance had (its lease ran out), claimed for this one in the store;
+   * each is checked with its carrier and taken back as after a restart.
+   */
+  async takeOver(loaded: LoadedStore & { from: ReadonlyMap<string, string> }): Promise<void> {
+    for (const record of loaded.calls.values()) {
+      if (this.calls.has(record.callId)) continue;
+      const call = this.track({ ...record }, loaded.transcripts.get(record.callId) ?? []);
+      const fromNode = loaded.from.get(record.callId);
+      call.log.warn({ fromNode }, "taking over a call whose instance stopped renewing its lease");
+      await this.reconcile(call, fromNode);
     }
+    for (const warning of loaded.warnings) this.log.warn(warning);
+  }
+
+  /** Calls not ended yet. */
+  get activeCalls(): number {
+    return this.active;
+  }
+
+  /** A call restored after a restart (or taken over from instance `fromNode`), checked with its carrier and taken back. */
+  private async reconcile(call: CallSession, fromNode?: string): Promise<void> {
+    const after = fromNode ? `instance ${fromNode} stopped` : "the service was down";
+    const provider = call.provider;
+    const providerCallId = call.record.providerCallId;
+    if (!provider || !providerCallId) {
+      call.log.warn("restored call cannot be checked with its carrier; kept until it ends or is reaped");
+      return;
+    }
+    let status;
+    try {
+      status = await provider.getCallStatus(providerCallId);
+    } catch (err) {
+      status = { status: "unknown" as const, reason: err instanceof Error ? err.message : String(err) };
+    }
+    if (status.status === "ended") {
+      call.finish(status.state, `ended while ${after}${status.reason ? `: ${status.reason}` : ""}`);
+      return;
+    } else if (status.status === "unknown") {
+      call.log.warn({ reason: status.reason }, "restored call status unknown; kept");
+      return;
+    }
+    if (provider.readopt && !isAnsweredState(call.record.state)) {
+      // Its setup (ring timer, answer) went with the old process.
+      await call.hangupAndFinish("error", fromNode ? `was still ringing when ${after}` : "was still ringing when the service stopped");
+      return;
+    }
+    if (provider.readopt) {
+      const taken = await provider.readopt(providerCallId, fromNode ? { fromNode } : {});
+      if (!taken.ok) {
+        await call.hangupAndFinish("error", fromNode ? `could not take the call over after ${after}: ${taken.reason}` : `could not take the call back after a restart: ${taken.reason}`);
+        return;
+      }
+      // What was said before is in the transcript; from now on the caller is heard again.
+      call.log.info(fromNode ? { fromNode } : {}, fromNode ? "took the call over; listening" : "took the call back after a restart; listening");
+      this.background(call.openTurn(), "listening after a restart");
+    }
+    if (call.record.answeredAt) call.limitDuration();
   }
 
   // ---------------------------------------------------------------- helpers

@@ -58,6 +58,11 @@ const ClusterConfig = z.strictObject({
     .regex(/^[A-Za-z0-9._-]{1,64}$/, "expected 1-64 letters, digits, dots, dashes or underscores")
     .optional()
     .describe("this instance's name on a shared store: the calls it places and answers are its own, and it restores only those (default: the hostname)"),
+  leaseMs: positiveInt
+    .min(1000)
+    .default(10_000)
+    .describe("on a shared store: how long this instance's lease lasts without renewal (renewed every third of it); the live calls of an instance whose lease ran out are taken over by another"),
+  address: z.url().optional().describe("where the other instances reach this one's control API (default: http://<serve.host>:<serve.port>)"),
 });
 
 const TwilioConfig = z.strictObject({

@@ -174,7 +174,13 @@ export interface CallProvider {
    * (its media re-attached), or says why it cannot. Carriers without it keep
    * restored calls as they are.
    */
-  readopt?(providerCallId: string): Promise<{ ok: true } | { ok: false; reason: string }>;
+  readopt?(providerCallId: string, options?: { fromNode?: string }): Promise<{ ok: true } | { ok: false; reason: string }>;
+  /**
+   * On a shared store: this instance takes the carrier's new inbound calls and hands each to the instance
+   * `pick` names (null: it stops taking them; another instance does). Carriers whose inbound calls reach
+   * whichever instance the load balancer picks have none.
+   */
+  dispatchInbound?(pick: (() => Promise<string | undefined>) | null): void;
   /** Carriers that call us back over the public internet: their webhook and media routes. */
   readonly ingress?: CarrierIngress;
   /**

@@ -71,6 +71,13 @@ const MIGRATIONS: readonly string[] = [
    BEGIN RAISE EXCEPTION 'voicecall_transcript is append-only'; END $$;
    CREATE TRIGGER voicecall_transcript_append_only BEFORE UPDATE ON voicecall_transcript
      FOR EACH ROW EXECUTE FUNCTION voicecall_transcript_append_only();`,
+  `CREATE TABLE voicecall_nodes (
+     node_id text PRIMARY KEY,
+     address text,
+     capacity integer NOT NULL,
+     started_at timestamptz NOT NULL DEFAULT now(),
+     lease_until timestamptz NOT NULL
+   );`,
 ];
 
 /** The address without its password, for logs and messages. */
@@ -97,6 +104,8 @@ export class PostgresStore implements CallRepository {
   private inFlight = 0;
   private pumping: Promise<void> | null = null;
   private closed = false;
+  /** Whether this instance has held a lease (it ends on close). */
+  private leased = false;
   private readonly writes: WriteHealth;
   private readonly maxWaiting: number;
   private readonly batch: number;
@@ -141,6 +150,68 @@ export class PostgresStore implements CallRepository {
     return this.writes.health;
   }
 
+  get nodeId(): string {
+    return this.options.nodeId;
+  }
+
+  /** Told when a call this instance wrote belongs to another instance now (it took the call over). */
+  onLost?: (callId: string) => void;
+
+  // ------------------------------------------------------------ the cluster
+
+  /** Renews this instance's lease (and says where it answers); returns the instances whose lease holds, by name. */
+  async renewLease(leaseMs: number, info: { capacity: number; address?: string }): Promise<string[]> {
+    const { rows } = await this.pool.query<{ node_id: string }>(
+      `WITH me AS (
+         INSERT INTO voicecall_nodes (node_id, address, capacity, lease_until) VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond')
+         ON CONFLICT (node_id) DO UPDATE SET address = EXCLUDED.address, capacity = EXCLUDED.capacity, lease_until = EXCLUDED.lease_until
+         RETURNING node_id)
+       SELECT node_id FROM me UNION SELECT node_id FROM voicecall_nodes WHERE lease_until > now() ORDER BY node_id`,
+      [this.options.nodeId, info.address ?? null, info.capacity, leaseMs],
+    );
+    this.leased = true;
+    return rows.map((r) => r.node_id);
+  }
+
+  /** A clean stop: the lease ends now, so another instance takes over at once whatever is left. */
+  private async endLease(): Promise<void> {
+    await this.pool.query("UPDATE voicecall_nodes SET lease_until = now() WHERE node_id = $1", [this.options.nodeId]);
+  }
+
+  /** The instance with a lease and the most room (fewest live calls against its capacity) for a new call. */
+  async pickNode(): Promise<string | undefined> {
+    const { rows } = await this.pool.query<{ node_id: string }>(
+      `SELECT n.node_id FROM voicecall_nodes n LEFT JOIN voicecall_calls c ON c.node_id = n.node_id AND c.live
+       WHERE n.lease_until > now() GROUP BY n.node_id, n.capacity HAVING count(c.call_id) < n.capacity
+       ORDER BY count(c.call_id)::float / n.capacity, n.node_id LIMIT 1`,
+    );
+    return rows[0]?.node_id;
+  }
+
+  /**
+   * Takes up to `limit` live calls of instances whose lease has run out (or that never had one) for this
+   * instance, each claimed once however many instances try at the same time; returns them with their lines
+   * and who had them.
+   */
+  async claimOrphaned(limit: number): Promise<LoadedStore & { from: Map<string, string> }> {
+    const out = { ...emptyLoad(), from: new Map<string, string>() };
+    if (limit <= 0) return out;
+    const { rows } = await this.pool.query<{ call_id: string; record: unknown; previous: string }>(
+      `WITH taken AS (
+         SELECT c.call_id, c.node_id AS previous FROM voicecall_calls c
+         WHERE c.live AND c.node_id <> $1
+           AND NOT EXISTS (SELECT 1 FROM voicecall_nodes n WHERE n.node_id = c.node_id AND n.lease_until > now())
+         ORDER BY c.created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+       UPDATE voicecall_calls c SET node_id = $1, updated_at = now() FROM taken WHERE c.call_id = taken.call_id
+       RETURNING c.call_id, c.record, taken.previous`,
+      [this.options.nodeId, limit],
+    );
+    if (rows.length === 0) return out;
+    for (const row of rows) out.from.set(row.call_id, row.previous);
+    const loaded = await readCalls(this.pool, rows);
+    return { ...loaded, from: out.from };
+  }
+
   appendCall(call: CallRecord): void {
     this.enqueue({ t: "call", call: structuredClone(call) });
   }
@@ -160,6 +231,8 @@ export class PostgresStore implements CallRepository {
       if (this.waiting.length > 0) await new Promise((r) => setTimeout(r, 100));
     }
     await this.pumping;
+    // On a shared store the lease ends with the instance: another takes over at once whatever is left.
+    if (this.leased) await this.endLease().catch(() => undefined);
     await this.pool.end().catch(() => undefined);
   }
 
@@ -221,8 +294,9 @@ export class PostgresStore implements CallRepository {
           [lines.map((l) => l.id), lines.map((l) => l.entry.callId), lines.map((l) => JSON.stringify(l.entry))],
         );
       }
-      if (calls.size > 0) await upsertCalls(client, [...calls.values()], this.options.nodeId);
+      const lost = calls.size > 0 ? await upsertCalls(client, [...calls.values()], this.options.nodeId) : [];
       await client.query("COMMIT");
+      for (const callId of lost) this.onLost?.(callId);
     } catch (err) {
       await client.query("ROLLBACK").catch(() => undefined);
       throw err;
@@ -232,13 +306,16 @@ export class PostgresStore implements CallRepository {
   }
 }
 
-async function upsertCalls(client: PoolClient, calls: CallRecord[], nodeId: string): Promise<void> {
-  await client.query(
+/** Writes each call's snapshot where this instance owns it; returns the ids another instance owns now (not written). */
+async function upsertCalls(client: PoolClient, calls: CallRecord[], nodeId: string): Promise<string[]> {
+  const { rows } = await client.query<{ call_id: string }>(
     `INSERT INTO voicecall_calls (call_id, node_id, state, live, created_at, ended_at, record, updated_at)
      SELECT c, $2, s, NOT (s = ANY($3::text[])), ca::timestamptz, ea::timestamptz, r, now()
      FROM unnest($1::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[]) AS t(c, s, ca, ea, r)
-     ON CONFLICT (call_id) DO UPDATE SET node_id = EXCLUDED.node_id, state = EXCLUDED.state, live = EXCLUDED.live,
-       ended_at = EXCLUDED.ended_at, record = EXCLUDED.record, updated_at = now()`,
+     ON CONFLICT (call_id) DO UPDATE SET state = EXCLUDED.state, live = EXCLUDED.live,
+       ended_at = EXCLUDED.ended_at, record = EXCLUDED.record, updated_at = now()
+       WHERE voicecall_calls.node_id = EXCLUDED.node_id
+     RETURNING call_id`,
     [
       calls.map((c) => c.callId),
       nodeId,
@@ -249,6 +326,8 @@ async function upsertCalls(client: PoolClient, calls: CallRecord[], nodeId: stri
       calls.map((c) => JSON.stringify(c)),
     ],
   );
+  const written = new Set(rows.map((r) => r.call_id));
+  return calls.map((c) => c.callId).filter((id) => !written.has(id));
 }
 
 async function connect(settings: PostgresSettings): Promise<Pool> {
@@ -293,7 +372,6 @@ async function migrate(pool: Pool): Promise<void> {
 
 /** Live calls and the newest `keepEnded` ended ones (of `nodeId`, or of every instance), with their lines in order. */
 async function load(pool: Pool, options: { nodeId?: string; keepEnded: number }): Promise<LoadedStore> {
-  const out = emptyLoad();
   const mine = options.nodeId === undefined ? "" : "AND node_id = $2";
   const params = options.nodeId === undefined ? [options.keepEnded] : [options.keepEnded, options.nodeId];
   const { rows } = await pool.query<{ call_id: string; record: unknown }>(
@@ -302,6 +380,12 @@ async function load(pool: Pool, options: { nodeId?: string; keepEnded: number })
      (SELECT call_id, record FROM voicecall_calls WHERE NOT live ${mine} ORDER BY ended_at DESC NULLS LAST LIMIT $1)`,
     params,
   );
+  return readCalls(pool, rows);
+}
+
+/** Call rows as records (a row that is not one is skipped with a warning), with their lines in order. */
+async function readCalls(pool: Pool, rows: Array<{ call_id: string; record: unknown }>): Promise<LoadedStore> {
+  const out = emptyLoad();
   for (const row of rows) {
     const parsed = CallRecordSchema.safeParse(row.record);
     if (parsed.success) out.calls.set(row.call_id, parsed.data as CallRecord);

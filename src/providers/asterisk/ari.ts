@@ -39,6 +39,8 @@ export const AriEventSchema = z.discriminatedUnion("type", [
   z.looseObject({ type: z.literal("ChannelHangupRequest"), ...base, cause: z.number().optional(), channel: ChannelSchema }),
   z.looseObject({ type: z.literal("ChannelDtmfReceived"), ...base, digit: z.string(), duration_ms: z.number(), channel: ChannelSchema }),
   z.looseObject({ type: z.literal("Dial"), ...base, peer: ChannelSchema, dialstatus: z.string() }),
+  // Another events connection took this app (Asterisk gives an app to one connection).
+  z.looseObject({ type: z.literal("ApplicationReplaced"), ...base }),
 ]);
 export type AriEvent = z.infer<typeof AriEventSchema>;
 
@@ -73,6 +75,7 @@ export const ARI_OPERATIONS = {
   getChannel: { method: "GET", path: "/channels/{channelId}", query: [] },
   originate: { method: "POST", path: "/channels/{channelId}", query: ["endpoint", "app", "appArgs", "callerId", "timeout"] },
   answer: { method: "POST", path: "/channels/{channelId}/answer", query: [] },
+  move: { method: "POST", path: "/channels/{channelId}/move", query: ["app", "appArgs"] },
   hangup: { method: "DELETE", path: "/channels/{channelId}", query: ["reason"] },
   sendDtmf: { method: "POST", path: "/channels/{channelId}/dtmf", query: ["dtmf", "between", "duration"] },
   getVariable: { method: "GET", path: "/channels/{channelId}/variable", query: ["variable"] },
@@ -184,6 +187,8 @@ export class AriClient {
         }),
       ),
     answer: async (id: string): Promise<void> => void (await this.op("answer", { channelId: id })),
+    /** Moves a channel from the Stasis app it is in to `app` (another instance's, or ours). */
+    move: async (id: string, app: string, appArgs?: string): Promise<void> => void (await this.op("move", { channelId: id }, { app, appArgs })),
     hangup: async (id: string, reason?: "normal" | "busy" | "congestion" | "no_answer" | "rejected"): Promise<void> =>
       void (await this.op("hangup", { channelId: id }, { reason })),
     sendDtmf: async (id: string, dtmf: string, opts: { between?: number; duration?: number } = {}): Promise<void> =>

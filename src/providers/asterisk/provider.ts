@@ -23,6 +23,8 @@ import type { PlaceCallRequest, ProviderCapabilities, RemoteCallStatus, SetupFin
 import { AriClient, AriError, type AriChannel, type AriEvent } from "./ari.js";
 import { AsteriskTransfers, transferOutcome } from "./transfer.js";
 import { briefPerson } from "../warm-transfer.js";
+import { nodeIdOf, storeSettings } from "../../config/load.js";
+import { clearLeftBehind, InboundDispatcher, nodeApp } from "./cluster.js";
 
 /** How long our calls found up at start wait to be taken back before they are hung up. */
 const ADOPTION_WINDOW_MS = 30_000;
@@ -31,6 +33,8 @@ export interface AsteriskProviderOptions extends MediaCarrierOptions {
   /** How long calls survive a lost ARI connection before they end. */
   reconnectGraceMs?: number;
 }
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 interface AstCall extends MediaCall {
   hangupRequested: boolean;
@@ -61,19 +65,26 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
   private readonly prefix: { call: string; media: string; bridge: string };
   /** Blind transfers: legs being dialled, and callers handed over to a person. */
   private readonly transfers: AsteriskTransfers;
+  /** On a shared store: the entry app, while this instance hands out the PBX's callers (cluster.ts). */
+  private readonly dispatcher?: InboundDispatcher;
+  /** On a shared store: what any instance of the cluster names its bridges and media channels. */
+  private readonly clusterPrefixes?: { bridge: string; media: string };
+  /** Channels being moved into our app (a call taken over), until their StasisStart. */
+  private readonly arriving = new Map<string, () => void>();
 
   constructor(protected override readonly options: AsteriskProviderOptions) {
     super(options, "asterisk");
     const { ari } = options.config.asterisk;
-    this.prefix = { call: `vc-${ari.app}-`, media: `vcm-${ari.app}-`, bridge: `vcb-${ari.app}-` };
-    this.ari = new AriClient({
-      url: ari.url,
-      username: ari.username,
-      password: ari.password ?? "",
-      app: ari.app,
-      logger: this.log,
-    });
-    this.transfers = new AsteriskTransfers(this.ari, `vcx-${ari.app}-`, this.log);
+    // On a shared store each instance has an app of its own, and the configured one is the cluster's entry.
+    const clustered = storeSettings(options.config).kind === "postgres";
+    const app = clustered ? nodeApp(ari.app, nodeIdOf(options.config)) : ari.app;
+    this.prefix = { call: `vc-${app}-`, media: `vcm-${app}-`, bridge: `vcb-${app}-` };
+    this.ari = new AriClient({ url: ari.url, username: ari.username, password: ari.password ?? "", app, logger: this.log });
+    if (clustered) {
+      this.dispatcher = new InboundDispatcher({ url: ari.url, username: ari.username, password: ari.password ?? "", entryApp: ari.app, ownApp: app, log: this.log });
+      this.clusterPrefixes = { bridge: `vcb-${ari.app}-`, media: `vcm-${ari.app}-` };
+    }
+    this.transfers = new AsteriskTransfers(this.ari, `vcx-${app}-`, this.log);
     this.ari.onEvent((e) => this.onAriEvent(e));
     this.ari.onConnection((s) => this.onConnection(s.connected, s.reconnected));
   }
@@ -100,7 +111,9 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
     // Our calls still up from before a restart wait to be taken back (readopt); the rest are hung up after a while.
     // A caller handed over to a person before the restart is theirs, not a call to take back.
     const transferred = new Set((await this.ari.bridges.list()).filter((b) => this.transfers.keeps(b)).flatMap((b) => b.channels));
-    for (const ch of await this.ari.channels.list()) if (ch.id.startsWith(this.prefix.call) && !transferred.has(ch.id)) this.adoptable.add(ch.id);
+    for (const ch of await this.ari.channels.list()) if (this.ours(ch.id, "call") && !transferred.has(ch.id)) this.adoptable.add(ch.id);
+    // In a cluster one of them may be another instance's now (it took the call over): the store says whose, not us.
+    if (this.dispatcher) this.adoptable.clear();
     if (this.adoptable.size > 0) {
       setTimeout(() => {
         const left = [...this.adoptable];
@@ -130,6 +143,7 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
 
   protected async close(): Promise<void> {
     if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.dispatcher?.close();
     await Promise.all([...this.calls.values()].map((c) => this.teardown(c, true)));
     this.ari.close();
   }
@@ -268,7 +282,7 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
     }
   }
 
-  async readopt(providerCallId: string): Promise<{ ok: true } | { ok: false; reason: string }> {
+  async readopt(providerCallId: string, options: { fromNode?: string } = {}): Promise<{ ok: true } | { ok: false; reason: string }> {
     this.adoptable.delete(providerCallId);
     if (this.calls.has(providerCallId)) return { ok: true };
     let channel: AriChannel;
@@ -280,6 +294,16 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
     if (channel.state !== "Up") return { ok: false, reason: `the channel is ${channel.state}, not up` };
     const call: AstCall = { id: providerCallId, answered: true, ended: false, hangupRequested: false };
     this.calls.set(providerCallId, call);
+    if (options.fromNode && this.clusterPrefixes) {
+      // Another instance's call: into our app first (its events come to us), and its old bridge and media go.
+      try {
+        await this.moveHere(providerCallId);
+        await clearLeftBehind(this.ari, providerCallId, this.clusterPrefixes);
+      } catch (err) {
+        this.calls.delete(providerCallId);
+        return { ok: false, reason: `it could not be moved to this instance: ${(err as Error).message}` };
+      }
+    }
     try {
       // A new bridge and media channel: the old ones went with the previous process.
       await this.attachMedia(call, { announce: false });
@@ -288,8 +312,38 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
       await this.ignoreGone(this.ari.channels.hangup(providerCallId)).catch(() => undefined);
       return { ok: false, reason: `its audio could not be re-attached: ${(err as Error).message}` };
     }
-    this.log.info({ callId: providerCallId }, "took back a call that was up before the restart");
+    this.log.info({ callId: providerCallId, ...options }, options.fromNode ? "took over a call of an instance that stopped" : "took back a call that was up before the restart");
     return { ok: true };
+  }
+
+  /**
+   * Whether an id is one this instance made: its prefix, then the uuid (so an instance named "a" does not
+   * take the objects of one named "a-b" for its own).
+   */
+  private ours(id: string, kind: "call" | "media" | "bridge"): boolean {
+    const prefix = this.prefix[kind];
+    return id.startsWith(prefix) && UUID.test(id.slice(prefix.length));
+  }
+
+  dispatchInbound(pick: (() => Promise<string | undefined>) | null): void {
+    this.dispatcher?.set(pick);
+  }
+
+  /** Moves a channel into our app and waits (5 s at most) for it to arrive. */
+  private async moveHere(channelId: string): Promise<void> {
+    const arrived = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 5000);
+      this.arriving.set(channelId, () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+    try {
+      await this.ari.channels.move(channelId, this.ari.app);
+      if (!(await arrived)) throw new Error("it never entered this instance's Stasis app");
+    } finally {
+      this.arriving.delete(channelId);
+    }
   }
 
   // -------------------------------------------------------------- events
@@ -335,10 +389,16 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
       }
       case "Dial":
         return;
+      case "ApplicationReplaced":
+        this.log.error({ app: this.ari.app }, "another connection took this instance's Stasis app: two instances with one asterisk.ari.app (or one cluster.nodeId)? This one no longer hears its calls");
+        return;
     }
   }
 
   private onStasisStart(channel: AriChannel, args: string[]): void {
+    // A call taken over from another instance, moved into our app (readopt).
+    const arriving = this.arriving.get(channel.id);
+    if (arriving) return arriving();
     // A person answering a transfer: their leg joins the caller's bridge (transfer()).
     if (this.transfers.entered(channel.id)) return;
     const owner = this.mediaOwners.get(channel.id);
@@ -347,7 +407,7 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
       this.calls.get(owner)?.mediaReady?.(true);
       return;
     }
-    if (channel.id.startsWith(this.prefix.media)) return;
+    if (this.ours(channel.id, "media")) return;
     const outbound = this.calls.get(channel.id);
     if (outbound) {
       // An originated channel enters the app when the far end answers.
@@ -491,12 +551,12 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
     const transferred = new Set(bridges.filter((b) => this.transfers.keeps(b)).flatMap((b) => b.channels));
     for (const ch of channels) {
       if (transferred.has(ch.id)) continue;
-      if (ch.id.startsWith(this.prefix.media) && !ownedMedia.has(ch.id)) await this.ignoreGone(this.ari.channels.hangup(ch.id));
-      else if (ch.id.startsWith(this.prefix.call) && !this.calls.has(ch.id) && !this.adoptable.has(ch.id)) await this.ignoreGone(this.ari.channels.hangup(ch.id));
+      if (this.ours(ch.id, "media") && !ownedMedia.has(ch.id)) await this.ignoreGone(this.ari.channels.hangup(ch.id));
+      else if (!this.dispatcher && this.ours(ch.id, "call") && !this.calls.has(ch.id) && !this.adoptable.has(ch.id)) await this.ignoreGone(this.ari.channels.hangup(ch.id));
     }
     for (const bridge of bridges) {
       // A transferred call's bridge is the caller's and the person's now.
-      if (bridge.id.startsWith(this.prefix.bridge) && !ownedBridges.has(bridge.id) && !this.transfers.keeps(bridge)) await this.ignoreGone(this.ari.bridges.destroy(bridge.id));
+      if (this.ours(bridge.id, "bridge") && !ownedBridges.has(bridge.id) && !this.transfers.keeps(bridge)) await this.ignoreGone(this.ari.bridges.destroy(bridge.id));
     }
   }
 
