@@ -12,6 +12,7 @@ import { VoiceCallError } from "./errors.js";
 import { openStore } from "./store/index.js";
 import { PostgresStore } from "./store/postgres.js";
 import { ClusterMember } from "./calls/cluster.js";
+import { CallForwarder } from "./server/forward.js";
 import { Operations } from "./calls/operations.js";
 import { pruneRecordings } from "./calls/recording.js";
 import type { Logger } from "./log.js";
@@ -33,6 +34,10 @@ export interface VoiceCallRuntime {
   storeDir: string;
   /** What speaks and what listens on calls whose audio this service makes, and why. */
   speech?: SpeechChoice;
+  /** On a shared store: sends methods for calls another instance holds to it (server/forward.ts). */
+  forwarder?: CallForwarder;
+  /** Tells the other instances where this one's control API answers, and with which token. */
+  advertise(url: string, token: string): void;
   stop(): Promise<void>;
 }
 
@@ -112,7 +117,12 @@ export async function createRuntime(config: VoiceCallConfig, logger: Logger, dep
   // What was given (inside the gateway: its voices, or its realtime provider), else a realtime model or our engines.
   const speech = usesOurAudio(providers) ? (chosen ?? (config.realtime.enabled ? realtimeChoice(config) : ownSpeech(config))) : undefined;
   if (speech) logger.info({ tts: `${speech.tts.engine}: ${speech.tts.why}`, stt: `${speech.stt.engine}: ${speech.stt.why}` }, "speech engines");
-  return { config, manager, operations: new Operations(), providers, endpoints, storeDir, speech, stop: async () => {
+  const forwarder = store instanceof PostgresStore ? new CallForwarder(store) : undefined;
+  const advertise = (url: string, token: string) => {
+    if (member) member.address = url;
+    if (forwarder) forwarder.token = token;
+  };
+  return { config, manager, operations: new Operations(), providers, endpoints, storeDir, speech, forwarder, advertise, stop: async () => {
       await member?.stop();
       await manager.stop();
     },

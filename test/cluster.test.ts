@@ -18,7 +18,10 @@ import { LocalPostgres, postgresUnavailableReason } from "../src/lab/postgres.js
 import { callerScenario, runSipp } from "../src/lab/sipp.js";
 import { createLogger } from "../src/log.js";
 import type { AsteriskProvider } from "../src/providers/asterisk/provider.js";
-import { createRuntime, type VoiceCallRuntime } from "../src/runtime.js";
+import type { VoiceCallRuntime } from "../src/runtime.js";
+import { VoiceCallClient } from "../src/server/client.js";
+import { invoke } from "../src/server/methods.js";
+import { startService, type RunningService } from "../src/server/service.js";
 import { transcribePcm } from "../src/speech/pocketsphinx.js";
 import { wordErrorRate } from "../src/speech/wer.js";
 import { freePort, makeConfig, tempDir, waitFor } from "./helpers.js";
@@ -46,7 +49,9 @@ describe.skipIf(unavailable !== undefined)("two instances on one PostgreSQL stor
   let pg: LocalPostgres;
   let lab: Lab;
   let url: string;
+  let service: RunningService;
   let b: VoiceCallRuntime;
+  const TOKEN = "cluster-test-token-0123";
   const children: ChildProcess[] = [];
 
   const settings = (nodeId: string, dir: string) => ({
@@ -63,10 +68,10 @@ describe.skipIf(unavailable !== undefined)("two instances on one PostgreSQL stor
   });
 
   /** Instance A: the built service in a process of its own. */
-  const startA = async (): Promise<{ child: ChildProcess; log: () => string }> => {
+  const startA = async (): Promise<{ child: ChildProcess; log: () => string; url: string }> => {
     const dir = tempDir();
     const config = join(dir, "voicecall.json");
-    writeFileSync(config, JSON.stringify({ ...settings("a", join(dir, "files")), serve: { port: await freePort() }, control: { token: "cluster-test-token-0123" } }));
+    writeFileSync(config, JSON.stringify({ ...settings("a", join(dir, "files")), serve: { port: await freePort() }, control: { token: TOKEN } }));
     const child = spawn(process.execPath, [CLI, "--config", config, "serve"], { stdio: ["ignore", "pipe", "pipe"] });
     children.push(child);
     let log = "";
@@ -74,7 +79,7 @@ describe.skipIf(unavailable !== undefined)("two instances on one PostgreSQL stor
     child.stderr!.on("data", (d) => (log += d));
     await waitFor(() => log.includes("voicecall: try ") || child.exitCode !== null, "instance a to start", 30_000);
     if (child.exitCode !== null) throw new Error(`instance a did not start: ${log}`);
-    return { child, log: () => log };
+    return { child, log: () => log, url: /serving on (http:\/\/\S+)/.exec(log)![1]! };
   };
 
   const rows = (sql: string) => pg.sql("voicecall", sql);
@@ -87,19 +92,19 @@ describe.skipIf(unavailable !== undefined)("two instances on one PostgreSQL stor
 
   afterAll(async () => {
     for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
-    await b?.stop();
+    await service?.close();
     await lab?.stop();
     await pg?.stop();
   });
 
-  it("A answers a lab phone; killed with -9 mid-call, B takes the call over, the phone hears B, every line is kept once; A restarted leaves it alone", async () => {
+  it("A answers a lab phone and B answers for it (status, speak); A killed with -9 mid-call, B takes the call over, the phone hears B, every line is kept once; A restarted leaves it alone and hands B its end", async () => {
     let a = await startA();
     // A is the cluster's first by name: it holds the PBX's entry and hands callers out (to itself while B has no lease).
     await waitFor(() => a.log().includes("takes the PBX's new inbound calls"), "instance a to take the entry", 10_000);
     // Ports no other test file's phones use (they may run meanwhile on other lab slots).
     const [earPort, sipPort, sippMedia] = [await udpPort(), await udpPort(), await udpPort()];
     const ear = await PhoneAudio.open(earPort);
-    const phone = runSipp(lab, "cluster-phone", callerScenario({ extension: "700", holdMs: "wait", mediaPort: earPort }), ["-s", "700", "-p", String(sipPort), "-mp", String(sippMedia), "-i", "127.0.0.1", `127.0.0.1:${lab.info.sipPort}`]);
+    const phone = runSipp(lab, "cluster-phone", callerScenario({ extension: "700", holdMs: "wait", mediaPort: earPort }), ["-s", "700", "-p", String(sipPort), "-mp", String(sippMedia), "-i", "127.0.0.1", `127.0.0.1:${lab.info.sipPort}`], 60);
     const [callId] = await waitFor(async () => {
       const live = await rows("SELECT call_id FROM voicecall_calls WHERE live AND node_id = 'a' AND state = 'listening'");
       return live.length > 0 && live;
@@ -107,7 +112,14 @@ describe.skipIf(unavailable !== undefined)("two instances on one PostgreSQL stor
       throw new Error(`${err.message}; instance a said:\n${a.log().slice(-3000)}`);
     });
 
-    b = await createRuntime(makeConfig({ ...settings("b", tempDir()), log: { level: "silent" } }), createLogger("silent"));
+    service = await startService(makeConfig({ ...settings("b", tempDir()), serve: { port: 0 }, control: { token: TOKEN }, log: { level: "silent" } }), createLogger("silent"));
+    b = service.runtime;
+    // B answers for A's call: its methods go to A (its address and lease in the store).
+    await waitFor(async () => ((await invoke(b, "voicecall.status", { callId })) as { found: boolean }).found, "b to answer for a's call", 5000);
+    expect(await invoke(b, "voicecall.status", { callId })).toMatchObject({ found: true, call: { callId, state: "listening" } });
+    const relayed = "Said by a, asked through b.";
+    expect(await invoke(b, "voicecall.speak", { callId, message: relayed })).toEqual({ success: true });
+
     a.child.kill("SIGKILL");
     const killedAt = Date.now();
     // Taken over: B has the call, and its audio (a bridge and media channel of B's own) is attached.
@@ -130,14 +142,15 @@ describe.skipIf(unavailable !== undefined)("two instances on one PostgreSQL stor
 
     // Every line from both instances, once, in order.
     const lines = await rows(`SELECT entry->>'speaker' || ': ' || (entry->>'text') FROM voicecall_transcript WHERE call_id = '${callId}' ORDER BY id`);
-    expect(lines).toEqual(["bot: Hello from instance a", `bot: ${sentence}`]);
+    expect(lines).toEqual(["bot: Hello from instance a", `bot: ${relayed}`, `bot: ${sentence}`]);
 
     // A started again: it restores nothing of B's, and B's call goes on.
     a = await startA();
     await new Promise((r) => setTimeout(r, 2000));
     expect(b.manager.getCall(callId!)?.state).toBe("listening");
     expect(await rows(`SELECT node_id FROM voicecall_calls WHERE call_id = '${callId}'`)).toEqual(["b"]);
-    await b.manager.endCall(callId!);
+    // Ended through A, which hands the request to B.
+    expect(await new VoiceCallClient({ url: a.url, token: TOKEN }).call("voicecall.end", { callId: callId! })).toMatchObject({ success: true });
     const { code, output } = await phone.done;
     expect(code, output).toBe(0);
     ear.close();

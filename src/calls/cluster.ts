@@ -24,6 +24,8 @@ export class ClusterMember {
   private leader = false;
   private stopped = false;
   private lastFailure: string | undefined;
+  /** Where this instance's control API answers (cluster.address, else what the service listens on). */
+  address: string | undefined;
 
   constructor(
     private readonly store: PostgresStore,
@@ -59,7 +61,8 @@ export class ClusterMember {
     if (this.stopped) return;
     let live: string[];
     try {
-      live = await this.store.renewLease(this.config.cluster.leaseMs, { capacity: this.config.maxConcurrentCalls, ...(this.config.cluster.address ? { address: this.config.cluster.address } : {}) });
+      const address = this.config.cluster.address ?? this.address;
+      live = await this.store.renewLease(this.config.cluster.leaseMs, { capacity: this.config.maxConcurrentCalls, ...(address ? { address } : {}) });
     } catch (err) {
       const reason = describePgError(err);
       if (reason !== this.lastFailure) this.log.error({ reason }, "could not renew this instance's lease; its calls go on, but another instance may take them over");

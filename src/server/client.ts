@@ -10,6 +10,8 @@ export interface ClientOptions {
   url: string;
   token?: string;
   timeoutMs?: number;
+  /** Sent with every request (a forwarded one says so). */
+  headers?: Record<string, string>;
 }
 
 interface RpcReply {
@@ -72,7 +74,7 @@ export class VoiceCallClient {
   }
 
   private auth(): Record<string, string> {
-    return this.options.token ? { authorization: `Bearer ${this.options.token}` } : {};
+    return { ...this.options.headers, ...(this.options.token ? { authorization: `Bearer ${this.options.token}` } : {}) };
   }
 
   private async request(path: string, init: RequestInit, timeout = true): Promise<Response> {

@@ -7,6 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { VoiceCallError, asVoiceCallError, type ErrorCode } from "../errors.js";
 import { invoke, type MethodContext } from "./methods.js";
+import { FORWARDED_HEADER } from "./forward.js";
 import type { Logger } from "../log.js";
 import type { Ingress } from "./ingress.js";
 import { tokenMatches } from "./token.js";
@@ -80,7 +81,7 @@ export function createHttpServer({ methods, token, logger, ingress }: HttpServer
     const { method, params } = body as { method?: unknown; params?: unknown };
     const started = Date.now();
     try {
-      const result = await invoke(methods, method, params);
+      const result = await invoke(methods, method, params, { forwarded: req.headers[FORWARDED_HEADER] !== undefined });
       logger.info({ method, ms: Date.now() - started }, "rpc");
       sendJson(res, 200, { ok: true, result });
     } catch (err) {

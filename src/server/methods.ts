@@ -10,6 +10,7 @@ import { CallMode, ProviderId } from "../config/schema.js";
 import type { CallManager } from "../calls/manager.js";
 import type { Operations } from "../calls/operations.js";
 import { VoiceCallError, parseOrThrow } from "../errors.js";
+import { CallForwarder } from "./forward.js";
 
 const text = (what: string) => z.string({ error: `${what} is required` }).trim().min(1, `${what} must not be empty`);
 const callId = text("callId");
@@ -83,6 +84,8 @@ export const READ_METHODS: ReadonlySet<MethodName> = new Set<MethodName>(["voice
 export interface MethodContext {
   manager: CallManager;
   operations: Operations;
+  /** On a shared store: where methods for another instance's calls go. */
+  forwarder?: CallForwarder;
 }
 
 type Params<M extends MethodName> = z.infer<(typeof MethodParams)[M]>;
@@ -130,11 +133,29 @@ export function isMethodName(name: unknown): name is MethodName {
   return typeof name === "string" && Object.hasOwn(MethodParams, name);
 }
 
-export async function invoke(ctx: MethodContext, method: unknown, params: unknown): Promise<unknown> {
+/** `forwarded`: the request came from another instance of the cluster (it is answered here, never sent on). */
+export async function invoke(ctx: MethodContext, method: unknown, params: unknown, options: { forwarded?: boolean } = {}): Promise<unknown> {
   if (!isMethodName(method)) {
     throw new VoiceCallError("UNKNOWN_METHOD", `unknown method ${JSON.stringify(method)}; expected one of ${METHOD_NAMES.join(", ")}`);
   }
-  const parsed = parseOrThrow(MethodParams[method], params ?? {}, `params for ${method}`);
+  const parsed = parseOrThrow(MethodParams[method], params ?? {}, `params for ${method}`) as Record<string, unknown>;
+  const { forwarder } = ctx;
+  if (forwarder && !options.forwarded) {
+    // A call another instance holds is answered by it.
+    const callId = CallForwarder.callOf(method, parsed);
+    if (callId !== undefined && !ctx.manager.getCall(callId)) {
+      const forwarded = await forwarder.forward(method, parsed, callId);
+      if (forwarded) return forwarded.result;
+    }
+    if (method === "voicecall.continue.result") {
+      const forwarded = await forwarder.forwardOperation(parsed.operationId as string);
+      if (forwarded) return forwarded.result;
+    }
+  }
   const handler = handlers[method] as (ctx: MethodContext, p: unknown) => Promise<unknown>;
-  return handler(ctx, parsed);
+  if (!forwarder || (method !== "voicecall.continue.start" && method !== "voicecall.continue.result")) return handler(ctx, parsed);
+  // On a shared store, operations started here are named with this instance, so any instance finds them.
+  const local = method === "voicecall.continue.result" ? { operationId: forwarder.localOperation(parsed.operationId as string) } : parsed;
+  const result = (await handler(ctx, local)) as { operationId: string };
+  return { ...result, operationId: forwarder.operationId(result.operationId) };
 }

@@ -42,6 +42,9 @@ export async function startService(config: VoiceCallConfig, logger: Logger, deps
     const address = await listen(server, config.serve.port, config.serve.bind);
     const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
     const url = `http://${host}:${address.port}`;
+    // Where the other instances of a cluster reach this one (on this machine; cluster.address across machines).
+    const reachable = localHost(address.address);
+    runtime.advertise(`http://${reachable.includes(":") ? `[${reachable}]` : reachable}:${address.port}`, token);
     logger.info(
       { url, webhookPath: config.serve.path, ...(ingress.enabled ? { publicWebhook: runtime.endpoints.webhookBase(), streamPath: config.streaming.streamPath } : {}) },
       "voice-call service listening",

@@ -178,6 +178,25 @@ export class PostgresStore implements CallRepository {
     await this.pool.query("UPDATE voicecall_nodes SET lease_until = now() WHERE node_id = $1", [this.options.nodeId]);
   }
 
+  /** The other live instance that holds `callId`, and where it answers; undefined when none does. */
+  async ownerOf(callId: string): Promise<{ nodeId: string; address: string } | undefined> {
+    const { rows } = await this.pool.query<{ node_id: string; address: string }>(
+      `SELECT n.node_id, n.address FROM voicecall_calls c JOIN voicecall_nodes n ON n.node_id = c.node_id
+       WHERE c.call_id = $1 AND n.node_id <> $2 AND n.lease_until > now() AND n.address IS NOT NULL`,
+      [callId, this.options.nodeId],
+    );
+    return rows[0] ? { nodeId: rows[0].node_id, address: rows[0].address } : undefined;
+  }
+
+  /** Where a live instance answers. */
+  async addressOf(nodeId: string): Promise<{ nodeId: string; address: string } | undefined> {
+    const { rows } = await this.pool.query<{ address: string }>(
+      "SELECT address FROM voicecall_nodes WHERE node_id = $1 AND lease_until > now() AND address IS NOT NULL",
+      [nodeId],
+    );
+    return rows[0] ? { nodeId, address: rows[0].address } : undefined;
+  }
+
   /** The instance with a lease and the most room (fewest live calls against its capacity) for a new call. */
   async pickNode(): Promise<string | undefined> {
     const { rows } = await this.pool.query<{ node_id: string }>(
@@ -202,7 +221,9 @@ export class PostgresStore implements CallRepository {
          WHERE c.live AND c.node_id <> $1
            AND NOT EXISTS (SELECT 1 FROM voicecall_nodes n WHERE n.node_id = c.node_id AND n.lease_until > now())
          ORDER BY c.created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-       UPDATE voicecall_calls c SET node_id = $1, updated_at = now() FROM taken WHERE c.call_id = taken.call_id
+       UPDATE voicecall_calls c SET node_id = $1, updated_at = now() FROM taken
+       -- Still the old owner's when the row is written: one taken by an instance that committed first is left to it.
+       WHERE c.call_id = taken.call_id AND c.node_id = taken.previous AND c.live
        RETURNING c.call_id, c.record, taken.previous`,
       [this.options.nodeId, limit],
     );
