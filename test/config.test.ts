@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { resolveConfig } from "../src/configure.js";
+import { ariServers } from "../src/providers/asterisk/servers.js";
 import { migrateLegacyConfig } from "../src/config/migrate.js";
 import { VoiceCallError } from "../src/errors.js";
 import { createSynthesizer, createTranscriber } from "../src/speech/index.js";
@@ -263,6 +264,21 @@ describe("Asterisk media", () => {
   });
 });
 
+describe("several Asterisks (asterisk.ari as a list)", () => {
+  it("names each (ast1, ast2, … where none is given), wants each one's password, and refuses two with one name", () => {
+    const two = resolveConfig({ provider: "asterisk", asterisk: { ari: [{ url: "http://10.0.0.11:8088", password: "a" }, { name: "east", url: "http://10.0.0.12:8088", password: "b" }] } }).config;
+    expect(ariServers(two).map((s) => [s.name, s.url, s.username, s.app])).toEqual([
+      ["ast1", "http://10.0.0.11:8088", "voicecall", "voicecall"],
+      ["east", "http://10.0.0.12:8088", "voicecall", "voicecall"],
+    ]);
+    expect(issuesOf({ provider: "asterisk", asterisk: { ari: [{ password: "a" }, { url: "http://10.0.0.12:8088" }] } })).toEqual([{ path: "asterisk.ari.1.password", message: "required when provider asterisk is used" }]);
+    expect(issuesOf({ provider: "asterisk", asterisk: { ari: [{ name: "x", password: "a" }, { name: "x", password: "b" }] } })).toEqual([{ path: "asterisk.ari", message: "each Asterisk needs its own name" }]);
+    // A password from a reference, in any entry; never printed.
+    const ref = resolveConfig({ provider: "asterisk", asterisk: { ari: [{ password: "a" }, { password: "$SECOND_ARI" }] } }, { SECOND_ARI: "s3cond" }).config;
+    expect(ariServers(ref)[1]!.password).toBe("s3cond");
+  });
+});
+
 describe("secrets given as references (the gateway's SecretRef forms)", () => {
   const twilio = (authToken: unknown) => ({ provider: "twilio", fromNumber: "+15550009999", publicUrl: "https://voice.example.com/voice/webhook", twilio: { accountSid: "AC123", authToken } });
 
@@ -281,7 +297,7 @@ describe("secrets given as references (the gateway's SecretRef forms)", () => {
     expect(config.twilio?.authToken).toBe("a-token-of-sixteen-chars");
     expect(config.control.token).toBe("a-token-of-sixteen-chars");
     expect(config.tts.providers.openai?.apiKey).toBe("oa-secret");
-    expect(config.asterisk.ari.password).toBe("ari-secret");
+    expect(ariServers(config)[0]!.password).toBe("ari-secret");
   });
 
   it("names the key of a reference it cannot resolve, and never prints a value", () => {

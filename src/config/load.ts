@@ -156,6 +156,11 @@ function crossFieldIssues(raw: Record<string, unknown>): FieldIssue[] {
   const issues: FieldIssue[] = [];
   const numbers = raw.numbers;
   for (const provider of providersInUse(raw)) {
+    const servers = getPath(raw, "asterisk.ari");
+    if (provider === "asterisk" && Array.isArray(servers)) {
+      servers.forEach((server, i) => getPath(server, "password") === undefined && issues.push({ path: `asterisk.ari.${i}.password`, message: "required when provider asterisk is used" }));
+      continue;
+    }
     for (const [path, envName] of REQUIRED[provider] ?? []) {
       if (getPath(raw, path) === undefined) {
         issues.push({ path, message: `required when provider ${provider} is used (or set ${envName})` });

@@ -63,6 +63,15 @@ const ClusterConfig = z.strictObject({
     .default(10_000)
     .describe("on a shared store: how long this instance's lease lasts without renewal (renewed every third of it); the live calls of an instance whose lease ran out are taken over by another"),
   address: z.url().optional().describe("where the other instances reach this one's control API (default: http://<serve.host>:<serve.port>)"),
+  maxConcurrentCalls: positiveInt
+    .optional()
+    .describe("on a shared store: calls in progress across every instance (each instance also keeps its own maxConcurrentCalls); counted from the store, so instances taking calls in the same few milliseconds can each take the last place"),
+  drainMs: z
+    .number()
+    .int()
+    .min(0)
+    .default(30_000)
+    .describe("on SIGTERM or Ctrl-C: how long calls in progress may go on while new ones are refused (health answers 503); then, on a shared store, PBX calls still up are handed to another instance, other calls end; 0 stops at once"),
 });
 
 const TwilioConfig = z.strictObject({
@@ -277,20 +286,34 @@ const NumberOverride = z.strictObject({
 });
 export type NumberOverride = z.infer<typeof NumberOverride>;
 
+const AriServer = z.strictObject({
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,32}$/, "1-32 letters, digits, _ and -")
+    .optional()
+    .describe("with several Asterisks: this one's name in call ids and logs (default ast1, ast2, … in list order)"),
+  url: z.url().default("http://127.0.0.1:8088").describe("Asterisk's HTTP server (ARI)"),
+  username: z.string().min(1).default("voicecall").describe("ARI user (ari.conf)"),
+  password: secret.optional().describe("ARI password; required when Asterisk is used"),
+  app: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/, "letters, digits, _ and - only")
+    .default("voicecall")
+    .describe("the Stasis application; everything we create in Asterisk has ids starting with it"),
+});
+export type AriServerConfig = z.infer<typeof AriServer>;
+
 const AsteriskConfig = z.strictObject({
   ari: z
-    .strictObject({
-      url: z.url().default("http://127.0.0.1:8088").describe("Asterisk's HTTP server (ARI)"),
-      username: z.string().min(1).default("voicecall").describe("ARI user (ari.conf)"),
-      password: secret.optional().describe("ARI password; required when Asterisk is used"),
-      app: z
-        .string()
-        .regex(/^[A-Za-z0-9_-]+$/, "letters, digits, _ and - only")
-        .default("voicecall")
-        .describe("the Stasis application; everything we create in Asterisk has ids starting with it"),
-    })
+    .union([
+      AriServer,
+      z
+        .array(AriServer)
+        .min(1)
+        .refine((list) => new Set(list.map((s, i) => s.name ?? `ast${i + 1}`)).size === list.length, "each Asterisk needs its own name"),
+    ])
     .prefault({})
-    .describe("the ARI connection"),
+    .describe("the ARI connection, or a list of them: several Asterisks (behind Kamailio; outbound calls go to the one with the fewest calls; docs/cluster.md)"),
   media: z
     .strictObject({
       transport: z

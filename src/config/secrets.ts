@@ -32,6 +32,7 @@ export const SECRET_PATHS: readonly string[] = [
   "plivo.authId",
   "plivo.authToken",
   "asterisk.ari.password",
+  "asterisk.ari.*.password",
   "store.password",
   "tunnel.ngrokAuthToken",
   "control.token",

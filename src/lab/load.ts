@@ -9,7 +9,7 @@ import { VoiceCallClient } from "../server/client.js";
 import type { CallRecord, CallView } from "../calls/types.js";
 import { wordErrorRate } from "../speech/wer.js";
 import type { Lab } from "./lab.js";
-import { labCall } from "./phone.js";
+import { labCall, throughProxy } from "./phone.js";
 import { percentile } from "../util/stats.js";
 
 export interface LoadOptions {
@@ -20,12 +20,16 @@ export interface LoadOptions {
   /** Extensions dialled are firstExtension, firstExtension + 1, ...: each call is found by its number. */
   firstExtension?: number;
   holdMs?: number;
+  /** The phones dial this port on loopback, a record-routing proxy (Kamailio) in front of the PBX, instead of the lab's Asterisk. */
+  proxyPort?: number;
   onProgress?: (line: string) => void;
 }
 
 export interface LoadCall {
   extension: string;
   callId?: string;
+  /** The carrier's id of the call (with several Asterisks, it names the one the call landed on: ast1/…). */
+  providerCallId?: string;
   /** sipp's verdict: the call went as scripted. */
   completed: boolean;
   answerMs?: number;
@@ -59,12 +63,13 @@ export async function runLoad(lab: Lab, client: VoiceCallClient, options: LoadOp
   const rss: number[] = [];
   const before = await serviceRssMb(serviceUrl);
   const sampler = setInterval(() => void serviceRssMb(serviceUrl).then((mb) => mb !== undefined && rss.push(mb)), 250);
+  const line = options.proxyPort === undefined ? lab : throughProxy(lab, options.proxyPort);
   progress(`load: ${options.calls} phones dial at once (extensions ${first}-${first + options.calls - 1})`);
   let results;
   try {
     results = await Promise.all(
       Array.from({ length: options.calls }, (_, i) =>
-        labCall(lab, String(first + i), { say: options.say, holdMs: options.holdMs ?? 15_000 }).catch((err: Error) => ({
+        labCall(line, String(first + i), { say: options.say, holdMs: options.holdMs ?? 15_000, viaProxy: options.proxyPort !== undefined }).catch((err: Error) => ({
           heard: new Int16Array(0),
           code: null,
           output: err.message,
@@ -91,6 +96,7 @@ export async function runLoad(lab: Lab, client: VoiceCallClient, options: LoadOp
     calls.push({
       extension,
       callId: record?.callId,
+      providerCallId: record?.providerCallId,
       completed: r.code === 0,
       answerMs: r.firstAudioMs,
       greetingMs: r.firstWordsMs,

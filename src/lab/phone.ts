@@ -78,6 +78,11 @@ async function converse(
 /** A PBX the lab phone can reach: where its tools run, and the PBX's SIP port on loopback. */
 export type PhoneLine = LabTools & { info: Pick<LabInfo, "sipPort"> };
 
+/** The lab's phones dialling a proxy on loopback (Kamailio) instead of the lab's Asterisk. */
+export function throughProxy(lab: LabTools, sipPort: number): PhoneLine {
+  return { hostPath: (inside) => lab.hostPath(inside), spawn: (command, args) => lab.spawn(command, args), info: { sipPort } };
+}
+
 /**
  * The lab phone dials `extension` on the lab Asterisk: as the lab's test
  * caller, or with `auth` as a phone that authenticates (any deployed PBX).
@@ -85,14 +90,14 @@ export type PhoneLine = LabTools & { info: Pick<LabInfo, "sipPort"> };
 export async function labCall(
   lab: PhoneLine,
   extension: string,
-  script: PhoneScript & { holdMs: number; auth?: { username: string; password: string } },
+  script: PhoneScript & { holdMs: number; auth?: { username: string; password: string }; viaProxy?: boolean },
 ): Promise<PhoneResult> {
   const progress = script.onProgress ?? (() => {});
   const mediaPort = await freePort();
   const audio = await PhoneAudio.open(mediaPort);
   const sipPort = await freePort();
   progress(`phone: dialling ${extension}`);
-  const phone = runSipp(lab, `lab-call-${process.pid}-${extension}`, callerScenario({ extension, holdMs: script.holdMs, mediaPort, auth: script.auth }), [
+  const phone = runSipp(lab, `lab-call-${process.pid}-${extension}`, callerScenario({ extension, holdMs: script.holdMs, mediaPort, auth: script.auth, viaProxy: script.viaProxy }), [
     "-s", extension, "-p", String(sipPort), "-i", "127.0.0.1", `127.0.0.1:${lab.info.sipPort}`,
   ], Math.ceil(script.holdMs / 1000) + 15);
   return converse(audio, phone.done, script.say, progress);

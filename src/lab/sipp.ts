@@ -25,6 +25,12 @@ export interface CallerScript {
   from?: string;
   /** Call as a phone that authenticates (answers the PBX's 401 challenge), not as the lab's test caller. */
   auth?: { username: string; password: string };
+  /**
+   * The call goes through a record-routing proxy (Kamailio): ACK and BYE go
+   * to the far end's Contact along the route set of its 200, not to the
+   * address dialled.
+   */
+  viaProxy?: boolean;
 }
 
 /** SDP offer/answer; `mediaPort` fixes the audio port so the test can listen there as the phone. */
@@ -51,14 +57,16 @@ interface RequestOptions {
   user?: string;
   /** Answer the challenge just received with these credentials. */
   auth?: { username: string; password: string };
+  /** An in-dialog request along the route set (a record-routing proxy between): to the Contact, with Route headers. */
+  routed?: boolean;
 }
 
 /** A request from the caller within its dialog (sipp fills in the bracketed keywords). */
 function request(method: string, cseq: number, toTag: boolean, o: RequestOptions = {}): string {
   const user = o.user ?? "sipp";
   return `<send retrans="500"><![CDATA[
-${method} sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+${method} ${o.routed ? "[next_url]" : "sip:[service]@[remote_ip]:[remote_port]"} SIP/2.0
+${o.routed ? "[routes]\n" : ""}Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 From: ${user} <sip:${user}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
 To: <sip:[service]@[remote_ip]:[remote_port]>${toTag ? "[peer_tag_param]" : ""}
 Call-ID: [call_id]
@@ -115,15 +123,15 @@ export function callerScenario(s: CallerScript): string {
     s.holdMs === "wait"
       ? `<recv request="BYE" timeout="30000"/>\n  ${response("200 OK")}`
       : // Their BYE within holdMs is answered; else ours goes at holdMs (sipp jumps to label 1 on the timeout).
-        `<recv request="BYE" timeout="${s.holdMs}" ontimeout="1"/>\n  ${response("200 OK")}\n  <nop next="2"/>\n  <label id="1"/>\n  ${request("BYE", cseq + 1, true, { user })}\n  <recv response="200" crlf="true"/>\n  <label id="2"/>`;
+        `<recv request="BYE" timeout="${s.holdMs}" ontimeout="1"/>\n  ${response("200 OK")}\n  <nop next="2"/>\n  <label id="1"/>\n  ${request("BYE", cseq + 1, true, { user, routed: s.viaProxy })}\n  <recv response="200" crlf="true"/>\n  <label id="2"/>`;
   return `<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="voicecall caller">
   ${invite}
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="183" optional="true"/>
-  <recv response="200" rtd="true"/>
-  ${request("ACK", cseq, true, { user }).replace('<send retrans="500">', "<send>")}
+  <recv response="200" rtd="true"${s.viaProxy ? ' rrs="true"' : ""}/>
+  ${request("ACK", cseq, true, { user, routed: s.viaProxy }).replace('<send retrans="500">', "<send>")}
   ${steps.join("\n  ")}
   ${end}
 </scenario>

@@ -12,6 +12,7 @@ import { CascadeVoices } from "../voice/cascade.js";
 import { RealtimeVoices } from "../voice/realtime.js";
 import type { VoiceLayer } from "../voice/pipeline.js";
 import { AsteriskProvider } from "./asterisk/provider.js";
+import { AsteriskPool, ariServers, type NamedAriServer } from "./asterisk/servers.js";
 import { MockProvider } from "./mock/provider.js";
 import { PublicEndpoints } from "./public-url.js";
 import { PlivoProvider } from "./plivo/provider.js";
@@ -55,7 +56,12 @@ function streamCarrier(config: VoiceCallConfig, deps: ProviderDeps, id: Provider
 
 const FACTORIES: Record<ProviderId, Factory> = {
   mock: (config) => new MockProvider(config.mock),
-  asterisk: (config, deps) => new AsteriskProvider(speech(config, deps)),
+  asterisk: (config, deps) => {
+    const servers = ariServers(config);
+    const member = (server: NamedAriServer) => new AsteriskProvider({ ...speech(config, deps), server });
+    // One Asterisk: its provider as it is (call ids are its channel ids); several: a pool in front (servers.ts).
+    return servers.length === 1 ? member(servers[0]!) : new AsteriskPool(servers.map((s) => ({ name: s.name, provider: member(s) })));
+  },
   twilio: (config, deps) => new TwilioProvider(streamCarrier(config, deps, "twilio")),
   telnyx: (config, deps) => new TelnyxProvider(streamCarrier(config, deps, "telnyx")),
   plivo: (config, deps) => new PlivoProvider(streamCarrier(config, deps, "plivo")),

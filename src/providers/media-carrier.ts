@@ -92,15 +92,15 @@ export abstract class MediaCarrier<C extends MediaCall> implements CallProvider 
     await this.open();
   }
 
-  async stop(): Promise<void> {
-    await this.close();
+  async stop(options: { handOver?: boolean } = {}): Promise<void> {
+    await this.close(options.handOver === true);
     this.sink = null;
   }
 
   /** Connects to the carrier (called by start, with events already deliverable). */
   protected abstract open(): Promise<void>;
-  /** Ends every call's media and disconnects. */
-  protected abstract close(): Promise<void>;
+  /** Ends every call's media and disconnects; `handOver`: leaves the calls up for another instance, where the carrier can. */
+  protected abstract close(handOver: boolean): Promise<void>;
 
   abstract placeCall(request: PlaceCallRequest): Promise<{ providerCallId: string }>;
   abstract answer(providerCallId: string): Promise<void>;

@@ -137,7 +137,12 @@ export interface CallProvider {
   readonly capabilities: ProviderCapabilities;
   /** Starts delivering events to `sink`. */
   start(sink: ProviderEventSink): Promise<void>;
-  stop(): Promise<void>;
+  /**
+   * Disconnects. Calls in progress are hung up, or with `handOver` left up at
+   * the carrier for another instance to take over (carriers that can: the
+   * PBX; the others hang up as without it).
+   */
+  stop(options?: { handOver?: boolean }): Promise<void>;
   placeCall(request: PlaceCallRequest): Promise<{ providerCallId: string }>;
   answer(providerCallId: string): Promise<void>;
   /** Refuses an inbound call that has not been answered. */

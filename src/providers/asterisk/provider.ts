@@ -20,16 +20,19 @@ import { MediaCarrier, type MediaCall, type MediaCarrierOptions } from "../media
 import { holdOn } from "../../audio/hold.js";
 import { isNarrowband, rtpMedia, websocketMedia } from "./media.js";
 import type { PlaceCallRequest, ProviderCapabilities, RemoteCallStatus, SetupFinding, TerminalState, TransferRequest, TransferResult } from "../types.js";
-import { AriClient, AriError, type AriChannel, type AriEvent } from "./ari.js";
+import { AriClient, AriError, type AriBridge, type AriChannel, type AriEvent } from "./ari.js";
 import { AsteriskTransfers, transferOutcome } from "./transfer.js";
 import { briefPerson } from "../warm-transfer.js";
 import { nodeIdOf, storeSettings } from "../../config/load.js";
 import { clearLeftBehind, InboundDispatcher, nodeApp } from "./cluster.js";
+import type { NamedAriServer } from "./servers.js";
 
 /** How long our calls found up at start wait to be taken back before they are hung up. */
 const ADOPTION_WINDOW_MS = 30_000;
 
 export interface AsteriskProviderOptions extends MediaCarrierOptions {
+  /** The Asterisk this provider talks to (one entry of asterisk.ari). */
+  server: NamedAriServer;
   /** How long calls survive a lost ARI connection before they end. */
   reconnectGraceMs?: number;
 }
@@ -71,10 +74,12 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
   private readonly clusterPrefixes?: { bridge: string; media: string };
   /** Channels being moved into our app (a call taken over), until their StasisStart. */
   private readonly arriving = new Map<string, () => void>();
+  /** Bridges we wait to see holding given channels (ChannelEnteredBridge), by bridge id. */
+  private readonly joining = new Map<string, (bridge: AriBridge) => void>();
 
   constructor(protected override readonly options: AsteriskProviderOptions) {
     super(options, "asterisk");
-    const { ari } = options.config.asterisk;
+    const ari = options.server;
     // On a shared store each instance has an app of its own, and the configured one is the cluster's entry.
     const clustered = storeSettings(options.config).kind === "postgres";
     const app = clustered ? nodeApp(ari.app, nodeIdOf(options.config)) : ari.app;
@@ -89,8 +94,20 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
     this.ari.onConnection((s) => this.onConnection(s.connected, s.reconnected));
   }
 
+  /** ARI's events connection is up (an Asterisk pool places calls only on connected ones). */
+  get ariConnected(): boolean {
+    return this.ari.isConnected;
+  }
+
+  /** Calls on this Asterisk not ended yet. */
+  get liveCalls(): number {
+    let n = 0;
+    for (const call of this.calls.values()) if (!call.ended) n++;
+    return n;
+  }
+
   protected async open(): Promise<void> {
-    const { url } = this.options.config.asterisk.ari;
+    const { url } = this.options.server;
     try {
       await this.ari.connect();
     } catch (err) {
@@ -126,7 +143,7 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
   }
 
   async check(): Promise<SetupFinding[]> {
-    const { url } = this.options.config.asterisk.ari;
+    const { url } = this.options.server;
     try {
       const info = (await this.ari.info()) as { system?: { version?: string } } | undefined;
       return [{ check: "asterisk-ari", status: "ok", detail: `ARI at ${url} answers (Asterisk ${info?.system?.version ?? "version unknown"})` }];
@@ -141,10 +158,24 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
     }
   }
 
-  protected async close(): Promise<void> {
+  /**
+   * Hangs up every call and removes what we made for it; with `handOver`,
+   * leaves the callers' channels in our app (and their bridges) for the
+   * instance that takes them over: it moves each into its own app and clears
+   * what is left, as after a crash, without the caller losing the call.
+   */
+  protected async close(handOver: boolean): Promise<void> {
     if (this.graceTimer) clearTimeout(this.graceTimer);
     this.dispatcher?.close();
-    await Promise.all([...this.calls.values()].map((c) => this.teardown(c, true)));
+    if (handOver) {
+      for (const call of this.calls.values()) {
+        call.ended = true;
+        call.transport?.close();
+      }
+      await Promise.all([...this.calls.values()].map((c) => this.endMedia(c)));
+    } else {
+      await Promise.all([...this.calls.values()].map((c) => this.teardown(c, true)));
+    }
     this.ari.close();
   }
 
@@ -387,6 +418,9 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
         }
         return;
       }
+      case "ChannelEnteredBridge":
+        this.joining.get(e.bridge.id)?.(e.bridge);
+        return;
       case "Dial":
         return;
       case "ApplicationReplaced":
@@ -443,7 +477,10 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
       call.mediaReady = undefined;
       if (!ok) throw new Error("the externalMedia channel never entered the Stasis app");
       if (call.ended) return;
+      const joined = this.joined(bridgeId, [call.id, mediaId], 3000);
       await this.ari.bridges.addChannel(bridgeId, `${call.id},${mediaId}`);
+      // The request's answer can come before the channels are in the bridge; audio sent in between is lost (an opening's first words).
+      if (!(await joined)) this.log.debug({ callId: call.id }, "the call's bridge did not report both channels within 3 s; going on");
     } catch (err) {
       await this.teardown(call, false);
       throw err;
@@ -463,6 +500,21 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
     }
     call.answered = true;
     if (options.announce) this.emit(call, { type: "answered" });
+  }
+
+  /** Resolves true once the bridge reports every one of `channels` in it, false after `timeoutMs`. */
+  private joined(bridgeId: string, channels: readonly string[], timeoutMs: number): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      const done = (ok: boolean): void => {
+        clearTimeout(timer);
+        this.joining.delete(bridgeId);
+        resolve(ok);
+      };
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.joining.set(bridgeId, (bridge) => {
+        if (channels.every((id) => bridge.channels.includes(id))) done(true);
+      });
+    });
   }
 
   private async onCallGone(call: AstCall, cause: number, causeText: string): Promise<void> {
@@ -512,7 +564,7 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
       // Not connected once yet: nothing to lose, nothing to re-sync; only the first connection matters.
       if (!connected) return;
       this.waitingForAsterisk = false;
-      this.log.info({ url: this.options.config.asterisk.ari.url }, "Asterisk ARI answers now");
+      this.log.info({ url: this.options.server.url }, "Asterisk ARI answers now");
       void this.connected().catch((err) => this.log.warn({ err: String(err) }, "setting up after connecting to Asterisk failed"));
       return;
     }
