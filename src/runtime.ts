@@ -38,6 +38,12 @@ export interface VoiceCallRuntime {
   forwarder?: CallForwarder;
   /** Tells the other instances where this one's control API answers, and with which token. */
   advertise(url: string, token: string): void;
+  /**
+   * Stopping gently: new calls are refused (health answers 503 "draining"; on a shared store the other
+   * instances see no room here and take the PBX's entry), calls in progress go on for up to `timeoutMs`.
+   * Resolves with the calls still up then; on a shared store stop() hands those to another instance.
+   */
+  drain(timeoutMs: number, progress?: (left: number) => void): Promise<{ left: number; handOver: boolean }>;
   stop(): Promise<void>;
 }
 
@@ -91,7 +97,8 @@ export async function createRuntime(config: VoiceCallConfig, logger: Logger, dep
   const pruned = pruneRecordings(storeDir, loaded.calls);
   if (pruned > 0) logger.info({ pruned, store: storeDir }, "removed the recordings of calls beyond keepEndedCalls");
   const responder = given ?? new Responder({ baseUrl: config.responseBaseUrl, apiKey: config.responseApiKey, timeoutMs: config.responseTimeoutMs, chat });
-  const manager = new CallManager({ config, providers, store, loaded, logger, responder });
+  const clusterLive = store instanceof PostgresStore ? (except?: string) => store.clusterLive(except) : undefined;
+  const manager = new CallManager({ config, providers, store, loaded, logger, responder, ...(clusterLive ? { clusterLive } : {}) });
   // A realtime model on the line reaches the calls' responder (the agent, or responseModel) through consult.
   if (voice instanceof RealtimeVoices) {
     voice.consult = (providerCallId, question) => manager.consult(providerCallId, question);
@@ -122,9 +129,18 @@ export async function createRuntime(config: VoiceCallConfig, logger: Logger, dep
     if (member) member.address = url;
     if (forwarder) forwarder.token = token;
   };
-  return { config, manager, operations: new Operations(), providers, endpoints, storeDir, speech, forwarder, advertise, stop: async () => {
+  let handOver = false;
+  const drain = async (timeoutMs: number, progress?: (left: number) => void) => {
+    manager.drain();
+    await member?.drain();
+    const left = await manager.settle(timeoutMs, progress);
+    // Calls still up on a shared store go to another instance (their carrier keeps them); alone, they end with the stop.
+    handOver = left > 0 && member !== undefined;
+    return { left, handOver };
+  };
+  return { config, manager, operations: new Operations(), providers, endpoints, storeDir, speech, forwarder, advertise, drain, stop: async () => {
       await member?.stop();
-      await manager.stop();
+      await manager.stop({ handOver });
     },
   };
 }

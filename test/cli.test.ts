@@ -180,6 +180,28 @@ describe("voicecall CLI against a running service", () => {
     }
   }, 30_000);
 
+  it("drains on SIGTERM: calls in progress go on, new ones are refused and health answers 503; the last call's end stops it", async () => {
+    const dir = tempDir();
+    const config = writeConfig(dir, { cluster: { drainMs: 60_000 } });
+    const { child, url, stderr } = await serve(config);
+    const base = ["--config", config, "--url", url];
+    const callId = cli([...base, "call", "--to", "+15550001234", "--message", "hello", "--mode", "conversation", "--json"]).json.result.callId as string;
+    child.kill("SIGTERM");
+    await waitFor(() => stderr().includes("voicecall: draining: 1 call in progress"), "the service to say it drains");
+    const health = await fetch(`${url}/healthz`);
+    expect(health.status).toBe(503);
+    expect(await health.json()).toMatchObject({ ok: false, draining: true, activeCalls: 1 });
+    const refused = cli([...base, "call", "--to", "+15550001234", "--message", "hello", "--json"]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.json).toMatchObject({ ok: false, error: { code: "UNAVAILABLE", message: expect.stringContaining("draining") } });
+    // The call in progress still answers.
+    expect(cli([...base, "speak", "--call-id", callId, "--message", "still here", "--json"]).code).toBe(0);
+    expect(cli([...base, "end", "--call-id", callId, "--json"]).code).toBe(0);
+    const code = await new Promise<number | null>((r) => (child.exitCode !== null ? r(child.exitCode) : child.once("exit", (c) => r(c))));
+    expect(code).toBe(0);
+    expect(stderr()).toContain("voicecall: every call has ended");
+  });
+
   it("keeps the call record and every transcript line across kill -9", async () => {
     const dir = tempDir();
     const config = writeConfig(dir, { mock: { ringMs: 10, replyDelayMs: 10, speakMsPerChar: 0, replies: ["first answer", "second answer"] } });

@@ -30,6 +30,8 @@ const CLI = join(import.meta.dirname, "..", "dist", "cli.js");
 const unavailable = postgresUnavailableReason() ?? labUnavailableReason("chroot");
 if (unavailable) console.warn(`skipping the two-instance tests: ${unavailable}`);
 const LEASE_MS = 3000;
+/** How long a stopping instance lets its calls go on before it hands them over. */
+const DRAIN_MS = 2000;
 
 /** A UDP port free now, in the range the PBX tests' phones do not use. */
 async function udpPort(): Promise<number> {
@@ -59,7 +61,7 @@ describe.skipIf(unavailable !== undefined)("two instances on one PostgreSQL stor
     inboundPolicy: "open",
     inboundGreeting: "Hello from instance a",
     store: { url, dir },
-    cluster: { nodeId, leaseMs: LEASE_MS },
+    cluster: { nodeId, leaseMs: LEASE_MS, drainMs: DRAIN_MS },
     log: { level: "info" },
     asterisk: {
       ari: { url: lab.info.ariUrl, username: lab.info.ariUser, password: lab.info.ariPassword, app: lab.info.ariApp },
@@ -155,5 +157,53 @@ describe.skipIf(unavailable !== undefined)("two instances on one PostgreSQL stor
     expect(code, output).toBe(0);
     ear.close();
     a.child.kill("SIGTERM");
+    await waitFor(() => a.child.exitCode !== null, "instance a to stop (no calls: at once)", 10_000);
+  }, 120_000);
+
+  it("A stopped with SIGTERM mid-call drains: refuses new calls (health 503), then hands its PBX call to B, which the phone hears; every line once", async () => {
+    const a = await startA();
+    await waitFor(() => a.log().includes("takes the PBX's new inbound calls"), "instance a to take the entry", 10_000);
+    const [earPort, sipPort, sippMedia] = [await udpPort(), await udpPort(), await udpPort()];
+    const ear = await PhoneAudio.open(earPort);
+    const phone = runSipp(lab, "drain-phone", callerScenario({ extension: "701", holdMs: "wait", mediaPort: earPort }), ["-s", "701", "-p", String(sipPort), "-mp", String(sippMedia), "-i", "127.0.0.1", `127.0.0.1:${lab.info.sipPort}`], 60);
+    const [callId] = await waitFor(async () => {
+      const live = await rows("SELECT call_id FROM voicecall_calls WHERE live AND node_id = 'a' AND state = 'listening' AND record->>'to' = '701'");
+      return live.length > 0 && live;
+    }, "the phone's call on instance a, greeted", 20_000).catch((err: Error) => {
+      throw new Error(`${err.message}; instance a said:\n${a.log().slice(-3000)}`);
+    });
+
+    a.child.kill("SIGTERM");
+    await waitFor(() => a.log().includes("voicecall: draining"), "instance a to say it drains", 5000);
+    const health = await fetch(`${a.url}/healthz`);
+    expect(health.status).toBe(503);
+    expect(await health.json()).toMatchObject({ ok: false, draining: true, activeCalls: 1 });
+    // No room on a: the store picks b for the next caller, and b holds the PBX's entry now.
+    expect(await rows("SELECT node_id FROM voicecall_nodes WHERE capacity > 0 AND lease_until > now()")).toEqual(["b"]);
+
+    const stoppingAt = Date.now();
+    const asterisk = b.providers.get("asterisk") as AsteriskProvider;
+    await waitFor(() => {
+      const call = b.manager.getCall(callId!);
+      return call?.state === "listening" && asterisk.media(call.providerCallId!) !== undefined;
+    }, "instance b to take the drained call over", DRAIN_MS + LEASE_MS + 10_000);
+    console.log(`[cluster] instance b took the drained call over ${Date.now() - stoppingAt} ms after a said it drains (drain ${DRAIN_MS} ms)`);
+    await waitFor(() => a.child.exitCode !== null, "instance a to exit", 15_000);
+    expect(a.child.exitCode, a.log().slice(-2000)).toBe(0);
+    expect(a.log()).toContain("handed to another instance");
+
+    const sentence = "This is the second instance on the line now.";
+    const before = ear.audio().length;
+    await b.manager.speak(callId!, sentence);
+    const heard = await transcribePcm(ear.audio().subarray(before), 8000);
+    console.log(`[cluster] after the drain the phone heard from instance b: "${heard}"`);
+    expect(wordErrorRate(sentence, heard), heard).toBeLessThanOrEqual(0.25);
+    const lines = await rows(`SELECT entry->>'speaker' || ': ' || (entry->>'text') FROM voicecall_transcript WHERE call_id = '${callId}' ORDER BY id`);
+    expect(lines).toEqual(["bot: Hello from instance a", `bot: ${sentence}`]);
+
+    await b.manager.endCall(callId!);
+    const { code, output } = await phone.done;
+    expect(code, output).toBe(0);
+    ear.close();
   }, 120_000);
 });

@@ -12,6 +12,7 @@ import { resolveConfig } from "../src/configure.js";
 import { LocalPostgres, postgresUnavailableReason } from "../src/lab/postgres.js";
 import { createLogger } from "../src/log.js";
 import { createProviders } from "../src/providers/index.js";
+import { createRuntime } from "../src/runtime.js";
 import type { MockProvider } from "../src/providers/mock/provider.js";
 import { openStore, readStore } from "../src/store/index.js";
 import { PostgresStore } from "../src/store/postgres.js";
@@ -175,9 +176,36 @@ describe.skipIf(unavailable !== undefined)("the PostgreSQL call store (a real Po
     expect(await b.store.pickNode()).toBe(byB.calls.size <= byC.calls.size ? "b" : "c");
     await c.store.renewLease(10_000, { capacity: byC.calls.size });
     expect(await b.store.pickNode()).toBe("b");
+    // A draining instance (no room) is left out of the instances that take calls, itself included, and is never picked.
+    await c.store.renewLease(10_000, { capacity: 10 });
+    expect(await b.store.renewLease(10_000, { capacity: 0 })).toEqual(["c"]);
+    expect(await c.store.pickNode()).toBe("c");
     for (const s of [a, b, c]) await s.store.close();
     // A clean stop ends the lease at once.
     expect(await pg.sql(`voicecall_${databases}`, "SELECT count(*) FROM voicecall_nodes WHERE lease_until > now()")).toEqual(["0"]);
+  });
+
+  it("cluster.maxConcurrentCalls counts every instance's live calls from the store: a third call on either is refused until one ends", async () => {
+    const url = await database();
+    const settings = (nodeId: string) =>
+      makeConfig({ store: { url, dir: tempDir() }, cluster: { nodeId, maxConcurrentCalls: 2 }, mock: { ringMs: 5, replyDelayMs: 5, speakMsPerChar: 0, replies: ["yes"] } });
+    const a = await createRuntime(settings("a"), createLogger("silent"));
+    const b = await createRuntime(settings("b"), createLogger("silent"));
+    try {
+      const live = async () => Number((await pg.sql(`voicecall_${databases}`, "SELECT count(*) FROM voicecall_calls WHERE live"))[0]);
+      const first = await a.manager.initiateCall({ to: TO, message: "one", mode: "conversation" });
+      await b.manager.initiateCall({ to: TO, message: "two", mode: "conversation" });
+      await waitFor(async () => (await live()) === 2, "both calls in the database");
+      for (const r of [a, b]) {
+        await expect(r.manager.initiateCall({ to: TO, message: "three", mode: "conversation" })).rejects.toMatchObject({ code: "LIMIT_REACHED", message: expect.stringContaining("cluster.maxConcurrentCalls (2)") });
+      }
+      await a.manager.endCall(first.callId);
+      await waitFor(async () => (await live()) === 1, "the ended call written");
+      await b.manager.initiateCall({ to: TO, message: "three", mode: "conversation" });
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
   });
 
   it("a database that cannot be reached stops the start with STORE_UNAVAILABLE naming the store, never its password", async () => {

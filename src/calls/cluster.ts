@@ -23,6 +23,8 @@ export class ClusterMember {
   private taking: Promise<void> | null = null;
   private leader = false;
   private stopped = false;
+  /** Stopping: no room for new calls or take-overs, and the PBX's entry left to another instance. */
+  private draining = false;
   private lastFailure: string | undefined;
   /** Where this instance's control API answers (cluster.address, else what the service listens on). */
   address: string | undefined;
@@ -41,6 +43,12 @@ export class ClusterMember {
     const every = Math.max(300, Math.floor(this.config.cluster.leaseMs / 3));
     this.timer = setInterval(() => void this.tickOnce(), every);
     this.timer.unref();
+  }
+
+  /** The instance is stopping: the others see it with no room at once (no callers handed to it, none of its own taken), and one of them takes the PBX's entry. */
+  async drain(): Promise<void> {
+    this.draining = true;
+    await this.tickOnce();
   }
 
   async stop(): Promise<void> {
@@ -62,7 +70,8 @@ export class ClusterMember {
     let live: string[];
     try {
       const address = this.config.cluster.address ?? this.address;
-      live = await this.store.renewLease(this.config.cluster.leaseMs, { capacity: this.config.maxConcurrentCalls, ...(address ? { address } : {}) });
+      const capacity = this.draining ? 0 : this.config.maxConcurrentCalls;
+      live = await this.store.renewLease(this.config.cluster.leaseMs, { capacity, ...(address ? { address } : {}) });
     } catch (err) {
       const reason = describePgError(err);
       if (reason !== this.lastFailure) this.log.error({ reason }, "could not renew this instance's lease; its calls go on, but another instance may take them over");
@@ -71,14 +80,14 @@ export class ClusterMember {
     }
     if (this.lastFailure) this.log.info("this instance's lease is renewed again");
     this.lastFailure = undefined;
-    this.setLeader(live[0] === this.store.nodeId);
+    this.setLeader(!this.draining && live[0] === this.store.nodeId);
     // Beside the renewals, never in their way: taking a call back talks to its carrier and can take seconds.
     this.taking ??= this.takeOver().finally(() => (this.taking = null));
   }
 
   private async takeOver(): Promise<void> {
     const room = this.config.maxConcurrentCalls - this.manager.activeCalls;
-    if (room <= 0 || this.stopped) return;
+    if (room <= 0 || this.stopped || this.draining) return;
     try {
       const claimed = await this.store.claimOrphaned(room);
       if (claimed.calls.size === 0) return;

@@ -14,6 +14,7 @@ import type { CallProvider, ProviderEvent } from "../providers/types.js";
 import type { Expectation } from "../speech/types.js";
 import type { TurnResponder } from "./responder.js";
 import { routeCall } from "./routing.js";
+import { Admission } from "./admission.js";
 import { CallSession, type SessionHost } from "./session.js";
 import { isAnsweredState, isTerminal } from "./state.js";
 import type { CallRepository, LoadedStore, StoreHealth } from "../store/records.js";
@@ -51,6 +52,8 @@ export interface CallManagerOptions {
   logger: Logger;
   /** Answers inbound callers when no agent drives the call (responseModel). */
   responder?: TurnResponder;
+  /** On a shared store: the live calls of every instance (cluster.maxConcurrentCalls). */
+  clusterLive?: (except?: string) => Promise<number>;
 }
 
 const ORPHAN_TTL_MS = 10_000;
@@ -72,12 +75,14 @@ export class CallManager {
   private stopped = false;
   /** Calls not ended yet, counted as they start and end (the table also holds ended ones). */
   private active = 0;
+  private readonly admission: Admission;
 
   constructor(options: CallManagerOptions) {
     this.config = options.config;
     this.providers = options.providers;
     this.store = options.store;
     this.log = options.logger;
+    this.admission = new Admission(this.config, this.store, () => this.active, options.clusterLive);
     this.host = {
       config: this.config,
       responder: options.responder,
@@ -104,13 +109,37 @@ export class CallManager {
     await this.reconcileRestored();
   }
 
-  async stop(): Promise<void> {
+  /** `handOver`: calls still up are left at their carrier for another instance to take over (a drained instance on a shared store). */
+  async stop(options: { handOver?: boolean } = {}): Promise<void> {
     this.stopped = true;
     if (this.reaper) clearInterval(this.reaper);
     const stopping = new VoiceCallError("UNAVAILABLE", "the service is stopping");
     for (const call of this.calls.values()) call.stopWaiting(stopping);
-    for (const provider of this.providers.values()) await provider.stop();
+    for (const provider of this.providers.values()) await provider.stop(options);
     await this.store.close();
+  }
+
+  /** Stops taking new calls (the instance is stopping); calls in progress go on. */
+  drain(): void {
+    this.admission.draining = true;
+  }
+
+  get draining(): boolean {
+    return this.admission.draining;
+  }
+
+  /** Resolves with the calls still in progress once none is, or after `timeoutMs`; `progress` hears the count every `everyMs`. */
+  async settle(timeoutMs: number, progress?: (left: number) => void, everyMs = 5000): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    let told = Date.now();
+    while (this.active > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, Math.min(250, Math.max(1, deadline - Date.now()))));
+      if (progress && Date.now() - told >= everyMs && this.active > 0) {
+        told = Date.now();
+        progress(this.active);
+      }
+    }
+    return this.active;
   }
 
   /** How many listeners receive call events (control API subscribers among them). */
@@ -151,8 +180,8 @@ export class CallManager {
       }
       if (!provider.capabilities.dtmfOut) throw new VoiceCallError("UNSUPPORTED", `provider ${provider.id} cannot send DTMF (dtmfSequence)`);
     }
-    this.assertStoreWritable();
-    this.assertCapacity();
+    this.admission.assertCanPlace();
+    await this.admission.assertClusterRoom();
     const call = this.track({
       callId: randomUUID(),
       provider: provider.id,
@@ -173,7 +202,7 @@ export class CallManager {
     if (!this.store.health.writable) {
       // Not placed: a call the log cannot hold would be lost on a restart. Its end is queued with it.
       call.finish("failed", "not placed: the call log cannot be written");
-      this.assertStoreWritable();
+      this.admission.assertStoreWritable();
     }
     call.log.info({ to, mode, route: route.reason }, "placing call");
     try {
@@ -300,9 +329,6 @@ export class CallManager {
   }
 
   private onInbound(provider: CallProvider, event: Extract<ProviderEvent, { type: "inbound" }>): void {
-    const override = this.config.numbers[event.to];
-    const policy = override?.inboundPolicy ?? this.config.inboundPolicy;
-    const allowFrom = override?.allowFrom ?? this.config.allowFrom;
     const call = this.track({
       callId: randomUUID(),
       provider: provider.id,
@@ -315,24 +341,20 @@ export class CallManager {
       turn: 0,
     });
     this.bindProviderId(call, event.providerCallId);
-    const refusal =
-      policy === "disabled"
-        ? "inbound calls are disabled (inboundPolicy)"
-        : policy === "allowlist" && !allowFrom.includes(event.from)
-          ? "caller is not in allowFrom"
-          : policy === "pairing" && !allowFrom.includes(event.from)
-            ? "caller is not paired (pairing codes are not offered over voice; add the number to allowFrom)"
-          : this.active > this.config.maxConcurrentCalls
-            ? `maxConcurrentCalls (${this.config.maxConcurrentCalls}) reached`
-            : !this.store.health.writable
-              ? `the call log cannot be written (${this.store.health.reason})`
-              : undefined;
-    if (refusal) {
-      call.log.info({ from: event.from, to: event.to, refusal }, "inbound call rejected");
-      call.finish("hangup-bot", `rejected: ${refusal}`);
-      void provider.reject(event.providerCallId, refusal).catch((err) => call.log.warn({ err }, "reject failed"));
-      return;
-    }
+    const refusal = this.admission.inboundRefusal(event.from, event.to);
+    if (refusal) return this.refuseInbound(provider, call, event, refusal);
+    if (!this.admission.clusterLimited) return this.answerInbound(provider, call, event);
+    void this.admission.clusterRefusal(call.callId).then((full) => (full ? this.refuseInbound(provider, call, event, full) : this.answerInbound(provider, call, event)));
+  }
+
+  private refuseInbound(provider: CallProvider, call: CallSession, event: Extract<ProviderEvent, { type: "inbound" }>, refusal: string): void {
+    call.log.info({ from: event.from, to: event.to, refusal }, "inbound call rejected");
+    call.finish("hangup-bot", `rejected: ${refusal}`);
+    void provider.reject(event.providerCallId, refusal).catch((err) => call.log.warn({ err }, "reject failed"));
+  }
+
+  private answerInbound(provider: CallProvider, call: CallSession, event: Extract<ProviderEvent, { type: "inbound" }>): void {
+    if (call.ended) return;
     call.transition("ringing");
     call.log.info({ from: event.from, to: event.to }, "answering inbound call");
     provider.answer(event.providerCallId).catch((err) => {
@@ -492,17 +514,6 @@ export class CallManager {
   /** Work nobody awaits (timers, carrier events): a failure is logged, never an unhandled rejection. */
   private background(work: Promise<unknown>, what: string): void {
     work.catch((err) => this.log.error({ err: err instanceof Error ? err.message : String(err) }, `${what} failed`));
-  }
-
-  private assertStoreWritable(): void {
-    const { writable, reason } = this.store.health;
-    if (!writable) throw new VoiceCallError("STORE_UNAVAILABLE", `no new calls while the call log cannot be written (${reason}); calls in progress go on`);
-  }
-
-  private assertCapacity(): void {
-    if (this.active >= this.config.maxConcurrentCalls) {
-      throw new VoiceCallError("LIMIT_REACHED", `maxConcurrentCalls (${this.config.maxConcurrentCalls}) reached; end a call first`);
-    }
   }
 }
 

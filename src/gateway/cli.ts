@@ -12,7 +12,7 @@ import { migrateLegacyConfig } from "../config/migrate.js";
 import { CallMode, PROVIDER_IDS, type VoiceCallConfig } from "../config/schema.js";
 import { VoiceCallError, asVoiceCallError } from "../errors.js";
 import { createLogger } from "../log.js";
-import { startService } from "../server/service.js";
+import { startService, type RunningService } from "../server/service.js";
 import { readSavedToken } from "../server/token.js";
 import { VoiceCallClient } from "../server/client.js";
 import { latencyReport } from "../calls/latency.js";
@@ -203,6 +203,7 @@ export function registerVoicecallCommands(root: Command, io: CliIo): Command {
         // The lab's own lines above say how to call there; a +1 number would go to its PBX and ring nobody.
         if (!lab) io.err(`voicecall: try  npx voicecall call --to +15550001234 --message "hello" --json`);
         await io.untilSignal();
+        await drainService(service, config.cluster.drainMs, io);
         io.err("voicecall: stopping");
         await service.close();
       } catch (err) {
@@ -251,6 +252,21 @@ export function registerVoicecallCommands(root: Command, io: CliIo): Command {
 }
 
 // ------------------------------------------------------------------ helpers
+
+/**
+ * Before a stop: calls in progress go on (new ones refused) for up to
+ * `drainMs`, with their count shown every 5 s; a second signal stops at once.
+ */
+async function drainService(service: RunningService, drainMs: number, io: CliIo): Promise<void> {
+  const active = service.runtime.manager.activeCalls;
+  if (active === 0 || drainMs === 0) return;
+  io.err(`voicecall: draining: ${active} call${active === 1 ? "" : "s"} in progress go on, new calls are refused (health answers 503); waiting up to ${Math.round(drainMs / 1000)} s (stop again to stop now)`);
+  const drained = service.runtime.drain(drainMs, (left) => io.err(`voicecall: draining: ${left} call${left === 1 ? "" : "s"} still in progress`));
+  const outcome = await Promise.race([drained, io.untilSignal().then(() => undefined)]);
+  if (!outcome) io.err("voicecall: asked again: stopping now");
+  else if (outcome.left === 0) io.err("voicecall: every call has ended");
+  else io.err(outcome.handOver ? `voicecall: ${outcome.left} calls still up: handed to another instance (PBX calls; calls on cloud carriers end)` : `voicecall: ${outcome.left} calls still up: ending them`);
+}
 
 /**
  * The standalone service outlives a fault in one call's handling: an

@@ -57,9 +57,11 @@ export function createHttpServer({ methods, token, logger, ingress }: HttpServer
     if (ingress?.handleRequest(req, res, url.pathname)) return;
     if (req.method === "GET" && url.pathname === "/healthz") {
       // Unhealthy while the call log cannot be written: new calls are refused then.
+      // And while it drains (stopping): load balancers take it out, calls in progress go on.
       const store = manager.storeHealth();
       const proc = { pid: process.pid, rssBytes: process.memoryUsage().rss };
-      return sendJson(res, store.writable ? 200 : 503, { ok: store.writable, store, process: proc, ...(methods.speech ? { speech: methods.speech } : {}) });
+      const ok = store.writable && !manager.draining;
+      return sendJson(res, ok ? 200 : 503, { ok, ...(manager.draining ? { draining: true, activeCalls: manager.activeCalls } : {}), store, process: proc, ...(methods.speech ? { speech: methods.speech } : {}) });
     }
     if (url.pathname === "/rpc" || url.pathname === "/events") {
       if (!tokenMatches(token, bearer(req))) {

@@ -159,14 +159,18 @@ export class PostgresStore implements CallRepository {
 
   // ------------------------------------------------------------ the cluster
 
-  /** Renews this instance's lease (and says where it answers); returns the instances whose lease holds, by name. */
+  /**
+   * Renews this instance's lease (and says where it answers, and its room); returns the instances whose
+   * lease holds and that take calls (capacity above 0: not draining), by name.
+   */
   async renewLease(leaseMs: number, info: { capacity: number; address?: string }): Promise<string[]> {
     const { rows } = await this.pool.query<{ node_id: string }>(
       `WITH me AS (
          INSERT INTO voicecall_nodes (node_id, address, capacity, lease_until) VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond')
          ON CONFLICT (node_id) DO UPDATE SET address = EXCLUDED.address, capacity = EXCLUDED.capacity, lease_until = EXCLUDED.lease_until
-         RETURNING node_id)
-       SELECT node_id FROM me UNION SELECT node_id FROM voicecall_nodes WHERE lease_until > now() ORDER BY node_id`,
+         RETURNING node_id, capacity)
+       SELECT node_id FROM me WHERE capacity > 0
+       UNION SELECT node_id FROM voicecall_nodes WHERE lease_until > now() AND capacity > 0 AND node_id <> $1 ORDER BY node_id`,
       [this.options.nodeId, info.address ?? null, info.capacity, leaseMs],
     );
     this.leased = true;
@@ -195,6 +199,16 @@ export class PostgresStore implements CallRepository {
       [nodeId],
     );
     return rows[0] ? { nodeId, address: rows[0].address } : undefined;
+  }
+
+  /** Live calls of every instance with a lease, but `except` (cluster.maxConcurrentCalls). */
+  async clusterLive(except?: string): Promise<number> {
+    const { rows } = await this.pool.query<{ n: string }>(
+      `SELECT count(*) AS n FROM voicecall_calls c JOIN voicecall_nodes n ON n.node_id = c.node_id
+       WHERE c.live AND n.lease_until > now() AND c.call_id IS DISTINCT FROM $1`,
+      [except ?? null],
+    );
+    return Number(rows[0]?.n ?? 0);
   }
 
   /** The instance with a lease and the most room (fewest live calls against its capacity) for a new call. */
