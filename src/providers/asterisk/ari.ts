@@ -39,8 +39,6 @@ export const AriEventSchema = z.discriminatedUnion("type", [
   z.looseObject({ type: z.literal("ChannelHangupRequest"), ...base, cause: z.number().optional(), channel: ChannelSchema }),
   z.looseObject({ type: z.literal("ChannelDtmfReceived"), ...base, digit: z.string(), duration_ms: z.number(), channel: ChannelSchema }),
   z.looseObject({ type: z.literal("Dial"), ...base, peer: ChannelSchema, dialstatus: z.string() }),
-  // A channel is in a bridge (sent after the join, which can lag behind the addChannel request's answer).
-  z.looseObject({ type: z.literal("ChannelEnteredBridge"), ...base, bridge: BridgeSchema, channel: ChannelSchema.optional() }),
   // Another events connection took this app (Asterisk gives an app to one connection).
   z.looseObject({ type: z.literal("ApplicationReplaced"), ...base }),
 ]);

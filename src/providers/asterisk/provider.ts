@@ -20,7 +20,7 @@ import { MediaCarrier, type MediaCall, type MediaCarrierOptions } from "../media
 import { holdOn } from "../../audio/hold.js";
 import { isNarrowband, rtpMedia, websocketMedia } from "./media.js";
 import type { PlaceCallRequest, ProviderCapabilities, RemoteCallStatus, SetupFinding, TerminalState, TransferRequest, TransferResult } from "../types.js";
-import { AriClient, AriError, type AriBridge, type AriChannel, type AriEvent } from "./ari.js";
+import { AriClient, AriError, type AriChannel, type AriEvent } from "./ari.js";
 import { AsteriskTransfers, transferOutcome } from "./transfer.js";
 import { briefPerson } from "../warm-transfer.js";
 import { nodeIdOf, storeSettings } from "../../config/load.js";
@@ -74,8 +74,6 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
   private readonly clusterPrefixes?: { bridge: string; media: string };
   /** Channels being moved into our app (a call taken over), until their StasisStart. */
   private readonly arriving = new Map<string, () => void>();
-  /** Bridges we wait to see holding given channels (ChannelEnteredBridge), by bridge id. */
-  private readonly joining = new Map<string, (bridge: AriBridge) => void>();
 
   constructor(protected override readonly options: AsteriskProviderOptions) {
     super(options, "asterisk");
@@ -418,9 +416,6 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
         }
         return;
       }
-      case "ChannelEnteredBridge":
-        this.joining.get(e.bridge.id)?.(e.bridge);
-        return;
       case "Dial":
         return;
       case "ApplicationReplaced":
@@ -477,10 +472,8 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
       call.mediaReady = undefined;
       if (!ok) throw new Error("the externalMedia channel never entered the Stasis app");
       if (call.ended) return;
-      const joined = this.joined(bridgeId, [call.id, mediaId], 3000);
+      // Asterisk 22 answers once both are in the bridge (its ChannelEnteredBridge events come 0-1 ms later).
       await this.ari.bridges.addChannel(bridgeId, `${call.id},${mediaId}`);
-      // The request's answer can come before the channels are in the bridge; audio sent in between is lost (an opening's first words).
-      if (!(await joined)) this.log.debug({ callId: call.id }, "the call's bridge did not report both channels within 3 s; going on");
     } catch (err) {
       await this.teardown(call, false);
       throw err;
@@ -500,21 +493,6 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
     }
     call.answered = true;
     if (options.announce) this.emit(call, { type: "answered" });
-  }
-
-  /** Resolves true once the bridge reports every one of `channels` in it, false after `timeoutMs`. */
-  private joined(bridgeId: string, channels: readonly string[], timeoutMs: number): Promise<boolean> {
-    return new Promise<boolean>((resolve) => {
-      const done = (ok: boolean): void => {
-        clearTimeout(timer);
-        this.joining.delete(bridgeId);
-        resolve(ok);
-      };
-      const timer = setTimeout(() => done(false), timeoutMs);
-      this.joining.set(bridgeId, (bridge) => {
-        if (channels.every((id) => bridge.channels.includes(id))) done(true);
-      });
-    });
   }
 
   private async onCallGone(call: AstCall, cause: number, causeText: string): Promise<void> {
