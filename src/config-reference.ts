@@ -49,6 +49,7 @@ function jsonOf(schema: z.ZodType): Json {
 }
 
 const isObject = (s: Json) => s.type === "object";
+const isSecretRef = (s: Json) => ["source", "provider", "id"].every((k) => k in (s.properties ?? {}));
 const isMap = (s: Json) => isObject(s) && !s.properties && typeof s.additionalProperties === "object";
 
 function typeOf(s: Json): string {
@@ -78,6 +79,14 @@ function rows(schema: Json, prefix: string, out: Row[]): Row[] {
     if (isObject(child) && child.properties) {
       out.push({ ...row, type: "object", head: true });
       rows(child, path, out);
+      continue;
+    }
+    // One of several forms, one an object (a string or an object, an object or a list of them): that object's fields.
+    // (A secret's SecretRef form is described once on the page, not under every secret.)
+    const form = child.anyOf?.find((alt) => isObject(alt) && alt.properties && !isSecretRef(alt));
+    if (form) {
+      out.push({ ...row, head: true });
+      rows(form, path, out);
       continue;
     }
     // A map or list of objects: its entries' fields under <key> or [].

@@ -83,7 +83,9 @@ describe.skipIf(unavailable !== undefined)("Kamailio in front of two lab Asteris
     // The second Asterisk goes away: its OPTIONS go unanswered and Kamailio marks it down.
     await two.stop();
     twoStopped = true;
+    const stoppedAt = Date.now();
     await waitFor(async () => (await kamailio.destinations()).find((d) => d.uri.endsWith(`:${two.info.sipPort}`))?.flags.startsWith("I"), "Kamailio to mark the stopped Asterisk down", 15_000);
+    console.log(`[kamailio] the stopped Asterisk marked down ${Date.now() - stoppedAt} ms after it stopped`);
     const after = await runLoad(one, client, { calls: 4, say, sayText: SENTENCE, holdMs: 10_000, proxyPort: kamailio.port, firstExtension: 7100 });
     expect(failures(after.calls)).toEqual([]);
     expect(onAsterisk(after.calls, "ast1")).toBe(4);
