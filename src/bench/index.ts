@@ -10,6 +10,7 @@ import { cpus } from "node:os";
 import { benchRtp, MACHINE, type RtpBenchRow } from "./rtp.js";
 import { benchBridge, benchStt, benchSttAlone, benchSttLoad, benchTts, benchTtsAlone, TTS_ENGINES, type SttLoadRow } from "./speech.js";
 import { benchLabLoad, benchRestore, LOAD_SENTENCE } from "./load.js";
+import { benchInstances, benchStoreWrites } from "./cluster.js";
 import { percentile } from "../util/stats.js";
 import { amdSet, detect, detectWithWords } from "./amd-set.js";
 import { benchTurnRule, PAUSED, turnSet, type TurnRuleReport } from "./turn-set.js";
@@ -159,6 +160,39 @@ try {
   }
 } catch (err) {
   skipped("lab load", err);
+}
+
+console.log("");
+console.log("Several instances: what a transcript line costs in each store, and lab phones calling the PBX at once with one instance and with two on one PostgreSQL (each the built service in its own process)");
+try {
+  for (const r of await benchStoreWrites(Number(process.env.BENCH_STORE_LINES ?? 5000))) {
+    console.log(
+      `store ${r.store.padEnd(8)} ${r.lines} lines back to back: ${r.usPerLine.toFixed(1)} µs per line until the last is ${r.store === "jsonl" ? "in the file (no fsync)" : "committed (fsync on)"}, ` +
+        `this process's CPU ${r.cpuUsPerLine.toFixed(1)} µs per line; one line alone: ${r.lagP50Ms.toFixed(2)} ms p50 until ${r.store === "jsonl" ? "written (the call waits for it)" : "committed (written behind the call)"}`,
+    );
+  }
+} catch (err) {
+  skipped("store writes", err);
+}
+try {
+  const rows = await benchInstances(Number(process.env.BENCH_CLUSTER_CALLS ?? 20));
+  for (const r of rows) {
+    const greeted = r.report.calls.filter((c) => c.greeted).length;
+    const heard = r.report.calls.filter((c) => c.transcript).length;
+    console.log(
+      `${r.instances} instance${r.instances === 1 ? " " : "s"}, ${r.calls} phones at once: ${r.setupPerSecond.toFixed(1)} calls set up per second (the last answered ${Math.max(...r.report.calls.map((c) => c.answerMs ?? 0))} ms after dialling), ` +
+        `greeting p95 ${r.report.greetingMs.p95 ?? "-"} ms; ${greeted} greeted, ${heard} transcribed; lease or take-over messages: ${r.leaseTrouble.length ? r.leaseTrouble.join(" / ") : "none"}`,
+    );
+  }
+  const [one, two] = rows;
+  if (one && two) {
+    console.log(
+      `two instances against one in this run: setup rate ${ratio(two.setupPerSecond, one.setupPerSecond)}, greeting p95 ${ratio(two.report.greetingMs.p95 ?? Infinity, one.report.greetingMs.p95 ?? 1)} ` +
+        "(one machine of 2 cores runs both instances, Asterisk and the phones: a second machine is where a second instance adds room)",
+    );
+  }
+} catch (err) {
+  skipped("one and two instances", err);
 }
 
 console.log("");

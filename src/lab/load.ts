@@ -20,6 +20,8 @@ export interface LoadOptions {
   /** Extensions dialled are firstExtension, firstExtension + 1, ...: each call is found by its number. */
   firstExtension?: number;
   holdMs?: number;
+  /** Several instances on a shared store: every one's calls are collected (status goes to any; it answers for the others). */
+  clients?: VoiceCallClient[];
   /** The phones dial this port on loopback, a record-routing proxy (Kamailio) in front of the PBX, instead of the lab's Asterisk. */
   proxyPort?: number;
   onProgress?: (line: string) => void;
@@ -82,9 +84,8 @@ export async function runLoad(lab: Lab, client: VoiceCallClient, options: LoadOp
     clearInterval(sampler);
   }
   progress("load: every phone has hung up; collecting transcripts");
-  const mine = ((await client.call("voicecall.list", {})) as { calls: CallRecord[] }).calls.filter(
-    (c) => c.direction === "inbound" && c.createdAt >= startedAt,
-  );
+  const lists = await Promise.all((options.clients ?? [client]).map(async (c) => ((await c.call("voicecall.list", {})) as { calls: CallRecord[] }).calls));
+  const mine = lists.flat().filter((c) => c.direction === "inbound" && c.createdAt >= startedAt);
   const calls: LoadCall[] = [];
   for (let i = 0; i < options.calls; i += 1) {
     const extension = String(first + i);
