@@ -26,8 +26,18 @@ export class ClusterMember {
   /** Stopping: no room for new calls or take-overs, and the PBX's entry left to another instance. */
   private draining = false;
   private lastFailure: string | undefined;
+  private listening: string | undefined;
+
   /** Where this instance's control API answers (cluster.address, else what the service listens on). */
-  address: string | undefined;
+  get address(): string | undefined {
+    return this.listening;
+  }
+
+  /** Known once the service listens: renewed at once, so the others can reach this instance from now on. */
+  set address(url: string | undefined) {
+    this.listening = url;
+    if (this.timer) void this.tickOnce();
+  }
 
   constructor(
     private readonly store: PostgresStore,

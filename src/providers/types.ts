@@ -234,6 +234,11 @@ export interface WebhookHandler {
   verify(request: WebhookRequest): WebhookVerdict | Promise<WebhookVerdict>;
   /** Acts on a verified, first-seen request. */
   handle(request: WebhookRequest): Promise<WebhookReply>;
+  /**
+   * The carrier's ids of the call a webhook is about (as placeCall or the inbound event named it), so a
+   * webhook for a call another instance holds is handed to it. Absent or empty: handled here.
+   */
+  callsOf?(request: WebhookRequest): string[];
   /** What a replayed delivery is answered with (acknowledged, no side effects). */
   replayReply(request: WebhookRequest): WebhookReply;
 }

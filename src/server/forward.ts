@@ -46,6 +46,11 @@ export class CallForwarder {
     return { result: await this.send(owner, method, params) };
   }
 
+  /** The other live instance holding the call a carrier's webhook names (its ids), for the ingress to hand it over. */
+  ownerOfProviderCall(providerCallIds: string[]): Promise<{ nodeId: string; address: string } | undefined> {
+    return this.store.ownerOfProviderCall(providerCallIds);
+  }
+
   /** continue.result for an operation another instance started ("<nodeId>/<id>"); undefined when it is ours. */
   async forwardOperation(operationId: string): Promise<{ result: unknown } | undefined> {
     const slash = operationId.indexOf("/");

@@ -15,7 +15,7 @@
  * Every refusal is a typed error (`code`, `message`); nothing here throws
  * into the server.
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
+import { request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
 import type { VoiceCallConfig } from "../config/schema.js";
@@ -24,6 +24,7 @@ import type { Logger } from "../log.js";
 import type { PublicEndpoints } from "../providers/public-url.js";
 import type { CarrierIngress, StreamConnection, StreamHandler, StreamSession, WebhookHandler, WebhookRequest } from "../providers/types.js";
 import type { ReplayGuard } from "./replay.js";
+import { FORWARDED_HEADER } from "./forward.js";
 
 export const WEBHOOK_MAX_BODY_BYTES = 64 * 1024;
 export const WEBHOOK_BODY_TIMEOUT_MS = 5000;
@@ -38,6 +39,11 @@ export interface IngressOptions {
   endpoints: PublicEndpoints;
   replay: ReplayGuard;
   logger: Logger;
+  /**
+   * On a shared store: the other instance holding the call a webhook is about (by the carrier's ids),
+   * undefined when none does (this one holds it, or it is new); the webhook is then handed to it.
+   */
+  ownerOf?: (providerCallIds: string[]) => Promise<{ nodeId: string; address: string } | undefined>;
 }
 
 /** What the ingress has refused and accepted, for health and tests. */
@@ -45,6 +51,8 @@ export interface IngressCounters {
   refused: Partial<Record<ErrorCode, number>>;
   webhooks: number;
   replays: number;
+  /** Webhooks handed to the instance holding their call. */
+  handedOver: number;
   streams: { open: number; pending: number };
 }
 
@@ -57,7 +65,7 @@ export class Ingress {
   private openSockets = 0;
   private pendingSockets = 0;
   private readonly log: Logger;
-  readonly counters: IngressCounters = { refused: {}, webhooks: 0, replays: 0, streams: { open: 0, pending: 0 } };
+  readonly counters: IngressCounters = { refused: {}, webhooks: 0, replays: 0, handedOver: 0, streams: { open: 0, pending: 0 } };
 
   constructor(private readonly options: IngressOptions) {
     this.webhooks = options.carriers.flatMap((c) => (c.webhook ? [c.webhook] : []));
@@ -141,6 +149,12 @@ export class Ingress {
     const request: WebhookRequest = { url, query: new URL(req.url ?? "/", "http://x").searchParams, headers, rawBody, remoteAddress: ip };
     const verdict = skip ? { ok: true as const, replayKey: "" } : await handler.verify(request);
     if (!verdict.ok) throw new VoiceCallError("UNAUTHORIZED", `webhook signature: ${verdict.reason}`);
+    // Another instance's call: the carrier's request goes to it as it came (it checks the signature and replays itself).
+    const owner = this.options.ownerOf && !headers[FORWARDED_HEADER] ? await this.ownerOfWebhook(handler, request) : undefined;
+    if (owner) {
+      this.counters.handedOver += 1;
+      return send(res, await handOver(owner, req, request.rawBody));
+    }
     if (verdict.replayKey && !this.options.replay.firstSeen(verdict.replayKey)) {
       this.counters.replays += 1;
       this.log.info({ ip }, "replayed webhook acknowledged and skipped");
@@ -148,6 +162,18 @@ export class Ingress {
     }
     this.counters.webhooks += 1;
     send(res, await handler.handle(request));
+  }
+
+  private async ownerOfWebhook(handler: WebhookHandler, request: WebhookRequest): Promise<{ nodeId: string; address: string } | undefined> {
+    const ids = handler.callsOf?.(request) ?? [];
+    if (ids.length === 0) return undefined;
+    try {
+      return await this.options.ownerOf!(ids);
+    } catch (err) {
+      // The store not answering: handled here, as without other instances.
+      this.log.warn({ err: (err as Error).message }, "could not ask the store which instance holds a webhook's call; handling it here");
+      return undefined;
+    }
   }
 
   /**
@@ -275,6 +301,28 @@ export class Ingress {
     this.counters.streams.pending = this.pendingSockets;
   }
 }
+
+/** Sends a carrier's webhook on to the instance holding its call, headers and body as they came; its reply comes back. */
+async function handOver(owner: { nodeId: string; address: string }, req: IncomingMessage, body: Buffer): Promise<{ status: number; contentType?: string; body?: string }> {
+  const target = new URL(req.url ?? "/", owner.address);
+  const headers: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(req.headers)) if (value !== undefined && !HOP_BY_HOP.has(name)) headers[name] = value;
+  headers[FORWARDED_HEADER] = "1";
+  headers["content-length"] = String(body.length);
+  return new Promise((resolve, reject) => {
+    const out = httpRequest(target, { method: "POST", headers, timeout: WEBHOOK_BODY_TIMEOUT_MS }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 502, contentType: res.headers["content-type"], body: Buffer.concat(chunks).toString("utf8") }));
+      res.on("error", (err) => reject(new VoiceCallError("UNAVAILABLE", `instance ${owner.nodeId} holds the call; its answer broke off: ${err.message}`)));
+    });
+    out.on("timeout", () => out.destroy(new Error(`no answer within ${WEBHOOK_BODY_TIMEOUT_MS} ms`)));
+    out.on("error", (err) => reject(new VoiceCallError("UNAVAILABLE", `instance ${owner.nodeId} holds the call and could not be reached at ${owner.address}: ${err.message}`)));
+    out.end(body);
+  });
+}
+
+const HOP_BY_HOP = new Set(["connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "te", "trailer", "proxy-connection"]);
 
 /** Reads a webhook body: at most WEBHOOK_MAX_BODY_BYTES, within WEBHOOK_BODY_TIMEOUT_MS. */
 async function readBody(req: IncomingMessage): Promise<Buffer> {

@@ -37,7 +37,12 @@ export async function startService(config: VoiceCallConfig, logger: Logger, deps
   try {
     const { token, generated } = resolveControlToken(config.control.token, runtime.storeDir);
     const carriers = [...runtime.providers.values()].flatMap((p) => (p.ingress ? [p.ingress] : []));
-    const ingress = new Ingress({ config, carriers, endpoints: runtime.endpoints, replay: ReplayGuard.open(runtime.storeDir, logger), logger });
+    // On a shared store a webhook for a call another instance holds goes to it (never asked for a call held here).
+    const { forwarder, manager } = runtime;
+    const ownerOf = forwarder
+      ? (ids: string[]) => (ids.some((id) => manager.getCall(id) !== undefined) ? Promise.resolve(undefined) : forwarder.ownerOfProviderCall(ids))
+      : undefined;
+    const ingress = new Ingress({ config, carriers, endpoints: runtime.endpoints, replay: ReplayGuard.open(runtime.storeDir, logger), logger, ...(ownerOf ? { ownerOf } : {}) });
     const server = createHttpServer({ methods: runtime, token, logger, ingress });
     const address = await listen(server, config.serve.port, config.serve.bind);
     const host = address.family === "IPv6" ? `[${address.address}]` : address.address;

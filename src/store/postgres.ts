@@ -192,6 +192,16 @@ export class PostgresStore implements CallRepository {
     return rows[0] ? { nodeId: rows[0].node_id, address: rows[0].address } : undefined;
   }
 
+  /** The other live instance holding the live call the carrier knows by one of `providerCallIds`, and where it answers. */
+  async ownerOfProviderCall(providerCallIds: string[]): Promise<{ nodeId: string; address: string } | undefined> {
+    const { rows } = await this.pool.query<{ node_id: string; address: string }>(
+      `SELECT n.node_id, n.address FROM voicecall_calls c JOIN voicecall_nodes n ON n.node_id = c.node_id
+       WHERE c.live AND c.record->>'providerCallId' = ANY($1) AND n.node_id <> $2 AND n.lease_until > now() AND n.address IS NOT NULL LIMIT 1`,
+      [providerCallIds, this.options.nodeId],
+    );
+    return rows[0] ? { nodeId: rows[0].node_id, address: rows[0].address } : undefined;
+  }
+
   /** Where a live instance answers. */
   async addressOf(nodeId: string): Promise<{ nodeId: string; address: string } | undefined> {
     const { rows } = await this.pool.query<{ address: string }>(

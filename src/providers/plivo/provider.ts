@@ -111,6 +111,11 @@ export class PlivoProvider extends StreamCarrier {
         verify: (request) => this.verify(request),
         handle: (request) => this.onWebhook(request),
         replayReply: (request) => this.replayReply(request),
+        // An outbound call is known by its request_uuid until Plivo names its CallUUID.
+        callsOf: (request) => {
+          const form = new URLSearchParams(request.rawBody.toString("utf8"));
+          return [form.get("RequestUUID"), form.get("CallUUID")].filter((id): id is string => !!id);
+        },
       },
       stream: { open: (text, connection) => this.openStream(text, connection) },
     };

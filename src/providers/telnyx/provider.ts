@@ -141,6 +141,14 @@ export class TelnyxProvider extends StreamCarrier {
         verify: (request) => this.verify(request),
         handle: (request) => this.onWebhook(request),
         replayReply: () => ({ status: 200 }),
+        // A transfer's person's leg carries the caller's call in its client_state.
+        callsOf: (request) => {
+          const parsed = Event.safeParse(safeJson(request.rawBody.toString("utf8")));
+          if (!parsed.success) return [];
+          const { call_control_id: id, client_state: state } = parsed.data.data.payload;
+          const transferOf = Buffer.from(state ?? "", "base64").toString("utf8").match(/^transfer:(.+)$/)?.[1];
+          return transferOf ? [transferOf, id] : [id];
+        },
       },
       stream: { open: (text, connection) => this.openStream(text, connection) },
     };
@@ -406,5 +414,13 @@ export class TelnyxProvider extends StreamCarrier {
       stream_bidirectional_codec: "PCMU" as const,
       client_state: Buffer.from(this.streamToken(id)).toString("base64"),
     };
+  }
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
   }
 }

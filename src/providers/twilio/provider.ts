@@ -115,6 +115,11 @@ export class TwilioProvider extends StreamCarrier {
         verify: (request) => this.verify(request),
         handle: (request) => this.onWebhook(request),
         replayReply: (request) => this.replayReply(request),
+        // A transfer's person's leg names the caller's call as its parent.
+        callsOf: (request) => {
+          const form = new URLSearchParams(request.rawBody.toString("utf8"));
+          return [form.get("ParentCallSid"), form.get("CallSid")].filter((id): id is string => !!id);
+        },
       },
       stream: { open: (text, connection) => this.openStream(text, connection) },
     };
