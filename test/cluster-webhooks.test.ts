@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LocalPostgres, postgresUnavailableReason } from "../src/lab/postgres.js";
 import { createLogger } from "../src/log.js";
+import { VoiceCallClient } from "../src/server/client.js";
 import { startService, type RunningService } from "../src/server/service.js";
 import { ACCOUNT_SID, AUTH_TOKEN, FakeTwilio } from "./fakes/twilio.js";
 import { freePort, makeConfig, tempDir, waitFor } from "./helpers.js";
@@ -70,5 +71,29 @@ describe.skipIf(unavailable !== undefined)("webhooks for another instance's call
     await waitFor(() => a.runtime.manager.getCall(callId)?.state === "busy", "a's call ended as busy");
     // B never held it.
     expect(b.runtime.manager.getCall(callId)).toBeUndefined();
+  });
+
+  it("B's event stream carries A's calls too, each event once, as A's own stream has them", async () => {
+    const token = "cluster-webhook-token-0123";
+    const seenOnB: any[] = [];
+    const seenOnA: any[] = [];
+    const controller = new AbortController();
+    const follow = (service: RunningService, into: any[]) =>
+      (async () => {
+        for await (const e of new VoiceCallClient({ url: service.url, token }).events(controller.signal)) into.push(e);
+      })().catch(() => undefined);
+    const tails = [follow(b, seenOnB), follow(a, seenOnA)];
+    // B looks for the other instances when its stream opens: give it that moment.
+    await new Promise((r) => setTimeout(r, 500));
+    const { callId } = await a.runtime.manager.initiateCall({ to: "+15550001234", message: "seen from b", mode: "conversation" });
+    await waitFor(() => seenOnB.some((e) => e.type === "call" && e.call.callId === callId), "a's call on b's event stream");
+    await a.runtime.manager.endCall(callId);
+    await waitFor(() => seenOnB.some((e) => e.type === "call" && e.call.callId === callId && e.call.state === "hangup-bot"), "its end on b's stream");
+    await new Promise((r) => setTimeout(r, 300));
+    const onB = seenOnB.filter((e) => e.type === "call" && e.call.callId === callId).map((e) => e.call.state);
+    const onA = seenOnA.filter((e) => e.type === "call" && e.call.callId === callId).map((e) => e.call.state);
+    expect(onB).toEqual(onA);
+    controller.abort();
+    await Promise.all(tails);
   });
 });

@@ -51,6 +51,36 @@ export class CallForwarder {
     return this.store.ownerOfProviderCall(providerCallIds);
   }
 
+  /**
+   * Every other instance's call events, until `signal` aborts: each instance with a lease is followed on
+   * its own event stream (asked as forwarded, so it sends only its own calls' events); one that goes is
+   * dropped, one that appears is followed, looked for every `everyMs`.
+   */
+  async relayEvents(send: (event: { type: string }) => void, signal: AbortSignal, everyMs = 2000): Promise<void> {
+    const following = new Set<string>();
+    while (!signal.aborted) {
+      const peers = await this.store.peers().catch(() => []);
+      for (const peer of peers) {
+        if (following.has(peer.nodeId)) continue;
+        following.add(peer.nodeId);
+        void this.follow(peer, send, signal).finally(() => following.delete(peer.nodeId));
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, everyMs);
+        signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
+      });
+    }
+  }
+
+  private async follow(peer: { nodeId: string; address: string }, send: (event: { type: string }) => void, signal: AbortSignal): Promise<void> {
+    const client = new VoiceCallClient({ url: peer.address, ...(this.token ? { token: this.token } : {}), headers: { [FORWARDED_HEADER]: "1" } });
+    try {
+      for await (const event of client.events(signal)) send(event as { type: string });
+    } catch {
+      // Gone, or refused this instance's token: followed again at the next look if it still has a lease.
+    }
+  }
+
   /** continue.result for an operation another instance started ("<nodeId>/<id>"); undefined when it is ours. */
   async forwardOperation(operationId: string): Promise<{ result: unknown } | undefined> {
     const slash = operationId.indexOf("/");

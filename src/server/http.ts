@@ -111,10 +111,15 @@ export function createHttpServer({ methods, token, logger, ingress }: HttpServer
       }
       res.write(text);
     };
-    const off = manager.onEvent((event) => send(`event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`));
+    const format = (event: { type: string }) => `event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`;
+    const off = manager.onEvent((event) => send(format(event)));
+    // On a shared store: the other instances' calls too (not for a stream another instance asked for: it follows each itself).
+    const relay = new AbortController();
+    if (methods.forwarder && !req.headers[FORWARDED_HEADER]) void methods.forwarder.relayEvents((event) => send(format(event)), relay.signal);
     const keepAlive = setInterval(() => send(": keep-alive\n\n"), 15_000);
     const stop = () => {
       off();
+      relay.abort();
       clearInterval(keepAlive);
     };
     req.on("close", stop);

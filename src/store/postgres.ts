@@ -202,6 +202,15 @@ export class PostgresStore implements CallRepository {
     return rows[0] ? { nodeId: rows[0].node_id, address: rows[0].address } : undefined;
   }
 
+  /** The other instances with a lease, and where each answers. */
+  async peers(): Promise<Array<{ nodeId: string; address: string }>> {
+    const { rows } = await this.pool.query<{ node_id: string; address: string }>(
+      "SELECT node_id, address FROM voicecall_nodes WHERE lease_until > now() AND node_id <> $1 AND address IS NOT NULL ORDER BY node_id",
+      [this.options.nodeId],
+    );
+    return rows.map((r) => ({ nodeId: r.node_id, address: r.address }));
+  }
+
   /** Where a live instance answers. */
   async addressOf(nodeId: string): Promise<{ nodeId: string; address: string } | undefined> {
     const { rows } = await this.pool.query<{ address: string }>(
