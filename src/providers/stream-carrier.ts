@@ -8,7 +8,7 @@
  * manager's answer-or-refuse, and teardown. A carrier adds its REST control,
  * its webhooks and its stream message names.
  */
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from "node:crypto";
 import type { AmdVerdict } from "../audio/amd.js";
 import { holdOn } from "../audio/hold.js";
 import { VoiceCallError } from "../errors.js";
@@ -57,8 +57,12 @@ export interface CarrierSpeech {
 const DECISION_WAIT_MS = 3000;
 
 export abstract class StreamCarrier extends MediaCarrier<StreamCall> {
-  /** Signs stream credentials; new each start (a stream asked for before a restart asks again). */
-  private readonly streamKey = randomBytes(32);
+  /**
+   * Signs stream credentials. From the control token when one is configured (every instance of a cluster
+   * has the same one, so a stream one instance asked for is admitted by any, as after a take-over);
+   * otherwise new each start (a stream asked for before a restart asks again).
+   */
+  private readonly streamKey: Buffer;
   /** Set by a carrier that speaks and listens itself when streaming is off. */
   protected carrierSpeech?: CarrierSpeech;
   /** Calls being transferred: told the outcome when the carrier reports the person's answer or the dial's end. */
@@ -75,6 +79,35 @@ export abstract class StreamCarrier extends MediaCarrier<StreamCall> {
     private readonly wire: StreamWire,
   ) {
     super(options, label);
+    const token = options.config.control.token;
+    this.streamKey = token ? Buffer.from(hkdfSync("sha256", token, "openclaw-voice-call", "media stream credentials", 32)) : randomBytes(32);
+  }
+
+  /** The call a stream's start message names (the ingress hands a stream for another instance's call to it). */
+  streamCallOf(text: string): string | undefined {
+    try {
+      const event = this.parseStream(text);
+      return event.kind === "start" ? event.callId : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * A call taken over from another instance (or back after a restart): known again, answered, waiting for
+   * its stream; the carrier reconnects it through our webhook (Twilio's Redirect after the old stream
+   * closed). No stream within the grace window: the call is hung up.
+   */
+  async readopt(providerCallId: string): Promise<{ ok: true } | { ok: false; reason: string }> {
+    const status = await this.getCallStatus(providerCallId);
+    if (status.status === "ended") return { ok: false, reason: `the carrier says it ended (${status.state})` };
+    const call = this.callFor(providerCallId, "inbound");
+    call.answered = true;
+    call.decision = "answer";
+    this.prepareMedia(call);
+    // The carrier asks again every second meanwhile; a take-over can take a third of the lease to start.
+    this.awaitStream(call, Math.max(20_000, this.options.streamGraceMs ?? 0));
+    return { ok: true };
   }
 
   /**
@@ -172,8 +205,7 @@ export abstract class StreamCarrier extends MediaCarrier<StreamCall> {
   }
 
   /** The call has no stream now: it must come back within the grace window, or the call is hung up. */
-  private awaitStream(call: StreamCall): void {
-    const graceMs = this.options.streamGraceMs ?? 5000;
+  private awaitStream(call: StreamCall, graceMs = this.options.streamGraceMs ?? 5000): void {
     call.graceTimer = setTimeout(() => {
       if (call.ended || call.transport.attached) return;
       this.log.warn({ callId: call.id, graceMs }, "media stream did not come back; hanging up");

@@ -239,6 +239,11 @@ export interface WebhookHandler {
    * webhook for a call another instance holds is handed to it. Absent or empty: handled here.
    */
   callsOf?(request: WebhookRequest): string[];
+  /**
+   * What asks the carrier to send this webhook again in a moment (its call is between instances: the one
+   * that had it is gone and another has not taken it over yet). Absent: such a webhook is answered 503.
+   */
+  retryLater?(request: WebhookRequest): WebhookReply;
   /** What a replayed delivery is answered with (acknowledged, no side effects). */
   replayReply(request: WebhookRequest): WebhookReply;
 }
@@ -265,6 +270,8 @@ export interface StreamHandler {
    * greeting); throws a VoiceCallError to refuse the socket.
    */
   open(text: string, connection: StreamConnection): StreamSession | undefined;
+  /** The carrier's id of the call a stream's start message is for (undefined: not a start), so a stream for another instance's call goes to it. */
+  callOf?(text: string): string | undefined;
 }
 
 /** What a carrier reached over public webhooks mounts on the service's HTTP server. */

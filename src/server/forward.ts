@@ -47,7 +47,7 @@ export class CallForwarder {
   }
 
   /** The other live instance holding the call a carrier's webhook names (its ids), for the ingress to hand it over. */
-  ownerOfProviderCall(providerCallIds: string[]): Promise<{ nodeId: string; address: string } | undefined> {
+  ownerOfProviderCall(providerCallIds: string[]): Promise<{ nodeId: string; address: string | null; leased: boolean } | undefined> {
     return this.store.ownerOfProviderCall(providerCallIds);
   }
 

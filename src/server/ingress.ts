@@ -17,7 +17,7 @@
  */
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
-import { WebSocketServer, type RawData, type WebSocket } from "ws";
+import { WebSocket, WebSocketServer, type RawData } from "ws";
 import type { VoiceCallConfig } from "../config/schema.js";
 import { VoiceCallError, asVoiceCallError, type ErrorCode } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -43,7 +43,14 @@ export interface IngressOptions {
    * On a shared store: the other instance holding the call a webhook is about (by the carrier's ids),
    * undefined when none does (this one holds it, or it is new); the webhook is then handed to it.
    */
-  ownerOf?: (providerCallIds: string[]) => Promise<{ nodeId: string; address: string } | undefined>;
+  ownerOf?: (providerCallIds: string[]) => Promise<CallOwner | undefined>;
+}
+
+/** Another instance's call: where that instance answers, and whether its lease holds (false: it is gone, and nobody has taken the call over yet). */
+export interface CallOwner {
+  nodeId: string;
+  address: string | null;
+  leased: boolean;
 }
 
 /** What the ingress has refused and accepted, for health and tests. */
@@ -125,7 +132,8 @@ export class Ingress {
     }
     this.openSockets += 1;
     this.setPending(ip, +1);
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.serveSocket(ws, ip));
+    const forwarded = req.headers[FORWARDED_HEADER] !== undefined;
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.serveSocket(ws, ip, forwarded));
     return true;
   }
 
@@ -151,10 +159,18 @@ export class Ingress {
     if (!verdict.ok) throw new VoiceCallError("UNAUTHORIZED", `webhook signature: ${verdict.reason}`);
     // Another instance's call: the carrier's request goes to it as it came (it checks the signature and replays itself).
     const owner = this.options.ownerOf && !headers[FORWARDED_HEADER] ? await this.ownerOfWebhook(handler, request) : undefined;
-    if (owner) {
+    if (owner?.leased && owner.address) {
       this.counters.handedOver += 1;
-      return send(res, await handOver(owner, req, request.rawBody));
+      try {
+        return send(res, await handOver({ nodeId: owner.nodeId, address: owner.address }, req, request.rawBody));
+      } catch (err) {
+        // Gone without its lease having run out yet: the carrier is asked to come back while another takes the call over.
+        if (!handler.retryLater) throw err;
+        this.log.warn({ nodeId: owner.nodeId, err: (err as Error).message }, "the instance holding a webhook's call does not answer; the carrier is asked to try again");
+        return send(res, handler.retryLater(request));
+      }
     }
+    if (owner && handler.retryLater) return send(res, handler.retryLater(request));
     if (verdict.replayKey && !this.options.replay.firstSeen(verdict.replayKey)) {
       this.counters.replays += 1;
       this.log.info({ ip }, "replayed webhook acknowledged and skipped");
@@ -164,7 +180,7 @@ export class Ingress {
     send(res, await handler.handle(request));
   }
 
-  private async ownerOfWebhook(handler: WebhookHandler, request: WebhookRequest): Promise<{ nodeId: string; address: string } | undefined> {
+  private async ownerOfWebhook(handler: WebhookHandler, request: WebhookRequest): Promise<CallOwner | undefined> {
     const ids = handler.callsOf?.(request) ?? [];
     if (ids.length === 0) return undefined;
     try {
@@ -211,9 +227,12 @@ export class Ingress {
 
   // ------------------------------------------------------------------ streams
 
-  private serveSocket(ws: WebSocket, ip: string): void {
+  private serveSocket(ws: WebSocket, ip: string, forwarded: boolean): void {
     let session: StreamSession | undefined;
     let pending = true;
+    /** While the store is asked whose call a start is for: what else arrives waits here. */
+    let queued: string[] | undefined;
+    let proxied: WebSocket | undefined;
     const leavePending = () => {
       if (!pending) return;
       pending = false;
@@ -241,9 +260,7 @@ export class Ingress {
       // Oversized frames and protocol errors land here; ws closes the socket itself.
       refuse(new VoiceCallError("INVALID_PARAMS", `media socket: ${err.message}`), 1009);
     });
-    ws.on("message", (data: RawData, isBinary: boolean) => {
-      if (isBinary) return refuse(new VoiceCallError("INVALID_PARAMS", "media socket: binary frames are not part of the protocol"), 1003);
-      const text = data.toString();
+    const start = (text: string) => {
       try {
         if (session) return session.message(text);
         session = this.startStream(text, connection);
@@ -254,9 +271,31 @@ export class Ingress {
       } catch (err) {
         refuse(asVoiceCallError(err), 1008);
       }
+    };
+    ws.on("message", (data: RawData, isBinary: boolean) => {
+      if (isBinary) return refuse(new VoiceCallError("INVALID_PARAMS", "media socket: binary frames are not part of the protocol"), 1003);
+      const text = data.toString();
+      if (proxied) return proxied.send(text);
+      if (queued) return void queued.push(text);
+      const callId = !session && !forwarded && this.options.ownerOf ? this.streams.map((h) => h.callOf?.(text)).find((id) => id !== undefined) : undefined;
+      if (!callId) return start(text);
+      // A start for a call: is it another instance's? Then the stream goes to it, as the carrier sent it.
+      queued = [];
+      void this.options.ownerOf!([callId]).catch(() => undefined).then((owner) => {
+        const waiting = queued ?? [];
+        queued = undefined;
+        if (ws.readyState !== ws.OPEN) return;
+        if (owner?.leased && owner.address) {
+          leavePending();
+          proxied = this.proxyStream(ws, owner.address, [text, ...waiting], owner.nodeId);
+          return;
+        }
+        for (const t of [text, ...waiting]) start(t);
+      });
     });
     ws.on("close", () => {
       leavePending();
+      proxied?.close();
       this.openSockets -= 1;
       if (session) {
         this.counters.streams.open -= 1;
@@ -267,6 +306,24 @@ export class Ingress {
         }
       }
     });
+  }
+
+  /** Carries a carrier's stream to the instance holding its call, both ways, until either side closes. */
+  private proxyStream(carrier: WebSocket, address: string, first: string[], nodeId: string): WebSocket {
+    const target = new URL(this.options.config.streaming.streamPath, address);
+    target.protocol = target.protocol === "https:" ? "wss:" : "ws:";
+    const upstream = new WebSocket(target, { headers: { [FORWARDED_HEADER]: "1" }, perMessageDeflate: false });
+    this.counters.handedOver += 1;
+    upstream.on("open", () => {
+      for (const text of first) upstream.send(text);
+    });
+    upstream.on("message", (data: RawData) => carrier.readyState === carrier.OPEN && carrier.send(data.toString()));
+    upstream.on("close", (code, reason) => carrier.readyState === carrier.OPEN && carrier.close(code === 1005 || code === 1006 ? 1011 : code, reason.toString()));
+    upstream.on("error", (err) => {
+      this.log.warn({ nodeId, err: err.message }, "the instance holding a stream's call could not be reached");
+      if (carrier.readyState === carrier.OPEN) carrier.close(1011, "the call's instance is unreachable");
+    });
+    return upstream;
   }
 
   /**

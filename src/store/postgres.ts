@@ -192,14 +192,20 @@ export class PostgresStore implements CallRepository {
     return rows[0] ? { nodeId: rows[0].node_id, address: rows[0].address } : undefined;
   }
 
-  /** The other live instance holding the live call the carrier knows by one of `providerCallIds`, and where it answers. */
-  async ownerOfProviderCall(providerCallIds: string[]): Promise<{ nodeId: string; address: string } | undefined> {
-    const { rows } = await this.pool.query<{ node_id: string; address: string }>(
-      `SELECT n.node_id, n.address FROM voicecall_calls c JOIN voicecall_nodes n ON n.node_id = c.node_id
-       WHERE c.live AND c.record->>'providerCallId' = ANY($1) AND n.node_id <> $2 AND n.lease_until > now() AND n.address IS NOT NULL LIMIT 1`,
-      [providerCallIds, this.options.nodeId],
+  /**
+   * The other instance holding the live call the carrier knows by one of `providerCallIds`: where it
+   * answers and whether its lease holds (false: gone, the call not taken over yet). Undefined: this
+   * instance holds it, or no live call has those ids.
+   */
+  async ownerOfProviderCall(providerCallIds: string[]): Promise<{ nodeId: string; address: string | null; leased: boolean } | undefined> {
+    const { rows } = await this.pool.query<{ node_id: string; address: string | null; leased: boolean | null }>(
+      `SELECT c.node_id, n.address, n.lease_until > now() AS leased FROM voicecall_calls c LEFT JOIN voicecall_nodes n ON n.node_id = c.node_id
+       WHERE c.live AND c.record->>'providerCallId' = ANY($1) ORDER BY c.updated_at DESC LIMIT 1`,
+      [providerCallIds],
     );
-    return rows[0] ? { nodeId: rows[0].node_id, address: rows[0].address } : undefined;
+    const row = rows[0];
+    if (!row || row.node_id === this.options.nodeId) return undefined;
+    return { nodeId: row.node_id, address: row.address, leased: row.leased === true };
   }
 
   /** The other instances with a lease, and where each answers. */

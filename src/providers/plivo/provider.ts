@@ -117,7 +117,7 @@ export class PlivoProvider extends StreamCarrier {
           return [form.get("RequestUUID"), form.get("CallUUID")].filter((id): id is string => !!id);
         },
       },
-      stream: { open: (text, connection) => this.openStream(text, connection) },
+      stream: { open: (text, connection) => this.openStream(text, connection), callOf: (text) => this.streamCallOf(text) },
     };
   }
 

@@ -150,7 +150,7 @@ export class TelnyxProvider extends StreamCarrier {
           return transferOf ? [transferOf, id] : [id];
         },
       },
-      stream: { open: (text, connection) => this.openStream(text, connection) },
+      stream: { open: (text, connection) => this.openStream(text, connection), callOf: (text) => this.streamCallOf(text) },
     };
   }
 

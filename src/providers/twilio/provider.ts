@@ -45,7 +45,7 @@ import type {
   WebhookVerdict,
 } from "../types.js";
 import { TWILIO_WIRE, twilioStreamEvent } from "./stream.js";
-import { hangupTwiml, rejectTwiml, twilioDocuments, type TwiML } from "./twiml.js";
+import { hangupTwiml, rejectTwiml, retryTwiml, twilioDocuments, type TwiML } from "./twiml.js";
 import { twilioAmdParams, twilioVerdict } from "./amd.js";
 import { TwilioRecordings, recordingAttributes } from "./recordings.js";
 
@@ -120,8 +120,9 @@ export class TwilioProvider extends StreamCarrier {
           const form = new URLSearchParams(request.rawBody.toString("utf8"));
           return [form.get("ParentCallSid"), form.get("CallSid")].filter((id): id is string => !!id);
         },
+        retryLater: (request) => twiml(retryTwiml(request.url)),
       },
-      stream: { open: (text, connection) => this.openStream(text, connection) },
+      stream: { open: (text, connection) => this.openStream(text, connection), callOf: (text) => this.streamCallOf(text) },
     };
   }
 

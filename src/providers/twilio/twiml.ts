@@ -10,6 +10,14 @@ export function hangupTwiml(): TwiML {
   return response;
 }
 
+/** A second of silence, then the same request again (`url`: what Twilio asked): the call is between instances. */
+export function retryTwiml(url: string): TwiML {
+  const response = new twilio.twiml.VoiceResponse();
+  response.pause({ length: 1 });
+  response.redirect({ method: "POST" }, url);
+  return response;
+}
+
 export function rejectTwiml(): TwiML {
   const response = new twilio.twiml.VoiceResponse();
   response.reject({ reason: "rejected" });
