@@ -232,7 +232,7 @@ export class Ingress {
     let pending = true;
     /** While the store is asked whose call a start is for: what else arrives waits here. */
     let queued: string[] | undefined;
-    let proxied: WebSocket | undefined;
+    let proxied: { send(text: string): void; close(): void } | undefined;
     const leavePending = () => {
       if (!pending) return;
       pending = false;
@@ -309,13 +309,16 @@ export class Ingress {
   }
 
   /** Carries a carrier's stream to the instance holding its call, both ways, until either side closes. */
-  private proxyStream(carrier: WebSocket, address: string, first: string[], nodeId: string): WebSocket {
+  private proxyStream(carrier: WebSocket, address: string, first: string[], nodeId: string): { send(text: string): void; close(): void } {
     const target = new URL(this.options.config.streaming.streamPath, address);
     target.protocol = target.protocol === "https:" ? "wss:" : "ws:";
     const upstream = new WebSocket(target, { headers: { [FORWARDED_HEADER]: "1" }, perMessageDeflate: false });
     this.counters.handedOver += 1;
+    // What the carrier sends before the holder's socket is open waits for it.
+    let waiting: string[] | undefined = [...first];
     upstream.on("open", () => {
-      for (const text of first) upstream.send(text);
+      for (const text of waiting ?? []) upstream.send(text);
+      waiting = undefined;
     });
     upstream.on("message", (data: RawData) => carrier.readyState === carrier.OPEN && carrier.send(data.toString()));
     upstream.on("close", (code, reason) => carrier.readyState === carrier.OPEN && carrier.close(code === 1005 || code === 1006 ? 1011 : code, reason.toString()));
@@ -323,7 +326,13 @@ export class Ingress {
       this.log.warn({ nodeId, err: err.message }, "the instance holding a stream's call could not be reached");
       if (carrier.readyState === carrier.OPEN) carrier.close(1011, "the call's instance is unreachable");
     });
-    return upstream;
+    return {
+      send: (text) => {
+        if (waiting) waiting.push(text);
+        else if (upstream.readyState === upstream.OPEN) upstream.send(text);
+      },
+      close: () => upstream.close(),
+    };
   }
 
   /**

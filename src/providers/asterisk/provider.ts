@@ -19,20 +19,24 @@ import type { PacedTransport } from "../../audio/transport.js";
 import { MediaCarrier, type MediaCall, type MediaCarrierOptions } from "../media-carrier.js";
 import { holdOn } from "../../audio/hold.js";
 import { isNarrowband, rtpMedia, websocketMedia } from "./media.js";
+import { RtpUdpTransport } from "../../rtp/udp-transport.js";
 import type { PlaceCallRequest, ProviderCapabilities, RemoteCallStatus, SetupFinding, TerminalState, TransferRequest, TransferResult } from "../types.js";
 import { AriClient, AriError, type AriChannel, type AriEvent } from "./ari.js";
 import { AsteriskTransfers, transferOutcome } from "./transfer.js";
 import { briefPerson } from "../warm-transfer.js";
 import { nodeIdOf, storeSettings } from "../../config/load.js";
 import { clearLeftBehind, InboundDispatcher, nodeApp } from "./cluster.js";
-import type { NamedAriServer } from "./servers.js";
+import { ariServers, type NamedAriServer } from "./servers.js";
+
+/** Packets of ours Asterisk drops while it learns our source (rtp.conf probation 4), and one more. */
+const STRICT_RTP_PACKETS = 5;
 
 /** How long our calls found up at start wait to be taken back before they are hung up. */
 const ADOPTION_WINDOW_MS = 30_000;
 
 export interface AsteriskProviderOptions extends MediaCarrierOptions {
-  /** The Asterisk this provider talks to (one entry of asterisk.ari). */
-  server: NamedAriServer;
+  /** The Asterisk this provider talks to (one entry of asterisk.ari); default the first one. */
+  server?: NamedAriServer;
   /** How long calls survive a lost ARI connection before they end. */
   reconnectGraceMs?: number;
 }
@@ -74,10 +78,11 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
   private readonly clusterPrefixes?: { bridge: string; media: string };
   /** Channels being moved into our app (a call taken over), until their StasisStart. */
   private readonly arriving = new Map<string, () => void>();
+  private readonly server: NamedAriServer;
 
   constructor(protected override readonly options: AsteriskProviderOptions) {
     super(options, "asterisk");
-    const ari = options.server;
+    const ari = (this.server = options.server ?? ariServers(options.config)[0]!);
     // On a shared store each instance has an app of its own, and the configured one is the cluster's entry.
     const clustered = storeSettings(options.config).kind === "postgres";
     const app = clustered ? nodeApp(ari.app, nodeIdOf(options.config)) : ari.app;
@@ -105,7 +110,7 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
   }
 
   protected async open(): Promise<void> {
-    const { url } = this.options.server;
+    const { url } = this.server;
     try {
       await this.ari.connect();
     } catch (err) {
@@ -141,7 +146,7 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
   }
 
   async check(): Promise<SetupFinding[]> {
-    const { url } = this.options.server;
+    const { url } = this.server;
     try {
       const info = (await this.ari.info()) as { system?: { version?: string } } | undefined;
       return [{ check: "asterisk-ari", status: "ok", detail: `ARI at ${url} answers (Asterisk ${info?.system?.version ?? "version unknown"})` }];
@@ -483,6 +488,9 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
       narrowband: transport.sampleRate > 8000 ? await isNarrowband(this.ari, call.id, this.log) : true,
       inbandDtmf: this.options.config.asterisk.media.inbandDtmf,
     });
+    // Asterisk learns our RTP source over its first packets (strictrtp, probation 4) and drops them: silence
+    // goes first, so no word does (measured: 0-1 packets had gone when a call counted as answered).
+    if (transport instanceof RtpUdpTransport) await transport.sentAtLeast(STRICT_RTP_PACKETS, 500);
     if (options.answer) {
       try {
         await this.ari.channels.answer(call.id);
@@ -542,7 +550,7 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
       // Not connected once yet: nothing to lose, nothing to re-sync; only the first connection matters.
       if (!connected) return;
       this.waitingForAsterisk = false;
-      this.log.info({ url: this.options.server.url }, "Asterisk ARI answers now");
+      this.log.info({ url: this.server.url }, "Asterisk ARI answers now");
       void this.connected().catch((err) => this.log.warn({ err: String(err) }, "setting up after connecting to Asterisk failed"));
       return;
     }
