@@ -118,12 +118,26 @@ export async function runLoad(lab: Lab, client: VoiceCallClient, options: LoadOp
   };
 }
 
-/** The call once the recogniser has had its say: a caller line (words or why not), or 10 s. */
+/**
+ * The call once the recogniser has had its say: ended (the phones have hung up) and no new caller line for
+ * a second, or ended 2 s ago (under load a sentence split at a pause has its last part recognised after the
+ * hang-up: collected at once, the call's words were cut to "I would like to put"), or 10 s.
+ */
 async function settledView(client: VoiceCallClient, callId: string): Promise<CallView | undefined> {
   const deadline = Date.now() + 10_000;
+  let lines = -1;
+  let stableSince = Date.now();
   for (;;) {
     const view = ((await client.call("voicecall.status", { callId })) as { call?: CallView }).call;
-    if (!view || view.transcript.some((t) => t.speaker === "caller") || Date.now() > deadline) return view;
+    const said = view?.transcript.filter((t) => t.speaker === "caller").length ?? 0;
+    if (said !== lines) {
+      lines = said;
+      stableSince = Date.now();
+    }
+    // Ended 2 s ago or more: its last words are in (they come right after the end).
+    const endedAgo = view?.endedAt ? Date.now() - Date.parse(view.endedAt) : -1;
+    const settled = endedAgo >= 0 && said > 0 && (endedAgo >= 2000 || Date.now() - stableSince >= 1000);
+    if (!view || Date.now() > deadline || settled) return view;
     await new Promise((r) => setTimeout(r, 250));
   }
 }
