@@ -49,8 +49,6 @@ export class RtpUdpTransport extends PacedTransport {
   private malformed = 0;
   private foreign = 0;
   private sent = 0;
-  /** Waiting for so many packets to have gone out (sentAtLeast). */
-  private sentWaiters: Array<{ n: number; done: () => void }> = [];
 
   private constructor(private readonly codec: RtpCodec, socket: Socket, pacer: FramePacer) {
     super(codec === "slin16" ? 16000 : 8000, pacer);
@@ -108,23 +106,6 @@ export class RtpUdpTransport extends PacedTransport {
     this.startClock();
   }
 
-  /**
-   * Resolves once `n` packets have gone out (silence counts), or after `timeoutMs`. A PBX with strict
-   * RTP (Asterisk's default: probation 4) drops a new source's first packets while it learns it; speech
-   * started before then loses its first words.
-   */
-  sentAtLeast(n: number, timeoutMs: number): Promise<void> {
-    if (this.sent >= n) return Promise.resolve();
-    return new Promise((resolve) => {
-      const waiter = { n, done: () => (clearTimeout(timer), resolve()) };
-      const timer = setTimeout(() => {
-        this.sentWaiters = this.sentWaiters.filter((w) => w !== waiter);
-        resolve();
-      }, timeoutMs);
-      this.sentWaiters.push(waiter);
-    });
-  }
-
   get stats(): RtpTransportStats {
     return { sent: this.sent, received: this.jitter.stats.received, errors: this.socketErrors, foreign: this.foreign, malformed: this.malformed, lost: this.jitter.stats.lost };
   }
@@ -140,11 +121,6 @@ export class RtpUdpTransport extends PacedTransport {
     this.ts = (this.ts + samplesPerFrame(this.sampleRate)) >>> 0;
     this.sent += 1;
     this.socket.send(packet);
-    if (this.sentWaiters.length > 0) {
-      const ready = this.sentWaiters.filter((w) => w.n <= this.sent);
-      this.sentWaiters = this.sentWaiters.filter((w) => w.n > this.sent);
-      for (const w of ready) w.done();
-    }
   }
 
   protected override beforeClose(): void {

@@ -19,7 +19,6 @@ import type { PacedTransport } from "../../audio/transport.js";
 import { MediaCarrier, type MediaCall, type MediaCarrierOptions } from "../media-carrier.js";
 import { holdOn } from "../../audio/hold.js";
 import { isNarrowband, rtpMedia, websocketMedia } from "./media.js";
-import { RtpUdpTransport } from "../../rtp/udp-transport.js";
 import type { PlaceCallRequest, ProviderCapabilities, RemoteCallStatus, SetupFinding, TerminalState, TransferRequest, TransferResult } from "../types.js";
 import { AriClient, AriError, type AriChannel, type AriEvent } from "./ari.js";
 import { AsteriskTransfers, transferOutcome } from "./transfer.js";
@@ -27,9 +26,6 @@ import { briefPerson } from "../warm-transfer.js";
 import { nodeIdOf, storeSettings } from "../../config/load.js";
 import { clearLeftBehind, InboundDispatcher, nodeApp } from "./cluster.js";
 import { ariServers, type NamedAriServer } from "./servers.js";
-
-/** Packets of ours Asterisk drops while it learns our source (rtp.conf probation 4), and one more. */
-const STRICT_RTP_PACKETS = 5;
 
 /** How long our calls found up at start wait to be taken back before they are hung up. */
 const ADOPTION_WINDOW_MS = 30_000;
@@ -488,9 +484,6 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
       narrowband: transport.sampleRate > 8000 ? await isNarrowband(this.ari, call.id, this.log) : true,
       inbandDtmf: this.options.config.asterisk.media.inbandDtmf,
     });
-    // Asterisk learns our RTP source over its first packets (strictrtp, probation 4) and drops them: silence
-    // goes first, so no word does (measured: 0-1 packets had gone when a call counted as answered).
-    if (transport instanceof RtpUdpTransport) await transport.sentAtLeast(STRICT_RTP_PACKETS, 500);
     if (options.answer) {
       try {
         await this.ari.channels.answer(call.id);
