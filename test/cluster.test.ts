@@ -86,6 +86,21 @@ describe.skipIf(unavailable !== undefined)("two instances on one PostgreSQL stor
 
   const rows = (sql: string) => pg.sql("voicecall", sql);
 
+  /** A lab phone dials `extension`; resolves once its call is on instance A and greeted. */
+  const phoneCallsA = async (a: { log: () => string }, extension: string) => {
+    // Ports no other test file's phones use (they may run meanwhile on other lab slots).
+    const [earPort, sipPort, sippMedia] = [await udpPort(), await udpPort(), await udpPort()];
+    const ear = await PhoneAudio.open(earPort);
+    const phone = runSipp(lab, `cluster-phone-${extension}`, callerScenario({ extension, holdMs: "wait", mediaPort: earPort }), ["-s", extension, "-p", String(sipPort), "-mp", String(sippMedia), "-i", "127.0.0.1", `127.0.0.1:${lab.info.sipPort}`], 60);
+    const [callId] = await waitFor(async () => {
+      const live = await rows(`SELECT call_id FROM voicecall_calls WHERE live AND node_id = 'a' AND state = 'listening' AND record->>'to' = '${extension}'`);
+      return live.length > 0 && live;
+    }, "the phone's call on instance a, greeted", 20_000).catch((err: Error) => {
+      throw new Error(`${err.message}; instance a said:\n${a.log().slice(-3000)}`);
+    });
+    return { ear, phone, callId: callId! };
+  };
+
   beforeAll(async () => {
     pg = await LocalPostgres.start({ port: await freePort(), durable: false });
     url = await pg.createDatabase("voicecall");
@@ -103,16 +118,7 @@ describe.skipIf(unavailable !== undefined)("two instances on one PostgreSQL stor
     let a = await startA();
     // A is the cluster's first by name: it holds the PBX's entry and hands callers out (to itself while B has no lease).
     await waitFor(() => a.log().includes("takes the PBX's new inbound calls"), "instance a to take the entry", 10_000);
-    // Ports no other test file's phones use (they may run meanwhile on other lab slots).
-    const [earPort, sipPort, sippMedia] = [await udpPort(), await udpPort(), await udpPort()];
-    const ear = await PhoneAudio.open(earPort);
-    const phone = runSipp(lab, "cluster-phone", callerScenario({ extension: "700", holdMs: "wait", mediaPort: earPort }), ["-s", "700", "-p", String(sipPort), "-mp", String(sippMedia), "-i", "127.0.0.1", `127.0.0.1:${lab.info.sipPort}`], 60);
-    const [callId] = await waitFor(async () => {
-      const live = await rows("SELECT call_id FROM voicecall_calls WHERE live AND node_id = 'a' AND state = 'listening'");
-      return live.length > 0 && live;
-    }, "the phone's call on instance a, greeted", 20_000).catch((err: Error) => {
-      throw new Error(`${err.message}; instance a said:\n${a.log().slice(-3000)}`);
-    });
+    const { ear, phone, callId } = await phoneCallsA(a, "700");
 
     service = await startService(makeConfig({ ...settings("b", tempDir()), serve: { port: 0 }, control: { token: TOKEN }, log: { level: "silent" } }), createLogger("silent"));
     b = service.runtime;
@@ -163,15 +169,7 @@ describe.skipIf(unavailable !== undefined)("two instances on one PostgreSQL stor
   it("A stopped with SIGTERM mid-call drains: refuses new calls (health 503), then hands its PBX call to B, which the phone hears; every line once", async () => {
     const a = await startA();
     await waitFor(() => a.log().includes("takes the PBX's new inbound calls"), "instance a to take the entry", 10_000);
-    const [earPort, sipPort, sippMedia] = [await udpPort(), await udpPort(), await udpPort()];
-    const ear = await PhoneAudio.open(earPort);
-    const phone = runSipp(lab, "drain-phone", callerScenario({ extension: "701", holdMs: "wait", mediaPort: earPort }), ["-s", "701", "-p", String(sipPort), "-mp", String(sippMedia), "-i", "127.0.0.1", `127.0.0.1:${lab.info.sipPort}`], 60);
-    const [callId] = await waitFor(async () => {
-      const live = await rows("SELECT call_id FROM voicecall_calls WHERE live AND node_id = 'a' AND state = 'listening' AND record->>'to' = '701'");
-      return live.length > 0 && live;
-    }, "the phone's call on instance a, greeted", 20_000).catch((err: Error) => {
-      throw new Error(`${err.message}; instance a said:\n${a.log().slice(-3000)}`);
-    });
+    const { ear, phone, callId } = await phoneCallsA(a, "701");
 
     a.child.kill("SIGTERM");
     await waitFor(() => a.log().includes("voicecall: draining"), "instance a to say it drains", 5000);
