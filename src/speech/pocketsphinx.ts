@@ -262,6 +262,9 @@ export async function transcribePcm(pcm: Int16Array, sampleRate: 8000 | 16000, t
     for await (const e of stream.events()) if (e.type === "final") finals.push(e.text);
   })();
   const n = sampleRate / 50;
+  // Leading silence too: audio that starts at the speech onset (a phone's recording whose first packets
+  // were quiet and never came) loses its first word to the endpointer ("this is" read as "vicious").
+  for (let i = 0; i < 15; i += 1) stream.pushFrame({ pcm: new Int16Array(n), sampleRate });
   for (let i = 0; i + n <= pcm.length; i += n) stream.pushFrame({ pcm: pcm.slice(i, i + n), sampleRate });
   // Trailing silence lets the endpointer close the last utterance by itself.
   for (let i = 0; i < 50; i += 1) stream.pushFrame({ pcm: new Int16Array(n), sampleRate });
