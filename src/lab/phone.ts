@@ -97,7 +97,7 @@ export async function labCall(
   const audio = await PhoneAudio.open(mediaPort);
   const sipPort = await freePort();
   progress(`phone: dialling ${extension}`);
-  const phone = runSipp(lab, `lab-call-${process.pid}-${extension}`, callerScenario({ extension, holdMs: script.holdMs, mediaPort, auth: script.auth, viaProxy: script.viaProxy }), [
+  const phone = runSipp(lab, `lab-call-${process.pid}-${extension}-${mediaPort}`, callerScenario({ extension, holdMs: script.holdMs, mediaPort, auth: script.auth, viaProxy: script.viaProxy }), [
     "-s", extension, "-p", String(sipPort), "-i", "127.0.0.1", `127.0.0.1:${lab.info.sipPort}`,
   ], Math.ceil(script.holdMs / 1000) + 15);
   return converse(audio, phone.done, script.say, progress);
@@ -109,7 +109,7 @@ export async function labAnswer(lab: LabTools & { info: Pick<LabInfo, "uasPort">
   const mediaPort = await freePort();
   const audio = await PhoneAudio.open(mediaPort);
   progress(`phone: waiting for a call on port ${lab.info.uasPort} (dial template PJSIP/{to}@lab-uas)`);
-  const phone = runSipp(lab, `lab-answer-${process.pid}`, calleeScenario({ ringMs: script.ringMs ?? 500, mediaPort }), [
+  const phone = runSipp(lab, `lab-answer-${process.pid}-${mediaPort}`, calleeScenario({ ringMs: script.ringMs ?? 500, mediaPort }), [
     "-p", String(lab.info.uasPort), "-i", "127.0.0.1",
   ], Math.ceil((script.waitMs ?? 120_000) / 1000));
   return converse(audio, phone.done, script.say, progress);

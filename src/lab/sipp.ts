@@ -4,6 +4,7 @@
  * our hang-up), and a callee (UAS) that rings, answers or refuses.
  */
 import type { ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { LabTools } from "./lab.js";
@@ -200,7 +201,10 @@ export function runSipp(
   const dir = lab.hostPath("tmp/voicecall-tests");
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, `${name}.xml`), scenario);
-  const child = lab.spawn("sipp", ["-sf", `/tmp/voicecall-tests/${name}.xml`, "-m", "1", "-nostdin", "-timeout", `${timeoutSec}s`, "-timeout_error", ...args]);
+  // A Call-ID of its own: sipp's default (call number, pid, address) is the same for every phone run in a
+  // container of its own (pid 1), and a proxy in front (Kamailio) tells calls apart by it.
+  const cid = `%u-${randomBytes(6).toString("hex")}-%p@%s`;
+  const child = lab.spawn("sipp", ["-sf", `/tmp/voicecall-tests/${name}.xml`, "-m", "1", "-nostdin", "-timeout", `${timeoutSec}s`, "-timeout_error", "-cid_str", cid, ...args]);
   let output = "";
   child.stdout!.on("data", (d) => (output += d));
   child.stderr!.on("data", (d) => (output += d));
