@@ -25,6 +25,7 @@ import type {
   ProviderEventBody,
   ProviderEventSink,
   RemoteCallStatus,
+  CallHint,
   SpeakOptions,
   SpeakOutcome,
   TerminalState,
@@ -107,7 +108,7 @@ export abstract class MediaCarrier<C extends MediaCall> implements CallProvider 
   abstract reject(providerCallId: string, reason: string): Promise<void>;
   abstract hangup(providerCallId: string): Promise<void>;
   abstract sendDtmf(providerCallId: string, digits: string): Promise<void>;
-  abstract getCallStatus(providerCallId: string): Promise<RemoteCallStatus>;
+  abstract getCallStatus(providerCallId: string, hint?: CallHint): Promise<RemoteCallStatus>;
 
   async speak(providerCallId: string, text: string, options: SpeakOptions): Promise<SpeakOutcome> {
     return this.mediaOf(providerCallId).speak(text, options);

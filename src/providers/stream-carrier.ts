@@ -16,7 +16,7 @@ import { CarrierVerdicts } from "./carrier-amd.js";
 import { MediaCarrier, type MediaCall, type MediaCarrierOptions } from "./media-carrier.js";
 import { MediaStreamTransport, type StreamEvent, type StreamWire } from "./media-stream.js";
 import type { PublicEndpoints } from "./public-url.js";
-import type { ListenOptions, PlaceCallRequest, ProviderEventBody, SpeakOptions, SpeakOutcome, StreamConnection, StreamSession, TerminalState, TransferRequest, TransferResult } from "./types.js";
+import type { CallHint, ListenOptions, PlaceCallRequest, ProviderEventBody, SpeakOptions, SpeakOutcome, StreamConnection, StreamSession, TerminalState, TransferRequest, TransferResult } from "./types.js";
 import { briefPerson, unansweredOutcome } from "./warm-transfer.js";
 
 export interface StreamCarrierOptions extends MediaCarrierOptions {
@@ -95,20 +95,27 @@ export abstract class StreamCarrier extends MediaCarrier<StreamCall> {
 
   /**
    * A call taken over from another instance (or back after a restart): known again, answered, waiting for
-   * its stream; the carrier reconnects it through our webhook (Twilio's Redirect after the old stream
-   * closed). No stream within the grace window: the call is hung up.
+   * its stream; the carrier reconnects it through our webhook (the Redirect after the old stream in
+   * Twilio's and Plivo's documents) or is asked for a new one (`resumeStream`: Telnyx). No stream within
+   * the grace window: the call is hung up.
    */
-  async readopt(providerCallId: string): Promise<{ ok: true } | { ok: false; reason: string }> {
-    const status = await this.getCallStatus(providerCallId);
+  async readopt(providerCallId: string, hint: CallHint = {}): Promise<{ ok: true } | { ok: false; reason: string }> {
+    const status = await this.getCallStatus(providerCallId, hint);
     if (status.status === "ended") return { ok: false, reason: `the carrier says it ended (${status.state})` };
-    const call = this.callFor(providerCallId, "inbound");
+    const call = this.callFor(providerCallId, hint.direction ?? "inbound");
     call.answered = true;
     call.decision = "answer";
     this.prepareMedia(call);
     // The carrier asks again every second meanwhile; a take-over can take a third of the lease to start.
     this.awaitStream(call, Math.max(20_000, this.options.streamGraceMs ?? 0));
+    if (!this.carrierSpeech) {
+      await this.resumeStream(call).catch((err: Error) => this.log.warn({ callId: call.id, err: err.message }, "could not ask the carrier for the call's stream again; it is hung up if none comes"));
+    }
     return { ok: true };
   }
+
+  /** Asks the carrier for a new stream of a call taken over, where its document does not (Telnyx). */
+  protected async resumeStream(_call: StreamCall): Promise<void> {}
 
   /**
    * Whether a call asking for detection gets the carrier's own

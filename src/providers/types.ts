@@ -173,13 +173,14 @@ export interface CallProvider {
   /** Opens a listening turn; speech events for it carry `turnToken` where supported. */
   listen(providerCallId: string, turnToken: string, options?: ListenOptions): Promise<void>;
   sendDtmf(providerCallId: string, digits: string): Promise<void>;
-  getCallStatus(providerCallId: string): Promise<RemoteCallStatus>;
+  /** `hint`: what the call record says of the call (a carrier that cannot look every call up by its id uses it). */
+  getCallStatus(providerCallId: string, hint?: CallHint): Promise<RemoteCallStatus>;
   /**
    * Takes back a call still up at the carrier after this service restarted
    * (its media re-attached), or says why it cannot. Carriers without it keep
    * restored calls as they are.
    */
-  readopt?(providerCallId: string, options?: { fromNode?: string }): Promise<{ ok: true } | { ok: false; reason: string }>;
+  readopt?(providerCallId: string, options?: { fromNode?: string } & CallHint): Promise<{ ok: true } | { ok: false; reason: string }>;
   /**
    * On a shared store: this instance takes the carrier's new inbound calls and hands each to the instance
    * `pick` names (null: it stops taking them; another instance does). Carriers whose inbound calls reach
@@ -278,4 +279,9 @@ export interface StreamHandler {
 export interface CarrierIngress {
   webhook?: WebhookHandler;
   stream?: StreamHandler;
+}
+
+/** What a restored call's record says of it, for its carrier. */
+export interface CallHint {
+  direction?: "inbound" | "outbound";
 }

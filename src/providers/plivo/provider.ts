@@ -20,6 +20,7 @@ import { VoiceCallError } from "../../errors.js";
 import { DocumentSpeech, documentReply, heardInput, isDocumentType } from "../document-speech.js";
 import { StreamCarrier, type StreamCall, type StreamCarrierOptions } from "../stream-carrier.js";
 import type {
+  CallHint,
   CarrierIngress,
   PlaceCallRequest,
   ProviderCapabilities,
@@ -111,11 +112,12 @@ export class PlivoProvider extends StreamCarrier {
         verify: (request) => this.verify(request),
         handle: (request) => this.onWebhook(request),
         replayReply: (request) => this.replayReply(request),
-        // An outbound call is known by its request_uuid until Plivo names its CallUUID.
+        // An outbound call is known by its request_uuid until Plivo names its CallUUID; a stream's Redirect names our call.
         callsOf: (request) => {
           const form = new URLSearchParams(request.rawBody.toString("utf8"));
-          return [form.get("RequestUUID"), form.get("CallUUID")].filter((id): id is string => !!id);
+          return [request.query.get("call"), form.get("RequestUUID"), form.get("CallUUID")].filter((id): id is string => !!id);
         },
+        retryLater: (request) => xml(retryXml(request.url)),
       },
       stream: { open: (text, connection) => this.openStream(text, connection), callOf: (text) => this.streamCallOf(text) },
     };
@@ -251,7 +253,7 @@ export class PlivoProvider extends StreamCarrier {
   }
 
   /** Live or still queued at Plivo: active; neither: ended. */
-  async getCallStatus(providerCallId: string): Promise<RemoteCallStatus> {
+  async getCallStatus(providerCallId: string, hint?: CallHint): Promise<RemoteCallStatus> {
     const uuid = this.callUuids.get(providerCallId) ?? providerCallId;
     const found = async (lookup: () => Promise<unknown>) =>
       sdk(lookup()).then(
@@ -263,6 +265,10 @@ export class PlivoProvider extends StreamCarrier {
       );
     try {
       if ((await found(() => this.client.calls.getLiveCall(uuid))) || (await found(() => this.client.calls.getQueuedCall(providerCallId)))) return { status: "active" };
+      // An outbound call restored here (a restart, a take-over) may be live under a CallUUID this instance
+      // was never told, which only its stream's Redirect names: taken as live, and hung up if that does not
+      // come within the stream wait (readopt). Inbound calls are known by their CallUUID, checked above.
+      if (uuid === providerCallId && hint?.direction === "outbound") return { status: "active" };
       return { status: "ended", state: "completed", reason: "Plivo has no live or queued call by that id" };
     } catch (err) {
       return { status: "unknown", reason: (err as Error).message };
@@ -317,7 +323,10 @@ export class PlivoProvider extends StreamCarrier {
     const form = new URLSearchParams(request.rawBody.toString("utf8"));
     const callUuid = form.get("CallUUID") ?? "";
     if (!/^[0-9a-f-]{8,64}$/i.test(callUuid)) throw new VoiceCallError("INVALID_PARAMS", "CallUUID: missing or malformed");
-    const requestUuid = form.get("RequestUUID") ?? "";
+    // A stream's Redirect names our call in its (signed) URL: an outbound call taken over by this instance
+    // learns its CallUUID here.
+    const named = request.query.get("call") ?? "";
+    const requestUuid = named && named !== callUuid && this.calls.has(named) ? named : (form.get("RequestUUID") ?? "");
     // Our outbound calls are known by the request_uuid we got; the answer names their CallUUID (later webhooks may carry only that).
     const id = requestUuid && this.calls.has(requestUuid) ? requestUuid : (this.requestUuids.get(callUuid) ?? callUuid);
     if (id === requestUuid && requestUuid) {
@@ -328,6 +337,8 @@ export class PlivoProvider extends StreamCarrier {
     switch (type) {
       case "answer":
         return this.onAnswer(id, form);
+      case "resume":
+        return this.onResume(id);
       case "ring": {
         const call = this.calls.get(id);
         if (call) this.emit(call, { type: "ringing" });
@@ -390,6 +401,17 @@ export class PlivoProvider extends StreamCarrier {
     return xml(this.streamXml(call));
   }
 
+  /**
+   * The call's stream ended and Plivo ran the Redirect after it: the instance that held the call went (or
+   * the stream dropped). The call goes on with a new stream; a call not held here any more is hung up.
+   */
+  private onResume(id: string): WebhookReply {
+    const call = this.calls.get(id);
+    if (!call || call.ended || call.decision !== "answer" || this.carrierSpeech) return xml(hangupXml());
+    this.prepareMedia(call);
+    return xml(this.streamXml(call));
+  }
+
   /** What Plivo heard in a GetInput. */
   private onInput(id: string, turn: string, form: URLSearchParams): void {
     const call = this.calls.get(id);
@@ -402,9 +424,12 @@ export class PlivoProvider extends StreamCarrier {
     // A retried document fetch gets the same document; nothing is acted on twice.
     if (isDocumentType(type)) return documentReply(this.carrierSpeech?.reply(type, request.query, true));
     if (type === "transfer-room") return xml(this.rooms.document(request.query.get("room") ?? "") ?? hangupXml());
-    if (type !== "answer" && type !== "transfer-dial") return { status: 204 };
+    if (type !== "answer" && type !== "transfer-dial" && type !== "resume") return { status: 204 };
     const form = new URLSearchParams(request.rawBody.toString("utf8"));
-    const call = this.calls.get(form.get("RequestUUID") ?? "") ?? this.calls.get(this.requestUuids.get(form.get("CallUUID") ?? "") ?? form.get("CallUUID") ?? "");
+    const call =
+      this.calls.get(request.query.get("call") ?? "") ??
+      this.calls.get(form.get("RequestUUID") ?? "") ??
+      this.calls.get(this.requestUuids.get(form.get("CallUUID") ?? "") ?? form.get("CallUUID") ?? "");
     if (type === "transfer-dial") return call ? this.dialXml(call) : xml(hangupXml());
     return xml(call && !call.ended && call.decision !== "reject" ? this.streamXml(call) : hangupXml());
   }
@@ -419,6 +444,9 @@ export class PlivoProvider extends StreamCarrier {
       contentType: "audio/x-mulaw;rate=8000",
       extraHeaders: streamHeaders(call.id, this.streamToken(call.id)),
     });
+    // keepCallAlive holds the document at the stream until it ends: a call still up then (its instance
+    // went) asks us again, and whichever instance holds it by then streams it anew.
+    response.addRedirect(this.options.endpoints.webhook({ type: "resume", call: call.id }), { method: "POST" });
     return response;
   }
 }
@@ -449,6 +477,14 @@ function sdk<T>(promise: Promise<T> | T): Promise<T> {
 
 function xml(response: PlivoXml): WebhookReply {
   return { status: 200, contentType: XML, body: response.toXML() };
+}
+
+/** Ask again in a second: the call's instance went, and another has not taken it over yet. */
+function retryXml(url: string): PlivoXml {
+  const response = plivoXml();
+  response.addWait({ length: "1" });
+  response.addRedirect(url, { method: "POST" });
+  return response;
 }
 
 function hangupXml(reason?: string): PlivoXml {

@@ -400,6 +400,11 @@ export class TelnyxProvider extends StreamCarrier {
     }
   }
 
+  /** A call taken over from another instance: Telnyx keeps the call up when its stream drops, and streams it to us again when asked. */
+  protected override async resumeStream(call: StreamCall): Promise<void> {
+    await this.client.calls.actions.startStreaming(call.id, this.streamParams(call.id));
+  }
+
   /** An outbound call was answered: its audio streams to us, the recogniser already open. */
   private async startStream(call: StreamCall): Promise<void> {
     this.prepareMedia(call);
