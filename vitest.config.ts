@@ -7,7 +7,7 @@ import { defineConfig } from "vitest/config";
  * slot or the gateway for minutes, and the short files fill the other
  * workers meanwhile.
  */
-const LONG_FIRST = ["carriers-cloud", "gateway", "carriers-pbx", "asterisk-container", "gateway-agent", "asterisk-chroot", "cli", "compose", "twilio"];
+const LONG_FIRST = ["carriers-cloud", "gateway", "carriers-pbx", "asterisk-container", "gateway-agent", "asterisk-chroot", "cli", "compose", "compose-cluster", "twilio"];
 
 class LongFirst extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {

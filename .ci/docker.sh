@@ -24,6 +24,9 @@ LAB_IMAGE=voicecall-asterisk-lab:local
 SERVICE_IMAGE=voicecall:local
 SID_IMAGE=local/debian:sid
 NODE_IMAGE=local/node:20-bookworm-slim
+KAMAILIO_IMAGE=voicecall-kamailio:local
+# Where there is no registry: PostgreSQL from Debian bookworm behind the official image's settings.
+POSTGRES_IMAGE=local/postgres:15
 
 install_packages() {
   if command -v dockerd >/dev/null && command -v docker-compose >/dev/null && command -v debootstrap >/dev/null; then return; fi
@@ -105,6 +108,9 @@ build_images() {
   build "$PBX_IMAGE" --build-arg "BASE_IMAGE=$SID_IMAGE" asterisk
   build "$LAB_IMAGE" --build-arg "PBX_IMAGE=$PBX_IMAGE" -f asterisk/lab/Dockerfile asterisk
   build "$SERVICE_IMAGE" --build-arg "NODE_IMAGE=$NODE_IMAGE" .
+  # docker-compose.cluster.yml's: Kamailio, and the PostgreSQL stand-in (both on the bookworm base).
+  build "$KAMAILIO_IMAGE" --build-arg "BASE_IMAGE=$NODE_IMAGE" kamailio
+  build "$POSTGRES_IMAGE" --build-arg "BASE_IMAGE=$NODE_IMAGE" .ci/postgres
 }
 
 stop_all() {

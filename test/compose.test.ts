@@ -8,57 +8,21 @@
  * refused and makes no call; on `down` both stop on SIGTERM, not killed.
  * Skips, saying why, without a Docker engine, a compose command or the images.
  */
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { labUnavailableReason } from "../src/lab/lab.js";
 import { LAB_IMAGE, labImageTools } from "../src/lab/container.js";
 import { labCall } from "../src/lab/phone.js";
 import { transcribePcm } from "../src/speech/pocketsphinx.js";
 import { wordErrorRate } from "../src/speech/wer.js";
 import { VoiceCallClient } from "../src/server/client.js";
+import { composeCommand, composeUnavailableReason, run, until } from "./compose.js";
 import { probeInvite } from "./fakes/sip-probe.js";
 
-const ROOT = join(import.meta.dirname, "..");
 const IMAGES = ["voicecall:local", "voicecall-asterisk:local", LAB_IMAGE];
-
-function run(cmd: string, args: string[], env: Record<string, string> = {}, timeoutMs = 120_000) {
-  const r = spawnSync(cmd, args, { cwd: ROOT, encoding: "utf8", env: { ...process.env, ...env }, timeout: timeoutMs });
-  return { code: r.error ? null : r.status, out: `${r.stdout ?? ""}${r.stderr ?? ""}${r.error ? r.error.message : ""}` };
-}
-
-/** `docker compose` (v2) where the plugin is installed, else `docker-compose` (v1). */
-function composeCommand(): string[] | undefined {
-  if (run("docker", ["compose", "version"], {}, 10_000).code === 0) return ["docker", "compose"];
-  if (run("docker-compose", ["version"], {}, 10_000).code === 0) return ["docker-compose"];
-  return undefined;
-}
-
 const COMPOSE = composeCommand();
-
-function unavailableReason(): string | undefined {
-  const engine = labUnavailableReason("container");
-  // The lab image is one of the images checked below; a missing one is named there.
-  if (engine && !engine.includes("is not built")) return engine;
-  if (!COMPOSE) return "neither `docker compose` nor `docker-compose` is installed";
-  const missing = IMAGES.filter((image) => run("docker", ["image", "inspect", image], {}, 10_000).code !== 0);
-  if (missing.length) return `images not built: ${missing.join(", ")} (bash .ci/docker.sh up builds them)`;
-  return undefined;
-}
-
-const unavailable = unavailableReason();
+const unavailable = composeUnavailableReason(COMPOSE, IMAGES);
 if (unavailable) console.warn(`skipping the docker-compose test: ${unavailable}`);
-
-async function until<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 describe.skipIf(unavailable !== undefined)("docker-compose deployment", () => {
   // Ports of their own, so a user's deployment on the defaults is never touched.

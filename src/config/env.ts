@@ -18,6 +18,8 @@ const ENV_KEYS: ReadonlyArray<readonly [string, readonly string[]]> = [
   ["PLIVO_AUTH_TOKEN", ["plivo", "authToken"]],
   ["NGROK_AUTHTOKEN", ["tunnel", "ngrokAuthToken"]],
   ["NGROK_DOMAIN", ["tunnel", "ngrokDomain"]],
+  ["VOICECALL_STORE", ["store"]],
+  ["VOICECALL_NODE_ID", ["cluster", "nodeId"]],
   ["ASTERISK_ARI_URL", ["asterisk", "ari", "url"]],
   ["ASTERISK_ARI_USERNAME", ["asterisk", "ari", "username"]],
   ["ASTERISK_ARI_PASSWORD", ["asterisk", "ari", "password"]],
