@@ -8,11 +8,19 @@ import { defineConfig } from "vitest/config";
  * workers meanwhile.
  */
 const LONG_FIRST = ["carriers-cloud", "gateway", "carriers-pbx", "asterisk-container", "gateway-agent", "asterisk-chroot", "cli", "compose", "compose-cluster", "twilio"];
+/**
+ * Last, once the short files are done: twenty lab phones and their recognisers fill both cores, and
+ * beside a file busy with speech of its own (the answering-machine test's recogniser) the callers'
+ * words on one of its Asterisks were misheard (two suite runs on 2026-12-03; the file alone passed).
+ */
+const LAST = ["kamailio"];
 
 class LongFirst extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
     const rank = (f: TestSpecification) => {
-      const i = LONG_FIRST.findIndex((name) => f.moduleId.endsWith(`/test/${name}.test.ts`));
+      const named = (name: string) => f.moduleId.endsWith(`/test/${name}.test.ts`);
+      if (LAST.some(named)) return LONG_FIRST.length + 1;
+      const i = LONG_FIRST.findIndex(named);
       return i === -1 ? LONG_FIRST.length : i;
     };
     const sorted = await super.sort(files);

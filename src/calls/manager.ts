@@ -469,7 +469,7 @@ export class CallManager {
     }
     let status;
     try {
-      status = await provider.getCallStatus(providerCallId, { direction: call.record.direction });
+      status = await provider.getCallStatus(providerCallId, { direction: call.record.direction, answered: call.record.answeredAt !== undefined });
     } catch (err) {
       status = { status: "unknown" as const, reason: err instanceof Error ? err.message : String(err) };
     }
@@ -486,7 +486,7 @@ export class CallManager {
       return;
     }
     if (provider.readopt) {
-      const taken = await provider.readopt(providerCallId, { direction: call.record.direction, ...(fromNode ? { fromNode } : {}) });
+      const taken = await provider.readopt(providerCallId, { direction: call.record.direction, answered: true, ...(fromNode ? { fromNode } : {}) });
       if (!taken.ok) {
         await call.hangupAndFinish("error", fromNode ? `could not take the call over after ${after}: ${taken.reason}` : `could not take the call back after a restart: ${taken.reason}`);
         return;

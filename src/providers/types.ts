@@ -284,4 +284,6 @@ export interface CarrierIngress {
 /** What a restored call's record says of it, for its carrier. */
 export interface CallHint {
   direction?: "inbound" | "outbound";
+  /** The call had been answered. */
+  answered?: boolean;
 }

@@ -265,10 +265,10 @@ export class PlivoProvider extends StreamCarrier {
       );
     try {
       if ((await found(() => this.client.calls.getLiveCall(uuid))) || (await found(() => this.client.calls.getQueuedCall(providerCallId)))) return { status: "active" };
-      // An outbound call restored here (a restart, a take-over) may be live under a CallUUID this instance
-      // was never told, which only its stream's Redirect names: taken as live, and hung up if that does not
-      // come within the stream wait (readopt). Inbound calls are known by their CallUUID, checked above.
-      if (uuid === providerCallId && hint?.direction === "outbound") return { status: "active" };
+      // An answered outbound call restored here (a restart, a take-over) may be live under a CallUUID this
+      // instance was never told, which only its stream's Redirect names: taken as live, and hung up if that
+      // does not come within the stream wait (readopt). Inbound calls are known by their CallUUID, checked above.
+      if (uuid === providerCallId && hint?.direction === "outbound" && hint.answered) return { status: "active" };
       return { status: "ended", state: "completed", reason: "Plivo has no live or queued call by that id" };
     } catch (err) {
       return { status: "unknown", reason: (err as Error).message };
