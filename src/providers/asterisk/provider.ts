@@ -26,9 +26,7 @@ import { briefPerson } from "../warm-transfer.js";
 import { nodeIdOf, storeSettings } from "../../config/load.js";
 import { clearLeftBehind, InboundDispatcher, nodeApp } from "./cluster.js";
 import { ariServers, type NamedAriServer } from "./servers.js";
-
-/** How long our calls found up at start wait to be taken back before they are hung up. */
-const ADOPTION_WINDOW_MS = 30_000;
+import { AsteriskLeftovers, ignoreGone } from "./leftovers.js";
 
 export interface AsteriskProviderOptions extends MediaCarrierOptions {
   /** The Asterisk this provider talks to (one entry of asterisk.ari); default the first one. */
@@ -36,8 +34,6 @@ export interface AsteriskProviderOptions extends MediaCarrierOptions {
   /** How long calls survive a lost ARI connection before they end. */
   reconnectGraceMs?: number;
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 interface AstCall extends MediaCall {
   hangupRequested: boolean;
@@ -55,16 +51,12 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
   readonly ari: AriClient;
   /** externalMedia channel id -> call id, until its StasisStart. */
   private readonly mediaOwners = new Map<string, string>();
-  /** Our call channels found up at start (from before a restart), until taken back or hung up. */
-  private readonly adoptable = new Set<string>();
+  /** Our calls up from before a restart, and what a crash left behind. */
+  private readonly leftovers: AsteriskLeftovers;
   private graceTimer: NodeJS.Timeout | null = null;
   /** Started before Asterisk answered: connecting in the background. */
   private waitingForAsterisk = false;
-  /**
-   * Ids of what we create carry the app name, so the clean-up after a
-   * reconnect touches only this service's objects, never those of another
-   * service (or another app) on the same Asterisk.
-   */
+  /** Ids of what we create carry the app name (leftovers.ts: what the clean-up after a reconnect may touch). */
   private readonly prefix: { call: string; media: string; bridge: string };
   /** Blind transfers: legs being dialled, and callers handed over to a person. */
   private readonly transfers: AsteriskTransfers;
@@ -89,6 +81,7 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
       this.clusterPrefixes = { bridge: `vcb-${ari.app}-`, media: `vcm-${ari.app}-` };
     }
     this.transfers = new AsteriskTransfers(this.ari, `vcx-${app}-`, this.log);
+    this.leftovers = new AsteriskLeftovers(this.ari, this.prefix, this.transfers, clustered, (work, what) => this.background(work, what));
     this.ari.onEvent((e) => this.onAriEvent(e));
     this.ari.onConnection((s) => this.onConnection(s.connected, s.reconnected));
   }
@@ -125,18 +118,7 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
   /** What follows the first connection to Asterisk: calls to take back, our leftovers removed, speech readied. */
   private async connected(): Promise<void> {
     // Our calls still up from before a restart wait to be taken back (readopt); the rest are hung up after a while.
-    // A caller handed over to a person before the restart is theirs, not a call to take back.
-    const transferred = new Set((await this.ari.bridges.list()).filter((b) => this.transfers.keeps(b)).flatMap((b) => b.channels));
-    for (const ch of await this.ari.channels.list()) if (this.ours(ch.id, "call") && !transferred.has(ch.id)) this.adoptable.add(ch.id);
-    // In a cluster one of them may be another instance's now (it took the call over): the store says whose, not us.
-    if (this.dispatcher) this.adoptable.clear();
-    if (this.adoptable.size > 0) {
-      setTimeout(() => {
-        const left = [...this.adoptable];
-        this.adoptable.clear();
-        for (const id of left) this.background(this.ignoreGone(this.ari.channels.hangup(id)), "hanging up a call nobody took back");
-      }, ADOPTION_WINDOW_MS).unref();
-    }
+    await this.leftovers.collect();
     await this.resync();
     this.warmSpeech(this.options.config.asterisk.media.codec === "slin16" ? 16000 : 8000);
   }
@@ -207,14 +189,14 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
   async reject(providerCallId: string, _reason: string): Promise<void> {
     const call = this.live(providerCallId);
     call.hangupRequested = true;
-    await this.ignoreGone(this.ari.channels.hangup(call.id, "rejected"));
+    await ignoreGone(this.ari.channels.hangup(call.id, "rejected"));
   }
 
   async hangup(providerCallId: string): Promise<void> {
     const call = this.calls.get(providerCallId);
     if (!call || call.ended) return;
     call.hangupRequested = true;
-    await this.ignoreGone(this.ari.channels.hangup(call.id, "normal"));
+    await ignoreGone(this.ari.channels.hangup(call.id, "normal"));
     await this.teardown(call, false);
   }
 
@@ -233,14 +215,14 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
       const dial = await this.transfers.dial(endpoint, { callerId: this.options.config.fromNumber, timeoutSec: Math.ceil(request.ringTimeoutMs / 1000) });
       if (!dial.answered) return { outcome: transferOutcome(dial.cause), reason: dial.cause ? `${dial.causeText} (cause ${dial.cause})` : dial.causeText, legId: dial.legId };
       if (call.ended) {
-        await this.ignoreGone(this.ari.channels.hangup(dial.legId, "normal")).catch(() => undefined);
+        await ignoreGone(this.ari.channels.hangup(dial.legId, "normal")).catch(() => undefined);
         return { outcome: "failed", reason: "the caller hung up while the person answered", legId: dial.legId };
       }
       if (request.mode === "warm") {
         const refused = await this.brief(dial.legId, request.briefing ?? "");
         if (refused) return { ...refused, legId: dial.legId };
         if (call.ended) {
-          await this.ignoreGone(this.ari.channels.hangup(dial.legId, "normal")).catch(() => undefined);
+          await ignoreGone(this.ari.channels.hangup(dial.legId, "normal")).catch(() => undefined);
           return { outcome: "failed", reason: "the caller hung up while the person was told about the call", legId: dial.legId };
         }
       }
@@ -267,7 +249,7 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
         detectMachine: (options) => this.detectMachine(legId, options),
         hangUp: async (person) => {
           (person as AstCall).hangupRequested = true;
-          await this.ignoreGone(this.ari.channels.hangup(legId, "normal")).catch(() => undefined);
+          await ignoreGone(this.ari.channels.hangup(legId, "normal")).catch(() => undefined);
           await this.teardown(person as AstCall, false);
         },
         release: (person) => this.teardown(person as AstCall, false),
@@ -283,7 +265,7 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
     await this.endMedia(call);
     if (call.mediaId) {
       this.mediaOwners.delete(call.mediaId);
-      await this.ignoreGone(this.ari.channels.hangup(call.mediaId)).catch((err) => this.log.warn({ callId: call.id, err: String(err) }, "cleanup step failed"));
+      await ignoreGone(this.ari.channels.hangup(call.mediaId)).catch((err) => this.log.warn({ callId: call.id, err: String(err) }, "cleanup step failed"));
     }
     this.forgetLater(call);
   }
@@ -313,7 +295,7 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
   }
 
   async readopt(providerCallId: string, options: { fromNode?: string } = {}): Promise<{ ok: true } | { ok: false; reason: string }> {
-    this.adoptable.delete(providerCallId);
+    this.leftovers.take(providerCallId);
     if (this.calls.has(providerCallId)) return { ok: true };
     let channel: AriChannel;
     try {
@@ -339,20 +321,11 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
       await this.attachMedia(call, { announce: false });
     } catch (err) {
       // Not left up and silent: the caller hears the line end.
-      await this.ignoreGone(this.ari.channels.hangup(providerCallId)).catch(() => undefined);
+      await ignoreGone(this.ari.channels.hangup(providerCallId)).catch(() => undefined);
       return { ok: false, reason: `its audio could not be re-attached: ${(err as Error).message}` };
     }
     this.log.info({ callId: providerCallId, ...options }, options.fromNode ? "took over a call of an instance that stopped" : "took back a call that was up before the restart");
     return { ok: true };
-  }
-
-  /**
-   * Whether an id is one this instance made: its prefix, then the uuid (so an instance named "a" does not
-   * take the objects of one named "a-b" for its own).
-   */
-  private ours(id: string, kind: "call" | "media" | "bridge"): boolean {
-    const prefix = this.prefix[kind];
-    return id.startsWith(prefix) && UUID.test(id.slice(prefix.length));
   }
 
   dispatchInbound(pick: (() => Promise<string | undefined>) | null): void {
@@ -437,7 +410,7 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
       this.calls.get(owner)?.mediaReady?.(true);
       return;
     }
-    if (this.ours(channel.id, "media")) return;
+    if (this.leftovers.ours(channel.id, "media")) return;
     const outbound = this.calls.get(channel.id);
     if (outbound) {
       // An originated channel enters the app when the far end answers.
@@ -506,7 +479,7 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
     if (call.ended) return;
     this.log.warn({ callId: call.id, reason }, "ending call");
     call.hangupRequested = true;
-    await this.ignoreGone(this.ari.channels.hangup(call.id, "normal")).catch(() => undefined);
+    await ignoreGone(this.ari.channels.hangup(call.id, "normal")).catch(() => undefined);
     await this.endWith(call, "error", reason);
   }
 
@@ -525,12 +498,12 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
     // The caller's last words before the hang-up still belong in the transcript.
     await this.endMedia(call);
     const steps: Array<Promise<void>> = [];
-    if (hangupCall) steps.push(this.ignoreGone(this.ari.channels.hangup(call.id, "normal")));
+    if (hangupCall) steps.push(ignoreGone(this.ari.channels.hangup(call.id, "normal")));
     if (call.mediaId) {
       this.mediaOwners.delete(call.mediaId);
-      steps.push(this.ignoreGone(this.ari.channels.hangup(call.mediaId)));
+      steps.push(ignoreGone(this.ari.channels.hangup(call.mediaId)));
     }
-    if (call.bridgeId) steps.push(this.ignoreGone(this.ari.bridges.destroy(call.bridgeId)));
+    if (call.bridgeId) steps.push(ignoreGone(this.ari.bridges.destroy(call.bridgeId)));
     const results = await Promise.allSettled(steps);
     for (const r of results) if (r.status === "rejected") this.log.warn({ callId: call.id, err: String(r.reason) }, "cleanup step failed");
     this.forgetLater(call);
@@ -575,32 +548,9 @@ export class AsteriskProvider extends MediaCarrier<AstCall> {
       if (call.ended || alive.has(call.id)) continue;
       await this.endWith(call, "error", "the channel vanished while Asterisk was unreachable (restarted?)");
     }
-    const ownedMedia = new Set([...this.calls.values()].map((c) => c.mediaId).filter(Boolean));
-    const ownedBridges = new Set([...this.calls.values()].map((c) => c.bridgeId).filter(Boolean));
-    const bridges = await this.ari.bridges.list();
-    // Callers handed over to a person (a transfer leg in their bridge) are theirs: not left over, not ours to hang up.
-    const transferred = new Set(bridges.filter((b) => this.transfers.keeps(b)).flatMap((b) => b.channels));
-    for (const ch of channels) {
-      if (transferred.has(ch.id)) continue;
-      if (this.ours(ch.id, "media") && !ownedMedia.has(ch.id)) await this.ignoreGone(this.ari.channels.hangup(ch.id));
-      else if (!this.dispatcher && this.ours(ch.id, "call") && !this.calls.has(ch.id) && !this.adoptable.has(ch.id)) await this.ignoreGone(this.ari.channels.hangup(ch.id));
-    }
-    for (const bridge of bridges) {
-      // A transferred call's bridge is the caller's and the person's now.
-      if (this.ours(bridge.id, "bridge") && !ownedBridges.has(bridge.id) && !this.transfers.keeps(bridge)) await this.ignoreGone(this.ari.bridges.destroy(bridge.id));
-    }
-  }
-
-  // ------------------------------------------------------------- helpers
-
-  /** A 404 means the object is already gone, which is what cleanup wants. */
-  private async ignoreGone(p: Promise<void>): Promise<void> {
-    try {
-      await p;
-    } catch (err) {
-      if (err instanceof AriError && err.status === 404) return;
-      throw err;
-    }
+    const calls = [...this.calls.values()];
+    const defined = (ids: Array<string | undefined>) => new Set(ids.filter((id): id is string => id !== undefined));
+    await this.leftovers.sweep(channels, { calls: new Set(this.calls.keys()), media: defined(calls.map((c) => c.mediaId)), bridges: defined(calls.map((c) => c.bridgeId)) });
   }
 
 }
