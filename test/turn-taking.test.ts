@@ -273,7 +273,9 @@ describe("turn-taking in the cascade, on phone audio through pocketsphinx", () =
     expect(wordErrorRate("i would like to book a table for four people tonight", semantic.turns[0]!.text), semantic.turns[0]!.text).toBeLessThanOrEqual(0.5);
     // The answer came after the last word (how soon is the bench's figure, not a test's).
     expect(semantic.replyMs).toBeGreaterThan(0);
+    // Cut off at the pause: two turns, the first the words before it (read by the words, not by when its final
+    // arrived: a recogniser lagging on a busy machine can bring it after the caller went on).
     expect(silence.turns.length, JSON.stringify(silence.turns)).toBe(2);
-    expect(silence.cutOff).toBe(true);
+    expect(wordErrorRate("i would like to book a table for", silence.turns[0]!.text), silence.turns[0]!.text).toBeLessThanOrEqual(0.5);
   }, 30_000);
 });
