@@ -105,6 +105,24 @@ describe("jitter buffer", () => {
     expect(jb.stats).toMatchObject({ late: 1, duplicate: 1 });
   });
 
+  it("starts over for a new source: another SSRC at once, numbering that restarted far behind once two packets follow on", () => {
+    const jb = new JitterBuffer(3);
+    jb.push(pkt(30_000));
+    jb.push(pkt(30_001));
+    // Far behind, once: a stray packet, dropped as late.
+    expect(jb.push(pkt(500))).toEqual([]);
+    expect(seqs(jb.push(pkt(30_002)))).toEqual([30_002]);
+    // Far behind, and the next one follows on: the sender's numbering started over.
+    expect(jb.push(pkt(1000))).toEqual([]);
+    expect(seqs(jb.push(pkt(1001)))).toEqual([1001]);
+    expect(seqs(jb.push(pkt(1002)))).toEqual([1002]);
+    // Another SSRC: its first packet is played at once, whatever its number.
+    expect(seqs(jb.push({ ...pkt(7), ssrc: 2 }))).toEqual([7]);
+    expect(seqs(jb.push({ ...pkt(8), ssrc: 2 }))).toEqual([8]);
+    // A little behind is still a late packet.
+    expect(jb.push({ ...pkt(3), ssrc: 2 })).toEqual([]);
+  });
+
   it("crosses the 16-bit sequence wrap", () => {
     const jb = new JitterBuffer(3);
     expect(seqs(jb.push(pkt(65534)))).toEqual([65534]);
