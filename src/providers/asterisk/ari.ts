@@ -16,6 +16,16 @@ export class AriError extends Error {
   }
 }
 
+/** A 404 means the object is already gone, which is what cleanup wants. */
+export async function ignoreGone(p: Promise<void>): Promise<void> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof AriError && err.status === 404) return;
+    throw err;
+  }
+}
+
 const ChannelSchema = z.looseObject({
   id: z.string(),
   name: z.string(),

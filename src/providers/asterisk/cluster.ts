@@ -13,7 +13,7 @@
  * (its bridge, its media channel) is removed.
  */
 import type { Logger } from "../../log.js";
-import { AriClient, AriError, type AriChannel } from "./ari.js";
+import { AriClient, ignoreGone, type AriChannel } from "./ari.js";
 
 /** The app an instance of a cluster has on Asterisk. */
 export const nodeApp = (entryApp: string, nodeId: string) => `${entryApp}-${nodeId}`;
@@ -74,15 +74,7 @@ export class InboundDispatcher {
 export async function clearLeftBehind(ari: AriClient, channelId: string, prefixes: { bridge: string; media: string }): Promise<void> {
   const bridges = (await ari.bridges.list()).filter((b) => b.channels.includes(channelId) && b.id.startsWith(prefixes.bridge));
   for (const bridge of bridges) {
-    for (const ch of bridge.channels) if (ch.startsWith(prefixes.media)) await gone(ari.channels.hangup(ch));
-    await gone(ari.bridges.destroy(bridge.id));
-  }
-}
-
-async function gone(p: Promise<void>): Promise<void> {
-  try {
-    await p;
-  } catch (err) {
-    if (!(err instanceof AriError && err.status === 404)) throw err;
+    for (const ch of bridge.channels) if (ch.startsWith(prefixes.media)) await ignoreGone(ari.channels.hangup(ch));
+    await ignoreGone(ari.bridges.destroy(bridge.id));
   }
 }

@@ -7,7 +7,7 @@
  * another instance's) on the same Asterisk. Callers handed over to a
  * person (a transfer leg in their bridge) are theirs: never touched.
  */
-import { AriError, type AriChannel, type AriClient } from "./ari.js";
+import { ignoreGone, type AriBridge, type AriChannel, type AriClient } from "./ari.js";
 import type { AsteriskTransfers } from "./transfer.js";
 
 /** How long our calls found up at start wait to be taken back before they are hung up. */
@@ -16,16 +16,6 @@ const ADOPTION_WINDOW_MS = 30_000;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export type OwnKind = "call" | "media" | "bridge";
-
-/** A 404 means the object is already gone, which is what cleanup wants. */
-export async function ignoreGone(p: Promise<void>): Promise<void> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof AriError && err.status === 404) return;
-    throw err;
-  }
-}
 
 /** What this instance's live calls own in Asterisk. */
 export interface Owned {
@@ -60,7 +50,7 @@ export class AsteriskLeftovers {
   /** At the first connection: our calls still up wait ADOPTION_WINDOW_MS to be taken back (`take`), then are hung up. */
   async collect(): Promise<void> {
     if (this.clustered) return;
-    const transferred = new Set((await this.ari.bridges.list()).filter((b) => this.transfers.keeps(b)).flatMap((b) => b.channels));
+    const transferred = this.transferred(await this.ari.bridges.list());
     for (const ch of await this.ari.channels.list()) if (this.ours(ch.id, "call") && !transferred.has(ch.id)) this.adoptable.add(ch.id);
     if (this.adoptable.size === 0) return;
     setTimeout(() => {
@@ -68,6 +58,11 @@ export class AsteriskLeftovers {
       this.adoptable.clear();
       for (const id of left) this.background(ignoreGone(this.ari.channels.hangup(id)), "hanging up a call nobody took back");
     }, ADOPTION_WINDOW_MS).unref();
+  }
+
+  /** Callers handed over to a person: the channels in a bridge with a transfer leg. */
+  private transferred(bridges: AriBridge[]): Set<string> {
+    return new Set(bridges.filter((b) => this.transfers.keeps(b)).flatMap((b) => b.channels));
   }
 
   /** A call taken back: no longer waiting to be hung up. */
@@ -78,7 +73,7 @@ export class AsteriskLeftovers {
   /** Removes our media channels, call channels (alone) and bridges among `channels` that no live call owns. */
   async sweep(channels: AriChannel[], owned: Owned): Promise<void> {
     const bridges = await this.ari.bridges.list();
-    const transferred = new Set(bridges.filter((b) => this.transfers.keeps(b)).flatMap((b) => b.channels));
+    const transferred = this.transferred(bridges);
     for (const ch of channels) {
       if (transferred.has(ch.id)) continue;
       if (this.ours(ch.id, "media") && !owned.media.has(ch.id)) await ignoreGone(this.ari.channels.hangup(ch.id));

@@ -20,13 +20,13 @@ import { MediaCarrier, type MediaCall, type MediaCarrierOptions } from "../media
 import { holdOn } from "../../audio/hold.js";
 import { isNarrowband, rtpMedia, websocketMedia } from "./media.js";
 import type { PlaceCallRequest, ProviderCapabilities, RemoteCallStatus, SetupFinding, TerminalState, TransferRequest, TransferResult } from "../types.js";
-import { AriClient, AriError, type AriChannel, type AriEvent } from "./ari.js";
+import { AriClient, AriError, ignoreGone, type AriChannel, type AriEvent } from "./ari.js";
 import { AsteriskTransfers, transferOutcome } from "./transfer.js";
 import { briefPerson } from "../warm-transfer.js";
 import { nodeIdOf, storeSettings } from "../../config/load.js";
 import { clearLeftBehind, InboundDispatcher, nodeApp } from "./cluster.js";
 import { ariServers, type NamedAriServer } from "./servers.js";
-import { AsteriskLeftovers, ignoreGone } from "./leftovers.js";
+import { AsteriskLeftovers } from "./leftovers.js";
 
 export interface AsteriskProviderOptions extends MediaCarrierOptions {
   /** The Asterisk this provider talks to (one entry of asterisk.ari); default the first one. */
