@@ -21,12 +21,20 @@ describe("answering-machine detection", () => {
     expect(detect(new Int16Array(8000 * 6))).toMatchObject({ outcome: "unknown", reason: "nothing said for 4 s", ms: 4000 });
   });
 
-  it("with the recogniser's words: a person answering at length is heard out to their pause and is a person; a short greeting is still a person", async () => {
+  it("with the phrases the recogniser spots: a person answering at length is a person once they say a person's phrase, before they stop; a voicemail greeting is a machine by its phrase, before it ends; a short greeting is still a person", async () => {
     const set = await amdSet();
-    const business = set.find((s) => s.voice === "rms" && s.text.startsWith("Good afternoon, Smith and Partners"))!;
+    const pick = (text: string) => set.find((s) => s.voice === "rms" && s.text.startsWith(text))!;
+    // The greeting's end: the samples end with 4 s (people) or 400 ms + beep + 3 s (machines) of quiet.
+    const business = pick("Good afternoon, Smith and Partners");
     expect(detect(business.pcm)).toMatchObject({ outcome: "machine" });
-    expect(await detectWithWords(business.pcm)).toMatchObject({ outcome: "human", reason: expect.stringMatching(/^a person's words, then a pause/) });
-    expect(await detectWithWords(set.find((s) => s.voice === "rms" && s.text === "Hello?")!.pcm)).toMatchObject({ outcome: "human" });
+    const voicemail = pick("You have reached the voicemail");
+    // At the line's pace each: all three at once.
+    const [person, machine, hello] = await Promise.all([business, voicemail, pick("Hello?")].map((s) => detectWithWords(s.pcm)));
+    expect(person).toMatchObject({ outcome: "human", reason: 'a person\'s words ("speaking")' });
+    expect(person.ms).toBeLessThan(business.pcm.length / 8 - 4000);
+    expect(machine).toMatchObject({ outcome: "machine", reason: expect.stringMatching(/^a voicemail's words \("you have reached"/) });
+    expect(machine.ms).toBeLessThan(voicemail.pcm.length / 8 - 3400);
+    expect(hello).toMatchObject({ outcome: "human", reason: expect.stringMatching(/^a greeting of 0\.\d s, then a pause$/) });
   });
 
   it("after a machine, what follows waits for the end of its beep (or of its greeting, when it has none)", async () => {

@@ -14,8 +14,9 @@
  * After a machine, `awaitBeep` tells when its greeting is over (the beep, or
  * the end of its speech) so a message left after it is heard.
  */
+import type { TranscriberStream } from "../speech/types.js";
 import { toneRatio } from "./goertzel.js";
-import { concatPcm, type AudioFrame } from "./frame.js";
+import type { AudioFrame } from "./frame.js";
 import { frameDbfs } from "./vad.js";
 
 export type AmdOutcome = "human" | "machine" | "unknown";
@@ -80,6 +81,11 @@ export class MachineDetector {
     return undefined;
   }
 
+  /** The far end has been quiet for HUMAN_PAUSE_MS after speaking (its greeting stopped). */
+  get paused(): boolean {
+    return this.heardSpeech && this.silenceRun >= HUMAN_PAUSE_MS;
+  }
+
   private decide(outcome: AmdOutcome, reason: string): AmdVerdict {
     this.verdict = { outcome, ms: Math.round(this.ms), reason };
     return this.verdict;
@@ -108,69 +114,128 @@ export class BeepWaiter {
   }
 }
 
-/** Words a voicemail greeting has, and words a person answering (a business line) says. */
-const MACHINE_WORDS = [/\bleave (a|your) message\b/, /\bnot available\b/, /\bvoice ?mail\b/, /\bafter the (tone|beep)\b/, /\bcan'?t (take|come to)\b/, /\byou('ve| have) reached\b/, /\brecord (a|your) message\b/, /\bmailbox\b/, /\bnot (at )?home\b/];
-const PERSON_WORDS = [/\b(can|may) (i|we) help\b/, /\bhelp you\b/, /\bspeaking\b/, /\bwho('s| is) (this|calling)\b/];
+/** Phrases a voicemail greeting has, and phrases a person answering (a business line) says: what the spotter listens for. */
+export const MACHINE_PHRASES = ["leave a message", "leave your message", "not available", "after the tone", "after the beep", "you have reached", "you've reached", "voicemail", "not home"];
+export const PERSON_PHRASES = ["speaking", "help you"];
 /** How long a long greeting is heard out for its words before its length decides. */
 const HEAR_OUT_MS = 6000;
-
-/** The recogniser on a greeting (batch): its words, lower case. */
-export type Transcribe = (pcm: Int16Array, sampleRate: 8000 | 16000) => Promise<string>;
+/** How long a decision waits for the spotter to finish an utterance it is still in. */
+const SETTLE_MS = 500;
 
 /**
- * The detector with the recogniser's words on the greeting, for what
- * cadence alone gets wrong: a short voicemail greeting without a beep
- * ("Leave a message."), and a person answering at length ("Smith and
- * Partners, Sam speaking, how may I help you?"), heard out to its pause
- * (at most HEAR_OUT_MS) unless its words already say machine. `next` gives
- * the far end's frames (undefined: none within the time left); without
- * `transcribe`, cadence and the beep alone decide. `ms` counts the audio
- * heard and the recogniser's time.
+ * Opens a stream that spots `phrases` in the greeting as it comes (the
+ * offline recogniser's keyphrase search); its interim and final results name
+ * the phrases spotted so far.
  */
-export async function detectAnsweredBy(next: () => Promise<AudioFrame | undefined>, transcribe?: Transcribe): Promise<AmdVerdict> {
-  const detector = new MachineDetector();
-  const greeting: Int16Array[] = [];
-  let rate: 8000 | 16000 = 8000;
-  let audioMs = 0;
-  let verdict: AmdVerdict | undefined;
-  while (!verdict) {
-    const frame = await next();
-    if (!frame) return { outcome: "unknown", ms: Math.round(audioMs), reason: "no decision in time" };
-    rate = frame.sampleRate === 16000 ? 16000 : 8000;
-    greeting.push(frame.pcm);
-    audioMs += (frame.pcm.length * 1000) / frame.sampleRate;
-    verdict = detector.push(frame);
+export type SpotPhrases = (sampleRate: 8000 | 16000, phrases: readonly string[]) => Promise<TranscriberStream>;
+
+/** The phrases spotted in the greeting so far, read from a spotting stream as it reports them. */
+class GreetingWords {
+  private readonly spotted: string[] = [];
+  private speaking = false;
+  private ended?: () => void;
+
+  constructor(private readonly stream: TranscriberStream) {
+    void (async () => {
+      for await (const e of stream.events()) {
+        if (e.type === "speech_started") this.speaking = true;
+        if (e.type === "interim" || e.type === "final") {
+          const text = ` ${e.text.trim().split(/\s+/).join(" ")} `;
+          for (const p of [...MACHINE_PHRASES, ...PERSON_PHRASES]) if (text.includes(` ${p} `) && !this.spotted.includes(p)) this.spotted.push(p);
+        }
+        if (e.type === "speech_ended") {
+          this.speaking = false;
+          this.ended?.();
+        }
+      }
+    })().catch(() => undefined);
   }
-  if (!transcribe || verdict.outcome === "unknown" || verdict.reason === "a beep") return verdict;
-  let spentMs = 0;
-  const words = async () => {
+
+  push(frame: AudioFrame): void {
+    this.stream.pushFrame(frame);
+  }
+
+  /** What the phrases spotted so far decide: a voicemail's phrase wins over a person's. */
+  decision(): { outcome: "human" | "machine"; reason: string } | undefined {
+    const machine = this.spotted.filter((p) => MACHINE_PHRASES.includes(p));
+    if (machine.length > 0) return { outcome: "machine", reason: `a voicemail's words ("${machine.join('", "')}")` };
+    const person = this.spotted.filter((p) => PERSON_PHRASES.includes(p));
+    if (person.length > 0) return { outcome: "human", reason: `a person's words ("${person.join('", "')}")` };
+    return undefined;
+  }
+
+  /** Everything heard is reported: an utterance the spotter is still in is ended (at most SETTLE_MS). Resolves with the ms waited. */
+  async settle(): Promise<number> {
+    if (!this.speaking) return 0;
     const started = performance.now();
-    const heard = (await transcribe(concatPcm(greeting), rate).catch(() => "")).toLowerCase();
-    spentMs += performance.now() - started;
-    return heard;
-  };
-  const says = (heard: string, phrases: RegExp[]) => phrases.some((p) => p.test(heard));
-  const at = () => Math.round(audioMs + spentMs);
-  let heard = await words();
-  if (says(heard, MACHINE_WORDS)) return { outcome: "machine", ms: at(), reason: `${verdict.outcome === "machine" ? `${verdict.reason}, and ` : ""}a voicemail's words ("${heard}")` };
-  if (verdict.outcome === "human") return { ...verdict, ms: at() };
-  // Long, and no voicemail words yet: heard out to its pause, its beep, or HEAR_OUT_MS.
+    let timer: NodeJS.Timeout | undefined;
+    await new Promise<void>((resolve) => {
+      this.ended = resolve;
+      timer = setTimeout(resolve, SETTLE_MS);
+      this.stream.flush();
+    });
+    clearTimeout(timer);
+    return performance.now() - started;
+  }
+
+  close(): void {
+    this.stream.endInput();
+    this.stream.close();
+  }
+}
+
+/**
+ * The detector with the recogniser spotting phrases in the greeting as it
+ * comes, for what cadence alone gets wrong: a short voicemail greeting
+ * without a beep ("Leave a message."), and a person answering at length
+ * ("Smith and Partners, Sam speaking, how may I help you?"). A phrase
+ * decides at once (a voicemail's over a person's); a short greeting and its
+ * pause is a person unless a voicemail phrase was in it; a long one is heard
+ * out to its pause, its beep, or HEAR_OUT_MS, and is a machine unless a
+ * person's phrase comes. `next` gives the far end's frames (undefined: none
+ * within the time left); without `spot`, cadence and the beep alone decide.
+ * `ms` counts the audio heard and any wait for the spotter.
+ */
+export async function detectAnsweredBy(next: () => Promise<AudioFrame | undefined>, spot?: SpotPhrases): Promise<AmdVerdict> {
+  const detector = new MachineDetector();
+  let words: GreetingWords | undefined;
+  let audioMs = 0;
+  let waitedMs = 0;
+  const at = () => Math.round(audioMs + waitedMs);
+  let verdict: AmdVerdict | undefined;
   let silence = 0;
   let tone = 0;
-  while (audioMs < HEAR_OUT_MS) {
-    const frame = await next();
-    if (!frame) break;
-    greeting.push(frame.pcm);
-    const frameMs = (frame.pcm.length * 1000) / frame.sampleRate;
-    audioMs += frameMs;
-    const loud = frameDbfs(frame.pcm) >= SPEECH_DB;
-    tone = loud && toneShare(frame) >= BEEP_RATIO ? tone + frameMs : 0;
-    if (tone >= BEEP_MS) return { outcome: "machine", ms: at(), reason: "a beep" };
-    silence = loud ? 0 : silence + frameMs;
-    if (silence >= HUMAN_PAUSE_MS) break;
+  try {
+    for (;;) {
+      const frame = await next();
+      if (!frame) return verdict ? { ...verdict, ms: at() } : { outcome: "unknown", ms: at(), reason: "no decision in time" };
+      if (spot && !words) words = await spot(frame.sampleRate === 16000 ? 16000 : 8000, [...MACHINE_PHRASES, ...PERSON_PHRASES]).then((s) => new GreetingWords(s), () => undefined);
+      words?.push(frame);
+      const frameMs = (frame.pcm.length * 1000) / frame.sampleRate;
+      audioMs += frameMs;
+      const said = words?.decision();
+      if (said) return { ...said, ms: at() };
+      if (!verdict) {
+        verdict = detector.push(frame);
+        if (!verdict) continue;
+        if (!words || verdict.outcome === "unknown" || verdict.reason === "a beep") return verdict;
+        if (verdict.outcome === "human") {
+          waitedMs += await words.settle();
+          return words.decision()?.outcome === "machine" ? { ...words.decision()!, ms: at() } : { ...verdict, ms: at() };
+        }
+        // Long, and no phrase yet: heard out to its pause, its beep, or HEAR_OUT_MS.
+        if (detector.paused) break;
+        continue;
+      }
+      const loud = frameDbfs(frame.pcm) >= SPEECH_DB;
+      tone = loud && toneShare(frame) >= BEEP_RATIO ? tone + frameMs : 0;
+      if (tone >= BEEP_MS) return { outcome: "machine", ms: at(), reason: "a beep" };
+      silence = loud ? 0 : silence + frameMs;
+      if (silence >= HUMAN_PAUSE_MS || audioMs >= HEAR_OUT_MS) break;
+    }
+    waitedMs += await words!.settle();
+    return { ...(words!.decision() ?? verdict), ms: at() };
+  } finally {
+    words?.close();
   }
-  heard = await words();
-  if (says(heard, MACHINE_WORDS)) return { outcome: "machine", ms: at(), reason: `a voicemail's words ("${heard}")` };
-  if (silence >= HUMAN_PAUSE_MS && says(heard, PERSON_WORDS)) return { outcome: "human", ms: at(), reason: `a person's words, then a pause ("${heard}")` };
-  return { ...verdict, ms: at() };
 }

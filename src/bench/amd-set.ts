@@ -5,7 +5,7 @@
  * Used by the tests (a few) and the bench (all: the confusion matrix).
  */
 import { detectAnsweredBy, MachineDetector, type AmdOutcome, type AmdVerdict } from "../audio/amd.js";
-import { transcribePcm } from "../speech/pocketsphinx.js";
+import { PocketsphinxTranscriber } from "../speech/pocketsphinx.js";
 import { FliteSynthesizer } from "../speech/flite.js";
 import { synthesizeAll } from "../speech/types.js";
 import { LINE_RATE, onLine as join, silence, tone } from "./line-audio.js";
@@ -39,6 +39,7 @@ export const MACHINE_GREETINGS = [
 export const VOICES = ["rms", "slt", "awb", "kal"];
 const BEEPS = [1000, 850, 1400, undefined];
 const RATE = LINE_RATE;
+let spotter: PocketsphinxTranscriber | undefined;
 
 /** The whole set (or `limit` of each label): what the far end sends from the answer on. */
 export async function amdSet(limit = Infinity): Promise<AmdSample[]> {
@@ -72,15 +73,23 @@ export function detect(pcm: Int16Array, sampleRate: 8000 | 16000 = RATE): AmdVer
   return { outcome: "unknown", ms: Math.round((pcm.length / sampleRate) * 1000), reason: "no decision" };
 }
 
-/** What the whole detection decides (with the offline recogniser's words, as on a call). */
+/**
+ * What the whole detection decides (with the offline recogniser spotting
+ * phrases, as on a call). The frames come at the line's pace: the spotter
+ * hears the greeting as it comes, so a faster feed would be judged on words
+ * not yet decoded.
+ */
 export function detectWithWords(pcm: Int16Array, sampleRate: 8000 | 16000 = RATE): Promise<AmdVerdict> {
   const frame = sampleRate / 50;
+  const started = performance.now();
   let at = 0;
   const next = async () => {
     if (at + frame > pcm.length || at >= sampleRate * 10) return undefined;
+    const due = started + (at / sampleRate) * 1000;
+    if (due > performance.now()) await new Promise((r) => setTimeout(r, due - performance.now()));
     const out = { pcm: pcm.subarray(at, at + frame), sampleRate };
     at += frame;
     return out;
   };
-  return detectAnsweredBy(next, transcribePcm);
+  return detectAnsweredBy(next, (rate, phrases) => (spotter ??= new PocketsphinxTranscriber()).spot({ sampleRate: rate, narrowband: true }, phrases));
 }

@@ -7,7 +7,7 @@
  * control.
  */
 import { BeepWaiter, detectAnsweredBy, type AmdVerdict } from "../audio/amd.js";
-import { transcribePcm } from "../speech/pocketsphinx.js";
+import { PocketsphinxTranscriber } from "../speech/pocketsphinx.js";
 import type { AudioFrame } from "../audio/frame.js";
 import { CallRecorder, type RecordingSummary } from "../audio/recorder.js";
 import type { MediaTransport } from "../audio/transport.js";
@@ -161,14 +161,14 @@ export abstract class MediaCarrier<C extends MediaCall> implements CallProvider 
 
   /**
    * Answering-machine detection on the call's audio (src/audio/amd.ts: the
-   * greeting's cadence, the beep, and the offline recogniser's words on it);
+   * greeting's cadence, the beep, and the phrases the offline recogniser spots in it);
    * after a machine, optionally until its beep is over.
    */
   async detectMachine(providerCallId: string, options: { timeoutMs: number; awaitBeepMs?: number }): Promise<AmdVerdict> {
     const frames = this.framesOf(providerCallId);
     try {
       frames.until(options.timeoutMs);
-      const verdict = await detectAnsweredBy(() => frames.next(), (pcm, rate) => transcribePcm(pcm, rate));
+      const verdict = await detectAnsweredBy(() => frames.next(), (rate, phrases) => new PocketsphinxTranscriber().spot({ sampleRate: rate, narrowband: true }, phrases));
       if (verdict.outcome === "machine" && options.awaitBeepMs) {
         frames.until(options.awaitBeepMs);
         await beepOver(frames, verdict.reason === "a beep");

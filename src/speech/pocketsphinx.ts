@@ -6,6 +6,7 @@
  * Accuracy on open conversation is modest (see README); grammar mode and
  * cloud recognition are the better choices where they fit.
  */
+import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -32,6 +33,13 @@ const PHONE_CMNINIT = "42.9,31.9,-26.4,49.7,-12.5,3.2,21.7,-31.2,4.2,-12.3,2.6,1
  * call did), at ~100 MB each whatever the number of calls.
  */
 const DEFAULT_DECODERS = 4;
+/**
+ * How sure the keyphrase search must be (pocketsphinx's -kws threshold, one
+ * for every phrase). On the answering-machine set 1e-30 spotted person phrases
+ * in voicemail greetings and 1e-10 missed voicemail phrases the open model
+ * heard (docs/answering-machines.md).
+ */
+const KEYPHRASE_THRESHOLD = "1e-20";
 /** Decode in 100 ms chunks: fewer calls into the library, same latency class. */
 const CHUNK_SAMPLES = MODEL_RATE / 10;
 
@@ -76,9 +84,33 @@ export class PocketsphinxTranscriber implements Transcriber {
     ];
   }
 
-  async stream(options: StreamOptions): Promise<TranscriberStream> {
-    const resampler = options.sampleRate !== MODEL_RATE ? await Resampler.create(options.sampleRate, MODEL_RATE) : undefined;
+  stream(options: StreamOptions): Promise<TranscriberStream> {
+    return this.open(options, this.decoderArgs(options));
+  }
+
+  /**
+   * A stream that listens for `phrases` only (pocketsphinx's keyphrase
+   * search), far surer of a few known phrases on phone audio than the open
+   * model's words are. Its interim and final results are the phrases spotted
+   * so far in the utterance, two spaces apart; every word must be in the
+   * model's dictionary.
+   */
+  spot(options: StreamOptions, phrases: readonly string[]): Promise<TranscriberStream> {
+    const list = phrases.map((p) => `${p.toLowerCase()} /${KEYPHRASE_THRESHOLD}/\n`).join("");
+    const dir = join(tmpdir(), "openclaw-voice-call", "pocketsphinx-kws");
+    const file = join(dir, `${createHash("sha256").update(list).digest("hex").slice(0, 16)}.txt`);
+    if (!existsSync(file)) {
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(file, list);
+    }
     const args = this.decoderArgs(options);
+    const lm = args.findIndex((a) => a === "-lm" || a === "-jsgf");
+    args.splice(lm, 2, "-kws", file);
+    return this.open(options, args);
+  }
+
+  private async open(options: StreamOptions, args: string[]): Promise<TranscriberStream> {
+    const resampler = options.sampleRate !== MODEL_RATE ? await Resampler.create(options.sampleRate, MODEL_RATE) : undefined;
     const stream = new PocketsphinxStream(
       recognitionWorker(this.options.workers ?? 1, { decoders: this.options.decoders ?? DEFAULT_DECODERS, maxWaitingSeconds: this.options.maxWaitingSeconds ?? 30 }),
       options.sampleRate,
