@@ -27,6 +27,8 @@ export interface AmdVerdict {
   ms: number;
   /** What decided it, in words. */
   reason: string;
+  /** The far end was still talking when it was decided (a phrase decided it mid-greeting). */
+  talking?: boolean;
 }
 
 const SPEECH_DB = -45;
@@ -115,7 +117,7 @@ export class BeepWaiter {
 }
 
 /** Phrases a voicemail greeting has, and phrases a person answering (a business line) says: what the spotter listens for. */
-export const MACHINE_PHRASES = ["leave a message", "leave your message", "not available", "after the tone", "after the beep", "you have reached", "you've reached", "voicemail", "not home"];
+export const MACHINE_PHRASES = ["leave a message", "leave your message", "not available", "you have reached", "you've reached", "voicemail", "not home"];
 export const PERSON_PHRASES = ["speaking", "help you"];
 /** How long a long greeting is heard out for its words before its length decides. */
 const HEAR_OUT_MS = 6000;
@@ -213,8 +215,10 @@ export async function detectAnsweredBy(next: () => Promise<AudioFrame | undefine
       words?.push(frame);
       const frameMs = (frame.pcm.length * 1000) / frame.sampleRate;
       audioMs += frameMs;
+      const loud = frameDbfs(frame.pcm) >= SPEECH_DB;
+      silence = loud ? 0 : silence + frameMs;
       const said = words?.decision();
-      if (said) return { ...said, ms: at() };
+      if (said) return { ...said, ms: at(), ...(silence < HUMAN_PAUSE_MS ? { talking: true } : {}) };
       if (!verdict) {
         verdict = detector.push(frame);
         if (!verdict) continue;
@@ -227,10 +231,8 @@ export async function detectAnsweredBy(next: () => Promise<AudioFrame | undefine
         if (detector.paused) break;
         continue;
       }
-      const loud = frameDbfs(frame.pcm) >= SPEECH_DB;
       tone = loud && toneShare(frame) >= BEEP_RATIO ? tone + frameMs : 0;
       if (tone >= BEEP_MS) return { outcome: "machine", ms: at(), reason: "a beep" };
-      silence = loud ? 0 : silence + frameMs;
       if (silence >= HUMAN_PAUSE_MS || audioMs >= HEAR_OUT_MS) break;
     }
     waitedMs += await words!.settle();

@@ -61,13 +61,16 @@ interface Frames {
 }
 
 /** Reads frames until a machine's beep is over (or they run out at the deadline). */
-async function beepOver(frames: Frames, heard: boolean): Promise<void> {
+async function beepOver(frames: Frames, heard: boolean, quietMs?: number): Promise<void> {
   const waiter = new BeepWaiter(heard);
   for (;;) {
     const frame = await frames.next();
-    if (!frame || waiter.push(frame)) return;
+    if (!frame || waiter.push(frame, quietMs)) return;
   }
 }
+
+/** After a person's phrase decided while they talk on ("Sam speaking, how may I help you?"): they finish before we speak. */
+const PERSON_DONE_MS = 400;
 
 /** How long an ended call's record is kept so late events for it are recognised. */
 const FORGET_AFTER_MS = 30_000;
@@ -172,6 +175,10 @@ export abstract class MediaCarrier<C extends MediaCall> implements CallProvider 
       if (verdict.outcome === "machine" && options.awaitBeepMs) {
         frames.until(options.awaitBeepMs);
         await beepOver(frames, verdict.reason === "a beep");
+      }
+      if (verdict.outcome === "human" && verdict.talking) {
+        frames.until(options.timeoutMs);
+        await beepOver(frames, false, PERSON_DONE_MS);
       }
       return verdict;
     } finally {
