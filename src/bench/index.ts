@@ -12,7 +12,7 @@ import { benchBridge, benchStt, benchSttAlone, benchSttLoad, benchTts, benchTtsA
 import { benchLabLoad, benchRestore, LOAD_SENTENCE } from "./load.js";
 import { benchInstances, benchStoreWrites } from "./cluster.js";
 import { percentile } from "../util/stats.js";
-import { amdSet, detect, detectWithWords, HUMAN_ANSWERS } from "./amd-set.js";
+import { benchAmd } from "./amd-set.js";
 import { benchTurnRule, PAUSED, turnSet, type TurnRuleReport } from "./turn-set.js";
 import { PocketsphinxTranscriber } from "../speech/pocketsphinx.js";
 import { FakeSynthesizer } from "../speech/fake.js";
@@ -196,41 +196,7 @@ try {
 }
 
 console.log("");
-console.log("Answering-machine detection on the bus: the labelled set (src/bench/amd-set.ts: people answering and waiting, voicemail greetings with and without a beep, four flite voices, 8 kHz with line noise)");
-{
-  const set = await amdSet();
-  const report = (name: string, rows: Array<{ label: string; verdict: { outcome: string; ms: number } }>) => {
-    const count = (label: string, outcome: string) => rows.filter((r) => r.label === label && r.verdict.outcome === outcome).length;
-    console.log(`${name}:   truth   | -> human  machine  unknown`);
-    for (const label of ["human", "machine"]) console.log(`${" ".repeat(name.length + 1)}   ${label.padEnd(7)} |   ${String(count(label, "human")).padStart(5)}  ${String(count(label, "machine")).padStart(7)}  ${String(count(label, "unknown")).padStart(7)}`);
-    const right = rows.filter((r) => r.verdict.outcome === r.label).length / rows.length;
-    const people = rows.filter((r) => r.label === "human").map((r) => r.verdict.ms);
-    const machines = rows.filter((r) => r.label === "machine").map((r) => r.verdict.ms);
-    const p95 = percentile(people, 0.95);
-    console.log(
-      `${" ".repeat(name.length + 1)} right ${(right * 100).toFixed(1)}% of ${rows.length} (target 95%: ratio ${ratio(right, 0.95)}); decision for people p50 ${percentile(people, 0.5).toFixed(0)} ms, p95 ${p95.toFixed(0)} ms ` +
-        `(target 3000 ms: ratio ${ratio(p95, 3000)}), for machines p50 ${percentile(machines, 0.5).toFixed(0)} ms`,
-    );
-  };
-  report("cadence and beep alone", set.map((s) => ({ label: s.label, verdict: detect(s.pcm) })));
-  // At the line's pace (the spotter hears the greeting as it comes), six at a time.
-  const worded: Array<{ label: string; text: string; verdict: { outcome: string; ms: number } }> = [];
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: 6 }, async () => {
-      while (next < set.length) {
-        const s = set[next++]!;
-        worded.push({ label: s.label, text: s.text, verdict: await detectWithWords(s.pcm) });
-      }
-    }),
-  );
-  report("with the phrases the recogniser spots (as on a call)", worded);
-  const short = worded.filter((r) => r.label === "human" && r.text !== HUMAN_ANSWERS.at(-1)).map((r) => r.verdict.ms);
-  console.log(
-    `people who answer with a short greeting (${short.length} of ${worded.filter((r) => r.label === "human").length}; the others answer at length, as a business line does): p95 ${percentile(short, 0.95).toFixed(0)} ms`,
-  );
-  console.log("a synthetic set: real greetings, line noise and people are harder; the times include any wait for the recogniser");
-}
+await benchAmd(ratio);
 
 console.log("");
 console.log(
