@@ -23,6 +23,18 @@ describe("turn cues", () => {
   it("leaves the rest open, pronouns and auxiliaries included (a turn may end on them)", () => {
     for (const text of ["I would like to book a table", "thank you I do", "yes it is", "we can", "I need a taxi", "no", "that's all", ""]) expect(turnCue(text), text).toBe("open");
   });
+
+  it.runIf(existsSync("/usr/share/pocketsphinx/model/en-us/en-us.lm.bin"))("with pocketsphinx's language model, words without punctuation sound complete or trail off by how likely they end a sentence; the word rules come first", () => {
+    const model = new PocketsphinxTranscriber();
+    const cue = (text: string) => turnCue(text, undefined, (t) => model.sentenceEnd(t));
+    for (const text of ["the store is open today", "my card was declined", "please call me back tomorrow morning", "what time do you close tonight"]) expect(cue(text), text).toBe("complete");
+    for (const text of ["i was going", "i want to", "we can"]) expect(cue(text), text).toBe("trailing");
+    for (const text of ["yes it is", "please", "no"]) expect(cue(text), text).toBe("open");
+    // A word the model does not know says nothing; a filler trails off though the model scores it a likely end (-0.8).
+    expect(cue("xqzzy")).toBe("open");
+    expect(model.sentenceEnd("i was calling about um")).toBeGreaterThan(-0.9);
+    expect(cue("i was calling about um")).toBe("trailing");
+  });
 });
 
 /** A turn-taker on a 20 ms frame clock; `at` is the ms seen so far. */
@@ -31,7 +43,8 @@ function harness(options: Partial<TurnTakingOptions> & { endpointing?: "bus" | "
   const quiet: number[] = [];
   const flushes: number[] = [];
   let at = 0;
-  const opts = { ...DEFAULT_TURN_TAKING, ...options };
+  // The waits these cases count in (the defaults' openMs is longer with a language model).
+  const opts = { ...DEFAULT_TURN_TAKING, openMs: 350, ...options };
   const taker = new TurnTaker(
     { ...opts, endpointing: options.endpointing ?? "bus", detectorSilenceMs: opts.mode === "semantic" ? opts.completeMs : 600 },
     { turn: (turn) => turns.push({ ...turn, at }), quiet: () => quiet.push(at), flush: () => flushes.push(at) },

@@ -121,7 +121,7 @@ try {
   const r = await benchBridge(Number(process.env.BENCH_TURNS ?? 15));
   console.log(
     `end of caller speech -> first answer packet: p50 ${r.answerP50Ms.toFixed(0)} ms, p95 ${r.answerP95Ms.toFixed(0)} ms over ${r.turns} turns ` +
-      `(of which ${r.endpointingMs} ms is the pause that ends a turn without a cue in its words: the floor; above it p95 ${(r.answerP95Ms - r.endpointingMs).toFixed(0)} ms)`,
+      `(of which ${r.endpointingMs} ms is the pause that ends a turn whose words sound complete: the floor; above it p95 ${(r.answerP95Ms - r.endpointingMs).toFixed(0)} ms)`,
   );
   console.log(
     `barge-in, caller onset -> our audio stops at the phone: p50 ${r.stopP50Ms.toFixed(0)} ms, p95 ${r.stopP95Ms.toFixed(0)} ms over ${r.bargeIns} interruptions ` +

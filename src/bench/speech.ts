@@ -169,7 +169,7 @@ class BenchCarrier extends MediaCarrier<MediaCall> {
     config: VoiceCallConfig,
     private readonly transport: RtpUdpTransport,
   ) {
-    super({ config, logger: createLogger("silent"), voice: new CascadeVoices(config, new FakeSynthesizer(60), new FakeTranscriber(["what time do you open"])) }, "bench");
+    super({ config, logger: createLogger("silent"), voice: new CascadeVoices(config, new FakeSynthesizer(60), new FakeTranscriber(["What time do you open?"])) }, "bench");
     this.calls.set(this.call.id, this.call);
   }
 
@@ -274,8 +274,8 @@ export async function benchBridge(turns: number): Promise<BridgeRow> {
     turns: answers.length,
     answerP50Ms: percentile(answers, 0.5),
     answerP95Ms: percentile(answers, 0.95),
-    // The fake recogniser's words carry no cue either way: turn-taking waits openMs (semantic) or the fixed silence.
-    endpointingMs: config.turnTaking.mode === "semantic" ? config.turnTaking.openMs : config.silenceTimeoutMs,
+    // The fake recogniser's words are a punctuated question, as a cloud recogniser's: turn-taking waits completeMs (semantic) or the fixed silence.
+    endpointingMs: config.turnTaking.mode === "semantic" ? config.turnTaking.completeMs : config.silenceTimeoutMs,
     bargeIns: stops.length,
     stopP50Ms: percentile(stops, 0.5),
     stopP95Ms: percentile(stops, 0.95),

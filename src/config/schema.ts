@@ -183,7 +183,13 @@ const TurnTakingConfig = z
       .default("semantic")
       .describe("semantic: the recogniser's words pick the pause that ends the turn; silence: silenceTimeoutMs of silence ends every utterance"),
     completeMs: z.number().int().min(100).max(5000).default(200).describe("semantic: the pause that ends a turn that sounds complete (a sentence, a yes or no)"),
-    openMs: z.number().int().min(100).max(5000).default(350).describe("semantic: the pause that ends a turn with no cue either way"),
+    openMs: z
+      .number()
+      .int()
+      .min(100)
+      .max(5000)
+      .default(1000)
+      .describe("semantic: the pause that ends a turn with no cue either way (pocketsphinx's language model gives most words one)"),
     trailingMs: z
       .number()
       .int()

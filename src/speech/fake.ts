@@ -36,7 +36,7 @@ export class FakeTranscriber implements Transcriber {
   constructor(private readonly script: string[] = ["hello"]) {}
 
   async stream(options: { sampleRate: number }): Promise<TranscriberStream> {
-    return new FakeStream(options.sampleRate, () => this.script[this.next++ % this.script.length]!);
+    return new FakeStream(options.sampleRate, (consume) => this.script[(consume ? this.next++ : this.next) % this.script.length]!);
   }
 }
 
@@ -47,7 +47,8 @@ class FakeStream implements TranscriberStream {
 
   constructor(
     private readonly rate: number,
-    private readonly nextText: () => string,
+    /** The next utterance's words; `consume`: it is over, the script moves on. */
+    private readonly nextText: (consume: boolean) => string,
   ) {}
 
   pushFrame(frame: { pcm: Int16Array; sampleRate: number }): void {
@@ -56,13 +57,15 @@ class FakeStream implements TranscriberStream {
     if (!this.inSpeech && frame.pcm.some((v) => Math.abs(v) > 300)) {
       this.inSpeech = true;
       this.queue.push({ type: "speech_started" });
+      // A partial result as a real recogniser's: turn-taking judges the pause by it.
+      this.queue.push({ type: "interim", text: this.nextText(false) });
     }
   }
 
   flush(): void {
     if (!this.inSpeech) return;
     this.inSpeech = false;
-    this.queue.push({ type: "final", text: this.nextText() });
+    this.queue.push({ type: "final", text: this.nextText(true) });
     this.queue.push({ type: "speech_ended" });
   }
 

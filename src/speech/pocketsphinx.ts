@@ -15,6 +15,7 @@ import type { AudioFrame } from "../audio/frame.js";
 import { Resampler } from "../audio/resample.js";
 import { AsyncQueue } from "../util/async-queue.js";
 import { probePocketsphinx } from "./pocketsphinx-decoder.js";
+import { SentenceEnd } from "./sentence-end.js";
 import { SpeechError, type Expectation, type StreamOptions, type TranscriptEvent, type Transcriber, type TranscriberStream } from "./types.js";
 
 const MODEL_DIR = "/usr/share/pocketsphinx/model/en-us";
@@ -86,6 +87,12 @@ export class PocketsphinxTranscriber implements Transcriber {
 
   stream(options: StreamOptions): Promise<TranscriberStream> {
     return this.open(options, this.decoderArgs(options));
+  }
+
+  /** Its open model's words have no punctuation: the same model says how likely they end a sentence (not with a grammar of one's own). */
+  sentenceEnd(text: string): number | undefined {
+    if (this.options.jsgf) return undefined;
+    return SentenceEnd.load(join(this.dir, "en-us.lm.bin"))?.log10(text);
   }
 
   /**

@@ -97,6 +97,11 @@ export interface Transcriber {
    */
   readonly endsTurns?: boolean;
   /**
+   * How likely `text` ends a sentence (log10), from the engine's own language
+   * model, for engines whose words carry no punctuation; undefined: it cannot say.
+   */
+  sentenceEnd?(text: string): number | undefined;
+  /**
    * Opens a stream for audio at `sampleRate` (resampled inside as the engine
    * needs). `narrowband`: the far end is a telephone-band line (G.711) even
    * if the stream runs at 16 kHz; engines tuned for phone audio use it.

@@ -88,7 +88,13 @@ export class CascadePipeline implements VoicePipeline {
   ) {
     const { emit, transcriber, turnTaking, detector } = options;
     this.turns = new TurnTaker(
-      { ...turnTaking, endpointing: transcriber.endpointing, endsTurns: transcriber.endsTurns ?? false, detectorSilenceMs: detector.minSilenceMs ?? turnTaking.completeMs },
+      {
+        ...turnTaking,
+        endpointing: transcriber.endpointing,
+        endsTurns: transcriber.endsTurns ?? false,
+        detectorSilenceMs: detector.minSilenceMs ?? turnTaking.completeMs,
+        ...(transcriber.sentenceEnd ? { sentenceEnd: (text: string) => transcriber.sentenceEnd!(text) } : {}),
+      },
       {
         turn: (turn) => emit({ type: "speech", text: turn.text, isFinal: true, turnToken: turn.turnToken }),
         quiet: () => emit({ type: "speech-end" }),

@@ -3,7 +3,8 @@
  * fixed pause, so it either waits long after every complete sentence or cuts
  * off everyone who pauses to think. Here the recogniser's words decide how
  * long the pause must be: a turn that sounds complete (a punctuated
- * sentence from a cloud recogniser, a yes or no to a yes/no question) ends
+ * sentence from a cloud recogniser, a yes or no to a yes/no question, words
+ * the recogniser's own language model gives a likely sentence end) ends
  * after a short pause; one that trails off
  * (a filler, a conjunction, a preposition or article waiting for its noun:
  * "a table for ...", "and ...", "um") is held for a long one and joined with
@@ -31,7 +32,7 @@ export interface TurnTakingOptions {
 /** How long a flushed recogniser's final may take (tens of ms as a rule) before the turn goes on without it. */
 const FINAL_WAIT_MS = 2000;
 
-export const DEFAULT_TURN_TAKING: TurnTakingOptions = { mode: "semantic", completeMs: 200, openMs: 350, trailingMs: 1500 };
+export const DEFAULT_TURN_TAKING: TurnTakingOptions = { mode: "semantic", completeMs: 200, openMs: 1000, trailingMs: 1500 };
 
 /**
  * Words a thought does not end on: conjunctions, prepositions, articles and
@@ -73,8 +74,21 @@ const HOLDING = [
 ];
 const YES_NO = /\b(yes|yeah|yep|no|nope|nah|sure|correct|right)\b/;
 
+/**
+ * log10 P(sentence end | the last two words) at or above which words with no
+ * other cue sound complete, and below which they trail off
+ * (src/speech/sentence-end.ts). Complete sentences of the bench's pause set
+ * score -0.4 to -1.0, its words before a pause -1.2 to -2.5 where they were
+ * heard right (docs/speech.md).
+ */
+const LIKELY_END = -0.9;
+const UNLIKELY_END = -1.3;
+
+/** How likely the words so far end a sentence (log10), where the recogniser's language model can say. */
+export type SentenceEndScore = (text: string) => number | undefined;
+
 /** What the words so far say about the turn: over, held, or neither. */
-export function turnCue(text: string, expect?: Expectation): TurnCue {
+export function turnCue(text: string, expect?: Expectation, sentenceEnd?: SentenceEndScore): TurnCue {
   const raw = text.trim();
   if (raw === "") return "open";
   // Cloud recognisers punctuate: a comma, a dash or an ellipsis trails; a full stop or a question ends.
@@ -86,6 +100,9 @@ export function turnCue(text: string, expect?: Expectation): TurnCue {
   if (/[.?!]["')\]]*$/.test(raw)) return "complete";
   // A yes or no to a yes/no question is the whole answer. A bare "no" elsewhere often goes on ("no, thank you"): open.
   if (expect === "yesno" && YES_NO.test(words)) return "complete";
+  const end = sentenceEnd?.(words);
+  if (end !== undefined && end >= LIKELY_END) return "complete";
+  if (end !== undefined && end < UNLIKELY_END) return "trailing";
   return "open";
 }
 
@@ -106,6 +123,8 @@ export interface TurnTakerOptions extends TurnTakingOptions {
   detectorSilenceMs: number;
   /** The engine's finals are already ends of turns (its own end-of-turn model): none is held. */
   endsTurns?: boolean;
+  /** The recogniser's language model on whether the words end a sentence. */
+  sentenceEnd?: SentenceEndScore;
 }
 
 export interface TurnTakerEvents {
@@ -232,7 +251,7 @@ export class TurnTaker {
       this.flushed = false;
       this.quietDue = undefined;
       // The final can show a trailing word its partial had not yet (the last word of a partial lags): then it is held after all.
-      if (this.semanticBus && !this.speaking && this.held.length > 0 && turnCue(this.held.join(" "), this.expectation) === "trailing" && this.now < this.silentSince + this.options.trailingMs) {
+      if (this.semanticBus && !this.speaking && this.held.length > 0 && this.cue(this.held.join(" ")) === "trailing" && this.now < this.silentSince + this.options.trailingMs) {
         this.due = this.silentSince + this.options.trailingMs;
         return;
       }
@@ -267,9 +286,13 @@ export class TurnTaker {
     if (this.held.length > 0) this.release();
   }
 
+  private cue(text: string): TurnCue {
+    return turnCue(text, this.expectation, this.options.sentenceEnd);
+  }
+
   private schedule(): void {
     const text = [...this.held, this.partial].join(" ").trim();
-    const cue = turnCue(text, this.expectation);
+    const cue = this.cue(text);
     const { completeMs, openMs, trailingMs } = this.options;
     if (this.options.endpointing === "engine") {
       // An engine's final came after its own endpointing: only a trailing turn waits longer.
@@ -297,7 +320,7 @@ export class TurnTaker {
 
   private release(): void {
     const text = this.held.join(" ");
-    const turn: EndedTurn = { text, turnToken: this.token, cue: turnCue(text, this.expectation) };
+    const turn: EndedTurn = { text, turnToken: this.token, cue: this.cue(text) };
     this.held = [];
     this.token = undefined;
     this.tokenSet = false;
