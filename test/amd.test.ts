@@ -5,7 +5,7 @@
  * labelled set's confusion matrix is in the bench (npm run bench).
  */
 import { describe, expect, it } from "vitest";
-import { BeepWaiter } from "../src/audio/amd.js";
+import { BeepWaiter, detectAnsweredBy } from "../src/audio/amd.js";
 import { amdSet, detect, detectWithWords } from "../src/bench/amd-set.js";
 
 describe("answering-machine detection", () => {
@@ -35,6 +35,17 @@ describe("answering-machine detection", () => {
     expect(machine).toMatchObject({ outcome: "machine", reason: expect.stringMatching(/^a voicemail's words \("you have reached"/) });
     expect(machine.ms).toBeLessThan(voicemail.pcm.length / 8 - 3400);
     expect(hello).toMatchObject({ outcome: "human", reason: expect.stringMatching(/^a greeting of 0\.\d s, then a pause$/) });
+  });
+
+  it("a recogniser that cannot start leaves the decision to cadence and the beep", async () => {
+    const set = await amdSet();
+    const hello = set.find((s) => s.voice === "rms" && s.text === "Hello?")!;
+    let at = 0;
+    const next = async () => (at + 160 <= hello.pcm.length ? { pcm: hello.pcm.subarray(at, (at += 160)), sampleRate: 8000 as const } : undefined);
+    const verdict = await detectAnsweredBy(next, () => {
+      throw new Error("pocketsphinx is not installed");
+    });
+    expect(verdict).toMatchObject({ outcome: "human", reason: expect.stringMatching(/^a greeting of 0\.\d s, then a pause$/) });
   });
 
   it("after a machine, what follows waits for the end of its beep (or of its greeting, when it has none)", async () => {

@@ -209,18 +209,28 @@ export async function detectAnsweredBy(next: () => Promise<AudioFrame | undefine
   let verdict: AmdVerdict | undefined;
   let silence = 0;
   let tone = 0;
+  // A person told by their words mid-sentence: our opening waits for them to finish.
+  const byWords = (said: { outcome: "human" | "machine"; reason: string }): AmdVerdict => ({ ...said, ms: at(), ...(said.outcome === "human" && silence < HUMAN_PAUSE_MS ? { talking: true } : {}) });
   try {
     for (;;) {
       const frame = await next();
-      if (!frame) return verdict ? { ...verdict, ms: at() } : { outcome: "unknown", ms: at(), reason: "no decision in time" };
-      if (spot && !words) words = await spot(frame.sampleRate === 16000 ? 16000 : 8000, [...MACHINE_PHRASES, ...PERSON_PHRASES]).then((s) => new GreetingWords(s), () => undefined);
+      if (!frame) break;
+      if (spot && !words) {
+        // A recogniser that cannot start (not installed) leaves cadence and the beep to decide.
+        const rate = frame.sampleRate === 16000 ? 16000 : 8000;
+        const open = spot;
+        spot = undefined;
+        words = await Promise.resolve()
+          .then(() => open(rate, [...MACHINE_PHRASES, ...PERSON_PHRASES]))
+          .then((s) => new GreetingWords(s), () => undefined);
+      }
       words?.push(frame);
       const frameMs = (frame.pcm.length * 1000) / frame.sampleRate;
       audioMs += frameMs;
       const loud = frameDbfs(frame.pcm) >= SPEECH_DB;
       silence = loud ? 0 : silence + frameMs;
       const said = words?.decision();
-      if (said) return { ...said, ms: at(), ...(silence < HUMAN_PAUSE_MS ? { talking: true } : {}) };
+      if (said) return byWords(said);
       if (!verdict) {
         verdict = detector.push(frame);
         if (!verdict) continue;
@@ -237,8 +247,11 @@ export async function detectAnsweredBy(next: () => Promise<AudioFrame | undefine
       if (tone >= BEEP_MS) return { outcome: "machine", ms: at(), reason: "a beep" };
       if (silence >= HUMAN_PAUSE_MS || audioMs >= HEAR_OUT_MS) break;
     }
-    waitedMs += await words!.settle();
-    return { ...(words!.decision() ?? verdict), ms: at() };
+    // Heard out, or out of time: what the spotter has heard by now (it may lag a busy machine) decides before the cadence.
+    if (words) waitedMs += await words.settle();
+    const said = words?.decision();
+    if (said) return byWords(said);
+    return verdict ? { ...verdict, ms: at() } : { outcome: "unknown", ms: at(), reason: "no decision in time" };
   } finally {
     words?.close();
   }

@@ -124,6 +124,8 @@ export class CascadePipeline implements VoicePipeline {
    */
   static async warm(options: { synthesizer: Synthesizer; transcriber: Transcriber; sampleRate: 8000 | 16000; lines: Array<{ text: string; voice?: string }> }): Promise<void> {
     const stream = await options.transcriber.stream({ sampleRate: options.sampleRate, narrowband: true });
+    // The sentence-end model too (pocketsphinx's language model, read once), before the first caller's pause.
+    options.transcriber.sentenceEnd?.("");
     stream.endInput();
     stream.close();
     for (const { text, voice } of options.lines) for await (const _frame of options.synthesizer.synthesize(text, { sampleRate: options.sampleRate, voice })) void _frame;
