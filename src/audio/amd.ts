@@ -119,6 +119,7 @@ export class BeepWaiter {
 /** Phrases a voicemail greeting has, and phrases a person answering (a business line) says: what the spotter listens for. */
 export const MACHINE_PHRASES = ["leave a message", "leave your message", "not available", "you have reached", "you've reached", "voicemail", "not home"];
 export const PERSON_PHRASES = ["speaking", "help you"];
+const PHRASES = [...MACHINE_PHRASES, ...PERSON_PHRASES];
 /** How long a long greeting is heard out for its words before its length decides. */
 const HEAR_OUT_MS = 6000;
 /** How long a decision waits for the spotter to finish an utterance it is still in. */
@@ -143,7 +144,7 @@ class GreetingWords {
         if (e.type === "speech_started") this.speaking = true;
         if (e.type === "interim" || e.type === "final") {
           const text = ` ${e.text.trim().split(/\s+/).join(" ")} `;
-          for (const p of [...MACHINE_PHRASES, ...PERSON_PHRASES]) if (text.includes(` ${p} `) && !this.spotted.includes(p)) this.spotted.push(p);
+          for (const p of PHRASES) if (text.includes(` ${p} `) && !this.spotted.includes(p)) this.spotted.push(p);
         }
         if (e.type === "speech_ended") {
           this.speaking = false;
@@ -196,8 +197,9 @@ class GreetingWords {
  * out to its pause, its beep, or HEAR_OUT_MS, and is a machine unless a
  * person's phrase comes. Deciding on a person's phrase at once, not at their
  * pause, was as accurate on the set and keeps a later misheard voicemail
- * phrase ("voicemail" in "how may I help you") from hanging up on them. `next` gives the far end's frames (undefined: none
- * within the time left); without `spot`, cadence and the beep alone decide.
+ * phrase ("voicemail" in "how may I help you") from hanging up on them.
+ * `next` gives the far end's frames (undefined: none within the time left);
+ * without `spot`, cadence and the beep alone decide.
  * `ms` counts the audio heard and any wait for the spotter.
  */
 export async function detectAnsweredBy(next: () => Promise<AudioFrame | undefined>, spot?: SpotPhrases): Promise<AmdVerdict> {
@@ -221,7 +223,7 @@ export async function detectAnsweredBy(next: () => Promise<AudioFrame | undefine
         const open = spot;
         spot = undefined;
         words = await Promise.resolve()
-          .then(() => open(rate, [...MACHINE_PHRASES, ...PERSON_PHRASES]))
+          .then(() => open(rate, PHRASES))
           .then((s) => new GreetingWords(s), () => undefined);
       }
       words?.push(frame);
@@ -237,7 +239,8 @@ export async function detectAnsweredBy(next: () => Promise<AudioFrame | undefine
         if (!words || verdict.outcome === "unknown" || verdict.reason === "a beep") return verdict;
         if (verdict.outcome === "human") {
           waitedMs += await words.settle();
-          return words.decision()?.outcome === "machine" ? { ...words.decision()!, ms: at() } : { ...verdict, ms: at() };
+          const said = words.decision();
+          return said?.outcome === "machine" ? { ...said, ms: at() } : { ...verdict, ms: at() };
         }
         // Long, and no phrase yet: heard out to its pause, its beep, or HEAR_OUT_MS.
         if (detector.paused) break;

@@ -56,18 +56,20 @@ export class SentenceEnd {
     this.unknown = this.lib.ngram_unknown_wid(this.model);
   }
 
-  private static shared?: SentenceEnd | null;
+  private static readonly loaded = new Map<string, SentenceEnd | null>();
 
-  /** The model, loaded once; undefined where pocketsphinx or its model is not installed. */
+  /** The model in `file`, loaded once; undefined where pocketsphinx or its model is not installed. */
   static load(file = DEFAULT_LM): SentenceEnd | undefined {
-    if (SentenceEnd.shared === undefined) {
+    if (!SentenceEnd.loaded.has(file)) {
+      let model: SentenceEnd | null = null;
       try {
-        SentenceEnd.shared = existsSync(file) ? new SentenceEnd(file) : null;
+        if (existsSync(file)) model = new SentenceEnd(file);
       } catch {
-        SentenceEnd.shared = null;
+        model = null;
       }
+      SentenceEnd.loaded.set(file, model);
     }
-    return SentenceEnd.shared ?? undefined;
+    return SentenceEnd.loaded.get(file) ?? undefined;
   }
 
   /** log10 P(sentence end | the last two words); undefined for no words. */
