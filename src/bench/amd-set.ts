@@ -4,13 +4,12 @@
  * and without a beep, in four flite voices, at 8 kHz mu-law with faint line noise.
  * Used by the tests (a few) and the bench (all: the confusion matrix).
  */
-import { decodeG711, encodeG711 } from "../audio/g711.js";
 import { detectAnsweredBy, MachineDetector, type AmdOutcome, type AmdVerdict } from "../audio/amd.js";
 import { PocketsphinxTranscriber } from "../speech/pocketsphinx.js";
 import { FliteSynthesizer } from "../speech/flite.js";
 import { synthesizeAll } from "../speech/types.js";
 import { percentile } from "../util/stats.js";
-import { LINE_RATE, onLine as join, silence, tone, trimSilence } from "./line-audio.js";
+import { LINE_RATE, throughPhone, onLine as join, silence, tone, trimSilence } from "./line-audio.js";
 
 export interface AmdSample {
   label: Exclude<AmdOutcome, "unknown">;
@@ -43,8 +42,6 @@ export const MACHINE_GREETINGS = [
 export const VOICES = ["rms", "slt", "awb", "kal"];
 const BEEPS = [1000, 850, 1400, undefined];
 const RATE = LINE_RATE;
-/** Through the phone: mu-law at 8 kHz, as every carrier sends it. */
-const phone = (pcm: Int16Array): Int16Array => decodeG711("ulaw", encodeG711("ulaw", pcm));
 let spotter: PocketsphinxTranscriber | undefined;
 
 /** Where the synthesizer's speech ends, in ms (it leaves silence after it). */
@@ -62,13 +59,13 @@ export async function amdSet(limit = Infinity): Promise<AmdSample[]> {
     for (const text of HUMAN_ANSWERS) {
       if (out.filter((s) => s.label === "human").length >= limit) break;
       const speech = await synthesizeAll(flite, text, RATE);
-      out.push({ label: "human", text, voice, speechEndMs: 300 + lastSound(speech), pcm: phone(join([silence(300), speech, silence(4000)], seed++)) });
+      out.push({ label: "human", text, voice, speechEndMs: 300 + lastSound(speech), pcm: throughPhone(join([silence(300), speech, silence(4000)], seed++)) });
     }
     for (const [i, text] of MACHINE_GREETINGS.entries()) {
       if (out.filter((s) => s.label === "machine").length >= limit) break;
       const speech = await synthesizeAll(flite, text, RATE);
       const beepHz = BEEPS[(i + VOICES.indexOf(voice)) % BEEPS.length];
-      out.push({ label: "machine", text, voice, ...(beepHz ? { beepHz } : {}), speechEndMs: 300 + lastSound(speech), pcm: phone(join([silence(300), speech, silence(400), beepHz ? tone(beepHz, 400) : silence(0), silence(3000)], seed++)) });
+      out.push({ label: "machine", text, voice, ...(beepHz ? { beepHz } : {}), speechEndMs: 300 + lastSound(speech), pcm: throughPhone(join([silence(300), speech, silence(400), beepHz ? tone(beepHz, 400) : silence(0), silence(3000)], seed++)) });
     }
   }
   return out;

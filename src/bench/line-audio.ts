@@ -2,7 +2,12 @@
  * What a phone line sends, for the bench's labelled sets: speech laid over
  * faint line noise at 8 kHz, silences and tones between the parts.
  */
+import { decodeG711, encodeG711 } from "../audio/g711.js";
+
 export const LINE_RATE = 8000;
+
+/** Through the phone: mu-law at 8 kHz, as every carrier sends it. */
+export const throughPhone = (pcm: Int16Array): Int16Array => decodeG711("ulaw", encodeG711("ulaw", pcm));
 
 /** Faint deterministic line noise (about -60 dBFS). */
 export function lineNoise(samples: number, seed: number): Int16Array {

@@ -9,7 +9,6 @@
  */
 import type { AudioFrame } from "../audio/frame.js";
 import { toFrames } from "../audio/frame.js";
-import { decodeG711, encodeG711 } from "../audio/g711.js";
 import { sharedPacer } from "../audio/pacer.js";
 import { PacedTransport } from "../audio/transport.js";
 import { createLogger } from "../log.js";
@@ -18,7 +17,7 @@ import { FliteSynthesizer } from "../speech/flite.js";
 import { synthesizeAll, type Transcriber } from "../speech/types.js";
 import { CascadePipeline } from "../voice/cascade.js";
 import type { TurnTakingOptions } from "../voice/turn-taking.js";
-import { LINE_RATE, onLine, silence, trimSilence } from "./line-audio.js";
+import { LINE_RATE, throughPhone, onLine, silence, trimSilence } from "./line-audio.js";
 
 /** Where the caller pauses: what the words before the pause end on. */
 export type PauseKind = "function word" | "filler" | "verb waiting for its object" | "phrase boundary";
@@ -68,8 +67,6 @@ const PAUSES = [400, 600, 800, 1000, 1200];
 /** Silence after the caller's last word: long enough for every rule to end the turn. */
 const TAIL_MS = 2500;
 
-/** Through the phone: mu-law at 8 kHz. */
-const phone = (pcm: Int16Array): Int16Array => decodeG711("ulaw", encodeG711("ulaw", pcm));
 
 const ms = (samples: number) => (samples * 1000) / LINE_RATE;
 
@@ -87,7 +84,7 @@ export async function turnSample(parts: string[], voice: string, options: { paus
     parts,
     ...(parts.length > 1 ? { pauseMs: options.pauseMs ?? 0 } : {}),
     voice,
-    pcm: phone(onLine([...pieces, silence(TAIL_MS)], options.seed ?? 1)),
+    pcm: throughPhone(onLine([...pieces, silence(TAIL_MS)], options.seed ?? 1)),
     lastPartMs: ms(lastPart),
     lastWordMs: ms(lastPart + speech.at(-1)!.length),
   };
