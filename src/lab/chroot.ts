@@ -8,7 +8,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { acquireLabLock, type LabLock } from "./lock.js";
+import { acquireLabLock, isAlive, type LabLock } from "./lock.js";
 import {
   ariHeaders,
   ASTERISK_DIR,
@@ -59,6 +59,8 @@ export class ChrootLab implements Lab {
   private child: ChildProcess | null = null;
   private output = "";
   private lock: LabLock | null = null;
+  /** An Asterisk taken over from an earlier run (not our child). */
+  private adoptedPid?: number;
 
   private constructor(root: string, info: LabInfo) {
     this.root = root;
@@ -81,6 +83,7 @@ export class ChrootLab implements Lab {
     const lab = new ChrootLab(root, chrootInfo(root, options));
     lab.lock = lock;
     try {
+      if (options.adoptLeftover && (await lab.adopt(options.onProgress))) return lab;
       lab.render();
       await lab.boot();
     } catch (err) {
@@ -118,6 +121,34 @@ export class ChrootLab implements Lab {
     this.cli("core waitfullybooted", 20_000);
   }
 
+  /**
+   * Takes over an Asterisk an earlier run left in the root (its process died
+   * without stopping it): only when its config is exactly what this lab
+   * renders and its ARI answers with this lab's credentials. True when taken.
+   */
+  private async adopt(onProgress?: (line: string) => void): Promise<boolean> {
+    const pid = processesIn(this.root).find((p) => readCmdline(p).includes("/usr/sbin/asterisk"));
+    if (pid === undefined) return false;
+    const target = join(this.root, "etc", "asterisk");
+    const same = [...renderLabConfig(labVariables(this.info))].every(([file, text]) => {
+      try {
+        return readFileSync(join(target, file), "utf8") === text;
+      } catch {
+        return false;
+      }
+    });
+    if (!same) return false;
+    try {
+      const res = await fetch(`${this.info.ariUrl}/ari/asterisk/info`, { headers: this.ariHeaders, signal: AbortSignal.timeout(2000) });
+      if (!res.ok) return false;
+    } catch {
+      return false;
+    }
+    this.adoptedPid = pid;
+    onProgress?.(`took over the Asterisk an earlier run left running (pid ${pid}), with its calls`);
+    return true;
+  }
+
   /** Stops Asterisk gracefully and unmounts the root's /proc. */
   async stop(): Promise<void> {
     const child = this.child;
@@ -128,7 +159,11 @@ export class ChrootLab implements Lab {
       const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
       await exited;
       clearTimeout(timer);
+    } else if (this.adoptedPid !== undefined) {
+      // Not our child: asked to stop, then waited for (up to 5 s) through /proc.
+      await stopProcess(this.adoptedPid, 5000);
     }
+    this.adoptedPid = undefined;
     killProcessesIn(this.root);
     const proc = join(this.root, "proc");
     // A root left with /proc mounted is dangerous to delete; never leave it so.
@@ -189,16 +224,46 @@ function chrootInfo(root: string, options: LabOptions): LabInfo {
   return labInfo("chroot", options, readFileSync(join(root, "VERSION"), "utf8").trim());
 }
 
-/** Ends processes left running inside the root by an earlier run. */
-function killProcessesIn(root: string): void {
+/** The processes running inside the root. */
+function processesIn(root: string): number[] {
+  const out: number[] = [];
   for (const pid of readdirSync("/proc")) {
     if (!/^\d+$/.test(pid)) continue;
     try {
-      if (readlinkSync(`/proc/${pid}/root`) === root) process.kill(Number(pid), "SIGKILL");
+      if (readlinkSync(`/proc/${pid}/root`) === root) out.push(Number(pid));
     } catch {
-      // The process ended meanwhile, or is not ours to inspect: nothing to do.
+      // The process ended meanwhile, or is not ours to inspect: not counted.
     }
   }
+  return out;
+}
+
+function readCmdline(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ");
+  } catch {
+    return "";
+  }
+}
+
+/** Ends processes left running inside the root by an earlier run. */
+function killProcessesIn(root: string): void {
+  for (const pid of processesIn(root)) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // Ended meanwhile.
+    }
+  }
+}
+
+/** SIGTERM, then SIGKILL if it is still there after `graceMs`. */
+async function stopProcess(pid: number, graceMs: number): Promise<void> {
+  if (!isAlive(pid)) return;
+  process.kill(pid, "SIGTERM");
+  const until = performance.now() + graceMs;
+  while (isAlive(pid) && performance.now() < until) await new Promise((r) => setTimeout(r, 100));
+  if (isAlive(pid)) process.kill(pid, "SIGKILL");
 }
 
 function run(cmd: string, args: string[]): void {

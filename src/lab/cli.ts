@@ -37,7 +37,8 @@ export async function startLab(raw: Record<string, unknown>, io: LabIo): Promise
   // Chosen by VOICECALL_LAB_BACKEND: why that one cannot run; else why neither can.
   const chosen = process.env.VOICECALL_LAB_BACKEND ? labUnavailableReason(backend) : labUnavailableReason();
   if (chosen) return { raw, reason: process.env.VOICECALL_LAB_BACKEND ? `the ${backend} lab: ${chosen}` : chosen };
-  const lab = await Lab.start({ backend, onProgress: (line) => io.err(`[lab] ${line}`) });
+  // An Asterisk a killed service left running is taken over with its calls: the restarted service takes them back.
+  const lab = await Lab.start({ backend, adoptLeftover: true, onProgress: (line) => io.err(`[lab] ${line}`) });
   const asterisk = (raw.asterisk ?? {}) as Record<string, unknown>;
   const overlay: Record<string, unknown> = {
     provider: "asterisk",

@@ -37,6 +37,13 @@ export interface LabOptions {
   onProgress?: (line: string) => void;
   /** When another lab runs on this machine: wait this long for it to stop (default 0: refuse at once). */
   waitForLabMs?: number;
+  /**
+   * An Asterisk (the chroot root's, or the slot's container) left running
+   * by a process that died (killed mid-call), on the same config, is taken
+   * over with its calls instead of restarted, so a restarted service can
+   * take those calls back (voicecall serve --lab). Default false: a fresh one.
+   */
+  adoptLeftover?: boolean;
 }
 
 export interface LabInfo {

@@ -73,6 +73,7 @@ export class ContainerLab implements Lab {
   private readonly tmp: string;
   private readonly stopContainer: () => Promise<unknown>;
   private lock: LabLock | null = null;
+  private stopped = false;
 
   private constructor(id: string, tmp: string, info: LabInfo, stopContainer: () => Promise<unknown>) {
     this.id = id;
@@ -93,6 +94,14 @@ export class ContainerLab implements Lab {
       const info = labInfo("container", options, "");
       // We hold the lab lock: a lab container still here was left by a process that died, and holds the lab's ports.
       const leftover = docker(["ps", "-aq", "--filter", `label=${LAB_LABEL}=${slot}`]).stdout.trim().split("\n").filter(Boolean);
+      if (options.adoptLeftover && leftover.length === 1) {
+        const adopted = await ContainerLab.adopt(leftover[0]!, info, options.onProgress);
+        if (adopted) {
+          rmSync(tmp, { recursive: true, force: true });
+          adopted.lock = lock;
+          return adopted;
+        }
+      }
       if (leftover.length) docker(["rm", "-f", ...leftover]);
       // The lab cleans up after itself (above, and at stop), so testcontainers' reaper (an image pulled from a
       // registry) is not needed; the lab uses the host network, so the engine's address is never looked up
@@ -131,6 +140,32 @@ export class ContainerLab implements Lab {
     }
   }
 
+  /**
+   * Takes over the lab container a process that died left running: only when
+   * it runs on exactly this lab's variables and its ARI answers with this
+   * lab's credentials. Stopping it then removes it, as for one we started.
+   */
+  private static async adopt(id: string, info: LabInfo, onProgress?: (line: string) => void): Promise<ContainerLab | undefined> {
+    if (docker(["inspect", "-f", "{{.State.Running}}", id]).stdout.trim() !== "true") return undefined;
+    const env = new Set(docker(["inspect", "-f", "{{range .Config.Env}}{{println .}}{{end}}", id]).stdout.split("\n"));
+    if (!Object.entries(labVariables(info)).every(([key, value]) => env.has(`${key}=${value}`))) return undefined;
+    const tmp = docker(["inspect", "-f", '{{range .Mounts}}{{if eq .Destination "/tmp"}}{{.Source}}{{end}}{{end}}', id]).stdout.trim();
+    if (!tmp) return undefined;
+    try {
+      const res = await fetch(`${info.ariUrl}/ari/asterisk/info`, { headers: ariHeaders(info), signal: AbortSignal.timeout(2000) });
+      if (!res.ok) return undefined;
+    } catch {
+      return undefined;
+    }
+    const lab = new ContainerLab(id, tmp, info, async () => {
+      docker(["stop", "-t", "5", id]);
+      docker(["rm", "-f", id]);
+    });
+    lab.info.version = lab.asteriskVersion();
+    onProgress?.(`took over the lab container an earlier run left running (${id.slice(0, 12)}), with its calls`);
+    return lab;
+  }
+
   /** The lab container another process started on this machine, if one runs. */
   static attach(options: LabOptions = {}): ContainerLab | undefined {
     if (docker(["info", "--format", "{{.ServerVersion}}"], 10_000).code !== 0) return undefined;
@@ -154,7 +189,10 @@ export class ContainerLab implements Lab {
     docker(["wait", this.id]);
   }
 
+  /** Stops and removes the container (a second stop does nothing). */
   async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
     try {
       await this.stopContainer();
     } finally {

@@ -11,6 +11,17 @@ export interface LabLock {
   release(): void;
 }
 
+/** Whether process `pid` is running. */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: alive but not ours to signal; ESRCH: gone.
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 /** The pid holding `path`, if that process is alive. */
 function liveHolder(path: string): number | undefined {
   let pid: number;
@@ -19,14 +30,7 @@ function liveHolder(path: string): number | undefined {
   } catch {
     return undefined;
   }
-  if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  try {
-    process.kill(pid, 0);
-    return pid;
-  } catch (err) {
-    // EPERM: alive but not ours to signal; ESRCH: gone.
-    return (err as NodeJS.ErrnoException).code === "EPERM" ? pid : undefined;
-  }
+  return Number.isInteger(pid) && pid > 0 && isAlive(pid) ? pid : undefined;
 }
 
 function tryLock(path: string): LabLock | number {

@@ -489,5 +489,49 @@ describe.skipIf(unavailable !== undefined)(`Asterisk provider on a real Asterisk
     expect(await ast.ari.channels.list()).toEqual([]);
     expect(await ast.ari.bridges.list()).toEqual([]);
   });
+
+  // Last: it stops this suite's lab. What `voicecall serve --lab` does when the service before it was killed (on either back-end).
+  it("a lab whose process was killed is taken over with what it holds; one on another config is restarted", async () => {
+    await lab.stop();
+    const labStarter = (extra: Record<string, unknown>) => {
+      const script = `import { Lab } from ${JSON.stringify(join(import.meta.dirname, "..", "..", "dist", "lab", "lab.js"))};
+        const lab = await Lab.start({ backend: ${JSON.stringify(backend)}, slot: ${slot}, adoptLeftover: true, onProgress: (l) => console.log(l), ...${JSON.stringify(extra)} });
+        console.log("lab ready");
+        process.once("SIGTERM", async () => { await lab.stop(); process.exit(0); });
+        setInterval(() => {}, 1000);`;
+      const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "pipe"] });
+      let out = "";
+      child.stdout!.on("data", (d) => (out += d));
+      child.stderr!.on("data", (d) => (out += d));
+      const exited = new Promise((r) => child.once("exit", r));
+      return { child, exited, output: () => out, ready: () => waitFor(() => out.includes("lab ready") || child.exitCode !== null, "the lab to start", 30_000).then(() => expect(out).toContain("lab ready")) };
+    };
+    const ari = (path: string, method = "GET") => fetch(`${lab.info.ariUrl}/ari${path}`, { method, headers: lab.ariHeaders });
+    const bridgeIds = async () => ((await (await ari("/bridges")).json()) as Array<{ id: string }>).map((b) => b.id);
+
+    const first = labStarter({});
+    await first.ready();
+    expect((await ari("/bridges?bridgeId=left-by-a-killed-run&type=mixing", "POST")).status).toBe(200);
+    first.child.kill("SIGKILL");
+    await first.exited;
+    // What the killed process held is still up.
+    expect(await bridgeIds()).toContain("left-by-a-killed-run");
+
+    const second = labStarter({});
+    await second.ready();
+    expect(second.output()).toMatch(backend === "chroot" ? /took over the Asterisk an earlier run left running \(pid \d+\)/ : /took over the lab container an earlier run left running/);
+    expect(await bridgeIds()).toContain("left-by-a-killed-run");
+    second.child.kill("SIGKILL");
+    await second.exited;
+
+    // Another config (the lab phone's password): a fresh Asterisk, nothing of the old one's.
+    const third = labStarter({ labPhonePassword: "another-lab-password" });
+    await third.ready();
+    expect(third.output()).not.toMatch(/took over/);
+    expect(await bridgeIds()).not.toContain("left-by-a-killed-run");
+    third.child.kill("SIGTERM");
+    await third.exited;
+    await expect(ari("/asterisk/info")).rejects.toThrow();
+  }, 120_000);
 });
 }
