@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { FakeTailscale } from "./fakes/tailscale.js";
 import { tempDir, waitFor } from "./helpers.js";
+import { formatStatus } from "../src/gateway/cli.js";
 
 const CLI = join(import.meta.dirname, "..", "dist", "cli.js");
 const children: ChildProcess[] = [];
@@ -292,5 +293,18 @@ describe("voicecall setup, smoke and expose", () => {
     const missing = cli(["--config", config, "expose", "--mode", "funnel"], { PATH: "/nonexistent" });
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain("UNAVAILABLE: the tailscale CLI (tailscale) is not installed");
+  });
+});
+
+describe("voicecall status without --call-id", () => {
+  const call = (n: number, state: string) => ({ callId: `call-${n}`, state, direction: "inbound", to: "100", createdAt: new Date(Date.UTC(2026, 11, 1, 0, n)).toISOString() });
+
+  it("lists every call in progress and the 10 newest ended ones, saying how many it left out; --all lists all", () => {
+    const calls = [call(0, "listening"), ...Array.from({ length: 14 }, (_, i) => call(i + 1, "completed")), call(15, "speaking")];
+    const lines = formatStatus({ calls }).split("\n");
+    expect(lines[0]).toBe("(4 earlier ended calls not shown: --all lists them)");
+    expect(lines.slice(1).map((l) => l.split(" ")[0])).toEqual(["call-0", ...Array.from({ length: 10 }, (_, i) => `call-${i + 5}`), "call-15"]);
+    expect(formatStatus({ calls }, { all: true }).split("\n")).toHaveLength(16);
+    expect(formatStatus({ calls: calls.slice(0, 5) })).not.toMatch(/not shown/);
   });
 });

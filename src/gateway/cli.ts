@@ -16,6 +16,7 @@ import { startService, type RunningService } from "../server/service.js";
 import { readSavedToken } from "../server/token.js";
 import { VoiceCallClient } from "../server/client.js";
 import { latencyReport } from "../calls/latency.js";
+import { isTerminal } from "../calls/state.js";
 import { readStore } from "../store/index.js";
 import { redactUrl } from "../store/postgres.js";
 import type { Lab } from "../lab/lab.js";
@@ -146,14 +147,15 @@ export function registerVoicecallCommands(root: Command, io: CliIo): Command {
 
   root
     .command("status")
-    .description("a call's state and transcript; without --call-id, every call the service holds")
+    .description(`a call's state and transcript; without --call-id, the calls in progress and the ${ENDED_SHOWN} newest ended ones`)
     .option("--call-id <id>", "call id")
-    .action(async (o: Record<string, string>, cmd: Command) => {
+    .option("--all", "without --call-id: every call the service holds (--json always lists them all)")
+    .action(async (o: { callId?: string; all?: boolean }, cmd: Command) => {
       const g = globals(cmd);
       await report(io, g, async () => {
         const client = clientFor(g);
         return o.callId ? client.call("voicecall.status", { callId: o.callId }) : client.call("voicecall.list", {});
-      }, formatStatus);
+      }, (r) => formatStatus(r, { all: o.all === true }));
     });
 
   root
@@ -345,10 +347,18 @@ function formatEvent(e: TailEvent): string {
   return `${time} ${JSON.stringify(e)}`;
 }
 
-function formatStatus(r: any): string {
+/** Ended calls `voicecall status` lists without --all (the service keeps up to keepEndedCalls of them). */
+const ENDED_SHOWN = 10;
+
+/** Human output of voicecall.status, or of voicecall.list: every call in progress, and the newest ended ones unless `all`. */
+export function formatStatus(r: any, options: { all?: boolean } = {}): string {
   if (Array.isArray(r.calls)) {
     if (r.calls.length === 0) return "no calls";
-    return r.calls.map((c: any) => `${c.callId}  ${c.state.padEnd(10)} ${c.direction} ${printable(c.to)}  ${c.createdAt}`).join("\n");
+    const ended = r.calls.filter((c: any) => isTerminal(c.state)).sort((a: any, b: any) => String(a.createdAt).localeCompare(String(b.createdAt)));
+    const hidden = options.all ? new Set() : new Set(ended.slice(0, Math.max(0, ended.length - ENDED_SHOWN)));
+    const lines = r.calls.filter((c: any) => !hidden.has(c)).map((c: any) => `${c.callId}  ${c.state.padEnd(10)} ${c.direction} ${printable(c.to)}  ${c.createdAt}`);
+    if (hidden.size > 0) lines.unshift(`(${hidden.size} earlier ended calls not shown: --all lists them)`);
+    return lines.join("\n");
   }
   if (!r.found) return "not found";
   const c = r.call;
