@@ -312,7 +312,9 @@ export class CallSession extends LiveCall implements AnsweredLine {
     // A realtime model on the line answers the caller itself.
     if (this.record.direction === "inbound" && !pending?.driven && !answered) {
       void this.answers.respond().catch((err) => {
-        if (!this.ended) this.log.warn({ err: err instanceof Error ? err.message : String(err) }, "auto-response failed");
+        // The caller hung up while the answer was being made: the carrier says so before the call's end reaches us.
+        if (this.ended || (err instanceof VoiceCallError && err.code === "CALL_ENDED")) return;
+        this.log.warn({ err: err instanceof Error ? err.message : String(err) }, "auto-response failed");
       });
     }
   }
