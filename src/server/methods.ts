@@ -12,9 +12,10 @@ import type { Operations } from "../calls/operations.js";
 import { VoiceCallError, parseOrThrow } from "../errors.js";
 import { CallForwarder } from "./forward.js";
 
-const text = (what: string) => z.string({ error: `${what} is required` }).trim().min(1, `${what} must not be empty`);
-const callId = text("callId");
-const message = text("message");
+/** A required text field; its issue names the field by its path ("to: must not be empty"). */
+const text = () => z.string({ error: "required" }).trim().min(1, "must not be empty");
+const callId = text();
+const message = text();
 /** Digits sent once the call connects (an IVR's menu), conversation mode only; w pauses 0.5 s. */
 const dtmfSequence = z.string().regex(/^[0-9A-D*#w]{1,64}$/, "expected 0-9, A-D, * or # (w pauses 0.5 s), at most 64").optional();
 /** The agent session the call belongs to, as the gateway names it. */
@@ -33,7 +34,7 @@ const digits = z.number({ error: "digits must be a number of keys" }).int("digit
 const agentId = z.string().trim().min(1).max(128).regex(/^[A-Za-z0-9][A-Za-z0-9._:-]*$/, "letters, digits and . _ : - only").optional();
 
 const initiateFields = {
-  to: text("to").optional(),
+  to: text().optional(),
   mode: CallMode.optional(),
   provider: ProviderId.optional(),
   dtmfSequence,
@@ -47,27 +48,27 @@ const initiateFields = {
 export const MethodParams = {
   "voicecall.initiate": z.strictObject({ message, ...initiateFields }),
   /** As initiate, with `to` required and the message optional (gateway compatibility). */
-  "voicecall.start": z.strictObject({ ...initiateFields, to: text("to"), message: message.optional() }),
+  "voicecall.start": z.strictObject({ ...initiateFields, to: text(), message: message.optional() }),
   "voicecall.continue": z.strictObject({ callId, message, expect, digits }),
   "voicecall.continue.start": z.strictObject({ callId, message, expect, digits }),
-  "voicecall.continue.result": z.strictObject({ operationId: text("operationId") }),
+  "voicecall.continue.result": z.strictObject({ operationId: text() }),
   /**
    * allowTwimlFallback (gateway compatibility, sent by Google Meet's delegation): false asks a realtime
    * call not to fall back to the carrier's own speech; calls without a realtime model speak as always.
    */
   "voicecall.speak": z.strictObject({ callId, message, allowTwimlFallback: z.boolean().optional() }),
-  "voicecall.dtmf": z.strictObject({ callId, digits: text("digits").describe("keys to press: 0-9, A-D, *, #; w pauses 0.5 s") }),
+  "voicecall.dtmf": z.strictObject({ callId, digits: text().describe("keys to press: 0-9, A-D, *, #; w pauses 0.5 s") }),
   "voicecall.end": z.strictObject({ callId }),
   /** Hands the caller to a person: blind (connected, then we leave), or warm where the carrier has it (the person briefed first). */
   "voicecall.transfer": z.strictObject({
     callId,
-    to: text("to").describe("who takes the call: a number, or on the PBX an extension or SIP URI"),
+    to: text().describe("who takes the call: a number, or on the PBX an extension or SIP URI"),
     mode: z.enum(["blind", "warm"]).optional().describe("blind (the default): the caller is put through and we leave; warm: the caller holds while the person hears `message` and accepts or declines"),
     message: message.optional().describe("blind: said to the caller before the transfer; warm: what the person is told first"),
   }),
   /** Without callId: the calls in progress (gateway compatibility); `sid` is the reference plugin's name for callId. */
   "voicecall.status": z
-    .strictObject({ callId: callId.optional(), sid: text("sid").optional() })
+    .strictObject({ callId: callId.optional(), sid: text().optional() })
     .refine((p) => p.callId === undefined || p.sid === undefined || p.callId === p.sid, { message: "callId and sid name different calls", path: ["sid"] }),
   "voicecall.list": z.strictObject({}),
   /** Where a call's recording is, and what it holds. */
@@ -124,7 +125,7 @@ const handlers: { [M in MethodName]: (ctx: MethodContext, params: Params<M>) => 
   "voicecall.list": async ({ manager }) => ({ calls: manager.listCalls() }),
   "voicecall.recording": async ({ manager }, p) => {
     const call = manager.getCall(p.callId);
-    if (!call) throw new VoiceCallError("NOT_FOUND", `no call ${p.callId}`, [{ path: "callId", message: "no such call" }]);
+    if (!call) throw new VoiceCallError("NOT_FOUND", `no call with id ${p.callId}`, [{ path: "callId", message: "no such call" }]);
     return call.recording ? { found: true, callId: call.callId, ...call.recording, ...(call.endedAt ? {} : { inProgress: true }) } : { found: false, callId: call.callId };
   },
 };
