@@ -15,6 +15,7 @@ import type { Expectation } from "../speech/types.js";
 import type { TurnResponder } from "./responder.js";
 import { routeCall } from "./routing.js";
 import { Admission } from "./admission.js";
+import { reconcileCall } from "./reconcile.js";
 import { CallSession, type SessionHost } from "./session.js";
 import { isAnsweredState, isTerminal } from "./state.js";
 import type { CallRepository, LoadedStore, StoreHealth } from "../store/records.js";
@@ -435,7 +436,7 @@ export class CallManager {
   }
 
   private async reconcileRestored(): Promise<void> {
-    for (const call of [...this.calls.values()]) if (!call.ended) await this.reconcile(call);
+    for (const call of [...this.calls.values()]) if (!call.ended) await reconcileCall(call, (work, what) => this.background(work, what));
   }
 
   /**
@@ -448,7 +449,7 @@ export class CallManager {
       const call = this.track({ ...record }, loaded.transcripts.get(record.callId) ?? []);
       const fromNode = loaded.from.get(record.callId);
       call.log.warn({ fromNode }, "taking over a call whose instance stopped renewing its lease");
-      await this.reconcile(call, fromNode);
+      await reconcileCall(call, (work, what) => this.background(work, what), fromNode);
     }
     for (const warning of loaded.warnings) this.log.warn(warning);
   }
@@ -456,46 +457,6 @@ export class CallManager {
   /** Calls not ended yet. */
   get activeCalls(): number {
     return this.active;
-  }
-
-  /** A call restored after a restart (or taken over from instance `fromNode`), checked with its carrier and taken back. */
-  private async reconcile(call: CallSession, fromNode?: string): Promise<void> {
-    const after = fromNode ? `instance ${fromNode} stopped` : "the service was down";
-    const provider = call.provider;
-    const providerCallId = call.record.providerCallId;
-    if (!provider || !providerCallId) {
-      call.log.warn("restored call cannot be checked with its carrier; kept until it ends or is reaped");
-      return;
-    }
-    let status;
-    try {
-      status = await provider.getCallStatus(providerCallId, { direction: call.record.direction, answered: call.record.answeredAt !== undefined });
-    } catch (err) {
-      status = { status: "unknown" as const, reason: err instanceof Error ? err.message : String(err) };
-    }
-    if (status.status === "ended") {
-      call.finish(status.state, `ended while ${after}${status.reason ? `: ${status.reason}` : ""}`);
-      return;
-    } else if (status.status === "unknown") {
-      call.log.warn({ reason: status.reason }, "restored call status unknown; kept");
-      return;
-    }
-    if (provider.readopt && !isAnsweredState(call.record.state)) {
-      // Its setup (ring timer, answer) went with the old process.
-      await call.hangupAndFinish("error", fromNode ? `was still ringing when ${after}` : "was still ringing when the service stopped");
-      return;
-    }
-    if (provider.readopt) {
-      const taken = await provider.readopt(providerCallId, { direction: call.record.direction, answered: true, ...(fromNode ? { fromNode } : {}) });
-      if (!taken.ok) {
-        await call.hangupAndFinish("error", fromNode ? `could not take the call over after ${after}: ${taken.reason}` : `could not take the call back after a restart: ${taken.reason}`);
-        return;
-      }
-      // What was said before is in the transcript; from now on the caller is heard again.
-      call.log.info(fromNode ? { fromNode } : {}, fromNode ? "took the call over; listening" : "took the call back after a restart; listening");
-      this.background(call.openTurn(), "listening after a restart");
-    }
-    if (call.record.answeredAt) call.limitDuration();
   }
 
   // ---------------------------------------------------------------- helpers
