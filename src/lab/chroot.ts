@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { acquireLabLock, isAlive, type LabLock } from "./lock.js";
 import {
   ariHeaders,
+  ariUnanswered,
   ASTERISK_DIR,
   defaultLabRoot,
   labInfo,
@@ -137,13 +138,7 @@ export class ChrootLab implements Lab {
         return false;
       }
     });
-    if (!same) return false;
-    try {
-      const res = await fetch(`${this.info.ariUrl}/ari/asterisk/info`, { headers: this.ariHeaders, signal: AbortSignal.timeout(2000) });
-      if (!res.ok) return false;
-    } catch {
-      return false;
-    }
+    if (!same || (await ariUnanswered(this.info, 2000)) !== undefined) return false;
     this.adoptedPid = pid;
     onProgress?.(`took over the Asterisk an earlier run left running (pid ${pid}), with its calls`);
     return true;

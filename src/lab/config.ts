@@ -155,19 +155,25 @@ export function ariHeaders(info: LabInfo): { authorization: string } {
  * Waits until ARI answers with the lab's credentials; `failed()` names why to
  * stop early (Asterisk exited), `log()` is appended to the error.
  */
+/** Whether the lab's ARI answers with its credentials within `timeoutMs`: undefined when it does, else why not. */
+export async function ariUnanswered(info: LabInfo, timeoutMs: number): Promise<string | undefined> {
+  try {
+    const res = await fetch(`${info.ariUrl}/ari/asterisk/info`, { headers: ariHeaders(info), signal: AbortSignal.timeout(timeoutMs) });
+    return res.ok ? undefined : `HTTP ${res.status}`;
+  } catch (err) {
+    return String((err as Error).message);
+  }
+}
+
 export async function waitForAri(info: LabInfo, timeoutMs: number, failed: () => string | undefined = () => undefined, log: () => string = () => ""): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = "";
   while (Date.now() < deadline) {
     const reason = failed();
     if (reason) throw new Error(`${reason}:\n${log().slice(-3000)}`);
-    try {
-      const res = await fetch(`${info.ariUrl}/ari/asterisk/info`, { headers: ariHeaders(info), signal: AbortSignal.timeout(1000) });
-      if (res.ok) return;
-      last = `HTTP ${res.status}`;
-    } catch (err) {
-      last = String((err as Error).message);
-    }
+    const unanswered = await ariUnanswered(info, 1000);
+    if (unanswered === undefined) return;
+    last = unanswered;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`ARI did not answer within ${timeoutMs} ms (${last}):\n${log().slice(-3000)}`);

@@ -11,7 +11,7 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { acquireLabLock, type LabLock } from "./lock.js";
-import { ariHeaders, labInfo, labLockPath, labSlot, labVariables, waitForAri, type LabInfo, type LabOptions } from "./config.js";
+import { ariHeaders, ariUnanswered, labInfo, labLockPath, labSlot, labVariables, waitForAri, type LabInfo, type LabOptions } from "./config.js";
 import type { ExecResult, Lab, LabTools } from "./lab.js";
 
 /** The lab image .ci/docker.sh builds (asterisk/lab/Dockerfile on the project's Asterisk image). */
@@ -38,6 +38,11 @@ export function containerUnavailableReason(image = LAB_IMAGE): string | undefine
   if (info.code !== 0) return `no Docker engine answers${process.env.DOCKER_HOST ? ` at DOCKER_HOST=${process.env.DOCKER_HOST}` : ""} (${lastLine(info.stderr)})`;
   if (docker(["image", "inspect", image], 10_000).code !== 0) return `the lab image ${image} is not built (bash .ci/docker.sh up builds it)`;
   return undefined;
+}
+
+/** The host folder a lab container has as its /tmp ("" when it has none). */
+function sharedTmpOf(id: string): string {
+  return docker(["inspect", "-f", '{{range .Mounts}}{{if eq .Destination "/tmp"}}{{.Source}}{{end}}{{end}}', id]).stdout.trim();
 }
 
 /** `inside` (under /tmp) in the host folder mounted there. */
@@ -149,14 +154,8 @@ export class ContainerLab implements Lab {
     if (docker(["inspect", "-f", "{{.State.Running}}", id]).stdout.trim() !== "true") return undefined;
     const env = new Set(docker(["inspect", "-f", "{{range .Config.Env}}{{println .}}{{end}}", id]).stdout.split("\n"));
     if (!Object.entries(labVariables(info)).every(([key, value]) => env.has(`${key}=${value}`))) return undefined;
-    const tmp = docker(["inspect", "-f", '{{range .Mounts}}{{if eq .Destination "/tmp"}}{{.Source}}{{end}}{{end}}', id]).stdout.trim();
-    if (!tmp) return undefined;
-    try {
-      const res = await fetch(`${info.ariUrl}/ari/asterisk/info`, { headers: ariHeaders(info), signal: AbortSignal.timeout(2000) });
-      if (!res.ok) return undefined;
-    } catch {
-      return undefined;
-    }
+    const tmp = sharedTmpOf(id);
+    if (!tmp || (await ariUnanswered(info, 2000)) !== undefined) return undefined;
     const lab = new ContainerLab(id, tmp, info, async () => {
       docker(["stop", "-t", "5", id]);
       docker(["rm", "-f", id]);
@@ -171,7 +170,7 @@ export class ContainerLab implements Lab {
     if (docker(["info", "--format", "{{.ServerVersion}}"], 10_000).code !== 0) return undefined;
     const id = docker(["ps", "-q", "--filter", `label=${LAB_LABEL}=${labSlot(options)}`]).stdout.trim().split("\n")[0];
     if (!id) return undefined;
-    const tmp = docker(["inspect", "-f", '{{range .Mounts}}{{if eq .Destination "/tmp"}}{{.Source}}{{end}}{{end}}', id]).stdout.trim();
+    const tmp = sharedTmpOf(id);
     if (!tmp) return undefined;
     const lab = new ContainerLab(id, tmp, labInfo("container", options, ""), async () => {});
     lab.info.version = lab.asteriskVersion();

@@ -6,7 +6,7 @@
  */
 import type { ChildProcess } from "node:child_process";
 import { ChrootLab, chrootUnavailableReason } from "./chroot.js";
-import type { LabBackend, LabInfo, LabOptions } from "./config.js";
+import { ariUnanswered, type LabBackend, type LabInfo, type LabOptions } from "./config.js";
 import { ContainerLab, containerUnavailableReason } from "./container.js";
 
 export { ASTERISK_DIR, defaultLabRoot, renderTemplate, type LabBackend, type LabInfo, type LabOptions } from "./config.js";
@@ -90,12 +90,7 @@ export const Lab = {
       const reason = labUnavailableReason();
       throw new Error(`the PBX lab is not running here: start it with npm start (voicecall serve --lab)${reason ? ` (${reason})` : ""}`);
     }
-    try {
-      const res = await fetch(`${lab.info.ariUrl}/ari/asterisk/info`, { headers: lab.ariHeaders, signal: AbortSignal.timeout(1500) });
-      if (res.ok) return lab;
-    } catch {
-      // Not answering: said below.
-    }
+    if ((await ariUnanswered(lab.info, 1500)) === undefined) return lab;
     throw new Error(`the PBX lab is not running (no ARI at ${lab.info.ariUrl}): start it with npm start (voicecall serve --lab)`);
   },
 };
