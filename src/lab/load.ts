@@ -136,9 +136,10 @@ const WORDS_QUIET_MS = 3000;
  * The call once the recogniser has had its say: ended (the phones have hung up), with nothing new from the
  * caller for WORDS_QUIET_MS after the end and the newest caller line (read from their times, so calls long
  * over are not waited for again); a call with no caller line at all until WORDS_SETTLE_MS after its end.
- * Under load a sentence split at a pause has its last part recognised after the hang-up (collected 1 s
- * after the end, a call's words were cut to "i would"), and with more callers talking at once than the
- * recogniser keeps up with, a call's words came 24 s after it ended (collected 10 s after, they read as none).
+ * Under load a sentence split at a pause has its last part recognised after the hang-up (collected as
+ * soon as the first part was in, a call's words were cut to "I would like to put"), and with more callers
+ * talking at once than the recogniser keeps up with, a call's words came 24 s after it ended (collected
+ * 10 s after, they read as none).
  */
 async function settledView(client: VoiceCallClient, callId: string): Promise<CallView | undefined> {
   const started = Date.now();
@@ -150,8 +151,7 @@ async function settledView(client: VoiceCallClient, callId: string): Promise<Cal
     if (view.endedAt) {
       const ended = Date.parse(view.endedAt);
       const newest = Math.max(ended, ...said.map((t) => Date.parse(t.at)));
-      if (said.length > 0 ? now - newest >= WORDS_QUIET_MS : now - ended >= WORDS_SETTLE_MS) return view;
-      if (now - ended >= WORDS_SETTLE_MS) return view;
+      if (now - ended >= WORDS_SETTLE_MS || (said.length > 0 && now - newest >= WORDS_QUIET_MS)) return view;
     } else if (now - started >= WORDS_SETTLE_MS) {
       // Not ended although its phone hung up: reported as it is.
       return view;
