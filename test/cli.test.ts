@@ -70,6 +70,29 @@ describe("voicecall CLI against a running service", () => {
     expect(cli(["--config", config, "latency"]).stdout).toMatch(/^1 turns in 1 calls .*p50 \d+ ms, p95 \d+ ms, p99 \d+ ms/);
   });
 
+  it("tail prints each state change of a call once, and its transcript lines", async () => {
+    const dir = tempDir();
+    const config = writeConfig(dir);
+    const { url } = await serve(config);
+    const base = ["--config", config, "--url", url];
+    const tail = spawn(process.execPath, [CLI, ...base, "tail"], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, VOICECALL_TOKEN: "", VOICECALL_URL: "" } });
+    children.push(tail);
+    let out = "";
+    tail.stdout!.on("data", (d) => (out += d));
+    // Connected once the stream's first bytes (its opening comment) are in: give it a moment.
+    await new Promise((r) => setTimeout(r, 500));
+    const callId = cli([...base, "call", "--to", "+15550001234", "--message", "hello", "--mode", "conversation", "--json"]).json.result.callId as string;
+    await waitFor(() => out.includes("caller: sure thing"), "the reply in the tail", 10_000);
+    cli([...base, "end", "--call-id", callId]);
+    await waitFor(() => out.includes("state=hangup-bot"), "the end in the tail", 10_000);
+    const states = out.split("\n").filter((l) => l.includes(` ${callId} state=`)).map((l) => l.split(" state=")[1]);
+    expect(states[0]).toBe("initiated");
+    expect(states.at(-1)).toMatch(/^hangup-bot/);
+    // The record comes at every change (an answer time, a carrier id): a state is printed once per change.
+    expect(states.filter((s, i) => i > 0 && s === states[i - 1])).toEqual([]);
+    expect(out).toContain(`${callId} bot: hello`);
+  });
+
   it("names the bad flag or field, with a non-zero exit and no stack", async () => {
     const dir = tempDir();
     const config = writeConfig(dir);

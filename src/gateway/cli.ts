@@ -160,14 +160,26 @@ export function registerVoicecallCommands(root: Command, io: CliIo): Command {
 
   root
     .command("tail")
-    .description("print call events as they happen, until Ctrl-C")
+    .description("print call events as they happen (each state change, each transcript line), until Ctrl-C")
     .action(async (_o: unknown, cmd: Command) => {
       const g = globals(cmd);
       const controller = new AbortController();
       void io.untilSignal().then(() => controller.abort());
+      // The service sends a call's record at every change (an answer time, a carrier id): a person reads its state changes.
+      const shown = new Map<string, string>();
       try {
         for await (const event of clientFor(g).events(controller.signal)) {
-          io.out(g.json ? JSON.stringify(event) : formatEvent(event as TailEvent));
+          if (g.json) {
+            io.out(JSON.stringify(event));
+            continue;
+          }
+          const e = event as TailEvent;
+          if (e.type === "call" && e.call) {
+            const state = `${e.call.state}\u0000${e.call.endReason ?? ""}`;
+            if (shown.get(e.call.callId) === state) continue;
+            shown.set(e.call.callId, state);
+          }
+          io.out(formatEvent(e));
         }
       } catch (err) {
         fail(io, g, asVoiceCallError(err));
