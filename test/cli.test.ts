@@ -256,6 +256,10 @@ describe("voicecall setup, smoke and expose", () => {
     expect(ready.stdout).toMatch(/^ok {4}config +config is valid \(provider mock\)$/m);
     expect(ready.stdout).toMatch(/^ok {4}service +.*is running \(0 calls on record\)$/m);
     expect(ready.stdout.trim().split("\n").at(-1)).toBe("setup: ready for calls");
+    expect(ready.stdout).not.toContain("no --config given");
+    // Without --config it checks the defaults, and says so (the running service may have another carrier).
+    const unconfigured = cli(["--url", url, "setup"], { HOME: dir });
+    expect(unconfigured.stdout).toMatch(/^warn +config +no --config given: these checks are of the defaults and the environment \(provider mock\)/m);
 
     const broken = join(dir, "broken.json5");
     writeFileSync(broken, JSON.stringify({ provider: "twilio" }));

@@ -16,7 +16,8 @@ import { fail, printable, report, type OutputIo, type OutputOptions } from "./cl
 export interface SetupCommandContext {
   globals: (cmd: Command) => OutputOptions;
   client: (cmd: Command) => VoiceCallClient;
-  config: (cmd: Command) => { config: VoiceCallConfig; warnings: string[]; gateway?: boolean };
+  /** `defaults`: no config file was given (nor the gateway's): the defaults and the environment. */
+  config: (cmd: Command) => { config: VoiceCallConfig; warnings: string[]; gateway?: boolean; defaults?: boolean };
 }
 
 const SMOKE_MESSAGE = "This is a short test call from your voice assistant. Goodbye.";
@@ -116,7 +117,7 @@ export function registerSetupCommands(root: Command, io: OutputIo & { env: Env }
 }
 
 async function setupReport(cmd: Command, ctx: SetupCommandContext): Promise<SetupReport> {
-  let loaded: { config: VoiceCallConfig; warnings: string[]; gateway?: boolean };
+  let loaded: ReturnType<SetupCommandContext["config"]>;
   try {
     loaded = ctx.config(cmd);
   } catch (err) {
@@ -126,7 +127,9 @@ async function setupReport(cmd: Command, ctx: SetupCommandContext): Promise<Setu
       : [{ check: "config", status: "fail", detail: e.message }];
     return { ok: false, findings };
   }
-  return runSetup(loaded.config, loaded.warnings, { client: ctx.client(cmd), gateway: loaded.gateway });
+  // Checked without the user's config, a mock default would read as ready while the service runs another carrier.
+  const warnings = loaded.defaults ? [...loaded.warnings, `no --config given: these checks are of the defaults and the environment (provider ${loaded.config.provider}); pass --config with your config file to check it`] : loaded.warnings;
+  return runSetup(loaded.config, warnings, { client: ctx.client(cmd), gateway: loaded.gateway });
 }
 
 const MARK = { ok: "ok  ", warn: "warn", fail: "FAIL" } as const;

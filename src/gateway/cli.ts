@@ -314,9 +314,9 @@ function loadConfig(file: string | undefined, env: Env): { config: VoiceCallConf
 }
 
 /** The config a command works with: --config, else the gateway plugin's own (`gateway`), else defaults and the environment. */
-function configOf(g: GlobalOptions, io: CliIo): { config: VoiceCallConfig; warnings: string[]; gateway?: boolean } {
+function configOf(g: GlobalOptions, io: CliIo): { config: VoiceCallConfig; warnings: string[]; gateway?: boolean; defaults?: boolean } {
   if (g.config) return loadConfig(g.config, io.env);
-  return io.defaultConfig ? { config: io.defaultConfig, warnings: [], gateway: true } : resolveConfig({}, io.env);
+  return io.defaultConfig ? { config: io.defaultConfig, warnings: [], gateway: true } : { ...resolveConfig({}, io.env), defaults: true };
 }
 
 function makeClient(g: GlobalOptions, io: CliIo): VoiceCallClient {
