@@ -484,6 +484,39 @@ describe.skipIf(unavailable !== undefined)(`Asterisk provider on a real Asterisk
     }
   }, 90_000);
 
+  it("a phone that goes away without hanging up is hung up once its audio has stopped (rtp_timeout), not left listening", async () => {
+    const gone = await createRuntime(
+      makeConfig(
+        {
+          provider: "asterisk",
+          outbound: { defaultMode: "conversation" },
+          asterisk: {
+            // Its own app: the suite's runtime never sees this call. The lab's endpoint with a 3 s rtp_timeout (30 s deployed).
+            ari: { url: lab.info.ariUrl, username: lab.info.ariUser, password: lab.info.ariPassword, app: "vcgone" },
+            dialTemplate: "PJSIP/{to}@lab-uas-gone",
+          },
+        },
+        tempDir(),
+      ),
+      createLogger("warn"),
+    );
+    try {
+      const phone = labAnswer(lab, { say: await fliteSpeech("Yes."), waitMs: 30_000 });
+      const { callId } = await gone.manager.initiateCall({ to: "300", message: "Are you there?" });
+      const said = await waitFor(() => gone.manager.getCall(callId)?.transcript.find((t) => t.speaker === "caller"), "the phone's words", 15_000);
+      // The phone says nothing more and sends no audio: as one whose network went.
+      const ended = await waitFor(() => {
+        const call = gone.manager.getCall(callId);
+        return call?.endedAt ? call : undefined;
+      }, "the call to end", 15_000);
+      expect(ended.state).toBe("hangup-user");
+      expect(Date.parse(ended.endedAt!) - Date.parse(said.at)).toBeLessThan(10_000);
+      await phone;
+    } finally {
+      await gone.stop();
+    }
+  }, 60_000);
+
   it("leaves no channel and no bridge behind", async () => {
     await new Promise((r) => setTimeout(r, 500));
     expect(await ast.ari.channels.list()).toEqual([]);
