@@ -1,5 +1,5 @@
 /** One lab per root: a second start says who holds it and never touches the running one. */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -29,4 +29,27 @@ describe("lab lock", () => {
     writeFileSync(path, `${gone}\n`);
     (await acquireLabLock(path)).release();
   });
+
+  it("a stale lock that several starts find at once is taken by exactly one", async () => {
+    const path = join(tempDir(), "lab-root.lock");
+    const gone = Number(spawnSync("sh", ["-c", "echo $$"], { encoding: "utf8" }).stdout.trim());
+    writeFileSync(path, `${gone}\n`);
+    const at = Date.now() + 1500;
+    // Each start tries once at the same instant, and holds what it got until every other has tried.
+    const script = `import { acquireLabLock } from ${JSON.stringify(join(import.meta.dirname, "..", "dist", "lab", "lock.js"))};
+      while (Date.now() < ${at}) {}
+      const got = await acquireLabLock(${JSON.stringify(path)}).then(() => "got", () => "refused");
+      console.log(got);
+      setTimeout(() => process.exit(0), 1500);`;
+    const results = await Promise.all(
+      Array.from({ length: 6 }, () => {
+        const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+        let out = "";
+        child.stdout.on("data", (d) => (out += d));
+        return new Promise<string>((resolve) => child.once("exit", () => resolve(out.trim())));
+      }),
+    );
+    expect(results.filter((r) => r === "got")).toHaveLength(1);
+    expect(results.filter((r) => r === "refused")).toHaveLength(5);
+  }, 20_000);
 });

@@ -102,7 +102,8 @@ export class ChrootLab implements Lab {
 
   /** Starts Asterisk again (after stop or kill) with the same config. */
   async boot(): Promise<void> {
-    killProcessesIn(this.root);
+    // Gone, not only signalled: an Asterisk still dying holds its control socket, and a new one would refuse to start.
+    await killProcessesIn(this.root);
     const proc = join(this.root, "proc");
     if (spawnSync("mountpoint", ["-q", proc]).status !== 0) run("mount", ["-t", "proc", "proc", proc]);
     // ARI records bridges into the spool's recording folder, which the package does not make.
@@ -159,7 +160,7 @@ export class ChrootLab implements Lab {
       await stopProcess(this.adoptedPid, 5000);
     }
     this.adoptedPid = undefined;
-    killProcessesIn(this.root);
+    await killProcessesIn(this.root);
     const proc = join(this.root, "proc");
     // A root left with /proc mounted is dangerous to delete; never leave it so.
     if (spawnSync("mountpoint", ["-q", proc]).status === 0) spawnSync("umount", ["-l", proc]);
@@ -241,15 +242,18 @@ function readCmdline(pid: number): string {
   }
 }
 
-/** Ends processes left running inside the root by an earlier run. */
-function killProcessesIn(root: string): void {
-  for (const pid of processesIn(root)) {
+/** Ends processes left running inside the root by an earlier run, and waits (5 s at most) until they are gone. */
+async function killProcessesIn(root: string): Promise<void> {
+  const pids = processesIn(root);
+  for (const pid of pids) {
     try {
       process.kill(pid, "SIGKILL");
     } catch {
       // Ended meanwhile.
     }
   }
+  const until = performance.now() + 5000;
+  while (pids.some(isAlive) && performance.now() < until) await new Promise((r) => setTimeout(r, 20));
 }
 
 /** SIGTERM, then SIGKILL if it is still there after `graceMs`. */

@@ -4,7 +4,7 @@
  * lock file beside the root (the holder's pid), refuses while a live process
  * holds it (naming that process), or waits for it when asked to.
  */
-import { closeSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { linkSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { VoiceCallError } from "../errors.js";
 
 export interface LabLock {
@@ -33,30 +33,67 @@ function liveHolder(path: string): number | undefined {
   return Number.isInteger(pid) && pid > 0 && isAlive(pid) ? pid : undefined;
 }
 
-function tryLock(path: string): LabLock | number {
-  for (let attempt = 0; attempt < 2; attempt += 1) {
-    try {
-      const fd = openSync(path, "wx", 0o644);
-      writeSync(fd, `${process.pid}\n`);
-      closeSync(fd);
-      let held = true;
-      const release = () => {
-        if (!held) return;
-        held = false;
-        process.off("exit", release);
-        if (liveHolder(path) === process.pid) rmSync(path, { force: true });
-      };
-      process.once("exit", release);
-      return { release };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-      const holder = liveHolder(path);
-      if (holder !== undefined) return holder;
-      // Left by a process that died without releasing it.
-      rmSync(path, { force: true });
-    }
+/**
+ * Creates `path` holding our pid, or fails with EEXIST when it exists. Made
+ * whole, then linked into place: a file created empty and written after
+ * reads, to a start looking at that moment, as a lock nobody holds.
+ */
+function create(path: string): void {
+  const temp = `${path}.${process.pid}`;
+  writeFileSync(temp, `${process.pid}\n`, { mode: 0o644 });
+  try {
+    linkSync(temp, path);
+  } finally {
+    rmSync(temp, { force: true });
   }
-  return liveHolder(path) ?? 0;
+}
+
+function tryLock(path: string): LabLock | number {
+  try {
+    create(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    const holder = liveHolder(path);
+    if (holder !== undefined) return holder;
+    // Left by a process that died without releasing it. Taken over under a second lock: two starts that both
+    // found it stale once both removed it and both made it anew, each then holding "the" lock (seen in a suite
+    // run: two labs booting in one root, "Asterisk already running").
+    // Twice: the first may only clear a takeover its start died in.
+    if (!takeOver(path) && !takeOver(path)) return liveHolder(path) ?? liveHolder(`${path}.takeover`) ?? 0;
+  }
+  let held = true;
+  const release = () => {
+    if (!held) return;
+    held = false;
+    process.off("exit", release);
+    if (liveHolder(path) === process.pid) rmSync(path, { force: true });
+  };
+  process.once("exit", release);
+  return { release };
+}
+
+/** Replaces a stale lock with ours while holding `path.takeover`; false when another start is at it. */
+function takeOver(path: string): boolean {
+  const guard = `${path}.takeover`;
+  try {
+    create(guard);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    // A start that died mid-takeover: cleared for the next try.
+    if (liveHolder(guard) === undefined) rmSync(guard, { force: true });
+    return false;
+  }
+  try {
+    if (liveHolder(path) !== undefined) return false;
+    rmSync(path, { force: true });
+    create(path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw err;
+  } finally {
+    rmSync(guard, { force: true });
+  }
 }
 
 /** Takes the lock, waiting up to `waitMs` for another lab to stop; throws naming the holder. */
