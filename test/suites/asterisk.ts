@@ -523,8 +523,10 @@ describe.skipIf(unavailable !== undefined)(`Asterisk provider on a real Asterisk
     expect(await ast.ari.bridges.list()).toEqual([]);
   });
 
-  // Last: it stops this suite's lab. What `voicecall serve --lab` does when the service before it was killed (on either back-end).
-  it("a lab whose process was killed is taken over with what it holds; one on another config is restarted", async () => {
+  // Last: it stops this suite's lab. What `voicecall serve --lab` does when the service before it was killed. On the
+  // container lab only: its slot is this suite's alone, while other files wait for the chroot root's lab, and one
+  // of them takes it the moment a killed start leaves it (the chroot takeover was tried by hand: docs/lab.md).
+  it.skipIf(backend !== "container")("a lab whose process was killed is taken over with what it holds; one on another config is restarted", async () => {
     await lab.stop();
     const labStarter = (extra: Record<string, unknown>) => {
       const script = `import { Lab } from ${JSON.stringify(join(import.meta.dirname, "..", "..", "dist", "lab", "lab.js"))};
