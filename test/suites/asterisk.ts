@@ -71,6 +71,20 @@ describe.skipIf(unavailable !== undefined)(`Asterisk provider on a real Asterisk
     return { ear, phone, call };
   };
 
+  /** A second service on the lab, on ARI app `app` (the suite's runtime never sees its calls), conversation calls out. */
+  const serviceOfItsOwn = (app: string, asterisk: Record<string, unknown>) =>
+    createRuntime(
+      makeConfig(
+        {
+          provider: "asterisk",
+          outbound: { defaultMode: "conversation" },
+          asterisk: { ari: { url: lab.info.ariUrl, username: lab.info.ariUser, password: lab.info.ariPassword, app }, ...asterisk },
+        },
+        tempDir(),
+      ),
+      createLogger("warn"),
+    );
+
   beforeAll(async () => {
     // Other test files use the lab too: wait for theirs to stop rather than fail.
     lab = await Lab.start({ backend, slot, onProgress: (l) => console.log(`[lab ${backend}] ${l}`), waitForLabMs: 600_000 });
@@ -280,21 +294,7 @@ describe.skipIf(unavailable !== undefined)(`Asterisk provider on a real Asterisk
     const first = dial(callerScenario({ extension: "520", holdMs: "wait" }), "520");
     const firstCall = await newInbound(known);
     await waitFor(() => stateOf(firstCall.callId) === "listening", "first service's call up");
-    const wide = await createRuntime(
-      makeConfig(
-        {
-          provider: "asterisk",
-          outbound: { defaultMode: "conversation" },
-          asterisk: {
-            ari: { url: lab.info.ariUrl, username: lab.info.ariUser, password: lab.info.ariPassword, app: "voicecall-wideband" },
-            media: { transport: "websocket", codec: "slin16" },
-            dialTemplate: "PJSIP/{to}@lab-uas",
-          },
-        },
-        tempDir(),
-      ),
-      createLogger("warn"),
-    );
+    const wide = await serviceOfItsOwn("voicecall-wideband", { media: { transport: "websocket", codec: "slin16" }, dialTemplate: "PJSIP/{to}@lab-uas" });
     try {
       // Starting (and its clean-up of leftovers) did not touch the other service's call.
       expect(stateOf(firstCall.callId)).toBe("listening");
@@ -485,21 +485,8 @@ describe.skipIf(unavailable !== undefined)(`Asterisk provider on a real Asterisk
   }, 90_000);
 
   it("a phone that goes away without hanging up is hung up once its audio has stopped (rtp_timeout), not left listening", async () => {
-    const gone = await createRuntime(
-      makeConfig(
-        {
-          provider: "asterisk",
-          outbound: { defaultMode: "conversation" },
-          asterisk: {
-            // Its own app: the suite's runtime never sees this call. The lab's endpoint with a 3 s rtp_timeout (30 s deployed).
-            ari: { url: lab.info.ariUrl, username: lab.info.ariUser, password: lab.info.ariPassword, app: "vcgone" },
-            dialTemplate: "PJSIP/{to}@lab-uas-gone",
-          },
-        },
-        tempDir(),
-      ),
-      createLogger("warn"),
-    );
+    // Its own app: the suite's runtime never sees this call. The lab's endpoint with a 3 s rtp_timeout (30 s deployed).
+    const gone = await serviceOfItsOwn("vcgone", { dialTemplate: "PJSIP/{to}@lab-uas-gone" });
     try {
       const phone = labAnswer(lab, { say: await fliteSpeech("Yes."), waitMs: 30_000 });
       const { callId } = await gone.manager.initiateCall({ to: "300", message: "Are you there?" });
